@@ -1,0 +1,81 @@
+"""JSON views of the models, in the shapes of the OpenStack Bare Metal API v1.
+
+Secrets in ``driver_info`` are always masked here; nothing else renders a node.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from metalplane.common.secrets import mask_driver_info
+from metalplane.db.models import Node, Port, Portgroup
+from metalplane.drivers.base import INTERFACE_KINDS
+
+__all__ = ["NODE_LIST_FIELDS", "node_view", "port_view", "portgroup_view"]
+
+NODE_LIST_FIELDS = ("uuid", "name", "instance_uuid", "power_state", "provision_state",
+                    "maintenance")
+NODE_FIELDS = (
+    "uuid", "name", "driver", "driver_info", "driver_internal_info", "properties",
+    "instance_info", "instance_uuid", "extra", "provision_state", "target_provision_state",
+    "provision_updated_at", "power_state", "target_power_state", "last_error", "maintenance",
+    "maintenance_reason", "reservation", "traits", "resource_class", "conductor_group",
+    "owner", "lessee", "inspection_started_at", "inspection_finished_at", "created_at",
+    "updated_at", *(f"{k}_interface" for k in INTERFACE_KINDS),
+)
+
+
+def _ts(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _links(base: str, kind: str, ident: str) -> list[dict[str, str]]:
+    return [{"href": f"{base}/v1/{kind}/{ident}", "rel": "self"},
+            {"href": f"{base}/{kind}/{ident}", "rel": "bookmark"}]
+
+
+def node_view(node: Node, base: str, fields: list[str] | None = None,
+              driver_defaults: dict[str, str] | None = None) -> dict[str, Any]:
+    """A node as the API shows it; ``fields`` limits the keys (Ironic's ``?fields=``)."""
+    out: dict[str, Any] = {}
+    for f in NODE_FIELDS:
+        if fields is not None and f not in fields:
+            continue
+        value = getattr(node, f)
+        if f == "driver_info":
+            value = mask_driver_info(value)
+        elif f.endswith("_interface") and value is None and driver_defaults:
+            value = driver_defaults.get(f)
+        elif isinstance(value, dt.datetime):
+            value = _ts(value)
+        out[f] = value
+    if fields is None or "links" in fields:
+        out["links"] = _links(base, "nodes", node.uuid)
+    if fields is None:
+        out["ports"] = [{"href": f"{base}/v1/nodes/{node.uuid}/ports", "rel": "self"}]
+        out["portgroups"] = [{"href": f"{base}/v1/nodes/{node.uuid}/portgroups", "rel": "self"}]
+        out["states"] = [{"href": f"{base}/v1/nodes/{node.uuid}/states", "rel": "self"}]
+    return out
+
+
+def port_view(port: Port, node_uuid: str, pg_uuid: str | None, base: str) -> dict[str, Any]:
+    return {
+        "uuid": port.uuid, "address": port.address, "name": port.name,
+        "node_uuid": node_uuid, "portgroup_uuid": pg_uuid,
+        "local_link_connection": port.local_link_connection or {},
+        "physical_network": port.physical_network, "pxe_enabled": port.pxe_enabled,
+        "extra": port.extra or {}, "created_at": _ts(port.created_at),
+        "updated_at": _ts(port.updated_at), "links": _links(base, "ports", port.uuid),
+    }
+
+
+def portgroup_view(pg: Portgroup, node_uuid: str, base: str) -> dict[str, Any]:
+    return {
+        "uuid": pg.uuid, "address": pg.address, "name": pg.name, "node_uuid": node_uuid,
+        "mode": pg.mode, "properties": pg.properties or {},
+        "standalone_ports_supported": pg.standalone_ports_supported, "extra": pg.extra or {},
+        "created_at": _ts(pg.created_at), "updated_at": _ts(pg.updated_at),
+        "links": _links(base, "portgroups", pg.uuid),
+        "ports": [{"href": f"{base}/v1/portgroups/{pg.uuid}/ports", "rel": "self"}],
+    }

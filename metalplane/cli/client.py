@@ -1,0 +1,88 @@
+"""A small client of metalplane's Bare Metal API for the CLI (httpx).
+
+Errors come back as :class:`ApiError` with the server's one-line message, decoded from
+Ironic's ``{"error_message": "<json>"}`` shape.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+__all__ = ["ApiError", "Client"]
+
+
+class ApiError(Exception):
+    """The API refused a request or could not be reached."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def decode_error(resp: httpx.Response) -> str:
+    try:
+        body = resp.json()
+        msg = body.get("error_message", body)
+        if isinstance(msg, str):
+            try:
+                inner = json.loads(msg)
+                msg = inner.get("faultstring", msg) if isinstance(inner, dict) else msg
+            except ValueError:
+                pass
+        return str(msg)
+    except ValueError:
+        return resp.text.strip() or resp.reason_phrase
+
+
+class Client:
+    def __init__(self, url: str, username: str | None = None, password: str | None = None,
+                 timeout: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        auth = httpx.BasicAuth(username, password or "") if username else None
+        self._http = httpx.Client(base_url=self.url, auth=auth, timeout=timeout,
+                                  headers={"X-OpenStack-Ironic-API-Version": "latest"})
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            resp = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ApiError(f"cannot reach metalplane at {self.url}: {exc} "
+                           "(is `metalplane server` running? set --url or METALPLANE_URL)") \
+                from None
+        if resp.status_code >= 400:
+            raise ApiError(decode_error(resp), resp.status_code)
+        if resp.status_code == 204 or not resp.content:
+            return None
+        return resp.json()
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params={k: v for k, v in params.items()
+                                                 if v is not None})
+
+    def post(self, path: str, body: Any) -> Any:
+        return self.request("POST", path, json=body)
+
+    def put(self, path: str, body: Any) -> Any:
+        return self.request("PUT", path, json=body)
+
+    def patch(self, path: str, body: Any) -> Any:
+        return self.request("PATCH", path, json=body)
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
+
+    def list_all(self, path: str, key: str, **params: Any) -> list[dict[str, Any]]:
+        """Follow ``next`` links to collect a whole list (bounded by the server's pages)."""
+        out: list[dict[str, Any]] = []
+        marker = None
+        for _ in range(10_000):
+            page = self.get(path, marker=marker, **params)
+            out.extend(page[key])
+            if not page.get("next") or not page[key]:
+                return out
+            marker = page[key][-1]["uuid"]
+        return out

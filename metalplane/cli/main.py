@@ -1,0 +1,581 @@
+"""The ``metalplane`` command: the server, and the node/port/portgroup verbs over the API.
+
+Errors print as one line on stderr with exit status 1 (2 for usage errors), never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from metalplane import __version__
+from metalplane.cli.client import ApiError, Client
+from metalplane.cli.output import FORMATS, console, emit, err_console
+from metalplane.common.bmc_address import parse_bmc_address
+from metalplane.common.exceptions import MetalplaneError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(help="metalplane: a bare-metal cloud control plane.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+node_app = typer.Typer(help="Enroll, inspect, provide, deploy and undeploy nodes.",
+                       no_args_is_help=True)
+port_app = typer.Typer(help="A node's NICs (bare-metal ports).", no_args_is_help=True)
+pg_app = typer.Typer(help="Bonds/LAGs of a node's ports (portgroups).", no_args_is_help=True)
+user_app = typer.Typer(help="Users of http_basic authentication.", no_args_is_help=True)
+app.add_typer(node_app, name="node")
+app.add_typer(port_app, name="port")
+app.add_typer(pg_app, name="portgroup")
+app.add_typer(user_app, name="user")
+
+STATE = {"url": "http://127.0.0.1:6385", "username": None, "password": None}
+Output = Annotated[str, typer.Option("-o", "--output", help="table, json or yaml.")]
+NODE_COLUMNS = ("uuid", "name", "power_state", "provision_state", "maintenance")
+LONG_COLUMNS = ("uuid", "name", "driver", "power_state", "provision_state",
+                "target_provision_state", "maintenance", "owner", "last_error")
+PORT_COLUMNS = ("uuid", "address", "node_uuid", "pxe_enabled", "physical_network",
+                "local_link_connection")
+# Where --wait stops: states in which the conductor is not working on the node.
+RESTING = {"enroll", "manageable", "available", "active", "error", "inspect failed",
+           "clean failed", "deploy failed", "adopt failed", "inspect wait", "clean wait",
+           "wait call-back"}
+FAILED = {"error", "inspect failed", "clean failed", "deploy failed", "adopt failed"}
+
+
+class CliError(Exception):
+    pass
+
+
+def _client() -> Client:
+    return Client(str(STATE["url"]), STATE["username"], STATE["password"])  # type: ignore[arg-type]
+
+
+def _check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise CliError(f"--output must be one of {', '.join(FORMATS)}, not '{fmt}'")
+    return fmt
+
+
+def _kv(items: list[str] | None, what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"{what} takes KEY=VALUE, not '{item}'")
+        out[key] = _typed(value)
+    return out
+
+
+def _typed(value: str) -> Any:
+    low = value.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
+
+@app.callback()
+def _global(
+    url: Annotated[str, typer.Option(envvar="METALPLANE_URL",
+                                     help="API endpoint.")] = "http://127.0.0.1:6385",
+    username: Annotated[str | None, typer.Option(envvar="METALPLANE_USERNAME",
+                                                 help="http_basic user.")] = None,
+    password: Annotated[str | None, typer.Option(envvar="METALPLANE_PASSWORD",
+                                                 help="http_basic password.")] = None,
+) -> None:
+    STATE.update(url=url, username=username, password=password)
+
+
+@app.command()
+def version() -> None:
+    """Print metalplane's version."""
+    console.print(__version__)
+
+
+@app.command()
+def server(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (Ironic's).")] = 6385,
+    data_dir: Annotated[Path | None, typer.Option(
+        envvar="METALPLANE_DATA_DIR", help="Store, secret key and users file "
+        "[default: ~/.local/share/metalplane].")] = None,
+    auth_strategy: Annotated[str | None, typer.Option(
+        help="noauth or http_basic [default: noauth on loopback, http_basic elsewhere].")] = None,
+    database_url: Annotated[str | None, typer.Option(
+        envvar="METALPLANE_DATABASE_URL",
+        help="SQLAlchemy URL, e.g. postgresql+psycopg://u:p@127.0.0.1/metalplane "
+        "[default: SQLite in the data dir].")] = None,
+    workers: Annotated[int | None, typer.Option(help="Conductor worker threads.")] = None,
+    conductor_hostname: Annotated[str | None, typer.Option(
+        help="This conductor's name in locks [default: the host name].")] = None,
+    debug: Annotated[bool, typer.Option(help="Log at DEBUG level.")] = False,
+) -> None:
+    """Run the API and the conductor in one process until interrupted."""
+    import logging
+
+    from metalplane.api.service import Service, configure_logging
+    from metalplane.common.config import Settings
+
+    configure_logging(logging.DEBUG if debug else logging.INFO)
+    settings = Settings.from_env(host=host, port=port, data_dir=data_dir,
+                                 auth_strategy=auth_strategy, database_url=database_url,
+                                 workers=workers, conductor_hostname=conductor_hostname)
+    Service(settings).serve()
+
+
+@user_app.command("add")
+def user_add(
+    name: str,
+    data_dir: Annotated[Path | None, typer.Option(envvar="METALPLANE_DATA_DIR")] = None,
+    users_file: Annotated[Path | None, typer.Option(help="[default: <data dir>/htpasswd]")] = None,
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from stdin.")] = False,
+) -> None:
+    """Add or replace a user in the http_basic users file (bcrypt hashed)."""
+    from metalplane.api.auth import hash_password
+    from metalplane.common.config import Settings
+
+    settings = Settings.from_env(data_dir=data_dir,
+                                 users_file=str(users_file) if users_file else None)
+    path = settings.effective_users_file
+    if ":" in name or not name:
+        raise CliError("a user name must be non-empty and contain no ':'")
+    pw = sys.stdin.readline().rstrip("\n") if password_stdin else getpass.getpass("Password: ")
+    if not pw:
+        raise CliError("the password must not be empty")
+    lines = [ln for ln in (path.read_text().splitlines() if path.exists() else [])
+             if not ln.startswith(f"{name}:")]
+    lines.append(f"{name}:{hash_password(pw)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
+    console.print(f"user {name} written to {path}")
+
+
+# ------------------------------------------------------------------------ nodes
+def _bmc_options(bmc_address: str | None, bmc_username: str | None,
+                 bmc_password: str | None) -> tuple[str | None, dict[str, Any]]:
+    if not bmc_address:
+        if bmc_username or bmc_password:
+            raise CliError("--bmc-username/--bmc-password need --bmc-address")
+        return None, {}
+    return parse_bmc_address(bmc_address, bmc_username, bmc_password)
+
+
+@node_app.command("create")
+def node_create(
+    name: Annotated[str | None, typer.Option(help="Unique name.")] = None,
+    driver: Annotated[str | None, typer.Option(
+        help="Hardware type: redfish, ipmi or fake-hardware [default: from --bmc-address].")]
+    = None,
+    bmc_address: Annotated[str | None, typer.Option(
+        help="redfish://, redfish+http://, redfish+https:// or ipmi://host:port.")] = None,
+    bmc_username: Annotated[str | None, typer.Option()] = None,
+    bmc_password: Annotated[str | None, typer.Option(envvar="METALPLANE_BMC_PASSWORD")] = None,
+    driver_info: Annotated[list[str] | None, typer.Option(help="KEY=VALUE, repeatable.")]
+    = None,
+    prop: Annotated[list[str] | None, typer.Option("--property",
+                                                   help="KEY=VALUE, repeatable.")] = None,
+    resource_class: Annotated[str | None, typer.Option()] = None,
+    owner: Annotated[str | None, typer.Option()] = None,
+    conductor_group: Annotated[str | None, typer.Option()] = None,
+    deploy_interface: Annotated[str | None, typer.Option()] = None,
+    inspect_interface: Annotated[str | None, typer.Option()] = None,
+    output: Output = "table",
+) -> None:
+    """Enroll a node (it starts in 'enroll'; then run `node manage`)."""
+    _check_format(output)
+    hw, info = _bmc_options(bmc_address, bmc_username, bmc_password)
+    if driver and hw and driver != hw:
+        raise CliError(f"--driver {driver} does not match --bmc-address ({hw})")
+    driver = driver or hw
+    if not driver:
+        raise CliError("give --driver or --bmc-address")
+    info.update(_kv(driver_info, "--driver-info"))
+    body: dict[str, Any] = {"driver": driver, "driver_info": info,
+                            "properties": _kv(prop, "--property")}
+    for key, value in (("name", name), ("resource_class", resource_class), ("owner", owner),
+                       ("conductor_group", conductor_group),
+                       ("deploy_interface", deploy_interface),
+                       ("inspect_interface", inspect_interface)):
+        if value is not None:
+            body[key] = value
+    emit(_client().post("/v1/nodes", body), output)
+
+
+@node_app.command("list")
+def node_list(
+    provision_state: Annotated[str | None, typer.Option()] = None,
+    owner: Annotated[str | None, typer.Option()] = None,
+    conductor_group: Annotated[str | None, typer.Option()] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many.")] = None,
+    long: Annotated[bool, typer.Option("--long", help="More columns.")] = False,
+    output: Output = "table",
+) -> None:
+    """List nodes."""
+    _check_format(output)
+    params = {"provision_state": provision_state, "owner": owner,
+              "conductor_group": conductor_group, "detail": "true" if long else None}
+    if limit:
+        nodes = _client().get("/v1/nodes", limit=limit, **params)["nodes"]
+    else:
+        nodes = _client().list_all("/v1/nodes", "nodes", **params)
+    emit(nodes, output, LONG_COLUMNS if long else NODE_COLUMNS)
+
+
+@node_app.command("show")
+def node_show(node: str, output: Output = "table") -> None:
+    """Show one node (secrets masked)."""
+    _check_format(output)
+    emit(_client().get(f"/v1/nodes/{node}"), output)
+
+
+@node_app.command("set")
+def node_set(
+    node: str,
+    name: Annotated[str | None, typer.Option()] = None,
+    driver: Annotated[str | None, typer.Option()] = None,
+    bmc_address: Annotated[str | None, typer.Option()] = None,
+    bmc_username: Annotated[str | None, typer.Option()] = None,
+    bmc_password: Annotated[str | None, typer.Option(envvar="METALPLANE_BMC_PASSWORD")] = None,
+    driver_info: Annotated[list[str] | None, typer.Option(help="KEY=VALUE")] = None,
+    prop: Annotated[list[str] | None, typer.Option("--property", help="KEY=VALUE")] = None,
+    instance_info: Annotated[list[str] | None, typer.Option(help="KEY=VALUE")] = None,
+    extra: Annotated[list[str] | None, typer.Option(help="KEY=VALUE")] = None,
+    resource_class: Annotated[str | None, typer.Option()] = None,
+    owner: Annotated[str | None, typer.Option()] = None,
+    deploy_interface: Annotated[str | None, typer.Option()] = None,
+    inspect_interface: Annotated[str | None, typer.Option()] = None,
+    output: Output = "table",
+) -> None:
+    """Change a node's fields (sends a JSON patch)."""
+    _check_format(output)
+    patch: list[dict[str, Any]] = []
+    hw, info = _bmc_options(bmc_address, bmc_username, bmc_password)
+    if hw:
+        patch.append({"op": "add", "path": "/driver_info", "value": info})
+        if not driver:
+            driver = hw
+    for key, value in (("name", name), ("driver", driver), ("resource_class", resource_class),
+                       ("owner", owner), ("deploy_interface", deploy_interface),
+                       ("inspect_interface", inspect_interface)):
+        if value is not None:
+            patch.append({"op": "add", "path": f"/{key}", "value": value})
+    for field, items, flag in (("driver_info", driver_info, "--driver-info"),
+                               ("properties", prop, "--property"),
+                               ("instance_info", instance_info, "--instance-info"),
+                               ("extra", extra, "--extra")):
+        for k, v in _kv(items, flag).items():
+            patch.append({"op": "add", "path": f"/{field}/{k}", "value": v})
+    if not patch:
+        raise CliError("nothing to set; see `metalplane node set --help`")
+    emit(_client().patch(f"/v1/nodes/{node}", patch), output)
+
+
+@node_app.command("delete")
+def node_delete(nodes: list[str]) -> None:
+    """Delete nodes (in enroll, manageable, available or a failed state)."""
+    c = _client()
+    for n in nodes:
+        c.delete(f"/v1/nodes/{n}")
+        console.print(f"deleted node {n}")
+
+
+def _wait(c: Client, nodes: list[str], timeout: float, what: str) -> None:
+    """Poll until every node rests; show progress; raise CliError if any failed."""
+    from rich.live import Live
+    from rich.table import Table
+
+    deadline = time.monotonic() + timeout
+    last: dict[str, dict[str, Any]] = {}
+
+    def table() -> Table:
+        t = Table(title=f"waiting for {what}", show_header=True)
+        for col in ("node", "provision state", "target", "power", "last error"):
+            t.add_column(col)
+        for n in nodes:
+            d = last.get(n, {})
+            t.add_row(n, d.get("provision_state") or "", d.get("target_provision_state") or "",
+                      d.get("power_state") or "", (d.get("last_error") or "")[:80])
+        return t
+
+    with Live(table(), console=err_console, transient=not err_console.is_terminal,
+              auto_refresh=False) as live:
+        while True:
+            for n in nodes:
+                last[n] = c.get(f"/v1/nodes/{n}/states")
+            live.update(table(), refresh=True)
+            if all(d["provision_state"] in RESTING and not d["target_power_state"]
+                   for d in last.values()):
+                break
+            if time.monotonic() > deadline:
+                raise CliError(f"timed out after {timeout:.0f} s waiting for {what}")
+            time.sleep(0.5)
+    failed = [f"{n}: {d['provision_state']}: {d.get('last_error') or 'no error recorded'}"
+              for n, d in last.items() if d["provision_state"] in FAILED]
+    for n, d in last.items():
+        console.print(f"node {n} is {d['provision_state']}")
+    if failed:
+        raise CliError("; ".join(failed))
+
+
+def _provision_command(verb: str, doc: str) -> None:
+    def command(
+        nodes: Annotated[list[str], typer.Argument(help="Node names or UUIDs.")],
+        wait: Annotated[bool, typer.Option(help="Show progress until the nodes rest.")]
+        = False,
+        timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 1800,
+    ) -> None:
+        c = _client()
+        for n in nodes:
+            c.put(f"/v1/nodes/{n}/states/provision", {"target": verb})
+            if not wait:
+                console.print(f"{verb} requested for node {n}")
+        if wait:
+            _wait(c, nodes, timeout, verb)
+
+    command.__doc__ = doc
+    node_app.command(verb)(command)
+
+
+for _verb, _doc in (
+    ("manage", "enroll -> manageable: check the BMC credentials work."),
+    ("inspect", "manageable -> inspecting -> manageable: read CPUs, memory and NICs."),
+    ("provide", "manageable -> cleaning -> available."),
+    ("clean", "manageable -> cleaning -> manageable (manual cleaning)."),
+    ("deploy", "available -> deploying -> active."),
+    ("rebuild", "active -> deploying -> active: redeploy the image."),
+    ("undeploy", "active -> deleting -> cleaning -> available."),
+    ("abort", "Stop a node waiting in 'inspect wait', 'clean wait' or 'wait call-back'."),
+    ("adopt", "manageable -> adopting -> active: take over a node already running."),
+):
+    _provision_command(_verb, _doc)
+
+
+@node_app.command("power")
+def node_power(
+    action: Annotated[str, typer.Argument(help="on, off or reboot.")],
+    nodes: Annotated[list[str], typer.Argument(help="Node names or UUIDs.")],
+    wait: Annotated[bool, typer.Option(help="Wait until the BMC reports it.")] = False,
+    timeout: Annotated[float, typer.Option()] = 300,
+) -> None:
+    """Power nodes on, off or reboot them."""
+    targets = {"on": "power on", "off": "power off", "reboot": "rebooting"}
+    if action not in targets:
+        raise CliError(f"power action must be on, off or reboot, not '{action}'")
+    c = _client()
+    for n in nodes:
+        c.put(f"/v1/nodes/{n}/states/power", {"target": targets[action]})
+    if not wait:
+        console.print(f"power {action} requested for {', '.join(nodes)}")
+        return
+    _wait(c, nodes, timeout, f"power {action}")
+    errors = [f"{n}: {d}" for n in nodes
+              if (d := c.get(f"/v1/nodes/{n}/states").get("last_error"))]
+    if errors:
+        raise CliError("; ".join(errors))
+
+
+@node_app.command("boot-device")
+def node_boot_device(
+    node: str,
+    device: Annotated[str | None, typer.Argument(help="pxe, disk, cdrom or bios; "
+                                                       "omit to show the current one.")] = None,
+    persistent: Annotated[bool, typer.Option(help="Every boot, not just the next.")] = False,
+    output: Output = "table",
+) -> None:
+    """Show or set a node's boot device."""
+    _check_format(output)
+    c = _client()
+    if device:
+        c.put(f"/v1/nodes/{node}/management/boot_device",
+              {"boot_device": device, "persistent": persistent})
+    emit(c.get(f"/v1/nodes/{node}/management/boot_device"), output)
+
+
+@node_app.command("maintenance")
+def node_maintenance(
+    node: str,
+    on: Annotated[bool, typer.Option("--on/--off", help="Set or unset.")] = True,
+    reason: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Put a node in maintenance (the conductor leaves it alone) or take it out."""
+    c = _client()
+    if on:
+        c.put(f"/v1/nodes/{node}/maintenance", {"reason": reason} if reason else {})
+    else:
+        c.delete(f"/v1/nodes/{node}/maintenance")
+    console.print(f"maintenance {'set' if on else 'unset'} on node {node}")
+
+
+@node_app.command("validate")
+def node_validate(node: str, output: Output = "table") -> None:
+    """Check each interface of a node can work with its driver_info."""
+    _check_format(output)
+    result = _client().get(f"/v1/nodes/{node}/validate")
+    rows = [{"interface": k, **v} for k, v in sorted(result.items())]
+    emit(rows if output == "table" else result, output, ("interface", "result", "reason"))
+
+
+# ------------------------------------------------------------------------ ports
+def _llc(items: list[str] | None) -> dict[str, Any]:
+    return {k: str(v) for k, v in _kv(items, "--local-link-connection").items()}
+
+
+@port_app.command("create")
+def port_create(
+    address: Annotated[str, typer.Argument(help="MAC address.")],
+    node: Annotated[str, typer.Option(help="Node name or UUID.")],
+    local_link_connection: Annotated[list[str] | None, typer.Option(
+        help="switch_id=MAC, port_id=NAME, switch_info=NAME; repeatable.")] = None,
+    physical_network: Annotated[str | None, typer.Option()] = None,
+    pxe_enabled: Annotated[bool, typer.Option("--pxe-enabled/--no-pxe-enabled")] = True,
+    portgroup: Annotated[str | None, typer.Option(help="Portgroup name or UUID.")] = None,
+    name: Annotated[str | None, typer.Option()] = None,
+    output: Output = "table",
+) -> None:
+    """Create a port (a NIC of a node)."""
+    _check_format(output)
+    c = _client()
+    node_uuid = c.get(f"/v1/nodes/{node}", fields="uuid")["uuid"]
+    body: dict[str, Any] = {"address": address, "node_uuid": node_uuid,
+                            "pxe_enabled": pxe_enabled,
+                            "local_link_connection": _llc(local_link_connection)}
+    if physical_network:
+        body["physical_network"] = physical_network
+    if portgroup:
+        body["portgroup_uuid"] = c.get(f"/v1/portgroups/{portgroup}")["uuid"]
+    if name:
+        body["name"] = name
+    emit(c.post("/v1/ports", body), output)
+
+
+@port_app.command("list")
+def port_list(node: Annotated[str | None, typer.Option()] = None,
+              output: Output = "table") -> None:
+    """List ports, optionally of one node."""
+    _check_format(output)
+    emit(_client().list_all("/v1/ports", "ports", node=node), output, PORT_COLUMNS)
+
+
+@port_app.command("show")
+def port_show(port: Annotated[str, typer.Argument(help="UUID, name or MAC.")],
+              output: Output = "table") -> None:
+    """Show one port."""
+    _check_format(output)
+    c = _client()
+    if ":" in port:
+        found = c.get("/v1/ports", address=port)["ports"]
+        if not found:
+            raise CliError(f"no port with MAC {port}")
+        port = found[0]["uuid"]
+    emit(c.get(f"/v1/ports/{port}"), output)
+
+
+@port_app.command("set")
+def port_set(
+    port: str,
+    local_link_connection: Annotated[list[str] | None, typer.Option()] = None,
+    physical_network: Annotated[str | None, typer.Option()] = None,
+    pxe_enabled: Annotated[bool | None, typer.Option("--pxe-enabled/--no-pxe-enabled")] = None,
+    output: Output = "table",
+) -> None:
+    """Change a port's wiring, physical network or PXE flag."""
+    _check_format(output)
+    patch: list[dict[str, Any]] = []
+    if local_link_connection:
+        patch.append({"op": "add", "path": "/local_link_connection",
+                      "value": _llc(local_link_connection)})
+    if physical_network is not None:
+        patch.append({"op": "add", "path": "/physical_network", "value": physical_network})
+    if pxe_enabled is not None:
+        patch.append({"op": "add", "path": "/pxe_enabled", "value": pxe_enabled})
+    if not patch:
+        raise CliError("nothing to set; see `metalplane port set --help`")
+    emit(_client().patch(f"/v1/ports/{port}", patch), output)
+
+
+@port_app.command("delete")
+def port_delete(ports: list[str]) -> None:
+    """Delete ports."""
+    c = _client()
+    for p in ports:
+        c.delete(f"/v1/ports/{p}")
+        console.print(f"deleted port {p}")
+
+
+# ------------------------------------------------------------------------ portgroups
+@pg_app.command("create")
+def pg_create(
+    node: Annotated[str, typer.Option(help="Node name or UUID.")],
+    name: Annotated[str | None, typer.Option()] = None,
+    address: Annotated[str | None, typer.Option(help="MAC of the bond.")] = None,
+    mode: Annotated[str, typer.Option(help="Bonding mode, e.g. 802.3ad.")] = "active-backup",
+    output: Output = "table",
+) -> None:
+    """Create a portgroup; then attach ports with `port create --portgroup`."""
+    _check_format(output)
+    c = _client()
+    body: dict[str, Any] = {"node_uuid": c.get(f"/v1/nodes/{node}", fields="uuid")["uuid"],
+                            "mode": mode}
+    if name:
+        body["name"] = name
+    if address:
+        body["address"] = address
+    emit(c.post("/v1/portgroups", body), output)
+
+
+@pg_app.command("list")
+def pg_list(node: Annotated[str | None, typer.Option()] = None,
+            output: Output = "table") -> None:
+    """List portgroups."""
+    _check_format(output)
+    emit(_client().get("/v1/portgroups", node=node)["portgroups"], output,
+         ("uuid", "name", "address", "node_uuid", "mode"))
+
+
+@pg_app.command("delete")
+def pg_delete(portgroups: list[str]) -> None:
+    """Delete portgroups (their ports stay, unbonded)."""
+    c = _client()
+    for p in portgroups:
+        c.delete(f"/v1/portgroups/{p}")
+        console.print(f"deleted portgroup {p}")
+
+
+def main() -> None:
+    """Entry point: run the app, turning known errors into one line and exit status 1."""
+    try:
+        app(standalone_mode=False)
+    except (ApiError, CliError, MetalplaneError) as exc:
+        err_console.print(f"[red]error:[/red] {getattr(exc, 'message', None) or exc}",
+                          highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if os.environ.get("METALPLANE_DEBUG"):
+            raise
+        err_console.print(f"[red]error:[/red] {type(exc).__name__}: {exc}", highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Configuration of one metalplane process.
+
+Values come, lowest priority first, from the defaults below, ``METALPLANE_<NAME>`` environment
+variables (e.g. ``METALPLANE_DATA_DIR``, ``METALPLANE_POWER_SYNC_INTERVAL``) and the command
+line. Durations are in seconds. This module reads nothing but the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from metalplane.common.exceptions import Invalid
+
+__all__ = ["Settings", "default_data_dir"]
+
+AUTH_STRATEGIES = ("noauth", "http_basic")
+
+
+def default_data_dir() -> Path:
+    """``$METALPLANE_DATA_DIR``, else ``$XDG_DATA_HOME/metalplane``, else
+    ``~/.local/share/metalplane``."""
+    if env := os.environ.get("METALPLANE_DATA_DIR"):
+        return Path(env)
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "metalplane"
+
+
+@dataclasses.dataclass
+class Settings:
+    """All tunables of the server, API and conductor.
+
+    ``database_url`` empty means SQLite (WAL) at ``<data_dir>/metalplane.db``; any SQLAlchemy
+    URL works, e.g. ``postgresql+psycopg://user:pw@127.0.0.1/metalplane``.
+    ``fake_delays`` maps an interface name of the fake hardware type (power, management, boot,
+    deploy, inspect, bios) to seconds it sleeps per call, like Ironic's ``[fake]`` options.
+    """
+
+    data_dir: Path = dataclasses.field(default_factory=default_data_dir)
+    database_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = 6385
+    auth_strategy: str = ""  # empty: noauth on loopback, http_basic elsewhere
+    users_file: str = ""  # empty: <data_dir>/htpasswd
+    conductor_hostname: str = dataclasses.field(default_factory=socket.gethostname)
+    workers: int = 100
+    heartbeat_interval: float = 10.0
+    heartbeat_timeout: float = 60.0
+    power_sync_interval: float = 60.0
+    timeout_check_interval: float = 10.0
+    inspect_wait_timeout: float = 1800.0
+    clean_callback_timeout: float = 1800.0
+    deploy_callback_timeout: float = 1800.0
+    power_state_change_timeout: float = 60.0
+    bmc_retries: int = 3
+    bmc_retry_wait: float = 1.0
+    fake_delays: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        """Build settings from ``METALPLANE_*`` variables, then ``overrides`` (None ignored).
+
+        Raises :class:`Invalid` naming the variable when a value does not parse.
+        """
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            raw = os.environ.get(f"METALPLANE_{field.name.upper()}")
+            if raw is None:
+                continue
+            values[field.name] = _parse(field.name, field.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise :class:`Invalid` for values that cannot work."""
+        self.data_dir = Path(self.data_dir)
+        if self.auth_strategy and self.auth_strategy not in AUTH_STRATEGIES:
+            raise Invalid(
+                f"auth_strategy must be one of {', '.join(AUTH_STRATEGIES)}, "
+                f"not {self.auth_strategy!r}"
+            )
+        if self.workers < 1:
+            raise Invalid("workers must be at least 1")
+
+    @property
+    def effective_auth_strategy(self) -> str:
+        """The strategy in force: the configured one, else noauth only on loopback."""
+        if self.auth_strategy:
+            return self.auth_strategy
+        return "noauth" if self.host in ("127.0.0.1", "::1", "localhost") else "http_basic"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'metalplane.db'}"
+
+    @property
+    def effective_users_file(self) -> Path:
+        return Path(self.users_file) if self.users_file else self.data_dir / "htpasswd"
+
+
+def _parse(name: str, type_name: Any, raw: str) -> Any:
+    try:
+        if type_name in ("int", int):
+            return int(raw)
+        if type_name in ("float", float):
+            return float(raw)
+        if type_name in ("Path", Path):
+            return Path(raw)
+        if str(type_name).startswith("dict"):
+            # "deploy=1.5,power=0.2"
+            out: dict[str, float] = {}
+            for item in filter(None, (p.strip() for p in raw.split(","))):
+                key, _, val = item.partition("=")
+                out[key.strip()] = float(val)
+            return out
+    except ValueError as exc:
+        raise Invalid(f"METALPLANE_{name.upper()}={raw!r} does not parse: {exc}") from None
+    return raw

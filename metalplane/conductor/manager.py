@@ -1,0 +1,425 @@
+"""The conductor: runs lifecycle work on many nodes at once.
+
+Work is done on a pool of ``settings.workers`` threads (BMC libraries are blocking); a
+node's lock is a reservation in the database, so the API, the workers and other
+conductors sharing a PostgreSQL store agree on who may touch a node. Periodic tasks:
+heartbeat, power-state sync, wait-state timeouts, and recovery of nodes whose conductor
+died. Nothing here speaks HTTP; :mod:`metalplane.api` calls the public methods.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from metalplane.common.config import Settings
+from metalplane.common.exceptions import (
+    BMCError,
+    Invalid,
+    InvalidState,
+    MetalplaneError,
+    NodeLocked,
+    NotFound,
+)
+from metalplane.common.secrets import SecretBox
+from metalplane.conductor.task import NodeTask
+from metalplane.db import api as db_api
+from metalplane.db.engine import Database
+from metalplane.db.models import Node, Port, utcnow
+from metalplane.drivers import base as drivers_base
+from metalplane.drivers.registry import DriverRegistry, hardware_types
+from metalplane.lifecycle import states
+
+__all__ = ["Conductor"]
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class _Periodic:
+    name: str
+    interval: float
+    fn: Callable[[], None]
+    next_run: float = 0.0
+
+
+class Conductor:
+    """One conductor. ``start()`` registers it, recovers orphaned nodes and starts the
+    periodic tasks; ``stop()`` waits for running work (``grace`` seconds) and leaves."""
+
+    def __init__(self, settings: Settings, db: Database, secrets: SecretBox) -> None:
+        self.settings = settings
+        self.db = db
+        self.secrets = secrets
+        self.host = settings.conductor_hostname
+        self.registry = DriverRegistry(settings)
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=settings.workers, thread_name_prefix="conductor")
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._inflight: set[concurrent.futures.Future[None]] = set()
+        self._inflight_lock = threading.Lock()
+        self._periodics = [
+            _Periodic("heartbeat", settings.heartbeat_interval, self._heartbeat),
+            _Periodic("power sync", settings.power_sync_interval, self.sync_power_states),
+            _Periodic("wait timeouts", settings.timeout_check_interval, self.check_timeouts),
+            _Periodic("orphan recovery", settings.heartbeat_timeout / 2, self._recover_dead),
+        ]
+
+    # ------------------------------------------------------------------ life of the process
+    def start(self, periodic: bool = True) -> None:
+        db_api.register_conductor(self.db, self.host, "", sorted(hardware_types()))
+        # Anything still reserved under our own name is from a previous life of this host.
+        self.recover([self.host], reason="restarted")
+        self._recover_dead()
+        if periodic:
+            now = time.monotonic()
+            for p in self._periodics:
+                p.next_run = now + p.interval
+            self._thread = threading.Thread(target=self._run_periodics, name="periodics",
+                                            daemon=True)
+            self._thread.start()
+        LOG.info("Conductor %s started with %d workers", self.host, self.settings.workers)
+
+    def stop(self, grace: float = 60.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with self._inflight_lock:
+            pending = set(self._inflight)
+        if pending:
+            LOG.info("Waiting up to %.0f s for %d running operations", grace, len(pending))
+            concurrent.futures.wait(pending, timeout=grace)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        with contextlib.suppress(Exception):
+            db_api.unregister_conductor(self.db, self.host)
+        LOG.info("Conductor %s stopped", self.host)
+
+    def _run_periodics(self) -> None:
+        while not self._stop.is_set():
+            now = time.monotonic()
+            for p in self._periodics:
+                if now >= p.next_run:
+                    p.next_run = now + p.interval
+                    try:
+                        p.fn()
+                    except Exception:
+                        LOG.exception("periodic task %s failed", p.name)
+            wait = min(p.next_run for p in self._periodics) - time.monotonic()
+            self._stop.wait(max(0.05, min(wait, 1.0)))
+
+    def _heartbeat(self) -> None:
+        db_api.touch_conductor(self.db, self.host)
+
+    # ------------------------------------------------------------------ tasks and workers
+    @contextlib.contextmanager
+    def acquire(self, ident: str, purpose: str) -> Iterator[NodeTask]:
+        """Lock node ``ident`` for ``purpose``; release on exit unless the work was spawned.
+
+        Raises :class:`NotFound` or :class:`NodeLocked`.
+        """
+        node = db_api.reserve_node(self.db, ident, self.host, purpose)
+        task = NodeTask(self, node, purpose)
+        try:
+            yield task
+        finally:
+            if not task.handed_off:
+                task.release()
+
+    def submit_task(self, task: NodeTask, fn: Callable[[NodeTask], None]) -> None:
+        def run() -> None:
+            try:
+                fn(task)
+            except Exception as exc:  # a bug must not leave the node stuck either
+                LOG.exception("Node %s: unexpected error during %s", task.node.uuid,
+                              task.purpose)
+                self._fail_quietly(task, f"{task.purpose} failed unexpectedly: {exc}")
+            finally:
+                task.release()
+
+        try:
+            fut = self._executor.submit(run)
+        except RuntimeError:
+            raise BMCError("the conductor is shutting down; try again later") from None
+        with self._inflight_lock:
+            self._inflight.add(fut)
+        fut.add_done_callback(self._done)
+
+    def _done(self, fut: concurrent.futures.Future[None]) -> None:
+        with self._inflight_lock:
+            self._inflight.discard(fut)
+
+    def _fail_quietly(self, task: NodeTask, message: str) -> None:
+        try:
+            if task.node.provision_state in states.TRANSIENT_STATES | states.WAIT_STATES:
+                task.fail(message)
+            else:
+                task.save(last_error=message, target_power_state=None)
+        except Exception:
+            LOG.exception("Node %s: could not record failure", task.node.uuid)
+
+    # ------------------------------------------------------------------ provisioning
+    def provision(self, ident: str, verb: str) -> None:
+        """Start provision action ``verb`` on node ``ident`` (the API answers 202).
+
+        Raises :class:`InvalidState` (409) naming the allowed verbs, :class:`NodeLocked`
+        (409), :class:`NotFound` (404), or :class:`Invalid` (400) when the node's driver
+        cannot do it (checked before anything changes).
+        """
+        verb = states.normalize_verb(verb)
+        if verb not in states.VERBS:
+            raise Invalid(f"'{verb}' is not a provision verb; verbs: {', '.join(states.VERBS)}")
+        with self.acquire(ident, f"provision action '{verb}'") as task:
+            node = task.node
+            if node.maintenance and verb not in ("manage", "abort"):
+                raise InvalidState(f"Node {node.uuid} is in maintenance mode "
+                                   f"({node.maintenance_reason or 'no reason given'}); "
+                                   f"unset maintenance first")
+            t = states.next_state(node.provision_state, verb)
+            self._validate_for(task, verb)
+            task.process_event(verb)
+            if verb == "abort":
+                task.save(last_error=f"Aborted by request while in '{t.source}'")
+                return
+            worker = self._workers().get(t.dest)
+            if worker is not None:
+                task.spawn(worker)
+
+    def _validate_for(self, task: NodeTask, verb: str) -> None:
+        d = task.driver
+        if verb == "adopt" or (verb == "manage"
+                               and task.node.provision_state == states.ENROLL):
+            d.power.validate(task)
+            d.management.validate(task)
+        elif verb == "inspect":
+            d.inspect.validate(task)
+        elif verb in ("provide", "clean", "deploy", "rebuild", "undeploy"):
+            d.power.validate(task)
+            d.deploy.validate(task)
+
+    def _workers(self) -> dict[str, Callable[[NodeTask], None]]:
+        return {
+            states.VERIFYING: self._do_verify,
+            states.INSPECTING: self._do_inspect,
+            states.CLEANING: self._do_clean,
+            states.DEPLOYING: self._do_deploy,
+            states.DELETING: self._do_undeploy,
+            states.ADOPTING: self._do_adopt,
+        }
+
+    def _guarded(self, task: NodeTask, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except MetalplaneError as exc:
+            task.fail(exc.message)
+
+    def _do_verify(self, task: NodeTask) -> None:
+        def step() -> None:
+            task.save(power_state=task.driver.power.get_power_state(task))
+            task.process_event("done")
+        self._guarded(task, step)
+
+    def _do_adopt(self, task: NodeTask) -> None:
+        def step() -> None:
+            task.save(power_state=task.driver.power.get_power_state(task))
+            task.process_event("done")
+        self._guarded(task, step)
+
+    def _do_inspect(self, task: NodeTask) -> None:
+        def step() -> None:
+            task.save(inspection_started_at=utcnow(), inspection_finished_at=None)
+            result = task.driver.inspect.inspect_hardware(task)
+            if result is None:
+                task.process_event("wait")
+                return
+            self._apply_inspection(task, result)
+            task.save(inspection_finished_at=utcnow())
+            task.process_event("done")
+        self._guarded(task, step)
+
+    def _apply_inspection(self, task: NodeTask, result: drivers_base.InspectionResult) -> None:
+        node = task.node
+        if result.properties:
+            task.save(properties={**(node.properties or {}), **result.properties})
+        known = {p.address for p in db_api.list_ports(self.db, node_id=node.id)}
+        for mac in result.macs:
+            if mac in known:
+                continue
+            try:
+                db_api.create_port(self.db, {"address": mac, "node_id": node.id,
+                                             "pxe_enabled": True})
+                LOG.info("Node %s: inspection created port %s", node.uuid, mac)
+            except MetalplaneError as exc:  # the MAC belongs to another node
+                LOG.warning("Node %s: port %s not created: %s", node.uuid, mac, exc.message)
+
+    def _do_clean(self, task: NodeTask) -> None:
+        def step() -> None:
+            if task.driver.deploy.clean(task) == "wait":
+                task.process_event("wait")
+            else:
+                task.process_event("done")
+        self._guarded(task, step)
+
+    def _do_deploy(self, task: NodeTask) -> None:
+        def step() -> None:
+            if task.driver.deploy.deploy(task) == "wait":
+                task.process_event("wait")
+            else:
+                task.process_event("done")
+        self._guarded(task, step)
+
+    def _do_undeploy(self, task: NodeTask) -> None:
+        def step() -> None:
+            task.driver.deploy.tear_down(task)
+            task.save(instance_uuid=None)
+            task.process_event("done")  # deleting -> cleaning
+        self._guarded(task, step)
+        if task.node.provision_state == states.CLEANING:
+            self._do_clean(task)
+
+    # ------------------------------------------------------------------ power and boot
+    def set_power_state(self, ident: str, target: str) -> None:
+        """Start a power change (the API answers 202); failures land in ``last_error``.
+
+        Raises :class:`Invalid` for an unknown target, :class:`NodeLocked`, :class:`NotFound`.
+        """
+        if target not in drivers_base.POWER_TARGETS:
+            raise Invalid(f"target '{target}' is not one of "
+                          f"{', '.join(drivers_base.POWER_TARGETS)}")
+        with self.acquire(ident, f"power state change to '{target}'") as task:
+            task.driver.power.validate(task)
+            task.save(target_power_state=drivers_base.POWER_ON
+                      if target == drivers_base.REBOOT else target, last_error=None)
+
+            def work(t: NodeTask) -> None:
+                try:
+                    drivers_base.power_action(t, target)
+                except MetalplaneError as exc:
+                    t.save(last_error=exc.message, target_power_state=None)
+                    LOG.error("Node %s: power %s failed: %s", t.node.uuid, target, exc.message)
+
+            task.spawn(work)
+
+    def set_boot_device(self, ident: str, device: str, persistent: bool) -> None:
+        """Set the boot device now (synchronous, as Ironic). A BMC failure is recorded in
+        ``last_error`` and raised as :class:`BMCError` (503)."""
+        if device not in drivers_base.BOOT_DEVICES:
+            raise Invalid(f"boot_device '{device}' is not one of "
+                          f"{', '.join(drivers_base.BOOT_DEVICES)}")
+        with self.acquire(ident, f"setting boot device to '{device}'") as task:
+            task.driver.management.validate(task)
+            try:
+                task.driver.management.set_boot_device(task, device, persistent)
+            except BMCError as exc:
+                task.save(last_error=exc.message)
+                raise
+
+    def get_boot_device(self, ident: str) -> dict[str, Any]:
+        with self.acquire(ident, "reading boot device") as task:
+            task.driver.management.validate(task)
+            return task.driver.management.get_boot_device(task)
+
+    # ------------------------------------------------------------------ periodic tasks
+    def sync_power_states(self) -> None:
+        """Read every idle node's power state from its BMC and record changes. Runs on the
+        worker pool; nodes busy with other work are skipped this round."""
+        excluded = states.TRANSIENT_STATES | {states.ENROLL}
+        futures = []
+        for node in db_api.nodes_for_power_sync(self.db, sorted(excluded)):
+            try:
+                futures.append(self._executor.submit(self._sync_one, node.uuid))
+            except RuntimeError:
+                return
+        concurrent.futures.wait(futures, timeout=max(self.settings.power_sync_interval, 30))
+
+    def _sync_one(self, uuid: str) -> None:
+        try:
+            with self.acquire(uuid, "power state sync") as task:
+                before = task.node.power_state
+                try:
+                    actual = task.driver.power.get_power_state(task)
+                except MetalplaneError as exc:
+                    msg = f"power state sync failed: {exc.message}"
+                    if task.node.last_error != msg:
+                        task.save(last_error=msg)
+                    LOG.warning("Node %s: %s", uuid, msg)
+                    return
+                if actual != before:
+                    LOG.warning("Node %s: power state changed outside metalplane: %s -> %s",
+                                uuid, before, actual)
+                    task.save(power_state=actual)
+        except (NodeLocked, NotFound):
+            return
+
+    def check_timeouts(self) -> None:
+        """Fail every node that waited in a wait state longer than its timeout."""
+        now = utcnow()
+        for node in db_api.nodes_in_states(self.db, sorted(states.WAIT_STATES)):
+            setting = states.timeout_setting(node.provision_state)
+            if setting is None:
+                continue
+            timeout = float(getattr(self.settings, setting))
+            since = node.provision_updated_at or node.updated_at or now
+            if now - since < dt.timedelta(seconds=timeout):
+                continue
+            try:
+                with self.acquire(node.uuid, f"timeout of '{node.provision_state}'") as task:
+                    if task.node.provision_state != node.provision_state:
+                        continue
+                    task.fail(f"Timeout reached while waiting in state "
+                              f"'{node.provision_state}' ({setting} = {timeout:.0f} s): the "
+                              f"node did not call back")
+            except (NodeLocked, NotFound):
+                continue
+
+    def _recover_dead(self) -> None:
+        dead = [h for h in db_api.dead_conductors(self.db, self.settings.heartbeat_timeout)
+                if h != self.host]
+        if dead:
+            self.recover(dead, reason="stopped heartbeating")
+
+    def recover(self, hosts: list[str], reason: str) -> None:
+        """Release locks held by ``hosts`` (dead conductors, or ourselves after a restart)
+        and fail any node they left in a transient state, with a ``last_error`` that says so.
+        Nodes in wait states keep waiting: their timeouts still apply."""
+        for node in db_api.nodes_reserved_by(self.db, hosts):
+            holder, purpose = node.reservation, node.reservation_purpose
+            try:
+                node = db_api.update_node(
+                    self.db, node.id,
+                    {"reservation": self.host, "reservation_purpose": "recovery"},
+                    expect={"reservation": holder})
+            except MetalplaneError:
+                continue  # someone else recovered it
+            task = NodeTask(self, node, f"recovery of a node held by {holder}")
+            try:
+                msg = (f"Conductor {holder} {reason} while it held this node for "
+                       f"{purpose or 'an operation'} in state '{node.provision_state}'; "
+                       f"the operation did not finish")
+                if node.provision_state in states.TRANSIENT_STATES:
+                    task.fail(msg)
+                if task.node.target_power_state:
+                    task.save(target_power_state=None, last_error=msg)
+                LOG.warning("Node %s: released lock of %s (%s)", node.uuid, holder, reason)
+            finally:
+                task.release()
+        if self.host in hosts:
+            # a transient state without any lock can only be left over from a crash
+            for node in db_api.nodes_in_states(self.db, sorted(states.TRANSIENT_STATES)):
+                try:
+                    with self.acquire(node.uuid, "recovery") as task:
+                        task.fail(f"Found in transient state '{node.provision_state}' with no "
+                                  f"conductor working on it (after a restart)")
+                except (NodeLocked, NotFound):
+                    continue
+
+    # ------------------------------------------------------------------ helpers for the API
+    def node_ports(self, node: Node) -> list[Port]:
+        return db_api.list_ports(self.db, node_id=node.id)

@@ -1,0 +1,339 @@
+"""Creating and changing nodes, ports and portgroups: the validation rules.
+
+Every check happens before anything is written, so bad input is refused whole. Field
+names and error texts follow Ironic's. Secrets in ``driver_info`` are encrypted here,
+before they reach the store.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid as uuidlib
+from typing import Any
+
+import jsonpatch
+
+from metalplane.common.exceptions import Conflict, Invalid, NotFound
+from metalplane.common.secrets import MASK
+from metalplane.conductor.manager import Conductor
+from metalplane.db import api as db_api
+from metalplane.db.models import Node, Port, Portgroup
+from metalplane.drivers import base as drivers_base
+from metalplane.lifecycle import states
+
+__all__ = ["NodeResources", "normalize_mac"]
+
+_MAC = re.compile(r"^([0-9a-f]{2}[:-]){5}[0-9a-f]{2}$")
+_DPID = re.compile(r"^(0x)?[0-9a-f]{16}$")
+_NAME = re.compile(r"^[A-Za-z0-9\-._~]+$")
+BOND_MODES = ("balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad",
+              "balance-tlb", "balance-alb", "0", "1", "2", "3", "4", "5", "6")
+LLC_KEYS = ("switch_id", "port_id", "switch_info", "network_type")
+
+NODE_CREATE_FIELDS = frozenset({
+    "uuid", "name", "driver", "driver_info", "properties", "instance_info", "instance_uuid",
+    "extra", "maintenance", "maintenance_reason", "traits", "resource_class",
+    "conductor_group", "owner", "lessee",
+    *(f"{k}_interface" for k in drivers_base.INTERFACE_KINDS),
+})
+NODE_READONLY_FIELDS = frozenset({
+    "provision_state", "target_provision_state", "provision_updated_at", "power_state",
+    "target_power_state", "reservation", "created_at", "updated_at", "driver_internal_info",
+    "inspection_started_at", "inspection_finished_at", "last_error", "links", "ports",
+    "portgroups", "states", "conductor",
+})
+DELETE_ALLOWED = frozenset({states.ENROLL, states.MANAGEABLE, states.AVAILABLE,
+                            states.ADOPT_FAILED, states.INSPECT_FAILED, states.CLEAN_FAILED})
+
+
+def normalize_mac(value: Any, field: str = "address") -> str:
+    """Lower-case colon form of a MAC. Raises :class:`Invalid` naming ``field``."""
+    mac = str(value or "").strip().lower()
+    if not _MAC.match(mac):
+        raise Invalid(f"{field} '{value}' is not a valid MAC address "
+                      "(expected six hex pairs, e.g. 52:54:00:12:34:56)")
+    return mac.replace("-", ":")
+
+
+def _check_name(name: Any, what: str) -> None:
+    if name is None:
+        return
+    if not isinstance(name, str) or not _NAME.match(name) or db_api.is_uuid_like(name):
+        raise Invalid(f"{what} name '{name}' must use only letters, digits and - . _ ~ "
+                      "and must not look like a UUID")
+
+
+def _check_llc(llc: Any) -> dict[str, Any]:
+    if not llc:
+        return {}
+    if not isinstance(llc, dict):
+        raise Invalid("local_link_connection must be an object")
+    unknown = sorted(set(llc) - set(LLC_KEYS))
+    if unknown:
+        raise Invalid(f"local_link_connection has unknown keys {', '.join(unknown)}; "
+                      f"allowed: {', '.join(LLC_KEYS)}")
+    out = dict(llc)
+    if llc.get("network_type") not in (None, "managed", "unmanaged"):
+        raise Invalid("local_link_connection/network_type must be 'managed' or 'unmanaged'")
+    if llc.get("network_type") != "unmanaged" and ("switch_id" in llc or "port_id" in llc):
+        missing = [k for k in ("switch_id", "port_id") if not llc.get(k)]
+        if missing:
+            raise Invalid(f"local_link_connection needs {' and '.join(missing)} "
+                          "as well (switch_id and port_id go together)")
+        sid = str(llc["switch_id"]).lower()
+        if _MAC.match(sid):
+            out["switch_id"] = sid.replace("-", ":")
+        elif not _DPID.match(sid):
+            raise Invalid(f"local_link_connection/switch_id '{llc['switch_id']}' must be a "
+                          "MAC address or an OpenFlow datapath ID (16 hex digits)")
+    return out
+
+
+class NodeResources:
+    """Validating create/update/delete of nodes, ports and portgroups for the API."""
+
+    def __init__(self, conductor: Conductor) -> None:
+        self.c = conductor
+        self.db = conductor.db
+
+    # ---------------------------------------------------------------- nodes
+    def _validate_node_values(self, values: dict[str, Any]) -> dict[str, Any]:
+        registry = self.c.registry
+        registry.resolve_interfaces(values["driver"], values)
+        _check_name(values.get("name"), "node")
+        for key in ("driver_info", "properties", "instance_info", "extra"):
+            if not isinstance(values.get(key) or {}, dict):
+                raise Invalid(f"{key} must be an object")
+        traits = values.get("traits") or []
+        if not isinstance(traits, list) or not all(isinstance(t, str) for t in traits):
+            raise Invalid("traits must be a list of strings")
+        info = values.get("driver_info") or {}
+        clear = self.c.secrets.decrypt_driver_info(info)
+        driver = registry.driver_for(_Shim(values))
+        for iface in driver.interfaces().values():
+            iface.validate_driver_info(clear, partial=True)
+        values["driver_info"] = self.c.secrets.encrypt_driver_info(info)
+        return values
+
+    def create_node(self, body: dict[str, Any]) -> Node:
+        """Enroll a node. Raises :class:`Invalid` (400) or :class:`Conflict` (409)."""
+        unknown = sorted(set(body) - NODE_CREATE_FIELDS)
+        if unknown:
+            raise Invalid(f"Unknown attribute for node: {', '.join(unknown)}")
+        if not body.get("driver"):
+            raise Invalid("driver is required")
+        values = {k: v for k, v in body.items() if v is not None}
+        if "uuid" in values:
+            if not db_api.is_uuid_like(values["uuid"]):
+                raise Invalid(f"uuid '{values['uuid']}' is not a UUID")
+            values["uuid"] = str(uuidlib.UUID(values["uuid"]))
+        values = self._validate_node_values(values)
+        values.setdefault("conductor_group", "")
+        values["provision_state"] = states.ENROLL
+        return db_api.create_node(self.db, values)
+
+    def update_node(self, ident: str, patch: list[dict[str, Any]]) -> Node:
+        """Apply a JSON patch (RFC 6902) to a node under its lock.
+
+        A ``******`` value for a secret keeps the stored one. Raises :class:`Invalid` for
+        an unknown or read-only path, :class:`NodeLocked`, :class:`NotFound`.
+        """
+        if not isinstance(patch, list) or not patch:
+            raise Invalid("a PATCH body must be a non-empty JSON patch list")
+        for op in patch:
+            if not isinstance(op, dict) or "op" not in op or "path" not in op:
+                raise Invalid("each patch operation needs 'op' and 'path'")
+            top = str(op["path"]).lstrip("/").split("/")[0]
+            if top in NODE_READONLY_FIELDS or top == "uuid" or top == "id":
+                raise Invalid(f"'/{top}' is an internal attribute and can not be updated")
+            if top not in NODE_CREATE_FIELDS:
+                raise Invalid(f"Adding a new attribute (/{top}) to the root of the resource "
+                              "is not allowed")
+        with self.c.acquire(ident, "node update") as task:
+            node = task.node
+            doc = {k: getattr(node, k) for k in NODE_CREATE_FIELDS}
+            try:
+                new = jsonpatch.apply_patch(doc, patch)
+            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+                raise Invalid(f"patch does not apply: {exc}") from None
+            old_info = node.driver_info or {}
+            info = dict(new.get("driver_info") or {})
+            for k, v in list(info.items()):
+                if v == MASK and k in old_info:
+                    info[k] = old_info[k]
+            new["driver_info"] = info
+            if not new.get("driver"):
+                raise Invalid("driver can not be removed")
+            new = self._validate_node_values(new)
+            changed = {k: v for k, v in new.items() if getattr(node, k) != v}
+            if not changed:
+                return node
+            task.save(**changed)
+            return task.node
+
+    def delete_node(self, ident: str) -> None:
+        """Delete a node and its ports. Raises :class:`Conflict` in a busy or active state."""
+        with self.c.acquire(ident, "node deletion") as task:
+            node = task.node
+            if node.provision_state not in DELETE_ALLOWED and not node.maintenance:
+                raise Conflict(
+                    f"Can not delete node {node.uuid} in provision state "
+                    f"'{node.provision_state}'; allowed in: {', '.join(sorted(DELETE_ALLOWED))}"
+                    " (or in maintenance)")
+            db_api.destroy_node(self.db, node.id)
+            task.handed_off = True  # the row is gone; nothing to release
+
+    def set_maintenance(self, ident: str, on: bool, reason: str | None) -> None:
+        with self.c.acquire(ident, "maintenance change") as task:
+            task.save(maintenance=on, maintenance_reason=reason if on else None)
+
+    def get_node(self, ident: str) -> Node:
+        with self.db.read() as s:
+            return db_api.get_node(s, ident)
+
+    # ---------------------------------------------------------------- ports
+    def _node_for(self, body: dict[str, Any], key: str = "node_uuid") -> Node:
+        ident = body.get(key) or body.get("node_id")
+        if not ident:
+            raise Invalid(f"{key} is required")
+        try:
+            return self.get_node(str(ident))
+        except NotFound:
+            raise Invalid(f"{key} {ident} is not a known node") from None
+
+    def _portgroup_id(self, ident: Any, node: Node) -> int | None:
+        if not ident:
+            return None
+        try:
+            pg = db_api.get_portgroup(self.db, str(ident))
+        except NotFound:
+            raise Invalid(f"portgroup_uuid {ident} is not a known portgroup") from None
+        if pg.node_id != node.id:
+            raise Invalid(f"portgroup {pg.uuid} belongs to another node than the port")
+        return pg.id
+
+    PORT_FIELDS = frozenset({"address", "node_uuid", "portgroup_uuid", "local_link_connection",
+                             "physical_network", "pxe_enabled", "extra", "name", "uuid"})
+
+    def _port_values(self, body: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(body) - self.PORT_FIELDS)
+        if unknown:
+            raise Invalid(f"Unknown attribute for port: {', '.join(unknown)}")
+        node = self._node_for(body)
+        values: dict[str, Any] = {
+            "address": normalize_mac(body.get("address")),
+            "node_id": node.id,
+            "portgroup_id": self._portgroup_id(body.get("portgroup_uuid"), node),
+            "local_link_connection": _check_llc(body.get("local_link_connection")),
+            "physical_network": body.get("physical_network"),
+            "pxe_enabled": bool(body.get("pxe_enabled", True)),
+            "extra": body.get("extra") or {},
+            "name": body.get("name"),
+        }
+        _check_name(values["name"], "port")
+        if not isinstance(values["extra"], dict):
+            raise Invalid("extra must be an object")
+        return values
+
+    def create_port(self, body: dict[str, Any]) -> Port:
+        """Raises :class:`Invalid` for a bad MAC or node, :class:`Conflict` for a used MAC."""
+        values = self._port_values(body)
+        if body.get("uuid"):
+            values["uuid"] = str(body["uuid"])
+        return db_api.create_port(self.db, values)
+
+    def port_doc(self, port: Port) -> dict[str, Any]:
+        node = db_api.node_by_id(self.db, port.node_id)
+        pg = db_api.portgroup_by_id(self.db, port.portgroup_id) if port.portgroup_id else None
+        return {"address": port.address, "node_uuid": node.uuid,
+                "portgroup_uuid": pg.uuid if pg else None,
+                "local_link_connection": port.local_link_connection or {},
+                "physical_network": port.physical_network, "pxe_enabled": port.pxe_enabled,
+                "extra": port.extra or {}, "name": port.name}
+
+    def update_port(self, ident: str, patch: list[dict[str, Any]]) -> Port:
+        port = db_api.get_port(self.db, ident)
+        new = self._patched(self.port_doc(port), patch, "port", self.PORT_FIELDS)
+        values = self._port_values(new)
+        return db_api.update_row(self.db, Port, port.id, values, "port")  # type: ignore[no-any-return]
+
+    def delete_port(self, ident: str) -> None:
+        port = db_api.get_port(self.db, ident)
+        db_api.delete_row(self.db, Port, port.id)
+
+    # ---------------------------------------------------------------- portgroups
+    PG_FIELDS = frozenset({"address", "node_uuid", "name", "mode", "properties",
+                           "standalone_ports_supported", "extra", "uuid"})
+
+    def _pg_values(self, body: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(body) - self.PG_FIELDS)
+        if unknown:
+            raise Invalid(f"Unknown attribute for portgroup: {', '.join(unknown)}")
+        node = self._node_for(body)
+        mode = body.get("mode") or "active-backup"
+        if str(mode) not in BOND_MODES:
+            raise Invalid(f"mode '{mode}' is not a bonding mode; one of {', '.join(BOND_MODES)}")
+        _check_name(body.get("name"), "portgroup")
+        props = body.get("properties") or {}
+        if not isinstance(props, dict):
+            raise Invalid("properties must be an object")
+        return {
+            "node_id": node.id,
+            "address": normalize_mac(body["address"]) if body.get("address") else None,
+            "name": body.get("name"),
+            "mode": str(mode),
+            "properties": props,
+            "standalone_ports_supported": bool(body.get("standalone_ports_supported", True)),
+            "extra": body.get("extra") or {},
+        }
+
+    def create_portgroup(self, body: dict[str, Any]) -> Portgroup:
+        values = self._pg_values(body)
+        if body.get("uuid"):
+            values["uuid"] = str(body["uuid"])
+        return db_api.create_portgroup(self.db, values)
+
+    def portgroup_doc(self, pg: Portgroup) -> dict[str, Any]:
+        node = db_api.node_by_id(self.db, pg.node_id)
+        return {"address": pg.address, "node_uuid": node.uuid, "name": pg.name,
+                "mode": pg.mode, "properties": pg.properties or {},
+                "standalone_ports_supported": pg.standalone_ports_supported,
+                "extra": pg.extra or {}}
+
+    def update_portgroup(self, ident: str, patch: list[dict[str, Any]]) -> Portgroup:
+        pg = db_api.get_portgroup(self.db, ident)
+        new = self._patched(self.portgroup_doc(pg), patch, "portgroup", self.PG_FIELDS)
+        values = self._pg_values(new)
+        return db_api.update_row(self.db, Portgroup, pg.id, values, "portgroup")  # type: ignore[no-any-return]
+
+    def delete_portgroup(self, ident: str) -> None:
+        pg = db_api.get_portgroup(self.db, ident)
+        db_api.delete_row(self.db, Portgroup, pg.id)
+
+    @staticmethod
+    def _patched(doc: dict[str, Any], patch: Any, what: str,
+                 fields: frozenset[str]) -> dict[str, Any]:
+        if not isinstance(patch, list) or not patch:
+            raise Invalid("a PATCH body must be a non-empty JSON patch list")
+        for op in patch:
+            if not isinstance(op, dict) or "path" not in op:
+                raise Invalid("each patch operation needs 'op' and 'path'")
+            top = str(op["path"]).lstrip("/").split("/")[0]
+            if top not in fields or top == "uuid":
+                raise Invalid(f"'/{top}' can not be updated on a {what}")
+        try:
+            out: dict[str, Any] = jsonpatch.apply_patch(doc, patch)
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+            raise Invalid(f"patch does not apply: {exc}") from None
+        return out
+
+
+class _Shim:
+    """Looks enough like a Node for DriverRegistry.driver_for during validation."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.driver = values["driver"]
+        for kind in drivers_base.INTERFACE_KINDS:
+            setattr(self, f"{kind}_interface", values.get(f"{kind}_interface"))
+
+

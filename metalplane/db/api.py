@@ -1,0 +1,374 @@
+"""Queries and updates on the store, the only place SQL is written.
+
+Functions take a :class:`~metalplane.db.engine.Database` or a session and return model
+objects detached from their session. Node locks are *reservations*: a conditional
+``UPDATE nodes SET reservation=… WHERE reservation IS NULL``, which is atomic on SQLite
+and PostgreSQL alike, so several conductors can share one database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid as uuidlib
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from metalplane.common.exceptions import Conflict, Invalid, NodeLocked, NotFound
+from metalplane.db.engine import Database
+from metalplane.db.models import Conductor, Node, Port, Portgroup, utcnow
+
+__all__ = [
+    "create_node",
+    "create_port",
+    "create_portgroup",
+    "destroy_node",
+    "get_node",
+    "get_port",
+    "get_portgroup",
+    "list_nodes",
+    "list_portgroups",
+    "list_ports",
+    "release_node",
+    "reserve_node",
+    "update_node",
+]
+
+NODE_SORT_KEYS = ("id", "uuid", "name", "created_at", "updated_at", "provision_state",
+                  "power_state", "driver", "conductor_group", "owner", "resource_class")
+
+
+def is_uuid_like(value: str) -> bool:
+    try:
+        uuidlib.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return True
+
+
+def _node_query(ident: str) -> sa.Select[Node]:
+    if is_uuid_like(ident):
+        return sa.select(Node).where(Node.uuid == str(uuidlib.UUID(ident)))
+    return sa.select(Node).where(Node.name == ident)
+
+
+def get_node(session: Session, ident: str) -> Node:
+    """The node whose UUID or name is ``ident``. Raises :class:`NotFound`."""
+    node = session.scalars(_node_query(ident)).first()
+    if node is None:
+        raise NotFound(f"Node {ident} could not be found.")
+    return node
+
+
+def _unique_violation(exc: IntegrityError, what: str, values: dict[str, Any]) -> Conflict:
+    text = str(exc.orig).lower()
+    for field in ("address", "name", "uuid"):
+        if field in text and values.get(field) is not None:
+            if field == "address":
+                return Conflict(f"A {what} with MAC address {values['address']} already exists.")
+            return Conflict(f"A {what} with {field} {values[field]!r} already exists.")
+    return Conflict(f"{what} conflicts with an existing one: {exc.orig}")
+
+
+def create_node(db: Database, values: dict[str, Any]) -> Node:
+    """Insert a node. Raises :class:`Conflict` for a duplicate uuid or name."""
+    values = dict(values)
+    values.setdefault("uuid", str(uuidlib.uuid4()))
+    node = Node(**values)
+    try:
+        with db.write() as s:
+            s.add(node)
+    except IntegrityError as exc:
+        raise _unique_violation(exc, "node", values) from None
+    return node
+
+
+def list_nodes(
+    db: Database,
+    filters: dict[str, Any] | None = None,
+    limit: int | None = None,
+    marker: str | None = None,
+    sort_key: str = "id",
+    sort_dir: str = "asc",
+) -> list[Node]:
+    """Nodes matching ``filters`` (column → value; None matches NULL), ordered by
+    ``sort_key``, after ``marker`` (a node UUID) and at most ``limit`` of them.
+    Raises :class:`Invalid` for a bad sort key or marker."""
+    if sort_key not in NODE_SORT_KEYS:
+        raise Invalid(f"sort_key {sort_key!r} is not one of {', '.join(NODE_SORT_KEYS)}")
+    if sort_dir not in ("asc", "desc"):
+        raise Invalid("sort_dir must be 'asc' or 'desc'")
+    col = getattr(Node, sort_key)
+    with db.read() as s:
+        q = sa.select(Node)
+        for key, value in (filters or {}).items():
+            c = getattr(Node, key)
+            q = q.where(c.is_(None) if value is None else c == value)
+        if marker:
+            m = s.scalars(sa.select(Node).where(Node.uuid == marker)).first()
+            if m is None:
+                raise Invalid(f"marker {marker} is not a node UUID")
+            mval = getattr(m, sort_key)
+            if sort_key == "id":
+                q = q.where(Node.id > m.id if sort_dir == "asc" else Node.id < m.id)
+            else:  # ties broken by id, so paging never skips or repeats
+                after = (col > mval) | ((col == mval) & (Node.id > m.id))
+                before = (col < mval) | ((col == mval) & (Node.id < m.id))
+                q = q.where(after if sort_dir == "asc" else before)
+        order = col.asc() if sort_dir == "asc" else col.desc()
+        q = q.order_by(order, Node.id.asc() if sort_dir == "asc" else Node.id.desc())
+        if limit:
+            q = q.limit(limit)
+        return list(s.scalars(q))
+
+
+def update_node(db: Database, node_id: int, values: dict[str, Any],
+                expect: dict[str, Any] | None = None) -> Node:
+    """Set ``values`` on node ``node_id`` and return it; with ``expect``, only if those
+    columns still hold those values (else :class:`Conflict`)."""
+    try:
+        with db.write() as s:
+            q = sa.update(Node).where(Node.id == node_id)
+            for k, v in (expect or {}).items():
+                c = getattr(Node, k)
+                q = q.where(c.is_(None) if v is None else c == v)
+            values = {**values, "updated_at": utcnow()}
+            if s.execute(q.values(**values)).rowcount != 1:  # type: ignore[attr-defined]
+                raise Conflict(f"node {node_id} changed under this update; try again")
+            node = s.get(Node, node_id)
+            assert node is not None
+            s.refresh(node)
+            return node
+    except IntegrityError as exc:
+        raise _unique_violation(exc, "node", values) from None
+
+
+def destroy_node(db: Database, node_id: int) -> None:
+    """Delete a node and its ports and portgroups."""
+    with db.write() as s:
+        s.execute(sa.delete(Port).where(Port.node_id == node_id))
+        s.execute(sa.delete(Portgroup).where(Portgroup.node_id == node_id))
+        s.execute(sa.delete(Node).where(Node.id == node_id))
+
+
+# ---- locks ---------------------------------------------------------------------------
+
+def reserve_node(db: Database, ident: str, host: str, purpose: str) -> Node:
+    """Take node ``ident``'s lock for ``host`` doing ``purpose``.
+
+    Raises :class:`NotFound`, or :class:`NodeLocked` naming the holder and its purpose.
+    """
+    with db.write() as s:
+        node = get_node(s, ident)
+        if node.reservation is None:
+            taken = s.execute(
+                sa.update(Node)
+                .where(Node.id == node.id, Node.reservation.is_(None))
+                .values(reservation=host, reservation_purpose=purpose)
+            ).rowcount  # type: ignore[attr-defined]
+            if taken == 1:
+                s.refresh(node)
+                return node
+            s.refresh(node)
+        raise NodeLocked(
+            f"Node {node.uuid} is locked by host {node.reservation} for "
+            f"{node.reservation_purpose or 'an operation'}; please retry after it finishes."
+        )
+
+
+def release_node(db: Database, node_id: int, host: str) -> None:
+    """Release the lock ``host`` holds on the node (no-op if it holds none)."""
+    with db.write() as s:
+        s.execute(
+            sa.update(Node)
+            .where(Node.id == node_id, Node.reservation == host)
+            .values(reservation=None, reservation_purpose=None)
+        )
+
+
+# ---- conductors ----------------------------------------------------------------------
+
+def register_conductor(db: Database, hostname: str, group: str, drivers: list[str]) -> None:
+    """Insert or revive the conductor row of ``hostname`` with a fresh heartbeat."""
+    with db.write() as s:
+        row = s.scalars(sa.select(Conductor).where(Conductor.hostname == hostname)).first()
+        if row is None:
+            s.add(Conductor(hostname=hostname, conductor_group=group, drivers=drivers,
+                            online=True, updated_at=utcnow()))
+        else:
+            row.online, row.drivers, row.conductor_group = True, drivers, group
+            row.updated_at = utcnow()
+
+
+def touch_conductor(db: Database, hostname: str) -> None:
+    with db.write() as s:
+        s.execute(sa.update(Conductor).where(Conductor.hostname == hostname)
+                  .values(updated_at=utcnow(), online=True))
+
+
+def unregister_conductor(db: Database, hostname: str) -> None:
+    with db.write() as s:
+        s.execute(sa.update(Conductor).where(Conductor.hostname == hostname)
+                  .values(online=False))
+
+
+def dead_conductors(db: Database, older_than: float) -> list[str]:
+    """Hostnames whose heartbeat is older than ``older_than`` seconds or that went offline."""
+    limit = utcnow() - dt.timedelta(seconds=older_than)
+    with db.read() as s:
+        rows = s.scalars(sa.select(Conductor.hostname).where(
+            (Conductor.updated_at < limit) | (Conductor.online.is_(False))))
+        return list(rows)
+
+
+def nodes_reserved_by(db: Database, hosts: Sequence[str]) -> list[Node]:
+    if not hosts:
+        return []
+    with db.read() as s:
+        return list(s.scalars(sa.select(Node).where(Node.reservation.in_(list(hosts)))))
+
+
+def nodes_in_states(db: Database, states: Sequence[str], unlocked_only: bool = True,
+                    maintenance: bool | None = None) -> list[Node]:
+    with db.read() as s:
+        q = sa.select(Node).where(Node.provision_state.in_(list(states)))
+        if unlocked_only:
+            q = q.where(Node.reservation.is_(None))
+        if maintenance is not None:
+            q = q.where(Node.maintenance.is_(maintenance))
+        return list(s.scalars(q.order_by(Node.id)))
+
+
+def nodes_for_power_sync(db: Database, excluded_states: Sequence[str]) -> list[Node]:
+    with db.read() as s:
+        return list(s.scalars(
+            sa.select(Node).where(
+                Node.reservation.is_(None),
+                Node.maintenance.is_(False),
+                Node.provision_state.not_in(list(excluded_states)),
+            ).order_by(Node.id)))
+
+
+# ---- ports and portgroups ------------------------------------------------------------
+
+def _get_by(s: Session, model: Any, ident: str, what: str) -> Any:
+    if is_uuid_like(ident):
+        obj = s.scalars(sa.select(model).where(model.uuid == str(uuidlib.UUID(ident)))).first()
+    elif model is Port and ":" in ident:
+        obj = s.scalars(sa.select(model).where(model.address == ident.lower())).first()
+    else:
+        obj = s.scalars(sa.select(model).where(model.name == ident)).first()
+    if obj is None:
+        raise NotFound(f"{what.capitalize()} {ident} could not be found.")
+    return obj
+
+
+def get_port(db: Database, ident: str) -> Port:
+    with db.read() as s:
+        port: Port = _get_by(s, Port, ident, "port")
+        return port
+
+
+def get_portgroup(db: Database, ident: str) -> Portgroup:
+    with db.read() as s:
+        pg: Portgroup = _get_by(s, Portgroup, ident, "portgroup")
+        return pg
+
+
+def _create(db: Database, obj: Any, what: str, values: dict[str, Any]) -> Any:
+    try:
+        with db.write() as s:
+            s.add(obj)
+    except IntegrityError as exc:
+        raise _unique_violation(exc, what, values) from None
+    return obj
+
+
+def create_port(db: Database, values: dict[str, Any]) -> Port:
+    """Insert a port. Raises :class:`Conflict` for a MAC address already in use."""
+    values = {"uuid": str(uuidlib.uuid4()), **values}
+    port: Port = _create(db, Port(**values), "port", values)
+    return port
+
+
+def create_portgroup(db: Database, values: dict[str, Any]) -> Portgroup:
+    values = {"uuid": str(uuidlib.uuid4()), **values}
+    pg: Portgroup = _create(db, Portgroup(**values), "portgroup", values)
+    return pg
+
+
+def list_ports(db: Database, node_id: int | None = None, address: str | None = None,
+               portgroup_id: int | None = None, limit: int | None = None,
+               marker: str | None = None) -> list[Port]:
+    with db.read() as s:
+        q = sa.select(Port)
+        if node_id is not None:
+            q = q.where(Port.node_id == node_id)
+        if portgroup_id is not None:
+            q = q.where(Port.portgroup_id == portgroup_id)
+        if address is not None:
+            q = q.where(Port.address == address.lower())
+        if marker:
+            m = s.scalars(sa.select(Port).where(Port.uuid == marker)).first()
+            if m is None:
+                raise Invalid(f"marker {marker} is not a port UUID")
+            q = q.where(Port.id > m.id)
+        q = q.order_by(Port.id)
+        if limit:
+            q = q.limit(limit)
+        return list(s.scalars(q))
+
+
+def list_portgroups(db: Database, node_id: int | None = None, limit: int | None = None,
+                    marker: str | None = None) -> list[Portgroup]:
+    with db.read() as s:
+        q = sa.select(Portgroup)
+        if node_id is not None:
+            q = q.where(Portgroup.node_id == node_id)
+        if marker:
+            m = s.scalars(sa.select(Portgroup).where(Portgroup.uuid == marker)).first()
+            if m is None:
+                raise Invalid(f"marker {marker} is not a portgroup UUID")
+            q = q.where(Portgroup.id > m.id)
+        q = q.order_by(Portgroup.id)
+        if limit:
+            q = q.limit(limit)
+        return list(s.scalars(q))
+
+
+def update_row(db: Database, model: Any, row_id: int, values: dict[str, Any], what: str) -> Any:
+    """Set ``values`` on a port or portgroup. Raises :class:`Conflict` on a duplicate."""
+    try:
+        with db.write() as s:
+            obj = s.get(model, row_id)
+            if obj is None:
+                raise NotFound(f"{what} {row_id} could not be found.")
+            for k, v in values.items():
+                setattr(obj, k, v)
+        return obj
+    except IntegrityError as exc:
+        raise _unique_violation(exc, what, values) from None
+
+
+def delete_row(db: Database, model: Any, row_id: int) -> None:
+    with db.write() as s:
+        if model is Portgroup:
+            s.execute(sa.update(Port).where(Port.portgroup_id == row_id)
+                      .values(portgroup_id=None))
+        s.execute(sa.delete(model).where(model.id == row_id))
+
+
+def node_by_id(db: Database, node_id: int) -> Node:
+    with db.read() as s:
+        node = s.get(Node, node_id)
+        if node is None:
+            raise NotFound(f"Node {node_id} could not be found.")
+        return node
+
+
+def portgroup_by_id(db: Database, pg_id: int) -> Portgroup | None:
+    with db.read() as s:
+        return s.get(Portgroup, pg_id)

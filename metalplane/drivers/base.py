@@ -1,0 +1,293 @@
+"""Hardware interfaces: one abstract class per concern, as Ironic's ``drivers/base.py``.
+
+A *hardware type* (:mod:`metalplane.drivers.hardware`) lists the implementations of each
+interface it supports; a node picks one per interface (``power_interface`` …) or gets the
+type's default. Implementations register as entry points
+(``metalplane.hardware.interfaces.<kind>``). Every method receives a :class:`Task`: the
+node, its decrypted ``driver_info`` and the interfaces of its driver, while the conductor
+holds the node's lock. Interfaces keep no per-node state; vendor quirks belong in their
+own module, not in these bodies.
+
+Power states are Ironic's strings: ``"power on"``, ``"power off"``, ``"rebooting"``.
+Boot devices are ``"pxe"``, ``"disk"``, ``"cdrom"``, ``"bios"``.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+import tenacity
+
+from metalplane.common.config import Settings
+from metalplane.common.exceptions import BMCError, Invalid
+
+__all__ = [
+    "BOOT_DEVICES",
+    "INTERFACE_KINDS",
+    "POWER_OFF",
+    "POWER_ON",
+    "REBOOT",
+    "BaseInterface",
+    "BiosInterface",
+    "BootInterface",
+    "DeployInterface",
+    "Driver",
+    "InspectInterface",
+    "InspectionResult",
+    "ManagementInterface",
+    "PowerInterface",
+    "Task",
+    "bmc_call",
+    "power_action",
+    "require_keys",
+]
+
+POWER_ON = "power on"
+POWER_OFF = "power off"
+REBOOT = "rebooting"
+POWER_TARGETS = (POWER_ON, POWER_OFF, REBOOT)
+BOOT_DEVICES = ("pxe", "disk", "cdrom", "bios")
+INTERFACE_KINDS = ("power", "management", "boot", "deploy", "inspect", "bios")
+
+LOG = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Task(Protocol):
+    """What a driver sees while the conductor holds a node's lock."""
+
+    @property
+    def node(self) -> Any: ...  # metalplane.db.models.Node, detached
+
+    @property
+    def driver(self) -> Driver: ...
+
+    @property
+    def driver_info(self) -> dict[str, Any]: ...  # secrets decrypted
+
+    @property
+    def settings(self) -> Settings: ...
+
+    def save(self, **fields: Any) -> None:
+        """Persist node fields (e.g. power_state) at once."""
+
+
+@dataclasses.dataclass(frozen=True)
+class InspectionResult:
+    """What inspection learned: ``properties`` to merge into the node (cpus, cpu_arch,
+    memory_mb, local_gb) and the MAC addresses of its NICs (ports to create)."""
+
+    properties: dict[str, Any]
+    macs: list[str]
+
+
+class BaseInterface(abc.ABC):
+    """Common to all interfaces. ``name`` is the registered implementation name."""
+
+    name: str = ""
+    kind: str = ""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def get_properties(self) -> dict[str, str]:
+        """driver_info keys this implementation reads, mapped to a description."""
+        return {}
+
+    def validate_driver_info(self, info: dict[str, Any], partial: bool = False) -> None:
+        """Raise :class:`Invalid` for a malformed driver_info. ``partial``: keys still
+        missing are fine (a node in ``enroll`` may be incomplete); present ones must be
+        well-formed."""
+
+    def validate(self, task: Task) -> None:
+        """Raise :class:`Invalid` if the node cannot use this interface as configured."""
+        self.validate_driver_info(task.driver_info)
+
+
+class PowerInterface(BaseInterface):
+    kind = "power"
+
+    @abc.abstractmethod
+    def get_power_state(self, task: Task) -> str:
+        """Return ``"power on"`` or ``"power off"``. Raises :class:`BMCError`."""
+
+    @abc.abstractmethod
+    def set_power_state(self, task: Task, state: str) -> None:
+        """Turn power to ``state`` and return once the BMC reports it (bounded by
+        ``settings.power_state_change_timeout``). Raises :class:`BMCError`."""
+
+    @abc.abstractmethod
+    def reboot(self, task: Task) -> None:
+        """Power-cycle (or power on if off) and return once on. Raises :class:`BMCError`."""
+
+
+class ManagementInterface(BaseInterface):
+    kind = "management"
+
+    def get_supported_boot_devices(self, task: Task) -> list[str]:
+        return list(BOOT_DEVICES)
+
+    @abc.abstractmethod
+    def set_boot_device(self, task: Task, device: str, persistent: bool = False) -> None:
+        """Boot from ``device`` next time (``persistent``: every time). Raises :class:`BMCError`."""
+
+    @abc.abstractmethod
+    def get_boot_device(self, task: Task) -> dict[str, Any]:
+        """Return ``{"boot_device": str | None, "persistent": bool | None}``."""
+
+
+class BootInterface(BaseInterface):
+    """Prepares how the node boots: the ramdisk for inspection/cleaning/deploy, then the
+    instance. The fake one does nothing; PXE/iPXE comes with the ramdisk agent."""
+
+    kind = "boot"
+
+    @abc.abstractmethod
+    def prepare_ramdisk(self, task: Task) -> None: ...
+
+    @abc.abstractmethod
+    def clean_up_ramdisk(self, task: Task) -> None: ...
+
+    @abc.abstractmethod
+    def prepare_instance(self, task: Task) -> None: ...
+
+    @abc.abstractmethod
+    def clean_up_instance(self, task: Task) -> None: ...
+
+
+class DeployInterface(BaseInterface):
+    """Puts an image on the node and takes it off again.
+
+    ``deploy`` and ``clean`` return ``None`` when finished, or ``"wait"`` when the node
+    will call back (the agent), leaving it in a wait state with a timeout.
+    """
+
+    kind = "deploy"
+
+    @abc.abstractmethod
+    def deploy(self, task: Task) -> str | None: ...
+
+    @abc.abstractmethod
+    def tear_down(self, task: Task) -> None: ...
+
+    @abc.abstractmethod
+    def clean(self, task: Task) -> str | None: ...
+
+
+class InspectInterface(BaseInterface):
+    kind = "inspect"
+
+    @abc.abstractmethod
+    def inspect_hardware(self, task: Task) -> InspectionResult | None:
+        """Return what was found, or ``None`` if the node will report later (in-band)."""
+
+
+class BiosInterface(BaseInterface):
+    kind = "bios"
+
+    @abc.abstractmethod
+    def apply_configuration(self, task: Task, settings: list[dict[str, Any]]) -> None: ...
+
+    @abc.abstractmethod
+    def factory_reset(self, task: Task) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Driver:
+    """The interfaces one node uses: its hardware type's composition."""
+
+    hardware_type: str
+    power: PowerInterface
+    management: ManagementInterface
+    boot: BootInterface
+    deploy: DeployInterface
+    inspect: InspectInterface
+    bios: BiosInterface
+
+    def interfaces(self) -> dict[str, BaseInterface]:
+        return {k: getattr(self, k) for k in INTERFACE_KINDS}
+
+
+def require_keys(info: dict[str, Any], keys: list[str], where: str,
+                 partial: bool = False) -> None:
+    """Raise :class:`Invalid` naming every key of ``keys`` missing from ``info`` (nothing
+    when ``partial``)."""
+    if partial:
+        return
+    missing = [k for k in keys if info.get(k) in (None, "")]
+    if missing:
+        raise Invalid(
+            f"{where} needs driver_info/{', driver_info/'.join(missing)}, which is missing"
+        )
+
+
+def bmc_call(
+    settings: Settings,
+    what: str,
+    fn: Callable[[], T],
+    transient: tuple[type[BaseException], ...],
+    permanent: tuple[type[BaseException], ...] = (),
+) -> T:
+    """Call ``fn``; retry errors of a ``transient`` class with exponential backoff
+    (``settings.bmc_retries`` attempts from ``settings.bmc_retry_wait`` seconds).
+
+    Raises :class:`BMCError` saying ``what`` failed, how often it was tried and why, for
+    transient errors that outlived the retries and for ``permanent`` ones at once.
+    """
+    attempts = max(1, settings.bmc_retries)
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(attempts),
+        wait=tenacity.wait_exponential(multiplier=settings.bmc_retry_wait, max=30),
+        retry=tenacity.retry_if_exception_type(transient),
+        reraise=True,
+        before_sleep=lambda rs: LOG.warning(
+            "%s failed (attempt %d of %d), retrying: %s",
+            what, rs.attempt_number, attempts, rs.outcome.exception() if rs.outcome else "",
+        ),
+    )
+    try:
+        return retrying(fn)
+    except transient as exc:
+        raise BMCError(f"{what} failed after {attempts} attempts: {_describe(exc)}") from exc
+    except permanent as exc:
+        raise BMCError(f"{what} failed: {_describe(exc)}") from exc
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) < 500 else text[:497] + "..."
+
+
+def power_action(task: Task, state: str) -> None:
+    """Drive the node's power to ``state`` (``POWER_ON``/``POWER_OFF``/``REBOOT``) through its
+    power interface and record the resulting ``power_state``. Raises :class:`BMCError`."""
+    power = task.driver.power
+    task.save(target_power_state=POWER_ON if state == REBOOT else state)
+    try:
+        if state == REBOOT:
+            power.reboot(task)
+            reached = POWER_ON
+        else:
+            power.set_power_state(task, state)
+            reached = state
+    except Exception:
+        task.save(target_power_state=None)
+        raise
+    task.save(power_state=reached, target_power_state=None)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float, what: str) -> None:
+    """Poll ``predicate`` every ``interval`` s until true; raise :class:`BMCError` after
+    ``timeout`` s. Bounded: at most ``timeout / interval + 1`` polls."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return
+        if time.monotonic() >= deadline:
+            raise BMCError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)

@@ -1,0 +1,63 @@
+"""Hardware types: which interface implementations each kind of server supports.
+
+As in Ironic's ``drivers/generic.py``: a hardware type lists, per interface, the
+implementations it supports, the first being the default. A node's ``<kind>_interface``
+field picks one of them.
+"""
+
+from __future__ import annotations
+
+__all__ = ["FakeHardware", "HardwareType", "IPMIHardware", "RedfishHardware"]
+
+
+class HardwareType:
+    """Supported implementations per interface kind; the first of each list is the default."""
+
+    name = ""
+    supported: dict[str, list[str]] = {}
+
+    @classmethod
+    def default(cls, kind: str) -> str:
+        return cls.supported[kind][0]
+
+
+class FakeHardware(HardwareType):
+    """No hardware at all: for tests and benchmarks."""
+
+    name = "fake-hardware"
+    supported = {
+        "power": ["fake"],
+        "management": ["fake"],
+        "boot": ["fake"],
+        "deploy": ["fake"],
+        "inspect": ["fake", "no-inspect"],
+        "bios": ["fake", "no-bios"],
+    }
+
+
+class RedfishHardware(HardwareType):
+    """A server with a Redfish BMC."""
+
+    name = "redfish"
+    supported = {
+        "power": ["redfish"],
+        "management": ["redfish"],
+        "boot": ["fake"],  # PXE/iPXE boot comes with the ramdisk agent
+        "deploy": ["fake"],  # the agent deploy comes with the ramdisk agent
+        "inspect": ["redfish", "no-inspect"],
+        "bios": ["no-bios"],
+    }
+
+
+class IPMIHardware(HardwareType):
+    """A server with an IPMI 2.0 BMC."""
+
+    name = "ipmi"
+    supported = {
+        "power": ["ipmi"],
+        "management": ["ipmi"],
+        "boot": ["fake"],
+        "deploy": ["fake"],
+        "inspect": ["no-inspect"],
+        "bios": ["no-bios"],
+    }

@@ -1,0 +1,113 @@
+"""IPMI power and boot device through pyghmi (IPMI 2.0 over LAN, RMCP+ on UDP).
+
+driver_info keys (Ironic's): ``ipmi_address`` (required), ``ipmi_port`` (default 623),
+``ipmi_username``, ``ipmi_password`` (required when a user name is set). Sources: IPMI v2.0
+specification, Chassis Control (22.3) and Set System Boot Options (28.12); pyghmi's
+``pyghmi.ipmi.command.Command``.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from pyghmi import exceptions as pyghmi_exc
+from pyghmi.ipmi import command as ipmi_command
+
+from metalplane.common.exceptions import Invalid
+from metalplane.drivers import base
+
+__all__ = ["IPMIManagement", "IPMIPower", "parse_driver_info"]
+
+_TRANSIENT: tuple[type[BaseException], ...] = (pyghmi_exc.IpmiException, OSError, socket.error)
+_BOOT_TO_IPMI = {"pxe": "network", "disk": "hd", "cdrom": "optical", "bios": "setup"}
+_IPMI_TO_BOOT = {v: k for k, v in _BOOT_TO_IPMI.items()}
+
+_PROPERTIES = {
+    "ipmi_address": "IP address or host name of the BMC. Required.",
+    "ipmi_port": "UDP port of the BMC. Default 623.",
+    "ipmi_username": "User name on the BMC. Optional.",
+    "ipmi_password": "Password on the BMC; required when ipmi_username is set.",
+}
+
+
+def parse_driver_info(info: dict[str, Any], partial: bool = False) -> dict[str, Any]:
+    """Validate IPMI driver_info; return ``{"address", "port", "username", "password"}``.
+
+    Raises :class:`Invalid` naming the bad key.
+    """
+    base.require_keys(info, ["ipmi_address"], "the ipmi hardware type", partial)
+    if partial and not info.get("ipmi_address"):
+        info = {**info, "ipmi_address": "placeholder.invalid"}  # check the other keys alone
+    try:
+        port = int(info.get("ipmi_port") or 623)
+    except (TypeError, ValueError):
+        raise Invalid(f"driver_info/ipmi_port {info.get('ipmi_port')!r} is not a number") from None
+    if not 0 < port < 65536:
+        raise Invalid(f"driver_info/ipmi_port {port} is out of range 1-65535")
+    username = info.get("ipmi_username") or ""
+    password = info.get("ipmi_password") or ""
+    if username and not password:
+        raise Invalid("driver_info/ipmi_password is required when ipmi_username is set")
+    return {"address": str(info["ipmi_address"]), "port": port, "username": username,
+            "password": password}
+
+
+class _IPMIMixin(base.BaseInterface):
+    def get_properties(self) -> dict[str, str]:
+        return dict(_PROPERTIES)
+
+    def validate_driver_info(self, info: dict[str, Any], partial: bool = False) -> None:
+        parse_driver_info(info, partial)
+
+    def _run(self, task: base.Task, what: str, fn: Any) -> Any:
+        info = parse_driver_info(task.driver_info)
+
+        def call() -> Any:
+            cmd = ipmi_command.Command(bmc=info["address"], userid=info["username"],
+                                       password=info["password"], port=info["port"])
+            result = fn(cmd)
+            if isinstance(result, dict) and "error" in result:
+                raise pyghmi_exc.IpmiException(str(result["error"]))
+            return result
+
+        return base.bmc_call(self.settings, f"IPMI {what} on node {task.node.uuid} at "
+                             f"{info['address']}:{info['port']}", call, _TRANSIENT)
+
+
+class IPMIPower(_IPMIMixin, base.PowerInterface):
+    name = "ipmi"
+
+    def get_power_state(self, task: base.Task) -> str:
+        result = self._run(task, "get power", lambda c: c.get_power())
+        return base.POWER_ON if result.get("powerstate") == "on" else base.POWER_OFF
+
+    def set_power_state(self, task: base.Task, state: str) -> None:
+        if state not in (base.POWER_ON, base.POWER_OFF):
+            raise Invalid(f"unsupported power state {state!r}")
+        target = "on" if state == base.POWER_ON else "off"
+        timeout = int(self.settings.power_state_change_timeout)
+        self._run(task, f"power {target}", lambda c: c.set_power(target, wait=timeout))
+
+    def reboot(self, task: base.Task) -> None:
+        timeout = int(self.settings.power_state_change_timeout)
+        current = self.get_power_state(task)
+        if current == base.POWER_ON:
+            self._run(task, "power cycle", lambda c: c.set_power("boot", wait=timeout))
+        else:
+            self._run(task, "power on", lambda c: c.set_power("on", wait=timeout))
+
+
+class IPMIManagement(_IPMIMixin, base.ManagementInterface):
+    name = "ipmi"
+
+    def set_boot_device(self, task: base.Task, device: str, persistent: bool = False) -> None:
+        if device not in _BOOT_TO_IPMI:
+            raise Invalid(f"boot device {device!r} is not one of {', '.join(_BOOT_TO_IPMI)}")
+        self._run(task, f"set boot device {device}",
+                  lambda c: c.set_bootdev(_BOOT_TO_IPMI[device], persist=persistent))
+
+    def get_boot_device(self, task: base.Task) -> dict[str, Any]:
+        result = self._run(task, "get boot device", lambda c: c.get_bootdev())
+        return {"boot_device": _IPMI_TO_BOOT.get(result.get("bootdev")),
+                "persistent": result.get("persistent")}

@@ -1,0 +1,255 @@
+"""Redfish power, management and out-of-band inspection, through sushy.
+
+driver_info keys (Ironic's): ``redfish_address`` (``http[s]://host[:port]``, required),
+``redfish_system_id`` (``/redfish/v1/Systems/<id>``; may be left out when the BMC has one
+system), ``redfish_username``, ``redfish_password``, ``redfish_verify_ca`` (bool or a CA
+bundle path, default true). Sources: DMTF Redfish ``ComputerSystem`` schema (Reset action,
+``Boot.BootSourceOverrideTarget``/``BootSourceOverrideEnabled``, ``ProcessorSummary``,
+``MemorySummary``, ``EthernetInterfaces``), sushy's resource API.
+
+Connections are cached per (address, user, password, verify) like Ironic's SessionCache,
+so a power sync over many nodes of one BMC does not log in for each.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import urllib.parse
+from typing import Any
+
+import sushy
+from sushy import exceptions as sushy_exc
+
+from metalplane.common.exceptions import Invalid
+from metalplane.drivers import base
+
+__all__ = ["RedfishInspect", "RedfishManagement", "RedfishPower", "parse_driver_info"]
+
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    sushy_exc.ConnectionError,
+    sushy_exc.ServerSideError,
+)
+_PERMANENT: tuple[type[BaseException], ...] = (sushy_exc.SushyError,)
+
+_BOOT_TO_REDFISH = {
+    "pxe": sushy.BootSource.PXE,
+    "disk": sushy.BootSource.HDD,
+    "cdrom": sushy.BootSource.CD,
+    "bios": sushy.BootSource.BIOS_SETUP,
+}
+_REDFISH_TO_BOOT = {v: k for k, v in _BOOT_TO_REDFISH.items()}
+
+_PROPERTIES = {
+    "redfish_address": "The BMC's URL, http[s]://host[:port]. Required.",
+    "redfish_system_id": "Path of the system, e.g. /redfish/v1/Systems/1. Optional if the "
+    "BMC manages one system.",
+    "redfish_username": "User name on the BMC. Optional.",
+    "redfish_password": "Password on the BMC; required when redfish_username is set.",
+    "redfish_verify_ca": "true, false, or a CA bundle path. Default true.",
+}
+
+
+def parse_driver_info(info: dict[str, Any], partial: bool = False) -> dict[str, Any]:
+    """Validate and normalise Redfish driver_info.
+
+    Returns ``{"address", "system_id", "username", "password", "verify"}``.
+    Raises :class:`Invalid` naming the bad key.
+    """
+    base.require_keys(info, ["redfish_address"], "the redfish hardware type", partial)
+    if partial and not info.get("redfish_address"):
+        info = {**info, "redfish_address": "placeholder.invalid"}  # check the other keys alone
+    address = str(info["redfish_address"]).strip()
+    parsed = urllib.parse.urlsplit(address if "://" in address else f"https://{address}")
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise Invalid(
+            f"driver_info/redfish_address {address!r} is not an http:// or https:// URL "
+            "with a host"
+        )
+    try:
+        parsed.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise Invalid(f"driver_info/redfish_address {address!r} has an invalid port") from None
+    system_id = info.get("redfish_system_id") or None
+    if system_id is not None and not str(system_id).startswith("/"):
+        raise Invalid(
+            f"driver_info/redfish_system_id {system_id!r} must be a path such as "
+            "/redfish/v1/Systems/1"
+        )
+    username = info.get("redfish_username") or None
+    password = info.get("redfish_password") or None
+    if username and not password:
+        raise Invalid("driver_info/redfish_password is required when redfish_username is set")
+    verify: bool | str = True
+    raw = info.get("redfish_verify_ca", True)
+    if isinstance(raw, bool):
+        verify = raw
+    elif str(raw).lower() in ("true", "1", "yes", "on"):
+        verify = True
+    elif str(raw).lower() in ("false", "0", "no", "off"):
+        verify = False
+    else:
+        verify = str(raw)
+    return {
+        "address": urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, "", "", "")),
+        "system_id": system_id,
+        "username": username,
+        "password": password,
+        "verify": verify,
+    }
+
+
+_cache_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=1024)
+def _connect(address: str, username: str | None, password: str | None,
+             verify: bool | str) -> Any:
+    return sushy.Sushy(address, username=username, password=password, verify=verify)
+
+
+def _system(task: base.Task, settings: Any) -> Any:
+    info = parse_driver_info(task.driver_info)
+
+    def get() -> Any:
+        with _cache_lock:
+            conn = _connect(info["address"], info["username"], info["password"],
+                            info["verify"])
+        try:
+            return conn.get_system(info["system_id"])
+        except _TRANSIENT:
+            # a cached session may have gone stale (BMC restart): reconnect next try
+            with _cache_lock:
+                _connect.cache_clear()
+            raise
+
+    return base.bmc_call(settings, f"Redfish: reaching system of node {task.node.uuid} at "
+                         f"{info['address']}", get, _TRANSIENT, _PERMANENT)
+
+
+def _power_of(system: Any) -> str:
+    state = system.power_state
+    if state in (sushy.PowerState.ON, sushy.PowerState.POWERING_OFF):
+        return base.POWER_ON
+    return base.POWER_OFF
+
+
+class _RedfishMixin(base.BaseInterface):
+    def get_properties(self) -> dict[str, str]:
+        return dict(_PROPERTIES)
+
+    def validate_driver_info(self, info: dict[str, Any], partial: bool = False) -> None:
+        parse_driver_info(info, partial)
+
+    def _call(self, task: base.Task, what: str, fn: Any) -> Any:
+        return base.bmc_call(self.settings, f"Redfish {what} on node {task.node.uuid}", fn,
+                             _TRANSIENT, _PERMANENT)
+
+
+class RedfishPower(_RedfishMixin, base.PowerInterface):
+    name = "redfish"
+
+    def get_power_state(self, task: base.Task) -> str:
+        system = _system(task, self.settings)
+        return str(self._call(task, "power state", lambda: _power_of(system)))
+
+    def _wait(self, task: base.Task, system: Any, target: str) -> None:
+        def reached() -> bool:
+            self._call(task, "refresh", system.refresh)
+            return _power_of(system) == target
+
+        base.wait_for(reached, self.settings.power_state_change_timeout,
+                      min(1.0, self.settings.power_state_change_timeout / 10),
+                      f"node {task.node.uuid} to reach '{target}'")
+
+    def set_power_state(self, task: base.Task, state: str) -> None:
+        if state not in (base.POWER_ON, base.POWER_OFF):
+            raise Invalid(f"unsupported power state {state!r}")
+        system = _system(task, self.settings)
+        if _power_of(system) == state:
+            return
+        reset = sushy.ResetType.ON if state == base.POWER_ON else sushy.ResetType.FORCE_OFF
+        self._call(task, f"reset {reset.value}", lambda: system.reset_system(reset))
+        self._wait(task, system, state)
+
+    def reboot(self, task: base.Task) -> None:
+        system = _system(task, self.settings)
+        if _power_of(system) == base.POWER_ON:
+            reset = sushy.ResetType.FORCE_RESTART
+        else:
+            reset = sushy.ResetType.ON
+        self._call(task, f"reset {reset.value}", lambda: system.reset_system(reset))
+        self._wait(task, system, base.POWER_ON)
+
+
+class RedfishManagement(_RedfishMixin, base.ManagementInterface):
+    name = "redfish"
+
+    def set_boot_device(self, task: base.Task, device: str, persistent: bool = False) -> None:
+        if device not in _BOOT_TO_REDFISH:
+            raise Invalid(f"boot device {device!r} is not one of {', '.join(_BOOT_TO_REDFISH)}")
+        system = _system(task, self.settings)
+        enabled = (sushy.BootSourceOverrideEnabled.CONTINUOUS if persistent
+                   else sushy.BootSourceOverrideEnabled.ONCE)
+        self._call(task, f"set boot device {device}",
+                   lambda: system.set_system_boot_options(_BOOT_TO_REDFISH[device],
+                                                          enabled=enabled))
+
+    def get_boot_device(self, task: base.Task) -> dict[str, Any]:
+        system = _system(task, self.settings)
+        boot = system.boot
+        enabled = boot.enabled
+        return {
+            "boot_device": _REDFISH_TO_BOOT.get(boot.target),
+            "persistent": (None if enabled is None
+                           else enabled == sushy.BootSourceOverrideEnabled.CONTINUOUS),
+        }
+
+
+_ARCH = {
+    sushy.ProcessorArchitecture.X86: "x86_64",
+    sushy.ProcessorArchitecture.ARM: "aarch64",
+    sushy.ProcessorArchitecture.IA_64: "ia64",
+    sushy.ProcessorArchitecture.MIPS: "mips",
+}
+
+
+class RedfishInspect(_RedfishMixin, base.InspectInterface):
+    """Out-of-band inspection: CPUs and arch, memory, local disk size and NIC MACs.
+
+    A value the BMC does not publish is left out of the result (and so left unchanged on
+    the node) rather than guessed.
+    """
+
+    name = "redfish"
+
+    def inspect_hardware(self, task: base.Task) -> base.InspectionResult | None:
+        system = _system(task, self.settings)
+        props: dict[str, Any] = {}
+
+        def optional(fn: Any) -> Any:
+            try:
+                return self._call(task, "inspection", fn)
+            except Exception:
+                return None
+
+        summary = optional(lambda: system.processors.summary)
+        if summary is not None:
+            if summary.count:
+                props["cpus"] = int(summary.count)
+            if summary.architecture in _ARCH:
+                props["cpu_arch"] = _ARCH[summary.architecture]
+        if "cpus" not in props:
+            count = optional(lambda: system.processor_summary.count)
+            if count:
+                props["cpus"] = int(count)
+        mem = optional(lambda: system.memory_summary)
+        if mem is not None and getattr(mem, "size_gib", None):
+            props["memory_mb"] = int(float(mem.size_gib) * 1024)
+        disks = optional(lambda: system.simple_storage.disks_sizes_bytes)
+        if disks:
+            # Ironic reports the largest disk less 1 GiB for partitioning slack.
+            props["local_gb"] = max(0, max(disks) // (1024**3) - 1)
+        nics = optional(lambda: system.ethernet_interfaces.summary) or {}
+        macs = sorted(str(m).lower() for m in nics)
+        return base.InspectionResult(properties=props, macs=macs)

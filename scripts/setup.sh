@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Bring a fresh Debian 12 machine to the point where metalplane runs and its tests pass.
+# Installs the Debian packages it needs (as root, or through sudo) and a virtualenv in .venv
+# with metalplane and its development tools. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+    python3 python3-venv python3-dev gcc  # the Python environment
+    postgresql                            # the several-conductor store; its tests use a real server
+    ipmitool                              # handy for checking an IPMI BMC by hand
+)
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup: installing Debian packages: ${missing[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Prefer a Python 3.11+ already on PATH (pyenv etc.), else Debian's python3.
+PY=${PYTHON:-python3}
+"$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || {
+    echo "setup: $PY is older than 3.11" >&2; exit 1; }
+
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv"
+    "$PY" -m venv .venv
+fi
+echo "setup: installing metalplane and its dev tools into .venv"
+.venv/bin/pip install -q --upgrade pip >/dev/null
+.venv/bin/pip install -q -e '.[dev]'
+echo "setup: done. Try: .venv/bin/metalplane --help"
