@@ -12,7 +12,7 @@ import uvicorn
 from metalplane.api.app import create_app
 from metalplane.api.auth import UsersFile
 from metalplane.common.config import Settings
-from metalplane.common.secrets import RedactingFilter, SecretBox
+from metalplane.common.secrets import RedactingFilter, SecretBox, install_log_redaction
 from metalplane.conductor.manager import Conductor
 from metalplane.db.engine import Database
 
@@ -39,6 +39,7 @@ class Service:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(settings.effective_database_url)
         self.secrets = SecretBox(settings.data_dir / "secret.key")
+        install_log_redaction()
         self.conductor = Conductor(settings, self.db, self.secrets)
         strategy = settings.effective_auth_strategy
         users = UsersFile(settings.effective_users_file) if strategy == "http_basic" else None

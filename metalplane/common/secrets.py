@@ -23,6 +23,7 @@ __all__ = [
     "MASK",
     "RedactingFilter",
     "SecretBox",
+    "install_log_redaction",
     "is_secret_key",
     "mask_driver_info",
 ]
@@ -94,6 +95,28 @@ class SecretBox:
                 with _seen_lock:
                     _seen_secrets.add(clear)
         return out
+
+
+_factory_installed = False
+
+
+def install_log_redaction() -> None:
+    """Redact decrypted secrets from every log record created in this process, whatever
+    handler or logger it goes to (wraps the LogRecord factory; idempotent)."""
+    global _factory_installed
+    with _seen_lock:
+        if _factory_installed:
+            return
+        _factory_installed = True
+    previous = logging.getLogRecordFactory()
+    redactor = RedactingFilter()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        redactor.filter(record)
+        return record
+
+    logging.setLogRecordFactory(factory)
 
 
 class RedactingFilter(logging.Filter):

@@ -105,7 +105,11 @@ _cache_lock = threading.Lock()
 @functools.lru_cache(maxsize=1024)
 def _connect(address: str, username: str | None, password: str | None,
              verify: bool | str) -> Any:
-    return sushy.Sushy(address, username=username, password=password, verify=verify)
+    # Retries are ours (bmc_call, with backoff and a clear last_error); sushy's own defaults
+    # (10 retries, 3 s apart, on every call) would hide a dead BMC for half a minute.
+    return sushy.Sushy(address, username=username, password=password, verify=verify,
+                       server_side_retries=1, server_side_retries_delay=1,
+                       connect_timeout=10, read_timeout=30)
 
 
 def _system(task: base.Task, settings: Any) -> Any:

@@ -1,0 +1,174 @@
+"""Real peers for functional tests: the sushy-tools Redfish emulator and a pyghmi fake BMC.
+
+Each runs as a child process on a free 127.0.0.1 port and is killed on exit, even when
+the test failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid as uuidlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+@dataclass
+class Emulator:
+    url: str
+    systems: list[dict[str, Any]] = field(default_factory=list)
+
+    def system(self, uuid: str) -> dict[str, Any]:
+        """The emulator's own view of a system (its Redfish resource)."""
+        r = httpx.get(f"{self.url}/redfish/v1/Systems/{uuid}", timeout=10)
+        r.raise_for_status()
+        return dict(r.json())
+
+
+@contextlib.contextmanager
+def sushy_emulator(tmp: Path, count: int = 3, notify_url: str | None = None
+                   ) -> Iterator[Emulator]:
+    """sushy-tools' emulator with ``count`` fake systems, each with one NIC."""
+    systems = [{
+        "uuid": str(uuidlib.uuid4()), "name": f"fake-{i}", "power_state": "Off",
+        "external_notifier": bool(notify_url),
+        "nics": [{"mac": f"52:54:00:aa:00:{i:02x}", "ip": f"192.0.2.{10 + i}"}],
+    } for i in range(count)]
+    port = free_port()
+    cfg = tmp / "emulator.conf"
+    cfg.write_text(textwrap.dedent(f"""
+        SUSHY_EMULATOR_LISTEN_IP = '127.0.0.1'
+        SUSHY_EMULATOR_LISTEN_PORT = {port}
+        SUSHY_EMULATOR_FAKE_DRIVER = True
+        SUSHY_EMULATOR_STATE_DIR = {str(tmp / 'emulator-state')!r}
+        SUSHY_EMULATOR_FAKE_SYSTEMS = {systems!r}
+        EXTERNAL_NOTIFICATION_URL = {notify_url or 'http://127.0.0.1:9'!r}
+    """))
+    log = open(tmp / "emulator.log", "w")  # noqa: SIM115 - closed below
+    exe = Path(sys.executable).parent / "sushy-emulator"
+    proc = subprocess.Popen([str(exe), "--config", str(cfg)], stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/redfish/v1/Systems", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("sushy-emulator did not start: "
+                                   + (tmp / "emulator.log").read_text()[-2000:])
+            time.sleep(0.2)
+        yield Emulator(url=url, systems=systems)
+    finally:
+        stop_process(proc)
+        log.close()
+
+
+FAKE_BMC = textwrap.dedent('''
+    import json, sys
+    import pyghmi.ipmi.bmc as bmc
+
+    STATE = sys.argv[2]
+
+    class Bmc(bmc.Bmc):
+        def __init__(self, port):
+            super().__init__({"admin": "s3cret-ipmi"}, port=port, address="127.0.0.1")
+            self.state = {"power": "off", "bootdev": "default", "persistent": False}
+            self.save()
+
+        def save(self):
+            with open(STATE, "w") as f:
+                json.dump(self.state, f)
+
+        def get_boot_device(self):
+            return self.state["bootdev"]
+
+        def set_boot_device(self, bootdevice):
+            self.state["bootdev"] = bootdevice
+            self.save()
+
+        def get_power_state(self):
+            return self.state["power"]
+
+        def power_off(self):
+            self.state["power"] = "off"; self.save()
+
+        def power_on(self):
+            self.state["power"] = "on"; self.save()
+
+        def power_reset(self):
+            self.state["power"] = "on"; self.save()
+
+        def power_shutdown(self):
+            self.state["power"] = "off"; self.save()
+
+        def cold_reset(self):
+            raise SystemExit(0)
+
+    Bmc(int(sys.argv[1])).listen()
+''')
+
+
+@dataclass
+class FakeBmc:
+    port: int
+    state_file: Path
+
+    def state(self) -> dict[str, Any]:
+        return dict(json.loads(self.state_file.read_text()))
+
+
+@contextlib.contextmanager
+def fake_ipmi_bmc(tmp: Path) -> Iterator[FakeBmc]:
+    """pyghmi's BMC class answering IPMI 2.0 (RMCP+) on a UDP port of 127.0.0.1; user
+    ``admin``, password ``s3cret-ipmi``. Its state is written to a JSON file."""
+    port = free_port(socket.SOCK_DGRAM)
+    script = tmp / "fakebmc.py"
+    script.write_text(FAKE_BMC)
+    state = tmp / "bmc-state.json"
+    log = open(tmp / "fakebmc.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, str(script), str(port), str(state)], stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 15
+        while not state.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("fake BMC did not start: "
+                                   + (tmp / "fakebmc.log").read_text()[-2000:])
+            time.sleep(0.1)
+        yield FakeBmc(port=port, state_file=state)
+    finally:
+        stop_process(proc)
+        log.close()

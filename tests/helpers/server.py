@@ -1,0 +1,91 @@
+"""An in-process metalplane server (API + conductor) on a free loopback port."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from metalplane.api.service import Service
+from metalplane.common.config import Settings
+from tests.helpers.peers import free_port
+
+
+@dataclass
+class RunningServer:
+    url: str
+    service: Service
+    http: httpx.Client
+
+    @property
+    def conductor(self) -> Any:
+        return self.service.conductor
+
+    def node(self, ident: str) -> dict[str, Any]:
+        r = self.http.get(f"/v1/nodes/{ident}")
+        r.raise_for_status()
+        return dict(r.json())
+
+    def create_node(self, **body: Any) -> dict[str, Any]:
+        body.setdefault("driver", "fake-hardware")
+        r = self.http.post("/v1/nodes", json=body)
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    def provision(self, ident: str, verb: str) -> httpx.Response:
+        return self.http.put(f"/v1/nodes/{ident}/states/provision", json={"target": verb})
+
+    def wait_state(self, ident: str, states: set[str] | str, timeout: float = 60) -> dict[str, Any]:
+        """Poll until the node rests in one of ``states`` with no lock held."""
+        wanted = {states} if isinstance(states, str) else states
+        deadline = time.monotonic() + timeout
+        node: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            node = self.node(ident)
+            if node["provision_state"] in wanted and node["reservation"] is None \
+                    and node["target_power_state"] is None:
+                return node
+            time.sleep(0.1)
+        raise AssertionError(f"node {ident} did not reach {wanted} in {timeout}s: "
+                             f"{node.get('provision_state')} last_error={node.get('last_error')}")
+
+
+@contextlib.contextmanager
+def running_server(data_dir: Path, **overrides: Any) -> Iterator[RunningServer]:
+    periodic = bool(overrides.pop("periodic", False))
+    values: dict[str, Any] = dict(data_dir=data_dir, host="127.0.0.1", port=free_port(),
+                                  conductor_hostname="test-conductor",
+                                  power_sync_interval=3600, timeout_check_interval=3600,
+                                  bmc_retries=2, bmc_retry_wait=0.1,
+                                  power_state_change_timeout=30)
+    values.update(overrides)
+    settings = Settings(**values)
+    settings.validate()
+    service = Service(settings)
+    service.start(periodic=periodic)
+    config = uvicorn.Config(service.app, host="127.0.0.1", port=settings.port, log_config=None,
+                            access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test server did not start")
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{settings.port}"
+    http = httpx.Client(base_url=url, timeout=60)
+    try:
+        yield RunningServer(url=url, service=service, http=http)
+    finally:
+        http.close()
+        server.should_exit = True
+        thread.join(timeout=15)
+        service.stop()
