@@ -107,7 +107,10 @@ def _connect(address: str, username: str | None, password: str | None,
              verify: bool | str) -> Any:
     # Retries are ours (bmc_call, with backoff and a clear last_error); sushy's own defaults
     # (10 retries, 3 s apart, on every call) would hide a dead BMC for half a minute.
-    return sushy.Sushy(address, username=username, password=password, verify=verify,
+    # requests deprecates None credentials; an empty pair means "no auth" to the emulator
+    # and to BMCs that allow anonymous access.
+    return sushy.Sushy(address, username=username or "", password=password or "",
+                       verify=verify,
                        server_side_retries=1, server_side_retries_delay=1,
                        connect_timeout=10, read_timeout=30)
 
