@@ -9,6 +9,7 @@ specification, Chassis Control (22.3) and Set System Boot Options (28.12); pyghm
 from __future__ import annotations
 
 import socket
+import threading
 from typing import Any
 
 from pyghmi import exceptions as pyghmi_exc
@@ -53,6 +54,19 @@ def parse_driver_info(info: dict[str, Any], partial: bool = False) -> dict[str, 
             "password": password}
 
 
+# One logged-in pyghmi Command per BMC, reused (fewer RMCP+ logins, as a BMC has few
+# session slots), and one call at a time per BMC: a pyghmi session is not safe for
+# concurrent requests. Different BMCs are driven in parallel.
+_sessions: dict[tuple[str, int, str, str], Any] = {}
+_locks: dict[tuple[str, int, str, str], threading.Lock] = {}
+_registry_lock = threading.Lock()
+
+
+def _session_lock(key: tuple[str, int, str, str]) -> threading.Lock:
+    with _registry_lock:
+        return _locks.setdefault(key, threading.Lock())
+
+
 class _IPMIMixin(base.BaseInterface):
     def get_properties(self) -> dict[str, str]:
         return dict(_PROPERTIES)
@@ -63,13 +77,23 @@ class _IPMIMixin(base.BaseInterface):
     def _run(self, task: base.Task, what: str, fn: Any) -> Any:
         info = parse_driver_info(task.driver_info)
 
+        key = (info["address"], info["port"], info["username"], info["password"])
+
         def call() -> Any:
-            cmd = ipmi_command.Command(bmc=info["address"], userid=info["username"],
-                                       password=info["password"], port=info["port"])
-            result = fn(cmd)
-            if isinstance(result, dict) and "error" in result:
-                raise pyghmi_exc.IpmiException(str(result["error"]))
-            return result
+            with _session_lock(key):
+                cmd = _sessions.get(key)
+                try:
+                    if cmd is None:
+                        cmd = ipmi_command.Command(bmc=info["address"], userid=info["username"],
+                                                   password=info["password"], port=info["port"])
+                        _sessions[key] = cmd
+                    result = fn(cmd)
+                    if isinstance(result, dict) and "error" in result:
+                        raise pyghmi_exc.IpmiException(str(result["error"]))
+                except _TRANSIENT:
+                    _sessions.pop(key, None)  # log in afresh on the next attempt
+                    raise
+                return result
 
         return base.bmc_call(self.settings, f"IPMI {what} on node {task.node.uuid} at "
                              f"{info['address']}:{info['port']}", call, _TRANSIENT)
