@@ -186,3 +186,38 @@ def fake_ipmi_bmc(tmp: Path) -> Iterator[FakeBmc]:
     finally:
         stop_process(proc)
         log.close()
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on a free loopback port, run as the ``postgres``
+    user; yields a SQLAlchemy URL. Removed on exit."""
+    import glob
+    import shutil
+    import tempfile
+
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    if not bins or shutil.which("runuser") is None or os.geteuid() != 0:
+        import pytest
+        pytest.skip("needs root and Debian's postgresql (scripts/setup.sh installs it)")
+    bindir = bins[-1]
+    root = Path(tempfile.mkdtemp(prefix="metalplane-pg-"))
+    shutil.chown(root, "postgres", "postgres")
+    port = free_port()
+    as_pg = ["runuser", "-u", "postgres", "--"]
+    data = root / "data"
+    try:
+        subprocess.run([*as_pg, f"{bindir}/initdb", "-D", str(data), "-A", "trust",
+                        "-U", "postgres"], check=True, capture_output=True, timeout=120)
+        subprocess.run([*as_pg, f"{bindir}/pg_ctl", "-D", str(data), "-l",
+                        str(root / "log"), "-w", "-o",
+                        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 "
+                        "-c max_connections=300", "start"],
+                       check=True, capture_output=True, timeout=120)
+        subprocess.run([*as_pg, f"{bindir}/createdb", "-h", "127.0.0.1", "-p", str(port),
+                        "metalplane"], check=True, capture_output=True, timeout=60)
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/metalplane"
+    finally:
+        subprocess.run([*as_pg, f"{bindir}/pg_ctl", "-D", str(data), "-m", "immediate",
+                        "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
