@@ -14,7 +14,8 @@ from rich.table import Table
 __all__ = ["FORMATS", "console", "emit", "err_console"]
 
 FORMATS = ("table", "json", "yaml")
-console = Console()
+# Piped output is not cut to 80 columns: a UUID split over lines helps no script or reader.
+console = Console(width=None if sys.stdout.isatty() else 250)
 err_console = Console(stderr=True)
 
 
