@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 export PATH="$PWD/$VENV/bin:$PATH"
-echo "== ruff";          ruff check metalplane tests bench scripts
+echo "== ruff";          ruff check .
 echo "== mypy";          mypy
 echo "== import-linter"; lint-imports
 echo "== state diagram is current"; python -m metalplane.lifecycle.diagram --check docs/states.md
