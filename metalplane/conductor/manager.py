@@ -206,12 +206,12 @@ class Conductor:
 
     def _workers(self) -> dict[str, Callable[[NodeTask], None]]:
         return {
-            states.VERIFYING: self._do_verify,
+            states.VERIFYING: self._do_read_power,
             states.INSPECTING: self._do_inspect,
             states.CLEANING: self._do_clean,
             states.DEPLOYING: self._do_deploy,
             states.DELETING: self._do_undeploy,
-            states.ADOPTING: self._do_adopt,
+            states.ADOPTING: self._do_read_power,
         }
 
     def _guarded(self, task: NodeTask, step: Callable[[], None]) -> None:
@@ -220,13 +220,8 @@ class Conductor:
         except MetalplaneError as exc:
             task.fail(exc.message)
 
-    def _do_verify(self, task: NodeTask) -> None:
-        def step() -> None:
-            task.save(power_state=task.driver.power.get_power_state(task))
-            task.process_event("done")
-        self._guarded(task, step)
-
-    def _do_adopt(self, task: NodeTask) -> None:
+    def _do_read_power(self, task: NodeTask) -> None:
+        """verifying and adopting: the BMC answers, and we learn the power state."""
         def step() -> None:
             task.save(power_state=task.driver.power.get_power_state(task))
             task.process_event("done")
@@ -259,21 +254,16 @@ class Conductor:
             except MetalplaneError as exc:  # the MAC belongs to another node
                 LOG.warning("Node %s: port %s not created: %s", node.uuid, mac, exc.message)
 
+    def _run_step(self, task: NodeTask, step: Callable[[NodeTask], str | None]) -> None:
+        """Run a deploy-interface step; it finishes now ("done") or the node calls back."""
+        self._guarded(task, lambda: task.process_event(
+            "wait" if step(task) == "wait" else "done"))
+
     def _do_clean(self, task: NodeTask) -> None:
-        def step() -> None:
-            if task.driver.deploy.clean(task) == "wait":
-                task.process_event("wait")
-            else:
-                task.process_event("done")
-        self._guarded(task, step)
+        self._run_step(task, task.driver.deploy.clean)
 
     def _do_deploy(self, task: NodeTask) -> None:
-        def step() -> None:
-            if task.driver.deploy.deploy(task) == "wait":
-                task.process_event("wait")
-            else:
-                task.process_event("done")
-        self._guarded(task, step)
+        self._run_step(task, task.driver.deploy.deploy)
 
     def _do_undeploy(self, task: NodeTask) -> None:
         def step() -> None:

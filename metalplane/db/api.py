@@ -300,6 +300,20 @@ def create_portgroup(db: Database, values: dict[str, Any]) -> Portgroup:
     return pg
 
 
+def _page(s: Session, q: Any, model: Any, marker: str | None, limit: int | None,
+          what: str) -> list[Any]:
+    """Rows of ``q`` after the row whose UUID is ``marker``, in id order, at most ``limit``."""
+    if marker:
+        m = s.scalars(sa.select(model).where(model.uuid == marker)).first()
+        if m is None:
+            raise Invalid(f"marker {marker} is not a {what} UUID")
+        q = q.where(model.id > m.id)
+    q = q.order_by(model.id)
+    if limit:
+        q = q.limit(limit)
+    return list(s.scalars(q))
+
+
 def list_ports(db: Database, node_id: int | None = None, address: str | None = None,
                portgroup_id: int | None = None, limit: int | None = None,
                marker: str | None = None) -> list[Port]:
@@ -311,15 +325,7 @@ def list_ports(db: Database, node_id: int | None = None, address: str | None = N
             q = q.where(Port.portgroup_id == portgroup_id)
         if address is not None:
             q = q.where(Port.address == address.lower())
-        if marker:
-            m = s.scalars(sa.select(Port).where(Port.uuid == marker)).first()
-            if m is None:
-                raise Invalid(f"marker {marker} is not a port UUID")
-            q = q.where(Port.id > m.id)
-        q = q.order_by(Port.id)
-        if limit:
-            q = q.limit(limit)
-        return list(s.scalars(q))
+        return _page(s, q, Port, marker, limit, "port")
 
 
 def list_portgroups(db: Database, node_id: int | None = None, limit: int | None = None,
@@ -328,15 +334,7 @@ def list_portgroups(db: Database, node_id: int | None = None, limit: int | None 
         q = sa.select(Portgroup)
         if node_id is not None:
             q = q.where(Portgroup.node_id == node_id)
-        if marker:
-            m = s.scalars(sa.select(Portgroup).where(Portgroup.uuid == marker)).first()
-            if m is None:
-                raise Invalid(f"marker {marker} is not a portgroup UUID")
-            q = q.where(Portgroup.id > m.id)
-        q = q.order_by(Portgroup.id)
-        if limit:
-            q = q.limit(limit)
-        return list(s.scalars(q))
+        return _page(s, q, Portgroup, marker, limit, "portgroup")
 
 
 def update_row(db: Database, model: Any, row_id: int, values: dict[str, Any], what: str) -> Any:
