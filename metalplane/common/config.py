@@ -58,6 +58,19 @@ class Settings:
     bmc_retries: int = 3
     bmc_retry_wait: float = 1.0
     fake_delays: dict[str, float] = dataclasses.field(default_factory=dict)
+    # networking (Neutron ML2 [ml2_type_*] and Ironic [neutron] equivalents)
+    network_vlan_ranges: str = "physnet1:1000:1999"  # physnet:min:max, comma separated
+    flat_networks: str = "*"  # physnets allowed for flat networks; * = any
+    vxlan_vni_ranges: str = "10000:19999"
+    geneve_vni_ranges: str = "20000:29999"
+    tenant_network_types: str = "vlan"  # tried in order for networks without provider attrs
+    parking_vlan: int = 4094  # access VLAN of switch ports no network uses
+    default_network_interface: str = "flat"  # noop, flat or neutron
+    inspection_network: str = ""  # network name or UUID
+    cleaning_network: str = ""
+    provisioning_network: str = ""
+    rescuing_network: str = ""
+    network_sync_interval: float = 60.0  # switch drift repair
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -86,6 +99,10 @@ class Settings:
             )
         if self.workers < 1:
             raise Invalid("workers must be at least 1")
+        if not 1 <= self.parking_vlan <= 4094:
+            raise Invalid("parking_vlan must be a VLAN ID, 1-4094")
+        if self.default_network_interface not in ("noop", "flat", "neutron"):
+            raise Invalid("default_network_interface must be noop, flat or neutron")
 
     @property
     def effective_auth_strategy(self) -> str:

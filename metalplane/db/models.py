@@ -13,7 +13,24 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "Conductor", "Node", "Port", "Portgroup", "utcnow"]
+__all__ = [
+    "Base",
+    "Conductor",
+    "IPAllocation",
+    "Network",
+    "NetworkPort",
+    "NetworkSegment",
+    "Node",
+    "Port",
+    "Portgroup",
+    "SecurityGroup",
+    "SecurityGroupRule",
+    "SegmentAllocation",
+    "Subnet",
+    "Switch",
+    "SwitchPortBinding",
+    "utcnow",
+]
 
 
 def utcnow() -> dt.datetime:
@@ -86,6 +103,7 @@ class Node(_Timestamps, Base):
     inspect_interface: Mapped[str | None] = mapped_column(sa.String(64))
     management_interface: Mapped[str | None] = mapped_column(sa.String(64))
     power_interface: Mapped[str | None] = mapped_column(sa.String(64))
+    network_interface: Mapped[str | None] = mapped_column(sa.String(64))
     inspection_started_at: Mapped[dt.datetime | None] = mapped_column()
     inspection_finished_at: Mapped[dt.datetime | None] = mapped_column()
 
@@ -104,6 +122,7 @@ class Portgroup(_Timestamps, Base):
     properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
     standalone_ports_supported: Mapped[bool] = mapped_column(default=True)
     extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    internal_info: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class Port(_Timestamps, Base):
@@ -121,6 +140,7 @@ class Port(_Timestamps, Base):
     physical_network: Mapped[str | None] = mapped_column(sa.String(64))
     pxe_enabled: Mapped[bool] = mapped_column(default=True)
     extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    internal_info: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class Conductor(_Timestamps, Base):
@@ -133,3 +153,162 @@ class Conductor(_Timestamps, Base):
     conductor_group: Mapped[str] = mapped_column(sa.String(255), default="")
     online: Mapped[bool] = mapped_column(default=True)
     drivers: Mapped[list[str]] = mapped_column(default=list)
+
+
+# ---------------------------------------------------------------------------------------
+# The network side, in Neutron's shapes (ML2). Network ports live in ``network_ports`` so
+# they do not clash with the bare-metal ``ports`` above.
+# ---------------------------------------------------------------------------------------
+
+class Network(_Timestamps, Base):
+    """A Neutron network; its provider attributes are its first segment."""
+
+    __tablename__ = "networks"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(255), default="")
+    project_id: Mapped[str] = mapped_column(sa.String(255), default="", index=True)
+    shared: Mapped[bool] = mapped_column(default=False)
+    admin_state_up: Mapped[bool] = mapped_column(default=True)
+    status: Mapped[str] = mapped_column(sa.String(16), default="ACTIVE")
+    mtu: Mapped[int] = mapped_column(default=1500)
+    description: Mapped[str] = mapped_column(sa.String(255), default="")
+
+
+class NetworkSegment(Base):
+    __tablename__ = "network_segments"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    network_id: Mapped[str] = mapped_column(sa.ForeignKey("networks.id", ondelete="CASCADE"),
+                                            index=True)
+    network_type: Mapped[str] = mapped_column(sa.String(32))
+    physical_network: Mapped[str | None] = mapped_column(sa.String(64))
+    segmentation_id: Mapped[int | None] = mapped_column()
+    segment_index: Mapped[int] = mapped_column(default=0)
+
+
+class SegmentAllocation(Base):
+    """One allocated segment: the unique key makes VLAN/VNI allocation collision-free."""
+
+    __tablename__ = "segment_allocations"
+    __table_args__ = (sa.UniqueConstraint("network_type", "physical_network",
+                                          "segmentation_id", name="uniq_segment_alloc"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    network_type: Mapped[str] = mapped_column(sa.String(32))
+    physical_network: Mapped[str] = mapped_column(sa.String(64), default="")
+    segmentation_id: Mapped[int] = mapped_column(default=0)
+    network_id: Mapped[str] = mapped_column(sa.ForeignKey("networks.id", ondelete="CASCADE"),
+                                            index=True)
+
+
+class Subnet(_Timestamps, Base):
+    __tablename__ = "subnets"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    network_id: Mapped[str] = mapped_column(sa.ForeignKey("networks.id", ondelete="CASCADE"),
+                                            index=True)
+    project_id: Mapped[str] = mapped_column(sa.String(255), default="")
+    name: Mapped[str] = mapped_column(sa.String(255), default="")
+    cidr: Mapped[str] = mapped_column(sa.String(64))
+    ip_version: Mapped[int] = mapped_column(default=4)
+    gateway_ip: Mapped[str | None] = mapped_column(sa.String(64))
+    allocation_pools: Mapped[list[Any]] = mapped_column(sa.JSON, default=list)
+    dns_nameservers: Mapped[list[str]] = mapped_column(default=list)
+    host_routes: Mapped[list[Any]] = mapped_column(sa.JSON, default=list)
+    enable_dhcp: Mapped[bool] = mapped_column(default=True)
+    description: Mapped[str] = mapped_column(sa.String(255), default="")
+
+
+class NetworkPort(_Timestamps, Base):
+    """A Neutron port: a VIF to attach to a node, or a port on a provider network."""
+
+    __tablename__ = "network_ports"
+    __table_args__ = (sa.UniqueConstraint("network_id", "mac_address", name="uniq_port_mac"),)
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    network_id: Mapped[str] = mapped_column(sa.ForeignKey("networks.id"), index=True)
+    project_id: Mapped[str] = mapped_column(sa.String(255), default="")
+    name: Mapped[str] = mapped_column(sa.String(255), default="")
+    mac_address: Mapped[str] = mapped_column(sa.String(18))
+    admin_state_up: Mapped[bool] = mapped_column(default=True)
+    status: Mapped[str] = mapped_column(sa.String(16), default="DOWN")
+    device_id: Mapped[str] = mapped_column(sa.String(255), default="")
+    device_owner: Mapped[str] = mapped_column(sa.String(255), default="")
+    binding_host_id: Mapped[str] = mapped_column(sa.String(255), default="")
+    binding_vnic_type: Mapped[str] = mapped_column(sa.String(64), default="normal")
+    binding_profile: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    binding_vif_type: Mapped[str] = mapped_column(sa.String(64), default="unbound")
+    binding_vif_details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    extra_dhcp_opts: Mapped[list[Any]] = mapped_column(sa.JSON, default=list)
+    security_groups: Mapped[list[str]] = mapped_column(default=list)
+    description: Mapped[str] = mapped_column(sa.String(255), default="")
+
+
+class IPAllocation(Base):
+    """An address given to a port; unique per subnet, so no address is handed out twice."""
+
+    __tablename__ = "ip_allocations"
+    __table_args__ = (sa.UniqueConstraint("subnet_id", "ip_address", name="uniq_ip_alloc"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    port_id: Mapped[str] = mapped_column(sa.ForeignKey("network_ports.id", ondelete="CASCADE"),
+                                         index=True)
+    subnet_id: Mapped[str] = mapped_column(sa.ForeignKey("subnets.id"), index=True)
+    ip_address: Mapped[str] = mapped_column(sa.String(64))
+
+
+class SecurityGroup(_Timestamps, Base):
+    __tablename__ = "security_groups"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(255), default="")
+    description: Mapped[str] = mapped_column(sa.String(255), default="")
+    project_id: Mapped[str] = mapped_column(sa.String(255), default="")
+    stateful: Mapped[bool] = mapped_column(default=True)
+
+
+class SecurityGroupRule(_Timestamps, Base):
+    __tablename__ = "security_group_rules"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    security_group_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("security_groups.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[str] = mapped_column(sa.String(255), default="")
+    direction: Mapped[str] = mapped_column(sa.String(8))
+    ethertype: Mapped[str] = mapped_column(sa.String(8), default="IPv4")
+    protocol: Mapped[str | None] = mapped_column(sa.String(40))
+    port_range_min: Mapped[int | None] = mapped_column()
+    port_range_max: Mapped[int | None] = mapped_column()
+    remote_ip_prefix: Mapped[str | None] = mapped_column(sa.String(64))
+    remote_group_id: Mapped[str | None] = mapped_column(sa.String(36))
+    description: Mapped[str] = mapped_column(sa.String(255), default="")
+
+
+class Switch(_Timestamps, Base):
+    """A top-of-rack switch metalplane configures, found by a port's local_link_connection."""
+
+    __tablename__ = "switches"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    switch_id: Mapped[str] = mapped_column(sa.String(64), unique=True)  # MAC or datapath id
+    name: Mapped[str] = mapped_column(sa.String(255), unique=True)  # switch_info
+    driver: Mapped[str] = mapped_column(sa.String(32), default="ovs")
+    address: Mapped[str] = mapped_column(sa.String(255))  # e.g. unix:/run/ovs/db.sock
+    bridge: Mapped[str] = mapped_column(sa.String(64), default="")
+    physical_networks: Mapped[list[str]] = mapped_column(default=list)
+
+
+class SwitchPortBinding(_Timestamps, Base):
+    """What metalplane set on one switch port: the desired state drift repair restores."""
+
+    __tablename__ = "switch_port_bindings"
+    __table_args__ = (sa.UniqueConstraint("switch_uuid", "port_name", name="uniq_switch_port"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    switch_uuid: Mapped[str] = mapped_column(sa.ForeignKey("switches.id"), index=True)
+    port_name: Mapped[str] = mapped_column(sa.String(64))
+    vlan: Mapped[int | None] = mapped_column()
+    bond_members: Mapped[list[str]] = mapped_column(default=list)
+    bond_mode: Mapped[str | None] = mapped_column(sa.String(32))
+    network_port_id: Mapped[str | None] = mapped_column(sa.String(36))

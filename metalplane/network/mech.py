@@ -1,0 +1,150 @@
+"""Mechanism drivers: realise a port binding on a datapath (Neutron ML2's shape).
+
+:meth:`MechanismDriver.bind_port` decides whether and how a port can be bound and returns
+a :class:`Binding` (the switch changes it needs) without touching the switch; the plugin
+applies it after the database commit (postcommit) and undoes it on failure. The ``ovs``
+driver binds ``binding:vnic_type=baremetal`` ports whose ``binding:profile`` carries
+``local_link_information`` to the registered Open vSwitch switches named there: the access
+VLAN of each switch port, or a bond of them for a portgroup (``local_group_information``).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections import defaultdict
+from typing import Any
+
+from metalplane.common.exceptions import Invalid
+from metalplane.db.models import Network, NetworkSegment, Switch
+from metalplane.network.ovs import PortConfig
+from metalplane.network.switches import SwitchManager
+
+__all__ = ["Binding", "MechanismDriver", "OVSSwitchDriver", "PortContext"]
+
+
+@dataclasses.dataclass
+class PortContext:
+    """A port being bound: its binding fields, network and segment."""
+
+    port_id: str
+    vnic_type: str
+    host_id: str
+    profile: dict[str, Any]
+    network: Network
+    segment: NetworkSegment | None
+
+
+@dataclasses.dataclass
+class Binding:
+    """What binding a port takes: ``vif_type`` and, per switch, the configs to apply."""
+
+    vif_type: str
+    driver: str
+    changes: dict[str, tuple[Switch, list[PortConfig]]] = dataclasses.field(
+        default_factory=dict)
+    vif_details: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class MechanismDriver(abc.ABC):
+    name = ""
+
+    def create_network_precommit(self, network: Network) -> None:
+        """Inside the database transaction; raise to refuse the network."""
+
+    def create_network_postcommit(self, network: Network) -> None:
+        """After the commit."""
+
+    @abc.abstractmethod
+    def bind_port(self, ctx: PortContext) -> Binding | None:
+        """The binding of ``ctx``, or None if this driver does not handle such ports.
+        Raises :class:`Invalid` when it should handle the port but its input is wrong."""
+
+    @abc.abstractmethod
+    def unbind_port(self, ctx: PortContext) -> Binding:
+        """The changes that release what :meth:`bind_port` took (switch ports parked)."""
+
+
+def local_links(profile: dict[str, Any]) -> list[dict[str, Any]]:
+    links = profile.get("local_link_information") or []
+    if not isinstance(links, list) or not all(isinstance(x, dict) for x in links):
+        raise Invalid("binding:profile/local_link_information must be a list of objects")
+    return links
+
+
+class OVSSwitchDriver(MechanismDriver):
+    """Top-of-rack Open vSwitch switches, configured through OVSDB."""
+
+    name = "ovs"
+
+    def __init__(self, switches: SwitchManager) -> None:
+        self.switches = switches
+
+    def _by_switch(self, links: list[dict[str, Any]]) -> dict[str, tuple[Switch, list[str]]]:
+        out: dict[str, tuple[Switch, list[str]]] = {}
+        for link in links:
+            sid, pid = link.get("switch_id"), link.get("port_id")
+            if not sid or not pid:
+                raise Invalid("every local_link_information entry needs switch_id and "
+                              "port_id")
+            sw = self.switches.by_switch_id(str(sid))
+            if sw is None:
+                known = ", ".join(f"{s.name} ({s.switch_id})"
+                                  for s in self.switches.list_switches())
+                raise Invalid(f"unknown switch {sid} in local_link_connection (switch port "
+                              f"{pid}); registered switches: {known or 'none'}")
+            out.setdefault(sw.id, (sw, []))[1].append(str(pid))
+        return out
+
+    @staticmethod
+    def _bond_name(profile: dict[str, Any]) -> tuple[str, str | None]:
+        group = profile.get("local_group_information") or {}
+        name = group.get("name") or f"bond{str(group.get('id') or 'x')[:8]}"
+        return str(name)[:15], group.get("bond_mode")
+
+    def _configs(self, ctx: PortContext, vlan: int, park: bool) -> Binding:
+        links = local_links(ctx.profile)
+        grouped = self._by_switch(links)
+        bond, mode = self._bond_name(ctx.profile)
+        is_group = bool(ctx.profile.get("local_group_information")) and len(links) > 1
+        changes: dict[str, tuple[Switch, list[PortConfig]]] = {}
+        for sw_id, (sw, ports) in grouped.items():
+            if is_group and len(ports) > 1:
+                cfgs = ([PortConfig(p, vlan, unbond=bond) for p in ports] if park
+                        else [PortConfig(bond, vlan, tuple(sorted(ports)), mode)])
+            else:
+                cfgs = [PortConfig(p, vlan) for p in ports]
+            changes[sw_id] = (sw, cfgs)
+        return Binding(vif_type="other", driver=self.name, changes=changes)
+
+    def bind_port(self, ctx: PortContext) -> Binding | None:
+        if ctx.vnic_type != "baremetal":
+            return None
+        if not local_links(ctx.profile):
+            raise Invalid(f"port {ctx.port_id} has binding:vnic_type baremetal but no "
+                          "binding:profile/local_link_information to find its switch port")
+        seg = ctx.segment
+        if seg is None or seg.network_type != "vlan" or seg.segmentation_id is None:
+            raise Invalid(f"network {ctx.network.name or ctx.network.id} has a "
+                          f"{seg.network_type if seg else 'missing'} segment; the ovs switch "
+                          "driver puts switch ports on vlan networks only (use the flat "
+                          "network interface for a flat network)")
+        binding = self._configs(ctx, seg.segmentation_id, park=False)
+        binding.vif_details = {"vlan": seg.segmentation_id}
+        return binding
+
+    def unbind_port(self, ctx: PortContext) -> Binding:
+        if ctx.vnic_type != "baremetal" or not local_links(ctx.profile):
+            return Binding(vif_type="unbound", driver=self.name)
+        return self._configs(ctx, self.switches.parking_vlan, park=True)
+
+
+def group_changes(bindings: list[Binding]) -> dict[str, tuple[Switch, list[PortConfig]]]:
+    """Merge the changes of several bindings per switch (one transaction each)."""
+    merged: dict[str, tuple[Switch, list[PortConfig]]] = {}
+    acc: dict[str, list[PortConfig]] = defaultdict(list)
+    for b in bindings:
+        for sw_id, (sw, cfgs) in b.changes.items():
+            merged.setdefault(sw_id, (sw, []))
+            acc[sw_id].extend(cfgs)
+    return {k: (merged[k][0], acc[k]) for k in merged}

@@ -1,0 +1,665 @@
+"""The network service: networks, segments, subnets, ports and security groups with
+Neutron's field names, and port binding through ordered mechanism drivers (ML2).
+
+Every create/update runs its checks and ``*_precommit`` work inside one database
+transaction; switch changes (``*_postcommit``) follow the commit. A binding whose switch
+change fails is recorded as ``binding:vif_type = binding_failed`` and every switch it had
+already changed is put back, so no switch is left half configured.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+import re
+import uuid as uuidlib
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from metalplane.common.config import Settings
+from metalplane.common.exceptions import Conflict, Invalid, MetalplaneError, NotFound
+from metalplane.db.engine import Database
+from metalplane.db.models import (
+    IPAllocation,
+    Network,
+    NetworkPort,
+    NetworkSegment,
+    SecurityGroup,
+    SecurityGroupRule,
+    SegmentAllocation,
+    Subnet,
+    Switch,
+)
+from metalplane.network import ipam
+from metalplane.network.mech import (
+    Binding,
+    MechanismDriver,
+    OVSSwitchDriver,
+    PortContext,
+    group_changes,
+)
+from metalplane.network.ovs import PortConfig, SwitchError
+from metalplane.network.switches import SwitchManager
+from metalplane.network.types import TypeManager
+
+__all__ = ["BindingFailed", "NetworkPlugin"]
+
+LOG = logging.getLogger(__name__)
+_MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+VNIC_TYPES = ("normal", "baremetal", "direct", "macvtap")
+
+NETWORK_FIELDS = {"name", "project_id", "tenant_id", "shared", "admin_state_up", "mtu",
+                  "description", "provider:network_type", "provider:physical_network",
+                  "provider:segmentation_id", "segments"}
+SUBNET_FIELDS = {"name", "network_id", "project_id", "tenant_id", "cidr", "ip_version",
+                 "gateway_ip", "allocation_pools", "dns_nameservers", "host_routes",
+                 "enable_dhcp", "description"}
+PORT_FIELDS = {"name", "network_id", "project_id", "tenant_id", "mac_address", "fixed_ips",
+               "admin_state_up", "device_id", "device_owner", "binding:host_id",
+               "binding:vnic_type", "binding:profile", "extra_dhcp_opts", "security_groups",
+               "description"}
+SG_FIELDS = {"name", "description", "project_id", "tenant_id", "stateful"}
+SG_RULE_FIELDS = {"security_group_id", "direction", "ethertype", "protocol", "port_range_min",
+                  "port_range_max", "remote_ip_prefix", "remote_group_id", "project_id",
+                  "tenant_id", "description"}
+PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "sctp": 132}
+
+
+class BindingFailed(MetalplaneError):
+    """A port could not be bound; its binding:vif_type is now binding_failed. The code is
+    400 when the input is at fault (unknown switch, no local link), 503 when the switch
+    could not be reached."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _project(body: dict[str, Any]) -> str:
+    return str(body.get("project_id") or body.get("tenant_id") or "")
+
+
+def _unknown(body: dict[str, Any], allowed: set[str], what: str) -> None:
+    extra = sorted(set(body) - allowed)
+    if extra:
+        raise Invalid(f"Unrecognized attribute(s) for {what}: {', '.join(extra)}")
+
+
+class NetworkPlugin:
+    """The network API's engine. ``mechanism_drivers`` run in order for binding."""
+
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+        self.types = TypeManager(settings)
+        self.switches = SwitchManager(db, settings.parking_vlan)
+        self.mechanism_drivers: list[MechanismDriver] = [OVSSwitchDriver(self.switches)]
+
+    def close(self) -> None:
+        self.switches.close()
+
+    # ================================================================ networks
+    def create_network(self, body: dict[str, Any]) -> Network:
+        """Create a network and its segment. Raises :class:`Invalid` (a segment outside the
+        configured range, a bad attribute) or :class:`Conflict` (segment in use)."""
+        _unknown(body, NETWORK_FIELDS, "network")
+        if body.get("segments"):
+            segs = body["segments"]
+            if not isinstance(segs, list) or len(segs) != 1:
+                raise Invalid("segments: exactly one segment is supported")
+            body = {**body, **segs[0]}
+        wanted = self.types.provider_segment(body)
+        if wanted is not None:
+            self.types.check_in_range(wanted)
+        net_id = str(uuidlib.uuid4())
+        for _ in range(5):  # a racing allocation of the same ID retries once more
+            try:
+                with self.db.write() as s:
+                    taken = {(a.network_type, a.physical_network, a.segmentation_id)
+                             for a in s.scalars(sa.select(SegmentAllocation))}
+                    seg = self.types.candidates(wanted, taken)
+                    net = Network(id=net_id, name=str(body.get("name") or ""),
+                                  project_id=_project(body), shared=bool(body.get("shared")),
+                                  admin_state_up=bool(body.get("admin_state_up", True)),
+                                  mtu=int(body.get("mtu") or 1500),
+                                  description=str(body.get("description") or ""))
+                    s.add(net)
+                    s.flush()
+                    s.add(NetworkSegment(id=str(uuidlib.uuid4()), network_id=net_id,
+                                         network_type=seg.network_type,
+                                         physical_network=seg.physical_network,
+                                         segmentation_id=seg.segmentation_id))
+                    s.add(SegmentAllocation(network_type=seg.network_type,
+                                            physical_network=seg.physical_network or "",
+                                            segmentation_id=seg.segmentation_id or 0,
+                                            network_id=net_id))
+                    for drv in self.mechanism_drivers:
+                        drv.create_network_precommit(net)
+                for drv in self.mechanism_drivers:
+                    drv.create_network_postcommit(net)
+                LOG.info("network %s (%s) created on %s %s %s", net.name, net_id,
+                         seg.network_type, seg.physical_network or "", seg.segmentation_id or "")
+                return net
+            except IntegrityError:
+                if wanted is not None and wanted.segmentation_id is not None:
+                    raise Conflict("that segment was just taken by another network") from None
+                continue
+        raise Conflict("could not allocate a segment; try again")
+
+    def get_network(self, ident: str) -> Network:
+        """By UUID or (unique) name. Raises :class:`NotFound`."""
+        with self.db.read() as s:
+            net = s.get(Network, ident)
+            if net is None:
+                found = list(s.scalars(sa.select(Network).where(Network.name == ident)))
+                if len(found) > 1:
+                    raise Conflict(f"several networks are named {ident}; use the UUID")
+                net = found[0] if found else None
+        if net is None:
+            raise NotFound(f"Network {ident} could not be found.")
+        return net
+
+    def segment(self, network_id: str) -> NetworkSegment | None:
+        with self.db.read() as s:
+            return s.scalars(sa.select(NetworkSegment).where(
+                NetworkSegment.network_id == network_id)
+                .order_by(NetworkSegment.segment_index)).first()
+
+    def list_networks(self, filters: dict[str, Any]) -> list[Network]:
+        with self.db.read() as s:
+            q = sa.select(Network).order_by(Network.created_at, Network.id)
+            for key in ("name", "project_id", "shared", "id"):
+                if key in filters:
+                    q = q.where(getattr(Network, key) == filters[key])
+            return list(s.scalars(q))
+
+    def update_network(self, ident: str, body: dict[str, Any]) -> Network:
+        allowed = {"name", "description", "shared", "admin_state_up", "mtu"}
+        _unknown(body, allowed, "network update")
+        net = self.get_network(ident)
+        with self.db.write() as s:
+            row = s.get(Network, net.id)
+            assert row is not None
+            for k, v in body.items():
+                setattr(row, k, v)
+        return self.get_network(net.id)
+
+    def delete_network(self, ident: str) -> None:
+        """Raises :class:`Conflict` while ports use the network."""
+        net = self.get_network(ident)
+        with self.db.write() as s:
+            if s.scalars(sa.select(NetworkPort.id).where(NetworkPort.network_id == net.id)
+                         ).first():
+                raise Conflict(f"Unable to complete operation on network {net.id}. There are "
+                               "one or more ports still in use on the network.")
+            s.execute(sa.delete(IPAllocation).where(IPAllocation.subnet_id.in_(
+                sa.select(Subnet.id).where(Subnet.network_id == net.id))))
+            for model in (Subnet, NetworkSegment, SegmentAllocation):
+                s.execute(sa.delete(model).where(model.network_id == net.id))
+            s.execute(sa.delete(Network).where(Network.id == net.id))
+
+    # ================================================================ subnets
+    def create_subnet(self, body: dict[str, Any]) -> Subnet:
+        """Raises :class:`Invalid` for an overlap with another subnet of the network, a
+        gateway or pool outside the CIDR, and similar."""
+        _unknown(body, SUBNET_FIELDS, "subnet")
+        if not body.get("network_id"):
+            raise Invalid("network_id is required")
+        if not body.get("cidr"):
+            raise Invalid("cidr is required")
+        net = self.get_network(str(body["network_id"]))
+        with self.db.write() as s:
+            others = [sn.cidr for sn in s.scalars(sa.select(Subnet).where(
+                Subnet.network_id == net.id))]
+            values = ipam.validate_subnet(body, others)
+            sub = Subnet(id=str(uuidlib.uuid4()), network_id=net.id,
+                         project_id=_project(body) or net.project_id,
+                         name=str(body.get("name") or ""),
+                         enable_dhcp=bool(body.get("enable_dhcp", True)),
+                         description=str(body.get("description") or ""), **values)
+            s.add(sub)
+        return sub
+
+    def get_subnet(self, ident: str) -> Subnet:
+        with self.db.read() as s:
+            sub = s.get(Subnet, ident) or s.scalars(
+                sa.select(Subnet).where(Subnet.name == ident)).first()
+        if sub is None:
+            raise NotFound(f"Subnet {ident} could not be found.")
+        return sub
+
+    def list_subnets(self, filters: dict[str, Any]) -> list[Subnet]:
+        with self.db.read() as s:
+            q = sa.select(Subnet).order_by(Subnet.created_at, Subnet.id)
+            for key in ("network_id", "name", "project_id", "cidr"):
+                if key in filters:
+                    q = q.where(getattr(Subnet, key) == filters[key])
+            return list(s.scalars(q))
+
+    def delete_subnet(self, ident: str) -> None:
+        sub = self.get_subnet(ident)
+        with self.db.write() as s:
+            if s.scalars(sa.select(IPAllocation.id).where(IPAllocation.subnet_id == sub.id)
+                         ).first():
+                raise Conflict(f"Unable to complete operation on subnet {sub.id}: one or "
+                               "more ports have an IP allocation from this subnet.")
+            s.execute(sa.delete(Subnet).where(Subnet.id == sub.id))
+
+    # ================================================================ ports
+    def _fixed_ips(self, s: Session, net: Network, requested: Any,
+                   port_id: str) -> list[IPAllocation]:
+        subnets = list(s.scalars(sa.select(Subnet).where(Subnet.network_id == net.id)
+                                 .order_by(Subnet.created_at, Subnet.id)))
+        if requested is None:
+            requested = [{"subnet_id": subnets[0].id}] if subnets else []
+        if not isinstance(requested, list):
+            raise Invalid("fixed_ips must be a list")
+        allocs = []
+        for item in requested:
+            if not isinstance(item, dict):
+                raise Invalid("fixed_ips entries must be objects")
+            sub = None
+            if item.get("subnet_id"):
+                sub = next((x for x in subnets if x.id == item["subnet_id"]), None)
+                if sub is None:
+                    raise Invalid(f"subnet {item['subnet_id']} is not on network {net.id}")
+            ip = item.get("ip_address")
+            if ip is not None:
+                addr = ipam.parse_ip(ip, "fixed_ips/ip_address")
+                matching = [x for x in subnets if addr in ipaddress.ip_network(x.cidr)]
+                if sub is not None and sub not in matching:
+                    raise Invalid(f"IP address {addr} is not in subnet {sub.cidr}")
+                if not matching:
+                    raise Invalid(f"IP address {addr} is not in any subnet of network "
+                                  f"{net.name or net.id} "
+                                  f"({', '.join(x.cidr for x in subnets) or 'none'})")
+                sub = sub or matching[0]
+                if str(addr) == sub.gateway_ip:
+                    raise Invalid(f"IP address {addr} is the gateway of subnet {sub.cidr}")
+                used = s.scalars(sa.select(IPAllocation).where(
+                    IPAllocation.subnet_id == sub.id,
+                    IPAllocation.ip_address == str(addr))).first()
+                if used is not None:
+                    raise Conflict(f"IP address {addr} already allocated in subnet {sub.id}")
+                allocs.append(IPAllocation(port_id=port_id, subnet_id=sub.id,
+                                           ip_address=str(addr)))
+                continue
+            if sub is None:
+                raise Invalid("fixed_ips entries need subnet_id or ip_address")
+            used_ips = set(s.scalars(sa.select(IPAllocation.ip_address).where(
+                IPAllocation.subnet_id == sub.id)))
+            used_ips.update(a.ip_address for a in allocs if a.subnet_id == sub.id)
+            free = ipam.first_free(sub.allocation_pools, used_ips)
+            if free is None:
+                raise Conflict(f"No more IP addresses available on subnet {sub.cidr}")
+            allocs.append(IPAllocation(port_id=port_id, subnet_id=sub.id, ip_address=free))
+        return allocs
+
+    @staticmethod
+    def _mac(value: Any) -> str:
+        if value is None:
+            return "fa:16:3e:" + ":".join(f"{random.randrange(256):02x}" for _ in range(3))
+        mac = str(value).strip().lower().replace("-", ":")
+        if not _MAC.match(mac):
+            raise Invalid(f"mac_address '{value}' is not a valid MAC address")
+        return mac
+
+    @staticmethod
+    def _binding_fields(body: dict[str, Any], values: dict[str, Any]) -> None:
+        if "binding:vnic_type" in body:
+            vnic = body["binding:vnic_type"]
+            if vnic not in VNIC_TYPES:
+                raise Invalid(f"binding:vnic_type '{vnic}' is not one of {', '.join(VNIC_TYPES)}")
+            values["binding_vnic_type"] = vnic
+        if "binding:profile" in body:
+            profile = body["binding:profile"] or {}
+            if not isinstance(profile, dict):
+                raise Invalid("binding:profile must be an object")
+            values["binding_profile"] = profile
+        if "binding:host_id" in body:
+            values["binding_host_id"] = str(body["binding:host_id"] or "")
+        if "extra_dhcp_opts" in body:
+            opts = body["extra_dhcp_opts"] or []
+            if not isinstance(opts, list) or not all(
+                    isinstance(o, dict) and isinstance(o.get("opt_name"), str) and o["opt_name"]
+                    and "opt_value" in o for o in opts):
+                raise Invalid("extra_dhcp_opts must be a list of {opt_name, opt_value}")
+            values["extra_dhcp_opts"] = [
+                {"opt_name": o["opt_name"], "opt_value": o["opt_value"],
+                 "ip_version": int(o.get("ip_version") or 4)} for o in opts]
+
+    def _check_security_groups(self, s: Session, ids: Any) -> list[str]:
+        if ids is None:
+            return []
+        if not isinstance(ids, list):
+            raise Invalid("security_groups must be a list of IDs")
+        for sg in ids:
+            if s.get(SecurityGroup, sg) is None:
+                raise Invalid(f"security group {sg} does not exist")
+        return [str(x) for x in ids]
+
+    def create_port(self, body: dict[str, Any]) -> NetworkPort:
+        """Create a network port, allocate its addresses and, if it asks for a binding
+        (``binding:host_id`` set), bind it. Raises :class:`Invalid`, :class:`Conflict`
+        (an address or MAC in use), :class:`BindingFailed`."""
+        _unknown(body, PORT_FIELDS, "port")
+        if not body.get("network_id"):
+            raise Invalid("network_id is required")
+        net = self.get_network(str(body["network_id"]))
+        port_id = str(uuidlib.uuid4())
+        values: dict[str, Any] = {
+            "id": port_id, "network_id": net.id, "project_id": _project(body) or net.project_id,
+            "name": str(body.get("name") or ""), "mac_address": self._mac(body.get("mac_address")),
+            "admin_state_up": bool(body.get("admin_state_up", True)),
+            "device_id": str(body.get("device_id") or ""),
+            "device_owner": str(body.get("device_owner") or ""),
+            "description": str(body.get("description") or ""),
+        }
+        self._binding_fields(body, values)
+        try:
+            with self.db.write() as s:
+                values["security_groups"] = self._check_security_groups(
+                    s, body.get("security_groups"))
+                allocs = self._fixed_ips(s, net, body.get("fixed_ips"), port_id)
+                s.add(NetworkPort(**values))
+                s.flush()
+                s.add_all(allocs)
+        except IntegrityError as exc:
+            text = str(exc.orig).lower()
+            if "mac" in text:
+                raise Conflict(f"MAC address {values['mac_address']} is already in use on "
+                               f"network {net.id}") from None
+            raise Conflict("an IP address asked for was just taken; try again") from None
+        port = self.get_port(port_id)
+        if port.binding_host_id:
+            self.bind(port)
+        return self.get_port(port_id)
+
+    def get_port(self, ident: str) -> NetworkPort:
+        with self.db.read() as s:
+            port = s.get(NetworkPort, ident) or s.scalars(
+                sa.select(NetworkPort).where(NetworkPort.name == ident)).first()
+        if port is None:
+            raise NotFound(f"Port {ident} could not be found.")
+        return port
+
+    def fixed_ips(self, port_id: str) -> list[dict[str, str]]:
+        with self.db.read() as s:
+            return [{"subnet_id": a.subnet_id, "ip_address": a.ip_address}
+                    for a in s.scalars(sa.select(IPAllocation).where(
+                        IPAllocation.port_id == port_id).order_by(IPAllocation.id))]
+
+    def list_ports(self, filters: dict[str, Any]) -> list[NetworkPort]:
+        with self.db.read() as s:
+            q = sa.select(NetworkPort).order_by(NetworkPort.created_at, NetworkPort.id)
+            columns = {"network_id": "network_id", "device_id": "device_id",
+                       "device_owner": "device_owner", "mac_address": "mac_address",
+                       "project_id": "project_id", "name": "name",
+                       "binding:host_id": "binding_host_id", "status": "status"}
+            for key, col in columns.items():
+                if key in filters:
+                    q = q.where(getattr(NetworkPort, col) == filters[key])
+            return list(s.scalars(q))
+
+    def update_port(self, ident: str, body: dict[str, Any]) -> NetworkPort:
+        """Change a port; a change of its binding unbinds the old and binds the new.
+        Raises as :meth:`create_port`."""
+        allowed = PORT_FIELDS - {"network_id", "mac_address", "project_id", "tenant_id"}
+        _unknown(body, allowed, "port update")
+        port = self.get_port(ident)
+        values: dict[str, Any] = {}
+        for key in ("name", "device_id", "device_owner", "description", "admin_state_up"):
+            if key in body:
+                values[key] = body[key]
+        self._binding_fields(body, values)
+        binding_changed = any(k in values and values[k] != getattr(port, k) for k in
+                              ("binding_host_id", "binding_profile", "binding_vnic_type"))
+        with self.db.write() as s:
+            row = s.get(NetworkPort, port.id)
+            assert row is not None
+            if "security_groups" in body:
+                row.security_groups = self._check_security_groups(s, body["security_groups"])
+            if "fixed_ips" in body:
+                net = s.get(Network, port.network_id)
+                assert net is not None
+                s.execute(sa.delete(IPAllocation).where(IPAllocation.port_id == port.id))
+                s.flush()
+                s.add_all(self._fixed_ips(s, net, body["fixed_ips"], port.id))
+        if binding_changed and port.binding_vif_type not in ("unbound", "binding_failed"):
+            self.unbind(port)
+        with self.db.write() as s:
+            row = s.get(NetworkPort, port.id)
+            assert row is not None
+            for k, v in values.items():
+                setattr(row, k, v)
+        port = self.get_port(port.id)
+        if binding_changed and port.binding_host_id:
+            self.bind(port)
+        return self.get_port(port.id)
+
+    def delete_port(self, ident: str) -> None:
+        """Unbind (the switch port is parked) and delete, releasing its addresses."""
+        port = self.get_port(ident)
+        if port.binding_vif_type not in ("unbound", "binding_failed"):
+            self.unbind(port)
+        with self.db.write() as s:
+            s.execute(sa.delete(IPAllocation).where(IPAllocation.port_id == port.id))
+            s.execute(sa.delete(NetworkPort).where(NetworkPort.id == port.id))
+
+    # ================================================================ binding
+    def _context(self, port: NetworkPort) -> PortContext:
+        return PortContext(port_id=port.id, vnic_type=port.binding_vnic_type,
+                           host_id=port.binding_host_id, profile=port.binding_profile or {},
+                           network=self.get_network(port.network_id),
+                           segment=self.segment(port.network_id))
+
+    def _set_binding(self, port_id: str, vif_type: str, details: dict[str, Any],
+                     status: str) -> None:
+        with self.db.write() as s:
+            row = s.get(NetworkPort, port_id)
+            if row is not None:
+                row.binding_vif_type, row.binding_vif_details, row.status = (
+                    vif_type, details, status)
+
+    def _apply_all(self, changes: dict[str, tuple[Switch, list[PortConfig]]],
+                   owners: dict[str, str | None]) -> None:
+        """Apply per-switch changes; if one switch fails, restore the ones already done."""
+        done: list[tuple[Switch, list[PortConfig], list[Any]]] = []
+        for sw, cfgs in changes.values():
+            before = [self.switches.wanted(sw, c.name) for c in cfgs]
+            try:
+                self.switches.apply(sw, cfgs, owners)
+            except SwitchError:
+                for dsw, dcfgs, dbefore in reversed(done):
+                    undo = [PortConfig(c.name, (b.vlan if b else None) or
+                                       self.settings.parking_vlan,
+                                       tuple(b.bond_members) if b else (),
+                                       b.bond_mode if b else None)
+                            for c, b in zip(dcfgs, dbefore, strict=True)]
+                    try:
+                        self.switches.apply(dsw, undo, {c.name: (b.network_port_id if b else None)
+                                                        for c, b in zip(dcfgs, dbefore,
+                                                                        strict=True)})
+                    except SwitchError:
+                        LOG.error("could not undo the change on switch %s", dsw.name)
+                raise
+            done.append((sw, cfgs, before))
+
+    def _decide(self, port: NetworkPort) -> Binding:
+        ctx = self._context(port)
+        for drv in self.mechanism_drivers:
+            b = drv.bind_port(ctx)
+            if b is not None:
+                return b
+        raise Invalid(f"no mechanism driver can bind port {port.id} "
+                      f"(binding:vnic_type {port.binding_vnic_type})")
+
+    def bind(self, port: NetworkPort) -> None:
+        """Bind ``port`` now. Raises :class:`BindingFailed`; the port then shows
+        ``binding_failed`` and no switch keeps a change of this attempt."""
+        self.bind_many([port])
+
+    def bind_many(self, ports: list[NetworkPort]) -> None:
+        """Bind several ports with one transaction per switch. All or nothing: on failure
+        every port shows ``binding_failed`` and switches are restored. Raises
+        :class:`BindingFailed`."""
+        try:
+            bindings = [self._decide(p) for p in ports]
+        except Invalid as exc:
+            for p in ports:
+                self._set_binding(p.id, "binding_failed", {}, "DOWN")
+            raise BindingFailed(f"binding failed: {exc.message}", 400) from None
+        owners: dict[str, str | None] = {c.name: p.id for p, b in zip(ports, bindings, strict=True)
+                  for _, cfgs in b.changes.values() for c in cfgs}
+        try:
+            self._apply_all(group_changes(bindings), owners)
+        except SwitchError as exc:
+            for p in ports:
+                self._set_binding(p.id, "binding_failed", {}, "DOWN")
+            raise BindingFailed(f"binding failed: {exc.message}", 503) from None
+        for p, b in zip(ports, bindings, strict=True):
+            self._set_binding(p.id, b.vif_type, {**b.vif_details, "driver": b.driver},
+                              "ACTIVE")
+            LOG.info("port %s bound on %s for host %s", p.id,
+                     ", ".join(sw.name for sw, _ in b.changes.values()) or "no switch",
+                     p.binding_host_id)
+
+    def unbind(self, port: NetworkPort) -> None:
+        """Release the switch ports of ``port`` (parked). Raises :class:`BindingFailed`
+        (503) when a switch cannot be reached; the port keeps its binding then."""
+        self.unbind_many([port])
+
+    def unbind_many(self, ports: list[NetworkPort]) -> None:
+        """Unbind several ports, one transaction per switch. Raises :class:`BindingFailed`."""
+        bindings: list[Binding] = []
+        for p in ports:
+            ctx = self._context(p)
+            for drv in self.mechanism_drivers:
+                try:
+                    bindings.append(drv.unbind_port(ctx))
+                except Invalid as exc:  # e.g. the switch was deleted: nothing to undo
+                    LOG.warning("port %s: %s", p.id, exc.message)
+                break
+        owners: dict[str, str | None] = {c.name: None for b in bindings
+                                         for _, cfgs in b.changes.values() for c in cfgs}
+        try:
+            self._apply_all(group_changes(bindings), owners)
+        except SwitchError as exc:
+            raise BindingFailed(f"unbinding failed: {exc.message}", 503) from None
+        for p in ports:
+            self._set_binding(p.id, "unbound", {}, "DOWN")
+
+    # ================================================================ security groups
+    def create_security_group(self, body: dict[str, Any]) -> SecurityGroup:
+        _unknown(body, SG_FIELDS, "security group")
+        if not body.get("name"):
+            raise Invalid("name is required")
+        sg = SecurityGroup(id=str(uuidlib.uuid4()), name=str(body["name"]),
+                           description=str(body.get("description") or ""),
+                           project_id=_project(body), stateful=bool(body.get("stateful", True)))
+        with self.db.write() as s:
+            s.add(sg)
+        return sg
+
+    def get_security_group(self, ident: str) -> SecurityGroup:
+        with self.db.read() as s:
+            sg = s.get(SecurityGroup, ident) or s.scalars(
+                sa.select(SecurityGroup).where(SecurityGroup.name == ident)).first()
+        if sg is None:
+            raise NotFound(f"Security group {ident} could not be found.")
+        return sg
+
+    def list_security_groups(self) -> list[SecurityGroup]:
+        with self.db.read() as s:
+            return list(s.scalars(sa.select(SecurityGroup).order_by(SecurityGroup.created_at)))
+
+    def sg_rules(self, sg_id: str | None = None) -> list[SecurityGroupRule]:
+        with self.db.read() as s:
+            q = sa.select(SecurityGroupRule).order_by(SecurityGroupRule.created_at)
+            if sg_id:
+                q = q.where(SecurityGroupRule.security_group_id == sg_id)
+            return list(s.scalars(q))
+
+    def delete_security_group(self, ident: str) -> None:
+        sg = self.get_security_group(ident)
+        with self.db.write() as s:
+            for port in s.scalars(sa.select(NetworkPort)):
+                if sg.id in (port.security_groups or []):
+                    raise Conflict(f"Security group {sg.id} is in use by port {port.id}")
+            s.execute(sa.delete(SecurityGroupRule).where(
+                SecurityGroupRule.security_group_id == sg.id))
+            s.execute(sa.delete(SecurityGroup).where(SecurityGroup.id == sg.id))
+
+    def create_security_group_rule(self, body: dict[str, Any]) -> SecurityGroupRule:
+        """Validated as Neutron does: direction, ethertype, protocol, port range (or ICMP
+        type/code), remote prefix matching the ethertype. Raises :class:`Invalid`."""
+        _unknown(body, SG_RULE_FIELDS, "security group rule")
+        sg = self.get_security_group(str(body.get("security_group_id") or ""))
+        direction = body.get("direction")
+        if direction not in ("ingress", "egress"):
+            raise Invalid("direction must be ingress or egress")
+        ethertype = body.get("ethertype") or "IPv4"
+        if ethertype not in ("IPv4", "IPv6"):
+            raise Invalid("ethertype must be IPv4 or IPv6")
+        proto = body.get("protocol")
+        if proto is not None:
+            proto = str(proto).lower()
+            if proto not in PROTOCOLS and not (proto.isdigit() and 0 <= int(proto) <= 255):
+                raise Invalid(f"protocol '{proto}' is not one of {', '.join(PROTOCOLS)} or "
+                              "a number 0-255")
+        lo, hi = body.get("port_range_min"), body.get("port_range_max")
+        if lo is not None or hi is not None:
+            if proto is None:
+                raise Invalid("port_range_min/max need a protocol")
+            try:
+                lo = int(lo) if lo is not None else None
+                hi = int(hi) if hi is not None else None
+            except (TypeError, ValueError):
+                raise Invalid("port_range_min/max must be numbers") from None
+            if proto in ("icmp", "icmpv6", "1", "58"):
+                if (lo is not None and not 0 <= lo <= 255) or (hi is not None and
+                                                               not 0 <= hi <= 255):
+                    raise Invalid("ICMP type (port_range_min) and code (port_range_max) must "
+                                  "be 0-255")
+            else:
+                if lo is None or hi is None or not 1 <= lo <= hi <= 65535:
+                    raise Invalid("port_range_min and port_range_max must satisfy "
+                                  "1 <= min <= max <= 65535")
+        prefix = body.get("remote_ip_prefix")
+        if prefix is not None:
+            net = ipaddress.ip_network(str(prefix), strict=False) if _is_net(prefix) else None
+            if net is None:
+                raise Invalid(f"remote_ip_prefix '{prefix}' is not a CIDR")
+            if (net.version == 4) != (ethertype == "IPv4"):
+                raise Invalid(f"remote_ip_prefix {net} does not match ethertype {ethertype}")
+            prefix = str(net)
+        if body.get("remote_group_id") and prefix:
+            raise Invalid("remote_ip_prefix and remote_group_id are mutually exclusive")
+        rule = SecurityGroupRule(id=str(uuidlib.uuid4()), security_group_id=sg.id,
+                                 project_id=_project(body) or sg.project_id,
+                                 direction=direction, ethertype=ethertype, protocol=proto,
+                                 port_range_min=lo, port_range_max=hi, remote_ip_prefix=prefix,
+                                 remote_group_id=body.get("remote_group_id"),
+                                 description=str(body.get("description") or ""))
+        with self.db.write() as s:
+            s.add(rule)
+        return rule
+
+    def delete_security_group_rule(self, ident: str) -> None:
+        with self.db.write() as s:
+            if s.execute(sa.delete(SecurityGroupRule).where(SecurityGroupRule.id == ident)
+                         ).rowcount == 0:  # type: ignore[attr-defined]
+                raise NotFound(f"Security group rule {ident} could not be found.")
+
+
+def _is_net(value: Any) -> bool:
+    try:
+        ipaddress.ip_network(str(value), strict=False)
+    except ValueError:
+        return False
+    return True
+

@@ -1,0 +1,238 @@
+"""Registered top-of-rack switches and the connections to them.
+
+A switch is registered with its ``switch_id`` (the MAC or OpenFlow datapath ID a port's
+``local_link_connection.switch_id`` names), its ``name`` (``switch_info``), its driver
+(``ovs``), its OVSDB address and bridge. Registration connects once to check the address
+and bridge work, so a typo is a 400 at once, not a failed binding later. Connections are
+kept, one :class:`~metalplane.network.ovs.SwitchBatcher` per switch, and reopened after
+a failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import uuid as uuidlib
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from metalplane.common.exceptions import Conflict, Invalid, NotFound
+from metalplane.db.engine import Database
+from metalplane.db.models import Switch, SwitchPortBinding
+from metalplane.network.ovs import OVSSwitch, PortConfig, SwitchBatcher, SwitchError
+
+__all__ = ["SwitchManager"]
+
+LOG = logging.getLogger(__name__)
+_MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+_DPID = re.compile(r"^(0x)?[0-9a-f]{16}$")
+_NAME = re.compile(r"^[A-Za-z0-9\-._]+$")
+SWITCH_FIELDS = ("name", "switch_id", "driver", "address", "bridge", "physical_networks")
+
+
+def normalize_switch_id(value: Any) -> str:
+    sid = str(value or "").strip().lower().replace("-", ":")
+    if not (_MAC.match(sid) or _DPID.match(sid)):
+        raise Invalid(f"switch_id '{value}' must be a MAC address or an OpenFlow datapath "
+                      "ID (16 hex digits)")
+    return sid
+
+
+class SwitchManager:
+    """CRUD of switches, lookup by ``switch_id``, and applying port configs to them."""
+
+    def __init__(self, db: Database, parking_vlan: int) -> None:
+        self.db = db
+        self.parking_vlan = parking_vlan
+        self._batchers: dict[str, SwitchBatcher] = {}
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------- registry
+    def create(self, body: dict[str, Any], check: bool = True) -> Switch:
+        """Register a switch. Raises :class:`Invalid` for bad fields or an unreachable
+        OVSDB address/bridge, :class:`Conflict` for a duplicate name or switch_id."""
+        unknown = sorted(set(body) - set(SWITCH_FIELDS))
+        if unknown:
+            raise Invalid(f"Unknown attribute for switch: {', '.join(unknown)}")
+        name = body.get("name")
+        if not name or not _NAME.match(str(name)):
+            raise Invalid("name (the switch_info of local_link_connection) is required: "
+                          "letters, digits, - . _")
+        driver = body.get("driver") or "ovs"
+        if driver != "ovs":
+            raise Invalid(f"driver '{driver}' is not supported; supported: ovs")
+        address = str(body.get("address") or "")
+        if not address.startswith(("unix:", "tcp:", "ssl:")):
+            raise Invalid("address must be an OVSDB address: unix:/path, tcp:host:port or "
+                          "ssl:host:port")
+        bridge = str(body.get("bridge") or "")
+        if not bridge:
+            raise Invalid("bridge is required for an ovs switch")
+        physnets = body.get("physical_networks") or []
+        if not isinstance(physnets, list) or not all(isinstance(p, str) for p in physnets):
+            raise Invalid("physical_networks must be a list of names")
+        values = {"id": str(uuidlib.uuid4()), "name": name,
+                  "switch_id": normalize_switch_id(body.get("switch_id")), "driver": driver,
+                  "address": address, "bridge": bridge, "physical_networks": physnets}
+        if check:
+            try:
+                OVSSwitch(address, bridge).close()
+            except SwitchError as exc:
+                raise Invalid(f"switch {name}: {exc.message}") from None
+        try:
+            with self.db.write() as s:
+                sw = Switch(**values)
+                s.add(sw)
+        except IntegrityError:
+            raise Conflict(f"a switch named {name} or with switch_id "
+                           f"{values['switch_id']} is already registered") from None
+        return sw
+
+    def list_switches(self) -> list[Switch]:
+        with self.db.read() as s:
+            return list(s.scalars(sa.select(Switch).order_by(Switch.name)))
+
+    def get(self, ident: str) -> Switch:
+        with self.db.read() as s:
+            sw = s.scalars(sa.select(Switch).where(
+                (Switch.id == ident) | (Switch.name == ident)
+                | (Switch.switch_id == ident.lower()))).first()
+        if sw is None:
+            raise NotFound(f"Switch {ident} could not be found.")
+        return sw
+
+    def by_switch_id(self, switch_id: str) -> Switch | None:
+        with self.db.read() as s:
+            return s.scalars(sa.select(Switch).where(
+                Switch.switch_id == str(switch_id).lower())).first()
+
+    def delete(self, ident: str) -> None:
+        sw = self.get(ident)
+        with self.db.read() as s:
+            used = s.scalars(sa.select(SwitchPortBinding).where(
+                SwitchPortBinding.switch_uuid == sw.id,
+                SwitchPortBinding.network_port_id.is_not(None))).first()
+        if used is not None:
+            raise Conflict(f"switch {sw.name} still has bound ports (e.g. {used.port_name}); "
+                           "detach them first")
+        with self.db.write() as s:
+            s.execute(sa.delete(SwitchPortBinding).where(SwitchPortBinding.switch_uuid == sw.id))
+            s.execute(sa.delete(Switch).where(Switch.id == sw.id))
+        with self._lock:
+            b = self._batchers.pop(sw.id, None)
+        if b is not None:
+            b.close()
+
+    def bindings(self, switch_uuid: str | None = None) -> list[SwitchPortBinding]:
+        with self.db.read() as s:
+            q = sa.select(SwitchPortBinding).order_by(SwitchPortBinding.port_name)
+            if switch_uuid:
+                q = q.where(SwitchPortBinding.switch_uuid == switch_uuid)
+            return list(s.scalars(q))
+
+    # ---------------------------------------------------------------- the datapath
+    def batcher(self, sw: Switch) -> SwitchBatcher:
+        """The (lazily connected) batcher of ``sw``. Raises :class:`SwitchError`."""
+        with self._lock:
+            b = self._batchers.get(sw.id)
+            if b is None:
+                b = SwitchBatcher(OVSSwitch(sw.address, sw.bridge))
+                self._batchers[sw.id] = b
+            return b
+
+    def _forget(self, sw: Switch) -> None:
+        with self._lock:
+            b = self._batchers.pop(sw.id, None)
+        if b is not None:
+            b.close()
+
+    def apply(self, sw: Switch, configs: list[PortConfig],
+              owners: dict[str, str | None]) -> None:
+        """Apply ``configs`` to ``sw`` in one transaction and record them as the wanted
+        state (``owners`` maps a port name to the network port that uses it, None when
+        parked). Raises :class:`SwitchError`; then nothing was applied or recorded."""
+        try:
+            self.batcher(sw).apply(configs)
+        except SwitchError:
+            self._forget(sw)  # the next call reconnects
+            raise
+        with self.db.write() as s:
+            for cfg in configs:
+                if cfg.unbond:
+                    s.execute(sa.delete(SwitchPortBinding).where(
+                        SwitchPortBinding.switch_uuid == sw.id,
+                        SwitchPortBinding.port_name == cfg.unbond))
+                if cfg.members:
+                    s.execute(sa.delete(SwitchPortBinding).where(
+                        SwitchPortBinding.switch_uuid == sw.id,
+                        SwitchPortBinding.port_name.in_(list(cfg.members))))
+                row = s.scalars(sa.select(SwitchPortBinding).where(
+                    SwitchPortBinding.switch_uuid == sw.id,
+                    SwitchPortBinding.port_name == cfg.name)).first()
+                if row is None:
+                    row = SwitchPortBinding(switch_uuid=sw.id, port_name=cfg.name)
+                    s.add(row)
+                row.vlan = cfg.vlan
+                row.bond_members = list(cfg.members)
+                row.bond_mode = cfg.mode
+                row.network_port_id = owners.get(cfg.name)
+
+    def wanted(self, sw: Switch, port_name: str) -> SwitchPortBinding | None:
+        with self.db.read() as s:
+            return s.scalars(sa.select(SwitchPortBinding).where(
+                SwitchPortBinding.switch_uuid == sw.id,
+                SwitchPortBinding.port_name == port_name)).first()
+
+    def observed(self, sw: Switch) -> dict[str, dict[str, Any]]:
+        """What the switch says of every port metalplane manages on it."""
+        names = [b.port_name for b in self.bindings(sw.id)]
+        try:
+            return self.batcher(sw).switch.observed(names)
+        except SwitchError:
+            self._forget(sw)
+            raise
+
+    def sync(self) -> list[str]:
+        """Drift repair: put back every managed port whose VLAN or bond differs from what
+        was set. Returns one line per repair (also logged). Unreachable switches are
+        logged and skipped."""
+        repairs: list[str] = []
+        for sw in self.list_switches():
+            try:
+                seen = self.observed(sw)
+            except SwitchError as exc:
+                LOG.warning("drift check of switch %s skipped: %s", sw.name, exc.message)
+                continue
+            fixes: list[PortConfig] = []
+            owners: dict[str, str | None] = {}
+            for b in self.bindings(sw.id):
+                now = seen.get(b.port_name)
+                members = sorted(b.bond_members or [])
+                if now is not None and now["vlan"] == b.vlan and (
+                        not members or now["members"] == members):
+                    continue
+                before = "missing" if now is None else f"VLAN {now['vlan']}"
+                line = (f"switch {sw.name} port {b.port_name}: {before}, restored VLAN {b.vlan}"
+                        + (f" on bond of {', '.join(members)}" if members else ""))
+                fixes.append(PortConfig(b.port_name, b.vlan or self.parking_vlan,
+                                        tuple(members), b.bond_mode))
+                owners[b.port_name] = b.network_port_id
+                repairs.append(line)
+            if fixes:
+                try:
+                    self.apply(sw, fixes, owners)
+                except SwitchError as exc:
+                    LOG.error("drift repair on switch %s failed: %s", sw.name, exc.message)
+                    continue
+                for line in repairs[-len(fixes):]:
+                    LOG.warning("drift repaired: %s", line)
+        return repairs
+
+    def close(self) -> None:
+        with self._lock:
+            batchers, self._batchers = list(self._batchers.values()), {}
+        for b in batchers:
+            b.close()
