@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
     python3 python3-venv python3-dev gcc  # the Python environment
     postgresql                            # the several-conductor store; its tests use a real server
+    openvswitch-switch                    # the top-of-rack switch of the tests and the lab
+    iproute2 iputils-ping                 # namespaces, veth pairs, traffic checks
     ipmitool                              # handy for checking an IPMI BMC by hand
 )
 

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from metalplane import __version__
-from metalplane.api import views
+from metalplane.api import network_api, views
 from metalplane.api.auth import UsersFile
 from metalplane.common.exceptions import Invalid, MetalplaneError
 from metalplane.conductor.manager import Conductor
@@ -42,7 +42,16 @@ def _fmt(v: tuple[int, int]) -> str:
     return f"{v[0]}.{v[1]}"
 
 
-def error_response(status: int, message: str) -> JSONResponse:
+_NEUTRON_TYPES = {400: "HTTPBadRequest", 401: "HTTPUnauthorized", 403: "HTTPForbidden",
+                  404: "HTTPNotFound", 409: "HTTPConflict", 503: "HTTPServiceUnavailable"}
+
+
+def error_response(status: int, message: str, path: str = "") -> JSONResponse:
+    """Ironic's error shape, or Neutron's under ``/v2.0``."""
+    if path.startswith("/v2.0"):
+        return JSONResponse({"NeutronError": {
+            "type": _NEUTRON_TYPES.get(status, "HTTPInternalServerError"),
+            "message": message, "detail": ""}}, status_code=status)
     fault = {"faultstring": message, "faultcode": "Client" if status < 500 else "Server",
              "debuginfo": None}
     return JSONResponse({"error_message": json.dumps(fault)}, status_code=status)
@@ -90,27 +99,28 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
         return response
 
     @app.exception_handler(MetalplaneError)
-    async def on_error(_: Request, exc: MetalplaneError) -> JSONResponse:
+    async def on_error(request: Request, exc: MetalplaneError) -> JSONResponse:
         if exc.code >= 500:
             LOG.warning("request failed: %s", exc.message)
-        return error_response(exc.code, exc.message)
+        return error_response(exc.code, exc.message, request.url.path)
 
     @app.exception_handler(RequestValidationError)
-    async def on_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         parts = []
         for err in exc.errors():
             loc = "/".join(str(x) for x in err.get("loc", ()) if x not in ("body", "query"))
             parts.append(f"{loc or 'body'}: {err.get('msg')}")
-        return error_response(400, "Invalid input: " + "; ".join(parts))
+        return error_response(400, "Invalid input: " + "; ".join(parts), request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
-    async def on_http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, str(exc.detail))
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail), request.url.path)
 
     @app.exception_handler(Exception)
-    async def on_bug(_: Request, exc: Exception) -> JSONResponse:
+    async def on_bug(request: Request, exc: Exception) -> JSONResponse:
         LOG.exception("unexpected error")
-        return error_response(500, f"Internal error: {type(exc).__name__}; see the server log")
+        return error_response(500, f"Internal error: {type(exc).__name__}; see the server log",
+                              request.url.path)
 
     def base_url(request: Request) -> str:
         return str(request.base_url).rstrip("/")
@@ -126,7 +136,7 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
     def v1_root(request: Request) -> dict[str, Any]:
         base = base_url(request)
         doc = _v1_doc(base)
-        for kind in ("nodes", "ports", "portgroups", "drivers"):
+        for kind in ("nodes", "ports", "portgroups", "drivers", "switches"):
             doc[kind] = [{"href": f"{base}/v1/{kind}/", "rel": "self"}]
         return doc
 
@@ -136,7 +146,8 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
             hw = conductor.registry.hardware_type(driver)
         except MetalplaneError:
             return {}
-        return {f"{k}_interface": hw.default(k) for k in INTERFACE_KINDS}
+        return {**{f"{k}_interface": hw.default(k) for k in INTERFACE_KINDS},
+                "network_interface": conductor.settings.default_network_interface}
 
     def _node_doc(node: Any, request: Request, fields: list[str] | None = None) -> dict[str, Any]:
         return views.node_view(node, base_url(request), fields, _defaults(node.driver))
@@ -369,6 +380,7 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
     def driver_properties(name: str) -> dict[str, str]:
         return conductor.registry.driver_properties(name)
 
+    network_api.register(app, conductor)
     return app
 
 

@@ -22,7 +22,7 @@ NODE_FIELDS = (
     "provision_updated_at", "power_state", "target_power_state", "last_error", "maintenance",
     "maintenance_reason", "reservation", "traits", "resource_class", "conductor_group",
     "owner", "lessee", "inspection_started_at", "inspection_finished_at", "created_at",
-    "updated_at", *(f"{k}_interface" for k in INTERFACE_KINDS),
+    "updated_at", "network_interface", *(f"{k}_interface" for k in INTERFACE_KINDS),
 )
 
 

@@ -36,6 +36,8 @@ from metalplane.db.models import Node, Port, utcnow
 from metalplane.drivers import base as drivers_base
 from metalplane.drivers.registry import DriverRegistry, hardware_types
 from metalplane.lifecycle import states
+from metalplane.lifecycle.networking import NodeNetworking
+from metalplane.network.plugin import NetworkPlugin
 
 __all__ = ["Conductor"]
 
@@ -46,7 +48,7 @@ LOG = logging.getLogger(__name__)
 class _Periodic:
     name: str
     interval: float
-    fn: Callable[[], None]
+    fn: Callable[[], Any]
     next_run: float = 0.0
 
 
@@ -60,6 +62,8 @@ class Conductor:
         self.secrets = secrets
         self.host = settings.conductor_hostname
         self.registry = DriverRegistry(settings)
+        self.network = NetworkPlugin(settings, db)
+        self.networking = NodeNetworking(settings, self.network, db)
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.workers, thread_name_prefix="conductor")
         self._stop = threading.Event()
@@ -71,6 +75,7 @@ class Conductor:
             _Periodic("power sync", settings.power_sync_interval, self.sync_power_states),
             _Periodic("wait timeouts", settings.timeout_check_interval, self.check_timeouts),
             _Periodic("orphan recovery", settings.heartbeat_timeout / 2, self._recover_dead),
+            _Periodic("switch drift repair", settings.network_sync_interval, self.sync_switches),
         ]
 
     # ------------------------------------------------------------------ life of the process
@@ -79,6 +84,7 @@ class Conductor:
         # Anything still reserved under our own name is from a previous life of this host.
         self.recover([self.host], reason="restarted")
         self._recover_dead()
+        self.sync_switches()
         if periodic:
             now = time.monotonic()
             for p in self._periodics:
@@ -100,6 +106,7 @@ class Conductor:
         self._executor.shutdown(wait=False, cancel_futures=True)
         with contextlib.suppress(Exception):
             db_api.unregister_conductor(self.db, self.host)
+        self.network.close()
         LOG.info("Conductor %s stopped", self.host)
 
     def _run_periodics(self) -> None:
@@ -200,9 +207,13 @@ class Conductor:
             d.management.validate(task)
         elif verb == "inspect":
             d.inspect.validate(task)
+            if self.settings.inspection_network:
+                self.networking.validate(task, ("inspection",))
         elif verb in ("provide", "clean", "deploy", "rebuild", "undeploy"):
             d.power.validate(task)
             d.deploy.validate(task)
+            self.networking.validate(task, ("cleaning",) if verb in ("provide", "clean")
+                                     else ("provisioning", "cleaning"))
 
     def _workers(self) -> dict[str, Callable[[NodeTask], None]]:
         return {
@@ -230,11 +241,13 @@ class Conductor:
     def _do_inspect(self, task: NodeTask) -> None:
         def step() -> None:
             task.save(inspection_started_at=utcnow(), inspection_finished_at=None)
+            self.networking.add_network(task, "inspection")
             result = task.driver.inspect.inspect_hardware(task)
             if result is None:
                 task.process_event("wait")
                 return
             self._apply_inspection(task, result)
+            self.networking.remove_network(task, "inspection")
             task.save(inspection_finished_at=utcnow())
             task.process_event("done")
         self._guarded(task, step)
@@ -254,20 +267,34 @@ class Conductor:
             except MetalplaneError as exc:  # the MAC belongs to another node
                 LOG.warning("Node %s: port %s not created: %s", node.uuid, mac, exc.message)
 
-    def _run_step(self, task: NodeTask, step: Callable[[NodeTask], str | None]) -> None:
-        """Run a deploy-interface step; it finishes now ("done") or the node calls back."""
-        self._guarded(task, lambda: task.process_event(
-            "wait" if step(task) == "wait" else "done"))
+    def _run_step(self, task: NodeTask, kind: str, step: Callable[[NodeTask], str | None],
+                  finish: Callable[[NodeTask], None] | None = None) -> None:
+        """Put the node on the ``kind`` provider network, run a deploy-interface step, and
+        when it finished (rather than waits for a call-back) take the node off that network
+        again and run ``finish``."""
+        def run() -> None:
+            self.networking.add_network(task, kind)
+            if step(task) == "wait":
+                task.process_event("wait")
+                return
+            self.networking.remove_network(task, kind)
+            if finish is not None:
+                finish(task)
+            task.process_event("done")
+        self._guarded(task, run)
 
     def _do_clean(self, task: NodeTask) -> None:
-        self._run_step(task, task.driver.deploy.clean)
+        self._run_step(task, "cleaning", task.driver.deploy.clean)
 
     def _do_deploy(self, task: NodeTask) -> None:
-        self._run_step(task, task.driver.deploy.deploy)
+        self._run_step(task, "provisioning", task.driver.deploy.deploy,
+                       finish=self.networking.configure_tenant)
 
     def _do_undeploy(self, task: NodeTask) -> None:
         def step() -> None:
             task.driver.deploy.tear_down(task)
+            self.networking.unconfigure_tenant(task)
+            self.networking.remove_all_provider_networks(task)
             task.save(instance_uuid=None)
             task.process_event("done")  # deleting -> cleaning
         self._guarded(task, step)
@@ -316,7 +343,30 @@ class Conductor:
             task.driver.management.validate(task)
             return task.driver.management.get_boot_device(task)
 
+    # ------------------------------------------------------------------ VIFs
+    def vif_list(self, ident: str) -> list[str]:
+        with self.db.read() as s:
+            node = db_api.get_node(s, ident)
+        return self.networking.vifs(node)
+
+    def vif_attach(self, ident: str, vif_id: str) -> None:
+        """Attach network port ``vif_id`` (bound at once if the node is active)."""
+        with self.acquire(ident, f"attaching VIF {vif_id}") as task:
+            self.networking.vif_attach(task, vif_id)
+
+    def vif_detach(self, ident: str, vif_id: str) -> None:
+        with self.acquire(ident, f"detaching VIF {vif_id}") as task:
+            self.networking.vif_detach(task, vif_id)
+
     # ------------------------------------------------------------------ periodic tasks
+    def sync_switches(self) -> list[str]:
+        """Drift repair: restore switch ports changed behind metalplane's back."""
+        try:
+            return self.network.switches.sync()
+        except Exception:
+            LOG.exception("switch drift repair failed")
+            return []
+
     def sync_power_states(self) -> None:
         """Read every idle node's power state from its BMC and record changes. Runs on the
         worker pool; nodes busy with other work are skipped this round."""

@@ -20,6 +20,7 @@ from metalplane.db import api as db_api
 from metalplane.db.models import Node, Port, Portgroup
 from metalplane.drivers import base as drivers_base
 from metalplane.lifecycle import states
+from metalplane.lifecycle.networking import NETWORK_INTERFACES
 
 __all__ = ["NodeResources", "normalize_mac"]
 
@@ -33,7 +34,7 @@ LLC_KEYS = ("switch_id", "port_id", "switch_info", "network_type")
 NODE_CREATE_FIELDS = frozenset({
     "uuid", "name", "driver", "driver_info", "properties", "instance_info", "instance_uuid",
     "extra", "maintenance", "maintenance_reason", "traits", "resource_class",
-    "conductor_group", "owner", "lessee",
+    "conductor_group", "owner", "lessee", "network_interface",
     *(f"{k}_interface" for k in drivers_base.INTERFACE_KINDS),
 })
 NODE_READONLY_FIELDS = frozenset({
@@ -100,6 +101,10 @@ class NodeResources:
     def _validate_node_values(self, values: dict[str, Any]) -> dict[str, Any]:
         registry = self.c.registry
         registry.resolve_interfaces(values["driver"], values)
+        ni = values.get("network_interface")
+        if ni is not None and ni not in NETWORK_INTERFACES:
+            raise Invalid(f"network_interface '{ni}' is not one of "
+                          f"{', '.join(NETWORK_INTERFACES)}")
         _check_name(values.get("name"), "node")
         for key in ("driver_info", "properties", "instance_info", "extra"):
             if not isinstance(values.get(key) or {}, dict):

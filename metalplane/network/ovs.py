@@ -145,7 +145,12 @@ class OVSSwitch:
             helper.register_table(table)
         idl = connection.OvsdbIdl(address, helper)
         self._conn = connection.Connection(idl=idl, timeout=int(timeout))
-        self.api = impl_idl.OvsdbIdl(self._conn)
+        # ovsdbapp keeps the connection in a class attribute (Backend._ovsdb_connection):
+        # every OvsdbIdl of a process would share the first connection ever made, i.e.
+        # one switch. A class of its own per switch keeps each connection its own.
+        api_class = type(f"OvsdbIdl_{bridge}", (impl_idl.OvsdbIdl,),
+                         {"_ovsdb_connection": None})
+        self.api = api_class(self._conn)
         try:
             self.api.br_exists(bridge).execute(check_error=True)
         except Exception as exc:
@@ -163,7 +168,6 @@ class OVSSwitch:
         if not configs:
             return
         try:
-            self.api.idl.run()  # pick up what others changed before we decide
             with self.api.transaction(check_error=True) as txn:
                 txn.add(_SetPorts(self.api, self.bridge, configs))
         except SwitchError:

@@ -553,6 +553,24 @@ class NetworkPlugin:
         for p in ports:
             self._set_binding(p.id, "unbound", {}, "DOWN")
 
+    def mark_bound_without_switch(self, port: NetworkPort, host: str) -> None:
+        """A binding that needs no switch change (the flat network interface)."""
+        with self.db.write() as s:
+            row = s.get(NetworkPort, port.id)
+            if row is not None:
+                row.binding_host_id = host
+                row.binding_vif_type, row.binding_vif_details, row.status = "other", {}, "ACTIVE"
+
+    def set_binding_host(self, port_id: str, host: str) -> None:
+        """Record ``binding:host_id`` without binding yet (a batch binds them together)."""
+        with self.db.write() as s:
+            row = s.get(NetworkPort, port_id)
+            if row is not None:
+                row.binding_host_id = host
+
+    def mark_unbound(self, port_id: str) -> None:
+        self._set_binding(port_id, "unbound", {}, "DOWN")
+
     # ================================================================ security groups
     def create_security_group(self, body: dict[str, Any]) -> SecurityGroup:
         _unknown(body, SG_FIELDS, "security group")

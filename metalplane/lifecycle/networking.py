@@ -1,0 +1,319 @@
+"""A node's network interface: which networks its ports are on at each step of its life.
+
+Ironic's three behaviours, chosen per node by ``network_interface``:
+
+* ``noop``: metalplane leaves the node's networking alone.
+* ``flat``: every node shares one flat provider network; VIFs are recorded and marked
+  bound, no switch is touched.
+* ``neutron`` (multi-tenant): the node's switch ports follow its lifecycle. Inspecting and
+  cleaning put them on the configured ``inspection_network`` / ``cleaning_network``,
+  deploying on the ``provisioning_network``; going active removes the provisioning network
+  and binds the tenant VIFs; undeploy unbinds the VIFs and cleaning follows. Ports not on
+  any network are parked.
+
+Provider-network ports are network ports created for the node (one per PXE-enabled port,
+or one per portgroup, which becomes a bond), recorded in the port's ``internal_info`` as
+``<kind>_vif_port_id``. A tenant VIF is recorded as ``tenant_vif_port_id``, as Ironic does.
+All the switch changes of one step go to the switches together.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from metalplane.common.config import Settings
+from metalplane.common.exceptions import Conflict, Invalid, MetalplaneError, NotFound
+from metalplane.db import api as db_api
+from metalplane.db.engine import Database
+from metalplane.db.models import NetworkPort, Node, Port, Portgroup
+from metalplane.network.plugin import NetworkPlugin
+
+__all__ = ["NETWORK_INTERFACES", "Forbidden", "NodeNetworking"]
+
+LOG = logging.getLogger(__name__)
+NETWORK_INTERFACES = ("noop", "flat", "neutron")
+PROVIDER_KINDS = ("inspection", "cleaning", "provisioning", "rescuing")
+TENANT_KEY = "tenant_vif_port_id"
+
+
+class Forbidden(MetalplaneError):
+    """The node's project may not use that network (HTTP 403)."""
+
+    code = 403
+
+
+Attachable = Port | Portgroup
+
+
+class NodeNetworking:
+    """Network flips and VIFs of nodes. ``task`` arguments need ``.node``."""
+
+    def __init__(self, settings: Settings, plugin: NetworkPlugin, db: Database) -> None:
+        self.settings = settings
+        self.plugin = plugin
+        self.db = db
+
+    # ---------------------------------------------------------------- helpers
+    def interface(self, node: Node) -> str:
+        return node.network_interface or self.settings.default_network_interface
+
+    def _objects(self, node: Node) -> tuple[list[Port], list[Portgroup]]:
+        return (db_api.list_ports(self.db, node_id=node.id),
+                db_api.list_portgroups(self.db, node_id=node.id))
+
+    def _save_internal(self, obj: Attachable, info: dict[str, Any]) -> None:
+        model = Port if isinstance(obj, Port) else Portgroup
+        db_api.update_row(self.db, model, obj.id, {"internal_info": info}, model.__name__)
+        obj.internal_info = info
+
+    @staticmethod
+    def _llc(port: Port) -> dict[str, Any]:
+        llc = dict(port.local_link_connection or {})
+        return {k: llc[k] for k in ("switch_id", "port_id", "switch_info") if k in llc}
+
+    def _profile(self, obj: Attachable, members: list[Port]) -> dict[str, Any]:
+        if isinstance(obj, Port):
+            return {"local_link_information": [self._llc(obj)]}
+        return {"local_link_information": [self._llc(p) for p in members],
+                "local_group_information": {"id": obj.uuid, "name": obj.name or
+                                            f"bond{obj.uuid[:8]}", "bond_mode": obj.mode,
+                                            "bond_properties": obj.properties or {}}}
+
+    def _wired(self, node: Node, pxe_only: bool) -> list[tuple[Attachable, list[Port]]]:
+        """The node's attachable objects: portgroups (with members), then standalone ports."""
+        ports, groups = self._objects(node)
+        out: list[tuple[Attachable, list[Port]]] = []
+        for pg in groups:
+            members = [p for p in ports if p.portgroup_id == pg.id]
+            if members and (not pxe_only or any(p.pxe_enabled for p in members)):
+                out.append((pg, members))
+        for p in ports:
+            if p.portgroup_id is None and (not pxe_only or p.pxe_enabled):
+                out.append((p, [p]))
+        return out
+
+    def validate(self, task: Any, kinds: tuple[str, ...] = ()) -> None:
+        """For ``neutron``: every port to be wired has a local_link_connection and each
+        provider network in ``kinds`` that must exist is configured. Raises :class:`Invalid`."""
+        node = task.node
+        if self.interface(node) != "neutron":
+            return
+        for _obj, members in self._wired(node, pxe_only=True):
+            for p in members:
+                llc = p.local_link_connection or {}
+                if not llc.get("switch_id") or not llc.get("port_id"):
+                    raise Invalid(
+                        f"port {p.address} of node {node.name or node.uuid} has no "
+                        "local_link_connection (switch_id and port_id): the neutron network "
+                        "interface needs it to find the switch port; set it with `metalplane "
+                        "port set` or let inspection read it from LLDP")
+                if self.plugin.switches.by_switch_id(str(llc["switch_id"])) is None:
+                    known = ", ".join(f"{sw.name} ({sw.switch_id})"
+                                      for sw in self.plugin.switches.list_switches())
+                    raise Invalid(
+                        f"unknown switch {llc['switch_id']} in local_link_connection of port "
+                        f"{p.address} of node {node.name or node.uuid}; registered switches: "
+                        f"{known or 'none'} (register it with `metalplane switch create`)")
+        for kind in kinds:
+            name = getattr(self.settings, f"{kind}_network")
+            if not name and kind in ("cleaning", "provisioning"):
+                raise Invalid(f"the neutron network interface needs {kind}_network "
+                              f"(METALPLANE_{kind.upper()}_NETWORK) to be configured")
+            if name:
+                self.plugin.get_network(name)
+
+    # ---------------------------------------------------------------- provider networks
+    def add_network(self, task: Any, kind: str) -> None:
+        """Put the node's PXE ports on the ``kind`` provider network (no-op unless neutron
+        and that network is configured). Raises
+        :class:`~metalplane.network.plugin.BindingFailed`."""
+        node = task.node
+        name = getattr(self.settings, f"{kind}_network")
+        if self.interface(node) != "neutron" or not name:
+            return
+        net = self.plugin.get_network(name)
+        self.remove_network(task, kind)  # a leftover from an interrupted step
+        created: list[NetworkPort] = []
+        try:
+            for obj, members in self._wired(node, pxe_only=True):
+                port = self.plugin.create_port({
+                    "network_id": net.id, "name": f"{node.name or node.uuid}-{kind}",
+                    "mac_address": obj.address or members[0].address,
+                    "device_id": node.uuid, "device_owner": "baremetal:none",
+                    "project_id": net.project_id, "binding:vnic_type": "baremetal",
+                    "binding:profile": self._profile(obj, members)})
+                created.append(port)
+                self._save_internal(obj, {**(obj.internal_info or {}),
+                                          f"{kind}_vif_port_id": port.id})
+            bound = [self._with_host(p, node.uuid) for p in created]
+            self.plugin.bind_many(bound)
+        except MetalplaneError:
+            for p in created:
+                self._drop_quietly(p.id)
+            self._forget(node, f"{kind}_vif_port_id")
+            raise
+        LOG.info("Node %s: %d port(s) on %s network %s", node.uuid, len(created), kind, net.name)
+
+    def _with_host(self, port: NetworkPort, host: str) -> NetworkPort:
+        self.plugin.set_binding_host(port.id, host)
+        return self.plugin.get_port(port.id)
+
+    def _drop_quietly(self, port_id: str) -> None:
+        try:
+            self.plugin.delete_port(port_id)
+        except MetalplaneError as exc:
+            LOG.warning("could not delete network port %s: %s", port_id, exc.message)
+
+    def _forget(self, node: Node, key: str) -> None:
+        for obj, _ in self._wired(node, pxe_only=False):
+            if key in (obj.internal_info or {}):
+                info = dict(obj.internal_info)
+                info.pop(key)
+                self._save_internal(obj, info)
+
+    def remove_network(self, task: Any, kind: str) -> None:
+        """Take the node off the ``kind`` provider network (its switch ports are parked)."""
+        node = task.node
+        key = f"{kind}_vif_port_id"
+        ids = [obj.internal_info[key] for obj, _ in self._wired(node, pxe_only=False)
+               if (obj.internal_info or {}).get(key)]
+        if not ids:
+            return
+        ports = []
+        for pid in ids:
+            try:
+                ports.append(self.plugin.get_port(pid))
+            except NotFound:
+                continue
+        bound = [p for p in ports if p.binding_vif_type not in ("unbound", "binding_failed")]
+        if bound:
+            self.plugin.unbind_many(bound)
+        for p in ports:
+            self.plugin.delete_port(p.id)
+        self._forget(node, key)
+        LOG.info("Node %s: removed from %s network", node.uuid, kind)
+
+    def remove_all_provider_networks(self, task: Any) -> None:
+        for kind in PROVIDER_KINDS:
+            self.remove_network(task, kind)
+
+    # ---------------------------------------------------------------- tenant VIFs
+    def vifs(self, node: Node) -> list[str]:
+        return [obj.internal_info[TENANT_KEY] for obj, _ in self._wired(node, pxe_only=False)
+                if (obj.internal_info or {}).get(TENANT_KEY)]
+
+    def _tenant_ports(self, node: Node) -> list[tuple[Attachable, list[Port], NetworkPort]]:
+        out = []
+        for obj, members in self._wired(node, pxe_only=False):
+            vif = (obj.internal_info or {}).get(TENANT_KEY)
+            if vif:
+                try:
+                    out.append((obj, members, self.plugin.get_port(vif)))
+                except NotFound:
+                    LOG.warning("Node %s: VIF %s no longer exists", node.uuid, vif)
+        return out
+
+    def configure_tenant(self, task: Any) -> None:
+        """Bind every attached VIF to its node port (going active)."""
+        node = task.node
+        if self.interface(node) == "noop":
+            return
+        todo = []
+        for obj, members, vif in self._tenant_ports(node):
+            vif = self.plugin.update_port(vif.id, {
+                "binding:vnic_type": "baremetal", "binding:profile": self._profile(obj, members),
+                "device_id": node.uuid, "device_owner": "baremetal:none"})
+            todo.append(vif)
+        if not todo:
+            return
+        if self.interface(node) == "flat":
+            for vif in todo:
+                self.plugin.mark_bound_without_switch(vif, node.uuid)
+            return
+        bound = [self._with_host(v, node.uuid) for v in todo]
+        self.plugin.bind_many(bound)
+        LOG.info("Node %s: %d tenant VIF(s) bound", node.uuid, len(bound))
+
+    def unconfigure_tenant(self, task: Any) -> None:
+        """Unbind every attached VIF (undeploy); the attachments stay."""
+        node = task.node
+        vifs = [v for _, _, v in self._tenant_ports(node)
+                if v.binding_vif_type not in ("unbound",)]
+        if not vifs:
+            return
+        switch_bound = [v for v in vifs if v.binding_vif_type != "binding_failed"
+                        and v.binding_vif_details.get("driver")]
+        if switch_bound:
+            self.plugin.unbind_many(switch_bound)
+        for v in vifs:
+            self.plugin.update_port(v.id, {"binding:host_id": "", "binding:profile": {}})
+            self.plugin.mark_unbound(v.id)
+
+    def check_project(self, node: Node, vif: NetworkPort) -> None:
+        net = self.plugin.get_network(vif.network_id)
+        projects = {p for p in (node.owner, node.lessee) if p}
+        if net.shared or not projects or net.project_id in projects or not net.project_id:
+            return
+        raise Forbidden(f"node {node.name or node.uuid} belongs to project "
+                        f"{node.owner or node.lessee} and may not attach a VIF on network "
+                        f"{net.name or net.id} of project {net.project_id} (not shared)")
+
+    def vif_attach(self, task: Any, vif_id: str) -> None:
+        """Attach network port ``vif_id`` to a free port/portgroup of the node; bind it now
+        if the node is active. Raises :class:`NotFound`, :class:`Forbidden`,
+        :class:`Conflict` (no free port, VIF in use), :class:`Invalid`."""
+        node = task.node
+        vif = self.plugin.get_port(vif_id)
+        if vif.id in self.vifs(node):
+            raise Conflict(f"VIF {vif.id} is already attached to node {node.uuid}")
+        if vif.binding_host_id and vif.binding_host_id != node.uuid:
+            raise Conflict(f"VIF {vif.id} is bound to host {vif.binding_host_id}")
+        self.check_project(node, vif)
+        seg = self.plugin.segment(vif.network_id)
+        physnet = seg.physical_network if seg else None
+        if self.interface(node) == "neutron":
+            self.validate(task)
+        free = []
+        for obj, members in self._wired(node, pxe_only=False):
+            if (obj.internal_info or {}).get(TENANT_KEY):
+                continue
+            nets = {p.physical_network for p in members if p.physical_network}
+            if physnet and nets and physnet not in nets:
+                continue
+            free.append((obj, members))
+        if not free:
+            raise Conflict(f"node {node.name or node.uuid} has no free port"
+                           f"{' on physical network ' + physnet if physnet else ''} for VIF "
+                           f"{vif.id}")
+        obj, members = free[0]
+        self._save_internal(obj, {**(obj.internal_info or {}), TENANT_KEY: vif.id})
+        if node.provision_state == "active":
+            try:
+                self.configure_tenant(task)
+            except MetalplaneError:
+                info = dict(obj.internal_info)
+                info.pop(TENANT_KEY, None)
+                self._save_internal(obj, info)
+                raise
+
+    def vif_detach(self, task: Any, vif_id: str) -> None:
+        """Detach (and unbind) a VIF. Raises :class:`NotFound` if it is not attached."""
+        node = task.node
+        for obj, _members, vif in self._tenant_ports(node):
+            if vif.id == vif_id:
+                if vif.binding_vif_type == "other" and vif.binding_vif_details.get("driver"):
+                    self.plugin.unbind(vif)
+                self.plugin.update_port(vif.id, {"binding:host_id": "", "binding:profile": {}})
+                self.plugin.mark_unbound(vif.id)
+                info = dict(obj.internal_info)
+                info.pop(TENANT_KEY, None)
+                self._save_internal(obj, info)
+                return
+        for obj, _ in self._wired(node, pxe_only=False):  # attached, but the port is gone
+            if (obj.internal_info or {}).get(TENANT_KEY) == vif_id:
+                info = dict(obj.internal_info)
+                info.pop(TENANT_KEY)
+                self._save_internal(obj, info)
+                return
+        raise NotFound(f"VIF {vif_id} is not attached to node {node.uuid}")
