@@ -26,6 +26,8 @@ class ApiError(Exception):
 def decode_error(resp: httpx.Response) -> str:
     try:
         body = resp.json()
+        if isinstance(body.get("NeutronError"), dict):
+            return str(body["NeutronError"].get("message") or body)
         msg = body.get("error_message", body)
         if isinstance(msg, str):
             try:

@@ -17,7 +17,9 @@ import typer
 
 from metalplane import __version__
 from metalplane.cli.client import ApiError, Client
-from metalplane.cli.output import FORMATS, console, emit, err_console
+from metalplane.cli.common import STATE, CliError, Output, check_format, client, kv
+from metalplane.cli.network import network_app, subnet_app, switch_app, vif_app
+from metalplane.cli.output import console, emit, err_console
 from metalplane.common.bmc_address import parse_bmc_address
 from metalplane.common.exceptions import MetalplaneError
 
@@ -34,53 +36,20 @@ app.add_typer(node_app, name="node")
 app.add_typer(port_app, name="port")
 app.add_typer(pg_app, name="portgroup")
 app.add_typer(user_app, name="user")
+app.add_typer(network_app, name="network")
+app.add_typer(subnet_app, name="subnet")
+app.add_typer(switch_app, name="switch")
+node_app.add_typer(vif_app, name="vif")
 
-STATE = {"url": "http://127.0.0.1:6385", "username": None, "password": None}
-Output = Annotated[str, typer.Option("-o", "--output", help="table, json or yaml.")]
 NODE_COLUMNS = ("uuid", "name", "power_state", "provision_state", "maintenance")
 LONG_COLUMNS = ("uuid", "name", "driver", "power_state", "provision_state",
                 "target_provision_state", "maintenance", "owner", "last_error")
 PORT_COLUMNS = ("uuid", "address", "node_uuid", "pxe_enabled", "physical_network",
                 "local_link_connection")
-# Where --wait stops: states in which the conductor is not working on the node.
 RESTING = {"enroll", "manageable", "available", "active", "error", "inspect failed",
            "clean failed", "deploy failed", "adopt failed", "inspect wait", "clean wait",
            "wait call-back"}
 FAILED = {"error", "inspect failed", "clean failed", "deploy failed", "adopt failed"}
-
-
-class CliError(Exception):
-    pass
-
-
-def _client() -> Client:
-    return Client(str(STATE["url"]), STATE["username"], STATE["password"])  # type: ignore[arg-type]
-
-
-def _check_format(fmt: str) -> str:
-    if fmt not in FORMATS:
-        raise CliError(f"--output must be one of {', '.join(FORMATS)}, not '{fmt}'")
-    return fmt
-
-
-def _kv(items: list[str] | None, what: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise CliError(f"{what} takes KEY=VALUE, not '{item}'")
-        out[key] = _typed(value)
-    return out
-
-
-def _typed(value: str) -> Any:
-    low = value.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    try:
-        return int(value)
-    except ValueError:
-        return value
 
 
 @app.callback()
@@ -192,23 +161,23 @@ def node_create(
     output: Output = "table",
 ) -> None:
     """Enroll a node (it starts in 'enroll'; then run `node manage`)."""
-    _check_format(output)
+    check_format(output)
     hw, info = _bmc_options(bmc_address, bmc_username, bmc_password)
     if driver and hw and driver != hw:
         raise CliError(f"--driver {driver} does not match --bmc-address ({hw})")
     driver = driver or hw
     if not driver:
         raise CliError("give --driver or --bmc-address")
-    info.update(_kv(driver_info, "--driver-info"))
+    info.update(kv(driver_info, "--driver-info"))
     body: dict[str, Any] = {"driver": driver, "driver_info": info,
-                            "properties": _kv(prop, "--property")}
+                            "properties": kv(prop, "--property")}
     for key, value in (("name", name), ("resource_class", resource_class), ("owner", owner),
                        ("conductor_group", conductor_group),
                        ("deploy_interface", deploy_interface),
                        ("inspect_interface", inspect_interface)):
         if value is not None:
             body[key] = value
-    emit(_client().post("/v1/nodes", body), output)
+    emit(client().post("/v1/nodes", body), output)
 
 
 @node_app.command("list")
@@ -221,21 +190,21 @@ def node_list(
     output: Output = "table",
 ) -> None:
     """List nodes."""
-    _check_format(output)
+    check_format(output)
     params = {"provision_state": provision_state, "owner": owner,
               "conductor_group": conductor_group, "detail": "true" if long else None}
     if limit:
-        nodes = _client().get("/v1/nodes", limit=limit, **params)["nodes"]
+        nodes = client().get("/v1/nodes", limit=limit, **params)["nodes"]
     else:
-        nodes = _client().list_all("/v1/nodes", "nodes", **params)
+        nodes = client().list_all("/v1/nodes", "nodes", **params)
     emit(nodes, output, LONG_COLUMNS if long else NODE_COLUMNS)
 
 
 @node_app.command("show")
 def node_show(node: str, output: Output = "table") -> None:
     """Show one node (secrets masked)."""
-    _check_format(output)
-    emit(_client().get(f"/v1/nodes/{node}"), output)
+    check_format(output)
+    emit(client().get(f"/v1/nodes/{node}"), output)
 
 
 @node_app.command("set")
@@ -257,7 +226,7 @@ def node_set(
     output: Output = "table",
 ) -> None:
     """Change a node's fields (sends a JSON patch)."""
-    _check_format(output)
+    check_format(output)
     patch: list[dict[str, Any]] = []
     hw, info = _bmc_options(bmc_address, bmc_username, bmc_password)
     if hw:
@@ -273,17 +242,17 @@ def node_set(
                                ("properties", prop, "--property"),
                                ("instance_info", instance_info, "--instance-info"),
                                ("extra", extra, "--extra")):
-        for k, v in _kv(items, flag).items():
+        for k, v in kv(items, flag).items():
             patch.append({"op": "add", "path": f"/{field}/{k}", "value": v})
     if not patch:
         raise CliError("nothing to set; see `metalplane node set --help`")
-    emit(_client().patch(f"/v1/nodes/{node}", patch), output)
+    emit(client().patch(f"/v1/nodes/{node}", patch), output)
 
 
 @node_app.command("delete")
 def node_delete(nodes: list[str]) -> None:
     """Delete nodes (in enroll, manageable, available or a failed state)."""
-    c = _client()
+    c = client()
     for n in nodes:
         c.delete(f"/v1/nodes/{n}")
         console.print(f"deleted node {n}")
@@ -334,7 +303,7 @@ def _provision_command(verb: str, doc: str) -> None:
         = False,
         timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 1800,
     ) -> None:
-        c = _client()
+        c = client()
         for n in nodes:
             c.put(f"/v1/nodes/{n}/states/provision", {"target": verb})
             if not wait:
@@ -371,7 +340,7 @@ def node_power(
     targets = {"on": "power on", "off": "power off", "reboot": "rebooting"}
     if action not in targets:
         raise CliError(f"power action must be on, off or reboot, not '{action}'")
-    c = _client()
+    c = client()
     for n in nodes:
         c.put(f"/v1/nodes/{n}/states/power", {"target": targets[action]})
     if not wait:
@@ -393,8 +362,8 @@ def node_boot_device(
     output: Output = "table",
 ) -> None:
     """Show or set a node's boot device."""
-    _check_format(output)
-    c = _client()
+    check_format(output)
+    c = client()
     if device:
         c.put(f"/v1/nodes/{node}/management/boot_device",
               {"boot_device": device, "persistent": persistent})
@@ -408,7 +377,7 @@ def node_maintenance(
     reason: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Put a node in maintenance (the conductor leaves it alone) or take it out."""
-    c = _client()
+    c = client()
     if on:
         c.put(f"/v1/nodes/{node}/maintenance", {"reason": reason} if reason else {})
     else:
@@ -419,15 +388,15 @@ def node_maintenance(
 @node_app.command("validate")
 def node_validate(node: str, output: Output = "table") -> None:
     """Check each interface of a node can work with its driver_info."""
-    _check_format(output)
-    result = _client().get(f"/v1/nodes/{node}/validate")
+    check_format(output)
+    result = client().get(f"/v1/nodes/{node}/validate")
     rows = [{"interface": k, **v} for k, v in sorted(result.items())]
     emit(rows if output == "table" else result, output, ("interface", "result", "reason"))
 
 
 # ------------------------------------------------------------------------ ports
 def _llc(items: list[str] | None) -> dict[str, Any]:
-    return {k: str(v) for k, v in _kv(items, "--local-link-connection").items()}
+    return {k: str(v) for k, v in kv(items, "--local-link-connection").items()}
 
 
 @port_app.command("create")
@@ -443,8 +412,8 @@ def port_create(
     output: Output = "table",
 ) -> None:
     """Create a port (a NIC of a node)."""
-    _check_format(output)
-    c = _client()
+    check_format(output)
+    c = client()
     node_uuid = c.get(f"/v1/nodes/{node}", fields="uuid")["uuid"]
     body: dict[str, Any] = {"address": address, "node_uuid": node_uuid,
                             "pxe_enabled": pxe_enabled,
@@ -462,16 +431,16 @@ def port_create(
 def port_list(node: Annotated[str | None, typer.Option()] = None,
               output: Output = "table") -> None:
     """List ports, optionally of one node."""
-    _check_format(output)
-    emit(_client().list_all("/v1/ports", "ports", node=node), output, PORT_COLUMNS)
+    check_format(output)
+    emit(client().list_all("/v1/ports", "ports", node=node), output, PORT_COLUMNS)
 
 
 @port_app.command("show")
 def port_show(port: Annotated[str, typer.Argument(help="UUID, name or MAC.")],
               output: Output = "table") -> None:
     """Show one port."""
-    _check_format(output)
-    c = _client()
+    check_format(output)
+    c = client()
     if ":" in port:
         found = c.get("/v1/ports", address=port)["ports"]
         if not found:
@@ -489,7 +458,7 @@ def port_set(
     output: Output = "table",
 ) -> None:
     """Change a port's wiring, physical network or PXE flag."""
-    _check_format(output)
+    check_format(output)
     patch: list[dict[str, Any]] = []
     if local_link_connection:
         patch.append({"op": "add", "path": "/local_link_connection",
@@ -500,13 +469,13 @@ def port_set(
         patch.append({"op": "add", "path": "/pxe_enabled", "value": pxe_enabled})
     if not patch:
         raise CliError("nothing to set; see `metalplane port set --help`")
-    emit(_client().patch(f"/v1/ports/{port}", patch), output)
+    emit(client().patch(f"/v1/ports/{port}", patch), output)
 
 
 @port_app.command("delete")
 def port_delete(ports: list[str]) -> None:
     """Delete ports."""
-    c = _client()
+    c = client()
     for p in ports:
         c.delete(f"/v1/ports/{p}")
         console.print(f"deleted port {p}")
@@ -522,8 +491,8 @@ def pg_create(
     output: Output = "table",
 ) -> None:
     """Create a portgroup; then attach ports with `port create --portgroup`."""
-    _check_format(output)
-    c = _client()
+    check_format(output)
+    c = client()
     body: dict[str, Any] = {"node_uuid": c.get(f"/v1/nodes/{node}", fields="uuid")["uuid"],
                             "mode": mode}
     if name:
@@ -537,15 +506,15 @@ def pg_create(
 def pg_list(node: Annotated[str | None, typer.Option()] = None,
             output: Output = "table") -> None:
     """List portgroups."""
-    _check_format(output)
-    emit(_client().get("/v1/portgroups", node=node)["portgroups"], output,
+    check_format(output)
+    emit(client().get("/v1/portgroups", node=node)["portgroups"], output,
          ("uuid", "name", "address", "node_uuid", "mode"))
 
 
 @pg_app.command("delete")
 def pg_delete(portgroups: list[str]) -> None:
     """Delete portgroups (their ports stay, unbonded)."""
-    c = _client()
+    c = client()
     for p in portgroups:
         c.delete(f"/v1/portgroups/{p}")
         console.print(f"deleted portgroup {p}")

@@ -212,13 +212,18 @@ class SwitchBatcher:
     fail the others.
     """
 
-    def __init__(self, switch: OVSSwitch, max_batch: int = 1000) -> None:
+    def __init__(self, switch: OVSSwitch, max_batch: int = 1000, start: bool = True) -> None:
         self.switch = switch
         self.max_batch = max_batch
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name=f"ovs-{switch.bridge}",
                                         daemon=True)
-        self.transactions = 0
+        self.transactions = 0  # OVSDB transactions committed (or tried)
+        if start:
+            self._thread.start()
+
+    def start(self) -> None:
+        """Start the writer (for a batcher made with ``start=False``)."""
         self._thread.start()
 
     def submit(self, configs: list[PortConfig]) -> concurrent.futures.Future[None]:

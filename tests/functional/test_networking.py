@@ -308,3 +308,39 @@ def test_each_switch_gets_its_own_changes(tmp_path: Path) -> None:
         finally:
             sa.close()
             sb.close()
+
+
+def test_many_port_changes_commit_in_one_transaction() -> None:
+    """100 requests queued while the writer is busy become one OVSDB transaction; one bad
+    request among them fails alone."""
+    import concurrent.futures
+
+    from metalplane.network.ovs import OVSSwitch, PortConfig, SwitchBatcher, SwitchError
+
+    with rack("torx") as r:
+        names = [f"{r.prefix}i{i}" for i in range(100)]
+        args: list[str] = []
+        for n in names:
+            args += ["--", "add-port", "torx", n, "--", "set", "interface", n, "type=internal"]
+        r.ovs.vsctl(*args[1:])
+        batcher = SwitchBatcher(OVSSwitch(r.ovs.address, "torx"), start=False)
+        try:
+            futures = [batcher.submit([PortConfig(n, 100 + i % 50)])
+                       for i, n in enumerate(names)]
+            batcher.start()
+            concurrent.futures.wait(futures, timeout=60)
+            assert all(f.exception() is None for f in futures)
+            assert batcher.transactions == 1
+            assert r.ovs.tag(names[7]) == 107 and r.ovs.tag(names[99]) == 149
+
+            batcher2 = SwitchBatcher(batcher.switch, start=False)
+            good = batcher2.submit([PortConfig(names[0], 300)])
+            bad = batcher2.submit([PortConfig("no-such-port", 301)])
+            batcher2.start()
+            good.result(timeout=30)
+            with pytest.raises(SwitchError, match="no-such-port"):
+                bad.result(timeout=30)
+            assert r.ovs.tag(names[0]) == 300
+            batcher2._queue.put(None)
+        finally:
+            batcher.close()
