@@ -9,7 +9,9 @@ APT_PACKAGES=(
     python3 python3-venv python3-dev gcc  # the Python environment
     postgresql                            # the several-conductor store; its tests use a real server
     openvswitch-switch                    # the top-of-rack switch of the tests and the lab
-    iproute2 iputils-ping                 # namespaces, veth pairs, traffic checks
+    iproute2 iputils-ping ethtool         # namespaces, veth pairs, traffic checks
+    dnsmasq-base isc-dhcp-client curl     # DHCP/TFTP for PXE, and a real client to test it
+    ipxe qemu-utils lldpd                 # iPXE binaries, image conversion, LLDP on the switch
     ipmitool                              # handy for checking an IPMI BMC by hand
 )
 

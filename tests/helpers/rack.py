@@ -103,6 +103,13 @@ def ovs_bridge(bridge: str) -> Iterator[OVS]:
         shutil.rmtree(rundir, ignore_errors=True)
 
 
+def disable_offload(ns: str, inside: str, outside: str) -> None:
+    """Checksums computed in software: OVS's userspace datapath forwards veth frames with
+    the partial checksums of tx offload, and raw-socket receivers (dhclient) drop them."""
+    run("ip", "netns", "exec", ns, "ethtool", "-K", inside, "tx", "off", check=False)
+    run("ethtool", "-K", outside, "tx", "off", check=False)
+
+
 @dataclass
 class Host:
     """A namespace with NICs whose peers are ports of the switch."""
@@ -142,6 +149,7 @@ class Rack:
                 "netns", ns)
             run("ip", "link", "set", outside, "up")
             run("ip", "-n", ns, "link", "set", inside, "up")
+            disable_offload(ns, inside, outside)
             host.nics[inside] = outside
             host.macs[inside] = run("ip", "-n", ns, "-br", "link", "show", inside).split()[2]
             args = ["add-port", self.ovs.bridge, outside]

@@ -1,0 +1,99 @@
+"""dnsmasq answering a real dhclient in a namespace, checked from the client's lease."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from metalplane.dhcp.dnsmasq import DnsmasqServer, format_options
+from tests.helpers.rack import Host, Rack, rack
+
+pytestmark = pytest.mark.functional
+
+PXE_OPTS = [
+    {"opt_name": "tag:ipxe,bootfile-name", "opt_value": "http://10.66.0.1/boot/n1.ipxe"},
+    {"opt_name": "tag:!ipxe,bootfile-name", "opt_value": "undionly.kpxe"},
+    {"opt_name": "tftp-server", "opt_value": "10.66.0.1"},
+    {"opt_name": "server-ip-address", "opt_value": "10.66.0.1"},
+]
+
+
+def dhcp(host: Host, tmp: Path, ipxe: bool = False) -> str | None:
+    """Run dhclient once in the host's namespace; the lease text, or None if no answer."""
+    conf = tmp / f"{host.ns}-{ipxe}.conf"
+    conf.write_text("timeout 6;\nretry 1;\nalso request tftp-server-name;\n" + ('send user-class "iPXE";\n' if ipxe else ""))
+    lease = tmp / f"{host.ns}-{ipxe}.lease"
+    lease.unlink(missing_ok=True)
+    r = subprocess.run(["ip", "netns", "exec", host.ns, "dhclient", "-1", "-sf", "/bin/true",
+                        "-cf", str(conf), "-lf", str(lease), "-pf", str(tmp / "dhc.pid"),
+                        "eth0"], capture_output=True, text=True, timeout=30)
+    subprocess.run(["ip", "netns", "exec", host.ns, "dhclient", "-x", "-pf",
+                    str(tmp / "dhc.pid")], capture_output=True, timeout=30)
+    if r.returncode != 0 or not lease.exists() or "fixed-address" not in lease.read_text():
+        return None
+    return lease.read_text()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Rack, DnsmasqServer, Host, Host]]:
+    with rack() as r:
+        r.add_host("svc", ["10.66.0.1/24"], tag=100)
+        node = r.add_host("n1", [], tag=100)
+        stranger = r.add_host("n2", [], tag=100)
+        server = DnsmasqServer("provisioning", "eth0", "10.66.0.0/24", tmp_path / "dnsmasq",
+                               netns=r.hosts["svc"].ns, tftp_root="/usr/lib/ipxe")
+        try:
+            server.start()
+            yield r, server, node, stranger
+        finally:
+            server.stop()
+
+
+def test_pxe_and_ipxe_answers_and_silence_for_strangers(
+        served: tuple[Rack, DnsmasqServer, Host, Host], tmp_path: Path) -> None:
+    r, server, node, stranger = served
+    mac = node.macs["eth0"]
+    server.add_host("port-1", mac, "10.66.0.50", PXE_OPTS)
+    plain = dhcp(node, tmp_path)
+    assert plain is not None, server.log_file.read_text()[-2000:]
+    assert "fixed-address 10.66.0.50;" in plain
+    assert 'filename "undionly.kpxe";' in plain
+    assert "option tftp-server-name" in plain and "10.66.0.1" in plain
+    ipxe = dhcp(node, tmp_path, ipxe=True)
+    assert ipxe is not None and 'filename "http://10.66.0.1/boot/n1.ipxe";' in ipxe
+    # a MAC metalplane is not provisioning gets no answer at all
+    assert dhcp(stranger, tmp_path) is None
+    assert "ignored" in server.log_file.read_text() or "no address" in \
+        server.log_file.read_text()
+    # the iPXE binary comes over dnsmasq's TFTP
+    out = subprocess.run(["ip", "netns", "exec", node.ns, "sh", "-c",
+                          "ip addr add 10.66.0.50/24 dev eth0 && curl -s -o /dev/null "
+                          "-w '%{size_download}' tftp://10.66.0.1/undionly.kpxe"],
+                         capture_output=True, text=True, timeout=60)
+    size = Path("/usr/lib/ipxe/undionly.kpxe").stat().st_size
+    assert out.stdout.strip() == str(size), out.stderr
+
+
+def test_hosts_come_and_go_without_a_restart(
+        served: tuple[Rack, DnsmasqServer, Host, Host], tmp_path: Path) -> None:
+    r, server, node, stranger = served
+    pid = server.pid()
+    server.add_host("port-2", stranger.macs["eth0"], "10.66.0.60", PXE_OPTS)
+    assert dhcp(stranger, tmp_path) is not None
+    server.remove_host(stranger.macs["eth0"])
+    assert server.hosts() == []
+    assert dhcp(stranger, tmp_path) is None
+    assert server.pid() == pid  # the same dnsmasq all along
+
+
+def test_option_lines() -> None:
+    lines = format_options("pabc", PXE_OPTS + [{"opt_name": "67", "opt_value": "x"}])
+    assert lines[0] == "tag:pabc,tag:ipxe,option:bootfile-name,http://10.66.0.1/boot/n1.ipxe"
+    assert lines[1] == "tag:pabc,tag:!ipxe,option:bootfile-name,undionly.kpxe"
+    assert lines[-1] == "tag:pabc,67,x"
+    from metalplane.common.exceptions import Invalid
+    with pytest.raises(Invalid):
+        format_options("t", [{"opt_name": "tag:a b,x", "opt_value": "1"}])
