@@ -111,7 +111,8 @@ class DnsmasqServer:
             f"{self.net.netmask},600",
             f"--dhcp-hostsdir={self.hosts_dir}", f"--dhcp-optsdir={self.opts_dir}",
             "--dhcp-userclass=set:ipxe,iPXE", "--dhcp-ignore=tag:!known",
-            "--dhcp-no-override", "--dhcp-broadcast", "--log-dhcp", f"--log-facility={self.log_file}",
+            "--dhcp-no-override", "--dhcp-broadcast", "--log-dhcp",
+            f"--log-facility={self.log_file}",
             f"--dhcp-leasefile={self.dir / 'leases'}", f"--pid-file={self.dir / 'pid'}",
             "--user=root", "--group=root",
         ]

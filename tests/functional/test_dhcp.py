@@ -24,7 +24,8 @@ PXE_OPTS = [
 def dhcp(host: Host, tmp: Path, ipxe: bool = False) -> str | None:
     """Run dhclient once in the host's namespace; the lease text, or None if no answer."""
     conf = tmp / f"{host.ns}-{ipxe}.conf"
-    conf.write_text("timeout 6;\nretry 1;\nalso request tftp-server-name;\n" + ('send user-class "iPXE";\n' if ipxe else ""))
+    conf.write_text("timeout 6;\nretry 1;\nalso request tftp-server-name;\n"
+                    + ('send user-class "iPXE";\n' if ipxe else ""))
     lease = tmp / f"{host.ns}-{ipxe}.lease"
     lease.unlink(missing_ok=True)
     r = subprocess.run(["ip", "netns", "exec", host.ns, "dhclient", "-1", "-sf", "/bin/true",
@@ -54,7 +55,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Rack, DnsmasqServer, Host, Host]]:
 
 def test_pxe_and_ipxe_answers_and_silence_for_strangers(
         served: tuple[Rack, DnsmasqServer, Host, Host], tmp_path: Path) -> None:
-    r, server, node, stranger = served
+    _r, server, node, stranger = served
     mac = node.macs["eth0"]
     server.add_host("port-1", mac, "10.66.0.50", PXE_OPTS)
     plain = dhcp(node, tmp_path)
@@ -79,7 +80,7 @@ def test_pxe_and_ipxe_answers_and_silence_for_strangers(
 
 def test_hosts_come_and_go_without_a_restart(
         served: tuple[Rack, DnsmasqServer, Host, Host], tmp_path: Path) -> None:
-    r, server, node, stranger = served
+    _r, server, _node, stranger = served
     pid = server.pid()
     server.add_host("port-2", stranger.macs["eth0"], "10.66.0.60", PXE_OPTS)
     assert dhcp(stranger, tmp_path) is not None
@@ -90,7 +91,7 @@ def test_hosts_come_and_go_without_a_restart(
 
 
 def test_option_lines() -> None:
-    lines = format_options("pabc", PXE_OPTS + [{"opt_name": "67", "opt_value": "x"}])
+    lines = format_options("pabc", [*PXE_OPTS, {"opt_name": "67", "opt_value": "x"}])
     assert lines[0] == "tag:pabc,tag:ipxe,option:bootfile-name,http://10.66.0.1/boot/n1.ipxe"
     assert lines[1] == "tag:pabc,tag:!ipxe,option:bootfile-name,undionly.kpxe"
     assert lines[-1] == "tag:pabc,67,x"
