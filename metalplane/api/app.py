@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from metalplane import __version__
-from metalplane.api import network_api, views
+from metalplane.api import agent_api, network_api, views
 from metalplane.api.auth import UsersFile
 from metalplane.common.exceptions import Invalid, MetalplaneError
 from metalplane.conductor.manager import Conductor
@@ -86,7 +86,9 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
                                       f"{_fmt(MAX_VERSION)}].")
                 _version_headers(resp, MAX_VERSION)
                 return resp
-        if auth_strategy == "http_basic" and request.url.path not in PUBLIC_PATHS:
+        path = request.url.path
+        if (auth_strategy == "http_basic" and path not in PUBLIC_PATHS
+                and not path.startswith(agent_api.PUBLIC_PREFIXES)):
             assert users_file is not None
             try:
                 users_file.check(request.headers.get("Authorization"))
@@ -230,7 +232,7 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
         if unsupported:
             raise Invalid(f"Unknown attribute for provision state change: "
                           f"{', '.join(unsupported)}")
-        conductor.provision(ident, target)
+        conductor.provision(ident, target, body.get("configdrive"))
         return Response(status_code=202)
 
     @app.put("/v1/nodes/{ident}/states/power", status_code=202,
@@ -381,6 +383,7 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
         return conductor.registry.driver_properties(name)
 
     network_api.register(app, conductor)
+    agent_api.register(app, conductor)
     return app
 
 

@@ -43,7 +43,7 @@ def node_view(node: Node, base: str, fields: list[str] | None = None,
         if fields is not None and f not in fields:
             continue
         value = getattr(node, f)
-        if f == "driver_info":
+        if f in ("driver_info", "driver_internal_info"):
             value = mask_driver_info(value)
         elif f.endswith("_interface") and value is None and driver_defaults:
             value = driver_defaults.get(f)

@@ -71,6 +71,11 @@ class Settings:
     provisioning_network: str = ""
     rescuing_network: str = ""
     network_sync_interval: float = 60.0  # switch drift repair
+    # boot server and agent
+    boot_server_url: str = ""  # how nodes reach the API/boot server; empty: http://host:port
+    agent_heartbeat_interval: float = 2.0
+    dhcp_bindings: str = ""  # network=netns:interface[,...] (netns may be empty)
+    tftp_root: str = "/usr/lib/ipxe"
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:

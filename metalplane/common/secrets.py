@@ -36,9 +36,10 @@ _seen_lock = threading.Lock()
 
 
 def is_secret_key(key: str) -> bool:
-    """True for driver_info keys that hold secrets (``*_password``, ``*_key``, ``*_secret``)."""
+    """True for keys that hold secrets (``*_password``, ``*_key``, ``*_secret``, ``*_token``)."""
     k = key.lower()
-    return k.endswith(("password", "_secret", "_key")) and not k.endswith("verify_key")
+    return (k.endswith(("password", "_secret", "_key", "_token"))
+            and not k.endswith("verify_key"))
 
 
 def mask_driver_info(info: dict[str, Any] | None) -> dict[str, Any]:
@@ -71,6 +72,14 @@ class SecretBox:
         with os.fdopen(fd, "wb") as f:
             f.write(key + b"\n")
         return key
+
+    def encrypt(self, value: str) -> str:
+        """``fernet:<token>`` for ``value``."""
+        return _PREFIX + self._fernet.encrypt(value.encode()).decode()
+
+    def decrypt(self, value: str) -> str:
+        """The clear text of :meth:`encrypt`'s output. Raises :class:`MetalplaneError`."""
+        return str(self.decrypt_driver_info({"value": value})["value"])
 
     def encrypt_driver_info(self, info: dict[str, Any]) -> dict[str, Any]:
         """Return ``info`` with secret values encrypted; already encrypted ones are kept."""

@@ -13,6 +13,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as dt
+import hmac
 import logging
 import threading
 import time
@@ -22,10 +23,12 @@ from typing import Any
 from metalplane.common.config import Settings
 from metalplane.common.exceptions import (
     BMCError,
+    Conflict,
     Invalid,
     InvalidState,
     MetalplaneError,
     NodeLocked,
+    NotAuthorized,
     NotFound,
 )
 from metalplane.common.secrets import SecretBox
@@ -34,12 +37,16 @@ from metalplane.db import api as db_api
 from metalplane.db.engine import Database
 from metalplane.db.models import Node, Port, utcnow
 from metalplane.drivers import base as drivers_base
+from metalplane.drivers.modules import agent as agent_mod
 from metalplane.drivers.registry import DriverRegistry, hardware_types
 from metalplane.lifecycle import states
 from metalplane.lifecycle.networking import NodeNetworking
 from metalplane.network.plugin import NetworkPlugin
 
 __all__ = ["Conductor"]
+
+AGENT_STATES = frozenset({states.INSPECTING, states.INSPECT_WAIT, states.CLEANING,
+                          states.CLEAN_WAIT, states.DEPLOYING, states.DEPLOY_WAIT})
 
 LOG = logging.getLogger(__name__)
 
@@ -107,6 +114,7 @@ class Conductor:
         with contextlib.suppress(Exception):
             db_api.unregister_conductor(self.db, self.host)
         self.network.close()
+        self.networking.dhcp.stop()
         LOG.info("Conductor %s stopped", self.host)
 
     def _run_periodics(self) -> None:
@@ -173,7 +181,8 @@ class Conductor:
             LOG.exception("Node %s: could not record failure", task.node.uuid)
 
     # ------------------------------------------------------------------ provisioning
-    def provision(self, ident: str, verb: str) -> None:
+    def provision(self, ident: str, verb: str,
+                  configdrive: dict[str, Any] | None = None) -> None:
         """Start provision action ``verb`` on node ``ident`` (the API answers 202).
 
         Raises :class:`InvalidState` (409) naming the allowed verbs, :class:`NodeLocked`
@@ -191,6 +200,12 @@ class Conductor:
                                    f"unset maintenance first")
             t = states.next_state(node.provision_state, verb)
             self._validate_for(task, verb)
+            if configdrive is not None:
+                if not isinstance(configdrive, dict):
+                    raise Invalid("configdrive must be an object with meta_data, user_data "
+                                  "and/or network_data")
+                task.save(instance_info={**(node.instance_info or {}),
+                                         "configdrive": configdrive})
             task.process_event(verb)
             if verb == "abort":
                 task.save(last_error=f"Aborted by request while in '{t.source}'")
@@ -212,6 +227,8 @@ class Conductor:
         elif verb in ("provide", "clean", "deploy", "rebuild", "undeploy"):
             d.power.validate(task)
             d.deploy.validate(task)
+            if verb in ("deploy", "rebuild"):
+                d.deploy.validate_deploy(task)
             self.networking.validate(task, ("cleaning",) if verb in ("provide", "clean")
                                      else ("provisioning", "cleaning"))
 
@@ -287,6 +304,9 @@ class Conductor:
         self._run_step(task, "cleaning", task.driver.deploy.clean)
 
     def _do_deploy(self, task: NodeTask) -> None:
+        info = dict(task.node.instance_info or {})
+        info["configdrive"] = self.networking.config_drive(task.node, info.get("configdrive"))
+        task.save(instance_info=info)
         self._run_step(task, "provisioning", task.driver.deploy.deploy,
                        finish=self.networking.configure_tenant)
 
@@ -342,6 +362,136 @@ class Conductor:
         with self.acquire(ident, "reading boot device") as task:
             task.driver.management.validate(task)
             return task.driver.management.get_boot_device(task)
+
+    # ------------------------------------------------------------------ the ramdisk agent
+    def _check_token(self, node: Node, token: str | None) -> None:
+        stored = (node.driver_internal_info or {}).get(agent_mod.TOKEN_KEY)
+        if not token or not stored:
+            raise NotAuthorized("an agent token is required")
+        if not hmac.compare_digest(self.secrets.decrypt(stored), token):
+            raise NotAuthorized("the agent token does not match")
+
+    def boot_script(self, ident: str) -> str:
+        """The iPXE script of a node booting into the agent. Raises :class:`NotFound` for a
+        node that should not be booting the ramdisk now."""
+        with self.db.read() as s:
+            node = db_api.get_node(s, ident)
+        stored = (node.driver_internal_info or {}).get(agent_mod.TOKEN_KEY)
+        if node.provision_state not in AGENT_STATES or not stored:
+            raise NotFound(f"node {ident} is not booting the ramdisk agent")
+        return agent_mod.ipxe_script(node, agent_mod.boot_url(self.settings),
+                                     self.secrets.decrypt(stored))
+
+    def agent_lookup(self, macs: list[str], token: str | None) -> Node:
+        """The node whose ports have these MACs and that is waiting for an agent.
+        Raises :class:`NotFound`, :class:`NotAuthorized` (missing or wrong token)."""
+        found = {p.node_id for mac in macs
+                 for p in db_api.list_ports(self.db, address=mac.lower())}
+        if len(found) != 1:
+            raise NotFound(f"no single node has ports {', '.join(macs)}")
+        node = db_api.node_by_id(self.db, found.pop())
+        if node.provision_state not in AGENT_STATES:
+            raise NotFound(f"node {node.uuid} is not waiting for an agent "
+                           f"(it is {node.provision_state})")
+        self._check_token(node, token)
+        return node
+
+    def agent_heartbeat(self, ident: str, token: str | None,
+                        body: dict[str, Any]) -> dict[str, Any]:
+        """Record a heartbeat; return the agent's next command, if any. A ``result`` for
+        the current command continues the node's work on a worker.
+
+        Raises :class:`NotAuthorized`, :class:`NotFound`, :class:`NodeLocked` (retry)."""
+        with self.acquire(ident, "agent heartbeat") as task:
+            node = task.node
+            if node.provision_state not in AGENT_STATES:
+                raise Conflict(f"node {node.uuid} is {node.provision_state}; it expects no "
+                               "agent now")
+            self._check_token(node, token)
+            internal = dict(node.driver_internal_info or {})
+            internal["agent_last_heartbeat"] = utcnow().isoformat()
+            cmd = internal.get(agent_mod.COMMAND_KEY)
+            if isinstance(body.get("progress"), dict):
+                internal["agent_progress"] = body["progress"]
+            result = body.get("result")
+            if (cmd and isinstance(result, dict) and result.get("command_id") == cmd["id"]
+                    and node.provision_state in states.WAIT_STATES):
+                internal[agent_mod.COMMAND_KEY] = {**cmd, "done": True}
+                task.save(driver_internal_info=internal)
+                task.spawn(lambda t: self._agent_result(t, cmd["name"], result))
+                return {"command": None, "heartbeat_interval":
+                        self.settings.agent_heartbeat_interval}
+            out = None
+            if cmd and not cmd.get("done"):
+                internal[agent_mod.COMMAND_KEY] = {**cmd, "sent": True}
+                out = {k: cmd[k] for k in ("id", "name", "params")}
+            task.save(driver_internal_info=internal)
+            return {"command": out, "heartbeat_interval": self.settings.agent_heartbeat_interval}
+
+    def _agent_result(self, task: NodeTask, name: str, result: dict[str, Any]) -> None:
+        if result.get("status") != "succeeded":
+            error = str(result.get("error") or "no error given")
+            task.fail(f"the agent's {name} failed: {error}")
+            with contextlib.suppress(MetalplaneError):
+                drivers_base.power_action(task, drivers_base.POWER_OFF)
+            return
+        d = task.driver
+
+        def finish() -> None:
+            if name == "inspect":
+                self._apply_inventory(task, result.get("data") or {})
+                self.networking.remove_network(task, "inspection")
+                d.boot.clean_up_ramdisk(task)
+                drivers_base.power_action(task, drivers_base.POWER_OFF)
+                task.save(inspection_finished_at=utcnow())
+                task.process_event("done")
+            elif name == "erase":
+                task.process_event("resume")
+                self.networking.remove_network(task, "cleaning")
+                d.boot.clean_up_ramdisk(task)
+                drivers_base.power_action(task, drivers_base.POWER_OFF)
+                task.process_event("done")
+            elif name == "deploy":
+                task.process_event("resume")
+                d.boot.prepare_instance(task)
+                d.boot.clean_up_ramdisk(task)
+                self.networking.remove_network(task, "provisioning")
+                self.networking.configure_tenant(task)
+                drivers_base.power_action(task, drivers_base.REBOOT)
+                task.process_event("done")
+            else:
+                raise Invalid(f"unknown agent command {name}")
+
+        self._guarded(task, finish)
+
+    def _apply_inventory(self, task: NodeTask, data: dict[str, Any]) -> None:
+        """Properties from the agent's inventory; ports for its NICs, wired from LLDP."""
+        props: dict[str, Any] = {}
+        if data.get("cpus"):
+            props["cpus"] = int(data["cpus"])
+        if data.get("cpu_arch"):
+            props["cpu_arch"] = str(data["cpu_arch"])
+        if data.get("memory_mb"):
+            props["memory_mb"] = int(data["memory_mb"])
+        disks = [int(d.get("size") or 0) for d in data.get("disks") or []]
+        if disks:
+            props["local_gb"] = max(0, max(disks) // (1024**3) - 1)
+        nics = [n for n in data.get("interfaces") or [] if n.get("mac_address")]
+        macs = [str(n["mac_address"]).lower() for n in nics]
+        self._apply_inspection(task, drivers_base.InspectionResult(props, macs))
+        for nic, mac in zip(nics, macs, strict=True):
+            lldp = nic.get("lldp") or {}
+            if not (lldp.get("chassis_id") and lldp.get("port_id")):
+                continue
+            llc = {"switch_id": str(lldp["chassis_id"]).lower(), "port_id": str(lldp["port_id"])}
+            if lldp.get("system_name"):
+                llc["switch_info"] = str(lldp["system_name"])
+            for port in db_api.list_ports(self.db, address=mac):
+                if port.node_id == task.node.id and port.local_link_connection != llc:
+                    db_api.update_row(self.db, Port, port.id,
+                                      {"local_link_connection": llc}, "port")
+                    LOG.info("Node %s: port %s is wired to %s port %s (LLDP)", task.node.uuid,
+                             mac, llc.get("switch_info", llc["switch_id"]), llc["port_id"])
 
     # ------------------------------------------------------------------ VIFs
     def vif_list(self, ident: str) -> list[str]:

@@ -63,6 +63,10 @@ class NodeTask:
     def settings(self) -> Settings:
         return self.conductor.settings
 
+    @property
+    def secrets(self) -> Any:
+        return self.conductor.secrets
+
     def save(self, **fields: Any) -> None:
         """Persist ``fields`` on the node now (we hold its lock)."""
         self._node = db_api.update_node(self.conductor.db, self._node.id, fields)

@@ -73,6 +73,9 @@ class Task(Protocol):
     @property
     def settings(self) -> Settings: ...
 
+    @property
+    def secrets(self) -> Any: ...  # metalplane.common.secrets.SecretBox
+
     def save(self, **fields: Any) -> None:
         """Persist node fields (e.g. power_state) at once."""
 
@@ -159,6 +162,10 @@ class BootInterface(BaseInterface):
     @abc.abstractmethod
     def clean_up_instance(self, task: Task) -> None: ...
 
+    def dhcp_options(self, task: Task) -> list[dict[str, Any]]:
+        """``extra_dhcp_opts`` the node's provider-network ports need to boot this way."""
+        return []
+
 
 class DeployInterface(BaseInterface):
     """Puts an image on the node and takes it off again.
@@ -168,6 +175,9 @@ class DeployInterface(BaseInterface):
     """
 
     kind = "deploy"
+
+    def validate_deploy(self, task: Task) -> None:
+        """Raise :class:`Invalid` if the node cannot be deployed as its instance_info says."""
 
     @abc.abstractmethod
     def deploy(self, task: Task) -> str | None: ...

@@ -28,9 +28,9 @@ class FakeHardware(HardwareType):
     supported = {
         "power": ["fake"],
         "management": ["fake"],
-        "boot": ["fake"],
-        "deploy": ["fake"],
-        "inspect": ["fake", "no-inspect"],
+        "boot": ["fake", "ipxe"],
+        "deploy": ["fake", "direct"],
+        "inspect": ["fake", "agent", "no-inspect"],
         "bios": ["fake", "no-bios"],
     }
 
@@ -42,9 +42,9 @@ class RedfishHardware(HardwareType):
     supported = {
         "power": ["redfish"],
         "management": ["redfish"],
-        "boot": ["fake"],  # PXE/iPXE boot comes with the ramdisk agent
-        "deploy": ["fake"],  # the agent deploy comes with the ramdisk agent
-        "inspect": ["redfish", "no-inspect"],
+        "boot": ["fake", "ipxe"],
+        "deploy": ["fake", "direct"],  # direct: the ramdisk agent writes the image
+        "inspect": ["redfish", "agent", "no-inspect"],
         "bios": ["no-bios"],
     }
 
@@ -56,8 +56,8 @@ class IPMIHardware(HardwareType):
     supported = {
         "power": ["ipmi"],
         "management": ["ipmi"],
-        "boot": ["fake"],
-        "deploy": ["fake"],
-        "inspect": ["no-inspect"],
+        "boot": ["fake", "ipxe"],
+        "deploy": ["fake", "direct"],
+        "inspect": ["no-inspect", "agent"],
         "bios": ["no-bios"],
     }

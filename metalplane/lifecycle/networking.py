@@ -19,6 +19,7 @@ All the switch changes of one step go to the switches together.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from typing import Any
 
@@ -27,6 +28,7 @@ from metalplane.common.exceptions import Conflict, Invalid, MetalplaneError, Not
 from metalplane.db import api as db_api
 from metalplane.db.engine import Database
 from metalplane.db.models import NetworkPort, Node, Port, Portgroup
+from metalplane.dhcp.manager import DhcpManager
 from metalplane.network.plugin import NetworkPlugin
 
 __all__ = ["NETWORK_INTERFACES", "Forbidden", "NodeNetworking"]
@@ -53,6 +55,7 @@ class NodeNetworking:
         self.settings = settings
         self.plugin = plugin
         self.db = db
+        self.dhcp = DhcpManager(settings)
 
     # ---------------------------------------------------------------- helpers
     def interface(self, node: Node) -> str:
@@ -95,11 +98,13 @@ class NodeNetworking:
 
     def validate(self, task: Any, kinds: tuple[str, ...] = ()) -> None:
         """For ``neutron``: every port to be wired has a local_link_connection and each
-        provider network in ``kinds`` that must exist is configured. Raises :class:`Invalid`."""
+        provider network in ``kinds`` that must exist is configured. Raises :class:`Invalid`.
+        Inspection alone does not need the wiring: it is what inspection finds out."""
         node = task.node
         if self.interface(node) != "neutron":
             return
-        for _obj, members in self._wired(node, pxe_only=True):
+        for _obj, members in ([] if kinds == ("inspection",) else
+                              self._wired(node, pxe_only=True)):
             for p in members:
                 llc = p.local_link_connection or {}
                 if not llc.get("switch_id") or not llc.get("port_id"):
@@ -135,19 +140,32 @@ class NodeNetworking:
         net = self.plugin.get_network(name)
         self.remove_network(task, kind)  # a leftover from an interrupted step
         created: list[NetworkPort] = []
+        opts = task.driver.boot.dhcp_options(task)
+        dhcp_key = self.dhcp.serves(net.name, net.id)
+        subnets = self.plugin.list_subnets({"network_id": net.id})
         try:
             for obj, members in self._wired(node, pxe_only=True):
+                wired = all((p.local_link_connection or {}).get("switch_id") for p in members)
+                if kind == "inspection" and not wired:
+                    continue  # still on the switch's default VLAN; LLDP will tell
                 port = self.plugin.create_port({
                     "network_id": net.id, "name": f"{node.name or node.uuid}-{kind}",
                     "mac_address": obj.address or members[0].address,
                     "device_id": node.uuid, "device_owner": "baremetal:none",
                     "project_id": net.project_id, "binding:vnic_type": "baremetal",
-                    "binding:profile": self._profile(obj, members)})
+                    "binding:profile": self._profile(obj, members),
+                    "extra_dhcp_opts": opts,
+                    **({} if subnets else {"fixed_ips": []})})
                 created.append(port)
                 self._save_internal(obj, {**(obj.internal_info or {}),
                                           f"{kind}_vif_port_id": port.id})
             bound = [self._with_host(p, node.uuid) for p in created]
             self.plugin.bind_many(bound)
+            if dhcp_key and subnets:
+                for p in created:
+                    ips = self.plugin.fixed_ips(p.id)
+                    self.dhcp.add(dhcp_key, subnets[0].cidr, p.id, p.mac_address,
+                                  ips[0]["ip_address"] if ips else None, p.extra_dhcp_opts)
         except MetalplaneError:
             for p in created:
                 self._drop_quietly(p.id)
@@ -186,6 +204,11 @@ class NodeNetworking:
                 ports.append(self.plugin.get_port(pid))
             except NotFound:
                 continue
+        for p in ports:
+            net = self.plugin.get_network(p.network_id)
+            dhcp_key = self.dhcp.serves(net.name, net.id)
+            if dhcp_key:
+                self.dhcp.remove(dhcp_key, p.mac_address)
         bound = [p for p in ports if p.binding_vif_type not in ("unbound", "binding_failed")]
         if bound:
             self.plugin.unbind_many(bound)
@@ -249,6 +272,48 @@ class NodeNetworking:
         for v in vifs:
             self.plugin.update_port(v.id, {"binding:host_id": "", "binding:profile": {}})
             self.plugin.mark_unbound(v.id)
+
+    def config_drive(self, node: Node, user: dict[str, Any] | None) -> dict[str, Any]:
+        """Config drive contents (cloud-init's OpenStack format): ``meta_data``,
+        ``network_data`` (links, tenant IPs, routes, DNS; a bond for a portgroup) and
+        ``user_data``. What the user gave wins over what is generated."""
+        user = dict(user or {})
+        links: list[dict[str, Any]] = []
+        networks: list[dict[str, Any]] = []
+        dns: list[str] = []
+        for i, (obj, members, vif) in enumerate(self._tenant_ports(node)):
+            if isinstance(obj, Portgroup):
+                for j, p in enumerate(members):
+                    links.append({"id": f"link{i}-{j}", "type": "phy",
+                                  "ethernet_mac_address": p.address, "mtu": 1500})
+                link = {"id": f"bond{i}", "type": "bond",
+                        "ethernet_mac_address": obj.address or members[0].address,
+                        "bond_links": [f"link{i}-{j}" for j in range(len(members))],
+                        "bond_mode": obj.mode or "active-backup", "mtu": 1500}
+            else:
+                link = {"id": f"link{i}", "type": "phy",
+                        "ethernet_mac_address": obj.address, "mtu": 1500}
+            links.append(link)
+            for k, ip in enumerate(self.plugin.fixed_ips(vif.id)):
+                sub = self.plugin.get_subnet(ip["subnet_id"])
+
+
+                net = ipaddress.ip_network(sub.cidr)
+                routes = ([{"network": "0.0.0.0", "netmask": "0.0.0.0",
+                            "gateway": sub.gateway_ip}] if sub.gateway_ip else [])
+                networks.append({"id": f"network{i}-{k}", "type": f"ipv{net.version}",
+                                 "link": link["id"], "ip_address": ip["ip_address"],
+                                 "netmask": str(net.netmask), "routes": routes,
+                                 "network_id": vif.network_id})
+                dns += [d for d in sub.dns_nameservers if d not in dns]
+        meta = {"uuid": node.uuid, "name": node.name or node.uuid,
+                "hostname": node.name or node.uuid, "public_keys": {},
+                **(user.get("meta_data") or {})}
+        network_data = user.get("network_data") or {
+            "links": links, "networks": networks,
+            "services": [{"type": "dns", "address": d} for d in dns]}
+        return {"meta_data": meta, "network_data": network_data,
+                "user_data": user.get("user_data")}
 
     def check_project(self, node: Node, vif: NetworkPort) -> None:
         net = self.plugin.get_network(vif.network_id)

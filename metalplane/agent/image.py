@@ -1,0 +1,139 @@
+"""Getting an image onto the target disk: download, verify, write.
+
+The image is downloaded to the agent's work directory first, resuming with HTTP Range
+after a lost connection (a bounded number of tries), and hashed as it arrives. Only an
+image whose checksum matches is written: raw by streaming copy, qcow2 by ``qemu-img
+convert -n`` (into the existing disk, not resizing it). Memory stays flat whatever the
+image size (1 MiB chunks). A failure once writing has begun wipes the first MiB of the
+disk, so a half-written disk never boots.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+__all__ = ["ImageError", "disk_size", "download", "wipe_start", "write_image"]
+
+CHUNK = 1 << 20
+Progress = Callable[[str, int, int], None]
+
+
+class ImageError(Exception):
+    """The image could not be fetched, did not match its checksum, or was not written."""
+
+
+def disk_size(disk: str) -> int:
+    """Size in bytes of a block device or disk file."""
+    fd = os.open(disk, os.O_RDONLY)
+    try:
+        return os.lseek(fd, 0, os.SEEK_END)
+    finally:
+        os.close(fd)
+
+
+def download(url: str, dest: Path, algo: str, checksum: str, total: int,
+             progress: Progress, attempts: int = 5, headers: dict[str, str] | None = None
+             ) -> None:
+    """Fetch ``url`` to ``dest`` and verify it. Raises :class:`ImageError`."""
+    h = hashlib.new(algo)
+    done = 0
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest, "wb") as out:
+        for attempt in range(1, attempts + 1):
+            try:
+                hdrs = dict(headers or {})
+                if done:
+                    hdrs["Range"] = f"bytes={done}-"
+                with httpx.stream("GET", url, headers=hdrs, timeout=30) as r:
+                    if r.status_code not in (200, 206):
+                        raise ImageError(f"{url} answered HTTP {r.status_code}")
+                    if done and r.status_code == 200:  # server ignored Range: start over
+                        out.seek(0)
+                        out.truncate()
+                        h, done = hashlib.new(algo), 0
+                    for chunk in r.iter_bytes(CHUNK):
+                        out.write(chunk)
+                        h.update(chunk)
+                        done += len(chunk)
+                        progress("download", done, total)
+                if total and done < total:
+                    raise httpx.ReadError(f"connection closed at {done} of {total} bytes")
+                break
+            except httpx.TransportError as exc:
+                if attempt == attempts:
+                    raise ImageError(f"download of {url} failed after {attempts} attempts: "
+                                     f"{exc}") from None
+                time.sleep(min(2 ** attempt * 0.1, 2))
+    got = h.hexdigest()
+    if got != checksum.lower():
+        raise ImageError(f"image checksum mismatch: expected {algo} {checksum}, got {got}")
+
+
+def wipe_start(disk: str) -> None:
+    """Zero the first MiB (partition table, filesystem superblock): the disk won't boot."""
+    fd = os.open(disk, os.O_WRONLY)
+    try:
+        os.pwrite(fd, bytes(CHUNK), 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_image(src: Path, disk: str, disk_format: str, limit: int,
+                progress: Progress) -> int:
+    """Write the verified image ``src`` to ``disk``; return the bytes of disk it covers.
+    ``limit``: bytes of disk it may use. Raises :class:`ImageError` (the disk is wiped)."""
+    try:
+        if disk_format == "qcow2":
+            info = subprocess.run(["qemu-img", "info", "--output=json", "-f", "qcow2",
+                                   str(src)], capture_output=True, text=True, timeout=60)
+            if info.returncode != 0:
+                raise ImageError(f"not a qcow2 image: {info.stderr.strip()}")
+
+
+            virtual = int(json.loads(info.stdout)["virtual-size"])
+            if virtual > limit:
+                raise ImageError(f"the image needs {virtual} bytes; the disk has {limit}")
+            progress("write", 0, virtual)
+            r = subprocess.run(["qemu-img", "convert", "-n", "-f", "qcow2", "-O", "raw",
+                                str(src), disk], capture_output=True, text=True, timeout=3600)
+            if r.returncode != 0:
+                raise ImageError(f"qemu-img convert failed: {r.stderr.strip()}")
+            fd = os.open(disk, os.O_WRONLY)
+            os.fsync(fd)
+            os.close(fd)
+            progress("write", virtual, virtual)
+            return virtual
+        size = src.stat().st_size
+        if size > limit:
+            raise ImageError(f"the image has {size} bytes; the disk has {limit}")
+        written = 0
+        fd = os.open(disk, os.O_WRONLY)
+        try:
+            with open(src, "rb") as f:
+                while chunk := f.read(CHUNK):
+                    n = os.pwrite(fd, chunk, written)
+                    if n != len(chunk):
+                        raise ImageError(f"short write at byte {written}: {n} of "
+                                         f"{len(chunk)}")
+                    written += n
+                    progress("write", written, size)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if written != size:
+            raise ImageError(f"wrote {written} of {size} bytes")
+        return written
+    except (ImageError, OSError) as exc:
+        wipe_start(disk)
+        if isinstance(exc, ImageError):
+            raise
+        raise ImageError(f"writing to {disk} failed: {exc}") from None

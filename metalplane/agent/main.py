@@ -1,0 +1,222 @@
+"""``metalplane-agent``: the ramdisk agent.
+
+It finds its node by the MACs of its NICs, proves itself with the node's one-time token,
+heartbeats, and runs the commands the conductor leaves for it: ``inspect`` (CPUs, memory,
+disks, NICs and their LLDP neighbours), ``erase`` (the disk's metadata) and ``deploy``
+(image and config drive). Every loop is bounded by ``--max-runtime``. It talks to the API
+over HTTP only and imports nothing of the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from metalplane.agent import configdrive, image, lldp
+
+__all__ = ["Agent", "main"]
+
+LOG = logging.getLogger("metalplane.agent")
+VERSION = "1"
+
+
+class Stop(Exception):
+    """The node no longer expects this agent."""
+
+
+def local_interfaces() -> dict[str, str]:
+    """``{name: mac}`` of the machine's NICs (loopback and zero MACs left out)."""
+    out = {}
+    for p in sorted(Path("/sys/class/net").iterdir()):
+        try:
+            mac = (p / "address").read_text().strip().lower()
+        except OSError:
+            continue
+        if p.name != "lo" and mac and mac != "00:00:00:00:00:00":
+            out[p.name] = mac
+    return out
+
+
+def memory_mb() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
+class Agent:
+    def __init__(self, api_url: str, token: str, disk: str, work_dir: Path,
+                 lldp_wait: float = 5.0, max_runtime: float = 3600.0) -> None:
+        self.api = api_url.rstrip("/")
+        self.token = token
+        self.disk = disk
+        self.work_dir = work_dir
+        self.lldp_wait = lldp_wait
+        self.deadline = time.monotonic() + max_runtime
+        self.http = httpx.Client(timeout=30, headers={"X-Agent-Token": token})
+        self.node: str | None = None
+        self.interval = 2.0
+        self.progress: dict[str, Any] = {}
+        self.result: dict[str, Any] | None = None
+        self.running: str | None = None  # id of the command in progress
+        self.done: set[str] = set()
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------- talking to the API
+    def _call(self, method: str, path: str, **kw: Any) -> Any:
+        r = self.http.request(method, f"{self.api}{path}", **kw)
+        if r.status_code == 401:
+            raise SystemExit(f"metalplane-agent: refused: {r.text}")
+        if r.status_code in (404, 409) and path.startswith("/v1/heartbeat"):
+            if "locked" in r.text:
+                return None
+            raise Stop(r.text)
+        r.raise_for_status()
+        return r.json()
+
+    def lookup(self) -> None:
+        macs = ",".join(local_interfaces().values())
+        while time.monotonic() < self.deadline:
+            try:
+                found = self._call("GET", "/v1/lookup", params={"addresses": macs})
+                self.node = found["node"]["uuid"]
+                self.interval = float(found["config"].get("heartbeat_interval", 2))
+                LOG.info("I am node %s", self.node)
+                return
+            except (httpx.HTTPError, KeyError) as exc:
+                LOG.warning("lookup failed, retrying: %s", exc)
+                time.sleep(1)
+        raise SystemExit("metalplane-agent: no node found before --max-runtime")
+
+    def heartbeat(self) -> dict[str, Any] | None:
+        with self._lock:
+            body: dict[str, Any] = {"agent_version": VERSION, "progress": dict(self.progress)}
+            result = self.result
+            if result is not None:
+                body["result"] = result
+        answer = self._call("POST", f"/v1/heartbeat/{self.node}", json=body)
+        if answer is None:
+            return None
+        if result is not None:
+            with self._lock:
+                if self.result is result:
+                    self.result = None
+        self.interval = float(answer.get("heartbeat_interval", self.interval))
+        cmd = answer.get("command")
+        return cmd if isinstance(cmd, dict) else None
+
+    # ---------------------------------------------------------------- commands
+    def _progress(self, stage: str, done: int, total: int) -> None:
+        with self._lock:
+            self.progress = {"stage": stage, "bytes": done, "total": total}
+
+    def _run(self, cmd: dict[str, Any]) -> None:
+        name, params = cmd["name"], cmd.get("params") or {}
+        try:
+            data = getattr(self, f"do_{name}")(params)
+            result = {"command_id": cmd["id"], "status": "succeeded", "data": data}
+        except Exception as exc:  # every failure is reported, none kills the agent
+            LOG.error("%s failed: %s", name, exc)
+            result = {"command_id": cmd["id"], "status": "failed", "error": str(exc)}
+        with self._lock:
+            self.result = result
+            self.running = None
+            self.done.add(cmd["id"])
+
+    def do_inspect(self, params: dict[str, Any]) -> dict[str, Any]:
+        nics = local_interfaces()
+        neighbours = lldp.listen(list(nics), self.lldp_wait)
+        size = image.disk_size(self.disk)
+        return {
+            "cpus": os.cpu_count() or 1, "cpu_arch": platform.machine(),
+            "memory_mb": memory_mb(),
+            "disks": [{"name": self.disk, "size": size, "model": "virtual disk" if
+                       os.path.isfile(self.disk) else "block device",
+                       "rotational": False}],
+            "interfaces": [{"name": n, "mac_address": m, "lldp": neighbours.get(n) or {}}
+                           for n, m in nics.items()],
+        }
+
+    def do_erase(self, params: dict[str, Any]) -> dict[str, Any]:
+        size = image.disk_size(self.disk)
+        fd = os.open(self.disk, os.O_WRONLY)
+        try:
+            zero = bytes(image.CHUNK)
+            os.pwrite(fd, zero, 0)
+            os.pwrite(fd, zero, max(0, size - len(zero)))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return {"erased": ["first MiB", "last MiB"]}
+
+    def do_deploy(self, params: dict[str, Any]) -> dict[str, Any]:
+        size = image.disk_size(self.disk)
+        src = self.work_dir / "image"
+        try:
+            image.download(params["image_url"], src, params["checksum_algo"],
+                           params["checksum"], int(params.get("image_size") or 0),
+                           self._progress, headers={"X-Agent-Token": self.token})
+            written = image.write_image(src, self.disk, params.get("disk_format", "raw"),
+                                        size - configdrive.RESERVED, self._progress)
+            offset = configdrive.write(self.disk, size, params.get("configdrive") or {})
+        except Exception:
+            if src.exists():
+                src.unlink()
+            raise
+        src.unlink()
+        return {"bytes_written": written, "configdrive_offset": offset}
+
+    # ---------------------------------------------------------------- the loop
+    def run(self) -> int:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.lookup()
+        worker: threading.Thread | None = None
+        while time.monotonic() < self.deadline:
+            try:
+                cmd = self.heartbeat()
+            except Stop as exc:
+                LOG.info("the node no longer needs me: %s", exc)
+                return 0
+            except httpx.HTTPError as exc:
+                LOG.warning("heartbeat failed, retrying: %s", exc)
+                cmd = None
+            if cmd and cmd["id"] not in self.done and self.running is None:
+                LOG.info("running %s", cmd["name"])
+                self.running = cmd["id"]
+                worker = threading.Thread(target=self._run, args=(cmd,), daemon=True)
+                worker.start()
+            time.sleep(self.interval if self.result is None else 0.05)
+        LOG.error("giving up after --max-runtime")
+        return 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="metalplane-agent", description=__doc__)
+    parser.add_argument("--api-url", required=True, help="metalplane's API as the node sees it")
+    parser.add_argument("--token", required=True, help="the node's one-time agent token")
+    parser.add_argument("--disk", required=True, help="target disk (block device or file)")
+    parser.add_argument("--work-dir", type=Path, default=Path("/tmp/metalplane-agent"))
+    parser.add_argument("--lldp-wait", type=float, default=5.0,
+                        help="seconds to listen for LLDP during inspection")
+    parser.add_argument("--max-runtime", type=float, default=3600.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s agent %(levelname)s %(message)s")
+    if not shutil.which("qemu-img"):
+        LOG.warning("qemu-img not found: qcow2 images cannot be written")
+    agent = Agent(args.api_url, args.token, args.disk, args.work_dir, args.lldp_wait,
+                  args.max_runtime)
+    sys.exit(agent.run())
+
+
+if __name__ == "__main__":
+    main()

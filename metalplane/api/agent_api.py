@@ -1,0 +1,62 @@
+"""What nodes booting the ramdisk reach: the agent's lookup and heartbeat, the per-node
+iPXE scripts and the image cache (the boot server). These paths take no operator
+credentials; the agent proves itself with its node's one-time token
+(``X-Agent-Token`` header or ``agent_token`` in the body, as Ironic's agent does)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import Body, FastAPI, Header, Request, Response
+from fastapi.responses import FileResponse, PlainTextResponse
+
+from metalplane.common.exceptions import Invalid, NotFound
+from metalplane.conductor.manager import Conductor
+
+__all__ = ["PUBLIC_PREFIXES", "register"]
+
+PUBLIC_PREFIXES = ("/v1/lookup", "/v1/heartbeat/", "/boot/", "/images/", "/files/")
+_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
+
+
+def register(app: FastAPI, conductor: Conductor) -> None:
+    images = conductor.settings.data_dir / "images"
+    files = conductor.settings.data_dir / "files"
+
+    @app.get("/v1/lookup", tags=["agent"], summary="The agent finds its node by its MACs")
+    def lookup(addresses: str, x_agent_token: str | None = Header(None)) -> dict[str, Any]:
+        macs = [a.strip() for a in addresses.split(",") if a.strip()]
+        if not macs:
+            raise Invalid("addresses (comma-separated MACs) is required")
+        node = conductor.agent_lookup(macs, x_agent_token)
+        return {"node": {"uuid": node.uuid, "name": node.name,
+                         "properties": node.properties or {},
+                         "provision_state": node.provision_state},
+                "config": {"heartbeat_interval": conductor.settings.agent_heartbeat_interval}}
+
+    @app.post("/v1/heartbeat/{node}", tags=["agent"],
+              summary="Agent heartbeat: progress and results in, the next command out")
+    def heartbeat(node: str, body: dict[str, Any] = Body(default_factory=dict),
+                  x_agent_token: str | None = Header(None)) -> dict[str, Any]:
+        token = x_agent_token or body.get("agent_token")
+        return conductor.agent_heartbeat(node, token, body)
+
+    @app.get("/boot/{node}.ipxe", tags=["boot"], response_class=PlainTextResponse,
+             summary="The iPXE script of a node booting the ramdisk agent")
+    def boot_script(node: str) -> PlainTextResponse:
+        return PlainTextResponse(conductor.boot_script(node))
+
+    def _serve(directory: Any, name: str) -> FileResponse:
+        path = directory / name
+        if not _FILE.match(name) or not path.is_file():
+            raise NotFound(f"{name} is not on the boot server")
+        return FileResponse(path, media_type="application/octet-stream")
+
+    @app.get("/images/{name}", tags=["boot"], summary="A cached image (Range supported)")
+    def image(name: str, request: Request) -> Response:
+        return _serve(images, name)
+
+    @app.get("/files/{name}", tags=["boot"], summary="Kernels and ramdisks of the boot server")
+    def boot_file(name: str) -> Response:
+        return _serve(files, name)

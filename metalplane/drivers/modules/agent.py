@@ -1,0 +1,168 @@
+"""Booting the ramdisk agent over iPXE, and deploying, cleaning and inspecting through it.
+
+``ipxe`` boot: each boot of the ramdisk gets a fresh agent token (kept encrypted in
+``driver_internal_info``); the node's provider-network ports get DHCP options pointing
+iPXE at ``<boot server>/boot/<node>.ipxe`` (plain PXE firmware first gets
+``undionly.kpxe`` over TFTP). The script carries the kernel, the ramdisk and the agent's
+parameters: the API URL and the token.
+
+``direct`` deploy and ``agent`` inspect queue one command for the agent
+(``driver_internal_info.agent_command``: inspect, erase or deploy), boot the node into the
+ramdisk and return "wait": the node sits in ``inspect wait`` / ``clean wait`` /
+``wait call-back`` until the agent heartbeats the result, or the wait times out. What
+happens on the result is the conductor's (it also knows the networks).
+"""
+
+from __future__ import annotations
+
+import secrets
+import urllib.parse
+import uuid as uuidlib
+from typing import Any
+
+from metalplane.common.exceptions import Invalid
+from metalplane.drivers import base
+from metalplane.drivers.modules.image_cache import cache_image, parse_checksum
+
+__all__ = ["AgentDeploy", "AgentInspect", "IPXEBoot", "boot_url", "queue_command"]
+
+TOKEN_KEY = "agent_token"
+COMMAND_KEY = "agent_command"
+
+
+def boot_url(settings: Any) -> str:
+    """The API/boot server URL as nodes reach it."""
+    url = settings.boot_server_url or f"http://{settings.host}:{settings.port}"
+    return str(url).rstrip("/")
+
+
+def queue_command(task: base.Task, name: str, params: dict[str, Any]) -> None:
+    """Leave command ``name`` for the agent's next heartbeat."""
+    internal = dict(task.node.driver_internal_info or {})
+    internal[COMMAND_KEY] = {"id": str(uuidlib.uuid4()), "name": name, "params": params,
+                             "sent": False}
+    internal.pop("agent_progress", None)
+    task.save(driver_internal_info=internal)
+
+
+def boot_ramdisk(task: base.Task, command: str, params: dict[str, Any]) -> None:
+    """Queue ``command``, then PXE-boot the node into the agent."""
+    task.driver.boot.prepare_ramdisk(task)
+    queue_command(task, command, params)
+    task.driver.management.set_boot_device(task, "pxe", persistent=False)
+    base.power_action(task, base.REBOOT)
+
+
+class IPXEBoot(base.BootInterface):
+    name = "ipxe"
+
+    def validate(self, task: base.Task) -> None:
+        super().validate(task)
+        if not boot_url(self.settings).startswith(("http://", "https://")):
+            raise Invalid("boot_server_url must be an http(s) URL nodes can reach")
+
+    def prepare_ramdisk(self, task: base.Task) -> None:
+        internal = dict(task.node.driver_internal_info or {})
+        internal[TOKEN_KEY] = task.secrets.encrypt(secrets.token_urlsafe(32))
+        task.save(driver_internal_info=internal)
+
+    def clean_up_ramdisk(self, task: base.Task) -> None:
+        internal = dict(task.node.driver_internal_info or {})
+        for key in (TOKEN_KEY, COMMAND_KEY, "agent_progress", "agent_last_heartbeat"):
+            internal.pop(key, None)
+        task.save(driver_internal_info=internal)
+
+    def prepare_instance(self, task: base.Task) -> None:
+        task.driver.management.set_boot_device(task, "disk", persistent=True)
+
+    def clean_up_instance(self, task: base.Task) -> None:
+        return None
+
+    def dhcp_options(self, task: base.Task) -> list[dict[str, Any]]:
+        url = boot_url(self.settings)
+        server = urllib.parse.urlsplit(url).hostname or ""
+        opts = [{"opt_name": "tag:ipxe,bootfile-name",
+                 "opt_value": f"{url}/boot/{task.node.uuid}.ipxe"},
+                {"opt_name": "tag:!ipxe,bootfile-name", "opt_value": "undionly.kpxe"}]
+        if server and server[0].isdigit():
+            opts += [{"opt_name": "tftp-server", "opt_value": server},
+                     {"opt_name": "server-ip-address", "opt_value": server}]
+        return opts
+
+
+def ipxe_script(node: Any, api_url: str, token: str) -> str:
+    """The iPXE script of ``node``: kernel, ramdisk and the agent's parameters.
+
+    Kernel and ramdisk come from ``driver_info.deploy_kernel`` / ``deploy_ramdisk`` (Ironic's
+    keys), else the boot server's defaults."""
+    info = node.driver_info or {}
+    kernel = info.get("deploy_kernel") or f"{api_url}/files/agent.kernel"
+    ramdisk = info.get("deploy_ramdisk") or f"{api_url}/files/agent.initramfs"
+    return (
+        "#!ipxe\n"
+        f"# metalplane: ramdisk agent for node {node.uuid}\n"
+        f"kernel {kernel} initrd=agent.initramfs metalplane.api_url={api_url} "
+        f"metalplane.node={node.uuid} metalplane.token={token} console=ttyS0\n"
+        f"initrd {ramdisk}\n"
+        "boot\n"
+    )
+
+
+class AgentDeploy(base.DeployInterface):
+    """The agent writes the image (raw, or qcow2 through qemu-img) and a config drive."""
+
+    name = "direct"
+
+    def validate(self, task: base.Task) -> None:
+        super().validate(task)
+        if task.driver.boot.name != "ipxe":
+            raise Invalid(f"deploy_interface direct needs boot_interface ipxe, not "
+                          f"'{task.driver.boot.name}'")
+
+    def validate_deploy(self, task: base.Task) -> None:
+        info = task.node.instance_info or {}
+        missing = [k for k in ("image_source", "image_checksum") if not info.get(k)]
+        if missing:
+            raise Invalid(f"deploying needs instance_info/{', instance_info/'.join(missing)}")
+        parse_checksum(info["image_checksum"], info.get("image_os_hash_algo"))
+        fmt = info.get("image_disk_format", "raw")
+        if fmt not in ("raw", "qcow2"):
+            raise Invalid(f"instance_info/image_disk_format '{fmt}' is not raw or qcow2")
+
+    def deploy(self, task: base.Task) -> str | None:
+        self.validate_deploy(task)
+        info = task.node.instance_info or {}
+        image = cache_image(self.settings.data_dir / "images", str(info["image_source"]),
+                            str(info["image_checksum"]), info.get("image_os_hash_algo"))
+        params = {
+            "image_url": f"{boot_url(self.settings)}/images/{image.name}",
+            "image_size": image.size, "checksum_algo": image.algo, "checksum": image.checksum,
+            "disk_format": info.get("image_disk_format", "raw"),
+            "configdrive": info.get("configdrive") or {},
+        }
+        boot_ramdisk(task, "deploy", params)
+        return "wait"
+
+    def tear_down(self, task: base.Task) -> None:
+        base.power_action(task, base.POWER_OFF)
+        task.driver.boot.clean_up_instance(task)
+
+    def clean(self, task: base.Task) -> str | None:
+        boot_ramdisk(task, "erase", {})
+        return "wait"
+
+
+class AgentInspect(base.InspectInterface):
+    """In-band inspection: the agent reports CPUs, memory, disks, NICs and LLDP."""
+
+    name = "agent"
+
+    def validate(self, task: base.Task) -> None:
+        super().validate(task)
+        if task.driver.boot.name != "ipxe":
+            raise Invalid(f"inspect_interface agent needs boot_interface ipxe, not "
+                          f"'{task.driver.boot.name}'")
+
+    def inspect_hardware(self, task: base.Task) -> base.InspectionResult | None:
+        boot_ramdisk(task, "inspect", {})
+        return None
