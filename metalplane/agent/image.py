@@ -59,7 +59,8 @@ def download(url: str, dest: Path, algo: str, checksum: str, total: int,
                         out.seek(0)
                         out.truncate()
                         h, done = hashlib.new(algo), 0
-                    for chunk in r.iter_bytes(CHUNK):
+                    # as the bytes arrive: a connection lost mid-chunk keeps what came
+                    for chunk in r.iter_bytes():
                         out.write(chunk)
                         h.update(chunk)
                         done += len(chunk)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import threading
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -62,15 +64,31 @@ class Service:
         config = uvicorn.Config(self.app, host=s.host, port=s.port, log_config=None,
                                 access_log=False, timeout_graceful_shutdown=5)
         server = uvicorn.Server(config)
+        extra = self.unix_server()
 
         def stop(*_: Any) -> None:
             server.should_exit = True
+            if extra is not None:
+                extra.should_exit = True
 
         signal.signal(signal.SIGTERM, stop)
         try:
             server.run()
         finally:
+            if extra is not None:
+                extra.should_exit = True
             self.stop()
+
+    def unix_server(self) -> uvicorn.Server | None:
+        """A second listener on ``settings.unix_socket`` (in a thread), if configured."""
+        if not self.settings.unix_socket:
+            return None
+        path = Path(self.settings.unix_socket)
+        path.unlink(missing_ok=True)
+        server = uvicorn.Server(uvicorn.Config(self.app, uds=str(path), log_config=None,
+                                               access_log=False))
+        threading.Thread(target=server.run, name="api-unix", daemon=True).start()
+        return server
 
 
 def _safe_url(url: str) -> str:

@@ -76,6 +76,7 @@ class Settings:
     agent_heartbeat_interval: float = 2.0
     dhcp_bindings: str = ""  # network=netns:interface[,...] (netns may be empty)
     tftp_root: str = "/usr/lib/ipxe"
+    unix_socket: str = ""  # also serve the API on this unix socket (the lab's namespaces)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:

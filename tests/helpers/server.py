@@ -80,6 +80,7 @@ def running_server(data_dir: Path, **overrides: Any) -> Iterator[RunningServer]:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("test server did not start")
         time.sleep(0.05)
+    extra = service.unix_server()
     url = f"http://127.0.0.1:{settings.port}"
     http = httpx.Client(base_url=url, timeout=60)
     try:
@@ -87,5 +88,7 @@ def running_server(data_dir: Path, **overrides: Any) -> Iterator[RunningServer]:
     finally:
         http.close()
         server.should_exit = True
+        if extra is not None:
+            extra.should_exit = True
         thread.join(timeout=15)
         service.stop()
