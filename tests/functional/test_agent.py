@@ -151,7 +151,7 @@ def test_inspect_clean_and_deploy_raw(lab: Lab) -> None:
 
 
 def test_deploy_qcow2(lab: Lab) -> None:
-    node, host, disk = lab.node("q1")
+    _node, host, disk = lab.node("q1")
     raw, _ = make_image(lab.tmp, 5 << 20)
     qcow = lab.tmp / "image.qcow2"
     subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(qcow)],
