@@ -14,10 +14,10 @@ from tests.helpers.server import running_server
 
 
 def test_a_thousand_nodes_do_not_queue_behind_one_another(tmp_path: Path) -> None:
-    """Each deploy takes 0.5 s in the fake driver; with 1000 nodes the work must overlap up
-    to the worker pool's size, not run one node after another."""
+    """Each deploy takes 1.5 s in the fake driver; with 1000 nodes the work must overlap up
+    to the worker pool's size, not run one node after another (serial would be 1)."""
     with running_server(tmp_path / "d", workers=100,
-                        fake_delays={"deploy": 0.5}) as server:
+                        fake_delays={"deploy": 1.5}) as server:
         db = server.service.db
         for i in range(1000):
             db_api.create_node(db, {"driver": "fake-hardware", "name": f"n{i}",
@@ -36,7 +36,7 @@ def test_a_thousand_nodes_do_not_queue_behind_one_another(tmp_path: Path) -> Non
             time.sleep(0.5)
         assert len(db_api.list_nodes(db, {"provision_state": "active"})) == 1000
         assert db_api.nodes_reserved_by(db, ["test-conductor"]) == []
-        assert fake.STATS.peak >= 50, f"at most {fake.STATS.peak} deploys ran at once"
+        assert fake.STATS.peak >= 60, f"at most {fake.STATS.peak} deploys ran at once"
 
 
 def test_wait_state_timeout_fails_the_node(tmp_path: Path) -> None:
