@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers.peers import free_port, stop_process
+from tests.helpers.peers import free_port, stop_process, wait_http
 
 pytestmark = pytest.mark.functional
 
@@ -31,16 +31,7 @@ def server_process(data: Path, port: int, log: Path) -> Iterator[subprocess.Pope
                                  "--port", str(port)], env=env, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v1", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("server did not start: " + log.read_text()[-3000:])
-            time.sleep(0.2)
+        wait_http(f"http://127.0.0.1:{port}/v1", proc, log, "server")
         yield proc
     finally:
         stop_process(proc)

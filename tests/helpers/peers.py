@@ -42,6 +42,22 @@ def stop_process(proc: subprocess.Popen[Any]) -> None:
             proc.wait(timeout=10)
 
 
+def wait_http(url: str, proc: subprocess.Popen[Any], log: Path, what: str,
+              timeout: float = 30) -> None:
+    """Poll ``url`` until it answers 200; raise with the tail of ``log`` if ``proc`` exits
+    or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start: " + log.read_text()[-3000:])
+        time.sleep(0.2)
+
+
 @dataclass
 class Emulator:
     url: str
@@ -79,17 +95,7 @@ def sushy_emulator(tmp: Path, count: int = 3, notify_url: str | None = None
                             stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/redfish/v1/Systems", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("sushy-emulator did not start: "
-                                   + (tmp / "emulator.log").read_text()[-2000:])
-            time.sleep(0.2)
+        wait_http(f"{url}/redfish/v1/Systems", proc, tmp / "emulator.log", "sushy-emulator")
         yield Emulator(url=url, systems=systems)
     finally:
         stop_process(proc)

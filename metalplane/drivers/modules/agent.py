@@ -108,6 +108,12 @@ def ipxe_script(node: Any, api_url: str, token: str) -> str:
     )
 
 
+def require_ipxe(task: base.Task, what: str) -> None:
+    """Raise :class:`Invalid` unless the node boots the agent over iPXE."""
+    if task.driver.boot.name != "ipxe":
+        raise Invalid(f"{what} needs boot_interface ipxe, not '{task.driver.boot.name}'")
+
+
 class AgentDeploy(base.DeployInterface):
     """The agent writes the image (raw, or qcow2 through qemu-img) and a config drive."""
 
@@ -115,9 +121,7 @@ class AgentDeploy(base.DeployInterface):
 
     def validate(self, task: base.Task) -> None:
         super().validate(task)
-        if task.driver.boot.name != "ipxe":
-            raise Invalid(f"deploy_interface direct needs boot_interface ipxe, not "
-                          f"'{task.driver.boot.name}'")
+        require_ipxe(task, "deploy_interface direct")
 
     def validate_deploy(self, task: base.Task) -> None:
         info = task.node.instance_info or {}
@@ -159,9 +163,7 @@ class AgentInspect(base.InspectInterface):
 
     def validate(self, task: base.Task) -> None:
         super().validate(task)
-        if task.driver.boot.name != "ipxe":
-            raise Invalid(f"inspect_interface agent needs boot_interface ipxe, not "
-                          f"'{task.driver.boot.name}'")
+        require_ipxe(task, "inspect_interface agent")
 
     def inspect_hardware(self, task: base.Task) -> base.InspectionResult | None:
         boot_ramdisk(task, "inspect", {})
