@@ -28,6 +28,19 @@ API = "http://10.66.0.1:6385"
 DISK = 96 << 20
 
 
+def wait(lab: Lab, name: str, want: set[str], proc: subprocess.Popen[str] | None,
+         timeout: float = 90) -> dict[str, Any]:
+    """Wait for the node; on failure, show what the agent said."""
+    try:
+        return lab.server.wait_state(name, want, timeout=timeout)
+    except AssertionError as exc:
+        if proc is not None:
+            stop_process(proc)
+            out = proc.stdout.read() if proc.stdout else ""
+            raise AssertionError(f"{exc}\n--- agent output ---\n{out[-4000:]}") from None
+        raise
+
+
 class Lab:
     def __init__(self, server: RunningServer, r: Rack, tmp: Path) -> None:
         self.server, self.rack, self.tmp = server, r, tmp
@@ -63,7 +76,7 @@ class Lab:
         assert api and tok and api.group(1) == API
         proc = subprocess.Popen(
             ["ip", "netns", "exec", host.ns, sys.executable, "-m", "metalplane.agent.main",
-             "--api-url", api.group(1), "--token", token or tok.group(1), "--disk", str(disk),
+             f"--api-url={api.group(1)}", f"--token={token or tok.group(1)}", "--disk", str(disk),
              "--work-dir", str(self.tmp / f"work-{name}"), "--lldp-wait", "0.3",
              "--max-runtime", "120"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, start_new_session=True)
@@ -101,8 +114,7 @@ def drive(lab: Lab, name: str, verb: str, want: str, host: Host, disk: Path,
           agent: bool = True) -> dict[str, Any]:
     assert lab.server.provision(name, verb).status_code == 202
     proc = lab.boot_agent(name, host, disk) if agent else None
-    node = lab.server.wait_state(name, {want, "deploy failed", "clean failed",
-                                        "inspect failed"}, timeout=90)
+    node = wait(lab, name, {want, "deploy failed", "clean failed", "inspect failed"}, proc)
     assert node["provision_state"] == want, node["last_error"]
     if proc is not None:
         out, _ = proc.communicate(timeout=30)
@@ -136,7 +148,7 @@ def test_inspect_clean_and_deploy_raw(lab: Lab) -> None:
                                             "meta_data": {"role": "web"}}})
     assert r.status_code == 202, r.text
     proc = lab.boot_agent("a1", host, disk)
-    node = lab.server.wait_state("a1", {"active", "deploy failed"}, timeout=90)
+    node = wait(lab, "a1", {"active", "deploy failed"}, proc)
     assert node["provision_state"] == "active", node["last_error"]
     assert proc.wait(timeout=30) == 0
     written = Path(disk).read_bytes()[:img.stat().st_size]

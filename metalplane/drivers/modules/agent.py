@@ -63,7 +63,8 @@ class IPXEBoot(base.BootInterface):
 
     def prepare_ramdisk(self, task: base.Task) -> None:
         internal = dict(task.node.driver_internal_info or {})
-        internal[TOKEN_KEY] = task.secrets.encrypt(secrets.token_urlsafe(32))
+        # hex: a token starting with "-" would read as an option on the agent's command line
+        internal[TOKEN_KEY] = task.secrets.encrypt(secrets.token_hex(32))
         task.save(driver_internal_info=internal)
 
     def clean_up_ramdisk(self, task: base.Task) -> None:
