@@ -376,7 +376,7 @@ class NetworkPlugin:
             raise Conflict("an IP address asked for was just taken; try again") from None
         port = self.get_port(port_id)
         if port.binding_host_id:
-            self.bind(port)
+            self._bind_recorded(port)
         return self.get_port(port_id)
 
     def get_port(self, ident: str) -> NetworkPort:
@@ -438,7 +438,7 @@ class NetworkPlugin:
                 setattr(row, k, v)
         port = self.get_port(port.id)
         if binding_changed and port.binding_host_id:
-            self.bind(port)
+            self._bind_recorded(port)
         return self.get_port(port.id)
 
     def delete_port(self, ident: str) -> None:
@@ -497,6 +497,14 @@ class NetworkPlugin:
                 return b
         raise Invalid(f"no mechanism driver can bind port {port.id} "
                       f"(binding:vnic_type {port.binding_vnic_type})")
+
+    def _bind_recorded(self, port: NetworkPort) -> None:
+        """Bind as Neutron does for an API request: a failure is not an error of the
+        request; the port shows ``binding:vif_type = binding_failed`` (reason logged)."""
+        try:
+            self.bind(port)
+        except BindingFailed as exc:
+            LOG.warning("port %s: %s", port.id, exc.message)
 
     def bind(self, port: NetworkPort) -> None:
         """Bind ``port`` now. Raises :class:`BindingFailed`; the port then shows

@@ -105,3 +105,16 @@ def test_security_groups_are_validated_and_stored(server: RunningServer) -> None
     assert r.status_code == 409
     r = make(server, "port", {"network_id": net["id"], "security_groups": ["missing"]}, code=400)
     assert "does not exist" in err(r)
+
+
+def test_a_port_binding_that_cannot_be_realised_is_binding_failed(server: RunningServer) -> None:
+    net = make(server, "network", {"name": "bf"})
+    port = make(server, "port", {
+        "network_id": net["id"], "binding:host_id": "some-node",
+        "binding:vnic_type": "baremetal",
+        "binding:profile": {"local_link_information": [
+            {"switch_id": "02:00:00:00:00:77", "port_id": "p9"}]}})
+    assert port["binding:vif_type"] == "binding_failed" and port["status"] == "DOWN"
+    r = server.http.put(f"/v2.0/ports/{port['id']}", json={"port": {"binding:profile": {}}})
+    assert r.status_code == 200
+    assert r.json()["port"]["binding:vif_type"] == "binding_failed"
