@@ -7,9 +7,9 @@ from typing import Annotated, Any
 import typer
 
 from metalplane.cli.client import Client
-from metalplane.cli.output import FORMATS
+from metalplane.cli.output import FORMATS, console
 
-__all__ = ["STATE", "CliError", "Output", "check_format", "client", "kv"]
+__all__ = ["STATE", "CliError", "Output", "check_format", "client", "delete_each", "kv"]
 
 STATE: dict[str, Any] = {"url": "http://127.0.0.1:6385", "username": None, "password": None}
 Output = Annotated[str, typer.Option("-o", "--output", help="table, json or yaml.")]
@@ -48,3 +48,11 @@ def kv(items: list[str] | None, what: str) -> dict[str, Any]:
             raise CliError(f"{what} takes KEY=VALUE, not '{item}'")
         out[key] = typed(value)
     return out
+
+
+def delete_each(path: str, idents: list[str], what: str) -> None:
+    """DELETE ``path.format(ident)`` for each ident, saying what went."""
+    c = client()
+    for ident in idents:
+        c.delete(path.format(ident))
+        console.print(f"deleted {what} {ident}")

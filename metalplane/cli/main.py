@@ -17,7 +17,15 @@ import typer
 
 from metalplane import __version__
 from metalplane.cli.client import ApiError, Client
-from metalplane.cli.common import STATE, CliError, Output, check_format, client, kv
+from metalplane.cli.common import (
+    STATE,
+    CliError,
+    Output,
+    check_format,
+    client,
+    delete_each,
+    kv,
+)
 from metalplane.cli.network import network_app, subnet_app, switch_app, vif_app
 from metalplane.cli.output import console, emit, err_console
 from metalplane.common.bmc_address import parse_bmc_address
@@ -252,10 +260,7 @@ def node_set(
 @node_app.command("delete")
 def node_delete(nodes: list[str]) -> None:
     """Delete nodes (in enroll, manageable, available or a failed state)."""
-    c = client()
-    for n in nodes:
-        c.delete(f"/v1/nodes/{n}")
-        console.print(f"deleted node {n}")
+    delete_each("/v1/nodes/{}", nodes, "node")
 
 
 def _wait(c: Client, nodes: list[str], timeout: float, what: str) -> None:
@@ -475,10 +480,7 @@ def port_set(
 @port_app.command("delete")
 def port_delete(ports: list[str]) -> None:
     """Delete ports."""
-    c = client()
-    for p in ports:
-        c.delete(f"/v1/ports/{p}")
-        console.print(f"deleted port {p}")
+    delete_each("/v1/ports/{}", ports, "port")
 
 
 # ------------------------------------------------------------------------ portgroups
@@ -514,10 +516,7 @@ def pg_list(node: Annotated[str | None, typer.Option()] = None,
 @pg_app.command("delete")
 def pg_delete(portgroups: list[str]) -> None:
     """Delete portgroups (their ports stay, unbonded)."""
-    c = client()
-    for p in portgroups:
-        c.delete(f"/v1/portgroups/{p}")
-        console.print(f"deleted portgroup {p}")
+    delete_each("/v1/portgroups/{}", portgroups, "portgroup")
 
 
 def main() -> None:

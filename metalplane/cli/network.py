@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from metalplane.cli.common import CliError, Output, check_format, client, kv
+from metalplane.cli.common import CliError, Output, check_format, client, delete_each, kv
 from metalplane.cli.output import console, emit
 
 __all__ = ["network_app", "subnet_app", "switch_app", "vif_app"]
@@ -74,10 +74,7 @@ def network_show(network: str, output: Output = "table") -> None:
 @network_app.command("delete")
 def network_delete(networks: list[str]) -> None:
     """Delete networks (no port may remain on them)."""
-    c = client()
-    for n in networks:
-        c.delete(f"/v2.0/networks/{_network_id(c, n)}")
-        console.print(f"deleted network {n}")
+    delete_each("/v2.0/networks/{}", networks, "network")
 
 
 # ---------------------------------------------------------------------------- subnets
@@ -126,10 +123,7 @@ def subnet_list(network: Annotated[str | None, typer.Option()] = None,
 @subnet_app.command("delete")
 def subnet_delete(subnets: list[str]) -> None:
     """Delete subnets (no address may be in use)."""
-    c = client()
-    for s in subnets:
-        c.delete(f"/v2.0/subnets/{s}")
-        console.print(f"deleted subnet {s}")
+    delete_each("/v2.0/subnets/{}", subnets, "subnet")
 
 
 # ---------------------------------------------------------------------------- network ports
@@ -197,10 +191,7 @@ def netport_show(port: str, output: Output = "table") -> None:
 @netport_app.command("delete")
 def netport_delete(ports: list[str]) -> None:
     """Delete network ports (their switch ports are parked)."""
-    c = client()
-    for p in ports:
-        c.delete(f"/v2.0/ports/{p}")
-        console.print(f"deleted network port {p}")
+    delete_each("/v2.0/ports/{}", ports, "network port")
 
 
 # ---------------------------------------------------------------------------- switches
@@ -249,10 +240,7 @@ def switch_show(switch: str, output: Output = "table") -> None:
 @switch_app.command("delete")
 def switch_delete(switches: list[str]) -> None:
     """Forget switches (none of their ports may be bound)."""
-    c = client()
-    for s in switches:
-        c.delete(f"/v1/switches/{s}")
-        console.print(f"deleted switch {s}")
+    delete_each("/v1/switches/{}", switches, "switch")
 
 
 @switch_app.command("sync")

@@ -183,12 +183,15 @@ class NodeNetworking:
         except MetalplaneError as exc:
             LOG.warning("could not delete network port %s: %s", port_id, exc.message)
 
+    def _drop_key(self, obj: Attachable, key: str) -> None:
+        if key in (obj.internal_info or {}):
+            info = dict(obj.internal_info)
+            info.pop(key)
+            self._save_internal(obj, info)
+
     def _forget(self, node: Node, key: str) -> None:
         for obj, _ in self._wired(node, pxe_only=False):
-            if key in (obj.internal_info or {}):
-                info = dict(obj.internal_info)
-                info.pop(key)
-                self._save_internal(obj, info)
+            self._drop_key(obj, key)
 
     def remove_network(self, task: Any, kind: str) -> None:
         """Take the node off the ``kind`` provider network (its switch ports are parked)."""
@@ -260,12 +263,13 @@ class NodeNetworking:
 
     def unconfigure_tenant(self, task: Any) -> None:
         """Unbind every attached VIF (undeploy); the attachments stay."""
-        node = task.node
-        vifs = [v for _, _, v in self._tenant_ports(node)
-                if v.binding_vif_type not in ("unbound",)]
-        if not vifs:
-            return
-        switch_bound = [v for v in vifs if v.binding_vif_type != "binding_failed"
+        self._release([v for _, _, v in self._tenant_ports(task.node)
+                       if v.binding_vif_type != "unbound"])
+
+    def _release(self, vifs: list[NetworkPort]) -> None:
+        """Unbind ``vifs`` from their switch ports (one transaction per switch) and clear
+        their binding host and profile."""
+        switch_bound = [v for v in vifs if v.binding_vif_type == "other"
                         and v.binding_vif_details.get("driver")]
         if switch_bound:
             self.plugin.unbind_many(switch_bound)
@@ -357,9 +361,7 @@ class NodeNetworking:
             try:
                 self.configure_tenant(task)
             except MetalplaneError:
-                info = dict(obj.internal_info)
-                info.pop(TENANT_KEY, None)
-                self._save_internal(obj, info)
+                self._drop_key(obj, TENANT_KEY)
                 raise
 
     def vif_detach(self, task: Any, vif_id: str) -> None:
@@ -367,18 +369,11 @@ class NodeNetworking:
         node = task.node
         for obj, _members, vif in self._tenant_ports(node):
             if vif.id == vif_id:
-                if vif.binding_vif_type == "other" and vif.binding_vif_details.get("driver"):
-                    self.plugin.unbind(vif)
-                self.plugin.update_port(vif.id, {"binding:host_id": "", "binding:profile": {}})
-                self.plugin.mark_unbound(vif.id)
-                info = dict(obj.internal_info)
-                info.pop(TENANT_KEY, None)
-                self._save_internal(obj, info)
+                self._release([vif])
+                self._drop_key(obj, TENANT_KEY)
                 return
         for obj, _ in self._wired(node, pxe_only=False):  # attached, but the port is gone
             if (obj.internal_info or {}).get(TENANT_KEY) == vif_id:
-                info = dict(obj.internal_info)
-                info.pop(TENANT_KEY)
-                self._save_internal(obj, info)
+                self._drop_key(obj, TENANT_KEY)
                 return
         raise NotFound(f"VIF {vif_id} is not attached to node {node.uuid}")

@@ -102,6 +102,15 @@ class NetworkPlugin:
     def close(self) -> None:
         self.switches.close()
 
+    def _by_id_or_name(self, model: Any, ident: str, what: str) -> Any:
+        """The row whose id, else name, is ``ident``. Raises :class:`NotFound`."""
+        with self.db.read() as s:
+            row = s.get(model, ident) or s.scalars(
+                sa.select(model).where(model.name == ident)).first()
+        if row is None:
+            raise NotFound(f"{what} {ident} could not be found.")
+        return row
+
     # ================================================================ networks
     def create_network(self, body: dict[str, Any]) -> Network:
         """Create a network and its segment. Raises :class:`Invalid` (a segment outside the
@@ -225,11 +234,7 @@ class NetworkPlugin:
         return sub
 
     def get_subnet(self, ident: str) -> Subnet:
-        with self.db.read() as s:
-            sub = s.get(Subnet, ident) or s.scalars(
-                sa.select(Subnet).where(Subnet.name == ident)).first()
-        if sub is None:
-            raise NotFound(f"Subnet {ident} could not be found.")
+        sub: Subnet = self._by_id_or_name(Subnet, ident, "Subnet")
         return sub
 
     def list_subnets(self, filters: dict[str, Any]) -> list[Subnet]:
@@ -380,11 +385,7 @@ class NetworkPlugin:
         return self.get_port(port_id)
 
     def get_port(self, ident: str) -> NetworkPort:
-        with self.db.read() as s:
-            port = s.get(NetworkPort, ident) or s.scalars(
-                sa.select(NetworkPort).where(NetworkPort.name == ident)).first()
-        if port is None:
-            raise NotFound(f"Port {ident} could not be found.")
+        port: NetworkPort = self._by_id_or_name(NetworkPort, ident, "Port")
         return port
 
     def fixed_ips(self, port_id: str) -> list[dict[str, str]]:
@@ -592,11 +593,7 @@ class NetworkPlugin:
         return sg
 
     def get_security_group(self, ident: str) -> SecurityGroup:
-        with self.db.read() as s:
-            sg = s.get(SecurityGroup, ident) or s.scalars(
-                sa.select(SecurityGroup).where(SecurityGroup.name == ident)).first()
-        if sg is None:
-            raise NotFound(f"Security group {ident} could not be found.")
+        sg: SecurityGroup = self._by_id_or_name(SecurityGroup, ident, "Security group")
         return sg
 
     def list_security_groups(self) -> list[SecurityGroup]:
