@@ -12,6 +12,7 @@ APT_PACKAGES=(
     iproute2 iputils-ping ethtool         # namespaces, veth pairs, traffic checks
     dnsmasq-base isc-dhcp-client curl     # DHCP/TFTP for PXE, and a real client to test it
     ipxe qemu-utils lldpd                 # iPXE binaries, image conversion, LLDP on the switch
+    e2fsprogs                             # mkfs.ext4: the demo builds its disk image
     ipmitool                              # handy for checking an IPMI BMC by hand
 )
 

@@ -26,6 +26,7 @@ from metalplane.cli.common import (
     delete_each,
     kv,
 )
+from metalplane.cli.lab import demo, lab_app
 from metalplane.cli.network import network_app, subnet_app, switch_app, vif_app
 from metalplane.cli.output import console, emit, err_console
 from metalplane.common.bmc_address import parse_bmc_address
@@ -47,6 +48,8 @@ app.add_typer(user_app, name="user")
 app.add_typer(network_app, name="network")
 app.add_typer(subnet_app, name="subnet")
 app.add_typer(switch_app, name="switch")
+app.add_typer(lab_app, name="lab")
+app.command("demo")(demo)
 node_app.add_typer(vif_app, name="vif")
 
 NODE_COLUMNS = ("uuid", "name", "power_state", "provision_state", "maintenance")
@@ -522,7 +525,9 @@ def pg_delete(portgroups: list[str]) -> None:
 def main() -> None:
     """Entry point: run the app, turning known errors into one line and exit status 1."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # a typer.Exit comes back as its code here
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except (ApiError, CliError, MetalplaneError) as exc:
         err_console.print(f"[red]error:[/red] {getattr(exc, 'message', None) or exc}",
                           highlight=False, soft_wrap=True)

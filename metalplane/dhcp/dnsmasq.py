@@ -3,16 +3,18 @@
 One dnsmasq per provider network interface, optionally inside a network namespace. Each
 served port is a file in ``--dhcp-hostsdir`` (``MAC,set:TAG,IP``) and one in
 ``--dhcp-optsdir`` (its ``extra_dhcp_opts`` as ``tag:TAG,...`` lines). dnsmasq reads new
-files by itself (inotify), so adding a host costs no restart; a removed host is forgotten
-on SIGHUP, which re-reads the directories without restarting. ``--dhcp-ignore=tag:!known``
-means a MAC with no file gets no answer at all: a node that is not being inspected,
-cleaned or deployed is not PXE-booted. ``--dhcp-userclass=set:ipxe,iPXE`` tags iPXE
-clients, so an option named ``tag:ipxe,bootfile-name`` goes to iPXE only and
-``tag:!ipxe,bootfile-name`` to plain PXE firmware. Replies are broadcast
-(``--dhcp-broadcast``): a unicast reply to a client without an address depends on an ARP
-cache entry dnsmasq injects, which did not reach clients across Open vSwitch's userspace
-datapath; PXE firmware asks for broadcast replies anyway. Source: dnsmasq(8), sections on
---dhcp-hostsdir, --dhcp-optsdir, --dhcp-userclass, --dhcp-ignore, --enable-tftp.
+files by itself (inotify), so adding a host costs no restart. Removing or changing one
+restarts dnsmasq (a few ms; that host's lease is dropped, other leases stay): dnsmasq 2.90
+keeps the old entry of a deleted or rewritten file next to the new one until SIGHUP, and
+SIGHUP made it crash once a client held a lease of a ``set:``-tagged host (both seen here).
+``--dhcp-ignore=tag:!known`` means a MAC with no file gets no answer at all: a node that is
+not being inspected, cleaned or deployed is not PXE-booted.
+``--dhcp-userclass=set:ipxe,iPXE`` tags iPXE clients, so an option named
+``tag:ipxe,bootfile-name`` goes to iPXE only and ``tag:!ipxe,bootfile-name`` to plain PXE
+firmware. Replies are broadcast (``--dhcp-broadcast``): a unicast reply to a client without
+an address depends on an ARP cache entry dnsmasq injects, which did not reach clients across
+Open vSwitch's userspace datapath; PXE firmware asks for broadcast replies anyway. Source:
+dnsmasq(8), on --dhcp-hostsdir, --dhcp-optsdir, --dhcp-userclass, --dhcp-ignore, --enable-tftp.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +133,7 @@ class DnsmasqServer:
             for d in (self.hosts_dir, self.opts_dir, self.tmp_dir):
                 d.mkdir(parents=True, exist_ok=True)
             errors = self.dir / "stderr"
+            offset = self.log_file.stat().st_size if self.log_file.exists() else 0
             with open(errors, "wb") as err_file:
                 self._proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL,
                                               stderr=err_file, start_new_session=True)
@@ -139,11 +143,16 @@ class DnsmasqServer:
                     err = errors.read_text()
                     raise DhcpError(f"dnsmasq for {self.name} on {self.interface} exited: "
                                     f"{err.strip() or self._proc.returncode}")
-                if self.log_file.exists() and "started" in self.log_file.read_text():
+                if self.log_file.exists() and "started" in self._log_since(offset):
                     break
                 time.sleep(0.05)
             LOG.info("dnsmasq for %s serving %s on %s%s", self.name, self.net, self.interface,
                      f" in {self.netns}" if self.netns else "")
+
+    def _log_since(self, offset: int) -> str:
+        with open(self.log_file, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
 
     def _write(self, directory: Path, name: str, text: str) -> None:
         tmp = self.tmp_dir / name
@@ -152,19 +161,26 @@ class DnsmasqServer:
 
     def add_host(self, port_id: str, mac: str, ip: str | None,
                  opts: list[dict[str, Any]]) -> None:
-        """Serve ``mac`` (address ``ip``, options ``opts``). Takes effect without a restart.
-        Raises :class:`Invalid` for an address outside the served network."""
+        """Serve ``mac`` (address ``ip``, options ``opts``). A new MAC takes effect without a
+        restart; changing a MAC's entry restarts dnsmasq (see the module's note). Raises
+        :class:`Invalid` for an address outside the served network."""
         if ip is not None and ipaddress.ip_address(ip) not in self.net:
             raise Invalid(f"{ip} is not in {self.net} served by dnsmasq {self.name}")
         self.start()
         tag = _tag(port_id)
         name = mac.replace(":", "")
+        host = f"{mac},set:{tag}" + (f",{ip}" if ip else "") + "\n"
+        try:
+            before: str | None = (self.hosts_dir / name).read_text()
+        except FileNotFoundError:
+            before = None
         self._write(self.opts_dir, name, "\n".join(format_options(tag, opts)) + "\n")
-        host = f"{mac},set:{tag}" + (f",{ip}" if ip else "")
-        self._write(self.hosts_dir, name, host + "\n")
+        self._write(self.hosts_dir, name, host)
+        if before is not None and before != host:
+            self.restart(drop={mac.lower(), *([ip] if ip else [])})
 
     def remove_host(self, mac: str) -> None:
-        """Stop serving ``mac``: its files go and dnsmasq re-reads on SIGHUP."""
+        """Stop serving ``mac``: its files go and dnsmasq restarts (see the module's note)."""
         name = mac.replace(":", "")
         removed = False
         for d in (self.hosts_dir, self.opts_dir):
@@ -172,13 +188,21 @@ class DnsmasqServer:
                 (d / name).unlink()
                 removed = True
         if removed:
-            self.reload()
+            self.restart(drop={mac.lower()})
 
-    def reload(self) -> None:
-        pid = self.pid()
-        if pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGHUP)
+    def restart(self, drop: Collection[str] = ()) -> None:
+        """Stop and start dnsmasq: it reads the directories afresh. Leases whose MAC or
+        address is in ``drop`` are forgotten (a powered-off node never releases its lease,
+        and dnsmasq will not offer a leased address to another MAC). Raises
+        :class:`DhcpError`."""
+        self.stop()
+        leases = self.dir / "leases"
+        if drop and leases.exists():  # lines: expiry MAC IP hostname client-id
+            gone = set(drop)
+            kept = [line for line in leases.read_text().splitlines()
+                    if not gone.intersection(line.lower().split()[1:3])]
+            leases.write_text("".join(f"{line}\n" for line in kept))
+        self.start()
 
     def pid(self) -> int | None:
         try:
@@ -187,6 +211,7 @@ class DnsmasqServer:
             return None
 
     def hosts(self) -> list[str]:
+        """The host lines dnsmasq serves (``MAC,set:TAG[,IP]``), sorted."""
         return sorted(p.read_text().strip() for p in self.hosts_dir.glob("*"))
 
     def stop(self) -> None:

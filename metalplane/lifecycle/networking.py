@@ -140,14 +140,13 @@ class NodeNetworking:
         net = self.plugin.get_network(name)
         self.remove_network(task, kind)  # a leftover from an interrupted step
         created: list[NetworkPort] = []
+        to_bind: list[NetworkPort] = []
         opts = task.driver.boot.dhcp_options(task)
         dhcp_key = self.dhcp.serves(net.name, net.id)
         subnets = self.plugin.list_subnets({"network_id": net.id})
         try:
             for obj, members in self._wired(node, pxe_only=True):
                 wired = all((p.local_link_connection or {}).get("switch_id") for p in members)
-                if kind == "inspection" and not wired:
-                    continue  # still on the switch's default VLAN; LLDP will tell
                 port = self.plugin.create_port({
                     "network_id": net.id, "name": f"{node.name or node.uuid}-{kind}",
                     "mac_address": obj.address or members[0].address,
@@ -157,10 +156,15 @@ class NodeNetworking:
                     "extra_dhcp_opts": opts,
                     **({} if subnets else {"fixed_ips": []})})
                 created.append(port)
+                # An unwired port being inspected stays unbound, on the switch's default
+                # VLAN (as with ironic-inspector); it still gets its DHCP answer, and LLDP
+                # tells where it is plugged.
+                if wired or kind != "inspection":
+                    to_bind.append(port)
                 self._save_internal(obj, {**(obj.internal_info or {}),
                                           f"{kind}_vif_port_id": port.id})
-            bound = [self._with_host(p, node.uuid) for p in created]
-            self.plugin.bind_many(bound)
+            if to_bind:
+                self.plugin.bind_many([self._with_host(p, node.uuid) for p in to_bind])
             if dhcp_key and subnets:
                 for p in created:
                     ips = self.plugin.fixed_ips(p.id)

@@ -78,16 +78,29 @@ def test_pxe_and_ipxe_answers_and_silence_for_strangers(
     assert out.stdout.strip() == str(size), out.stderr
 
 
-def test_hosts_come_and_go_without_a_restart(
+def test_hosts_come_without_a_restart_and_go_for_good(
         served: tuple[Rack, DnsmasqServer, Host, Host], tmp_path: Path) -> None:
-    _r, server, _node, stranger = served
+    _r, server, node, stranger = served
     pid = server.pid()
     server.add_host("port-2", stranger.macs["eth0"], "10.66.0.60", PXE_OPTS)
-    assert dhcp(stranger, tmp_path) is not None
+    server.add_host("port-3", node.macs["eth0"], "10.66.0.61", PXE_OPTS)
+    assert "fixed-address 10.66.0.60;" in (dhcp(stranger, tmp_path) or "")
+    assert "fixed-address 10.66.0.61;" in (dhcp(node, tmp_path) or "")
+    assert server.pid() == pid  # additions: the same dnsmasq all along
     server.remove_host(stranger.macs["eth0"])
+    server.remove_host(node.macs["eth0"])
     assert server.hosts() == []
-    assert dhcp(stranger, tmp_path) is None
-    assert server.pid() == pid  # the same dnsmasq all along
+    assert dhcp(stranger, tmp_path) is None  # both hold leases: still no answer
+    # back with their addresses swapped (as when ports rejoin in another order)
+    server.add_host("port-4", stranger.macs["eth0"], "10.66.0.61", PXE_OPTS)
+    server.add_host("port-5", node.macs["eth0"], "10.66.0.60", PXE_OPTS)
+    assert "fixed-address 10.66.0.61;" in (dhcp(stranger, tmp_path) or ""), \
+        server.log_file.read_text()[-3000:]
+    assert "fixed-address 10.66.0.60;" in (dhcp(node, tmp_path) or "")
+    # a changed entry for a known MAC is what dnsmasq serves from then on
+    server.add_host("port-6", node.macs["eth0"], "10.66.0.70", PXE_OPTS)
+    assert "fixed-address 10.66.0.70;" in (dhcp(node, tmp_path) or "")
+    assert server._proc is not None and server._proc.poll() is None
 
 
 def test_option_lines() -> None:

@@ -1,0 +1,91 @@
+"""``metalplane lab up|status|down`` and ``metalplane demo``: the virtual rack (root only)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from metalplane.cli.common import CliError, Output, check_format
+from metalplane.cli.output import console, emit, err_console
+
+__all__ = ["demo", "lab_app"]
+
+lab_app = typer.Typer(help="The virtual rack: an Open vSwitch ToR, nodes in namespaces, "
+                      "Redfish BMCs (sushy-tools), LLDP. Needs root.", no_args_is_help=True)
+
+Name = Annotated[str, typer.Option(
+    "--name", help="The lab's name: the prefix of everything it creates (1-8 lowercase "
+    "letters/digits). State lives in $METALPLANE_LAB_ROOT/NAME (default /run/metalplane).")]
+NODE_COLUMNS = ("name", "namespace", "mac", "switch_port", "vlan", "ip_addresses",
+                "power_state", "os", "bmc_address")
+
+
+def _lab_error(exc: Exception) -> CliError:
+    return CliError(str(exc))
+
+
+@lab_app.command("up")
+def lab_up(
+    nodes: Annotated[int, typer.Option(help="How many nodes (namespaces + BMCs).")] = 4,
+    name: Name = "mplab",
+) -> None:
+    """Build the rack. Prints the settings a `metalplane server` needs to drive it."""
+    from metalplane.lab import lab
+
+    try:
+        spec = lab.up(name, nodes, progress=lambda s: err_console.print(s, highlight=False))
+    except lab.LabError as exc:
+        raise _lab_error(exc) from None
+    console.print(f"lab {name} is up: {len(spec['nodes'])} node(s). Run a server for it with:")
+    env = " ".join(f"{k}={v}" for k, v in lab.server_settings(spec).items())
+    console.print(f"  {env} metalplane server", soft_wrap=True, highlight=False)
+
+
+@lab_app.command("status")
+def lab_status(name: Name = "mplab", output: Output = "table") -> None:
+    """Each node: namespace, MAC, switch port and its VLAN, IPs, power state, what it runs,
+    BMC address. `-o json` gives the switch, networks and server settings too."""
+    from metalplane.lab import lab
+
+    check_format(output)
+    try:
+        st = lab.status(name)
+    except lab.LabError as exc:
+        raise _lab_error(exc) from None
+    if output == "table":
+        emit([{**n, "ip_addresses": ", ".join(n["ip_addresses"]) or "-"} for n in st["nodes"]],
+             output, NODE_COLUMNS)
+    else:
+        emit(st, output)
+
+
+@lab_app.command("down")
+def lab_down(name: Name = "mplab") -> None:
+    """Remove everything the lab created (also after a crash, also when it is not up)."""
+    from metalplane.lab import lab
+
+    try:
+        removed = lab.down(name)
+    except lab.LabError as exc:
+        raise _lab_error(exc) from None
+    console.print(f"lab {name}: removed {', '.join(removed)}" if removed
+                  else f"lab {name}: nothing to remove")
+
+
+def demo(
+    nodes: Annotated[int, typer.Option(help="Nodes in the rack (half per tenant).")] = 4,
+    keep: Annotated[bool, typer.Option(help="Leave the rack and the server running.")] = False,
+    port: Annotated[int, typer.Option(help="The demo server's API port.")] = 6385,
+    name: Name = "mplab",
+) -> None:
+    """The main job: nodes from enroll to active on isolated tenant networks, on a virtual rack.
+
+    Builds the rack, enrolls, inspects, cleans and deploys its nodes onto two tenant
+    networks, checks the isolation with real traffic, undeploys one node and tears it all
+    down. Exit status 1 if a check failed. Needs root."""
+    from metalplane.lab.demo import Demo
+
+    if nodes < 2:
+        raise CliError("--nodes must be at least 2 (one per tenant network)")
+    raise typer.Exit(Demo(nodes=nodes, name=name, port=port, keep=keep).run())

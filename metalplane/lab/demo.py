@@ -1,0 +1,434 @@
+"""``metalplane demo``: the whole life of bare-metal nodes on the virtual rack.
+
+1. the rack (:mod:`metalplane.lab.lab`) and a metalplane server (SQLite) for it;
+2. the switch, two provider networks (provisioning, cleaning) and two tenant networks that
+   share one IP subnet, so only the switch's VLANs keep them apart;
+3. nodes enrolled by their Redfish addresses and boot MACs (Metal3's ``bmc.address`` and
+   ``bootMACAddress``), inspected by the agent (LLDP fills ``local_link_connection``),
+   provided (cleaned on the cleaning VLAN);
+4. half the nodes deployed onto tenant A (raw image), half onto tenant B (qcow2): an ext4
+   image the demo builds with ``mkfs.ext4 -d``;
+5. checks with real traffic from the nodes' namespaces, then one node undeployed;
+6. a Metal3-style table and the time of each phase. Exit status 1 if any check failed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from metalplane.cli.client import ApiError, Client
+from metalplane.common.bmc_address import parse_bmc_address
+from metalplane.lab import lab
+from metalplane.lab.rack import LabError, netns_exec, run
+from metalplane.lifecycle.states import FAILED_STATES, RESTING_STATES
+
+__all__ = ["Demo", "DemoError"]
+
+TENANT_CIDR = "192.168.50.0/24"
+TENANTS = (("tenant-a", "192.168.50.10", "192.168.50.99", "raw"),
+           ("tenant-b", "192.168.50.100", "192.168.50.199", "qcow2"))
+METAL3_STATE = {  # Ironic provision state -> Metal3 BareMetalHost provisioning state
+    "enroll": "registering", "verifying": "registering", "manageable": "preparing",
+    "inspecting": "inspecting", "inspect wait": "inspecting", "inspect failed": "inspecting",
+    "cleaning": "preparing", "clean wait": "preparing", "clean failed": "preparing",
+    "available": "available", "deploying": "provisioning", "wait call-back": "provisioning",
+    "deploy failed": "provisioning", "active": "provisioned", "deleting": "deprovisioning",
+    "error": "deprovisioning",
+}
+
+
+class DemoError(Exception):
+    """A step of the demo could not go on (message says which and where to look)."""
+
+
+@dataclass
+class Check:
+    what: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class Demo:
+    nodes: int = 4
+    name: str = "mplab"
+    port: int = 6385
+    keep: bool = False
+    timeout: float = 240.0  # per phase
+    console: Console = field(default_factory=lambda: Console(
+        highlight=False, width=None if sys.stdout.isatty() else 160))
+    checks: list[Check] = field(default_factory=list)
+    phases: list[tuple[str, float]] = field(default_factory=list)
+    spec: dict[str, Any] = field(default_factory=dict)
+    server: subprocess.Popen[bytes] | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    # ----------------------------------------------------------------- output
+    def say(self, text: str) -> None:
+        self.console.print(f"[dim]{time.monotonic() - self.started:6.1f}s[/dim] {text}")
+
+    def check(self, what: str, ok: bool, detail: str = "") -> bool:
+        self.checks.append(Check(what, ok, detail))
+        mark = "[green]✓[/green]" if ok else "[red]✗[/red]"
+        self.say(f"{mark} {what}{f' [dim]({detail})[/dim]' if detail else ''}")
+        return ok
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        self.console.rule(f"[bold]{name}")
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            self.phases.append((name, time.monotonic() - t0))
+
+    # ----------------------------------------------------------------- main
+    def run(self) -> int:
+        """Run the demo; 0 if every check passed. Raises nothing: errors are printed."""
+        code = 1
+        try:
+            code = self._run()
+        except (DemoError, LabError, ApiError) as exc:
+            self.console.print(f"[red]error:[/red] {exc}")
+            if self.spec:
+                self.console.print(f"logs: {self.spec['state_dir']}/logs/")
+        except KeyboardInterrupt:
+            self.console.print("[yellow]interrupted[/yellow]")
+        finally:
+            if self.keep and self.spec:
+                self._explain_keep()
+            else:
+                self._teardown()
+        return code
+
+    def _run(self) -> int:
+        with self.phase("rack"):
+            self.spec = lab.up(self.name, self.nodes, progress=self.say)
+        with self.phase("server"):
+            client = self._start_server()
+            self._networks(client)
+        names = [n["name"] for n in self.spec["nodes"]]
+        with self.phase("enroll"):
+            self._enroll(client)
+            self._provision(client, names, "manage", "manageable")
+        with self.phase("inspect"):
+            self._provision(client, names, "inspect", "manageable")
+            self._check_wiring(client)
+        with self.phase("clean"):
+            self._provision(client, names, "provide", "available")
+            self._check_cleaning_network()
+        with self.phase("deploy"):
+            images = self._images()
+            plan = self._deploy(client, names, images)
+        with self.phase("checks"):
+            self._check_tenants(client, plan)
+        with self.phase("undeploy"):
+            self._undeploy(client, plan)
+        self._report(client)
+        return 0 if all(c.ok for c in self.checks) else 1
+
+    # ----------------------------------------------------------------- server
+    def _start_server(self) -> Client:
+        state = Path(self.spec["state_dir"])
+        env = {**os.environ, **lab.server_settings(self.spec),
+               "METALPLANE_AGENT_HEARTBEAT_INTERVAL": "1",
+               "METALPLANE_TIMEOUT_CHECK_INTERVAL": "5",
+               "METALPLANE_INSPECT_WAIT_TIMEOUT": "180",
+               "METALPLANE_CLEAN_CALLBACK_TIMEOUT": "180",
+               "METALPLANE_DEPLOY_CALLBACK_TIMEOUT": "180"}
+        log = state / "logs" / "server.log"
+        with open(log, "ab") as out:
+            self.server = subprocess.Popen(
+                [sys.executable, "-m", "metalplane.cli.main", "server", "--port", str(self.port),
+                 "--data-dir", str(state / "server"), "--conductor-hostname", "demo"],
+                env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
+        url = f"http://127.0.0.1:{self.port}"
+        client = Client(url, timeout=30)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.get("/v1")
+                break
+            except ApiError:
+                if self.server.poll() is not None or time.monotonic() > deadline:
+                    raise DemoError(f"the server did not start: {log.read_text()[-1500:]}"
+                                    ) from None
+                time.sleep(0.2)
+        self.say(f"metalplane server at {url} (SQLite in {state / 'server'}), "
+                 f"reached by the nodes at {self.spec['boot_server']['url']}")
+        return client
+
+    def _networks(self, c: Client) -> None:
+        sw = self.spec["switch"]
+        c.post("/v1/switches", {"name": sw["name"], "switch_id": sw["switch_id"],
+                                     "driver": "ovs", "address": sw["address"],
+                                     "bridge": sw["bridge"], "physical_networks": ["physnet1"]})
+        self.say(f"switch {sw['name']} registered (chassis {sw['switch_id']})")
+        for net in self.spec["networks"]:
+            n = c.post("/v2.0/networks", {"network": {
+                "name": net["name"], "shared": True, "provider:network_type": "vlan",
+                "provider:physical_network": "physnet1",
+                "provider:segmentation_id": net["vlan"]}})["network"]
+            base = net["cidr"].rsplit(".", 1)[0]
+            c.post("/v2.0/subnets", {"subnet": {
+                "network_id": n["id"], "ip_version": 4, "cidr": net["cidr"],
+                "gateway_ip": net["gateway"],
+                "allocation_pools": [{"start": f"{base}.10", "end": f"{base}.250"}]}})
+            self.say(f"provider network {net['name']}: VLAN {net['vlan']}, {net['cidr']}")
+        for name, start, end, _fmt in TENANTS:
+            n = c.post("/v2.0/networks", {"network": {"name": name}})["network"]
+            c.post("/v2.0/subnets", {"subnet": {
+                "network_id": n["id"], "ip_version": 4, "cidr": TENANT_CIDR, "gateway_ip": None,
+                "allocation_pools": [{"start": start, "end": end}]}})
+            self.say(f"tenant network {name}: VLAN {n['provider:segmentation_id']}, "
+                     f"{TENANT_CIDR} (pool {start}-{end})")
+
+    # ----------------------------------------------------------------- lifecycle
+    def _enroll(self, c: Client) -> None:
+        for n in self.spec["nodes"]:
+            driver, info = parse_bmc_address(n["bmc_address"], "admin", "password")
+            node = c.post("/v1/nodes", {
+                "name": n["name"], "driver": driver, "driver_info": info,
+                "boot_interface": "ipxe", "deploy_interface": "direct",
+                "inspect_interface": "agent", "network_interface": "neutron"})
+            c.post("/v1/ports", {"address": n["mac"], "node_uuid": node["uuid"],
+                                      "pxe_enabled": True})
+            self.say(f"{n['name']} enrolled: {n['bmc_address']}, boot MAC {n['mac']}")
+
+    def _provision(self, c: Client, names: list[str], verb: str, want: str,
+                   body: Callable[[str], dict[str, Any]] | None = None) -> None:
+        for n in names:
+            c.put(f"/v1/nodes/{n}/states/provision",
+                  body(n) if body else {"target": verb})
+        self._wait(c, names, want, verb)
+
+    def _wait(self, c: Client, names: list[str], want: str, what: str) -> None:
+        """Poll until every node rests; print each state change. Raises DemoError when
+        one fails or the phase times out."""
+        deadline = time.monotonic() + self.timeout
+        seen: dict[str, str] = {}
+        while True:
+            nodes = {n: c.get(f"/v1/nodes/{n}/states") for n in names}
+            for n, d in nodes.items():
+                state = d["provision_state"] + (f" → {d['target_provision_state']}"
+                                                 if d.get("target_provision_state") else "")
+                if seen.get(n) != state:
+                    seen[n] = state
+                    self.say(f"{n}: {state}")
+            if all(d["provision_state"] in RESTING_STATES and not d["target_power_state"]
+                   for d in nodes.values()):
+                break
+            if time.monotonic() > deadline:
+                raise DemoError(f"{what} did not finish in {self.timeout:.0f}s: "
+                                + ", ".join(f"{n} {s}" for n, s in seen.items()))
+            time.sleep(0.3)
+        failed = {n: d for n, d in nodes.items() if d["provision_state"] in FAILED_STATES
+                  or d["provision_state"] != want}
+        for n, d in failed.items():
+            self.check(f"{n} reached {want}", False, str(d.get("last_error") or
+                                                        d["provision_state"]))
+        if failed:
+            raise DemoError(f"{what} failed on {', '.join(failed)}")
+        self.check(f"{what}: {len(names)} node(s) {want}", True)
+
+    # ----------------------------------------------------------------- checks
+    def _check_wiring(self, c: Client) -> None:
+        sw = self.spec["switch"]
+        for n in self.spec["nodes"]:
+            ports = c.get("/v1/ports", node=n["name"], detail=True)["ports"]
+            llc = ports[0].get("local_link_connection") or {} if ports else {}
+            self.check(f"{n['name']}: LLDP wired it to {sw['name']} port {n['switch_port']}",
+                       llc.get("switch_id") == sw["switch_id"]
+                       and llc.get("port_id") == n["switch_port"], str(llc or "no LLDP"))
+
+    def _lease_addresses(self, node: str) -> list[str]:
+        """The addresses the node got from DHCP, oldest first (the supervisor's log)."""
+        log = Path(self.spec["state_dir"]) / "logs" / f"{node}.log"
+        text = log.read_text() if log.exists() else ""
+        return re.findall(r"DHCP: (\d+\.\d+\.\d+\.\d+) from", text)
+
+    def _check_cleaning_network(self) -> None:
+        cleaning = next(n for n in self.spec["networks"] if n["name"] == "cleaning")
+        prefix = cleaning["cidr"].rsplit(".", 1)[0] + "."
+        for n in self.spec["nodes"]:
+            got = [a for a in self._lease_addresses(n["name"]) if a.startswith(prefix)]
+            self.check(f"{n['name']} was cleaned on the cleaning network (VLAN "
+                       f"{cleaning['vlan']})", bool(got),
+                       f"DHCP gave {got[-1]}" if got else "no address from the cleaning network")
+
+    def _images(self) -> dict[str, tuple[Path, str]]:
+        """An ext4 disk image with a small root file system, as raw and qcow2."""
+        state = Path(self.spec["state_dir"])
+        root = state / "images" / "rootfs"
+        (root / "etc").mkdir(parents=True, exist_ok=True)
+        (root / "etc" / "os-release").write_text('NAME="metalplane demo"\nID=mpdemo\n')
+        (root / "etc" / "motd").write_text("Deployed by metalplane.\n")
+        raw = state / "images" / "demo.raw"
+        with open(raw, "wb") as f:
+            f.truncate(24 << 20)
+        run("mkfs.ext4", "-q", "-F", "-L", "mpdemo", "-d", str(root), str(raw), timeout=60)
+        qcow = state / "images" / "demo.qcow2"
+        run("qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(qcow), timeout=60)
+        out = {}
+        for fmt, path in (("raw", raw), ("qcow2", qcow)):
+            out[fmt] = (path, hashlib.sha256(path.read_bytes()).hexdigest())
+            self.say(f"image {path.name}: {path.stat().st_size >> 10} KiB, "
+                     f"sha256 {out[fmt][1][:12]}…")
+        return out
+
+    def _deploy(self, c: Client, names: list[str], images: dict[str, tuple[Path, str]]
+                ) -> dict[str, dict[str, Any]]:
+        nets = {n["name"]: n for n in c.get("/v2.0/networks")["networks"]}
+        plan: dict[str, dict[str, Any]] = {}
+        for i, name in enumerate(names):
+            tenant, _s, _e, fmt = TENANTS[0] if i < (len(names) + 1) // 2 else TENANTS[1]
+            net = nets[tenant]
+            port = c.post("/v2.0/ports", {"port": {"network_id": net["id"],
+                                                        "name": f"{name}-vif"}})["port"]
+            c.post(f"/v1/nodes/{name}/vifs", {"id": port["id"]})
+            path, digest = images[fmt]
+            c.patch(f"/v1/nodes/{name}", [
+                {"op": "add", "path": "/instance_info", "value": {
+                    "image_source": str(path), "image_checksum": f"sha256:{digest}",
+                    "image_disk_format": fmt}},
+                {"op": "add", "path": "/extra/consumer", "value": f"{tenant}/{name}"}])
+            plan[name] = {"tenant": tenant, "vlan": net["provider:segmentation_id"],
+                          "ip": port["fixed_ips"][0]["ip_address"], "format": fmt}
+            self.say(f"{name} → {tenant} (VLAN {net['provider:segmentation_id']}, "
+                     f"{plan[name]['ip']}), {fmt} image")
+
+        def body(name: str) -> dict[str, Any]:
+            return {"target": "active", "configdrive": {
+                "user_data": f"#cloud-config\nhostname: {name}\n",
+                "meta_data": {"consumer": plan[name]["tenant"]}}}
+
+        self._provision(c, names, "deploy", "active", body)
+        return plan
+
+    def _node_spec(self, name: str) -> dict[str, Any]:
+        return next(n for n in self.spec["nodes"] if n["name"] == name)
+
+    def _reaches(self, name: str, ip: str, tries: int = 3) -> bool:
+        ns = self._node_spec(name)["namespace"]
+        for _ in range(tries):
+            r = subprocess.run(netns_exec(ns, "ping", "-c", "1", "-W", "1", ip),
+                               capture_output=True, timeout=10)
+            if r.returncode == 0:
+                return True
+        return False
+
+    def _wait_os(self, names: list[str], timeout: float = 60) -> None:
+        """Wait until each node's installed OS configured its address (the BMC's power-on
+        reaches the supervisor a moment after metalplane reports active)."""
+        deadline = time.monotonic() + timeout
+        pending = set(names)
+        while pending and time.monotonic() < deadline:
+            st = {n["name"]: n for n in lab.status(self.name)["nodes"]}
+            pending = {n for n in pending if st[n]["os"] != "os" or not st[n]["ip_addresses"]}
+            if pending:
+                time.sleep(0.5)
+
+    def _check_tenants(self, c: Client, plan: dict[str, dict[str, Any]]) -> None:
+        self._wait_os(list(plan))
+        st = {n["name"]: n for n in lab.status(self.name)["nodes"]}
+        for name, p in plan.items():
+            s = st[name]
+            self.check(f"{name}: switch port {s['switch_port']} on {p['tenant']}'s VLAN "
+                       f"{p['vlan']}", s["vlan"] == p["vlan"], f"VLAN {s['vlan']}")
+            self.check(f"{name}: booted its disk with {p['ip']} from the config drive",
+                       s["os"] == "os" and any(a.startswith(p["ip"] + "/")
+                                               for a in s["ip_addresses"]),
+                       s["detail"] or s["os"])
+        for name, p in plan.items():
+            for peer, q in plan.items():
+                if peer == name:
+                    continue
+                same = p["tenant"] == q["tenant"]
+                got = self._reaches(name, q["ip"], tries=3 if same else 2)
+                self.check(f"{name} {'reaches' if same else 'does not reach'} {peer} "
+                           f"({q['tenant']}, {q['ip']})", got == same)
+            for net in self.spec["networks"]:
+                self.check(f"{name} does not reach the {net['name']} network "
+                           f"({net['gateway']})", not self._reaches(name, net["gateway"], 1))
+
+    def _undeploy(self, c: Client, plan: dict[str, dict[str, Any]]) -> None:
+        name = list(plan)[-1]
+        peer = next((n for n, p in plan.items() if n != name
+                     and p["tenant"] == plan[name]["tenant"]), None)
+        self._provision(c, [name], "deleted", "available")
+        c.patch(f"/v1/nodes/{name}", [{"op": "remove", "path": "/extra/consumer"}])
+        st = {n["name"]: n for n in lab.status(self.name)["nodes"]}[name]
+        self.check(f"{name}: off its tenant VLAN after undeploy", st["vlan"] != plan[name]["vlan"],
+                   f"switch port on VLAN {st['vlan']}")
+        if peer:
+            self.check(f"{peer} no longer reaches {name}",
+                       not self._reaches(peer, plan[name]["ip"], 1))
+
+    # ----------------------------------------------------------------- report
+    def _report(self, c: Client) -> None:
+        t = Table(title="BareMetalHosts")
+        for col in ("NAME", "STATUS", "PROVISIONING STATUS", "CONSUMER", "BMC", "ONLINE",
+                    "ERROR"):
+            t.add_column(col)
+        for n in c.get("/v1/nodes/detail")["nodes"]:
+            error = n.get("last_error") or ""
+            state = n["provision_state"]
+            t.add_row(n["name"], "error" if error or state in FAILED_STATES else "OK",
+                      METAL3_STATE.get(state, state), (n.get("extra") or {}).get("consumer", ""),
+                      self._node_spec(n["name"])["bmc_address"],
+                      "true" if n.get("power_state") == "power on" else "false", error[:60])
+        self.console.print(t)
+        times = Table(title="phases")
+        times.add_column("PHASE")
+        times.add_column("SECONDS", justify="right")
+        for name, secs in self.phases:
+            times.add_row(name, f"{secs:.1f}")
+        times.add_row("total", f"{time.monotonic() - self.started:.1f}")
+        self.console.print(times)
+        failed = [ch for ch in self.checks if not ch.ok]
+        passed = len(self.checks) - len(failed)
+        if failed:
+            self.console.print(f"[red]{len(failed)} check(s) failed[/red], {passed} passed:")
+            for ch in failed:
+                self.console.print(f"  ✗ {ch.what} ({ch.detail})")
+        else:
+            self.console.print(f"[green]all {passed} checks passed[/green]")
+
+    def _explain_keep(self) -> None:
+        env = lab.server_settings(self.spec)
+        self.console.print(
+            f"\nThe rack is still up (--keep). Look around:\n"
+            f"  metalplane lab status --name {self.name}\n"
+            f"  METALPLANE_URL=http://127.0.0.1:{self.port} metalplane node list\n"
+            f"  ip netns exec {self.spec['nodes'][0]['namespace']} ip addr\n"
+            f"  logs: {self.spec['state_dir']}/logs/\n"
+            f"Server settings used: {' '.join(f'{k}={v}' for k, v in env.items())}\n"
+            f"Tear down: metalplane lab down --name {self.name}")
+
+    def _teardown(self) -> None:
+        t0 = time.monotonic()
+        if self.server is not None and self.server.poll() is None:
+            os.killpg(self.server.pid, signal.SIGTERM)
+            try:
+                self.server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.server.pid, signal.SIGKILL)
+                self.server.wait(timeout=10)
+        if self.spec:  # built by this run (a failed `up` removes what it built itself)
+            lab.down(self.name, quiet=True)
+            self.say(f"rack removed ({time.monotonic() - t0:.1f}s)")

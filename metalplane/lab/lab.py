@@ -1,0 +1,326 @@
+"""The virtual rack: ``metalplane lab up | status | down``.
+
+``up`` builds, as root, on this machine only:
+
+- a top-of-rack switch: Open vSwitch on the userspace datapath, its own ovsdb-server and
+  run directory (``<state_dir>/ovs``), bridge ``<name>-tor``;
+- per node, a namespace ``<name>-nodeN`` whose ``eth0`` is a veth pair, the outer end
+  ``<name>-nN`` an access port of the switch on the provisioning VLAN (the switch's
+  default), and a sparse disk file;
+- per provider network (provisioning, also used for inspection, and cleaning), a
+  service namespace ``<name>-svc-<net>`` on that network's VLAN holding its gateway
+  address and the boot server's address; metalplane's dnsmasq runs there (the server's
+  ``dhcp_bindings``) and a forwarder carries the boot server's port to the server's unix
+  socket;
+- BMCs: sushy-tools' Redfish emulator (fake driver, one system per node, on loopback)
+  whose external notifier tells the boot supervisor (:mod:`metalplane.lab.supervisor`)
+  about power changes;
+- lldpd on the switch ports, so every node hears LLDP from "its" switch port.
+
+Every name starts with ``<name>-`` and every process is started with the state directory
+on its command line, so ``down`` finds them all, also after a crash. Traffic stays on
+loopback and in the lab's namespaces.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+import uuid as uuidlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from metalplane.lab.rack import (
+    LabError,
+    Switch,
+    _spawn,
+    _wait_for,
+    add_nic,
+    kill_mentioning,
+    netns_exec,
+    remove_prefixed,
+    run,
+)
+
+__all__ = ["LabError", "down", "lab_dir", "load", "server_settings", "status", "up"]
+
+BOOT_ADDRESS = "10.69.0.1"  # the boot server as nodes reach it, on every provider network
+BOOT_PORT = 6385
+DISK_SIZE = 192 << 20
+NETWORKS = (  # name, VLAN, CIDR, gateway (the service namespace)
+    ("provisioning", 1100, "10.70.0.0/24", "10.70.0.1", "prov"),
+    ("cleaning", 1101, "10.71.0.0/24", "10.71.0.1", "clean"),
+)
+_NAME = re.compile(r"^[a-z][a-z0-9]{0,7}$")
+
+Progress = Callable[[str], None]
+
+
+def lab_dir(name: str) -> Path:
+    """``$METALPLANE_LAB_ROOT/<name>`` (default root ``/run/metalplane``)."""
+    return Path(os.environ.get("METALPLANE_LAB_ROOT", "/run/metalplane")) / name
+
+
+def check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise LabError(f"lab name '{name}' must be 1-8 lowercase letters or digits, starting "
+                       "with a letter (it prefixes interface names, 15 characters at most)")
+
+
+def _need_root() -> None:
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (namespaces, Open vSwitch): run it with sudo")
+    for tool in ("ovs-vswitchd", "ovsdb-server", "lldpd", "dhclient", "curl", "ethtool",
+                 "mkfs.ext4", "qemu-img"):
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
+            raise LabError(f"{tool} is not installed (run scripts/setup.sh)")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def load(name: str) -> dict[str, Any]:
+    """The lab's description (``lab.json``). Raises :class:`LabError` if it is not up."""
+    path = lab_dir(name) / "lab.json"
+    if not path.exists():
+        raise LabError(f"lab '{name}' is not up (run `metalplane lab up`)")
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def up(name: str = "mplab", nodes: int = 4, progress: Progress = lambda _: None
+       ) -> dict[str, Any]:
+    """Build the rack; returns its description (also in ``<state_dir>/lab.json``).
+
+    Raises :class:`LabError` (root missing, a tool missing, the lab already up, a
+    command failed); what was built is removed again in that case.
+    """
+    check_name(name)
+    if not 1 <= nodes <= 200:
+        raise LabError("--nodes must be between 1 and 200")
+    _need_root()
+    state = lab_dir(name)
+    if (state / "lab.json").exists():
+        raise LabError(f"lab '{name}' is already up (`metalplane lab down --name {name}` first)")
+    down(name, quiet=True)  # what a crashed run may have left
+    state.mkdir(parents=True)
+    try:
+        return _build(name, nodes, state, progress)
+    except BaseException:
+        down(name, quiet=True)
+        raise
+
+
+def _build(name: str, count: int, state: Path, progress: Progress) -> dict[str, Any]:
+    switch = Switch(rundir=state / "ovs", bridge=f"{name}-tor")
+    progress(f"switch {switch.bridge}: Open vSwitch, userspace datapath")
+    switch.start()
+    for sub in ("disks", "logs", "nodes"):
+        (state / sub).mkdir(exist_ok=True)
+    sock = state / "api.sock"
+    networks = []
+    for j, (net, vlan, cidr, gateway, short) in enumerate(NETWORKS):
+        ns = f"{name}-svc-{short}"
+        run("ip", "netns", "add", ns)
+        run("ip", "-n", ns, "link", "set", "lo", "up")
+        add_nic(switch, ns, "eth0", f"{name}-s{j}", vlan)
+        prefix = cidr.split("/")[1]
+        run("ip", "-n", ns, "addr", "add", f"{gateway}/{prefix}", "dev", "eth0")
+        run("ip", "-n", ns, "addr", "add", f"{BOOT_ADDRESS}/32", "dev", "eth0")
+        _spawn(netns_exec(ns, sys.executable, "-m", "metalplane.lab.forward", "--listen",
+                          f"0.0.0.0:{BOOT_PORT}", "--unix", str(sock)), None,
+               state / "logs" / f"forward-{short}.log")
+        networks.append({"name": net, "vlan": vlan, "cidr": cidr, "gateway": gateway,
+                         "namespace": ns, "interface": "eth0", "switch_port": f"{name}-s{j}"})
+        progress(f"provider network {net}: VLAN {vlan}, {cidr}, service namespace {ns}")
+    default_vlan = NETWORKS[0][1]
+    node_specs = []
+    for i in range(1, count + 1):
+        ns = f"{name}-node{i}"
+        run("ip", "netns", "add", ns)
+        run("ip", "-n", ns, "link", "set", "lo", "up")
+        mac = add_nic(switch, ns, "eth0", f"{name}-n{i}", default_vlan)
+        disk = state / "disks" / f"node-{i}.img"
+        with open(disk, "wb") as f:
+            f.truncate(DISK_SIZE)
+        node_specs.append({"name": f"node-{i}", "uuid": str(uuidlib.uuid4()), "namespace": ns,
+                           "mac": mac, "switch_port": f"{name}-n{i}", "disk": str(disk),
+                           "disk_size": DISK_SIZE})
+    progress(f"{count} node namespace(s) {name}-node1..{count}, each a NIC on the switch "
+             "and a disk file")
+    chassis = _start_lldpd(name, state)
+    progress(f"lldpd: LLDP from every switch port (chassis {chassis})")
+    sup_port, emu_port = _free_port(), _free_port()
+    spec: dict[str, Any] = {
+        "name": name, "state_dir": str(state), "created_at": time.time(),
+        "switch": {"name": switch.bridge, "bridge": switch.bridge, "address": switch.address,
+                   "switch_id": chassis, "default_vlan": default_vlan},
+        "boot_server": {"address": BOOT_ADDRESS, "port": BOOT_PORT,
+                        "url": f"http://{BOOT_ADDRESS}:{BOOT_PORT}"},
+        "unix_socket": str(sock),
+        "networks": networks,
+        "emulator": {"url": f"http://127.0.0.1:{emu_port}"},
+        "supervisor": {"url": f"http://127.0.0.1:{sup_port}"},
+        "nodes": node_specs,
+    }
+    for n in node_specs:
+        n["bmc_address"] = f"redfish+http://127.0.0.1:{emu_port}/redfish/v1/Systems/{n['uuid']}"
+    (state / "lab.json.tmp").write_text(json.dumps(spec, indent=2))
+    sup = _spawn([sys.executable, "-m", "metalplane.lab.supervisor", "--state-dir", str(state),
+                  "--port", str(sup_port)], None, state / "logs" / "supervisor.log")
+    (state / "lab.json.tmp").rename(state / "lab.json")
+    _wait_http(spec["supervisor"]["url"], sup, state / "logs" / "supervisor.log",
+               "the boot supervisor")
+    emu = _start_emulator(state, emu_port, sup_port, node_specs)
+    _wait_http(f"{spec['emulator']['url']}/redfish/v1/Systems", emu,
+               state / "logs" / "emulator.log", "sushy-emulator")
+    progress(f"BMCs: sushy-tools Redfish emulator at {spec['emulator']['url']}")
+    return spec
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, what: str) -> None:
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise LabError(f"{what} exited: {log.read_text()[-2000:]}")
+        try:
+            return httpx.get(url, timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    _wait_for(ready, 30, f"{what} did not answer at {url}: see {log}")
+
+
+def _start_lldpd(name: str, state: Path) -> str:
+    """lldpd on the switch's node and service ports, sending every second with the port
+    name as port ID; the chassis ID is the MAC of the first service port (lldpd takes it
+    from a managed interface). Returns the chassis ID. Source: lldpd(8), lldpcli(8)."""
+    sock = str(state / "lldpd.sock")
+    _spawn(["lldpd", "-d", "-u", sock, "-I", f"{name}-n*,{name}-s*", "-C", f"{name}-s0",
+            "-O", "/dev/null", "-p", str(state / "lldpd.pid")], None,
+           state / "logs" / "lldpd.log")
+    _wait_for(lambda: Path(sock).exists(), 15, f"lldpd did not start: see {state}/logs/lldpd.log")
+    for cmd in (("configure", "system", "hostname", f"{name}-tor"),
+                ("configure", "lldp", "portidsubtype", "ifname"),
+                ("configure", "lldp", "tx-interval", "1")):
+        run("lldpcli", "-u", sock, *cmd)
+    chassis = ""
+
+    def found() -> bool:
+        nonlocal chassis
+        out = json.loads(run("lldpcli", "-u", sock, "-f", "json", "show", "chassis") or "{}")
+        body = out.get("local-chassis", {}).get("chassis", {})
+        first: Any = next(iter(body.values()), {}) if isinstance(body, dict) else {}
+        cid = first.get("id", {}) if isinstance(first, dict) else {}
+        chassis = str(cid.get("value", "")) if cid.get("type") == "mac" else ""
+        return bool(chassis)
+
+    _wait_for(found, 10, f"lldpd reports no MAC chassis ID: see {state}/logs/lldpd.log")
+    return chassis.lower()
+
+
+def _start_emulator(state: Path, port: int, notify_port: int, nodes: list[dict[str, Any]]
+                    ) -> subprocess.Popen[bytes]:
+    systems = [{"uuid": n["uuid"], "name": n["name"], "power_state": "Off",
+                "external_notifier": True, "nics": [{"mac": n["mac"]}]} for n in nodes]
+    cfg = state / "emulator.conf"
+    cfg.write_text(textwrap.dedent(f"""
+        SUSHY_EMULATOR_LISTEN_IP = '127.0.0.1'
+        SUSHY_EMULATOR_LISTEN_PORT = {port}
+        SUSHY_EMULATOR_FAKE_DRIVER = True
+        SUSHY_EMULATOR_STATE_DIR = {str(state / 'emulator-state')!r}
+        SUSHY_EMULATOR_FAKE_SYSTEMS = {systems!r}
+        EXTERNAL_NOTIFICATION_URL = 'http://127.0.0.1:{notify_port}/notify'
+    """))
+    exe = Path(sys.executable).parent / "sushy-emulator"
+    if not exe.exists():
+        raise LabError("sushy-emulator is not installed: pip install 'metalplane[lab]' "
+                       "(scripts/setup.sh does)")
+    return _spawn([str(exe), "--config", str(cfg)], None, state / "logs" / "emulator.log")
+
+
+def server_settings(spec: dict[str, Any]) -> dict[str, str]:
+    """The ``METALPLANE_*`` settings a server needs to run this lab's nodes."""
+    nets = {n["name"]: n for n in spec["networks"]}
+    return {
+        "METALPLANE_UNIX_SOCKET": spec["unix_socket"],
+        "METALPLANE_BOOT_SERVER_URL": spec["boot_server"]["url"],
+        "METALPLANE_DHCP_BINDINGS": ",".join(f"{n}={v['namespace']}:{v['interface']}"
+                                             for n, v in nets.items()),
+        "METALPLANE_INSPECTION_NETWORK": "provisioning",
+        "METALPLANE_PROVISIONING_NETWORK": "provisioning",
+        "METALPLANE_CLEANING_NETWORK": "cleaning",
+        "METALPLANE_DEFAULT_NETWORK_INTERFACE": "neutron",
+    }
+
+
+def status(name: str = "mplab") -> dict[str, Any]:
+    """What each node looks like now: namespace, MAC, switch port and its VLAN, IP
+    addresses, power state (from its BMC), what runs on it, BMC address."""
+    spec = load(name)
+    state = Path(spec["state_dir"])
+    switch = Switch(rundir=state / "ovs", bridge=spec["switch"]["bridge"])
+    try:
+        tags = switch.tags()
+    except LabError:
+        tags = {}
+    nodes = []
+    with httpx.Client(timeout=5) as http:
+        for n in spec["nodes"]:
+            try:
+                r = http.get(f"{spec['emulator']['url']}/redfish/v1/Systems/{n['uuid']}")
+                power = str(r.json().get("PowerState", "unknown")) if r.status_code == 200 \
+                    else "unknown"
+            except (httpx.TransportError, ValueError):
+                power = "unreachable"
+            try:
+                addrs = json.loads(run("ip", "-j", "-n", n["namespace"], "addr", "show", "eth0"))
+                ips = [f"{a['local']}/{a['prefixlen']}" for a in addrs[0].get("addr_info", [])
+                       if a.get("family") == "inet"]
+            except (LabError, ValueError, IndexError):
+                ips = []
+            try:
+                runtime = json.loads((state / "nodes" / f"{n['name']}.json").read_text())
+            except (OSError, ValueError):
+                runtime = {}
+            nodes.append({"name": n["name"], "namespace": n["namespace"], "mac": n["mac"],
+                          "switch_port": n["switch_port"], "vlan": tags.get(n["switch_port"]),
+                          "ip_addresses": ips, "power_state": power,
+                          "os": runtime.get("os", "unknown"), "detail": runtime.get("detail", ""),
+                          "bmc_address": n["bmc_address"]})
+    return {"name": name, "state_dir": str(state), "switch": spec["switch"],
+            "networks": [{**n, "switch_vlan": tags.get(n["switch_port"])}
+                         for n in spec["networks"]],
+            "boot_server": spec["boot_server"], "server_settings": server_settings(spec),
+            "nodes": nodes}
+
+
+def down(name: str = "mplab", quiet: bool = False) -> list[str]:
+    """Remove everything lab ``name`` created: processes (found by the state directory
+    on their command line and in its namespaces), namespaces, links, the switch, files.
+    Works after a crash and when nothing is up. Returns what it removed."""
+    check_name(name)
+    state = lab_dir(name)
+    removed = []
+    if state.exists() or not quiet:
+        n = kill_mentioning(str(state)) if state.exists() else 0
+        if n:
+            removed.append(f"{n} process(es)")
+    removed += remove_prefixed(f"{name}-")
+    if state.exists():
+        shutil.rmtree(state, ignore_errors=True)
+        removed.append(f"directory {state}")
+    return removed

@@ -1,0 +1,299 @@
+"""The lab's boot supervisor: it "boots" a node when its BMC powers it on.
+
+sushy-tools' fake driver calls ``EXTERNAL_NOTIFICATION_URL`` with the whole system
+(``power_state``, ``boot_device``, …) whenever one changes. The supervisor turns those
+notifications into what a machine would do, in the node's namespace:
+
+- power on, boot device ``Pxe``: what PXE firmware then iPXE do. DHCP without and then
+  with the ``iPXE`` user class (a real ``dhclient``); the first answer's bootfile comes
+  over TFTP from dnsmasq, the second's is the node's iPXE script, fetched over HTTP. The
+  script's ``metalplane.api_url`` and ``metalplane.token`` start ``metalplane-agent``
+  in the namespace, on the node's disk file. No answer: the node stays dark, as a real
+  one would.
+- power on, boot device ``Hdd``: the installed OS comes up. The config drive at the end
+  of the disk gives the tenant addresses (``network_data.json``), set on the NIC.
+- power off: the agent is killed and the NIC loses its addresses.
+
+Each node's state is in ``<state_dir>/nodes/<name>.json`` (``lab status`` shows it) and its
+boot log in ``<state_dir>/logs/<name>.log``. Run by ``metalplane lab up``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.server
+import ipaddress
+import json
+import logging
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from metalplane.agent import configdrive
+from metalplane.lab.rack import kill_pids, netns_exec, run
+
+LOG = logging.getLogger("metalplane.lab.supervisor")
+EXT4_MAGIC_OFFSET = 1080  # s_magic in the superblock at 1024 (ext4(5))
+
+
+class Node:
+    """One node of the lab: its namespace, NIC, disk and what runs on it."""
+
+    def __init__(self, spec: dict[str, Any], state_dir: Path) -> None:
+        self.spec = spec
+        self.name = str(spec["name"])
+        self.ns = str(spec["namespace"])
+        self.mac = str(spec["mac"])
+        self.disk = str(spec["disk"])
+        self.disk_size = int(spec["disk_size"])
+        self.state_dir = state_dir
+        self.power = "Off"
+        self.generation = 0
+        self.agent: subprocess.Popen[bytes] | None = None
+        self.jobs: queue.Queue[tuple[str, int]] = queue.Queue()
+        self.log_path = state_dir / "logs" / f"{self.name}.log"
+
+    def log(self, message: str) -> None:
+        with open(self.log_path, "a") as f:
+            f.write(f"{time.strftime('%H:%M:%S')} {message}\n")
+
+    def set_state(self, state: str, detail: str = "") -> None:
+        path = self.state_dir / "nodes" / f"{self.name}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"os": state, "detail": detail, "since": time.time(),
+                                   "agent_pid": self.agent.pid if self.agent else None}))
+        tmp.replace(path)
+        self.log(f"{state}{': ' + detail if detail else ''}")
+
+
+def parse_lease(text: str) -> dict[str, str]:
+    """The last lease of a dhclient lease file: ``fixed-address``, ``filename``,
+    ``subnet-mask``, ``routers``, ``tftp-server-name``, ``next-server``. Source:
+    dhclient.leases(5)."""
+    leases = text.split("lease {")
+    if len(leases) < 2:
+        return {}
+    out: dict[str, str] = {}
+    for line in leases[-1].splitlines():
+        line = line.strip().rstrip(";")
+        m = re.match(r'^(?:option\s+)?([\w-]+)\s+"?([^"]*)"?$', line)
+        if m:
+            out[m.group(1)] = m.group(2)
+    return out
+
+
+class Supervisor:
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        spec = json.loads((state_dir / "lab.json").read_text())
+        self.spec = spec
+        self.nodes = {str(n["uuid"]): Node(n, state_dir) for n in spec["nodes"]}
+        self.lock = threading.Lock()
+        for sub in ("nodes", "logs", "dhcp"):
+            (state_dir / sub).mkdir(exist_ok=True)
+        for node in self.nodes.values():
+            node.set_state("off")
+            threading.Thread(target=self._worker, args=(node,), daemon=True,
+                             name=f"boot-{node.name}").start()
+
+    # ----------------------------------------------------------------- notifications
+    def notify(self, system: dict[str, Any]) -> bool:
+        """Take a system as sushy-tools sends it; queue a boot or a shutdown when its
+        power state changed. False for a system the lab does not know."""
+        node = self.nodes.get(str(system.get("uuid")))
+        if node is None:
+            return False
+        power = str(system.get("power_state") or "Off")
+        boot = str(system.get("boot_device") or "Hdd")
+        with self.lock:
+            previous, node.power = node.power, power
+            if power == previous:
+                return True
+            node.generation += 1
+            job = ("boot-" + boot.lower()) if power == "On" else "off"
+            node.jobs.put((job, node.generation))
+        return True
+
+    def _worker(self, node: Node) -> None:
+        while True:
+            job, generation = node.jobs.get()
+            try:
+                self._shutdown(node)
+                if job == "off":
+                    node.set_state("off")
+                elif job == "boot-pxe":
+                    self._boot_pxe(node, generation)
+                elif job == "boot-hdd":
+                    self._boot_disk(node)
+                else:
+                    node.set_state("halted", f"cannot boot from {job[5:]}")
+            except Exception as exc:  # a node's failure must not stop the lab
+                LOG.exception("node %s: %s failed", node.name, job)
+                node.set_state("error", f"{job}: {exc}")
+
+    def _current(self, node: Node, generation: int) -> bool:
+        with self.lock:
+            return node.generation == generation
+
+    # ----------------------------------------------------------------- power off
+    def _shutdown(self, node: Node) -> None:
+        if node.agent is not None:
+            kill_pids([node.agent.pid])
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                node.agent.wait(timeout=5)
+            node.agent = None
+        run("ip", "-n", node.ns, "addr", "flush", "dev", "eth0", check=False)
+        run("ip", "-n", node.ns, "route", "flush", "table", "main", check=False)
+
+    # ----------------------------------------------------------------- PXE
+    def _dhcp(self, node: Node, ipxe: bool) -> dict[str, str]:
+        """One DHCP exchange with dhclient (no address configured by it); the lease."""
+        d = self.state_dir / "dhcp"
+        conf = d / f"{node.name}.conf"
+        conf.write_text("timeout 8;\nretry 1;\nalso request tftp-server-name;\n"
+                        + ('send user-class "iPXE";\n' if ipxe else ""))
+        lease = d / f"{node.name}.lease"
+        lease.unlink(missing_ok=True)
+        pid = d / f"{node.name}.pid"
+        run(*netns_exec(node.ns, "dhclient", "-1", "-sf", "/bin/true", "-cf", str(conf),
+                        "-lf", str(lease), "-pf", str(pid), "eth0"), check=False, timeout=30)
+        run(*netns_exec(node.ns, "dhclient", "-x", "-pf", str(pid)), check=False)
+        return parse_lease(lease.read_text()) if lease.exists() else {}
+
+    def _configure(self, node: Node, ip: str, netmask: str, gateway: str | None) -> None:
+        prefix = ipaddress.ip_network(f"0.0.0.0/{netmask}").prefixlen
+        run("ip", "-n", node.ns, "addr", "replace", f"{ip}/{prefix}", "dev", "eth0")
+        if gateway:
+            run("ip", "-n", node.ns, "route", "replace", "default", "via", gateway, check=False)
+
+    def _boot_pxe(self, node: Node, generation: int) -> None:
+        node.set_state("pxe", "DHCP")
+        lease: dict[str, str] = {}
+        for _ in range(3):  # firmware retries a few DISCOVERs, then gives up
+            lease = self._dhcp(node, ipxe=False)
+            if lease.get("fixed-address") or not self._current(node, generation):
+                break
+        if not self._current(node, generation):
+            return
+        if not lease.get("fixed-address"):
+            node.set_state("halted", "PXE: no DHCP answer (is the node on a provisioning "
+                           "network?)")
+            return
+        self._configure(node, lease["fixed-address"], lease.get("subnet-mask", "255.255.255.0"),
+                        lease.get("routers"))
+        node.set_state("pxe", f"DHCP: {lease['fixed-address']} from "
+                       f"{lease.get('dhcp-server-identifier', '?')}")
+        tftp = lease.get("tftp-server-name") or lease.get("next-server")
+        firmware = lease.get("filename", "")
+        if tftp and firmware and not firmware.startswith("http"):
+            node.set_state("pxe", f"TFTP {firmware} from {tftp}")
+            size = run(*netns_exec(node.ns, "curl", "-sf", "--max-time", "20", "-o", "/dev/null",
+                                   "-w", "%{size_download}", f"tftp://{tftp}/{firmware}"),
+                       check=False)
+            if not size.isdigit() or int(size) == 0:
+                node.set_state("halted", f"PXE: TFTP of {firmware} from {tftp} failed")
+                return
+        node.set_state("ipxe", "DHCP")
+        lease = self._dhcp(node, ipxe=True)
+        script_url = lease.get("filename", "")
+        if not script_url.startswith("http"):
+            node.set_state("halted", f"iPXE: no script URL in the DHCP answer ({script_url!r})")
+            return
+        node.set_state("ipxe", f"chain {script_url}")
+        script = run(*netns_exec(node.ns, "curl", "-sf", "--max-time", "20", script_url),
+                     check=False)
+        api = re.search(r"metalplane\.api_url=(\S+)", script)
+        token = re.search(r"metalplane\.token=(\S+)", script)
+        if not (script.startswith("#!ipxe") and api and token):
+            node.set_state("halted", f"iPXE: {script_url} is not an agent script")
+            return
+        if not self._current(node, generation):
+            return
+        work = self.state_dir / "agent" / node.name
+        work.mkdir(parents=True, exist_ok=True)
+        with open(self.state_dir / "logs" / f"{node.name}-agent.log", "ab") as out:
+            node.agent = subprocess.Popen(
+                netns_exec(node.ns, sys.executable, "-m", "metalplane.agent.main",
+                           f"--api-url={api.group(1)}", f"--token={token.group(1)}",
+                           f"--disk={node.disk}", f"--work-dir={work}", "--lldp-wait=4"),
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
+        node.set_state("agent", f"metalplane-agent (pid {node.agent.pid}) talking to "
+                       f"{api.group(1)}")
+
+    # ----------------------------------------------------------------- local disk
+    def _boot_disk(self, node: Node) -> None:
+        with open(node.disk, "rb") as f:
+            f.seek(EXT4_MAGIC_OFFSET)
+            magic = f.read(2)
+        try:
+            drive = configdrive.read(node.disk, node.disk_size)
+        except ValueError:
+            drive = {}
+        if magic != b"\x53\xef" and not drive:
+            node.set_state("halted", "no bootable disk")
+            return
+        meta = drive.get("meta_data") or {}
+        addresses = []
+        for net in (drive.get("network_data") or {}).get("networks", []):
+            if net.get("type") != "ipv4" or not net.get("ip_address"):
+                continue
+            gateway = next((r.get("gateway") for r in net.get("routes", [])
+                            if r.get("network") == "0.0.0.0"), None)
+            self._configure(node, str(net["ip_address"]),
+                            str(net.get("netmask") or "255.255.255.0"), gateway)
+            addresses.append(str(net["ip_address"]))
+        node.set_state("os", f"{meta.get('hostname') or node.name} up"
+                       f"{' on ' + ', '.join(addresses) if addresses else ' (no address)'}")
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    supervisor: Supervisor
+
+    def _body(self) -> dict[str, Any]:
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            data = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def do_PUT(self) -> None:
+        known = self.supervisor.notify(self._body())
+        self.send_response(204 if known else 404)
+        self.end_headers()
+
+    do_POST = do_PUT
+
+    def do_GET(self) -> None:
+        body = b'{"status": "ok"}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        LOG.debug(format, *args)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="metalplane-lab-supervisor", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--state-dir", type=Path, required=True, help="the lab's state directory")
+    p.add_argument("--port", type=int, required=True, help="loopback port for notifications")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s supervisor %(message)s")
+    _Handler.supervisor = Supervisor(args.state_dir)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), _Handler)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
