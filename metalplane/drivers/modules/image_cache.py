@@ -12,7 +12,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import threading
 import urllib.parse
+import uuid
 from pathlib import Path
 
 import httpx
@@ -20,6 +22,14 @@ import httpx
 from metalplane.common.exceptions import Invalid
 
 __all__ = ["CachedImage", "cache_image", "parse_checksum"]
+
+_LOCKS: dict[Path, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _lock_for(path: Path) -> threading.Lock:
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(path, threading.Lock())
 
 CHUNK = 1 << 20
 
@@ -61,9 +71,17 @@ def cache_image(cache_dir: Path, source: str, checksum: str,
     cache_dir.mkdir(parents=True, exist_ok=True)
     name = f"{algo}-{expected[:32]}.img"
     final = cache_dir / name
-    if final.exists():
-        return CachedImage(name, final, algo, expected, final.stat().st_size)
-    tmp = cache_dir / f".{name}.{os.getpid()}.part"
+    # Nodes deployed together with one image fetch it once; the others wait for it.
+    with _lock_for(final):
+        if final.exists():
+            return CachedImage(name, final, algo, expected, final.stat().st_size)
+        return _fetch(source, final, algo, expected)
+
+
+def _fetch(source: str, final: Path, algo: str, expected: str) -> CachedImage:
+    name = final.name
+    cache_dir = final.parent
+    tmp = cache_dir / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part"
     h = hashlib.new(algo)
     parsed = urllib.parse.urlsplit(source)
     try:
