@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -323,14 +324,22 @@ class Demo:
     def _node_spec(self, name: str) -> dict[str, Any]:
         return next(n for n in self.spec["nodes"] if n["name"] == name)
 
-    def _reaches(self, name: str, ip: str, tries: int = 3) -> bool:
+    def _reaches(self, name: str, ip: str, tries: int = 3, borrow: str | None = None) -> bool:
+        """True if ``ip`` answers a ping from the node's namespace (any of ``tries``).
+        ``borrow``: an address/prefix the node holds for the duration of the probe."""
         ns = self._node_spec(name)["namespace"]
-        for _ in range(tries):
-            r = subprocess.run(netns_exec(ns, "ping", "-c", "1", "-W", "1", ip),
-                               capture_output=True, timeout=10)
-            if r.returncode == 0:
-                return True
-        return False
+        if borrow:
+            run("ip", "-n", ns, "addr", "add", borrow, "dev", "eth0")
+        try:
+            for _ in range(tries):
+                r = subprocess.run(netns_exec(ns, "ping", "-c", "1", "-W", "1", ip),
+                                   capture_output=True, timeout=10)
+                if r.returncode == 0:
+                    return True
+            return False
+        finally:
+            if borrow:
+                run("ip", "-n", ns, "addr", "del", borrow, "dev", "eth0", check=False)
 
     def _wait_os(self, names: list[str], timeout: float = 60) -> None:
         """Wait until each node's installed OS configured its address (the BMC's power-on
@@ -354,17 +363,26 @@ class Demo:
                        s["os"] == "os" and any(a.startswith(p["ip"] + "/")
                                                for a in s["ip_addresses"]),
                        s["detail"] or s["os"])
+        # All pings at once (a failed one waits out its timeout), printed in order.
+        probes: list[tuple[str, str, str, bool, str | None]] = []  # what, node, ip, want, borrow
         for name, p in plan.items():
             for peer, q in plan.items():
-                if peer == name:
-                    continue
-                same = p["tenant"] == q["tenant"]
-                got = self._reaches(name, q["ip"], tries=3 if same else 2)
-                self.check(f"{name} {'reaches' if same else 'does not reach'} {peer} "
-                           f"({q['tenant']}, {q['ip']})", got == same)
+                if peer != name:
+                    same = p["tenant"] == q["tenant"]
+                    probes.append((f"{name} {'reaches' if same else 'does not reach'} {peer} "
+                                   f"({q['tenant']}, {q['ip']})", name, q["ip"], same, None))
+        for i, name in enumerate(plan):
             for net in self.spec["networks"]:
-                self.check(f"{name} does not reach the {net['name']} network "
-                           f"({net['gateway']})", not self._reaches(name, net["gateway"], 1))
+                # With an address of its own in that subnet, so only the VLAN can stop it.
+                borrow = net["cidr"].rsplit(".", 1)[0] + f".{240 + i}/24"
+                probes.append((f"{name} does not reach the {net['name']} network "
+                               f"({net['gateway']}, even from {borrow.split('/')[0]})",
+                               name, net["gateway"], False, borrow))
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(lambda pr: self._reaches(pr[1], pr[2], 3 if pr[3] else 2,
+                                                             borrow=pr[4]), probes))
+        for (what, _n, _ip, want, _b), got in zip(probes, results, strict=True):
+            self.check(what, got == want)
 
     def _undeploy(self, c: Client, plan: dict[str, dict[str, Any]]) -> None:
         name = list(plan)[-1]
