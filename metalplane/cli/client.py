@@ -48,6 +48,9 @@ class Client:
         self._http = httpx.Client(base_url=self.url, auth=auth, timeout=timeout,
                                   headers={"X-OpenStack-Ironic-API-Version": "latest"})
 
+    def close(self) -> None:
+        self._http.close()
+
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             resp = self._http.request(method, path, **kwargs)

@@ -76,6 +76,7 @@ class Demo:
     phases: list[tuple[str, float]] = field(default_factory=list)
     spec: dict[str, Any] = field(default_factory=dict)
     server: subprocess.Popen[bytes] | None = None
+    client: Client | None = None
     started: float = field(default_factory=time.monotonic)
 
     # ----------------------------------------------------------------- output
@@ -159,7 +160,7 @@ class Demo:
                 env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True)
         url = f"http://127.0.0.1:{self.port}"
-        client = Client(url, timeout=30)
+        client = self.client = Client(url, timeout=30)
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -440,6 +441,8 @@ class Demo:
 
     def _teardown(self) -> None:
         t0 = time.monotonic()
+        if self.client is not None:
+            self.client.close()
         if self.server is not None and self.server.poll() is None:
             os.killpg(self.server.pid, signal.SIGTERM)
             try:

@@ -47,6 +47,7 @@ from metalplane.lab.rack import (
     add_nic,
     kill_mentioning,
     netns_exec,
+    reap,
     remove_prefixed,
     run,
 )
@@ -320,6 +321,7 @@ def down(name: str = "mplab", quiet: bool = False) -> list[str]:
         if n:
             removed.append(f"{n} process(es)")
     removed += remove_prefixed(f"{name}-")
+    reap()
     if state.exists():
         shutil.rmtree(state, ignore_errors=True)
         removed.append(f"directory {state}")

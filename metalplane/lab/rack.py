@@ -118,13 +118,28 @@ class Switch:
                 if name != self.bridge}
 
 
+# Daemons this process started; they outlive `lab up` on purpose. Kept so that `down`, when
+# run by the same process (the demo, tests), reaps them instead of leaving zombies.
+_CHILDREN: list[subprocess.Popen[bytes]] = []
+
+
 def _spawn(cmd: list[str], env: dict[str, str] | None, log: Path) -> subprocess.Popen[bytes]:
+    """Start a lab daemon in its own session, output appended to ``log``."""
     with open(log, "ab") as out:
         try:
-            return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
         except FileNotFoundError:
             raise LabError(f"{cmd[0]} is not installed (run scripts/setup.sh)") from None
+    _CHILDREN.append(proc)
+    return proc
+
+
+def reap() -> None:
+    """Collect the exit status of daemons this process started that have ended."""
+    for proc in list(_CHILDREN):
+        if proc.poll() is not None:
+            _CHILDREN.remove(proc)
 
 
 def _wait_for(ready: Any, timeout: float, message: str) -> None:
