@@ -221,7 +221,7 @@ class Supervisor:
             node.agent = subprocess.Popen(
                 netns_exec(node.ns, sys.executable, "-m", "metalplane.agent.main",
                            f"--api-url={api.group(1)}", f"--token={token.group(1)}",
-                           f"--disk={node.disk}", f"--work-dir={work}", "--lldp-wait=4"),
+                           f"--disk={node.disk}", f"--work-dir={work}", "--lldp-wait=10"),
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True)
         node.set_state("agent", f"metalplane-agent (pid {node.agent.pid}) talking to "

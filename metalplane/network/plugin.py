@@ -452,26 +452,40 @@ class NetworkPlugin:
             s.execute(sa.delete(NetworkPort).where(NetworkPort.id == port.id))
 
     # ================================================================ binding
-    def _context(self, port: NetworkPort) -> PortContext:
+    def _context(self, port: NetworkPort,
+                 nets: dict[str, tuple[Network, NetworkSegment | None]] | None = None
+                 ) -> PortContext:
+        """The mechanism drivers' view of ``port``; ``nets`` memoizes networks and their
+        segments across one batch (one read per network, not per port)."""
+        nets = {} if nets is None else nets
+        if port.network_id not in nets:
+            nets[port.network_id] = (self.get_network(port.network_id),
+                                     self.segment(port.network_id))
+        network, segment = nets[port.network_id]
         return PortContext(port_id=port.id, vnic_type=port.binding_vnic_type,
                            host_id=port.binding_host_id, profile=port.binding_profile or {},
-                           network=self.get_network(port.network_id),
-                           segment=self.segment(port.network_id))
+                           network=network, segment=segment)
 
     def _set_binding(self, port_id: str, vif_type: str, details: dict[str, Any],
                      status: str) -> None:
-        with self.db.write() as s:
-            row = s.get(NetworkPort, port_id)
-            if row is not None:
-                row.binding_vif_type, row.binding_vif_details, row.status = (
-                    vif_type, details, status)
+        self._set_bindings([(port_id, vif_type, details, status)])
+
+    def _set_bindings(self, changes: list[tuple[str, str, dict[str, Any], str]]) -> None:
+        """``(port_id, vif_type, vif_details, status)`` for many ports, one transaction."""
+        if not changes:
+            return
+        with self.db.write() as s:  # one executemany UPDATE by primary key
+            s.execute(sa.update(NetworkPort), [
+                {"id": port_id, "binding_vif_type": vif_type, "binding_vif_details": details,
+                 "status": status} for port_id, vif_type, details, status in changes])
 
     def _apply_all(self, changes: dict[str, tuple[Switch, list[PortConfig]]],
                    owners: dict[str, str | None]) -> None:
         """Apply per-switch changes; if one switch fails, restore the ones already done."""
         done: list[tuple[Switch, list[PortConfig], list[Any]]] = []
         for sw, cfgs in changes.values():
-            before = [self.switches.wanted(sw, c.name) for c in cfgs]
+            wanted = self.switches.wanted_many(sw, [c.name for c in cfgs])
+            before = [wanted.get(c.name) for c in cfgs]
             try:
                 self.switches.apply(sw, cfgs, owners)
             except SwitchError:
@@ -490,8 +504,10 @@ class NetworkPlugin:
                 raise
             done.append((sw, cfgs, before))
 
-    def _decide(self, port: NetworkPort) -> Binding:
-        ctx = self._context(port)
+    def _decide(self, port: NetworkPort,
+                nets: dict[str, tuple[Network, NetworkSegment | None]] | None = None
+                ) -> Binding:
+        ctx = self._context(port, nets)
         for drv in self.mechanism_drivers:
             b = drv.bind_port(ctx)
             if b is not None:
@@ -516,23 +532,25 @@ class NetworkPlugin:
         """Bind several ports with one transaction per switch. All or nothing: on failure
         every port shows ``binding_failed`` and switches are restored. Raises
         :class:`BindingFailed`."""
+        failed: list[tuple[str, str, dict[str, Any], str]] = [
+            (p.id, "binding_failed", {}, "DOWN") for p in ports]
+        nets: dict[str, tuple[Network, NetworkSegment | None]] = {}
         try:
-            bindings = [self._decide(p) for p in ports]
+            with self.switches.cached_lookups():
+                bindings = [self._decide(p, nets) for p in ports]
         except Invalid as exc:
-            for p in ports:
-                self._set_binding(p.id, "binding_failed", {}, "DOWN")
+            self._set_bindings(failed)
             raise BindingFailed(f"binding failed: {exc.message}", 400) from None
         owners: dict[str, str | None] = {c.name: p.id for p, b in zip(ports, bindings, strict=True)
                   for _, cfgs in b.changes.values() for c in cfgs}
         try:
             self._apply_all(group_changes(bindings), owners)
         except SwitchError as exc:
-            for p in ports:
-                self._set_binding(p.id, "binding_failed", {}, "DOWN")
+            self._set_bindings(failed)
             raise BindingFailed(f"binding failed: {exc.message}", 503) from None
+        self._set_bindings([(p.id, b.vif_type, {**b.vif_details, "driver": b.driver}, "ACTIVE")
+                            for p, b in zip(ports, bindings, strict=True)])
         for p, b in zip(ports, bindings, strict=True):
-            self._set_binding(p.id, b.vif_type, {**b.vif_details, "driver": b.driver},
-                              "ACTIVE")
             LOG.info("port %s bound on %s for host %s", p.id,
                      ", ".join(sw.name for sw, _ in b.changes.values()) or "no switch",
                      p.binding_host_id)
@@ -545,22 +563,23 @@ class NetworkPlugin:
     def unbind_many(self, ports: list[NetworkPort]) -> None:
         """Unbind several ports, one transaction per switch. Raises :class:`BindingFailed`."""
         bindings: list[Binding] = []
-        for p in ports:
-            ctx = self._context(p)
-            for drv in self.mechanism_drivers:
-                try:
-                    bindings.append(drv.unbind_port(ctx))
-                except Invalid as exc:  # e.g. the switch was deleted: nothing to undo
-                    LOG.warning("port %s: %s", p.id, exc.message)
-                break
+        nets: dict[str, tuple[Network, NetworkSegment | None]] = {}
+        with self.switches.cached_lookups():
+            for p in ports:
+                ctx = self._context(p, nets)
+                for drv in self.mechanism_drivers:
+                    try:
+                        bindings.append(drv.unbind_port(ctx))
+                    except Invalid as exc:  # e.g. the switch was deleted: nothing to undo
+                        LOG.warning("port %s: %s", p.id, exc.message)
+                    break
         owners: dict[str, str | None] = {c.name: None for b in bindings
                                          for _, cfgs in b.changes.values() for c in cfgs}
         try:
             self._apply_all(group_changes(bindings), owners)
         except SwitchError as exc:
             raise BindingFailed(f"unbinding failed: {exc.message}", 503) from None
-        for p in ports:
-            self._set_binding(p.id, "unbound", {}, "DOWN")
+        self._set_bindings([(p.id, "unbound", {}, "DOWN") for p in ports])
 
     def mark_bound_without_switch(self, port: NetworkPort, host: str) -> None:
         """A binding that needs no switch change (the flat network interface)."""

@@ -10,10 +10,12 @@ a failure.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
 import uuid as uuidlib
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -49,6 +51,7 @@ class SwitchManager:
         self.parking_vlan = parking_vlan
         self._batchers: dict[str, SwitchBatcher] = {}
         self._lock = threading.Lock()
+        self._local = threading.local()
 
     # ---------------------------------------------------------------- registry
     def create(self, body: dict[str, Any], check: bool = True) -> Switch:
@@ -104,10 +107,27 @@ class SwitchManager:
             raise NotFound(f"Switch {ident} could not be found.")
         return sw
 
+    @contextlib.contextmanager
+    def cached_lookups(self) -> Iterator[None]:
+        """Within the block, this thread's :meth:`by_switch_id` answers each switch_id from
+        one read (a batch of bindings names the same few switches many times)."""
+        outer = getattr(self._local, "memo", None)
+        self._local.memo = {} if outer is None else outer
+        try:
+            yield
+        finally:
+            self._local.memo = outer
+
     def by_switch_id(self, switch_id: str) -> Switch | None:
+        key = str(switch_id).lower()
+        memo: dict[str, Switch | None] | None = getattr(self._local, "memo", None)
+        if memo is not None and key in memo:
+            return memo[key]
         with self.db.read() as s:
-            return s.scalars(sa.select(Switch).where(
-                Switch.switch_id == str(switch_id).lower())).first()
+            sw = s.scalars(sa.select(Switch).where(Switch.switch_id == key)).first()
+        if memo is not None:
+            memo[key] = sw
+        return sw
 
     def delete(self, ident: str) -> None:
         sw = self.get(ident)
@@ -160,18 +180,17 @@ class SwitchManager:
             self._forget(sw)  # the next call reconnects
             raise
         with self.db.write() as s:
+            for cfg in configs:  # dissolved bonds and ports that became bond members go
+                gone = ([cfg.unbond] if cfg.unbond else []) + list(cfg.members)
+                if gone:
+                    s.execute(sa.delete(SwitchPortBinding).where(
+                        SwitchPortBinding.switch_uuid == sw.id,
+                        SwitchPortBinding.port_name.in_(gone)))
+            existing = {r.port_name: r for r in s.scalars(sa.select(SwitchPortBinding).where(
+                SwitchPortBinding.switch_uuid == sw.id,
+                SwitchPortBinding.port_name.in_([c.name for c in configs])))}
             for cfg in configs:
-                if cfg.unbond:
-                    s.execute(sa.delete(SwitchPortBinding).where(
-                        SwitchPortBinding.switch_uuid == sw.id,
-                        SwitchPortBinding.port_name == cfg.unbond))
-                if cfg.members:
-                    s.execute(sa.delete(SwitchPortBinding).where(
-                        SwitchPortBinding.switch_uuid == sw.id,
-                        SwitchPortBinding.port_name.in_(list(cfg.members))))
-                row = s.scalars(sa.select(SwitchPortBinding).where(
-                    SwitchPortBinding.switch_uuid == sw.id,
-                    SwitchPortBinding.port_name == cfg.name)).first()
+                row = existing.get(cfg.name)
                 if row is None:
                     row = SwitchPortBinding(switch_uuid=sw.id, port_name=cfg.name)
                     s.add(row)
@@ -181,10 +200,14 @@ class SwitchManager:
                 row.network_port_id = owners.get(cfg.name)
 
     def wanted(self, sw: Switch, port_name: str) -> SwitchPortBinding | None:
+        return self.wanted_many(sw, [port_name]).get(port_name)
+
+    def wanted_many(self, sw: Switch, names: list[str]) -> dict[str, SwitchPortBinding]:
+        """What metalplane last set on each named port of ``sw`` (one query)."""
         with self.db.read() as s:
-            return s.scalars(sa.select(SwitchPortBinding).where(
+            return {r.port_name: r for r in s.scalars(sa.select(SwitchPortBinding).where(
                 SwitchPortBinding.switch_uuid == sw.id,
-                SwitchPortBinding.port_name == port_name)).first()
+                SwitchPortBinding.port_name.in_(names)))}
 
     def observed(self, sw: Switch) -> dict[str, dict[str, Any]]:
         """What the switch says of every port metalplane manages on it."""

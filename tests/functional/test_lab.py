@@ -79,7 +79,7 @@ def test_up_status_and_down_even_after_a_crash(lab_name: str) -> None:
         f"provisioning={lab_name}-svc-prov:eth0", f"cleaning={lab_name}-svc-clean:eth0"]
     # the node hears its switch port over LLDP
     listen = ("import json; from metalplane.agent import lldp; "
-              "print(json.dumps(lldp.listen(['eth0'], 5)))")
+              "print(json.dumps(lldp.listen(['eth0'], 15)))")
     heard = subprocess.run(["ip", "netns", "exec", n1["namespace"], sys.executable, "-c", listen],
                            capture_output=True, text=True, timeout=30)
     neighbour = json.loads(heard.stdout)["eth0"]
