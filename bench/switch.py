@@ -11,7 +11,8 @@ internal interfaces. Then, on the same switch in the same run:
 
 Prints the machine, versions, parameters and times; writes ``bench/results/switch.json``
 with ``ratio`` = metalplane's ports per second / the peer's, at ``--ports``. Needs root.
-Run: ``sudo .venv/bin/python bench/switch.py [--ports 500]``.
+Run: ``sudo .venv/bin/python bench/switch.py [--ports 500]``; ``MP_PROFILE=1`` prints a
+cProfile of ``bind_many``.
 """
 
 from __future__ import annotations
