@@ -96,7 +96,12 @@ class Switch:
         run("ip", "link", "set", self.bridge, "up", check=False)
 
     def stop(self) -> None:
-        """Stop both daemons (their pid files) and remove the run directory."""
+        """Delete the bridge (so ovs-vswitchd removes its internal ports' tap devices and the
+        datapath's), stop both daemons (their pid files) and remove the run directory."""
+        if (self.rundir / "db.sock").exists():
+            # if the daemons are gone already, `down` removes leftover links by name
+            with contextlib.suppress(LabError):
+                self.vsctl("--if-exists", "del-br", self.bridge)
         for name in ("vswitchd.pid", "ovsdb.pid"):
             with contextlib.suppress(FileNotFoundError, ValueError):
                 kill_pids([int((self.rundir / name).read_text().strip())])

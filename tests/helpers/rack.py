@@ -92,6 +92,10 @@ def ovs_bridge(bridge: str) -> Iterator[OVS]:
         ovs.vsctl("add-br", bridge, "--", "set", "bridge", bridge, "datapath_type=netdev")
         yield ovs
     finally:
+        # ovs-vswitchd removes the tap devices of the bridge and its internal ports only
+        # when the bridge goes, not when it is stopped
+        run("ovs-vsctl", f"--db={ovs.address}", "--timeout=10", "--if-exists", "del-br",
+            bridge, check=False)
         for p in reversed(ovs.procs):
             if p.poll() is None:
                 p.terminate()
@@ -100,6 +104,8 @@ def ovs_bridge(bridge: str) -> Iterator[OVS]:
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait(timeout=10)
+        if Path(f"/sys/class/net/{bridge}").exists():  # a test that stopped ovsdb-server
+            run("ip", "link", "del", bridge, check=False)
         shutil.rmtree(rundir, ignore_errors=True)
 
 
