@@ -34,7 +34,7 @@ from rich.table import Table
 from metalplane.cli.client import ApiError, Client
 from metalplane.common.bmc_address import parse_bmc_address
 from metalplane.lab import lab
-from metalplane.lab.rack import LabError, netns_exec, run
+from metalplane.lab.rack import LabError, reaches, run
 from metalplane.lifecycle.states import FAILED_STATES, RESTING_STATES
 
 __all__ = ["Demo", "DemoError"]
@@ -332,12 +332,7 @@ class Demo:
         if borrow:
             run("ip", "-n", ns, "addr", "add", borrow, "dev", "eth0")
         try:
-            for _ in range(tries):
-                r = subprocess.run(netns_exec(ns, "ping", "-c", "1", "-W", "1", ip),
-                                   capture_output=True, timeout=10)
-                if r.returncode == 0:
-                    return True
-            return False
+            return reaches(ns, ip, tries)
         finally:
             if borrow:
                 run("ip", "-n", ns, "addr", "del", borrow, "dev", "eth0", check=False)

@@ -45,11 +45,13 @@ from metalplane.lab.rack import (
     _spawn,
     _wait_for,
     add_nic,
+    free_port,
     kill_mentioning,
     netns_exec,
     reap,
     remove_prefixed,
     run,
+    wait_http,
 )
 
 __all__ = ["LabError", "down", "lab_dir", "load", "server_settings", "status", "up"]
@@ -84,14 +86,6 @@ def _need_root() -> None:
                  "mkfs.ext4", "qemu-img"):
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
             raise LabError(f"{tool} is not installed (run scripts/setup.sh)")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def load(name: str) -> dict[str, Any]:
@@ -165,7 +159,7 @@ def _build(name: str, count: int, state: Path, progress: Progress) -> dict[str, 
              "and a disk file")
     chassis = _start_lldpd(name, state)
     progress(f"lldpd: LLDP from every switch port (chassis {chassis})")
-    sup_port, emu_port = _free_port(), _free_port()
+    sup_port, emu_port = free_port(), free_port()
     spec: dict[str, Any] = {
         "name": name, "state_dir": str(state), "created_at": time.time(),
         "switch": {"name": switch.bridge, "bridge": switch.bridge, "address": switch.address,
@@ -184,25 +178,13 @@ def _build(name: str, count: int, state: Path, progress: Progress) -> dict[str, 
     sup = _spawn([sys.executable, "-m", "metalplane.lab.supervisor", "--state-dir", str(state),
                   "--port", str(sup_port)], None, state / "logs" / "supervisor.log")
     (state / "lab.json.tmp").rename(state / "lab.json")
-    _wait_http(spec["supervisor"]["url"], sup, state / "logs" / "supervisor.log",
+    wait_http(spec["supervisor"]["url"], sup, state / "logs" / "supervisor.log",
                "the boot supervisor")
     emu = _start_emulator(state, emu_port, sup_port, node_specs)
-    _wait_http(f"{spec['emulator']['url']}/redfish/v1/Systems", emu,
+    wait_http(f"{spec['emulator']['url']}/redfish/v1/Systems", emu,
                state / "logs" / "emulator.log", "sushy-emulator")
     progress(f"BMCs: sushy-tools Redfish emulator at {spec['emulator']['url']}")
     return spec
-
-
-def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, what: str) -> None:
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise LabError(f"{what} exited: {log.read_text()[-2000:]}")
-        try:
-            return httpx.get(url, timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    _wait_for(ready, 30, f"{what} did not answer at {url}: see {log}")
 
 
 def _start_lldpd(name: str, state: Path) -> str:
@@ -233,24 +215,38 @@ def _start_lldpd(name: str, state: Path) -> str:
     return chassis.lower()
 
 
+def write_emulator_config(path: Path, port: int, state_dir: Path,
+                          systems: list[dict[str, Any]], notify_url: str) -> None:
+    """sushy-tools' emulator configuration: the fake driver on 127.0.0.1:``port`` with
+    ``systems`` (SUSHY_EMULATOR_FAKE_SYSTEMS entries), telling ``notify_url`` of changes."""
+    path.write_text(textwrap.dedent(f"""
+        SUSHY_EMULATOR_LISTEN_IP = '127.0.0.1'
+        SUSHY_EMULATOR_LISTEN_PORT = {port}
+        SUSHY_EMULATOR_FAKE_DRIVER = True
+        SUSHY_EMULATOR_STATE_DIR = {str(state_dir)!r}
+        SUSHY_EMULATOR_FAKE_SYSTEMS = {systems!r}
+        EXTERNAL_NOTIFICATION_URL = {notify_url!r}
+    """))
+
+
+def emulator_command(config: Path) -> list[str]:
+    """The command that runs sushy-emulator with ``config``. Raises :class:`LabError` when
+    it is not installed."""
+    exe = Path(sys.executable).parent / "sushy-emulator"
+    if not exe.exists():
+        raise LabError("sushy-emulator is not installed: pip install 'metalplane[lab]' "
+                       "(scripts/setup.sh does)")
+    return [str(exe), "--config", str(config)]
+
+
 def _start_emulator(state: Path, port: int, notify_port: int, nodes: list[dict[str, Any]]
                     ) -> subprocess.Popen[bytes]:
     systems = [{"uuid": n["uuid"], "name": n["name"], "power_state": "Off",
                 "external_notifier": True, "nics": [{"mac": n["mac"]}]} for n in nodes]
     cfg = state / "emulator.conf"
-    cfg.write_text(textwrap.dedent(f"""
-        SUSHY_EMULATOR_LISTEN_IP = '127.0.0.1'
-        SUSHY_EMULATOR_LISTEN_PORT = {port}
-        SUSHY_EMULATOR_FAKE_DRIVER = True
-        SUSHY_EMULATOR_STATE_DIR = {str(state / 'emulator-state')!r}
-        SUSHY_EMULATOR_FAKE_SYSTEMS = {systems!r}
-        EXTERNAL_NOTIFICATION_URL = 'http://127.0.0.1:{notify_port}/notify'
-    """))
-    exe = Path(sys.executable).parent / "sushy-emulator"
-    if not exe.exists():
-        raise LabError("sushy-emulator is not installed: pip install 'metalplane[lab]' "
-                       "(scripts/setup.sh does)")
-    return _spawn([str(exe), "--config", str(cfg)], None, state / "logs" / "emulator.log")
+    write_emulator_config(cfg, port, state / "emulator-state", systems,
+                          f"http://127.0.0.1:{notify_port}/notify")
+    return _spawn(emulator_command(cfg), None, state / "logs" / "emulator.log")
 
 
 def server_settings(spec: dict[str, Any]) -> dict[str, str]:

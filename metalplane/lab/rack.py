@@ -15,14 +15,17 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LabError", "Switch", "add_nic", "disable_offload", "kill_mentioning",
-           "netns_exec", "remove_prefixed", "run"]
+import httpx
+
+__all__ = ["LabError", "Switch", "add_nic", "dhclient_once", "disable_offload", "free_port",
+           "kill_mentioning", "netns_exec", "reaches", "remove_prefixed", "run", "wait_http"]
 
 OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 
@@ -97,15 +100,22 @@ class Switch:
 
     def stop(self) -> None:
         """Delete the bridge (so ovs-vswitchd removes its internal ports' tap devices and the
-        datapath's), stop both daemons (their pid files) and remove the run directory."""
+        datapath's), stop both daemons and remove the run directory."""
         if (self.rundir / "db.sock").exists():
-            # if the daemons are gone already, `down` removes leftover links by name
-            with contextlib.suppress(LabError):
+            with contextlib.suppress(LabError):  # the daemons may be gone already
                 self.vsctl("--if-exists", "del-br", self.bridge)
+        self.stop_daemons()
+        if Path(f"/sys/class/net/{self.bridge}").exists():  # the daemons died before del-br
+            run("ip", "link", "del", self.bridge, check=False)
+        shutil.rmtree(self.rundir, ignore_errors=True)
+
+    def stop_daemons(self) -> None:
+        """Stop ovs-vswitchd and ovsdb-server (their pid files), leaving everything else:
+        what a switch that goes away looks like."""
         for name in ("vswitchd.pid", "ovsdb.pid"):
             with contextlib.suppress(FileNotFoundError, ValueError):
                 kill_pids([int((self.rundir / name).read_text().strip())])
-        shutil.rmtree(self.rundir, ignore_errors=True)
+        reap()
 
     def tag(self, port: str) -> int | None:
         """The access VLAN of ``port``; None when it has none (or does not exist)."""
@@ -153,6 +163,57 @@ def _wait_for(ready: Any, timeout: float, message: str) -> None:
         if time.monotonic() > deadline:
             raise LabError(message)
         time.sleep(0.05)
+
+
+def wait_http(url: str, proc: subprocess.Popen[Any], log: Path, what: str,
+              timeout: float = 30) -> None:
+    """Poll ``url`` until it answers 200. Raises :class:`LabError` with the tail of ``log``
+    if ``proc`` exits, or naming ``log`` after ``timeout`` seconds."""
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise LabError(f"{what} exited: {log.read_text()[-2000:]}")
+        try:
+            return httpx.get(url, timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    _wait_for(ready, timeout, f"{what} did not answer at {url}: see {log}")
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A free port on 127.0.0.1 (TCP, or UDP with ``socket.SOCK_DGRAM``)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def reaches(ns: str, ip: str, tries: int = 3) -> bool:
+    """True if any of ``tries`` pings (1 s timeout each) from namespace ``ns`` answers
+    (ARP may need a moment after a switch port changed VLAN)."""
+    for _ in range(tries):
+        r = subprocess.run(netns_exec(ns, "ping", "-c", "1", "-W", "1", ip),
+                           capture_output=True, timeout=10)
+        if r.returncode == 0:
+            return True
+    return False
+
+
+def dhclient_once(ns: str, workdir: Path, name: str, ipxe: bool = False,
+                  timeout: int = 8) -> str:
+    """One DHCP exchange by a real dhclient on ``eth0`` of namespace ``ns``, which
+    configures nothing (``-sf /bin/true``); the lease file's text, empty without an answer.
+    ``ipxe`` sends user class ``iPXE``. Files go to ``workdir/name.*``. Source: dhclient(8),
+    dhclient.conf(5)."""
+    conf = workdir / f"{name}.conf"
+    conf.write_text(f"timeout {timeout};\nretry 1;\nalso request tftp-server-name;\n"
+                    + ('send user-class "iPXE";\n' if ipxe else ""))
+    lease = workdir / f"{name}.lease"
+    lease.unlink(missing_ok=True)
+    pid = workdir / f"{name}.pid"
+    run(*netns_exec(ns, "dhclient", "-1", "-sf", "/bin/true", "-cf", str(conf), "-lf",
+                    str(lease), "-pf", str(pid), "eth0"), check=False, timeout=timeout * 4)
+    run(*netns_exec(ns, "dhclient", "-x", "-pf", str(pid)), check=False)
+    return lease.read_text() if lease.exists() else ""
 
 
 def add_nic(switch: Switch, ns: str, inside: str, outside: str, tag: int | None) -> str:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from metalplane.agent import configdrive
-from metalplane.lab.rack import kill_pids, netns_exec, run
+from metalplane.lab.rack import dhclient_once, kill_pids, netns_exec, run
 
 LOG = logging.getLogger("metalplane.lab.supervisor")
 EXT4_MAGIC_OFFSET = 1080  # s_magic in the superblock at 1024 (ext4(5))
@@ -153,18 +153,8 @@ class Supervisor:
 
     # ----------------------------------------------------------------- PXE
     def _dhcp(self, node: Node, ipxe: bool) -> dict[str, str]:
-        """One DHCP exchange with dhclient (no address configured by it); the lease."""
-        d = self.state_dir / "dhcp"
-        conf = d / f"{node.name}.conf"
-        conf.write_text("timeout 8;\nretry 1;\nalso request tftp-server-name;\n"
-                        + ('send user-class "iPXE";\n' if ipxe else ""))
-        lease = d / f"{node.name}.lease"
-        lease.unlink(missing_ok=True)
-        pid = d / f"{node.name}.pid"
-        run(*netns_exec(node.ns, "dhclient", "-1", "-sf", "/bin/true", "-cf", str(conf),
-                        "-lf", str(lease), "-pf", str(pid), "eth0"), check=False, timeout=30)
-        run(*netns_exec(node.ns, "dhclient", "-x", "-pf", str(pid)), check=False)
-        return parse_lease(lease.read_text()) if lease.exists() else {}
+        """One DHCP exchange from the node (no address configured by it); the lease."""
+        return parse_lease(dhclient_once(node.ns, self.state_dir / "dhcp", node.name, ipxe))
 
     def _configure(self, node: Node, ip: str, netmask: str, gateway: str | None) -> None:
         prefix = ipaddress.ip_network(f"0.0.0.0/{netmask}").prefixlen

@@ -141,10 +141,7 @@ class SwitchManager:
         with self.db.write() as s:
             s.execute(sa.delete(SwitchPortBinding).where(SwitchPortBinding.switch_uuid == sw.id))
             s.execute(sa.delete(Switch).where(Switch.id == sw.id))
-        with self._lock:
-            b = self._batchers.pop(sw.id, None)
-        if b is not None:
-            b.close()
+        self._forget(sw)
 
     def bindings(self, switch_uuid: str | None = None) -> list[SwitchPortBinding]:
         with self.db.read() as s:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from metalplane.dhcp.dnsmasq import DnsmasqServer, format_options
+from metalplane.lab.rack import dhclient_once
 from tests.helpers.rack import Host, Rack, rack
 
 pytestmark = pytest.mark.functional
@@ -23,19 +24,8 @@ PXE_OPTS = [
 
 def dhcp(host: Host, tmp: Path, ipxe: bool = False) -> str | None:
     """Run dhclient once in the host's namespace; the lease text, or None if no answer."""
-    conf = tmp / f"{host.ns}-{ipxe}.conf"
-    conf.write_text("timeout 6;\nretry 1;\nalso request tftp-server-name;\n"
-                    + ('send user-class "iPXE";\n' if ipxe else ""))
-    lease = tmp / f"{host.ns}-{ipxe}.lease"
-    lease.unlink(missing_ok=True)
-    r = subprocess.run(["ip", "netns", "exec", host.ns, "dhclient", "-1", "-sf", "/bin/true",
-                        "-cf", str(conf), "-lf", str(lease), "-pf", str(tmp / "dhc.pid"),
-                        "eth0"], capture_output=True, text=True, timeout=30)
-    subprocess.run(["ip", "netns", "exec", host.ns, "dhclient", "-x", "-pf",
-                    str(tmp / "dhc.pid")], capture_output=True, timeout=30)
-    if r.returncode != 0 or not lease.exists() or "fixed-address" not in lease.read_text():
-        return None
-    return lease.read_text()
+    lease = dhclient_once(host.ns, tmp, f"{host.ns}-{ipxe}", ipxe, timeout=6)
+    return lease if "fixed-address" in lease else None
 
 
 @pytest.fixture

@@ -280,9 +280,7 @@ def test_bad_input_is_refused_and_leaves_the_switch_alone(
     # binding fails on a switch that went away: binding_failed, nothing half done
     attach(server, "m1", net_a["id"])
     vif_id = server.http.get("/v1/nodes/m1/vifs").json()["vifs"][0]["id"]
-    for p in r.ovs.procs:
-        p.terminate()
-        p.wait(timeout=10)
+    r.ovs.stop_daemons()
     assert server.provision("m1", "deploy").status_code == 202
     node = server.wait_state("m1", {"deploy failed", "active"}, timeout=90)
     assert node["provision_state"] == "deploy failed"

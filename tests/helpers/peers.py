@@ -23,11 +23,8 @@ from typing import Any
 
 import httpx
 
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from metalplane.lab.lab import emulator_command, write_emulator_config
+from metalplane.lab.rack import free_port, wait_http
 
 
 def stop_process(proc: subprocess.Popen[Any]) -> None:
@@ -40,22 +37,6 @@ def stop_process(proc: subprocess.Popen[Any]) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
-
-
-def wait_http(url: str, proc: subprocess.Popen[Any], log: Path, what: str,
-              timeout: float = 30) -> None:
-    """Poll ``url`` until it answers 200; raise with the tail of ``log`` if ``proc`` exits
-    or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not start: " + log.read_text()[-3000:])
-        time.sleep(0.2)
 
 
 @dataclass
@@ -81,18 +62,11 @@ def sushy_emulator(tmp: Path, count: int = 3, notify_url: str | None = None
     } for i in range(count)]
     port = free_port()
     cfg = tmp / "emulator.conf"
-    cfg.write_text(textwrap.dedent(f"""
-        SUSHY_EMULATOR_LISTEN_IP = '127.0.0.1'
-        SUSHY_EMULATOR_LISTEN_PORT = {port}
-        SUSHY_EMULATOR_FAKE_DRIVER = True
-        SUSHY_EMULATOR_STATE_DIR = {str(tmp / 'emulator-state')!r}
-        SUSHY_EMULATOR_FAKE_SYSTEMS = {systems!r}
-        EXTERNAL_NOTIFICATION_URL = {notify_url or 'http://127.0.0.1:9'!r}
-    """))
+    write_emulator_config(cfg, port, tmp / "emulator-state", systems,
+                          notify_url or "http://127.0.0.1:9")
     log = open(tmp / "emulator.log", "w")  # noqa: SIM115 - closed below
-    exe = Path(sys.executable).parent / "sushy-emulator"
-    proc = subprocess.Popen([str(exe), "--config", str(cfg)], stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(emulator_command(cfg), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/redfish/v1/Systems", proc, tmp / "emulator.log", "sushy-emulator")
