@@ -47,7 +47,17 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import RESULTS, ROOT, PeakRSS, elapsed, header, machine, percentile, write_result
+from bench._common import (
+    RESULTS,
+    ROOT,
+    PeakRSS,
+    cpu_seconds,
+    elapsed,
+    header,
+    machine,
+    percentile,
+    write_result,
+)
 from metalplane import __version__
 from metalplane.lab.rack import free_port, wait_http
 
@@ -238,16 +248,20 @@ def one_run(side: str, n: int, args: argparse.Namespace, work: Path) -> dict[str
     server = metalplane_server(d) if side == "metalplane" else ironic_server(d, args.ironic_venv)
     print(f"{side}, N={n}:", flush=True)
     with server as (url, pid), PeakRSS(pid) as rss:
+        cpu0, own0 = cpu_seconds(pid), time.process_time()
         tally = drive(url, n, args.clients, args.poll, args.timeout)
+        cpu, own = cpu_seconds(pid) - cpu0, time.process_time() - own0
     total = sum(tally.phases.values())
     out = {"phases_s": tally.phases, "total_s": round(total, 3),
            "nodes_per_min": round(n * 60 / total, 1), "peak_rss_mib": rss.peak_mib,
+           "server_cpu_s": round(cpu, 1), "client_cpu_s": round(own, 1),
            "gets": len(tally.get_latency_s),
            "get_p50_ms": round(percentile(tally.get_latency_s, 50) * 1000, 2),
            "get_p99_ms": round(percentile(tally.get_latency_s, 99) * 1000, 2)}
     print(f"  => {out['nodes_per_min']} nodes/min, peak RSS {out['peak_rss_mib']} MiB, "
           f"GET p50 {out['get_p50_ms']} ms p99 {out['get_p99_ms']} ms "
-          f"({out['gets']} GETs)", flush=True)
+          f"({out['gets']} GETs); CPU s: server {out['server_cpu_s']}, "
+          f"client {out['client_cpu_s']}", flush=True)
     return out
 
 
@@ -260,6 +274,8 @@ def main() -> None:
     p.add_argument("--poll", type=float, default=0.2, help="seconds between state polls")
     p.add_argument("--timeout", type=float, default=3600, help="seconds allowed per phase")
     p.add_argument("--peer", choices=["ironic", "none"], default="ironic")
+    p.add_argument("--peer-only", action="store_true",
+                   help="run only the peer at --sizes (to re-measure it; no ratio)")
     p.add_argument("--ironic-spec", default="ironic==39.*")
     p.add_argument("--ironic-venv", type=Path, default=ROOT / "bench" / ".ironic-venv")
     p.add_argument("--out", type=Path, default=RESULTS / "lifecycle.json")
@@ -281,9 +297,12 @@ def main() -> None:
     try:
         ratio = None
         for n in sizes:
-            row: dict[str, Any] = {"n": n, "metalplane": one_run("metalplane", n, args, work)}
+            row: dict[str, Any] = {"n": n}
+            if not args.peer_only:
+                row["metalplane"] = one_run("metalplane", n, args, work)
             if args.peer == "ironic":
                 row["ironic"] = one_run("ironic", n, args, work)
+            if "metalplane" in row and "ironic" in row:
                 ratio = round(row["metalplane"]["nodes_per_min"]
                               / row["ironic"]["nodes_per_min"], 1)
                 row["ratio"] = ratio

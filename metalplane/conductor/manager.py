@@ -251,8 +251,7 @@ class Conductor:
     def _do_read_power(self, task: NodeTask) -> None:
         """verifying and adopting: the BMC answers, and we learn the power state."""
         def step() -> None:
-            task.save(power_state=task.driver.power.get_power_state(task))
-            task.process_event("done")
+            task.process_event("done", power_state=task.driver.power.get_power_state(task))
         self._guarded(task, step)
 
     def _do_inspect(self, task: NodeTask) -> None:
@@ -306,7 +305,7 @@ class Conductor:
     def _do_deploy(self, task: NodeTask) -> None:
         info = dict(task.node.instance_info or {})
         info["configdrive"] = self.networking.config_drive(task.node, info.get("configdrive"))
-        task.save(instance_info=info)
+        task.stage(instance_info=info)
         self._run_step(task, "provisioning", task.driver.deploy.deploy,
                        finish=self.networking.configure_tenant)
 

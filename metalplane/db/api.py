@@ -9,6 +9,7 @@ and PostgreSQL alike, so several conductors can share one database.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid as uuidlib
 from collections.abc import Sequence
 from typing import Any
@@ -125,22 +126,41 @@ def list_nodes(
         return list(s.scalars(q))
 
 
+_FAST = {"populate_existing": True, "synchronize_session": False}
+
+
+@functools.lru_cache(maxsize=512)
+def _node_update(keys: tuple[str, ...]) -> Any:
+    """``UPDATE nodes SET <keys> WHERE id = :_id RETURNING *``, built once per key set: a
+    conductor sets the same few fields over and over, and building the statement costs
+    more CPU than running it on SQLite."""
+    cols = Node.__table__.c
+    return (sa.update(Node).where(Node.id == sa.bindparam("_id"))
+            .values({k: sa.bindparam(f"_v_{k}", type_=cols[k].type) for k in keys})
+            .returning(Node))
+
+
 def update_node(db: Database, node_id: int, values: dict[str, Any],
                 expect: dict[str, Any] | None = None) -> Node:
     """Set ``values`` on node ``node_id`` and return it; with ``expect``, only if those
-    columns still hold those values (else :class:`Conflict`)."""
+    columns still hold those values (else :class:`Conflict`). One ``UPDATE .. RETURNING``."""
+    values = {**values, "updated_at": utcnow()}
     try:
         with db.write() as s:
-            q = sa.update(Node).where(Node.id == node_id)
-            for k, v in (expect or {}).items():
-                c = getattr(Node, k)
-                q = q.where(c.is_(None) if v is None else c == v)
-            values = {**values, "updated_at": utcnow()}
-            if s.execute(q.values(**values)).rowcount != 1:  # type: ignore[attr-defined]
+            if expect:
+                q = sa.update(Node).where(Node.id == node_id)
+                for k, v in expect.items():
+                    c = getattr(Node, k)
+                    q = q.where(c.is_(None) if v is None else c == v)
+                node = s.scalars(q.values(**values).returning(Node),
+                                 execution_options=_FAST).first()
+            else:
+                params = {f"_v_{k}": v for k, v in values.items()}
+                params["_id"] = node_id
+                node = s.scalars(_node_update(tuple(sorted(values))), params,
+                                 execution_options=_FAST).first()
+            if node is None:
                 raise Conflict(f"node {node_id} changed under this update; try again")
-            node = s.get(Node, node_id)
-            assert node is not None
-            s.refresh(node)
             return node
     except IntegrityError as exc:
         raise _unique_violation(exc, "node", values) from None
@@ -157,35 +177,38 @@ def destroy_node(db: Database, node_id: int) -> None:
 # ---- locks ---------------------------------------------------------------------------
 
 def reserve_node(db: Database, ident: str, host: str, purpose: str) -> Node:
-    """Take node ``ident``'s lock for ``host`` doing ``purpose``.
+    """Take node ``ident``'s lock for ``host`` doing ``purpose`` (one ``UPDATE .. RETURNING``
+    when the node is free).
 
     Raises :class:`NotFound`, or :class:`NodeLocked` naming the holder and its purpose.
     """
+    by = (Node.uuid == str(uuidlib.UUID(ident)) if is_uuid_like(ident)
+          else Node.name == ident)
     with db.write() as s:
+        node = s.scalars(
+            sa.update(Node).where(by, Node.reservation.is_(None))
+            .values(reservation=host, reservation_purpose=purpose).returning(Node),
+            execution_options=_FAST).first()
+        if node is not None:
+            return node
         node = get_node(s, ident)
-        if node.reservation is None:
-            taken = s.execute(
-                sa.update(Node)
-                .where(Node.id == node.id, Node.reservation.is_(None))
-                .values(reservation=host, reservation_purpose=purpose)
-            ).rowcount  # type: ignore[attr-defined]
-            if taken == 1:
-                s.refresh(node)
-                return node
-            s.refresh(node)
         raise NodeLocked(
             f"Node {node.uuid} is locked by host {node.reservation} for "
             f"{node.reservation_purpose or 'an operation'}; please retry after it finishes."
         )
 
 
-def release_node(db: Database, node_id: int, host: str) -> None:
-    """Release the lock ``host`` holds on the node (no-op if it holds none)."""
+def release_node(db: Database, node_id: int, host: str,
+                 values: dict[str, Any] | None = None) -> None:
+    """Release the lock ``host`` holds on the node (no-op if it holds none), setting
+    ``values`` in the same statement (a task's last change and its release are one write)."""
+    extra = {**values, "updated_at": utcnow()} if values else {}
     with db.write() as s:
         s.execute(
             sa.update(Node)
             .where(Node.id == node_id, Node.reservation == host)
-            .values(reservation=None, reservation_purpose=None)
+            .values(reservation=None, reservation_purpose=None, **extra),
+            execution_options={"synchronize_session": False},
         )
 
 
@@ -335,6 +358,16 @@ def list_portgroups(db: Database, node_id: int | None = None, limit: int | None 
         if node_id is not None:
             q = q.where(Portgroup.node_id == node_id)
         return _page(s, q, Portgroup, marker, limit, "portgroup")
+
+
+def node_wiring(db: Database, node_id: int) -> tuple[list[Port], list[Portgroup]]:
+    """A node's ports and portgroups (by id), read in one session."""
+    with db.read() as s:
+        ports = list(s.scalars(sa.select(Port).where(Port.node_id == node_id)
+                               .order_by(Port.id)))
+        groups = list(s.scalars(sa.select(Portgroup).where(Portgroup.node_id == node_id)
+                                .order_by(Portgroup.id)))
+        return ports, groups
 
 
 def update_row(db: Database, model: Any, row_id: int, values: dict[str, Any], what: str) -> Any:

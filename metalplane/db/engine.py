@@ -2,8 +2,12 @@
 
 :class:`Database` wraps two SQLAlchemy engines on the same URL: one for reads and one for
 writes. On SQLite (WAL mode) the write engine opens every transaction with ``BEGIN
-IMMEDIATE`` so concurrent writers queue on ``busy_timeout`` instead of failing with
-``SQLITE_BUSY`` when a read transaction is upgraded; on PostgreSQL both are one engine.
+IMMEDIATE`` so concurrent writers queue instead of failing with ``SQLITE_BUSY`` when a read
+transaction is upgraded, and the threads of one process take turns on a lock before they
+begin: SQLite's own busy handler sleeps up to 100 ms between tries, so under many writer
+threads it, not the work, set the pace (a profile of bench/lifecycle.py at 1000 nodes had
+two fifths of the conductor's samples waiting in it). Other processes still queue on
+``busy_timeout``. On PostgreSQL both engines are one and there is no lock.
 The schema is managed by Alembic (``metalplane/db/migrations``); :meth:`Database.upgrade`
 brings it to head.
 """
@@ -11,6 +15,7 @@ brings it to head.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -73,6 +78,8 @@ class Database:
             self.write_engine = self.engine
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self.write_engine, expire_on_commit=False)
+        self._writer: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if self.is_sqlite else contextlib.nullcontext())
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
@@ -83,7 +90,7 @@ class Database:
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:
         """A session in one write transaction, committed on success, rolled back on error."""
-        with self._write() as session, session.begin():
+        with self._writer, self._write() as session, session.begin():
             yield session
 
     def upgrade(self) -> None:

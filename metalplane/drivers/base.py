@@ -79,6 +79,10 @@ class Task(Protocol):
     def save(self, **fields: Any) -> None:
         """Persist node fields (e.g. power_state) at once."""
 
+    def stage(self, **fields: Any) -> None:
+        """Set node fields now and persist them with the task's next write (a save, a
+        state change or the lock's release), for results nobody waits to see."""
+
 
 @dataclasses.dataclass(frozen=True)
 class InspectionResult:
@@ -275,7 +279,9 @@ def _describe(exc: BaseException) -> str:
 
 def power_action(task: Task, state: str) -> None:
     """Drive the node's power to ``state`` (``POWER_ON``/``POWER_OFF``/``REBOOT``) through its
-    power interface and record the resulting ``power_state``. Raises :class:`BMCError`."""
+    power interface and record the resulting ``power_state``. The change in flight
+    (``target_power_state``) is written at once, the result with the task's next write.
+    Raises :class:`BMCError`."""
     power = task.driver.power
     task.save(target_power_state=POWER_ON if state == REBOOT else state)
     try:
@@ -288,7 +294,7 @@ def power_action(task: Task, state: str) -> None:
     except Exception:
         task.save(target_power_state=None)
         raise
-    task.save(power_state=reached, target_power_state=None)
+    task.stage(power_state=reached, target_power_state=None)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, interval: float, what: str) -> None:

@@ -62,8 +62,7 @@ class NodeNetworking:
         return node.network_interface or self.settings.default_network_interface
 
     def _objects(self, node: Node) -> tuple[list[Port], list[Portgroup]]:
-        return (db_api.list_ports(self.db, node_id=node.id),
-                db_api.list_portgroups(self.db, node_id=node.id))
+        return db_api.node_wiring(self.db, node.id)
 
     def _save_internal(self, obj: Attachable, info: dict[str, Any]) -> None:
         model = Port if isinstance(obj, Port) else Portgroup

@@ -79,7 +79,7 @@ class FakeManagement(base.ManagementInterface):
         _work(self)
         internal = dict(task.node.driver_internal_info or {})
         internal["fake_boot_device"] = {"boot_device": device, "persistent": persistent}
-        task.save(driver_internal_info=internal)
+        task.stage(driver_internal_info=internal)
 
     def get_boot_device(self, task: base.Task) -> dict[str, Any]:
         _work(self)
