@@ -151,7 +151,10 @@ def main() -> None:
             ours.add_host(f"port-{i}", mac_of(i), ip_of(i), [])
         load_s = time.perf_counter() - t0
         print(f"metalplane: {args.hosts} hosts given in {load_s:.2f} s", flush=True)
-        dhclient(work, mac_of(0), args.timeout)  # dnsmasq has read them all; warm
+        # a burst of 20,000 inotify events may overflow the kernel's queue; a restart makes
+        # dnsmasq read the directories whole, as after a reboot of the server
+        ours.restart()
+        dhclient(work, mac_of(args.hosts - 1), args.timeout)  # all known; warm
         floor = [dhclient(work, mac_of(k), args.timeout) for k in range(1, args.samples + 1)]
         ours_s = timed_joins(work, args.hosts, args.samples,
                              lambda i: ours.add_host(f"port-{i}", mac_of(i), ip_of(i), []),

@@ -20,6 +20,11 @@ import pytest
 from metalplane.lab.rack import Switch, add_nic, reaches, run
 
 
+def need_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root for network namespaces (CI runs as root)")
+
+
 def need_root_and_ovs() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root for namespaces and Open vSwitch (CI runs as root)")

@@ -1,0 +1,105 @@
+"""Time to active in the virtual rack: ``--nodes`` nodes from enroll to active, in parallel.
+
+The rack of ``metalplane lab up`` (Open vSwitch ToR, nodes as namespaces with disk files,
+sushy-tools' Redfish emulator, PXE/iPXE, the agent) and a metalplane server, as
+``metalplane demo`` builds them. Then, timed: enroll every node (Redfish address + boot
+MAC), manage, provide (the agent cleans each disk on the cleaning network), deploy (the
+agent writes a raw image, the node boots from disk) until every node is ``active``.
+
+Split of the time: the control plane's part is the CPU time of the metalplane server (API
+and conductor) over the timed run; the rest is waiting on the nodes: the emulated BMCs
+(sushy-tools' fake driver sleeps 1-11 s per power change, as slow BMCs do), PXE and the
+agent's boots, erases and image writes. Prints the phases and the split; writes
+``bench/results/lab.json`` (no peer, so no ``ratio``). Needs root.
+Run: ``sudo .venv/bin/python bench/lab.py [--nodes 20]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import RESULTS, cpu_seconds, header, machine, write_result
+from metalplane import __version__
+from metalplane.lab import lab
+from metalplane.lab.demo import Demo
+
+
+class TimedDemo(Demo):
+    """The demo's rack, server and lifecycle steps, timed from enroll to active."""
+
+    result: dict[str, Any]
+
+    def _run(self) -> int:
+        with self.phase("rack"):
+            self.spec = lab.up(self.name, self.nodes, progress=self.say)
+        with self.phase("server"):
+            client = self._start_server()
+            self._networks(client)
+            images = self._images()
+        assert self.server is not None
+        names = [n["name"] for n in self.spec["nodes"]]
+        cpu0, t0 = cpu_seconds(self.server.pid), time.monotonic()
+        marks: dict[str, float] = {}
+        with self.phase("enroll + manage"):
+            self._enroll(client)
+            self._provision(client, names, "manage", "manageable")
+        marks["enroll + manage"] = time.monotonic() - t0
+        with self.phase("provide (clean)"):
+            self._provision(client, names, "provide", "available")
+        marks["provide (clean)"] = time.monotonic() - t0 - sum(marks.values())
+        with self.phase("deploy"):
+            self._deploy_raw(client, names, images)
+        marks["deploy"] = time.monotonic() - t0 - sum(marks.values())
+        wall = time.monotonic() - t0
+        cpu = cpu_seconds(self.server.pid) - cpu0
+        self.result = {"enroll_to_active_s": round(wall, 1),
+                       "phases_s": {k: round(v, 1) for k, v in marks.items()},
+                       "control_plane_cpu_s": round(cpu, 2),
+                       "control_plane_share": round(cpu / wall, 4),
+                       "waiting_on_nodes_s": round(wall - cpu, 1)}
+        return 0 if all(c.ok for c in self.checks) else 1
+
+    def _deploy_raw(self, client: Any, names: list[str], images: Any) -> None:
+        """The demo's deploy (tenant VIFs, config drive), every node from the raw image."""
+        self._deploy(client, names, {"raw": images["raw"], "qcow2": images["raw"]})
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--nodes", type=int, default=20)
+    p.add_argument("--name", default="mpbench", help="lab name (1-8 characters)")
+    p.add_argument("--port", type=int, default=6395, help="the server's API port")
+    p.add_argument("--out", type=Path, default=RESULTS / "lab.json")
+    args = p.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench/lab.py needs root (it builds the virtual rack)")
+    result: dict[str, Any] = {
+        "script": "bench/lab.py", "machine": machine(),
+        "versions": {"metalplane": __version__},
+        "parameters": {"nodes": args.nodes, "image": "raw ext4, 24 MiB",
+                       "bmc": "sushy-tools fake driver"}}
+    header(result)
+    demo = TimedDemo(nodes=args.nodes, name=args.name, port=args.port, timeout=600)
+    code = demo.run()
+    if code or not hasattr(demo, "result"):
+        sys.exit(f"bench/lab.py: the run failed (exit {code}); see the output above")
+    result["results"] = demo.result
+    r = demo.result
+    print(f"\n{args.nodes} nodes enroll -> active: {r['enroll_to_active_s']} s "
+          f"({', '.join(f'{k} {v} s' for k, v in r['phases_s'].items())})")
+    print(f"control plane: {r['control_plane_cpu_s']} CPU s = "
+          f"{r['control_plane_share'] * 100:.1f}% of it; waiting on the nodes: "
+          f"{r['waiting_on_nodes_s']} s")
+    write_result(args.out, result)
+
+
+if __name__ == "__main__":
+    main()
