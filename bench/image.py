@@ -12,7 +12,8 @@ page cache is dropped before every write (as root), so each tool reads from the 
 - ``dd if=IMAGE of=DISK bs=1M conv=fsync,notrunc`` (raw images only: dd cannot convert).
 
 Each write runs in its own child process; its peak RSS is the child's (and its children's)
-``ru_maxrss``. Throughput = virtual size / wall time. The local limit of an image is the
+``ru_maxrss``. Each write is repeated ``--repeat`` times and the median time counts.
+Throughput = virtual size / time. The local limit of an image is the
 faster of qemu-img and dd; ``ratio`` in ``bench/results/image.json`` is the smallest of
 metalplane's throughput / the local limit over all images. Needs root for dropping caches
 (without it the caches stay, and the result says so). Run:
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -94,6 +96,8 @@ def main() -> None:
                    help="one image size in MiB instead of --sizes (for smoke runs)")
     p.add_argument("--dir", type=Path, default=Path("/var/tmp"),
                    help="where images and disks go (needs about 4x the largest size)")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="writes per image and tool; the median counts (the disk is noisy)")
     p.add_argument("--out", type=Path, default=RESULTS / "image.json")
     args = p.parse_args()
     sizes = ([args.size_mib * MIB] if args.size_mib
@@ -107,7 +111,7 @@ def main() -> None:
         "script": "bench/image.py", "machine": machine(),
         "versions": {"metalplane": __version__, "qemu-img": qemu, "dd": dd},
         "parameters": {"sizes_mib": [s // MIB for s in sizes], "dir": str(args.dir),
-                       "caches_dropped": root}, "runs": []}
+                       "caches_dropped": root, "repeat": args.repeat}, "runs": []}
     header(result)
     if not root:
         print("not root: the page cache is not dropped between writes", flush=True)
@@ -137,12 +141,19 @@ def main() -> None:
                                        "conv=fsync,notrunc", "status=none"]
                     row: dict[str, Any] = {"image": label, "format": fmt, "sparse": sparse,
                                            "virtual_mib": size // MIB}
-                    for tool, cmd in tools.items():
-                        disk.unlink(missing_ok=True)
-                        with open(disk, "wb") as f:
-                            f.truncate(size)
-                        drop_caches(root)
-                        took, rss = timed_child(cmd, env, self_timed=tool == "metalplane")
+                    times: dict[str, list[float]] = {t: [] for t in tools}
+                    peaks: dict[str, list[float]] = {t: [] for t in tools}
+                    for _ in range(args.repeat):  # round robin: no tool always goes first
+                        for tool, cmd in tools.items():
+                            disk.unlink(missing_ok=True)
+                            with open(disk, "wb") as f:
+                                f.truncate(size)
+                            drop_caches(root)
+                            t, r = timed_child(cmd, env, self_timed=tool == "metalplane")
+                            times[tool].append(t)
+                            peaks[tool].append(r)
+                    for tool in tools:
+                        took, rss = statistics.median(times[tool]), max(peaks[tool])
                         mibs = round(size / MIB / took, 1)
                         row[tool] = {"seconds": round(took, 3), "mib_per_s": mibs,
                                      "peak_rss_mib": rss}
