@@ -190,7 +190,12 @@ class Supervisor:
                 node.set_state("halted", f"PXE: TFTP of {firmware} from {tftp} failed")
                 return
         node.set_state("ipxe", "DHCP")
-        lease = self._dhcp(node, ipxe=True)
+        for _ in range(3):  # iPXE retries too; an exchange can meet a dnsmasq restart
+            lease = self._dhcp(node, ipxe=True)
+            if lease.get("filename") or not self._current(node, generation):
+                break
+        if not self._current(node, generation):
+            return
         script_url = lease.get("filename", "")
         if not script_url.startswith("http"):
             node.set_state("halted", f"iPXE: no script URL in the DHCP answer ({script_url!r})")
