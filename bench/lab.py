@@ -29,8 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import RESULTS, cpu_seconds, header, machine, write_result
 from metalplane import __version__
-from metalplane.common.bmc_address import parse_bmc_address
-from metalplane.lab import lab
 from metalplane.lab.demo import Demo
 
 
@@ -40,49 +38,27 @@ class TimedDemo(Demo):
     result: dict[str, Any]
 
     def _run(self) -> int:
-        with self.phase("rack"):
-            self.spec = lab.up(self.name, self.nodes, progress=self.say)
-        with self.phase("server"):
-            client = self._start_server()
-            self._networks(client)
+        client = self._bring_up()
+        with self.phase("images"):
             images = self._images()
         assert self.server is not None
         names = [n["name"] for n in self.spec["nodes"]]
-        cpu0, t0 = cpu_seconds(self.server.pid), time.monotonic()
-        marks: dict[str, float] = {}
+        cpu0, t0, first = cpu_seconds(self.server.pid), time.monotonic(), len(self.phases)
         with self.phase("enroll + manage"):
             self._enroll(client)
             self._provision(client, names, "manage", "manageable")
-        marks["enroll + manage"] = time.monotonic() - t0
         with self.phase("provide (clean)"):
             self._provision(client, names, "provide", "available")
-        marks["provide (clean)"] = time.monotonic() - t0 - sum(marks.values())
         with self.phase("deploy"):
             self._deploy(client, names, images)
-        marks["deploy"] = time.monotonic() - t0 - sum(marks.values())
         wall = time.monotonic() - t0
         cpu = cpu_seconds(self.server.pid) - cpu0
         self.result = {"enroll_to_active_s": round(wall, 1),
-                       "phases_s": {k: round(v, 1) for k, v in marks.items()},
+                       "phases_s": {k: round(v, 1) for k, v in self.phases[first:]},
                        "control_plane_cpu_s": round(cpu, 2),
                        "control_plane_share": round(cpu / wall, 4),
                        "waiting_on_nodes_s": round(wall - cpu, 1)}
         return 0 if all(c.ok for c in self.checks) else 1
-
-    def _enroll(self, c: Any) -> None:
-        """Nodes by Redfish address, each boot port with its switch port given (the
-        cabling plan), so no inspection is needed on the way to active."""
-        sw = self.spec["switch"]
-        for n in self.spec["nodes"]:
-            driver, info = parse_bmc_address(n["bmc_address"], "admin", "password")
-            node = c.post("/v1/nodes", {
-                "name": n["name"], "driver": driver, "driver_info": info,
-                "boot_interface": "ipxe", "deploy_interface": "direct",
-                "network_interface": "neutron"})
-            c.post("/v1/ports", {"address": n["mac"], "node_uuid": node["uuid"],
-                                 "pxe_enabled": True, "local_link_connection": {
-                                     "switch_id": sw["switch_id"], "port_id": n["switch_port"],
-                                     "switch_info": sw["name"]}})
 
 
 def main() -> None:
@@ -101,7 +77,8 @@ def main() -> None:
         "parameters": {"nodes": args.nodes, "image": "ext4, 24 MiB, raw and qcow2",
                        "bmc": "sushy-tools fake driver"}}
     header(result)
-    demo = TimedDemo(nodes=args.nodes, name=args.name, port=args.port, timeout=600)
+    demo = TimedDemo(nodes=args.nodes, name=args.name, port=args.port, timeout=600,
+                     cabled=True)
     code = demo.run()
     if code or not hasattr(demo, "result"):
         sys.exit(f"bench/lab.py: the run failed (exit {code}); see the output above")

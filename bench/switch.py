@@ -18,9 +18,7 @@ cProfile of ``bind_many``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -29,30 +27,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from metalplane import __version__  # noqa: E402
-from metalplane.common.config import Settings  # noqa: E402
-from metalplane.db.engine import Database  # noqa: E402
-from metalplane.lab.rack import Switch, run  # noqa: E402
-from metalplane.network.plugin import NetworkPlugin  # noqa: E402
-
-
-def machine() -> dict[str, Any]:
-    mem = 0
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            mem = int(line.split()[1]) // 1024
-    return {"cpus": os.cpu_count(), "memory_mib": mem, "python": platform.python_version(),
-            "kernel": platform.release()}
+from bench._common import RESULTS, header, machine, write_result
+from metalplane import __version__
+from metalplane.common.config import Settings
+from metalplane.db.engine import Database
+from metalplane.lab.rack import Switch, run
+from metalplane.network.plugin import NetworkPlugin
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ports", type=int, default=500)
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "switch.json")
+    p.add_argument("--out", type=Path, default=RESULTS / "switch.json")
     args = p.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/switch.py needs root (it runs a private Open vSwitch)")
@@ -63,8 +52,7 @@ def main() -> None:
     result: dict[str, Any] = {"script": "bench/switch.py", "machine": machine(),
                               "versions": {"metalplane": __version__, "openvswitch": ovs_version},
                               "parameters": {"ports": args.ports, "datapath": "netdev"}}
-    print(f"machine: {result['machine']}\nversions: {result['versions']}\n"
-          f"parameters: {result['parameters']}")
+    header(result)
     try:
         sw.start()
         cmd: list[str] = []
@@ -135,9 +123,7 @@ def main() -> None:
         print(f"metalplane unbind_many: {unbind_s:8.3f} s")
         print(f"ovs-vsctl per port:     {peer_s:8.3f} s")
         print(f"ratio (metalplane / per-call, ports per second): {result['ratio']}x")
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.out}")
+        write_result(args.out, result)
     finally:
         sw.stop()
         shutil.rmtree(work, ignore_errors=True)

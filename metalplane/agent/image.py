@@ -4,8 +4,8 @@ The image is downloaded to the agent's work directory first, resuming with HTTP 
 after a lost connection (a bounded number of tries), and hashed as it arrives. Only an
 image whose checksum matches is written, raw or qcow2, by ``qemu-img convert -n`` (into the
 existing disk, not resizing it). Memory stays flat whatever the image size (1 MiB chunks
-when downloading, qemu-img's buffers when writing). A failure once
-writing has begun wipes the first MiB of the disk, so a half-written disk never boots.
+when downloading, qemu-img's buffers when writing). A failure once writing has begun wipes
+the first MiB of the disk, so a half-written disk never boots.
 """
 
 from __future__ import annotations

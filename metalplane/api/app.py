@@ -405,9 +405,7 @@ class _VersionAndAuth:
         if refusal is not None:
             await refusal(scope, receive, send)
             return
-        headers = [(b"x-openstack-ironic-api-minimum-version", _fmt(MIN_VERSION).encode()),
-                   (b"x-openstack-ironic-api-maximum-version", _fmt(MAX_VERSION).encode()),
-                   (b"x-openstack-ironic-api-version", _fmt(version).encode())]
+        headers = [(k.lower().encode(), v.encode()) for k, v in _version_pairs(version)]
 
         async def send_with_headers(message: Any) -> None:
             if message["type"] == "http.response.start":
@@ -420,10 +418,16 @@ class _VersionAndAuth:
         await self.app(scope, receive, send_with_headers)
 
 
+def _version_pairs(version: tuple[int, int]) -> list[tuple[str, str]]:
+    """Ironic's microversion headers for an answer at ``version``."""
+    return [("X-OpenStack-Ironic-API-Minimum-Version", _fmt(MIN_VERSION)),
+            ("X-OpenStack-Ironic-API-Maximum-Version", _fmt(MAX_VERSION)),
+            ("X-OpenStack-Ironic-API-Version", _fmt(version))]
+
+
 def _version_headers(response: Response, version: tuple[int, int]) -> None:
-    response.headers["X-OpenStack-Ironic-API-Minimum-Version"] = _fmt(MIN_VERSION)
-    response.headers["X-OpenStack-Ironic-API-Maximum-Version"] = _fmt(MAX_VERSION)
-    response.headers["X-OpenStack-Ironic-API-Version"] = _fmt(version)
+    for name, value in _version_pairs(version):
+        response.headers[name] = value
 
 
 def _v1_doc(base: str) -> dict[str, Any]:

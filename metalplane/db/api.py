@@ -50,10 +50,15 @@ def is_uuid_like(value: str) -> bool:
     return True
 
 
-def _node_query(ident: str) -> sa.Select[Node]:
+def _node_ident(ident: str) -> sa.ColumnElement[bool]:
+    """The node whose UUID or name is ``ident``, as a WHERE clause."""
     if is_uuid_like(ident):
-        return sa.select(Node).where(Node.uuid == str(uuidlib.UUID(ident)))
-    return sa.select(Node).where(Node.name == ident)
+        return Node.uuid == str(uuidlib.UUID(ident))
+    return Node.name == ident
+
+
+def _node_query(ident: str) -> sa.Select[Node]:
+    return sa.select(Node).where(_node_ident(ident))
 
 
 def get_node(session: Session, ident: str) -> Node:
@@ -182,11 +187,9 @@ def reserve_node(db: Database, ident: str, host: str, purpose: str) -> Node:
 
     Raises :class:`NotFound`, or :class:`NodeLocked` naming the holder and its purpose.
     """
-    by = (Node.uuid == str(uuidlib.UUID(ident)) if is_uuid_like(ident)
-          else Node.name == ident)
     with db.write() as s:
         node = s.scalars(
-            sa.update(Node).where(by, Node.reservation.is_(None))
+            sa.update(Node).where(_node_ident(ident), Node.reservation.is_(None))
             .values(reservation=host, reservation_purpose=purpose).returning(Node),
             execution_options=_FAST).first()
         if node is not None:

@@ -70,6 +70,7 @@ class Demo:
     port: int = 6385
     keep: bool = False
     timeout: float = 240.0  # per phase
+    cabled: bool = False  # enroll boot ports with their switch port (no LLDP needed)
     console: Console = field(default_factory=lambda: Console(
         highlight=False, width=None if sys.stdout.isatty() else 160))
     checks: list[Check] = field(default_factory=list)
@@ -117,12 +118,17 @@ class Demo:
                 self._teardown()
         return code
 
-    def _run(self) -> int:
+    def _bring_up(self) -> Client:
+        """The rack, the server and its switch and networks; the server's client."""
         with self.phase("rack"):
             self.spec = lab.up(self.name, self.nodes, progress=self.say)
         with self.phase("server"):
             client = self._start_server()
             self._networks(client)
+        return client
+
+    def _run(self) -> int:
+        client = self._bring_up()
         names = [n["name"] for n in self.spec["nodes"]]
         with self.phase("enroll"):
             self._enroll(client)
@@ -202,14 +208,20 @@ class Demo:
 
     # ----------------------------------------------------------------- lifecycle
     def _enroll(self, c: Client) -> None:
+        sw = self.spec["switch"]
         for n in self.spec["nodes"]:
             driver, info = parse_bmc_address(n["bmc_address"], "admin", "password")
             node = c.post("/v1/nodes", {
                 "name": n["name"], "driver": driver, "driver_info": info,
                 "boot_interface": "ipxe", "deploy_interface": "direct",
                 "inspect_interface": "agent", "network_interface": "neutron"})
-            c.post("/v1/ports", {"address": n["mac"], "node_uuid": node["uuid"],
-                                      "pxe_enabled": True})
+            port: dict[str, Any] = {"address": n["mac"], "node_uuid": node["uuid"],
+                                    "pxe_enabled": True}
+            if self.cabled:
+                port["local_link_connection"] = {"switch_id": sw["switch_id"],
+                                                 "port_id": n["switch_port"],
+                                                 "switch_info": sw["name"]}
+            c.post("/v1/ports", port)
             self.say(f"{n['name']} enrolled: {n['bmc_address']}, boot MAC {n['mac']}")
 
     def _provision(self, c: Client, names: list[str], verb: str, want: str,
