@@ -192,14 +192,17 @@ def _start_lldpd(name: str, state: Path) -> str:
     name as port ID; the chassis ID is the MAC of the first service port (lldpd takes it
     from a managed interface). Returns the chassis ID. Source: lldpd(8), lldpcli(8)."""
     sock = str(state / "lldpd.sock")
+    # The settings go in the file lldpd has its own lldpcli apply before it resumes:
+    # set over the socket afterwards, a change of tx-interval could race the first
+    # transmission and leave lldpd silent after one frame (1 lab in 6 here).
+    conf = state / "lldpd.conf"
+    conf.write_text(f"configure system hostname {name}-tor\n"
+                    "configure lldp portidsubtype ifname\n"
+                    "configure lldp tx-interval 1\n")
     _spawn(["lldpd", "-d", "-u", sock, "-I", f"{name}-n*,{name}-s*", "-C", f"{name}-s0",
-            "-O", "/dev/null", "-p", str(state / "lldpd.pid")], None,
+            "-O", str(conf), "-p", str(state / "lldpd.pid")], None,
            state / "logs" / "lldpd.log")
     _wait_for(lambda: Path(sock).exists(), 15, f"lldpd did not start: see {state}/logs/lldpd.log")
-    for cmd in (("configure", "system", "hostname", f"{name}-tor"),
-                ("configure", "lldp", "portidsubtype", "ifname"),
-                ("configure", "lldp", "tx-interval", "1")):
-        run("lldpcli", "-u", sock, *cmd)
     chassis = ""
 
     def found() -> bool:
