@@ -9,6 +9,9 @@ keeps the old entry of a deleted or rewritten file next to the new one until SIG
 SIGHUP made it crash once a client held a lease of a ``set:``-tagged host (both seen here).
 ``--dhcp-ignore=tag:!known`` means a MAC with no file gets no answer at all: a node that is
 not being inspected, cleaned or deployed is not PXE-booted.
+TFTP is a second dnsmasq on the same interface (``--port=0``, no DHCP range), started once:
+a restart of the DHCP one would cut every transfer in flight, and a PXE ROM whose TFTP read
+fails gives up on the network boot (seen in the 20-node lab while nodes left the networks).
 ``--dhcp-userclass=set:ipxe,iPXE`` tags iPXE clients, so an option named
 ``tag:ipxe,bootfile-name`` goes to iPXE only and ``tag:!ipxe,bootfile-name`` to plain PXE
 firmware. Replies are broadcast (``--dhcp-broadcast``): a unicast reply to a client without
@@ -84,8 +87,8 @@ def format_options(tag: str, opts: list[dict[str, Any]]) -> list[str]:
 class DnsmasqServer:
     """One dnsmasq serving ``cidr`` on ``interface`` (inside ``netns`` if given).
 
-    ``state_dir`` holds its hosts/opts directories, lease file, log and pid file.
-    ``tftp_root`` is served over TFTP (e.g. Debian's /usr/lib/ipxe).
+    ``state_dir`` holds its hosts/opts directories, lease file, logs and pid files.
+    ``tftp_root`` is served over TFTP by a second dnsmasq (e.g. Debian's /usr/lib/ipxe).
     """
 
     def __init__(self, name: str, interface: str, cidr: str, state_dir: Path,
@@ -100,59 +103,73 @@ class DnsmasqServer:
         self.tmp_dir = self.dir / "tmp"
         self.tftp_root = tftp_root
         self._proc: subprocess.Popen[bytes] | None = None
+        self._tftp: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
 
     @property
     def log_file(self) -> Path:
         return self.dir / "dnsmasq.log"
 
+    def _common(self, log: Path, pid_file: Path) -> list[str]:
+        return ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
+                f"--interface={self.interface}", "--bind-interfaces", "--except-interface=lo",
+                f"--log-facility={log}", f"--pid-file={pid_file}", "--user=root",
+                "--group=root"]
+
+    def _in_netns(self, cmd: list[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.netns, *cmd] if self.netns else cmd
+
     def command(self) -> list[str]:
-        cmd = [
-            "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
-            f"--interface={self.interface}", "--bind-interfaces", "--except-interface=lo",
+        """The DHCP dnsmasq's command line (no DNS, no TFTP)."""
+        return self._in_netns([
+            *self._common(self.log_file, self.dir / "pid"),
             f"--dhcp-range=set:{self.name},{self.net.network_address},static,"
             f"{self.net.netmask},600",
             f"--dhcp-hostsdir={self.hosts_dir}", f"--dhcp-optsdir={self.opts_dir}",
             "--dhcp-userclass=set:ipxe,iPXE", "--dhcp-ignore=tag:!known",
             "--dhcp-no-override", "--dhcp-broadcast", "--log-dhcp",
-            f"--log-facility={self.log_file}",
-            f"--dhcp-leasefile={self.dir / 'leases'}", f"--pid-file={self.dir / 'pid'}",
-            "--user=root", "--group=root",
-        ]
-        if self.tftp_root:
-            cmd += ["--enable-tftp", f"--tftp-root={self.tftp_root}"]
-        if self.netns:
-            cmd = ["ip", "netns", "exec", self.netns, *cmd]
-        return cmd
+            f"--dhcp-leasefile={self.dir / 'leases'}",
+        ])
+
+    def tftp_command(self) -> list[str] | None:
+        """The TFTP dnsmasq's command line (no DNS, no DHCP), or None without a root."""
+        if not self.tftp_root:
+            return None
+        return self._in_netns([*self._common(self.dir / "tftp.log", self.dir / "tftp.pid"),
+                               "--enable-tftp", f"--tftp-root={self.tftp_root}"])
+
+    def _spawn(self, cmd: list[str], log: Path, what: str) -> subprocess.Popen[bytes]:
+        errors = self.dir / f"{what}.stderr"
+        offset = log.stat().st_size if log.exists() else 0
+        with open(errors, "wb") as err_file:
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err_file,
+                                    start_new_session=True)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                err = errors.read_text()
+                raise DhcpError(f"dnsmasq ({what}) for {self.name} on {self.interface} "
+                                f"exited: {err.strip() or proc.returncode}")
+            if log.exists() and "started" in _read_from(log, offset):
+                break
+            time.sleep(0.05)
+        return proc
 
     def start(self) -> None:
-        """Start dnsmasq (idempotent). Raises :class:`DhcpError` if it exits at once."""
+        """Start the DHCP dnsmasq and, with a TFTP root, the TFTP one (idempotent).
+        Raises :class:`DhcpError` if one exits at once."""
         with self._lock:
+            tftp = self.tftp_command()
+            if tftp and (self._tftp is None or self._tftp.poll() is not None):
+                self.dir.mkdir(parents=True, exist_ok=True)
+                self._tftp = self._spawn(tftp, self.dir / "tftp.log", "tftp")
             if self._proc is not None and self._proc.poll() is None:
                 return
             for d in (self.hosts_dir, self.opts_dir, self.tmp_dir):
                 d.mkdir(parents=True, exist_ok=True)
-            errors = self.dir / "stderr"
-            offset = self.log_file.stat().st_size if self.log_file.exists() else 0
-            with open(errors, "wb") as err_file:
-                self._proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL,
-                                              stderr=err_file, start_new_session=True)
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                if self._proc.poll() is not None:
-                    err = errors.read_text()
-                    raise DhcpError(f"dnsmasq for {self.name} on {self.interface} exited: "
-                                    f"{err.strip() or self._proc.returncode}")
-                if self.log_file.exists() and "started" in self._log_since(offset):
-                    break
-                time.sleep(0.05)
+            self._proc = self._spawn(self.command(), self.log_file, "dhcp")
             LOG.info("dnsmasq for %s serving %s on %s%s", self.name, self.net, self.interface,
                      f" in {self.netns}" if self.netns else "")
-
-    def _log_since(self, offset: int) -> str:
-        with open(self.log_file, "rb") as f:
-            f.seek(offset)
-            return f.read().decode(errors="replace")
 
     def _write(self, directory: Path, name: str, text: str) -> None:
         tmp = self.tmp_dir / name
@@ -191,11 +208,13 @@ class DnsmasqServer:
             self.restart(drop={mac.lower()})
 
     def restart(self, drop: Collection[str] = ()) -> None:
-        """Stop and start dnsmasq: it reads the directories afresh. Leases whose MAC or
-        address is in ``drop`` are forgotten (a powered-off node never releases its lease,
-        and dnsmasq will not offer a leased address to another MAC). Raises
+        """Stop and start the DHCP dnsmasq: it reads the directories afresh (TFTP goes on).
+        Leases whose MAC or address is in ``drop`` are forgotten (a powered-off node never
+        releases its lease, and dnsmasq will not offer a leased address to another MAC). Raises
         :class:`DhcpError`."""
-        self.stop()
+        with self._lock:
+            self._stop(self._proc, self.dir / "pid")
+            self._proc = None
         leases = self.dir / "leases"
         if drop and leases.exists():  # lines: expiry MAC IP hostname client-id
             gone = set(drop)
@@ -215,19 +234,32 @@ class DnsmasqServer:
         return sorted(p.read_text().strip() for p in self.hosts_dir.glob("*"))
 
     def stop(self) -> None:
+        """Stop both dnsmasq processes (idempotent)."""
         with self._lock:
-            if self._proc is None:
-                return
-            pid = self.pid()
-            if self._proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self._proc.pid, signal.SIGTERM)
-                if pid:  # under `ip netns exec` the pid file names dnsmasq itself
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGTERM)
-                try:
-                    self._proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(self._proc.pid, signal.SIGKILL)
-                    self._proc.wait(timeout=10)
-            self._proc = None
+            self._stop(self._proc, self.dir / "pid")
+            self._stop(self._tftp, self.dir / "tftp.pid")
+            self._proc = self._tftp = None
+
+    @staticmethod
+    def _stop(proc: subprocess.Popen[bytes] | None, pid_file: Path) -> None:
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            pid: int | None = int(pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            pid = None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        if pid:  # under `ip netns exec` the pid file names dnsmasq itself
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+def _read_from(path: Path, offset: int) -> str:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read().decode(errors="replace")

@@ -60,12 +60,23 @@ def test_pxe_and_ipxe_answers_and_silence_for_strangers(
     assert "ignored" in server.log_file.read_text() or "no address" in \
         server.log_file.read_text()
     # the iPXE binary comes over dnsmasq's TFTP
-    out = subprocess.run(["ip", "netns", "exec", node.ns, "sh", "-c",
-                          "ip addr add 10.66.0.50/24 dev eth0 && curl -s -o /dev/null "
-                          "-w '%{size_download}' tftp://10.66.0.1/undionly.kpxe"],
-                         capture_output=True, text=True, timeout=60)
-    size = Path("/usr/lib/ipxe/undionly.kpxe").stat().st_size
-    assert out.stdout.strip() == str(size), out.stderr
+    subprocess.run(["ip", "-n", node.ns, "addr", "add", "10.66.0.50/24", "dev", "eth0"],
+                   check=True)
+    size = str(Path("/usr/lib/ipxe/undionly.kpxe").stat().st_size)
+
+    def tftp() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ip", "netns", "exec", node.ns, "curl", "-s", "-o", "/dev/null",
+                               "-w", "%{size_download}", "tftp://10.66.0.1/undionly.kpxe"],
+                              capture_output=True, text=True, timeout=60)
+
+    out = tftp()
+    assert out.stdout.strip() == size, out.stderr
+    # TFTP is its own dnsmasq: restarting the DHCP one (hosts leaving) does not touch it
+    tftp_pid, dhcp_pid = (server.dir / "tftp.pid").read_text(), server.pid()
+    server.restart()
+    assert server.pid() != dhcp_pid and (server.dir / "tftp.pid").read_text() == tftp_pid
+    out = tftp()
+    assert out.stdout.strip() == size, out.stderr
 
 
 def test_hosts_come_without_a_restart_and_go_for_good(
