@@ -71,6 +71,7 @@ class Agent:
         self.running: str | None = None  # id of the command in progress
         self.done: set[str] = set()
         self._lock = threading.Lock()
+        self._finished = threading.Event()  # a command ended: report it now, not next beat
 
     # ---------------------------------------------------------------- talking to the API
     def _call(self, method: str, path: str, **kw: Any) -> Any:
@@ -132,6 +133,7 @@ class Agent:
             self.result = result
             self.running = None
             self.done.add(cmd["id"])
+        self._finished.set()
 
     def do_inspect(self, params: dict[str, Any]) -> dict[str, Any]:
         nics = local_interfaces()
@@ -182,6 +184,7 @@ class Agent:
         self.lookup()
         worker: threading.Thread | None = None
         while time.monotonic() < self.deadline:
+            self._finished.clear()
             try:
                 cmd = self.heartbeat()
             except Stop as exc:
@@ -195,7 +198,11 @@ class Agent:
                 self.running = cmd["id"]
                 worker = threading.Thread(target=self._run, args=(cmd,), daemon=True)
                 worker.start()
-            time.sleep(self.interval if self.result is None else 0.05)
+            # the next beat after the interval, or as soon as a command ends (its result
+            # then reaches the conductor at once, whatever the interval); a result the
+            # conductor did not take (node locked, API away) is offered again in 0.5 s
+            wait = self.interval if self.result is None else 0.5
+            self._finished.wait(max(0.0, min(wait, self.deadline - time.monotonic())))
         LOG.error("giving up after --max-runtime")
         return 1
 

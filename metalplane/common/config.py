@@ -73,7 +73,8 @@ class Settings:
     network_sync_interval: float = 60.0  # switch drift repair
     # boot server and agent
     boot_server_url: str = ""  # how nodes reach the API/boot server; empty: http://host:port
-    agent_heartbeat_interval: float = 2.0
+    # the agent reports a finished command at once; beats carry liveness and progress
+    agent_heartbeat_interval: float = 10.0
     dhcp_bindings: str = ""  # network=netns:interface[,...] (netns may be empty)
     tftp_root: str = "/usr/lib/ipxe"
     unix_socket: str = ""  # also serve the API on this unix socket (the lab's namespaces)
