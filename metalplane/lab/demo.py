@@ -52,6 +52,10 @@ METAL3_STATE = {  # Ironic provision state -> Metal3 BareMetalHost provisioning 
 }
 
 
+WAIT_FIELDS = ("name,provision_state,target_provision_state,power_state,target_power_state,"
+               "last_error")
+
+
 class DemoError(Exception):
     """A step of the demo could not go on (message says which and where to look)."""
 
@@ -153,7 +157,6 @@ class Demo:
     def _start_server(self) -> Client:
         state = Path(self.spec["state_dir"])
         env = {**os.environ, **lab.server_settings(self.spec),
-               "METALPLANE_AGENT_HEARTBEAT_INTERVAL": "1",
                "METALPLANE_TIMEOUT_CHECK_INTERVAL": "5",
                "METALPLANE_INSPECT_WAIT_TIMEOUT": "180",
                "METALPLANE_CLEAN_CALLBACK_TIMEOUT": "180",
@@ -236,8 +239,15 @@ class Demo:
         one fails or the phase times out."""
         deadline = time.monotonic() + self.timeout
         seen: dict[str, str] = {}
+        wanted = set(names)
         while True:
-            nodes = {n: c.get(f"/v1/nodes/{n}/states") for n in names}
+            # one list call a round, not one GET per node: the server's work stays the
+            # same whatever the number of nodes waited on
+            nodes = {d["name"]: d for d in c.list_all("/v1/nodes", "nodes", fields=WAIT_FIELDS)
+                     if d.get("name") in wanted}
+            missing = wanted - set(nodes)
+            if missing:
+                raise DemoError(f"{what}: node(s) {', '.join(sorted(missing))} are gone")
             for n, d in nodes.items():
                 state = d["provision_state"] + (f" → {d['target_provision_state']}"
                                                  if d.get("target_provision_state") else "")
@@ -250,7 +260,7 @@ class Demo:
             if time.monotonic() > deadline:
                 raise DemoError(f"{what} did not finish in {self.timeout:.0f}s: "
                                 + ", ".join(f"{n} {s}" for n, s in seen.items()))
-            time.sleep(0.3)
+            time.sleep(1.0)  # a display; the server need not answer faster
         failed = {n: d for n, d in nodes.items() if d["provision_state"] in FAILED_STATES
                   or d["provision_state"] != want}
         for n, d in failed.items():
