@@ -75,15 +75,28 @@ def rss_kib(pid: int) -> int:
     return total
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by ``pid`` and its live descendants."""
+def cpu_by_command(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by ``pid`` and its live descendants, by
+    command name (``comm``); children the tree already waited for (dnsmasq restarted,
+    helper commands) are counted under ``"(exited children)"``. Source: proc(5)."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0
+    out: dict[str, float] = {}
     for p in _tree(pid):
         with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (proc(5))
-    return total / tick
+            head, tail = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)
+            fields = tail.split()
+            comm = head.split("(", 1)[1]
+            out[comm] = out.get(comm, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+            waited = (int(fields[13]) + int(fields[14])) / tick  # cutime, cstime
+            if waited:
+                out["(exited children)"] = out.get("(exited children)", 0.0) + waited
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds used so far by ``pid``, its live descendants and the children it
+    waited for (see :func:`cpu_by_command`)."""
+    return sum(cpu_by_command(pid).values())
 
 
 class PeakRSS:

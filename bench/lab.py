@@ -9,7 +9,8 @@ the nodes onto one tenant network with a raw image, half onto another with qcow2
 writes it, the node boots from disk) until every node is ``active``.
 
 Split of the time: the control plane's part is the CPU time of the metalplane server (API
-and conductor) over the timed run; the rest is waiting on the nodes: the emulated BMCs
+and conductor) and of its children (dnsmasq, helper commands) over the timed run, also
+shown by process; the rest is waiting on the nodes: the emulated BMCs
 (sushy-tools' fake driver sleeps 1-11 s per power change, as slow BMCs do), PXE and the
 agent's boots, erases and image writes. Prints the phases and the split; writes
 ``bench/results/lab.json`` (no peer, so no ``ratio``). Needs root.
@@ -27,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import RESULTS, cpu_seconds, header, machine, write_result
+from bench._common import RESULTS, cpu_by_command, header, machine, write_result
 from metalplane import __version__
 from metalplane.lab.demo import Demo
 
@@ -43,7 +44,7 @@ class TimedDemo(Demo):
             images = self._images()
         assert self.server is not None
         names = [n["name"] for n in self.spec["nodes"]]
-        cpu0, t0, first = cpu_seconds(self.server.pid), time.monotonic(), len(self.phases)
+        cpu0, t0, first = cpu_by_command(self.server.pid), time.monotonic(), len(self.phases)
         with self.phase("enroll + manage"):
             self._enroll(client)
             self._provision(client, names, "manage", "manageable")
@@ -52,11 +53,14 @@ class TimedDemo(Demo):
         with self.phase("deploy"):
             self._deploy(client, names, images)
         wall = time.monotonic() - t0
-        cpu = cpu_seconds(self.server.pid) - cpu0
+        cpu1 = cpu_by_command(self.server.pid)
+        by = {k: round(cpu1.get(k, 0.0) - cpu0.get(k, 0.0), 2) for k in {*cpu0, *cpu1}}
+        cpu = sum(by.values())
         self.result = {"enroll_to_active_s": round(wall, 1),
                        "phases_s": {k: round(v, 1) for k, v in self.phases[first:]},
                        "control_plane_cpu_s": round(cpu, 2),
                        "control_plane_share": round(cpu / wall, 4),
+                       "control_plane_cpu_by_process_s": dict(sorted(by.items())),
                        "waiting_on_nodes_s": round(wall - cpu, 1)}
         return 0 if all(c.ok for c in self.checks) else 1
 
@@ -68,6 +72,9 @@ def main() -> None:
     p.add_argument("--name", default="mpbench", help="lab name (1-8 characters)")
     p.add_argument("--port", type=int, default=6395, help="the server's API port")
     p.add_argument("--out", type=Path, default=RESULTS / "lab.json")
+    p.add_argument("--keep", action="store_true",
+                   help="leave the rack and server up after the run (to look at the logs); "
+                        "remove it with: metalplane lab down --name NAME")
     args = p.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/lab.py needs root (it builds the virtual rack)")
@@ -78,7 +85,7 @@ def main() -> None:
                        "bmc": "sushy-tools fake driver"}}
     header(result)
     demo = TimedDemo(nodes=args.nodes, name=args.name, port=args.port, timeout=600,
-                     cabled=True)
+                     cabled=True, keep=args.keep)
     code = demo.run()
     if code or not hasattr(demo, "result"):
         sys.exit(f"bench/lab.py: the run failed (exit {code}); see the output above")
@@ -89,6 +96,8 @@ def main() -> None:
     print(f"control plane: {r['control_plane_cpu_s']} CPU s = "
           f"{r['control_plane_share'] * 100:.1f}% of it; waiting on the nodes: "
           f"{r['waiting_on_nodes_s']} s")
+    print("  by process: " + ", ".join(
+        f"{k} {v} s" for k, v in r["control_plane_cpu_by_process_s"].items()))
     write_result(args.out, result)
 
 
