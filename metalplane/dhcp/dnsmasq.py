@@ -259,6 +259,7 @@ class DnsmasqServer:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
 
+
 def _read_from(path: Path, offset: int) -> str:
     with open(path, "rb") as f:
         f.seek(offset)
