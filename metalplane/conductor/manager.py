@@ -414,15 +414,15 @@ class Conductor:
                 internal["agent_progress"] = body["progress"]
             result = body.get("result")
             # a result for the command in hand (one already taken is acknowledged only)
-            current = bool(cmd and isinstance(result, dict) and not cmd.get("done")
-                           and result.get("command_id") == cmd["id"])
-            if current and node.provision_state not in states.WAIT_STATES:
-                # The agent finished before the conductor reached the wait state (the
-                # reboot's power wait can outlast a fast command). Answering 200 would
-                # make the agent drop the result; a retryable 409 keeps it offered.
-                raise NodeLocked(f"node {node.uuid} is still {node.provision_state} (locked "
-                                 "until it waits for the agent); offer the result again")
-            if current and cmd and isinstance(result, dict):
+            if (cmd and isinstance(result, dict) and not cmd.get("done")
+                    and result.get("command_id") == cmd["id"]):
+                if node.provision_state not in states.WAIT_STATES:
+                    # The agent finished before the conductor reached the wait state (the
+                    # reboot's power wait can outlast a fast command). Answering 200 would
+                    # make the agent drop the result; a retryable 409 keeps it offered.
+                    raise NodeLocked(f"node {node.uuid} is still {node.provision_state} "
+                                     "(locked until it waits for the agent); offer the "
+                                     "result again")
                 internal[agent_mod.COMMAND_KEY] = {**cmd, "done": True}
                 task.save(driver_internal_info=internal)
                 task.spawn(lambda t: self._agent_result(t, cmd["name"], result))
