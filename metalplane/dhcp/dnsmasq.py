@@ -224,10 +224,8 @@ class DnsmasqServer:
         self.start()
 
     def pid(self) -> int | None:
-        try:
-            return int((self.dir / "pid").read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
+        """The DHCP dnsmasq's pid, from its pid file (None if it has none)."""
+        return _read_pid(self.dir / "pid")
 
     def hosts(self) -> list[str]:
         """The host lines dnsmasq serves (``MAC,set:TAG[,IP]``), sorted."""
@@ -244,10 +242,7 @@ class DnsmasqServer:
     def _stop(proc: subprocess.Popen[bytes] | None, pid_file: Path) -> None:
         if proc is None or proc.poll() is not None:
             return
-        try:
-            pid: int | None = int(pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            pid = None
+        pid = _read_pid(pid_file)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
         if pid:  # under `ip netns exec` the pid file names dnsmasq itself
@@ -264,3 +259,10 @@ def _read_from(path: Path, offset: int) -> str:
     with open(path, "rb") as f:
         f.seek(offset)
         return f.read().decode(errors="replace")
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
