@@ -242,7 +242,8 @@ class Demo:
         wanted = set(names)
         while True:
             # one list call a round, not one GET per node: the server's work stays the
-            # same whatever the number of nodes waited on
+            # same whatever the number of nodes waited on (the demo's server holds only
+            # the demo's nodes; the CLI's --wait, often for one node of many, asks per node)
             nodes = {d["name"]: d for d in c.list_all("/v1/nodes", "nodes", fields=WAIT_FIELDS)
                      if d.get("name") in wanted}
             missing = wanted - set(nodes)
