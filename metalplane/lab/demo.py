@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -57,7 +57,12 @@ WAIT_FIELDS = ("name,provision_state,target_provision_state,power_state,target_p
 
 
 class DemoError(Exception):
-    """A step of the demo could not go on (message says which and where to look)."""
+    """A step of the demo could not go on (message says which and where to look);
+    ``nodes``: the nodes it concerns, whose logs' last lines are shown with the error."""
+
+    def __init__(self, message: str, nodes: Collection[str] = ()) -> None:
+        super().__init__(message)
+        self.nodes = list(nodes)
 
 
 @dataclass
@@ -112,6 +117,7 @@ class Demo:
         except (DemoError, LabError, ApiError) as exc:
             self.console.print(f"[red]error:[/red] {exc}")
             if self.spec:
+                self._show_logs(getattr(exc, "nodes", []))
                 self.console.print(f"logs: {self.spec['state_dir']}/logs/")
         except KeyboardInterrupt:
             self.console.print("[yellow]interrupted[/yellow]")
@@ -121,6 +127,18 @@ class Demo:
             else:
                 self._teardown()
         return code
+
+    def _show_logs(self, nodes: list[str], lines: int = 12) -> None:
+        """The last ``lines`` lines of each node's boot and agent log (what its firmware
+        and agent did last), before the rack and its logs go."""
+        logs = Path(self.spec["state_dir"]) / "logs"
+        for node in nodes:
+            for log in (logs / f"{node}.log", logs / f"{node}-agent.log"):
+                if log.exists():
+                    tail = log.read_text(errors="replace").splitlines()[-lines:]
+                    self.console.print(f"── {log.name} (last {len(tail)} lines)",
+                                       highlight=False)
+                    self.console.print("\n".join(tail), highlight=False, markup=False)
 
     def _bring_up(self) -> Client:
         """The rack, the server and its switch and networks; the server's client."""
@@ -260,7 +278,9 @@ class Demo:
                 break
             if time.monotonic() > deadline:
                 raise DemoError(f"{what} did not finish in {self.timeout:.0f}s: "
-                                + ", ".join(f"{n} {s}" for n, s in seen.items()))
+                                + ", ".join(f"{n} {s}" for n, s in seen.items()),
+                                [n for n, d in nodes.items()
+                                 if d["provision_state"] not in RESTING_STATES])
             time.sleep(1.0)  # a display; the server need not answer faster
         failed = {n: d for n, d in nodes.items() if d["provision_state"] in FAILED_STATES
                   or d["provision_state"] != want}
@@ -268,7 +288,7 @@ class Demo:
             self.check(f"{n} reached {want}", False, str(d.get("last_error") or
                                                         d["provision_state"]))
         if failed:
-            raise DemoError(f"{what} failed on {', '.join(failed)}")
+            raise DemoError(f"{what} failed on {', '.join(failed)}", failed)
         self.check(f"{what}: {len(names)} node(s) {want}", True)
 
     # ----------------------------------------------------------------- checks
