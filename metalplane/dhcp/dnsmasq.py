@@ -159,17 +159,20 @@ class DnsmasqServer:
         """Start the DHCP dnsmasq and, with a TFTP root, the TFTP one (idempotent).
         Raises :class:`DhcpError` if one exits at once."""
         with self._lock:
-            tftp = self.tftp_command()
-            if tftp and (self._tftp is None or self._tftp.poll() is not None):
-                self.dir.mkdir(parents=True, exist_ok=True)
-                self._tftp = self._spawn(tftp, self.dir / "tftp.log", "tftp")
-            if self._proc is not None and self._proc.poll() is None:
-                return
-            for d in (self.hosts_dir, self.opts_dir, self.tmp_dir):
-                d.mkdir(parents=True, exist_ok=True)
-            self._proc = self._spawn(self.command(), self.log_file, "dhcp")
-            LOG.info("dnsmasq for %s serving %s on %s%s", self.name, self.net, self.interface,
-                     f" in {self.netns}" if self.netns else "")
+            self._start_locked()
+
+    def _start_locked(self) -> None:
+        tftp = self.tftp_command()
+        if tftp and (self._tftp is None or self._tftp.poll() is not None):
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._tftp = self._spawn(tftp, self.dir / "tftp.log", "tftp")
+        if self._proc is not None and self._proc.poll() is None:
+            return
+        for d in (self.hosts_dir, self.opts_dir, self.tmp_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self._proc = self._spawn(self.command(), self.log_file, "dhcp")
+        LOG.info("dnsmasq for %s serving %s on %s%s", self.name, self.net, self.interface,
+                 f" in {self.netns}" if self.netns else "")
 
     def _write(self, directory: Path, name: str, text: str) -> None:
         tmp = self.tmp_dir / name
@@ -211,17 +214,24 @@ class DnsmasqServer:
         """Stop and start the DHCP dnsmasq: it reads the directories afresh (TFTP goes on).
         Leases whose MAC or address is in ``drop`` are forgotten (a powered-off node never
         releases its lease, and dnsmasq will not offer a leased address to another MAC). Raises
-        :class:`DhcpError`."""
+        :class:`DhcpError`.
+
+        The whole restart holds the lock: the lease file is rewritten only while no dnsmasq
+        runs, and restarts from several threads (nodes leaving a network at once) go one
+        after the other. Interleaved, two rewrites lost each other's drops, and a dnsmasq
+        started in between kept the leases in memory; the node whose address was still
+        leased to another MAC got no answer ("not using configured address ... because it
+        is leased to ...", seen in the demo)."""
         with self._lock:
             self._stop(self._proc, self.dir / "pid")
             self._proc = None
-        leases = self.dir / "leases"
-        if drop and leases.exists():  # lines: expiry MAC IP hostname client-id
-            gone = set(drop)
-            kept = [line for line in leases.read_text().splitlines()
-                    if not gone.intersection(line.lower().split()[1:3])]
-            leases.write_text("".join(f"{line}\n" for line in kept))
-        self.start()
+            leases = self.dir / "leases"
+            if drop and leases.exists():  # lines: expiry MAC IP hostname client-id
+                gone = {d.lower() for d in drop}
+                kept = [line for line in leases.read_text().splitlines()
+                        if not gone.intersection(line.lower().split()[1:3])]
+                leases.write_text("".join(f"{line}\n" for line in kept))
+            self._start_locked()
 
     def pid(self) -> int | None:
         """The DHCP dnsmasq's pid, from its pid file (None if it has none)."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -102,6 +104,39 @@ def test_hosts_come_without_a_restart_and_go_for_good(
     server.add_host("port-6", node.macs["eth0"], "10.66.0.70", PXE_OPTS)
     assert "fixed-address 10.66.0.70;" in (dhcp(node, tmp_path) or "")
     assert server._proc is not None and server._proc.poll() is None
+
+
+def test_hosts_leaving_together_all_lose_their_leases(
+        served: tuple[Rack, DnsmasqServer, Host, Host], tmp_path: Path) -> None:
+    """Nodes leave a network at the same moment (their agents report at once): every
+    removal's restart must drop its lease, or a node that comes back with another's old
+    address gets no answer. The 4-node demo met this when removals interleaved."""
+    r, server, node, stranger = served
+    hosts = [node, stranger, r.add_host("n3", [], tag=100), r.add_host("n4", [], tag=100)]
+    macs = [h.macs["eth0"] for h in hosts]
+    ips = [f"10.66.0.{80 + i}" for i in range(len(hosts))]
+    for i, (h, mac, ip) in enumerate(zip(hosts, macs, ips, strict=True)):
+        server.add_host(f"port-a{i}", mac, ip, PXE_OPTS)
+        assert f"fixed-address {ip};" in (dhcp(h, tmp_path) or ""), \
+            server.log_file.read_text()[-2000:]
+    start = threading.Barrier(len(macs))
+
+    def leave(mac: str) -> None:
+        start.wait(timeout=30)
+        server.remove_host(mac)
+
+    with ThreadPoolExecutor(max_workers=len(macs)) as pool:
+        list(pool.map(leave, macs))
+    assert server.hosts() == []
+    leases = (server.dir / "leases").read_text().lower()
+    assert not [m for m in macs if m.lower() in leases], leases
+    # back, each with the address its neighbour held
+    for i, mac in enumerate(macs):
+        server.add_host(f"port-b{i}", mac, ips[(i + 1) % len(ips)], PXE_OPTS)
+    for i, h in enumerate(hosts):
+        ip = ips[(i + 1) % len(ips)]
+        assert f"fixed-address {ip};" in (dhcp(h, tmp_path) or ""), \
+            server.log_file.read_text()[-3000:]
 
 
 def test_option_lines() -> None:
