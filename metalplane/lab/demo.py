@@ -85,6 +85,7 @@ class Demo:
     checks: list[Check] = field(default_factory=list)
     phases: list[tuple[str, float]] = field(default_factory=list)
     spec: dict[str, Any] = field(default_factory=dict)
+    uuids: dict[str, str] = field(default_factory=dict)  # node name -> the server's UUID
     server: subprocess.Popen[bytes] | None = None
     client: Client | None = None
     started: float = field(default_factory=time.monotonic)
@@ -129,16 +130,32 @@ class Demo:
         return code
 
     def _show_logs(self, nodes: list[str], lines: int = 12) -> None:
-        """The last ``lines`` lines of each node's boot and agent log (what its firmware
-        and agent did last), before the rack and its logs go."""
-        logs = Path(self.spec["state_dir"]) / "logs"
+        """What a failed node did last, before the rack and its logs go: the last ``lines``
+        lines of its boot and agent logs, and of the server's and the DHCP servers' logs
+        that name it (its UUID or MAC)."""
+        state = Path(self.spec["state_dir"])
+        logs = state / "logs"
+        specs = {n["name"]: n for n in self.spec["nodes"]}
         for node in nodes:
-            for log in (logs / f"{node}.log", logs / f"{node}-agent.log"):
-                if log.exists():
-                    tail = log.read_text(errors="replace").splitlines()[-lines:]
-                    self.console.print(f"── {log.name} (last {len(tail)} lines)",
-                                       highlight=False)
-                    self.console.print("\n".join(tail), highlight=False, markup=False)
+            spec = specs.get(node, {})
+            keys = [k for k in (self.uuids.get(node), spec.get("mac")) if k]
+            keys = [str(k).lower() for k in keys]
+            sources = [(logs / f"{node}.log", []), (logs / f"{node}-agent.log", []),
+                       (logs / "server.log", keys),
+                       *((log, keys) for log in sorted((state / "server" / "dhcp").glob(
+                           "*/dnsmasq.log")))]
+            for log, about in sources:
+                if not log.exists():
+                    continue
+                text = log.read_text(errors="replace").splitlines()
+                tail = [t for t in text if not about or any(k in t.lower() for k in about)]
+                tail = tail[-lines:]
+                if not tail:
+                    continue
+                where = log.relative_to(state)
+                self.console.print(f"── {where} (last {len(tail)} lines"
+                                   f"{' about ' + node if about else ''})", highlight=False)
+                self.console.print("\n".join(tail), highlight=False, markup=False)
 
     def _bring_up(self) -> Client:
         """The rack, the server and its switch and networks; the server's client."""
@@ -236,6 +253,7 @@ class Demo:
                 "name": n["name"], "driver": driver, "driver_info": info,
                 "boot_interface": "ipxe", "deploy_interface": "direct",
                 "inspect_interface": "agent", "network_interface": "neutron"})
+            self.uuids[n["name"]] = node["uuid"]
             port: dict[str, Any] = {"address": n["mac"], "node_uuid": node["uuid"],
                                     "pxe_enabled": True}
             if self.cabled:
