@@ -101,7 +101,14 @@ def main() -> None:
         assert all(tags[n] == 1500 for n in names), "bind did not reach the switch"
         ports = [plugin.get_port(p.id) for p in ports]
         t0 = time.perf_counter()
-        plugin.unbind_many(ports)
+        if os.environ.get("MP_PROFILE") == "unbind":
+            import cProfile
+            import pstats
+            prof = cProfile.Profile()
+            prof.runcall(plugin.unbind_many, ports)
+            pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+        else:
+            plugin.unbind_many(ports)
         unbind_s = time.perf_counter() - t0
         tags = sw.tags()
         assert all(tags[n] == 4094 for n in names), "unbind did not reach the switch"
