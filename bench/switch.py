@@ -11,8 +11,8 @@ internal interfaces. Then, on the same switch in the same run:
 
 Prints the machine, versions, parameters and times; writes ``bench/results/switch.json``
 with ``ratio`` = metalplane's ports per second / the peer's, at ``--ports``. Needs root.
-Run: ``sudo .venv/bin/python bench/switch.py [--ports 500]``; ``MP_PROFILE=1`` prints a
-cProfile of ``bind_many``.
+Run: ``sudo .venv/bin/python bench/switch.py [--ports 500]``; ``MP_PROFILE=bind`` (or
+``unbind``) prints a cProfile of ``bind_many`` (or ``unbind_many``).
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import ovs.json
 
 from bench._common import RESULTS, header, machine, write_result
 from metalplane import __version__
@@ -50,7 +52,8 @@ def main() -> None:
     sw = Switch(rundir=work / "ovs", bridge="mpb-tor")
     names = [f"mpb{i}" for i in range(args.ports)]
     result: dict[str, Any] = {"script": "bench/switch.py", "machine": machine(),
-                              "versions": {"metalplane": __version__, "openvswitch": ovs_version},
+                              "versions": {"metalplane": __version__, "openvswitch": ovs_version,
+                                           "ovs_python_json_parser": ovs.json.PARSER},
                               "parameters": {"ports": args.ports, "datapath": "netdev"}}
     header(result)
     try:
@@ -88,7 +91,7 @@ def main() -> None:
         ports[0] = plugin.get_port(ports[0].id)
         # metalplane: bind (flip to 1500), then unbind (flip back to parking)
         t0 = time.perf_counter()
-        if os.environ.get("MP_PROFILE"):
+        if os.environ.get("MP_PROFILE") == "bind":
             import cProfile
             import pstats
             prof = cProfile.Profile()
