@@ -133,7 +133,7 @@ class _Idl(connection.OvsdbIdl):  # type: ignore[misc]
 
     ovsdbapp's ``OvsdbIdl.cooperative_yield`` sleeps for every row of an update so that
     eventlet's green threads get a turn; metalplane runs no green threads, and on 500
-    updated ports those sleeps were 60% of a flip's time (py-spy). The ``ovs`` IDL's own
+    updated ports those sleeps were 56% of a commit (py-spy). The ``ovs`` IDL's own
     default for the hook is to do nothing."""
 
     def cooperative_yield(self) -> None:
