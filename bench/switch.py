@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,21 @@ from metalplane.common.config import Settings
 from metalplane.db.engine import Database
 from metalplane.lab.rack import Switch, run
 from metalplane.network.plugin import NetworkPlugin
+
+
+def timed(what: str, fn: Callable[[list[Any]], None], ports: list[Any]) -> float:
+    """Seconds ``fn(ports)`` took; with ``MP_PROFILE=<what>``, also print its cProfile
+    (slower, so the figure is only for comparing within that run)."""
+    t0 = time.perf_counter()
+    if os.environ.get("MP_PROFILE") == what:
+        import cProfile
+        import pstats
+        prof = cProfile.Profile()
+        prof.runcall(fn, ports)
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(30)
+    else:
+        fn(ports)
+    return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -90,29 +106,11 @@ def main() -> None:
         plugin.unbind_many([plugin.get_port(ports[0].id)])
         ports[0] = plugin.get_port(ports[0].id)
         # metalplane: bind (flip to 1500), then unbind (flip back to parking)
-        t0 = time.perf_counter()
-        if os.environ.get("MP_PROFILE") == "bind":
-            import cProfile
-            import pstats
-            prof = cProfile.Profile()
-            prof.runcall(plugin.bind_many, ports)
-            pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
-        else:
-            plugin.bind_many(ports)
-        bind_s = time.perf_counter() - t0
+        bind_s = timed("bind", plugin.bind_many, ports)
         tags = sw.tags()
         assert all(tags[n] == 1500 for n in names), "bind did not reach the switch"
         ports = [plugin.get_port(p.id) for p in ports]
-        t0 = time.perf_counter()
-        if os.environ.get("MP_PROFILE") == "unbind":
-            import cProfile
-            import pstats
-            prof = cProfile.Profile()
-            prof.runcall(plugin.unbind_many, ports)
-            pstats.Stats(prof).sort_stats("tottime").print_stats(30)
-        else:
-            plugin.unbind_many(ports)
-        unbind_s = time.perf_counter() - t0
+        unbind_s = timed("unbind", plugin.unbind_many, ports)
         tags = sw.tags()
         assert all(tags[n] == 4094 for n in names), "unbind did not reach the switch"
         ours = min(bind_s, unbind_s)
