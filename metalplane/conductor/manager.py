@@ -373,8 +373,7 @@ class Conductor:
     def boot_script(self, ident: str) -> str:
         """The iPXE script of a node booting into the agent. Raises :class:`NotFound` for a
         node that should not be booting the ramdisk now."""
-        with self.db.read() as s:
-            node = db_api.get_node(s, ident)
+        node = db_api.get_node(self.db, ident)
         stored = (node.driver_internal_info or {}).get(agent_mod.TOKEN_KEY)
         if node.provision_state not in AGENT_STATES or not stored:
             raise NotFound(f"node {ident} is not booting the ramdisk agent")
@@ -502,8 +501,7 @@ class Conductor:
 
     # ------------------------------------------------------------------ VIFs
     def vif_list(self, ident: str) -> list[str]:
-        with self.db.read() as s:
-            node = db_api.get_node(s, ident)
+        node = db_api.get_node(self.db, ident)
         return self.networking.vifs(node)
 
     def vif_attach(self, ident: str, vif_id: str) -> None:

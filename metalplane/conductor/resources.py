@@ -193,8 +193,7 @@ class NodeResources:
             task.save(maintenance=on, maintenance_reason=reason if on else None)
 
     def get_node(self, ident: str) -> Node:
-        with self.db.read() as s:
-            return db_api.get_node(s, ident)
+        return db_api.get_node(self.db, ident)
 
     # ---------------------------------------------------------------- ports
     def _node_for(self, body: dict[str, Any], key: str = "node_uuid") -> Node:

@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from metalplane.common.exceptions import Conflict, Invalid, NodeLocked, NotFound
 from metalplane.db.engine import Database
@@ -50,22 +50,42 @@ def is_uuid_like(value: str) -> bool:
     return True
 
 
-def _node_ident(ident: str) -> sa.ColumnElement[bool]:
-    """The node whose UUID or name is ``ident``, as a WHERE clause."""
+_NODES: sa.Table = Node.__table__  # type: ignore[assignment]
+
+
+def _detached(model: Any, row: sa.Row[Any]) -> Any:
+    """An object of ``model`` (an ORM class) holding ``row`` (all its table's columns, from
+    a Core statement): detached, as the session-based functions return theirs, built
+    without a session (a few microseconds instead of the ORM's loading machinery)."""
+    mapper = model.__mapper__
+    if not mapper.configured:
+        sa.orm.configure_mappers()
+    obj = mapper.class_manager.new_instance()
+    obj.__dict__.update(row._mapping)
+    make_transient_to_detached(obj)
+    return obj
+
+
+@functools.lru_cache(maxsize=4)
+def _node_select(by: str) -> sa.Select[Any]:
+    """``SELECT <all columns> FROM nodes WHERE <by> = :ident``, built once."""
+    return sa.select(_NODES).where(_NODES.c[by] == sa.bindparam("ident"))
+
+
+def _ident_param(ident: str) -> tuple[str, dict[str, Any]]:
+    """(column, parameters) of the node whose UUID or name is ``ident``."""
     if is_uuid_like(ident):
-        return Node.uuid == str(uuidlib.UUID(ident))
-    return Node.name == ident
+        return "uuid", {"ident": str(uuidlib.UUID(ident))}
+    return "name", {"ident": ident}
 
 
-def _node_query(ident: str) -> sa.Select[Node]:
-    return sa.select(Node).where(_node_ident(ident))
-
-
-def get_node(session: Session, ident: str) -> Node:
+def get_node(db: Database, ident: str) -> Node:
     """The node whose UUID or name is ``ident``. Raises :class:`NotFound`."""
-    node = session.scalars(_node_query(ident)).first()
-    if node is None:
+    by, params = _ident_param(ident)
+    rows = db.execute(_node_select(by), params)
+    if not rows:
         raise NotFound(f"Node {ident} could not be found.")
+    node: Node = _detached(Node, rows[0])
     return node
 
 
@@ -83,12 +103,11 @@ def create_node(db: Database, values: dict[str, Any]) -> Node:
     """Insert a node. Raises :class:`Conflict` for a duplicate uuid or name."""
     values = dict(values)
     values.setdefault("uuid", str(uuidlib.uuid4()))
-    node = Node(**values)
     try:
-        with db.write() as s:
-            s.add(node)
+        rows = db.execute(sa.insert(_NODES).values(**values).returning(_NODES), write=True)
     except IntegrityError as exc:
         raise _unique_violation(exc, "node", values) from None
+    node: Node = _detached(Node, rows[0])
     return node
 
 
@@ -131,18 +150,14 @@ def list_nodes(
         return list(s.scalars(q))
 
 
-_FAST = {"populate_existing": True, "synchronize_session": False}
-
-
 @functools.lru_cache(maxsize=512)
 def _node_update(keys: tuple[str, ...]) -> Any:
     """``UPDATE nodes SET <keys> WHERE id = :_id RETURNING *``, built once per key set: a
     conductor sets the same few fields over and over, and building the statement costs
     more CPU than running it on SQLite."""
-    cols = Node.__table__.c
-    return (sa.update(Node).where(Node.id == sa.bindparam("_id"))
-            .values({k: sa.bindparam(f"_v_{k}", type_=cols[k].type) for k in keys})
-            .returning(Node))
+    return (sa.update(_NODES).where(_NODES.c.id == sa.bindparam("_id"))
+            .values({k: sa.bindparam(f"_v_{k}", type_=_NODES.c[k].type) for k in keys})
+            .returning(_NODES))
 
 
 def update_node(db: Database, node_id: int, values: dict[str, Any],
@@ -150,25 +165,25 @@ def update_node(db: Database, node_id: int, values: dict[str, Any],
     """Set ``values`` on node ``node_id`` and return it; with ``expect``, only if those
     columns still hold those values (else :class:`Conflict`). One ``UPDATE .. RETURNING``."""
     values = {**values, "updated_at": utcnow()}
+    if expect:
+        q = sa.update(_NODES).where(_NODES.c.id == node_id)
+        for k, v in expect.items():
+            c = _NODES.c[k]
+            q = q.where(c.is_(None) if v is None else c == v)
+        stmt: Any = q.values(**values).returning(_NODES)
+        params: dict[str, Any] | None = None
+    else:
+        stmt = _node_update(tuple(sorted(values)))
+        params = {f"_v_{k}": v for k, v in values.items()}
+        params["_id"] = node_id
     try:
-        with db.write() as s:
-            if expect:
-                q = sa.update(Node).where(Node.id == node_id)
-                for k, v in expect.items():
-                    c = getattr(Node, k)
-                    q = q.where(c.is_(None) if v is None else c == v)
-                node = s.scalars(q.values(**values).returning(Node),
-                                 execution_options=_FAST).first()
-            else:
-                params = {f"_v_{k}": v for k, v in values.items()}
-                params["_id"] = node_id
-                node = s.scalars(_node_update(tuple(sorted(values))), params,
-                                 execution_options=_FAST).first()
-            if node is None:
-                raise Conflict(f"node {node_id} changed under this update; try again")
-            return node
+        rows = db.execute(stmt, params, write=True)
     except IntegrityError as exc:
         raise _unique_violation(exc, "node", values) from None
+    if not rows:
+        raise Conflict(f"node {node_id} changed under this update; try again")
+    node: Node = _detached(Node, rows[0])
+    return node
 
 
 def destroy_node(db: Database, node_id: int) -> None:
@@ -181,24 +196,44 @@ def destroy_node(db: Database, node_id: int) -> None:
 
 # ---- locks ---------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=4)
+def _node_reserve(by: str) -> Any:
+    """``UPDATE nodes SET reservation=…, reservation_purpose=… WHERE <by> = :ident AND
+    reservation IS NULL RETURNING *``, built once."""
+    return (sa.update(_NODES)
+            .where(_NODES.c[by] == sa.bindparam("ident"), _NODES.c.reservation.is_(None))
+            .values(reservation=sa.bindparam("host"), reservation_purpose=sa.bindparam("purpose"))
+            .returning(_NODES))
+
+
 def reserve_node(db: Database, ident: str, host: str, purpose: str) -> Node:
     """Take node ``ident``'s lock for ``host`` doing ``purpose`` (one ``UPDATE .. RETURNING``
     when the node is free).
 
     Raises :class:`NotFound`, or :class:`NodeLocked` naming the holder and its purpose.
     """
-    with db.write() as s:
-        node = s.scalars(
-            sa.update(Node).where(_node_ident(ident), Node.reservation.is_(None))
-            .values(reservation=host, reservation_purpose=purpose).returning(Node),
-            execution_options=_FAST).first()
-        if node is not None:
-            return node
-        node = get_node(s, ident)
-        raise NodeLocked(
-            f"Node {node.uuid} is locked by host {node.reservation} for "
-            f"{node.reservation_purpose or 'an operation'}; please retry after it finishes."
-        )
+    by, params = _ident_param(ident)
+    rows = db.execute(_node_reserve(by), {**params, "host": host, "purpose": purpose},
+                      write=True)
+    if rows:
+        reserved: Node = _detached(Node, rows[0])
+        return reserved
+    node = get_node(db, ident)
+    raise NodeLocked(
+        f"Node {node.uuid} is locked by host {node.reservation} for "
+        f"{node.reservation_purpose or 'an operation'}; please retry after it finishes."
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _node_release(keys: tuple[str, ...]) -> Any:
+    """``UPDATE nodes SET reservation=NULL, … <keys> WHERE id = :_id AND reservation =
+    :_host``, built once per key set."""
+    return (sa.update(_NODES)
+            .where(_NODES.c.id == sa.bindparam("_id"),
+                   _NODES.c.reservation == sa.bindparam("_host"))
+            .values(reservation=None, reservation_purpose=None,
+                    **{k: sa.bindparam(f"_v_{k}", type_=_NODES.c[k].type) for k in keys}))
 
 
 def release_node(db: Database, node_id: int, host: str,
@@ -206,13 +241,9 @@ def release_node(db: Database, node_id: int, host: str,
     """Release the lock ``host`` holds on the node (no-op if it holds none), setting
     ``values`` in the same statement (a task's last change and its release are one write)."""
     extra = {**values, "updated_at": utcnow()} if values else {}
-    with db.write() as s:
-        s.execute(
-            sa.update(Node)
-            .where(Node.id == node_id, Node.reservation == host)
-            .values(reservation=None, reservation_purpose=None, **extra),
-            execution_options={"synchronize_session": False},
-        )
+    params = {f"_v_{k}": v for k, v in extra.items()}
+    params.update(_id=node_id, _host=host)
+    db.execute(_node_release(tuple(sorted(extra))), params, write=True)
 
 
 # ---- conductors ----------------------------------------------------------------------
@@ -363,14 +394,19 @@ def list_portgroups(db: Database, node_id: int | None = None, limit: int | None 
         return _page(s, q, Portgroup, marker, limit, "portgroup")
 
 
+@functools.lru_cache(maxsize=2)
+def _by_node(table: sa.Table) -> sa.Select[Any]:
+    return sa.select(table).where(table.c.node_id == sa.bindparam("node_id")).order_by(table.c.id)
+
+
 def node_wiring(db: Database, node_id: int) -> tuple[list[Port], list[Portgroup]]:
-    """A node's ports and portgroups (by id), read in one session."""
-    with db.read() as s:
-        ports = list(s.scalars(sa.select(Port).where(Port.node_id == node_id)
-                               .order_by(Port.id)))
-        groups = list(s.scalars(sa.select(Portgroup).where(Portgroup.node_id == node_id)
-                                .order_by(Portgroup.id)))
-        return ports, groups
+    """A node's ports and portgroups (by id). Each task step that touches networks reads
+    them, for nodes without any too, so this is two Core statements, not a session."""
+    params = {"node_id": node_id}
+    ports = [_detached(Port, r) for r in db.execute(_by_node(Port.__table__), params)]  # type: ignore[arg-type]
+    groups = [_detached(Portgroup, r)
+              for r in db.execute(_by_node(Portgroup.__table__), params)]  # type: ignore[arg-type]
+    return ports, groups
 
 
 def update_row(db: Database, model: Any, row_id: int, values: dict[str, Any], what: str) -> Any:
@@ -396,11 +432,12 @@ def delete_row(db: Database, model: Any, row_id: int) -> None:
 
 
 def node_by_id(db: Database, node_id: int) -> Node:
-    with db.read() as s:
-        node = s.get(Node, node_id)
-        if node is None:
-            raise NotFound(f"Node {node_id} could not be found.")
-        return node
+    """The node with database id ``node_id``. Raises :class:`NotFound`."""
+    rows = db.execute(_node_select("id"), {"ident": node_id})
+    if not rows:
+        raise NotFound(f"Node {node_id} could not be found.")
+    node: Node = _detached(Node, rows[0])
+    return node
 
 
 def portgroup_by_id(db: Database, pg_id: int) -> Portgroup | None:
