@@ -87,6 +87,8 @@ class Conductor:
 
     # ------------------------------------------------------------------ life of the process
     def start(self, periodic: bool = True) -> None:
+        for iface, error in self.registry.load_all().items():
+            LOG.warning("driver interface %s could not be loaded: %s", iface, error)
         db_api.register_conductor(self.db, self.host, "", sorted(hardware_types()))
         # Anything still reserved under our own name is from a previous life of this host.
         self.recover([self.host], reason="restarted")
