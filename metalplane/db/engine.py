@@ -13,6 +13,7 @@ two fifths of the conductor's samples waiting in it). Other processes still queu
 (a node's lock, state changes, reads by the API): on SQLite without ``BEGIN``/``COMMIT``
 (one statement is atomic in autocommit mode) and without a session, about a fifth of the
 CPU of the same statement through the ORM.
+
 The schema is managed by Alembic (``metalplane/db/migrations``); :meth:`Database.upgrade`
 brings it to head.
 """
