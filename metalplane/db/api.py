@@ -51,6 +51,8 @@ def is_uuid_like(value: str) -> bool:
 
 
 _NODES: sa.Table = Node.__table__  # type: ignore[assignment]
+_PORTS: sa.Table = Port.__table__  # type: ignore[assignment]
+_PORTGROUPS: sa.Table = Portgroup.__table__  # type: ignore[assignment]
 
 
 def _detached(model: Any, row: sa.Row[Any]) -> Any:
@@ -150,13 +152,24 @@ def list_nodes(
         return list(s.scalars(q))
 
 
+def _set_binds(keys: tuple[str, ...]) -> dict[str, Any]:
+    """``SET`` values of a cached node statement: a bind parameter ``_v_<key>`` per column
+    (:func:`_set_params` fills them), typed as the column is."""
+    return {k: sa.bindparam(f"_v_{k}", type_=_NODES.c[k].type) for k in keys}
+
+
+def _set_params(values: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of :func:`_set_binds`'s bind parameters for ``values``."""
+    return {f"_v_{k}": v for k, v in values.items()}
+
+
 @functools.lru_cache(maxsize=512)
 def _node_update(keys: tuple[str, ...]) -> Any:
     """``UPDATE nodes SET <keys> WHERE id = :_id RETURNING *``, built once per key set: a
     conductor sets the same few fields over and over, and building the statement costs
     more CPU than running it on SQLite."""
     return (sa.update(_NODES).where(_NODES.c.id == sa.bindparam("_id"))
-            .values({k: sa.bindparam(f"_v_{k}", type_=_NODES.c[k].type) for k in keys})
+            .values(_set_binds(keys))
             .returning(_NODES))
 
 
@@ -174,8 +187,7 @@ def update_node(db: Database, node_id: int, values: dict[str, Any],
         params: dict[str, Any] | None = None
     else:
         stmt = _node_update(tuple(sorted(values)))
-        params = {f"_v_{k}": v for k, v in values.items()}
-        params["_id"] = node_id
+        params = {**_set_params(values), "_id": node_id}
     try:
         rows = db.execute(stmt, params, write=True)
     except IntegrityError as exc:
@@ -232,8 +244,7 @@ def _node_release(keys: tuple[str, ...]) -> Any:
     return (sa.update(_NODES)
             .where(_NODES.c.id == sa.bindparam("_id"),
                    _NODES.c.reservation == sa.bindparam("_host"))
-            .values(reservation=None, reservation_purpose=None,
-                    **{k: sa.bindparam(f"_v_{k}", type_=_NODES.c[k].type) for k in keys}))
+            .values(reservation=None, reservation_purpose=None, **_set_binds(keys)))
 
 
 def release_node(db: Database, node_id: int, host: str,
@@ -241,9 +252,8 @@ def release_node(db: Database, node_id: int, host: str,
     """Release the lock ``host`` holds on the node (no-op if it holds none), setting
     ``values`` in the same statement (a task's last change and its release are one write)."""
     extra = {**values, "updated_at": utcnow()} if values else {}
-    params = {f"_v_{k}": v for k, v in extra.items()}
-    params.update(_id=node_id, _host=host)
-    db.execute(_node_release(tuple(sorted(extra))), params, write=True)
+    db.execute(_node_release(tuple(sorted(extra))),
+               {**_set_params(extra), "_id": node_id, "_host": host}, write=True)
 
 
 # ---- conductors ----------------------------------------------------------------------
@@ -403,9 +413,8 @@ def node_wiring(db: Database, node_id: int) -> tuple[list[Port], list[Portgroup]
     """A node's ports and portgroups (by id). Each task step that touches networks reads
     them, for nodes without any too, so this is two Core statements, not a session."""
     params = {"node_id": node_id}
-    ports = [_detached(Port, r) for r in db.execute(_by_node(Port.__table__), params)]  # type: ignore[arg-type]
-    groups = [_detached(Portgroup, r)
-              for r in db.execute(_by_node(Portgroup.__table__), params)]  # type: ignore[arg-type]
+    ports = [_detached(Port, r) for r in db.execute(_by_node(_PORTS), params)]
+    groups = [_detached(Portgroup, r) for r in db.execute(_by_node(_PORTGROUPS), params)]
     return ports, groups
 
 
