@@ -76,6 +76,7 @@ class Settings:
     # the agent reports a finished command at once; beats carry liveness and progress
     agent_heartbeat_interval: float = 10.0
     dhcp_bindings: str = ""  # network=netns:interface[,...] (netns may be empty)
+    dhcp_restart_delay: float = 2.0  # s a host removal waits to share dnsmasq's restart
     tftp_root: str = "/usr/lib/ipxe"
     unix_socket: str = ""  # also serve the API on this unix socket (the lab's namespaces)
 
@@ -110,6 +111,8 @@ class Settings:
             raise Invalid("parking_vlan must be a VLAN ID, 1-4094")
         if self.default_network_interface not in ("noop", "flat", "neutron"):
             raise Invalid("default_network_interface must be noop, flat or neutron")
+        if not 0 <= self.dhcp_restart_delay <= 60:
+            raise Invalid("dhcp_restart_delay must be 0-60 seconds")
 
     @property
     def effective_auth_strategy(self) -> str:

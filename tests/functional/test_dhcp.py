@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -81,6 +82,14 @@ def test_pxe_and_ipxe_answers_and_silence_for_strangers(
     assert out.stdout.strip() == size, out.stderr
 
 
+def restarted(server: DnsmasqServer, pid: int | None, within: float = 15.0) -> int | None:
+    """Wait (bounded) until the DHCP dnsmasq's pid is no longer ``pid``; the new one."""
+    deadline = time.monotonic() + within
+    while server.pid() in (pid, None) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return server.pid()
+
+
 def test_hosts_come_without_a_restart_and_go_for_good(
         served: tuple[Rack, DnsmasqServer, Host, Host], tmp_path: Path) -> None:
     _r, server, node, stranger = served
@@ -93,6 +102,8 @@ def test_hosts_come_without_a_restart_and_go_for_good(
     server.remove_host(stranger.macs["eth0"])
     server.remove_host(node.macs["eth0"])
     assert server.hosts() == []
+    assert server.pid() == pid  # the removals wait restart_delay to share one restart
+    assert restarted(server, pid) != pid
     assert dhcp(stranger, tmp_path) is None  # both hold leases: still no answer
     # back with their addresses swapped (as when ports rejoin in another order)
     server.add_host("port-4", stranger.macs["eth0"], "10.66.0.61", PXE_OPTS)
@@ -125,11 +136,15 @@ def test_hosts_leaving_together_all_lose_their_leases(
         start.wait(timeout=30)
         server.remove_host(mac)
 
+    started = server.log_file.read_text().count(": started,")
     with ThreadPoolExecutor(max_workers=len(macs)) as pool:
         list(pool.map(leave, macs))
     assert server.hosts() == []
+    restarted(server, server.pid())
     leases = (server.dir / "leases").read_text().lower()
     assert not [m for m in macs if m.lower() in leases], leases
+    time.sleep(server.restart_delay + 0.5)
+    assert server.log_file.read_text().count(": started,") == started + 1  # one for all four
     # back, each with the address its neighbour held
     for i, mac in enumerate(macs):
         server.add_host(f"port-b{i}", mac, ips[(i + 1) % len(ips)], PXE_OPTS)
@@ -137,6 +152,23 @@ def test_hosts_leaving_together_all_lose_their_leases(
         ip = ips[(i + 1) % len(ips)]
         assert f"fixed-address {ip};" in (dhcp(h, tmp_path) or ""), \
             server.log_file.read_text()[-3000:]
+
+
+def test_a_host_taking_a_removed_address_restarts_at_once(
+        served: tuple[Rack, DnsmasqServer, Host, Host], tmp_path: Path) -> None:
+    """While the restart after a removal waits, the removed node's lease still holds its
+    address in dnsmasq: a new host given that address must not wait to be answered."""
+    _r, server, node, stranger = served
+    server.add_host("port-c1", node.macs["eth0"], "10.66.0.90", PXE_OPTS)
+    assert "fixed-address 10.66.0.90;" in (dhcp(node, tmp_path) or "")
+    pid = server.pid()
+    server.restart_delay = 600.0  # the delayed restart would come after the test
+    server.remove_host(node.macs["eth0"])
+    assert server.pid() == pid
+    server.add_host("port-c2", stranger.macs["eth0"], "10.66.0.90", PXE_OPTS)
+    assert server.pid() != pid
+    assert "fixed-address 10.66.0.90;" in (dhcp(stranger, tmp_path) or ""), \
+        server.log_file.read_text()[-3000:]
 
 
 def test_option_lines() -> None:
