@@ -45,6 +45,7 @@ class NodeTask:
         self._driver_info: dict[str, Any] | None = None
         self.handed_off = False
         self._pending: dict[str, Any] = {}  # written with the next save or the release
+        self.cache: dict[str, Any] = {}  # drivers' objects for this holding (Task.cache)
 
     # -- the drivers.base.Task protocol --
     @property
@@ -80,6 +81,7 @@ class NodeTask:
         self._node = db_api.update_node(self.conductor.db, self._node.id, fields)
         if "driver_info" in fields or "driver" in fields:
             self._driver_info = self._driver = None
+            self.cache.clear()
 
     def stage(self, **fields: Any) -> None:
         """Set ``fields`` on the node now; they are written with the next save, state

@@ -76,6 +76,12 @@ class Task(Protocol):
     @property
     def secrets(self) -> Any: ...  # metalplane.common.secrets.SecretBox
 
+    @property
+    def cache(self) -> dict[str, Any]:
+        """Objects a driver keeps for the rest of this task (one holding of the lock), e.g.
+        a BMC's resource, so that several calls in one task need not fetch it again.
+        Emptied when the node's driver or driver_info changes."""
+
     def save(self, **fields: Any) -> None:
         """Persist node fields (e.g. power_state) at once."""
 
@@ -297,13 +303,20 @@ def power_action(task: Task, state: str) -> None:
     task.stage(power_state=reached, target_power_state=None)
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, interval: float, what: str) -> None:
-    """Poll ``predicate`` every ``interval`` s until true; raise :class:`BMCError` after
-    ``timeout`` s. Bounded: at most ``timeout / interval + 1`` polls."""
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float, what: str,
+             longest: float | None = None) -> None:
+    """Poll ``predicate`` until true: first after ``interval`` s, then at intervals half as
+    long again each time up to ``longest`` s (default: ``interval``, no backoff), and once
+    more at the deadline. Raise :class:`BMCError` after ``timeout`` s. Bounded: at most
+    ``timeout / interval + 1`` polls. (Ironic waits for power the same way, backing off from
+    1 s: a BMC's power change takes seconds, and asking often only loads it.)"""
     deadline = time.monotonic() + timeout
+    longest = max(interval, longest or interval)
     while True:
+        left = deadline - time.monotonic()
+        time.sleep(max(0.0, min(interval, left)))
         if predicate():
             return
         if time.monotonic() >= deadline:
             raise BMCError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
+        interval = min(longest, interval * 1.5)
