@@ -35,7 +35,9 @@ __all__ = [
     "list_ports",
     "release_node",
     "reserve_node",
+    "rows_where",
     "update_node",
+    "update_row",
 ]
 
 NODE_SORT_KEYS = ("id", "uuid", "name", "created_at", "updated_at", "provision_state",
@@ -152,10 +154,10 @@ def list_nodes(
         return list(s.scalars(q))
 
 
-def _set_binds(keys: tuple[str, ...]) -> dict[str, Any]:
-    """``SET`` values of a cached node statement: a bind parameter ``_v_<key>`` per column
+def _set_binds(keys: tuple[str, ...], table: sa.Table = _NODES) -> dict[str, Any]:
+    """``SET`` values of a cached statement: a bind parameter ``_v_<key>`` per column
     (:func:`_set_params` fills them), typed as the column is."""
-    return {k: sa.bindparam(f"_v_{k}", type_=_NODES.c[k].type) for k in keys}
+    return {k: sa.bindparam(f"_v_{k}", type_=table.c[k].type) for k in keys}
 
 
 def _set_params(values: dict[str, Any]) -> dict[str, Any]:
@@ -418,18 +420,50 @@ def node_wiring(db: Database, node_id: int) -> tuple[list[Port], list[Portgroup]
     return ports, groups
 
 
-def update_row(db: Database, model: Any, row_id: int, values: dict[str, Any], what: str) -> Any:
-    """Set ``values`` on a port or portgroup. Raises :class:`Conflict` on a duplicate."""
+@functools.lru_cache(maxsize=256)
+def _select_where(table: sa.Table, keys: tuple[tuple[str, bool], ...],
+                  order: tuple[str, ...]) -> sa.Select[Any]:
+    """``SELECT * FROM <table> WHERE <key> = :_w_<key> [AND <key> IN (...)] ... ORDER BY
+    <order>``, built once per shape (``(column, is_list)`` pairs)."""
+    q = sa.select(table)
+    for key, many in keys:
+        bind: sa.BindParameter[Any] = sa.bindparam(f"_w_{key}", expanding=many)
+        q = q.where(table.c[key].in_(bind) if many else table.c[key] == bind)
+    return q.order_by(*(table.c[o] for o in order))
+
+
+def rows_where(db: Database, model: Any, order_by: tuple[str, ...] = (),
+               **equals: Any) -> list[Any]:
+    """The rows of ``model`` (an ORM class) whose columns hold ``equals`` (a list or
+    tuple value: any of them), ordered by ``order_by``, as detached objects. One cached
+    Core statement run alone: the lookups a network change makes a dozen times (a network
+    by ID, its segment, a port, a switch) cost no session each."""
+    table: sa.Table = model.__table__
+    keys = tuple((k, isinstance(v, list | tuple)) for k, v in sorted(equals.items()))
+    rows = db.execute(_select_where(table, keys, order_by),
+                      {f"_w_{k}": list(equals[k]) if many else equals[k] for k, many in keys})
+    return [_detached(model, r) for r in rows]
+
+
+@functools.lru_cache(maxsize=256)
+def _update_by_id(table: sa.Table, keys: tuple[str, ...]) -> Any:
+    """``UPDATE <table> SET <keys> WHERE id = :_id RETURNING *``, built once per shape."""
+    return (sa.update(table).where(table.c.id == sa.bindparam("_id"))
+            .values(_set_binds(keys, table)).returning(table))
+
+
+def update_row(db: Database, model: Any, row_id: int | str, values: dict[str, Any],
+               what: str) -> Any:
+    """Set ``values`` on the ``model`` row with id ``row_id`` and return it (detached).
+    Raises :class:`NotFound`, or :class:`Conflict` on a duplicate."""
+    stmt = _update_by_id(model.__table__, tuple(sorted(values)))
     try:
-        with db.write() as s:
-            obj = s.get(model, row_id)
-            if obj is None:
-                raise NotFound(f"{what} {row_id} could not be found.")
-            for k, v in values.items():
-                setattr(obj, k, v)
-        return obj
+        rows = db.execute(stmt, {**_set_params(values), "_id": row_id}, write=True)
     except IntegrityError as exc:
         raise _unique_violation(exc, what, values) from None
+    if not rows:
+        raise NotFound(f"{what} {row_id} could not be found.")
+    return _detached(model, rows[0])
 
 
 def delete_row(db: Database, model: Any, row_id: int) -> None:

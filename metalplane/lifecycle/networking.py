@@ -177,8 +177,10 @@ class NodeNetworking:
         LOG.info("Node %s: %d port(s) on %s network %s", node.uuid, len(created), kind, net.name)
 
     def _with_host(self, port: NetworkPort, host: str) -> NetworkPort:
-        self.plugin.set_binding_host(port.id, host)
-        return self.plugin.get_port(port.id)
+        now = self.plugin.set_binding_host(port.id, host)
+        if now is None:
+            raise NotFound(f"Port {port.id} could not be found.")
+        return now
 
     def _drop_quietly(self, port_id: str) -> None:
         try:

@@ -9,6 +9,7 @@ already changed is put back, so no switch is left half configured.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import random
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from metalplane.common.config import Settings
 from metalplane.common.exceptions import Conflict, Invalid, MetalplaneError, NotFound
+from metalplane.db import api as db_api
 from metalplane.db.engine import Database
 from metalplane.db.models import (
     IPAllocation,
@@ -103,13 +105,12 @@ class NetworkPlugin:
         self.switches.close()
 
     def _by_id_or_name(self, model: Any, ident: str, what: str) -> Any:
-        """The row whose id, else name, is ``ident``. Raises :class:`NotFound`."""
-        with self.db.read() as s:
-            row = s.get(model, ident) or s.scalars(
-                sa.select(model).where(model.name == ident)).first()
-        if row is None:
+        """The row whose id, else name, is ``ident`` (detached). Raises :class:`NotFound`."""
+        rows = (db_api.rows_where(self.db, model, id=ident)
+                or db_api.rows_where(self.db, model, name=ident))
+        if not rows:
             raise NotFound(f"{what} {ident} could not be found.")
-        return row
+        return rows[0]
 
     # ================================================================ networks
     def create_network(self, body: dict[str, Any]) -> Network:
@@ -161,22 +162,19 @@ class NetworkPlugin:
 
     def get_network(self, ident: str) -> Network:
         """By UUID or (unique) name. Raises :class:`NotFound`."""
-        with self.db.read() as s:
-            net = s.get(Network, ident)
-            if net is None:
-                found = list(s.scalars(sa.select(Network).where(Network.name == ident)))
-                if len(found) > 1:
-                    raise Conflict(f"several networks are named {ident}; use the UUID")
-                net = found[0] if found else None
-        if net is None:
+        found = (db_api.rows_where(self.db, Network, id=ident)
+                 or db_api.rows_where(self.db, Network, name=ident))
+        if len(found) > 1:
+            raise Conflict(f"several networks are named {ident}; use the UUID")
+        if not found:
             raise NotFound(f"Network {ident} could not be found.")
+        net: Network = found[0]
         return net
 
     def segment(self, network_id: str) -> NetworkSegment | None:
-        with self.db.read() as s:
-            return s.scalars(sa.select(NetworkSegment).where(
-                NetworkSegment.network_id == network_id)
-                .order_by(NetworkSegment.segment_index)).first()
+        rows = db_api.rows_where(self.db, NetworkSegment, order_by=("segment_index",),
+                                 network_id=network_id)
+        return rows[0] if rows else None
 
     def list_networks(self, filters: dict[str, Any]) -> list[Network]:
         with self.db.read() as s:
@@ -238,12 +236,10 @@ class NetworkPlugin:
         return sub
 
     def list_subnets(self, filters: dict[str, Any]) -> list[Subnet]:
-        with self.db.read() as s:
-            q = sa.select(Subnet).order_by(Subnet.created_at, Subnet.id)
-            for key in ("network_id", "name", "project_id", "cidr"):
-                if key in filters:
-                    q = q.where(getattr(Subnet, key) == filters[key])
-            return list(s.scalars(q))
+        return db_api.rows_where(self.db, Subnet, order_by=("created_at", "id"),
+                                 **{k: filters[k] for k in
+                                    ("network_id", "name", "project_id", "cidr")
+                                    if k in filters})
 
     def delete_subnet(self, ident: str) -> None:
         sub = self.get_subnet(ident)
@@ -380,8 +376,9 @@ class NetworkPlugin:
                                f"network {net.id}") from None
             raise Conflict("an IP address asked for was just taken; try again") from None
         port = self.get_port(port_id)
-        if port.binding_host_id:
-            self._bind_recorded(port)
+        if not port.binding_host_id:
+            return port
+        self._bind_recorded(port)
         return self.get_port(port_id)
 
     def get_port(self, ident: str) -> NetworkPort:
@@ -389,10 +386,9 @@ class NetworkPlugin:
         return port
 
     def fixed_ips(self, port_id: str) -> list[dict[str, str]]:
-        with self.db.read() as s:
-            return [{"subnet_id": a.subnet_id, "ip_address": a.ip_address}
-                    for a in s.scalars(sa.select(IPAllocation).where(
-                        IPAllocation.port_id == port_id).order_by(IPAllocation.id))]
+        return [{"subnet_id": a.subnet_id, "ip_address": a.ip_address}
+                for a in db_api.rows_where(self.db, IPAllocation, order_by=("id",),
+                                           port_id=port_id)]
 
     def list_ports(self, filters: dict[str, Any]) -> list[NetworkPort]:
         with self.db.read() as s:
@@ -583,18 +579,20 @@ class NetworkPlugin:
 
     def mark_bound_without_switch(self, port: NetworkPort, host: str) -> None:
         """A binding that needs no switch change (the flat network interface)."""
-        with self.db.write() as s:
-            row = s.get(NetworkPort, port.id)
-            if row is not None:
-                row.binding_host_id = host
-                row.binding_vif_type, row.binding_vif_details, row.status = "other", {}, "ACTIVE"
+        with contextlib.suppress(NotFound):
+            db_api.update_row(self.db, NetworkPort, port.id, {
+                "binding_host_id": host, "binding_vif_type": "other",
+                "binding_vif_details": {}, "status": "ACTIVE"}, "Port")
 
-    def set_binding_host(self, port_id: str, host: str) -> None:
-        """Record ``binding:host_id`` without binding yet (a batch binds them together)."""
-        with self.db.write() as s:
-            row = s.get(NetworkPort, port_id)
-            if row is not None:
-                row.binding_host_id = host
+    def set_binding_host(self, port_id: str, host: str) -> NetworkPort | None:
+        """Record ``binding:host_id`` without binding yet (a batch binds them together);
+        the port as it is now, None if it is gone."""
+        try:
+            port: NetworkPort = db_api.update_row(self.db, NetworkPort, port_id,
+                                                  {"binding_host_id": host}, "Port")
+        except NotFound:
+            return None
+        return port
 
     def mark_unbound(self, port_id: str) -> None:
         self._set_binding(port_id, "unbound", {}, "DOWN")

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from metalplane.common.exceptions import Conflict, Invalid, NotFound
+from metalplane.db import api as db_api
 from metalplane.db.engine import Database
 from metalplane.db.models import Switch, SwitchPortBinding
 from metalplane.network.ovs import OVSSwitch, PortConfig, SwitchBatcher, SwitchError
@@ -123,8 +124,8 @@ class SwitchManager:
         memo: dict[str, Switch | None] | None = getattr(self._local, "memo", None)
         if memo is not None and key in memo:
             return memo[key]
-        with self.db.read() as s:
-            sw = s.scalars(sa.select(Switch).where(Switch.switch_id == key)).first()
+        rows = db_api.rows_where(self.db, Switch, switch_id=key)
+        sw: Switch | None = rows[0] if rows else None
         if memo is not None:
             memo[key] = sw
         return sw
@@ -204,10 +205,8 @@ class SwitchManager:
 
     def wanted_many(self, sw: Switch, names: list[str]) -> dict[str, SwitchPortBinding]:
         """What metalplane last set on each named port of ``sw`` (one query)."""
-        with self.db.read() as s:
-            return {r.port_name: r for r in s.scalars(sa.select(SwitchPortBinding).where(
-                SwitchPortBinding.switch_uuid == sw.id,
-                SwitchPortBinding.port_name.in_(names)))}
+        return {r.port_name: r for r in db_api.rows_where(
+            self.db, SwitchPortBinding, switch_uuid=sw.id, port_name=list(names))}
 
     def observed(self, sw: Switch) -> dict[str, dict[str, Any]]:
         """What the switch says of every port metalplane manages on it."""
