@@ -36,6 +36,7 @@ __all__ = [
     "release_node",
     "reserve_node",
     "rows_where",
+    "update_many",
     "update_node",
     "update_row",
 ]
@@ -446,10 +447,22 @@ def rows_where(db: Database, model: Any, order_by: tuple[str, ...] = (),
 
 
 @functools.lru_cache(maxsize=256)
-def _update_by_id(table: sa.Table, keys: tuple[str, ...]) -> Any:
-    """``UPDATE <table> SET <keys> WHERE id = :_id RETURNING *``, built once per shape."""
-    return (sa.update(table).where(table.c.id == sa.bindparam("_id"))
-            .values(_set_binds(keys, table)).returning(table))
+def _update_by_id(table: sa.Table, keys: tuple[str, ...], returning: bool = True) -> Any:
+    """``UPDATE <table> SET <keys> WHERE id = :_id [RETURNING *]``, built once per shape."""
+    q = sa.update(table).where(table.c.id == sa.bindparam("_id")).values(
+        _set_binds(keys, table))
+    return q.returning(table) if returning else q
+
+
+def update_many(conn: sa.Connection, model: Any, rows: list[dict[str, Any]]) -> None:
+    """In ``conn``'s transaction, set the columns of each of ``rows`` (dicts with the row's
+    ``id`` and the same other columns) on the ``model`` row with that id: one executemany
+    ``UPDATE``. Ids that are gone are skipped."""
+    if not rows:
+        return
+    keys = tuple(sorted(k for k in rows[0] if k != "id"))
+    conn.execute(_update_by_id(model.__table__, keys, False),
+                 [{**_set_params({k: r[k] for k in keys}), "_id": r["id"]} for r in rows])
 
 
 def update_row(db: Database, model: Any, row_id: int | str, values: dict[str, Any],

@@ -101,6 +101,14 @@ class Database:
         with self._writer, self._write() as session, session.begin():
             yield session
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        """A Core connection in one write transaction (``BEGIN IMMEDIATE`` on SQLite),
+        committed on success, rolled back on error: several Core statements as one change,
+        without an ORM session's bookkeeping."""
+        with self._writer, self.write_engine.begin() as conn:
+            yield conn
+
     def execute(self, statement: sa.Executable, params: dict[str, Any] | None = None, *,
                 write: bool = False) -> list[sa.Row[Any]]:
         """Run ``statement`` (a Core statement, not an ORM one) alone, as its own

@@ -415,28 +415,27 @@ class NetworkPlugin:
         self._binding_fields(body, values)
         binding_changed = any(k in values and values[k] != getattr(port, k) for k in
                               ("binding_host_id", "binding_profile", "binding_vnic_type"))
-        with self.db.write() as s:
-            row = s.get(NetworkPort, port.id)
-            assert row is not None
-            if "security_groups" in body:
-                row.security_groups = self._check_security_groups(s, body["security_groups"])
-            if "fixed_ips" in body:
-                net = s.get(Network, port.network_id)
-                assert net is not None
-                s.execute(sa.delete(IPAllocation).where(IPAllocation.port_id == port.id))
-                s.flush()
-                s.add_all(self._fixed_ips(s, net, body["fixed_ips"], port.id))
+        if "security_groups" in body or "fixed_ips" in body:
+            with self.db.write() as s:
+                row = s.get(NetworkPort, port.id)
+                assert row is not None
+                if "security_groups" in body:
+                    row.security_groups = self._check_security_groups(
+                        s, body["security_groups"])
+                if "fixed_ips" in body:
+                    net = s.get(Network, port.network_id)
+                    assert net is not None
+                    s.execute(sa.delete(IPAllocation).where(IPAllocation.port_id == port.id))
+                    s.flush()
+                    s.add_all(self._fixed_ips(s, net, body["fixed_ips"], port.id))
         if binding_changed and port.binding_vif_type not in ("unbound", "binding_failed"):
             self.unbind(port)
-        with self.db.write() as s:
-            row = s.get(NetworkPort, port.id)
-            assert row is not None
-            for k, v in values.items():
-                setattr(row, k, v)
-        port = self.get_port(port.id)
+        port = (db_api.update_row(self.db, NetworkPort, port.id, values, "Port") if values
+                else self.get_port(port.id))
         if binding_changed and port.binding_host_id:
             self._bind_recorded(port)
-        return self.get_port(port.id)
+            return self.get_port(port.id)
+        return port
 
     def delete_port(self, ident: str) -> None:
         """Unbind (the switch port is parked) and delete, releasing its addresses."""
@@ -470,8 +469,8 @@ class NetworkPlugin:
         """``(port_id, vif_type, vif_details, status)`` for many ports, one transaction."""
         if not changes:
             return
-        with self.db.write() as s:  # one executemany UPDATE by primary key
-            s.execute(sa.update(NetworkPort), [
+        with self.db.transaction() as conn:  # one executemany UPDATE by primary key
+            db_api.update_many(conn, NetworkPort, [
                 {"id": port_id, "binding_vif_type": vif_type, "binding_vif_details": details,
                  "status": status} for port_id, vif_type, details, status in changes])
 

@@ -177,28 +177,27 @@ class SwitchManager:
         except SwitchError:
             self._forget(sw)  # the next call reconnects
             raise
-        with self.db.write() as s:
+        table: sa.Table = SwitchPortBinding.__table__  # type: ignore[assignment]
+        with self.db.transaction() as conn:  # Core statements, no session
             for cfg in configs:  # dissolved bonds and ports that became bond members go
                 gone = ([cfg.unbond] if cfg.unbond else []) + list(cfg.members)
                 if gone:
-                    s.execute(sa.delete(SwitchPortBinding).where(
-                        SwitchPortBinding.switch_uuid == sw.id,
-                        SwitchPortBinding.port_name.in_(gone)))
+                    conn.execute(sa.delete(table).where(table.c.switch_uuid == sw.id,
+                                                        table.c.port_name.in_(gone)))
             # bulk statements, not ORM objects: a flip of 500 ports is one executemany
-            existing = {name: pk for name, pk in s.execute(
-                sa.select(SwitchPortBinding.port_name, SwitchPortBinding.id).where(
-                    SwitchPortBinding.switch_uuid == sw.id,
-                    SwitchPortBinding.port_name.in_([c.name for c in configs])))}
+            existing = {name: pk for name, pk in conn.execute(
+                sa.select(table.c.port_name, table.c.id).where(
+                    table.c.switch_uuid == sw.id,
+                    table.c.port_name.in_([c.name for c in configs])))}
             rows = [{"vlan": cfg.vlan, "bond_members": list(cfg.members), "bond_mode": cfg.mode,
                      "network_port_id": owners.get(cfg.name), "port_name": cfg.name}
                     for cfg in configs]
             known = [{**r, "id": existing[r["port_name"]]} for r in rows
                      if r["port_name"] in existing]
             new = [{**r, "switch_uuid": sw.id} for r in rows if r["port_name"] not in existing]
-            if known:
-                s.execute(sa.update(SwitchPortBinding), known)
+            db_api.update_many(conn, SwitchPortBinding, known)
             if new:
-                s.execute(sa.insert(SwitchPortBinding), new)
+                conn.execute(sa.insert(table), new)
 
     def wanted(self, sw: Switch, port_name: str) -> SwitchPortBinding | None:
         return self.wanted_many(sw, [port_name]).get(port_name)
