@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -61,34 +61,35 @@ class Service:
         s = self.settings
         LOG.info("metalplane API on http://%s:%d (auth: %s, store: %s)", s.host, s.port,
                  s.effective_auth_strategy, _safe_url(s.effective_database_url))
-        config = uvicorn.Config(self.app, host=s.host, port=s.port, log_config=None,
-                                access_log=False, timeout_graceful_shutdown=5)
-        server = uvicorn.Server(config)
-        extra = self.unix_server()
+        server, sockets = self.http_server()
 
         def stop(*_: Any) -> None:
             server.should_exit = True
-            if extra is not None:
-                extra.should_exit = True
 
         signal.signal(signal.SIGTERM, stop)
         try:
-            server.run()
+            server.run(sockets=sockets)
         finally:
-            if extra is not None:
-                extra.should_exit = True
             self.stop()
 
-    def unix_server(self) -> uvicorn.Server | None:
-        """A second listener on ``settings.unix_socket`` (in a thread), if configured."""
-        if not self.settings.unix_socket:
-            return None
-        path = Path(self.settings.unix_socket)
-        path.unlink(missing_ok=True)
-        server = uvicorn.Server(uvicorn.Config(self.app, uds=str(path), log_config=None,
-                                               access_log=False))
-        threading.Thread(target=server.run, name="api-unix", daemon=True).start()
-        return server
+    def http_server(self) -> tuple[uvicorn.Server, list[socket.socket]]:
+        """The API's uvicorn server and its listening sockets (run it with
+        ``server.run(sockets=...)``): TCP on ``host:port`` and, if ``unix_socket`` is set,
+        that unix socket (mode 0666, as uvicorn makes one), served by the same event loop.
+        Exits (status 1, the error logged) when the port cannot be bound, as uvicorn does."""
+        s = self.settings
+        config = uvicorn.Config(self.app, host=s.host, port=s.port, log_config=None,
+                                access_log=False, timeout_graceful_shutdown=5)
+        sockets = [config.bind_socket()]
+        if s.unix_socket:
+            path = Path(s.unix_socket)
+            path.unlink(missing_ok=True)
+            unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            unix.bind(str(path))
+            path.chmod(0o666)
+            LOG.info("metalplane API also on unix socket %s", path)
+            sockets.append(unix)
+        return uvicorn.Server(config), sockets
 
 
 def _safe_url(url: str) -> str:

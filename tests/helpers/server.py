@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
 from metalplane.api.service import Service
 from metalplane.common.config import Settings
@@ -70,17 +69,14 @@ def running_server(data_dir: Path, **overrides: Any) -> Iterator[RunningServer]:
     settings.validate()
     service = Service(settings)
     service.start(periodic=periodic)
-    config = uvicorn.Config(service.app, host="127.0.0.1", port=settings.port, log_config=None,
-                            access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
+    server, sockets = service.http_server()
+    thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("test server did not start")
         time.sleep(0.05)
-    extra = service.unix_server()
     url = f"http://127.0.0.1:{settings.port}"
     http = httpx.Client(base_url=url, timeout=60)
     try:
@@ -88,7 +84,5 @@ def running_server(data_dir: Path, **overrides: Any) -> Iterator[RunningServer]:
     finally:
         http.close()
         server.should_exit = True
-        if extra is not None:
-            extra.should_exit = True
         thread.join(timeout=15)
         service.stop()
