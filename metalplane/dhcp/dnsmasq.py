@@ -237,12 +237,15 @@ class DnsmasqServer:
             self._removed |= gone
             if self._timer is None:
                 self._timer = threading.Timer(self.restart_delay, self._delayed_restart)
+                self._timer.args = (self._timer,)
                 self._timer.daemon = True
                 self._timer.start()
 
-    def _delayed_restart(self) -> None:
+    def _delayed_restart(self, timer: threading.Timer) -> None:
         try:
-            self.restart()
+            with self._lock:
+                if self._timer is timer:  # else a restart or a stop came first
+                    self._restart_locked(())
         except Exception:  # a thread of its own: nobody else would see it
             LOG.exception("dnsmasq for %s: restart after host removals failed", self.name)
 
@@ -260,17 +263,20 @@ class DnsmasqServer:
         leased to another MAC got no answer ("not using configured address ... because it
         is leased to ...", seen in the demo)."""
         with self._lock:
-            self._cancel_locked()
-            self._stop(self._proc, self.dir / "pid")
-            self._proc = None
-            leases = self.dir / "leases"
-            if leases.exists():
-                known = {p.name.lower() for p in self.hosts_dir.glob("*")}
-                gone = {d.lower() for d in drop}
-                kept = [line for line in leases.read_text().splitlines()
-                        if _lease_kept(line, known, gone)]
-                leases.write_text("".join(f"{line}\n" for line in kept))
-            self._start_locked()
+            self._restart_locked(drop)
+
+    def _restart_locked(self, drop: Collection[str]) -> None:
+        self._cancel_locked()
+        self._stop(self._proc, self.dir / "pid")
+        self._proc = None
+        leases = self.dir / "leases"
+        if leases.exists():
+            known = {p.name.lower() for p in self.hosts_dir.glob("*")}
+            gone = {d.lower() for d in drop}
+            kept = [line for line in leases.read_text().splitlines()
+                    if _lease_kept(line, known, gone)]
+            leases.write_text("".join(f"{line}\n" for line in kept))
+        self._start_locked()
 
     def _cancel_locked(self) -> None:
         if self._timer is not None:

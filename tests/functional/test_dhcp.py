@@ -179,3 +179,19 @@ def test_option_lines() -> None:
     from metalplane.common.exceptions import Invalid
     with pytest.raises(Invalid):
         format_options("t", [{"opt_name": "tag:a b,x", "opt_value": "1"}])
+
+
+def test_a_stop_cancels_the_restart_due_after_removals(
+        served: tuple[Rack, DnsmasqServer, Host, Host]) -> None:
+    """A server stopping (the conductor's shutdown) must not have dnsmasq started again by
+    a removal's delayed restart: that dnsmasq would outlive it."""
+    _r, server, node, _stranger = served
+    server.add_host("port-d1", node.macs["eth0"], "10.66.0.95", PXE_OPTS)
+    server.restart_delay = 0.5
+    server.remove_host(node.macs["eth0"])
+    server.stop()
+    time.sleep(1.5)
+    assert server._proc is None
+    left = subprocess.run(["pgrep", "-f", f"--pid-file={server.dir}/pid"],
+                          capture_output=True, text=True)
+    assert left.stdout.strip() == "", left.stdout
