@@ -57,11 +57,11 @@ class Service:
 
     def serve(self) -> None:
         """Run until SIGINT/SIGTERM; stops the conductor gracefully."""
+        server, sockets = self.http_server()  # a port in use fails before anything starts
         self.start()
         s = self.settings
         LOG.info("metalplane API on http://%s:%d (auth: %s, store: %s)", s.host, s.port,
                  s.effective_auth_strategy, _safe_url(s.effective_database_url))
-        server, sockets = self.http_server()
 
         def stop(*_: Any) -> None:
             server.should_exit = True
@@ -76,17 +76,24 @@ class Service:
         """The API's uvicorn server and its listening sockets (run it with
         ``server.run(sockets=...)``): TCP on ``host:port`` and, if ``unix_socket`` is set,
         that unix socket (mode 0666, as uvicorn makes one), served by the same event loop.
-        Exits (status 1, the error logged) when the port cannot be bound, as uvicorn does."""
+        Exits (status 1, the error logged) when the port or the socket's path cannot be
+        bound, as uvicorn does."""
         s = self.settings
         config = uvicorn.Config(self.app, host=s.host, port=s.port, log_config=None,
                                 access_log=False, timeout_graceful_shutdown=5)
         sockets = [config.bind_socket()]
         if s.unix_socket:
             path = Path(s.unix_socket)
-            path.unlink(missing_ok=True)
             unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            unix.bind(str(path))
-            path.chmod(0o666)
+            try:
+                path.unlink(missing_ok=True)
+                unix.bind(str(path))
+                path.chmod(0o666)
+            except OSError as exc:
+                LOG.error("cannot listen on unix socket %s (unix_socket): %s", path, exc)
+                for sock in (*sockets, unix):
+                    sock.close()
+                sys.exit(1)
             LOG.info("metalplane API also on unix socket %s", path)
             sockets.append(unix)
         return uvicorn.Server(config), sockets
