@@ -177,10 +177,7 @@ class NodeNetworking:
         LOG.info("Node %s: %d port(s) on %s network %s", node.uuid, len(created), kind, net.name)
 
     def _with_host(self, port: NetworkPort, host: str) -> NetworkPort:
-        now = self.plugin.set_binding_host(port.id, host)
-        if now is None:
-            raise NotFound(f"Port {port.id} could not be found.")
-        return now
+        return self.plugin.set_binding_host(port.id, host)
 
     def _drop_quietly(self, port_id: str) -> None:
         try:

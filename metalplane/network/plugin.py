@@ -104,10 +104,14 @@ class NetworkPlugin:
     def close(self) -> None:
         self.switches.close()
 
+    def _rows_by_id_or_name(self, model: Any, ident: str) -> list[Any]:
+        """The row whose id is ``ident``, else those so named (detached)."""
+        return (db_api.rows_where(self.db, model, id=ident)
+                or db_api.rows_where(self.db, model, name=ident))
+
     def _by_id_or_name(self, model: Any, ident: str, what: str) -> Any:
         """The row whose id, else name, is ``ident`` (detached). Raises :class:`NotFound`."""
-        rows = (db_api.rows_where(self.db, model, id=ident)
-                or db_api.rows_where(self.db, model, name=ident))
+        rows = self._rows_by_id_or_name(model, ident)
         if not rows:
             raise NotFound(f"{what} {ident} could not be found.")
         return rows[0]
@@ -162,8 +166,7 @@ class NetworkPlugin:
 
     def get_network(self, ident: str) -> Network:
         """By UUID or (unique) name. Raises :class:`NotFound`."""
-        found = (db_api.rows_where(self.db, Network, id=ident)
-                 or db_api.rows_where(self.db, Network, name=ident))
+        found = self._rows_by_id_or_name(Network, ident)
         if len(found) > 1:
             raise Conflict(f"several networks are named {ident}; use the UUID")
         if not found:
@@ -583,14 +586,11 @@ class NetworkPlugin:
                 "binding_host_id": host, "binding_vif_type": "other",
                 "binding_vif_details": {}, "status": "ACTIVE"}, "Port")
 
-    def set_binding_host(self, port_id: str, host: str) -> NetworkPort | None:
+    def set_binding_host(self, port_id: str, host: str) -> NetworkPort:
         """Record ``binding:host_id`` without binding yet (a batch binds them together);
-        the port as it is now, None if it is gone."""
-        try:
-            port: NetworkPort = db_api.update_row(self.db, NetworkPort, port_id,
-                                                  {"binding_host_id": host}, "Port")
-        except NotFound:
-            return None
+        the port as it is now. Raises :class:`NotFound`."""
+        port: NetworkPort = db_api.update_row(self.db, NetworkPort, port_id,
+                                              {"binding_host_id": host}, "Port")
         return port
 
     def mark_unbound(self, port_id: str) -> None:

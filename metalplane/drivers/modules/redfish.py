@@ -126,25 +126,30 @@ _FRESH = 10.0  # s: how old a System reading a task may act on without a new GET
 _CACHE_KEY = "redfish_system"
 
 
-def _system(task: base.Task, settings: Any) -> Any:
+def _system(task: base.Task, settings: Any, max_age: float = _FRESH) -> Any:
     """The node's sushy ``System``, fetched once per task and refreshed when its reading is
-    older than ``_FRESH`` s. Raises :class:`base.BMCError`."""
+    older than ``max_age`` s (0: always read now). Raises :class:`base.BMCError`."""
     cached = task.cache.get(_CACHE_KEY)
-    if cached is not None:
-        system, read_at = cached
-        if time.monotonic() - read_at > _FRESH:
-            base.bmc_call(settings, f"Redfish refresh on node {task.node.uuid}",
-                          system.refresh, _TRANSIENT, _PERMANENT)
-            _read(task, system)
+    if cached is None:
+        system = _fetch(task, settings)
+        _read(task, system)
         return system
-    system = _fetch(task, settings)
-    _read(task, system)
+    system, read_at = cached
+    if max_age <= 0 or time.monotonic() - read_at > max_age:
+        _refresh(task, settings, system)
     return system
 
 
 def _read(task: base.Task, system: Any) -> None:
     """Note that ``system`` was read from the BMC just now."""
     task.cache[_CACHE_KEY] = (system, time.monotonic())
+
+
+def _refresh(task: base.Task, settings: Any, system: Any) -> None:
+    """Read ``system`` from the BMC again. Raises :class:`base.BMCError`."""
+    base.bmc_call(settings, f"Redfish refresh on node {task.node.uuid}", system.refresh,
+                  _TRANSIENT, _PERMANENT)
+    _read(task, system)
 
 
 def _fetch(task: base.Task, settings: Any) -> Any:
@@ -190,18 +195,12 @@ class RedfishPower(_RedfishMixin, base.PowerInterface):
 
     def get_power_state(self, task: base.Task) -> str:
         """The power state read from the BMC now (never a reading kept by the task)."""
-        system = task.cache.get(_CACHE_KEY, (None,))[0]
-        if system is None:
-            system = _system(task, self.settings)
-        else:
-            self._call(task, "refresh", system.refresh)
-            _read(task, system)
+        system = _system(task, self.settings, max_age=0.0)
         return str(self._call(task, "power state", lambda: _power_of(system)))
 
     def _wait(self, task: base.Task, system: Any, target: str) -> None:
         def reached() -> bool:
-            self._call(task, "refresh", system.refresh)
-            _read(task, system)
+            _refresh(task, self.settings, system)
             return _power_of(system) == target
 
         timeout = self.settings.power_state_change_timeout
