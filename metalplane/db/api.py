@@ -54,8 +54,6 @@ def is_uuid_like(value: str) -> bool:
 
 
 _NODES: sa.Table = Node.__table__  # type: ignore[assignment]
-_PORTS: sa.Table = Port.__table__  # type: ignore[assignment]
-_PORTGROUPS: sa.Table = Portgroup.__table__  # type: ignore[assignment]
 
 
 def _detached(model: Any, row: sa.Row[Any]) -> Any:
@@ -71,26 +69,44 @@ def _detached(model: Any, row: sa.Row[Any]) -> Any:
     return obj
 
 
-@functools.lru_cache(maxsize=4)
-def _node_select(by: str) -> sa.Select[Any]:
-    """``SELECT <all columns> FROM nodes WHERE <by> = :ident``, built once."""
-    return sa.select(_NODES).where(_NODES.c[by] == sa.bindparam("ident"))
+@functools.lru_cache(maxsize=256)
+def _select_where(table: sa.Table, keys: tuple[tuple[str, bool], ...],
+                  order: tuple[str, ...]) -> sa.Select[Any]:
+    """``SELECT * FROM <table> WHERE <key> = :_w_<key> [AND <key> IN (...)] ... ORDER BY
+    <order>``, built once per shape (``(column, is_list)`` pairs)."""
+    q = sa.select(table)
+    for key, many in keys:
+        bind: sa.BindParameter[Any] = sa.bindparam(f"_w_{key}", expanding=many)
+        q = q.where(table.c[key].in_(bind) if many else table.c[key] == bind)
+    return q.order_by(*(table.c[o] for o in order))
 
 
-def _ident_param(ident: str) -> tuple[str, dict[str, Any]]:
-    """(column, parameters) of the node whose UUID or name is ``ident``."""
+def rows_where(db: Database, model: Any, order_by: tuple[str, ...] = (),
+               **equals: Any) -> list[Any]:
+    """The rows of ``model`` (an ORM class) whose columns hold ``equals`` (a list or
+    tuple value: any of them), ordered by ``order_by``, as detached objects. One cached
+    Core statement run alone: the lookups a network change makes a dozen times (a network
+    by ID, its segment, a port, a switch) cost no session each."""
+    table: sa.Table = model.__table__
+    keys = tuple((k, isinstance(v, list | tuple)) for k, v in sorted(equals.items()))
+    rows = db.execute(_select_where(table, keys, order_by),
+                      {f"_w_{k}": list(equals[k]) if many else equals[k] for k, many in keys})
+    return [_detached(model, r) for r in rows]
+
+
+def _ident_column(ident: str) -> dict[str, Any]:
+    """``{column: value}`` of the node whose UUID or name is ``ident``."""
     if is_uuid_like(ident):
-        return "uuid", {"ident": str(uuidlib.UUID(ident))}
-    return "name", {"ident": ident}
+        return {"uuid": str(uuidlib.UUID(ident))}
+    return {"name": ident}
 
 
 def get_node(db: Database, ident: str) -> Node:
     """The node whose UUID or name is ``ident``. Raises :class:`NotFound`."""
-    by, params = _ident_param(ident)
-    rows = db.execute(_node_select(by), params)
+    rows = rows_where(db, Node, **_ident_column(ident))
     if not rows:
         raise NotFound(f"Node {ident} could not be found.")
-    node: Node = _detached(Node, rows[0])
+    node: Node = rows[0]
     return node
 
 
@@ -227,8 +243,8 @@ def reserve_node(db: Database, ident: str, host: str, purpose: str) -> Node:
 
     Raises :class:`NotFound`, or :class:`NodeLocked` naming the holder and its purpose.
     """
-    by, params = _ident_param(ident)
-    rows = db.execute(_node_reserve(by), {**params, "host": host, "purpose": purpose},
+    [(by, value)] = _ident_column(ident).items()
+    rows = db.execute(_node_reserve(by), {"ident": value, "host": host, "purpose": purpose},
                       write=True)
     if rows:
         reserved: Node = _detached(Node, rows[0])
@@ -407,43 +423,12 @@ def list_portgroups(db: Database, node_id: int | None = None, limit: int | None 
         return _page(s, q, Portgroup, marker, limit, "portgroup")
 
 
-@functools.lru_cache(maxsize=2)
-def _by_node(table: sa.Table) -> sa.Select[Any]:
-    return sa.select(table).where(table.c.node_id == sa.bindparam("node_id")).order_by(table.c.id)
-
-
 def node_wiring(db: Database, node_id: int) -> tuple[list[Port], list[Portgroup]]:
     """A node's ports and portgroups (by id). Each task step that touches networks reads
     them, for nodes without any too, so this is two Core statements, not a session."""
-    params = {"node_id": node_id}
-    ports = [_detached(Port, r) for r in db.execute(_by_node(_PORTS), params)]
-    groups = [_detached(Portgroup, r) for r in db.execute(_by_node(_PORTGROUPS), params)]
+    ports = rows_where(db, Port, order_by=("id",), node_id=node_id)
+    groups = rows_where(db, Portgroup, order_by=("id",), node_id=node_id)
     return ports, groups
-
-
-@functools.lru_cache(maxsize=256)
-def _select_where(table: sa.Table, keys: tuple[tuple[str, bool], ...],
-                  order: tuple[str, ...]) -> sa.Select[Any]:
-    """``SELECT * FROM <table> WHERE <key> = :_w_<key> [AND <key> IN (...)] ... ORDER BY
-    <order>``, built once per shape (``(column, is_list)`` pairs)."""
-    q = sa.select(table)
-    for key, many in keys:
-        bind: sa.BindParameter[Any] = sa.bindparam(f"_w_{key}", expanding=many)
-        q = q.where(table.c[key].in_(bind) if many else table.c[key] == bind)
-    return q.order_by(*(table.c[o] for o in order))
-
-
-def rows_where(db: Database, model: Any, order_by: tuple[str, ...] = (),
-               **equals: Any) -> list[Any]:
-    """The rows of ``model`` (an ORM class) whose columns hold ``equals`` (a list or
-    tuple value: any of them), ordered by ``order_by``, as detached objects. One cached
-    Core statement run alone: the lookups a network change makes a dozen times (a network
-    by ID, its segment, a port, a switch) cost no session each."""
-    table: sa.Table = model.__table__
-    keys = tuple((k, isinstance(v, list | tuple)) for k, v in sorted(equals.items()))
-    rows = db.execute(_select_where(table, keys, order_by),
-                      {f"_w_{k}": list(equals[k]) if many else equals[k] for k, many in keys})
-    return [_detached(model, r) for r in rows]
 
 
 @functools.lru_cache(maxsize=256)
@@ -489,10 +474,10 @@ def delete_row(db: Database, model: Any, row_id: int) -> None:
 
 def node_by_id(db: Database, node_id: int) -> Node:
     """The node with database id ``node_id``. Raises :class:`NotFound`."""
-    rows = db.execute(_node_select("id"), {"ident": node_id})
+    rows = rows_where(db, Node, id=node_id)
     if not rows:
         raise NotFound(f"Node {node_id} could not be found.")
-    node: Node = _detached(Node, rows[0])
+    node: Node = rows[0]
     return node
 
 
