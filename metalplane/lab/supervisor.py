@@ -14,6 +14,12 @@ notifications into what a machine would do, in the node's namespace:
   of the disk gives the tenant addresses (``network_data.json``), set on the NIC.
 - power off: the agent is killed and the NIC loses its addresses.
 
+The fake driver takes 1-11 s to change power, as slow BMCs do, but it applies a change only
+when the system is next read: left alone, a node would power on when someone polls its BMC,
+not when its BMC is done. So the supervisor is also the BMCs' clock: a notification with a
+``pending_power`` makes it read that system once at the change's ``apply_time``, and the
+change happens then, whoever polls.
+
 Each node's state is in ``<state_dir>/nodes/<name>.json`` (``lab status`` shows it) and its
 boot log in ``<state_dir>/logs/<name>.log``. Run by ``metalplane lab up``.
 """
@@ -32,6 +38,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -105,10 +113,14 @@ class Supervisor:
     # ----------------------------------------------------------------- notifications
     def notify(self, system: dict[str, Any]) -> bool:
         """Take a system as sushy-tools sends it; queue a boot or a shutdown when its
-        power state changed. False for a system the lab does not know."""
+        power state changed, and the BMC's clock tick for a change still pending. False for
+        a system the lab does not know."""
         node = self.nodes.get(str(system.get("uuid")))
         if node is None:
             return False
+        pending = system.get("pending_power")
+        if isinstance(pending, dict) and isinstance(pending.get("apply_time"), (int, float)):
+            self._tick_at(node, float(pending["apply_time"]))
         power = str(system.get("power_state") or "Off")
         boot = str(system.get("boot_device") or "Hdd")
         with self.lock:
@@ -119,6 +131,23 @@ class Supervisor:
             job = ("boot-" + boot.lower()) if power == "On" else "off"
             node.jobs.put((job, node.generation))
         return True
+
+    def _tick_at(self, node: Node, apply_time: float) -> None:
+        """Read the node's system from the emulator just after ``apply_time`` (epoch s), so
+        the fake driver applies its pending power change then."""
+        url = f"{self.spec['emulator']['url']}/redfish/v1/Systems/{node.spec['uuid']}"
+
+        def tick() -> None:
+            try:
+                with urllib.request.urlopen(url, timeout=10) as r:
+                    r.read()
+            except (OSError, urllib.error.URLError) as exc:
+                LOG.warning("node %s: BMC clock tick failed: %s", node.name, exc)
+
+        delay = max(0.0, apply_time - time.time()) + 0.05  # the driver compares with >=
+        timer = threading.Timer(delay, tick)
+        timer.daemon = True
+        timer.start()
 
     def _worker(self, node: Node) -> None:
         while True:

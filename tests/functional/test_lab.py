@@ -85,6 +85,18 @@ def test_up_status_and_down_even_after_a_crash(lab_name: str) -> None:
     neighbour = json.loads(heard.stdout)["eth0"]
     assert neighbour["chassis_id"] == spec["switch"]["switch_id"]
     assert neighbour["port_id"] == n1["switch_port"]
+    # the BMCs keep their own time: a node powered on boots 1-11 s later (the fake
+    # driver's delay) although nobody reads its BMC in between (the lab's clock does);
+    # from its blank disk (the boot device it has) it halts
+    n2 = nodes["node-2"]
+    r = httpx.post(n2["bmc_address"].replace("redfish+http", "http")
+                   + "/Actions/ComputerSystem.Reset", json={"ResetType": "On"}, timeout=10)
+    assert r.status_code == 204, r.text
+    log = Path(spec["state_dir"]) / "logs" / "node-2.log"
+    deadline = time.monotonic() + 20
+    while "halted: no bootable disk" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline, "node-2 never booted: its power-on never applied"
+        time.sleep(0.2)
     # a crash: the description is gone; down still finds everything by name and directory
     (Path(spec["state_dir"]) / "lab.json").unlink()
     removed = lab.down(lab_name)
