@@ -34,6 +34,10 @@ class Stop(Exception):
     """The node no longer expects this agent."""
 
 
+class Busy(Exception):
+    """The conductor holds the node for a moment (409, locked): try again soon."""
+
+
 def local_interfaces() -> dict[str, str]:
     """``{name: mac}`` of the machine's NICs (loopback and zero MACs left out)."""
     out = {}
@@ -80,7 +84,7 @@ class Agent:
             raise SystemExit(f"metalplane-agent: refused: {r.text}")
         if r.status_code in (404, 409) and path.startswith("/v1/heartbeat"):
             if "locked" in r.text:
-                return None
+                raise Busy(r.text)
             raise Stop(r.text)
         r.raise_for_status()
         return r.json()
@@ -106,8 +110,6 @@ class Agent:
             if result is not None:
                 body["result"] = result
         answer = self._call("POST", f"/v1/heartbeat/{self.node}", json=body)
-        if answer is None:
-            return None
         if result is not None:
             with self._lock:
                 if self.result is result:
@@ -185,11 +187,14 @@ class Agent:
         worker: threading.Thread | None = None
         while time.monotonic() < self.deadline:
             self._finished.clear()
+            busy = False
             try:
                 cmd = self.heartbeat()
             except Stop as exc:
                 LOG.info("the node no longer needs me: %s", exc)
                 return 0
+            except Busy:
+                cmd, busy = None, True
             except httpx.HTTPError as exc:
                 LOG.warning("heartbeat failed, retrying: %s", exc)
                 cmd = None
@@ -200,8 +205,10 @@ class Agent:
                 worker.start()
             # the next beat after the interval, or as soon as a command ends (its result
             # then reaches the conductor at once, whatever the interval); a result the
-            # conductor did not take (node locked, API away) is offered again in 0.5 s
-            wait = self.interval if self.result is None else 0.5
+            # conductor did not take (node locked, API away) is offered again in 0.5 s, and
+            # a beat refused because the node was locked (the conductor still finishing the
+            # step that booted us) is tried again in 1 s, not a whole interval later
+            wait = 0.5 if self.result is not None else 1.0 if busy else self.interval
             self._finished.wait(max(0.0, min(wait, self.deadline - time.monotonic())))
         LOG.error("giving up after --max-runtime")
         return 1

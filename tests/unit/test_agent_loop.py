@@ -1,0 +1,43 @@
+"""The agent's heartbeat loop against an API double (httpx.MockTransport): how long it waits
+before the next beat. The functional tests in tests/functional/test_agent.py run the agent
+against a real server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from metalplane.agent.main import Agent
+
+
+def run_against(tmp_path: Path, answers: list[httpx.Response]) -> tuple[int, list[float]]:
+    """Run the agent's loop on ``answers`` (one a heartbeat); the waits between beats."""
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/lookup":
+            return httpx.Response(200, json={"node": {"uuid": "n-1"},
+                                             "config": {"heartbeat_interval": 10}})
+        return answers.pop(0)
+
+    agent = Agent("http://api.invalid", "token", str(tmp_path / "disk"), tmp_path / "work",
+                  lldp_wait=0, max_runtime=60)
+    agent.http = httpx.Client(transport=httpx.MockTransport(handler))
+    waits: list[float] = []
+
+    def wait(timeout: float | None = None) -> bool:
+        waits.append(timeout if timeout is not None else -1.0)
+        return False
+
+    agent._finished.wait = wait  # type: ignore[method-assign]
+    return agent.run(), waits
+
+
+def test_a_beat_refused_because_the_node_is_locked_is_tried_again_soon(
+        tmp_path: Path) -> None:
+    code, waits = run_against(tmp_path, [
+        httpx.Response(409, json={"error": "Node n-1 is locked by host c1 (reboot)"}),
+        httpx.Response(200, json={"command": None, "heartbeat_interval": 10}),
+        httpx.Response(404, json={"error": "node n-1 is not waiting for an agent"}),
+    ])
+    assert code == 0  # the 404: the node no longer needs it
+    assert waits == [1.0, 10.0]  # soon after "locked", the interval after a plain beat
