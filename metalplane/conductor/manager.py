@@ -383,7 +383,9 @@ class Conductor:
                                      self.secrets.decrypt(stored))
 
     def agent_lookup(self, macs: list[str], token: str | None) -> Node:
-        """The node whose ports have these MACs and that is waiting for an agent.
+        """The node whose ports have these MACs and that is waiting for an agent. A running
+        agent is a node powered on: a reboot into it still pending
+        (``target_power_state``) is recorded as done.
         Raises :class:`NotFound`, :class:`NotAuthorized` (missing or wrong token)."""
         found = {p.node_id for mac in macs
                  for p in db_api.list_ports(self.db, address=mac.lower())}
@@ -394,6 +396,12 @@ class Conductor:
             raise NotFound(f"node {node.uuid} is not waiting for an agent "
                            f"(it is {node.provision_state})")
         self._check_token(node, token)
+        if node.target_power_state == drivers_base.POWER_ON:
+            with contextlib.suppress(Conflict):  # someone recorded it, or changed it, first
+                node = db_api.update_node(
+                    self.db, node.id,
+                    {"power_state": drivers_base.POWER_ON, "target_power_state": None},
+                    expect={"target_power_state": drivers_base.POWER_ON})
         return node
 
     def agent_heartbeat(self, ident: str, token: str | None,
@@ -548,7 +556,12 @@ class Conductor:
                         task.save(last_error=msg)
                     LOG.warning("Node %s: %s", uuid, msg)
                     return
-                if actual != before:
+                target = task.node.target_power_state
+                if target is not None:
+                    # a reboot into the agent still coming up: record it once it has
+                    if actual == target:
+                        task.save(power_state=actual, target_power_state=None)
+                elif actual != before:
                     LOG.warning("Node %s: power state changed outside metalplane: %s -> %s",
                                 uuid, before, actual)
                     task.save(power_state=actual)
@@ -556,9 +569,14 @@ class Conductor:
             return
 
     def check_timeouts(self) -> None:
-        """Fail every node that waited in a wait state longer than its timeout."""
+        """Fail every node that waited in a wait state longer than its timeout, and every
+        node whose reboot into the agent did not bring the power on within
+        ``power_state_change_timeout`` (asking its BMC once)."""
         now = utcnow()
         for node in db_api.nodes_in_states(self.db, sorted(states.WAIT_STATES)):
+            if self._power_on_overdue(node, now):
+                self._check_power_on(node)
+                continue
             setting = states.timeout_setting(node.provision_state)
             if setting is None:
                 continue
@@ -575,6 +593,35 @@ class Conductor:
                               f"node did not call back")
             except (NodeLocked, NotFound):
                 continue
+
+    def _power_on_overdue(self, node: Node, now: dt.datetime) -> bool:
+        if node.target_power_state != drivers_base.POWER_ON:
+            return False
+        since = node.provision_updated_at or node.updated_at or now
+        return now - since >= dt.timedelta(seconds=self.settings.power_state_change_timeout)
+
+    def _check_power_on(self, node: Node) -> None:
+        """The reboot into the agent (see :func:`agent.boot_ramdisk`) has had its time and
+        no agent reported: read the BMC. On: record it, the node keeps waiting for its
+        agent. Off: fail the node, as a reboot that waited would have."""
+        try:
+            with self.acquire(node.uuid, "power-on check") as task:
+                if (task.node.provision_state != node.provision_state
+                        or task.node.target_power_state != drivers_base.POWER_ON):
+                    return
+                task.stage(target_power_state=None)
+                try:
+                    actual = task.driver.power.get_power_state(task)
+                except MetalplaneError as exc:
+                    task.fail(f"reboot into the agent: the BMC did not answer: {exc.message}")
+                    return
+                task.stage(power_state=actual)
+                if actual != drivers_base.POWER_ON:
+                    timeout = self.settings.power_state_change_timeout
+                    task.fail(f"reboot into the agent: the node was still '{actual}' "
+                              f"{timeout:.0f} s after the reboot (power_state_change_timeout)")
+        except (NodeLocked, NotFound):
+            return
 
     def _recover_dead(self) -> None:
         dead = [h for h in db_api.dead_conductors(self.db, self.settings.heartbeat_timeout)

@@ -118,6 +118,10 @@ class NodeTask:
             fields["last_error"] = None
         if last_error is not None:
             fields["last_error"] = last_error
+        if (source in states.WAIT_STATES and event in ("fail", "abort")
+                and node.target_power_state is not None):
+            # a reboot into the agent nobody awaits any more: the power sync reads the BMC
+            fields["target_power_state"] = None
         fields.update(extra)
         if self.handed_off and (dest in states.RESTING_STATES or dest in states.WAIT_STATES):
             self.stage(**fields)  # the worker ends here: written by release()

@@ -135,8 +135,11 @@ class PowerInterface(BaseInterface):
         ``settings.power_state_change_timeout``). Raises :class:`BMCError`."""
 
     @abc.abstractmethod
-    def reboot(self, task: Task) -> None:
-        """Power-cycle (or power on if off) and return once on. Raises :class:`BMCError`."""
+    def reboot(self, task: Task, wait: bool = True) -> bool:
+        """Power-cycle (or power on if off). ``wait``: return once the BMC reports on
+        (bounded by ``settings.power_state_change_timeout``) and return True. Without
+        ``wait``, return once the BMC took the request: True if the power is on already,
+        False while the change is under way. Raises :class:`BMCError`."""
 
 
 class ManagementInterface(BaseInterface):
@@ -283,24 +286,29 @@ def _describe(exc: BaseException) -> str:
     return text if len(text) < 500 else text[:497] + "..."
 
 
-def power_action(task: Task, state: str) -> None:
+def power_action(task: Task, state: str, wait: bool = True) -> None:
     """Drive the node's power to ``state`` (``POWER_ON``/``POWER_OFF``/``REBOOT``) through its
     power interface and record the resulting ``power_state``. The change in flight
     (``target_power_state``) is written at once, the result with the task's next write.
-    Raises :class:`BMCError`."""
+
+    ``wait=False`` (``REBOOT`` only): return once the BMC took the request. While the power
+    comes on, ``target_power_state`` stays ``POWER_ON``; whoever sees the node up records
+    it (the agent's lookup, the power sync, or the conductor's check
+    ``power_state_change_timeout`` after the reboot). Raises :class:`BMCError`."""
     power = task.driver.power
     task.save(target_power_state=POWER_ON if state == REBOOT else state)
     try:
         if state == REBOOT:
-            power.reboot(task)
+            confirmed = power.reboot(task, wait=wait)
             reached = POWER_ON
         else:
             power.set_power_state(task, state)
-            reached = state
+            confirmed, reached = True, state
     except Exception:
         task.save(target_power_state=None)
         raise
-    task.stage(power_state=reached, target_power_state=None)
+    if confirmed:
+        task.stage(power_state=reached, target_power_state=None)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, interval: float, what: str,

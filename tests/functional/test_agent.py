@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from metalplane.agent import configdrive, image
+from metalplane.db import api as db_api
 from tests.helpers.peers import stop_process
 from tests.helpers.rack import Host, Rack, rack
 from tests.helpers.server import RunningServer, running_server
@@ -210,6 +211,31 @@ def test_wrong_token_is_refused(lab: Lab) -> None:
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode != 0 and "refused" in out
     assert lab.server.node("t1")["provision_state"] == "inspect wait"
+
+
+def test_the_agents_lookup_reports_the_reboot_into_it(lab: Lab) -> None:
+    """A reboot into the agent does not wait for the BMC to report the power on: the
+    agent's lookup does. (The fake power interface confirms at once, so the pending
+    power-on a slow BMC leaves behind is written here by hand.)"""
+    node, host, disk = lab.node("p1")
+    drive(lab, "p1", "manage", "manageable", host, disk, agent=False)
+    assert lab.server.provision("p1", "provide").status_code == 202
+    lab.server.wait_state("p1", "clean wait")
+    db = lab.server.service.db
+    db_api.update_node(db, db_api.get_node(db, "p1").id,
+                       {"power_state": "power off", "target_power_state": "power on"})
+    script = lab.server.http.get(f"/boot/{node['uuid']}.ipxe").text
+    token = re.search(r"metalplane\.token=(\S+)", script)
+    assert token
+    r = httpx.get(f"{lab.server.url}/v1/lookup", params={"addresses": host.macs["eth0"]},
+                  headers={"X-Agent-Token": token.group(1)})
+    assert r.status_code == 200, r.text
+    after = lab.server.node("p1")
+    assert (after["power_state"], after["target_power_state"]) == ("power on", None)
+    assert after["provision_state"] == "clean wait"
+    drive_agent = lab.boot_agent("p1", host, disk)
+    done = wait(lab, "p1", {"available", "clean failed"}, drive_agent)
+    assert done["provision_state"] == "available", done["last_error"]
 
 
 class _Flaky(http.server.BaseHTTPRequestHandler):

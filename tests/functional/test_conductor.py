@@ -65,12 +65,40 @@ def test_abort_a_wait_state(server) -> None:  # type: ignore[no-untyped-def]
     db = server.service.db
     db_api.create_node(db, {"driver": "fake-hardware", "name": "ab",
                             "provision_state": "clean wait", "conductor_group": "",
-                            "target_provision_state": "available"})
+                            "target_provision_state": "available",
+                            "power_state": "power off", "target_power_state": "power on"})
     assert server.provision("ab", "abort").status_code == 202
     node = server.node("ab")
     assert node["provision_state"] == "clean failed"
     assert node["target_provision_state"] is None
     assert "Aborted" in node["last_error"]
+    # the reboot into the agent is awaited by nobody now (else `--wait` would never end)
+    assert node["target_power_state"] is None
+
+
+def test_a_reboot_into_the_agent_is_checked_once_its_time_is_up(tmp_path: Path) -> None:
+    """A reboot into the agent does not wait for the power (the agent's lookup reports it);
+    power_state_change_timeout after it with no agent, the BMC is asked once. The fake
+    power interface reads back the node's power_state: "dark" never came on, "up" did."""
+    with running_server(tmp_path / "d", power_state_change_timeout=1) as server:
+        db = server.service.db
+        for name, power in (("dark", "power off"), ("up", "power on")):
+            db_api.create_node(db, {"driver": "fake-hardware", "name": name,
+                                    "provision_state": "clean wait", "conductor_group": "",
+                                    "target_provision_state": "available",
+                                    "provision_updated_at": utcnow(), "power_state": power,
+                                    "target_power_state": "power on"})
+        server.conductor.check_timeouts()
+        assert server.node("dark")["target_power_state"] == "power on"  # not yet
+        time.sleep(1.2)
+        server.conductor.check_timeouts()
+        dark, up = server.node("dark"), server.node("up")
+        assert dark["provision_state"] == "clean failed"
+        assert "still 'power off' 1 s after the reboot" in dark["last_error"]
+        assert dark["target_power_state"] is None and dark["reservation"] is None
+        assert up["provision_state"] == "clean wait"  # on: it keeps waiting for its agent
+        assert up["power_state"] == "power on" and up["target_power_state"] is None
+        assert up["last_error"] is None
 
 
 def test_restart_releases_locks_and_fails_transient_nodes(tmp_path: Path) -> None:

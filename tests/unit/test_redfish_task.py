@@ -91,6 +91,17 @@ def test_one_task_fetches_the_system_once(bmc: tuple[list[System], Settings]) ->
     assert power.get_power_state(other) == base.POWER_ON and len(made) == 2
 
 
+def test_a_reboot_that_does_not_wait_resets_and_never_polls(
+        bmc: tuple[list[System], Settings]) -> None:
+    made, settings = bmc
+    task: Any = FakeTask(settings)
+    power = redfish.RedfishPower(settings)
+    assert power.reboot(task, wait=False) is False  # under way, not confirmed
+    assert made[0].gets == 1  # the fetch that chose the reset; no poll after it
+    assert made[0].pending == (made[0].delay, sushy.PowerState.ON)
+    assert power.reboot(task) is True and made[0].power_state == sushy.PowerState.ON
+
+
 def test_a_reading_kept_too_long_is_refreshed_before_use(
         bmc: tuple[list[System], Settings], monkeypatch: pytest.MonkeyPatch) -> None:
     made, settings = bmc

@@ -46,11 +46,16 @@ def queue_command(task: base.Task, name: str, params: dict[str, Any]) -> None:
 
 
 def boot_ramdisk(task: base.Task, command: str, params: dict[str, Any]) -> None:
-    """Queue ``command``, then PXE-boot the node into the agent."""
+    """Queue ``command``, then PXE-boot the node into the agent.
+
+    The reboot does not wait for the BMC to report the power on: the agent's lookup is
+    that report (and, should it not come, the conductor asks the BMC once
+    ``power_state_change_timeout`` after the reboot). Polling a BMC through the seconds a
+    power-on takes would hold the node, and a worker, for nothing."""
     task.driver.boot.prepare_ramdisk(task)
     queue_command(task, command, params)
     task.driver.management.set_boot_device(task, "pxe", persistent=False)
-    base.power_action(task, base.REBOOT)
+    base.power_action(task, base.REBOOT, wait=False)
 
 
 class IPXEBoot(base.BootInterface):

@@ -66,8 +66,9 @@ class FakePower(base.PowerInterface):
     def set_power_state(self, task: base.Task, state: str) -> None:
         _work(self)
 
-    def reboot(self, task: base.Task) -> None:
+    def reboot(self, task: base.Task, wait: bool = True) -> bool:
         _work(self)
+        return True
 
 
 class FakeManagement(base.ManagementInterface):

@@ -113,13 +113,16 @@ class IPMIPower(_IPMIMixin, base.PowerInterface):
         timeout = int(self.settings.power_state_change_timeout)
         self._run(task, f"power {target}", lambda c: c.set_power(target, wait=timeout))
 
-    def reboot(self, task: base.Task) -> None:
-        timeout = int(self.settings.power_state_change_timeout)
+    def reboot(self, task: base.Task, wait: bool = True) -> bool:
+        # pyghmi: wait=N polls up to N s for the new state; False returns at once
+        until: int | bool = int(self.settings.power_state_change_timeout) if wait else False
         current = self.get_power_state(task)
         if current == base.POWER_ON:
-            self._run(task, "power cycle", lambda c: c.set_power("boot", wait=timeout))
-        else:
-            self._run(task, "power on", lambda c: c.set_power("on", wait=timeout))
+            # a reset: the power stays on (pyghmi does not wait for it either)
+            self._run(task, "power cycle", lambda c: c.set_power("boot", wait=until))
+            return True
+        self._run(task, "power on", lambda c: c.set_power("on", wait=until))
+        return wait
 
 
 class IPMIManagement(_IPMIMixin, base.ManagementInterface):

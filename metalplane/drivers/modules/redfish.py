@@ -217,14 +217,16 @@ class RedfishPower(_RedfishMixin, base.PowerInterface):
         self._call(task, f"reset {reset.value}", lambda: system.reset_system(reset))
         self._wait(task, system, state)
 
-    def reboot(self, task: base.Task) -> None:
+    def reboot(self, task: base.Task, wait: bool = True) -> bool:
         system = _system(task, self.settings)
         if _power_of(system) == base.POWER_ON:
             reset = sushy.ResetType.FORCE_RESTART
         else:
             reset = sushy.ResetType.ON
         self._call(task, f"reset {reset.value}", lambda: system.reset_system(reset))
-        self._wait(task, system, base.POWER_ON)
+        if wait:
+            self._wait(task, system, base.POWER_ON)
+        return wait
 
 
 class RedfishManagement(_RedfishMixin, base.ManagementInterface):
