@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import signal
 import socket
@@ -31,6 +33,45 @@ def configure_logging(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server with its housekeeping tick once a second instead of ten times.
+
+    uvicorn wakes its loop every 0.1 s to refresh the ``Date`` header (once a second) and
+    to notice ``should_exit``: on these machines that cost 2 ms of CPU a second, idle or
+    not (a bare uvicorn: 2.0 ms/s), a twentieth of the whole server's CPU in the lab's
+    20-node run. Here the tick is 1 s, still refreshing the header every tick, and setting
+    ``should_exit`` (from a signal handler or another thread) wakes the loop at once, so
+    stopping is no slower."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._exit = False
+        super().__init__(config)
+
+    @property  # type: ignore[override]
+    def should_exit(self) -> bool:
+        return self._exit
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        self._exit = value
+        loop, wake = self._loop, self._wake
+        if value and loop is not None and wake is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nothing to wake
+                loop.call_soon_threadsafe(wake.set)
+
+    async def main_loop(self) -> None:
+        self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + 10) % 864000  # on_tick refreshes the Date on multiples of 10
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 1.0)
+            should_exit = await self.on_tick(counter)
 
 
 class Service:
@@ -96,7 +137,7 @@ class Service:
                 sys.exit(1)
             LOG.info("metalplane API also on unix socket %s", path)
             sockets.append(unix)
-        return uvicorn.Server(config), sockets
+        return _Server(config), sockets
 
 
 def _safe_url(url: str) -> str:
