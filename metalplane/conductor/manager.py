@@ -129,8 +129,10 @@ class Conductor:
                         p.fn()
                     except Exception:
                         LOG.exception("periodic task %s failed", p.name)
+            # asleep until the next one is due (stop() wakes it): an idle server's wake-ups
+            # cost CPU too
             wait = min(p.next_run for p in self._periodics) - time.monotonic()
-            self._stop.wait(max(0.05, min(wait, 1.0)))
+            self._stop.wait(max(0.05, wait))
 
     def _heartbeat(self) -> None:
         db_api.touch_conductor(self.db, self.host)
