@@ -254,10 +254,14 @@ class NetworkPlugin:
             s.execute(sa.delete(Subnet).where(Subnet.id == sub.id))
 
     # ================================================================ ports
-    def _fixed_ips(self, s: Session, net: Network, requested: Any,
-                   port_id: str) -> list[IPAllocation]:
-        subnets = list(s.scalars(sa.select(Subnet).where(Subnet.network_id == net.id)
-                                 .order_by(Subnet.created_at, Subnet.id)))
+    def _fixed_ips(self, s: Session | sa.Connection, net: Network, requested: Any,
+                   port_id: str) -> list[dict[str, str]]:
+        """The ``ip_allocations`` rows (``port_id``, ``subnet_id``, ``ip_address``) for
+        ``requested`` (Neutron's ``fixed_ips``; None: one address of the first subnet),
+        read in the caller's write transaction. Raises :class:`Invalid`, :class:`Conflict`."""
+        subnet_t, alloc_t = Subnet.__table__, IPAllocation.__table__
+        subnets = list(s.execute(sa.select(subnet_t).where(subnet_t.c.network_id == net.id)
+                                 .order_by(subnet_t.c.created_at, subnet_t.c.id)))
         if requested is None:
             requested = [{"subnet_id": subnets[0].id}] if subnets else []
         if not isinstance(requested, list):
@@ -284,23 +288,23 @@ class NetworkPlugin:
                 sub = sub or matching[0]
                 if str(addr) == sub.gateway_ip:
                     raise Invalid(f"IP address {addr} is the gateway of subnet {sub.cidr}")
-                used = s.scalars(sa.select(IPAllocation).where(
-                    IPAllocation.subnet_id == sub.id,
-                    IPAllocation.ip_address == str(addr))).first()
+                used = s.execute(sa.select(alloc_t.c.id).where(
+                    alloc_t.c.subnet_id == sub.id,
+                    alloc_t.c.ip_address == str(addr))).first()
                 if used is not None:
                     raise Conflict(f"IP address {addr} already allocated in subnet {sub.id}")
-                allocs.append(IPAllocation(port_id=port_id, subnet_id=sub.id,
-                                           ip_address=str(addr)))
+                allocs.append({"port_id": port_id, "subnet_id": sub.id,
+                               "ip_address": str(addr)})
                 continue
             if sub is None:
                 raise Invalid("fixed_ips entries need subnet_id or ip_address")
-            used_ips = set(s.scalars(sa.select(IPAllocation.ip_address).where(
-                IPAllocation.subnet_id == sub.id)))
-            used_ips.update(a.ip_address for a in allocs if a.subnet_id == sub.id)
+            used_ips = set(s.execute(sa.select(alloc_t.c.ip_address).where(
+                alloc_t.c.subnet_id == sub.id)).scalars())
+            used_ips.update(a["ip_address"] for a in allocs if a["subnet_id"] == sub.id)
             free = ipam.first_free(sub.allocation_pools, used_ips)
             if free is None:
                 raise Conflict(f"No more IP addresses available on subnet {sub.cidr}")
-            allocs.append(IPAllocation(port_id=port_id, subnet_id=sub.id, ip_address=free))
+            allocs.append({"port_id": port_id, "subnet_id": sub.id, "ip_address": free})
         return allocs
 
     @staticmethod
@@ -336,13 +340,14 @@ class NetworkPlugin:
                 {"opt_name": o["opt_name"], "opt_value": o["opt_value"],
                  "ip_version": int(o.get("ip_version") or 4)} for o in opts]
 
-    def _check_security_groups(self, s: Session, ids: Any) -> list[str]:
+    def _check_security_groups(self, s: Session | sa.Connection, ids: Any) -> list[str]:
         if ids is None:
             return []
         if not isinstance(ids, list):
             raise Invalid("security_groups must be a list of IDs")
+        sg_t = SecurityGroup.__table__
         for sg in ids:
-            if s.get(SecurityGroup, sg) is None:
+            if s.execute(sa.select(sg_t.c.id).where(sg_t.c.id == str(sg))).first() is None:
                 raise Invalid(f"security group {sg} does not exist")
         return [str(x) for x in ids]
 
@@ -365,13 +370,15 @@ class NetworkPlugin:
         }
         self._binding_fields(body, values)
         try:
-            with self.db.write() as s:
+            # Core statements in one transaction: an ORM session's unit of work cost two
+            # thirds of a port's creation (1.6 ms), and a node's network change makes one
+            with self.db.transaction() as conn:
                 values["security_groups"] = self._check_security_groups(
-                    s, body.get("security_groups"))
-                allocs = self._fixed_ips(s, net, body.get("fixed_ips"), port_id)
-                s.add(NetworkPort(**values))
-                s.flush()
-                s.add_all(allocs)
+                    conn, body.get("security_groups"))
+                allocs = self._fixed_ips(conn, net, body.get("fixed_ips"), port_id)
+                conn.execute(sa.insert(NetworkPort), values)
+                if allocs:
+                    conn.execute(sa.insert(IPAllocation), allocs)
         except IntegrityError as exc:
             text = str(exc.orig).lower()
             if "mac" in text:
@@ -430,7 +437,9 @@ class NetworkPlugin:
                     assert net is not None
                     s.execute(sa.delete(IPAllocation).where(IPAllocation.port_id == port.id))
                     s.flush()
-                    s.add_all(self._fixed_ips(s, net, body["fixed_ips"], port.id))
+                    allocs = self._fixed_ips(s, net, body["fixed_ips"], port.id)
+                    if allocs:
+                        s.execute(sa.insert(IPAllocation), allocs)
         if binding_changed and port.binding_vif_type not in ("unbound", "binding_failed"):
             self.unbind(port)
         port = (db_api.update_row(self.db, NetworkPort, port.id, values, "Port") if values
@@ -445,9 +454,9 @@ class NetworkPlugin:
         port = self.get_port(ident)
         if port.binding_vif_type not in ("unbound", "binding_failed"):
             self.unbind(port)
-        with self.db.write() as s:
-            s.execute(sa.delete(IPAllocation).where(IPAllocation.port_id == port.id))
-            s.execute(sa.delete(NetworkPort).where(NetworkPort.id == port.id))
+        with self.db.transaction() as conn:
+            conn.execute(sa.delete(IPAllocation).where(IPAllocation.port_id == port.id))
+            conn.execute(sa.delete(NetworkPort).where(NetworkPort.id == port.id))
 
     # ================================================================ binding
     def _context(self, port: NetworkPort,

@@ -63,6 +63,23 @@ def test_network_subnet_port_shapes_and_ipam(server: RunningServer) -> None:
     assert again_net["provider:segmentation_id"] == net["provider:segmentation_id"]
 
 
+def test_a_port_changes_its_fixed_ips(server: RunningServer) -> None:
+    net = make(server, "network", {"name": "ips"})
+    make(server, "subnet", {"network_id": net["id"], "cidr": "10.2.0.0/29"})
+    port = make(server, "port", {"network_id": net["id"]})
+    other = make(server, "port", {"network_id": net["id"]})
+    assert port["fixed_ips"][0]["ip_address"] == "10.2.0.2"
+    r = server.http.put(f"/v2.0/ports/{port['id']}",
+                        json={"port": {"fixed_ips": [{"ip_address": "10.2.0.5"}]}})
+    assert r.status_code == 200, r.text
+    assert [ip["ip_address"] for ip in r.json()["port"]["fixed_ips"]] == ["10.2.0.5"]
+    taken = server.http.put(f"/v2.0/ports/{other['id']}",
+                            json={"port": {"fixed_ips": [{"ip_address": "10.2.0.5"}]}})
+    assert taken.status_code == 409 and "already allocated" in err(taken)
+    assert make(server, "port", {"network_id": net["id"]})["fixed_ips"][0]["ip_address"] \
+        == "10.2.0.2"  # given up by the change, handed out again
+
+
 @pytest.mark.parametrize(("kind", "body", "fragment"), [
     ("network", {"colour": "red"}, "Unrecognized attribute"),
     ("subnet", {"cidr": "10.0.0.0/24"}, "network_id is required"),
