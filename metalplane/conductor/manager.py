@@ -389,8 +389,8 @@ class Conductor:
         agent is a node powered on: a reboot into it still pending
         (``target_power_state``) is recorded as done.
         Raises :class:`NotFound`, :class:`NotAuthorized` (missing or wrong token)."""
-        found = {p.node_id for mac in macs
-                 for p in db_api.list_ports(self.db, address=mac.lower())}
+        found = {p.node_id for p in db_api.rows_where(self.db, Port,
+                                                      address=[m.lower() for m in macs])}
         if len(found) != 1:
             raise NotFound(f"no single node has ports {', '.join(macs)}")
         node = db_api.node_by_id(self.db, found.pop())

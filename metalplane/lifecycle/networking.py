@@ -82,9 +82,12 @@ class NodeNetworking:
                                             f"bond{obj.uuid[:8]}", "bond_mode": obj.mode,
                                             "bond_properties": obj.properties or {}}}
 
-    def _wired(self, node: Node, pxe_only: bool) -> list[tuple[Attachable, list[Port]]]:
-        """The node's attachable objects: portgroups (with members), then standalone ports."""
-        ports, groups = self._objects(node)
+    def _wired(self, node: Node, pxe_only: bool,
+               objects: tuple[list[Port], list[Portgroup]] | None = None
+               ) -> list[tuple[Attachable, list[Port]]]:
+        """The node's attachable objects: portgroups (with members), then standalone ports.
+        ``objects``: the node's ports and portgroups as already read by the caller."""
+        ports, groups = objects or self._objects(node)
         out: list[tuple[Attachable, list[Port]]] = []
         for pg in groups:
             members = [p for p in ports if p.portgroup_id == pg.id]
@@ -137,14 +140,15 @@ class NodeNetworking:
         if self.interface(node) != "neutron" or not name:
             return
         net = self.plugin.get_network(name)
-        self.remove_network(task, kind)  # a leftover from an interrupted step
+        objects = self._objects(node)  # read once; _save_internal keeps them current
+        self.remove_network(task, kind, objects)  # a leftover from an interrupted step
         created: list[NetworkPort] = []
         to_bind: list[NetworkPort] = []
         opts = task.driver.boot.dhcp_options(task)
         dhcp_key = self.dhcp.serves(net.name, net.id)
         subnets = self.plugin.list_subnets({"network_id": net.id})
         try:
-            for obj, members in self._wired(node, pxe_only=True):
+            for obj, members in self._wired(node, pxe_only=True, objects=objects):
                 wired = all((p.local_link_connection or {}).get("switch_id") for p in members)
                 port = self.plugin.create_port({
                     "network_id": net.id, "name": f"{node.name or node.uuid}-{kind}",
@@ -172,7 +176,7 @@ class NodeNetworking:
         except MetalplaneError:
             for p in created:
                 self._drop_quietly(p.id)
-            self._forget(node, f"{kind}_vif_port_id")
+            self._forget(node, f"{kind}_vif_port_id", objects)
             raise
         LOG.info("Node %s: %d port(s) on %s network %s", node.uuid, len(created), kind, net.name)
 
@@ -191,15 +195,20 @@ class NodeNetworking:
             info.pop(key)
             self._save_internal(obj, info)
 
-    def _forget(self, node: Node, key: str) -> None:
-        for obj, _ in self._wired(node, pxe_only=False):
+    def _forget(self, node: Node, key: str,
+                objects: tuple[list[Port], list[Portgroup]] | None = None) -> None:
+        for obj, _ in self._wired(node, pxe_only=False, objects=objects):
             self._drop_key(obj, key)
 
-    def remove_network(self, task: Any, kind: str) -> None:
-        """Take the node off the ``kind`` provider network (its switch ports are parked)."""
+    def remove_network(self, task: Any, kind: str,
+                       objects: tuple[list[Port], list[Portgroup]] | None = None) -> None:
+        """Take the node off the ``kind`` provider network (its switch ports are parked).
+        ``objects``: the node's ports and portgroups, if the caller has read them."""
         node = task.node
         key = f"{kind}_vif_port_id"
-        ids = [obj.internal_info[key] for obj, _ in self._wired(node, pxe_only=False)
+        objects = objects or self._objects(node)
+        ids = [obj.internal_info[key]
+               for obj, _ in self._wired(node, pxe_only=False, objects=objects)
                if (obj.internal_info or {}).get(key)]
         if not ids:
             return
@@ -219,7 +228,7 @@ class NodeNetworking:
             self.plugin.unbind_many(bound)
         for p in ports:
             self.plugin.delete_port(p.id)
-        self._forget(node, key)
+        self._forget(node, key, objects)
         LOG.info("Node %s: removed from %s network", node.uuid, kind)
 
     def remove_all_provider_networks(self, task: Any) -> None:
