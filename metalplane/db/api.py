@@ -139,9 +139,12 @@ def list_nodes(
     marker: str | None = None,
     sort_key: str = "id",
     sort_dir: str = "asc",
-) -> list[Node]:
+    columns: Sequence[str] | None = None,
+) -> list[Any]:
     """Nodes matching ``filters`` (column → value; None matches NULL), ordered by
-    ``sort_key``, after ``marker`` (a node UUID) and at most ``limit`` of them.
+    ``sort_key``, after ``marker`` (a node UUID) and at most ``limit`` of them: ``Node``
+    objects, or with ``columns`` rows of just those columns (attribute access as on a
+    node; what ``?fields=`` asks for, without building whole nodes).
     Raises :class:`Invalid` for a bad sort key or marker."""
     if sort_key not in NODE_SORT_KEYS:
         raise Invalid(f"sort_key {sort_key!r} is not one of {', '.join(NODE_SORT_KEYS)}")
@@ -149,7 +152,7 @@ def list_nodes(
         raise Invalid("sort_dir must be 'asc' or 'desc'")
     col = getattr(Node, sort_key)
     with db.read() as s:
-        q = sa.select(Node)
+        q: Any = sa.select(*(_NODES.c[c] for c in columns)) if columns else sa.select(Node)
         for key, value in (filters or {}).items():
             c = getattr(Node, key)
             q = q.where(c.is_(None) if value is None else c == value)
@@ -168,7 +171,7 @@ def list_nodes(
         q = q.order_by(order, Node.id.asc() if sort_dir == "asc" else Node.id.desc())
         if limit:
             q = q.limit(limit)
-        return list(s.scalars(q))
+        return list(s.execute(q)) if columns else list(s.scalars(q))
 
 
 def _set_binds(keys: tuple[str, ...], table: sa.Table = _NODES) -> dict[str, Any]:

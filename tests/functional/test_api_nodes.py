@@ -86,6 +86,18 @@ def test_list_paging_and_filters(server: RunningServer) -> None:
     assert [n["name"] for n in manageable] == ["p0"]
     detail = server.http.get("/v1/nodes/detail", params={"limit": 1}).json()["nodes"][0]
     assert "driver_info" in detail
+    # ?fields= gives just those (and the UUID); defaults and masking as in a whole node
+    server.http.patch("/v1/nodes/p1", json=[{"op": "add", "path": "/driver_info/ipmi_password",
+                                             "value": "s3cret"}])
+    some = server.http.get("/v1/nodes", params={
+        "fields": "name,boot_interface,driver_info,provision_updated_at",
+        "owner": "a"}).json()["nodes"]
+    assert [n["name"] for n in some] == ["p1", "p3", "p5"]
+    assert set(some[0]) == {"uuid", "name", "boot_interface", "driver_info",
+                            "provision_updated_at"}
+    assert some[0]["boot_interface"]  # the driver's default, as GET /v1/nodes/p1 shows it
+    assert some[0]["boot_interface"] == server.node("p1")["boot_interface"]
+    assert some[0]["driver_info"]["ipmi_password"] == "******"
     r = server.http.get("/v1/nodes", params={"marker": "not-a-node"})
     assert r.status_code == 400
 
