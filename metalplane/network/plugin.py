@@ -19,7 +19,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from metalplane.common.config import Settings
 from metalplane.common.exceptions import Conflict, Invalid, MetalplaneError, NotFound
@@ -254,7 +253,7 @@ class NetworkPlugin:
             s.execute(sa.delete(Subnet).where(Subnet.id == sub.id))
 
     # ================================================================ ports
-    def _fixed_ips(self, s: Session | sa.Connection, net: Network, requested: Any,
+    def _fixed_ips(self, s: sa.Connection, net: Network, requested: Any,
                    port_id: str) -> list[dict[str, str]]:
         """The ``ip_allocations`` rows (``port_id``, ``subnet_id``, ``ip_address``) for
         ``requested`` (Neutron's ``fixed_ips``; None: one address of the first subnet),
@@ -340,7 +339,7 @@ class NetworkPlugin:
                 {"opt_name": o["opt_name"], "opt_value": o["opt_value"],
                  "ip_version": int(o.get("ip_version") or 4)} for o in opts]
 
-    def _check_security_groups(self, s: Session | sa.Connection, ids: Any) -> list[str]:
+    def _check_security_groups(self, s: sa.Connection, ids: Any) -> list[str]:
         if ids is None:
             return []
         if not isinstance(ids, list):
@@ -426,20 +425,18 @@ class NetworkPlugin:
         binding_changed = any(k in values and values[k] != getattr(port, k) for k in
                               ("binding_host_id", "binding_profile", "binding_vnic_type"))
         if "security_groups" in body or "fixed_ips" in body:
-            with self.db.write() as s:
-                row = s.get(NetworkPort, port.id)
-                assert row is not None
+            # a network with ports cannot be deleted: read before the transaction is the same
+            net = self.get_network(port.network_id)
+            with self.db.transaction() as conn:
                 if "security_groups" in body:
-                    row.security_groups = self._check_security_groups(
-                        s, body["security_groups"])
+                    groups = self._check_security_groups(conn, body["security_groups"])
+                    conn.execute(sa.update(NetworkPort).where(NetworkPort.id == port.id)
+                                 .values(security_groups=groups))
                 if "fixed_ips" in body:
-                    net = s.get(Network, port.network_id)
-                    assert net is not None
-                    s.execute(sa.delete(IPAllocation).where(IPAllocation.port_id == port.id))
-                    s.flush()
-                    allocs = self._fixed_ips(s, net, body["fixed_ips"], port.id)
+                    conn.execute(sa.delete(IPAllocation).where(IPAllocation.port_id == port.id))
+                    allocs = self._fixed_ips(conn, net, body["fixed_ips"], port.id)
                     if allocs:
-                        s.execute(sa.insert(IPAllocation), allocs)
+                        conn.execute(sa.insert(IPAllocation), allocs)
         if binding_changed and port.binding_vif_type not in ("unbound", "binding_failed"):
             self.unbind(port)
         port = (db_api.update_row(self.db, NetworkPort, port.id, values, "Port") if values

@@ -122,6 +122,13 @@ def test_security_groups_are_validated_and_stored(server: RunningServer) -> None
     assert r.status_code == 409
     r = make(server, "port", {"network_id": net["id"], "security_groups": ["missing"]}, code=400)
     assert "does not exist" in err(r)
+    # a port's groups change through PUT, checked as at creation
+    r = server.http.put(f"/v2.0/ports/{port['id']}",
+                        json={"port": {"security_groups": ["missing"]}})
+    assert r.status_code == 400 and "does not exist" in err(r)
+    r = server.http.put(f"/v2.0/ports/{port['id']}", json={"port": {"security_groups": []}})
+    assert r.status_code == 200 and r.json()["port"]["security_groups"] == []
+    assert server.http.delete(f"/v2.0/security-groups/{sg['id']}").status_code == 204
 
 
 def test_a_port_binding_that_cannot_be_realised_is_binding_failed(server: RunningServer) -> None:
