@@ -49,7 +49,7 @@ class DhcpManager:
                 netns, iface = self.bindings[key]
                 srv = DnsmasqServer(key, iface, cidr, Path(self.settings.data_dir) / "dhcp" / key,
                                     netns=netns, tftp_root=self.settings.tftp_root or None,
-                                restart_delay=self.settings.dhcp_restart_delay)
+                                    restart_delay=self.settings.dhcp_restart_delay)
                 self._servers[key] = srv
             return srv
 
