@@ -1,13 +1,19 @@
-"""How often the Redfish driver asks the BMC: one System per task, power polls backing off.
+"""How often the Redfish driver asks the BMC: one System per task, power polls backing off;
+and what its BMC connections take from the environment.
 
 A System double stands in for sushy's (unit test); the functional tests in
-tests/functional/test_redfish.py drive the same code against sushy-tools' emulator.
+tests/functional/test_redfish.py drive the same code against sushy-tools' emulator. The
+environment test serves the Redfish root from loopback HTTP servers.
 """
 
 from __future__ import annotations
 
+import http.server
+import json
+import threading
 import time
 import types
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -135,3 +141,74 @@ def test_power_polls_back_off_to_the_longest_interval(monkeypatch: pytest.Monkey
     answers = iter([False, False, True])
     base.wait_for(lambda: next(answers), 12, 1.0, "power on")  # no backoff asked for
     assert slept == [1.0, 1.0, 1.0]
+
+
+class _Root(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with a Redfish service root and lists the request line's target
+    (absolute for a request sent through a proxy); anything else is 404."""
+
+    seen: list[str]
+
+    def do_GET(self) -> None:
+        self.seen.append(self.path)
+        body = json.dumps({"@odata.id": "/redfish/v1/", "Id": "RootService",
+                           "Name": "Root Service", "RedfishVersion": "1.6.0"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        self.send_error(404)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def http_servers() -> Iterator[list[tuple[str, list[str]]]]:
+    """Two loopback HTTP servers (127.0.0.1 and 127.0.0.2): their URL and the requests
+    each saw."""
+    out, servers = [], []
+    for host in ("127.0.0.1", "127.0.0.2"):
+        seen: list[str] = []
+        handler = type("Handler", (_Root,), {"seen": seen})
+        server = http.server.ThreadingHTTPServer((host, 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        out.append((f"http://{host}:{server.server_address[1]}", seen))
+    try:
+        yield out
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+        redfish._connect.cache_clear()
+
+
+def test_bmc_connection_takes_the_proxy_from_the_environment_once(
+        http_servers: list[tuple[str, list[str]]], monkeypatch: pytest.MonkeyPatch) -> None:
+    (proxy, via_proxy), (bmc, direct) = http_servers
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY",
+                 "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    redfish._connect.cache_clear()
+    conn = redfish._connect(bmc, None, None, True)
+    assert via_proxy and direct == []
+    assert all(t.startswith(f"{bmc}/redfish/v1") for t in via_proxy), via_proxy
+    # read when the connection was made: a later change of the environment is not seen
+    monkeypatch.delenv("HTTP_PROXY")
+    before = len(via_proxy)
+    conn.refresh()
+    assert len(via_proxy) == before + 1 and direct == []
+
+    # NO_PROXY naming the BMC still sends it straight there
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.2")
+    redfish._connect.cache_clear()
+    before = len(via_proxy)
+    redfish._connect(bmc, None, None, True).refresh()
+    assert len(via_proxy) == before and direct
+    assert all(t.startswith("/redfish/v1") for t in direct), direct
