@@ -60,6 +60,11 @@ def test_image_bench_runs(tmp_path: Path) -> None:
     assert {(r["format"], r["sparse"]) for r in result["runs"]} == {
         ("raw", False), ("raw", True), ("qcow2", False), ("qcow2", True)}
     assert all(r["metalplane"]["mib_per_s"] > 0 for r in result["runs"])
+    for r in result["runs"]:  # the best of the three writes counts, the median is kept
+        for tool in ("metalplane", "qemu-img"):
+            times = r[tool]["all_seconds"]
+            assert len(times) == 3 and r[tool]["seconds"] == min(times)
+            assert r[tool]["seconds"] <= r[tool]["median_seconds"] <= max(times)
     assert result["ratio"] > 0
 
 
