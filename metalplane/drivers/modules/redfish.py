@@ -115,17 +115,19 @@ class _Connector(sushy_connector.Connector):  # type: ignore[misc]
     """sushy's connector, with what requests takes from the environment read once per BMC.
 
     requests consults the environment on every request: the proxy variables (scanning all
-    of ``os.environ``, twice), ``~/.netrc`` and the CA bundle variables, about a fifth of
-    the CPU of a BMC exchange. For one BMC URL the answer does not change, so it is taken
-    when the connection is made, as requests would for that URL: the proxy (``HTTP_PROXY``,
-    ``HTTPS_PROXY``, ``ALL_PROXY``, unless ``NO_PROXY`` names the BMC) and, when the
-    certificate is verified against the default bundle, ``REQUESTS_CA_BUNDLE`` or
-    ``CURL_CA_BUNDLE``. Credentials come from driver_info only (never ``~/.netrc``). The
-    environment of a running server does not change, so nothing else differs.
+    of ``os.environ``, twice), ``~/.netrc`` and the CA bundle variables, 0.07-0.15 ms of the
+    0.9-1.2 ms of CPU a BMC exchange costs (against sushy-tools' emulator). For one BMC URL
+    the answer does not change, so it is taken when the connection is made, as requests
+    would for that URL: the proxy (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``, unless
+    ``NO_PROXY`` names the BMC) and, when the certificate is verified against the default
+    bundle, ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE``. Credentials come from driver_info
+    only (never ``~/.netrc``). The environment of a running server does not change, so
+    nothing else differs.
     """
 
     def __init__(self, url: str, verify: bool | str, **kwargs: Any) -> None:
-        env = requests.Session().merge_environment_settings(url, {}, None, verify, None)
+        with requests.Session() as probe:
+            env = probe.merge_environment_settings(url, {}, None, verify, None)
         super().__init__(url, verify=env["verify"], **kwargs)
         self._session.trust_env = False
         self._session.proxies.update(env["proxies"])
