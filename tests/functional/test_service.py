@@ -4,7 +4,6 @@ tick, its Date header, and how fast it stops."""
 from __future__ import annotations
 
 import email.utils
-import threading
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 from metalplane.api.service import Service
 from metalplane.common.config import Settings
 from tests.helpers.peers import free_port
+from tests.helpers.server import serve_in_thread
 
 pytestmark = pytest.mark.functional
 
@@ -31,13 +31,9 @@ def test_the_server_ticks_once_a_second_and_still_stops_at_once(tmp_path: Path) 
         return await on_tick(counter)
 
     server.on_tick = counted  # type: ignore[method-assign]
-    thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, daemon=True)
+    thread = None
     try:
-        thread.start()
-        deadline = time.monotonic() + 20
-        while not server.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-            time.sleep(0.05)
+        thread = serve_in_thread(server, sockets)
         first = len(ticks)
         time.sleep(2.5)
         r = httpx.get(f"http://127.0.0.1:{settings.port}/", timeout=10)
@@ -54,6 +50,6 @@ def test_the_server_ticks_once_a_second_and_still_stops_at_once(tmp_path: Path) 
         assert time.monotonic() - stop < 0.9  # woken, not left to its next tick
     finally:
         server.should_exit = True
-        thread.join(timeout=15)
+        if thread is not None:
+            thread.join(timeout=15)
         service.stop()
-

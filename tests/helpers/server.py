@@ -56,6 +56,19 @@ class RunningServer:
                              f"{node.get('provision_state')} last_error={node.get('last_error')}")
 
 
+def serve_in_thread(server: Any, sockets: list[Any], timeout: float = 20) -> threading.Thread:
+    """Run ``server`` (from ``Service.http_server``) on ``sockets`` in a daemon thread and
+    return once it has started. Raises RuntimeError if it did not within ``timeout`` s."""
+    thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test server did not start")
+        time.sleep(0.05)
+    return thread
+
+
 @contextlib.contextmanager
 def running_server(data_dir: Path, **overrides: Any) -> Iterator[RunningServer]:
     periodic = bool(overrides.pop("periodic", False))
@@ -70,13 +83,7 @@ def running_server(data_dir: Path, **overrides: Any) -> Iterator[RunningServer]:
     service = Service(settings)
     service.start(periodic=periodic)
     server, sockets = service.http_server()
-    thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("test server did not start")
-        time.sleep(0.05)
+    thread = serve_in_thread(server, sockets)
     url = f"http://127.0.0.1:{settings.port}"
     http = httpx.Client(base_url=url, timeout=60)
     try:
