@@ -426,13 +426,13 @@ class NetworkPlugin:
                               ("binding_host_id", "binding_profile", "binding_vnic_type"))
         if "security_groups" in body or "fixed_ips" in body:
             # a network with ports cannot be deleted: read before the transaction is the same
-            net = self.get_network(port.network_id)
+            net = self.get_network(port.network_id) if "fixed_ips" in body else None
             with self.db.transaction() as conn:
                 if "security_groups" in body:
                     groups = self._check_security_groups(conn, body["security_groups"])
                     conn.execute(sa.update(NetworkPort).where(NetworkPort.id == port.id)
                                  .values(security_groups=groups))
-                if "fixed_ips" in body:
+                if net is not None:
                     conn.execute(sa.delete(IPAllocation).where(IPAllocation.port_id == port.id))
                     allocs = self._fixed_ips(conn, net, body["fixed_ips"], port.id)
                     if allocs:
