@@ -31,7 +31,7 @@ from metalplane.common.exceptions import Invalid, MetalplaneError
 from metalplane.conductor.manager import Conductor
 from metalplane.conductor.resources import NodeResources, normalize_mac
 from metalplane.db import api as db_api
-from metalplane.drivers.base import INTERFACE_KINDS
+from metalplane.drivers.base import INTERFACE_KINDS, NOOP_INTERFACES
 from metalplane.drivers.registry import hardware_types
 
 __all__ = ["MAX_VERSION", "MIN_VERSION", "create_app"]
@@ -191,6 +191,7 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
         except MetalplaneError:
             return {}
         return {**{f"{k}_interface": hw.default(k) for k in INTERFACE_KINDS},
+                **{f"{k}_interface": v for k, v in NOOP_INTERFACES.items()},
                 "network_interface": conductor.settings.default_network_interface}
 
     def _node_doc(node: Any, request: Request, fields: list[str] | None = None) -> dict[str, Any]:

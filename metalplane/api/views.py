@@ -10,7 +10,7 @@ from typing import Any
 
 from metalplane.common.secrets import mask_driver_info
 from metalplane.db.models import Node, Port, Portgroup
-from metalplane.drivers.base import INTERFACE_KINDS
+from metalplane.drivers.base import INTERFACE_KINDS, NOOP_INTERFACES
 
 __all__ = ["NODE_LIST_FIELDS", "node_view", "port_view", "portgroup_view"]
 
@@ -23,6 +23,7 @@ NODE_FIELDS = (
     "maintenance_reason", "reservation", "traits", "resource_class", "conductor_group",
     "owner", "lessee", "inspection_started_at", "inspection_finished_at", "created_at",
     "updated_at", "network_interface", *(f"{k}_interface" for k in INTERFACE_KINDS),
+    *(f"{k}_interface" for k in NOOP_INTERFACES), "description", "automated_clean",
 )
 
 

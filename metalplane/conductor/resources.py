@@ -36,6 +36,7 @@ NODE_CREATE_FIELDS = frozenset({
     "extra", "maintenance", "maintenance_reason", "traits", "resource_class",
     "conductor_group", "owner", "lessee", "network_interface",
     *(f"{k}_interface" for k in drivers_base.INTERFACE_KINDS),
+    *(f"{k}_interface" for k in drivers_base.NOOP_INTERFACES), "description", "automated_clean",
 })
 NODE_READONLY_FIELDS = frozenset({
     "provision_state", "target_provision_state", "provision_updated_at", "power_state",

@@ -106,6 +106,14 @@ class Node(_Timestamps, Base):
     network_interface: Mapped[str | None] = mapped_column(sa.String(64))
     inspection_started_at: Mapped[dt.datetime | None] = mapped_column()
     inspection_finished_at: Mapped[dt.datetime | None] = mapped_column()
+    description: Mapped[str | None] = mapped_column(sa.Text)
+    automated_clean: Mapped[bool | None] = mapped_column()
+    # Interfaces whose only implementation here is Ironic's no-op one (NOOP_INTERFACES).
+    rescue_interface: Mapped[str | None] = mapped_column(sa.String(64))
+    console_interface: Mapped[str | None] = mapped_column(sa.String(64))
+    vendor_interface: Mapped[str | None] = mapped_column(sa.String(64))
+    raid_interface: Mapped[str | None] = mapped_column(sa.String(64))
+    storage_interface: Mapped[str | None] = mapped_column(sa.String(64))
 
 
 class Portgroup(_Timestamps, Base):

@@ -29,6 +29,7 @@ from metalplane.common.exceptions import BMCError, Invalid
 __all__ = [
     "BOOT_DEVICES",
     "INTERFACE_KINDS",
+    "NOOP_INTERFACES",
     "POWER_OFF",
     "POWER_ON",
     "REBOOT",
@@ -53,6 +54,10 @@ REBOOT = "rebooting"
 POWER_TARGETS = (POWER_ON, POWER_OFF, REBOOT)
 BOOT_DEVICES = ("pxe", "disk", "cdrom", "bios")
 INTERFACE_KINDS = ("power", "management", "boot", "deploy", "inspect", "bios")
+# Ironic's interfaces that every hardware type here supports only as a no-op: the node
+# field ``<kind>_interface`` takes just this name (the default), and nothing is loaded.
+NOOP_INTERFACES = {"rescue": "no-rescue", "console": "no-console", "vendor": "no-vendor",
+                   "raid": "no-raid", "storage": "noop"}
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")

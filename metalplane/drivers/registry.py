@@ -64,6 +64,12 @@ class DriverRegistry:
                     f"supported: {', '.join(hw.supported[kind])}"
                 )
             out[kind] = name
+        for kind, noop in base.NOOP_INTERFACES.items():
+            name = chosen.get(f"{kind}_interface") or noop
+            if name != noop:
+                raise DriverNotFound(
+                    f"{kind}_interface '{name}' is not supported by hardware type '{driver}'; "
+                    f"supported: {noop}")
         return out
 
     def _instance(self, kind: str, name: str) -> base.BaseInterface:
