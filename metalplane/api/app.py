@@ -41,6 +41,8 @@ MIN_VERSION = (1, 1)
 MAX_VERSION = (1, 90)
 MAX_LIMIT = 1000
 PUBLIC_PATHS = ("/", "/v1", "/v1/", "/openapi.json", "/docs", "/docs/oauth2-redirect")
+V1_RESOURCES = ("nodes", "ports", "portgroups", "drivers", "allocations", "conductors",
+                "lookup", "heartbeat", "switches")
 NODE_FILTERS = ("provision_state", "owner", "conductor_group", "driver", "resource_class",
                 "maintenance", "lessee")
 
@@ -113,6 +115,9 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
     def version_and_auth(request: Request) -> tuple[tuple[int, int], Response | None]:
         """The API version asked for, or the response that refuses the request."""
         requested = request.headers.get("X-OpenStack-Ironic-API-Version")
+        standard = request.headers.get("OpenStack-API-Version", "")
+        if not requested and standard.lower().startswith("baremetal "):
+            requested = standard[len("baremetal "):]
         version = MAX_VERSION
         if requested and requested.strip().lower() != "latest":
             try:
@@ -158,7 +163,9 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, str(exc.detail), request.url.path)
+        resp = error_response(exc.status_code, str(exc.detail), request.url.path)
+        resp.headers.update(exc.headers or {})  # 405's Allow
+        return resp
 
     @app.exception_handler(Exception)
     async def on_bug(request: Request, exc: Exception) -> JSONResponse:
@@ -170,18 +177,30 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
         return str(request.base_url).rstrip("/")
 
     # ------------------------------------------------------------ root
-    @app.get("/", summary="API versions")
+    network_port = conductor.settings.network_port
+
+    @app.get("/", summary="API versions (Ironic's; Neutron's on the networking listener)")
     def root(request: Request) -> dict[str, Any]:
-        v1 = _v1_doc(base_url(request))
-        return {"name": "OpenStack Ironic API", "description": "metalplane "
-                "(Ironic-compatible Bare Metal API)", "default_version": v1, "versions": [v1]}
+        base = base_url(request)
+        server = request.scope.get("server")
+        if network_port and server and server[1] == network_port:
+            return network_api.neutron_versions_document(base)
+        return {"name": "OpenStack Ironic API",
+                "description": "metalplane: an Ironic-compatible Bare Metal API",
+                "default_version": _version_doc(base), "versions": [_version_doc(base)]}
 
     @app.get("/v1", summary="API v1 root")
     def v1_root(request: Request) -> dict[str, Any]:
         base = base_url(request)
-        doc = _v1_doc(base)
-        for kind in ("nodes", "ports", "portgroups", "drivers", "switches"):
-            doc[kind] = [{"href": f"{base}/v1/{kind}/", "rel": "self"}]
+        doc: dict[str, Any] = {
+            "id": "v1",
+            "links": [{"href": f"{base}/v1/", "rel": "self"}],
+            "media_types": [{"base": "application/json",
+                             "type": "application/vnd.openstack.ironic.v1+json"}],
+            "version": _version_doc(base)}
+        for kind in V1_RESOURCES:
+            doc[kind] = [{"href": f"{base}/v1/{kind}/", "rel": "self"},
+                         {"href": f"{base}/{kind}/", "rel": "bookmark"}]
         return doc
 
     # ------------------------------------------------------------ nodes
@@ -476,9 +495,9 @@ def _version_headers(response: Response, version: tuple[int, int]) -> None:
         response.headers[name] = value
 
 
-def _v1_doc(base: str) -> dict[str, Any]:
+def _version_doc(base: str) -> dict[str, Any]:
+    """Ironic's version object (api-ref "API versions"), as keystoneauth's discovery reads
+    it: ``GET /`` lists it, ``GET /v1`` has it under ``version``."""
     return {"id": "v1", "status": "CURRENT", "version": _fmt(MAX_VERSION),
             "min_version": _fmt(MIN_VERSION),
-            "links": [{"href": f"{base}/v1/", "rel": "self"}],
-            "media_types": [{"base": "application/json",
-                             "type": "application/vnd.openstack.ironic.v1+json"}]}
+            "links": [{"href": f"{base}/v1/", "rel": "self"}]}

@@ -18,7 +18,7 @@ from metalplane.common.exceptions import Invalid
 from metalplane.conductor.manager import Conductor
 from metalplane.db.models import Network, NetworkPort, SecurityGroup, SecurityGroupRule, Subnet
 
-__all__ = ["register"]
+__all__ = ["neutron_versions_document", "register"]
 
 
 def _ts(value: Any) -> str | None:
@@ -29,6 +29,12 @@ def _unwrap(body: Any, key: str) -> dict[str, Any]:
     if not isinstance(body, dict) or not isinstance(body.get(key), dict):
         raise Invalid(f"the request body must be an object {{\"{key}\": {{...}}}}")
     return dict(body[key])
+
+
+def neutron_versions_document(base: str) -> dict[str, Any]:
+    """Neutron's ``GET /`` answer (Networking API v2.0 reference, "API versions")."""
+    return {"versions": [{"id": "v2.0", "status": "CURRENT",
+                          "links": [{"href": f"{base}/v2.0/", "rel": "self"}]}]}
 
 
 def register(app: FastAPI, conductor: Conductor) -> None:

@@ -115,7 +115,9 @@ class Service:
 
     def http_server(self) -> tuple[uvicorn.Server, list[socket.socket]]:
         """The API's uvicorn server and its listening sockets (run it with
-        ``server.run(sockets=...)``): TCP on ``host:port`` and, if ``unix_socket`` is set,
+        ``server.run(sockets=...)``): TCP on ``host:port``, the Networking API's
+        ``host:network_port`` (Neutron's ``GET /`` there; not bound is a warning) and, if
+        ``unix_socket`` is set,
         that unix socket (mode 0666, as uvicorn makes one), served by the same event loop.
         Exits (status 1, the error logged) when the port or the socket's path cannot be
         bound, as uvicorn does."""
@@ -123,6 +125,19 @@ class Service:
         config = uvicorn.Config(self.app, host=s.host, port=s.port, log_config=None,
                                 access_log=False, timeout_graceful_shutdown=5)
         sockets = [config.bind_socket()]
+        if s.network_port:
+            net = socket.socket(socket.AF_INET6 if ":" in s.host else socket.AF_INET)
+            net.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                net.bind((s.host, s.network_port))
+                net.listen(2048)
+                sockets.append(net)
+                LOG.info("metalplane Networking API also on http://%s:%d (network_port)",
+                         s.host, s.network_port)
+            except OSError as exc:  # secondary: /v2.0 stays on the main port
+                net.close()
+                LOG.warning("no Networking API listener on %s:%d (network_port): %s; "
+                            "/v2.0 is served on port %d", s.host, s.network_port, exc, s.port)
         if s.unix_socket:
             path = Path(s.unix_socket)
             unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -85,6 +85,9 @@ def version() -> None:
 def server(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on (Ironic's).")] = 6385,
+    network_port: Annotated[int | None, typer.Option(
+        help="The Networking API's own port, as Neutron's; 0 for none (/v2.0 is also "
+        "served on --port) [default: 9696].")] = None,
     data_dir: Annotated[Path | None, typer.Option(
         envvar="METALPLANE_DATA_DIR", help="Store, secret key and users file "
         "[default: ~/.local/share/metalplane].")] = None,
@@ -106,7 +109,8 @@ def server(
     from metalplane.common.config import Settings
 
     configure_logging(logging.DEBUG if debug else logging.INFO)
-    settings = Settings.from_env(host=host, port=port, data_dir=data_dir,
+    settings = Settings.from_env(host=host, port=port, network_port=network_port,
+                                 data_dir=data_dir,
                                  auth_strategy=auth_strategy, database_url=database_url,
                                  workers=workers, conductor_hostname=conductor_hostname)
     Service(settings).serve()

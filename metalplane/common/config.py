@@ -43,6 +43,9 @@ class Settings:
     database_url: str = ""
     host: str = "127.0.0.1"
     port: int = 6385
+    # the Networking API's own listener, as Neutron's (0: none; /v2.0 is on ``port`` too)
+    network_port: int = 9696
+    max_request_body_size: int = 114688  # bytes, as Ironic's [api]max_request_body_size
     auth_strategy: str = ""  # empty: noauth on loopback, http_basic elsewhere
     users_file: str = ""  # empty: <data_dir>/htpasswd
     conductor_hostname: str = dataclasses.field(default_factory=socket.gethostname)
@@ -111,6 +114,10 @@ class Settings:
             raise Invalid("parking_vlan must be a VLAN ID, 1-4094")
         if self.default_network_interface not in ("noop", "flat", "neutron"):
             raise Invalid("default_network_interface must be noop, flat or neutron")
+        if not 0 <= self.network_port <= 65535:
+            raise Invalid("network_port must be a TCP port, 1-65535, or 0 for none")
+        if self.max_request_body_size < 1024:
+            raise Invalid("max_request_body_size must be at least 1024 bytes")
         if not 0 <= self.dhcp_restart_delay <= 60:
             raise Invalid("dhcp_restart_delay must be 0-60 seconds")
 

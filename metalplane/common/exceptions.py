@@ -56,8 +56,9 @@ class Conflict(MetalplaneError):
     code = 409
 
 
-class InvalidState(Conflict):
-    """The verb is not allowed in the node's current provision or power state (HTTP 409)."""
+class InvalidState(Invalid):
+    """The verb is not allowed in the node's current provision or power state (HTTP 400, as
+    Ironic's ``InvalidStateRequested``: the clients read a 409 as "locked, retry")."""
 
 
 class NodeLocked(Conflict):

@@ -189,7 +189,7 @@ class Conductor:
                   configdrive: dict[str, Any] | None = None) -> None:
         """Start provision action ``verb`` on node ``ident`` (the API answers 202).
 
-        Raises :class:`InvalidState` (409) naming the allowed verbs, :class:`NodeLocked`
+        Raises :class:`InvalidState` (400) naming the allowed verbs, :class:`NodeLocked`
         (409), :class:`NotFound` (404), or :class:`Invalid` (400) when the node's driver
         cannot do it (checked before anything changes).
         """

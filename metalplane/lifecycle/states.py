@@ -152,7 +152,7 @@ def allowed_verbs(state: str) -> list[str]:
 def next_state(state: str, event: str) -> Transition:
     """The transition ``event`` takes from ``state``.
 
-    Raises :class:`InvalidState` (HTTP 409) naming the verbs allowed in ``state``.
+    Raises :class:`InvalidState` (HTTP 400) naming the verbs allowed in ``state``.
     """
     event = normalize_verb(event)
     try:

@@ -20,6 +20,7 @@ from tests.helpers.peers import free_port
 @dataclass
 class RunningServer:
     url: str
+    network_url: str  # the Networking API's own listener (Neutron's GET / there)
     service: Service
     http: httpx.Client
 
@@ -73,6 +74,7 @@ def serve_in_thread(server: Any, sockets: list[Any], timeout: float = 20) -> thr
 def running_server(data_dir: Path, **overrides: Any) -> Iterator[RunningServer]:
     periodic = bool(overrides.pop("periodic", False))
     values: dict[str, Any] = dict(data_dir=data_dir, host="127.0.0.1", port=free_port(),
+                                  network_port=free_port(),
                                   conductor_hostname="test-conductor",
                                   power_sync_interval=3600, timeout_check_interval=3600,
                                   bmc_retries=2, bmc_retry_wait=0.1,
@@ -87,7 +89,8 @@ def running_server(data_dir: Path, **overrides: Any) -> Iterator[RunningServer]:
     url = f"http://127.0.0.1:{settings.port}"
     http = httpx.Client(base_url=url, timeout=60)
     try:
-        yield RunningServer(url=url, service=service, http=http)
+        yield RunningServer(url=url, network_url=f"http://127.0.0.1:{settings.network_port}",
+                            service=service, http=http)
     finally:
         http.close()
         server.should_exit = True
