@@ -18,21 +18,23 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import Body, FastAPI, Query, Request, Response
+import pydantic
+from fastapi import FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from metalplane import __version__
-from metalplane.api import agent_api, network_api, views
+from metalplane.api import agent_api, network_api, schemas, views
 from metalplane.api.auth import UsersFile
-from metalplane.common.exceptions import Invalid, MetalplaneError
+from metalplane.common.exceptions import Invalid, MetalplaneError, NotFound
 from metalplane.conductor.manager import Conductor
 from metalplane.conductor.resources import NodeResources, normalize_mac
 from metalplane.db import api as db_api
 from metalplane.drivers.base import INTERFACE_KINDS, NOOP_INTERFACES
 from metalplane.drivers.registry import hardware_types
+from metalplane.lifecycle.networking import NETWORK_INTERFACES
 
 __all__ = ["MAX_VERSION", "MIN_VERSION", "create_app"]
 
@@ -155,11 +157,8 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = []
-        for err in exc.errors():
-            loc = "/".join(str(x) for x in err.get("loc", ()) if x not in ("body", "query"))
-            parts.append(f"{loc or 'body'}: {err.get('msg')}")
-        return error_response(400, "Invalid input: " + "; ".join(parts), request.url.path)
+        return error_response(400, "Invalid input: " + validation_message(exc.errors()),
+                              request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -258,8 +257,8 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
         return _list_nodes(request, True, None, limit, marker, sort_key, sort_dir)
 
     @app.post("/v1/nodes", status_code=201, summary="Enroll a node")
-    def create_node(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        return _node_doc(res.create_node(body), request)
+    def create_node(request: Request, body: schemas.NodeCreate) -> dict[str, Any]:
+        return _node_doc(res.create_node(body.model_dump(exclude_unset=True)), request)
 
     @app.get("/v1/nodes/{ident}", summary="Show a node")
     def show_node(ident: str, request: Request, fields: str | None = None) -> dict[str, Any]:
@@ -268,8 +267,9 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
 
     @app.patch("/v1/nodes/{ident}", summary="Update a node (JSON patch)")
     def patch_node(ident: str, request: Request,
-                   patch: list[dict[str, Any]] = Body(...)) -> dict[str, Any]:
-        return _node_doc(res.update_node(ident, patch), request)
+                   patch: list[schemas.PatchOperation]) -> dict[str, Any]:
+        return _node_doc(res.update_node(ident, _ops(patch), _checker(schemas.NodeCreate)),
+                         request)
 
     @app.delete("/v1/nodes/{ident}", status_code=204, summary="Delete a node")
     def delete_node(ident: str) -> Response:
@@ -289,25 +289,14 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
 
     @app.put("/v1/nodes/{ident}/states/provision", status_code=202,
              summary="Change the provision state (manage, inspect, provide, deploy, ...)")
-    def set_provision(ident: str, body: dict[str, Any] = Body(...)) -> Response:
-        target = body.get("target")
-        if not isinstance(target, str) or not target:
-            raise Invalid("target is required")
-        unsupported = sorted(set(body) - {"target", "configdrive", "clean_steps",
-                                          "deploy_steps", "disable_ramdisk"})
-        if unsupported:
-            raise Invalid(f"Unknown attribute for provision state change: "
-                          f"{', '.join(unsupported)}")
-        conductor.provision(ident, target, body.get("configdrive"))
+    def set_provision(ident: str, body: schemas.ProvisionStateBody) -> Response:
+        conductor.provision(ident, body.target, body.configdrive)
         return Response(status_code=202)
 
     @app.put("/v1/nodes/{ident}/states/power", status_code=202,
              summary="Change the power state (power on, power off, rebooting)")
-    def set_power(ident: str, body: dict[str, Any] = Body(...)) -> Response:
-        target = body.get("target")
-        if not isinstance(target, str):
-            raise Invalid("target is required")
-        conductor.set_power_state(ident, target)
+    def set_power(ident: str, body: schemas.PowerStateBody) -> Response:
+        conductor.set_power_state(ident, body.target)
         return Response(status_code=202)
 
     @app.get("/v1/nodes/{ident}/management/boot_device", summary="Current boot device")
@@ -316,11 +305,8 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
 
     @app.put("/v1/nodes/{ident}/management/boot_device", status_code=204,
              summary="Set the boot device (pxe, disk, cdrom, bios)")
-    def set_boot_device(ident: str, body: dict[str, Any] = Body(...)) -> Response:
-        device = body.get("boot_device")
-        if not isinstance(device, str):
-            raise Invalid("boot_device is required")
-        conductor.set_boot_device(ident, device, bool(body.get("persistent", False)))
+    def set_boot_device(ident: str, body: schemas.BootDeviceBody) -> Response:
+        conductor.set_boot_device(ident, body.boot_device, body.persistent)
         return Response(status_code=204)
 
     @app.get("/v1/nodes/{ident}/management/boot_device/supported")
@@ -330,8 +316,8 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
                     task.driver.management.get_supported_boot_devices(task)}
 
     @app.put("/v1/nodes/{ident}/maintenance", status_code=202, summary="Set maintenance")
-    def set_maintenance(ident: str, body: dict[str, Any] | None = Body(None)) -> Response:
-        res.set_maintenance(ident, True, (body or {}).get("reason"))
+    def set_maintenance(ident: str, body: schemas.MaintenanceBody | None = None) -> Response:
+        res.set_maintenance(ident, True, body.reason if body else None)
         return Response(status_code=202)
 
     @app.delete("/v1/nodes/{ident}/maintenance", status_code=202, summary="Unset maintenance")
@@ -351,6 +337,30 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
                     out[kind] = {"result": False, "reason": exc.message}
             return out
 
+    @app.get("/v1/nodes/{ident}/traits", summary="A node's traits")
+    def list_traits(ident: str) -> dict[str, Any]:
+        return {"traits": list(res.get_node(ident).traits or [])}
+
+    @app.put("/v1/nodes/{ident}/traits", status_code=204, summary="Replace a node's traits")
+    def set_traits(ident: str, body: schemas.TraitsBody) -> Response:
+        res.set_traits(ident, body.traits)
+        return Response(status_code=204)
+
+    @app.put("/v1/nodes/{ident}/traits/{trait}", status_code=204, summary="Add a trait")
+    def add_trait(ident: str, trait: str) -> Response:
+        res.add_trait(ident, trait)
+        return Response(status_code=204)
+
+    @app.delete("/v1/nodes/{ident}/traits", status_code=204, summary="Remove all traits")
+    def clear_traits(ident: str) -> Response:
+        res.set_traits(ident, [])
+        return Response(status_code=204)
+
+    @app.delete("/v1/nodes/{ident}/traits/{trait}", status_code=204, summary="Remove a trait")
+    def remove_trait(ident: str, trait: str) -> Response:
+        res.remove_trait(ident, trait)
+        return Response(status_code=204)
+
     @app.get("/v1/nodes/{ident}/ports", summary="A node's ports")
     def node_ports(ident: str, request: Request) -> dict[str, Any]:
         node = res.get_node(ident)
@@ -368,11 +378,9 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
         doc = res.port_doc(port)
         return views.port_view(port, doc["node_uuid"], doc["portgroup_uuid"], base_url(request))
 
-    @app.get("/v1/ports", summary="List ports")
-    def list_ports(request: Request, node: str | None = None, node_uuid: str | None = None,
-                   address: str | None = None, portgroup: str | None = None,
-                   limit: int | None = Query(None, ge=1), marker: str | None = None,
-                   detail: bool = False) -> dict[str, Any]:
+    def _list_ports(request: Request, node: str | None, node_uuid: str | None,
+                    address: str | None, portgroup: str | None, limit: int | None,
+                    marker: str | None) -> dict[str, Any]:
         node_id = res.get_node(node or node_uuid or "").id if (node or node_uuid) else None
         pg_id = db_api.get_portgroup(conductor.db, portgroup).id if portgroup else None
         addr = normalize_mac(address) if address else None
@@ -380,12 +388,32 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
         ports = db_api.list_ports(conductor.db, node_id, addr, pg_id, limit, marker)
         out: dict[str, Any] = {"ports": [_port_doc(p, request) for p in ports]}
         if len(ports) == limit:
-            out["next"] = f"{base_url(request)}/v1/ports?limit={limit}&marker={ports[-1].uuid}"
+            out["next"] = (f"{base_url(request)}{request.url.path}?limit={limit}"
+                           f"&marker={ports[-1].uuid}")
         return out
 
+    @app.get("/v1/ports", summary="List ports")
+    def list_ports(request: Request, node: str | None = None, node_uuid: str | None = None,
+                   address: str | None = None, portgroup: str | None = None,
+                   limit: int | None = Query(None, ge=1), marker: str | None = None,
+                   detail: bool = False) -> dict[str, Any]:
+        return _list_ports(request, node, node_uuid, address, portgroup, limit, marker)
+
+    @app.get("/v1/ports/detail", summary="List ports with all fields")
+    def list_ports_detail(request: Request, node: str | None = None,
+                          node_uuid: str | None = None, address: str | None = None,
+                          portgroup: str | None = None,
+                          limit: int | None = Query(None, ge=1),
+                          marker: str | None = None) -> dict[str, Any]:
+        return _list_ports(request, node, node_uuid, address, portgroup, limit, marker)
+
     @app.post("/v1/ports", status_code=201, summary="Create a port")
-    def create_port(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        return _port_doc(res.create_port(body), request)
+    def create_port(request: Request, body: schemas.PortCreate) -> dict[str, Any]:
+        values = body.model_dump(exclude_unset=True)
+        node = values.pop("node", None)
+        if node and not values.get("node_uuid"):
+            values["node_uuid"] = node
+        return _port_doc(res.create_port(values), request)
 
     @app.get("/v1/ports/{ident}", summary="Show a port")
     def show_port(ident: str, request: Request) -> dict[str, Any]:
@@ -393,8 +421,9 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
 
     @app.patch("/v1/ports/{ident}", summary="Update a port (JSON patch)")
     def patch_port(ident: str, request: Request,
-                   patch: list[dict[str, Any]] = Body(...)) -> dict[str, Any]:
-        return _port_doc(res.update_port(ident, patch), request)
+                   patch: list[schemas.PatchOperation]) -> dict[str, Any]:
+        return _port_doc(res.update_port(ident, _ops(patch), _checker(schemas.PortCreate)),
+                         request)
 
     @app.delete("/v1/ports/{ident}", status_code=204, summary="Delete a port")
     def delete_port(ident: str) -> Response:
@@ -405,18 +434,32 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
     def _pg_doc(pg: Any, request: Request) -> dict[str, Any]:
         return views.portgroup_view(pg, res.portgroup_doc(pg)["node_uuid"], base_url(request))
 
-    @app.get("/v1/portgroups", summary="List portgroups")
-    def list_portgroups(request: Request, node: str | None = None,
-                        limit: int | None = Query(None, ge=1),
-                        marker: str | None = None) -> dict[str, Any]:
+    def _list_portgroups(request: Request, node: str | None, address: str | None,
+                         limit: int | None, marker: str | None) -> dict[str, Any]:
         node_id = res.get_node(node).id if node else None
         limit = min(limit or MAX_LIMIT, MAX_LIMIT)
         pgs = db_api.list_portgroups(conductor.db, node_id, limit, marker)
+        if address:
+            mac = normalize_mac(address)
+            pgs = [p for p in pgs if p.address == mac]
         return {"portgroups": [_pg_doc(p, request) for p in pgs]}
 
+    @app.get("/v1/portgroups", summary="List portgroups")
+    def list_portgroups(request: Request, node: str | None = None, address: str | None = None,
+                        limit: int | None = Query(None, ge=1), marker: str | None = None,
+                        detail: bool = False) -> dict[str, Any]:
+        return _list_portgroups(request, node, address, limit, marker)
+
+    @app.get("/v1/portgroups/detail", summary="List portgroups with all fields")
+    def list_portgroups_detail(request: Request, node: str | None = None,
+                               address: str | None = None,
+                               limit: int | None = Query(None, ge=1),
+                               marker: str | None = None) -> dict[str, Any]:
+        return _list_portgroups(request, node, address, limit, marker)
+
     @app.post("/v1/portgroups", status_code=201, summary="Create a portgroup")
-    def create_portgroup(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        return _pg_doc(res.create_portgroup(body), request)
+    def create_portgroup(request: Request, body: schemas.PortgroupCreate) -> dict[str, Any]:
+        return _pg_doc(res.create_portgroup(body.model_dump(exclude_unset=True)), request)
 
     @app.get("/v1/portgroups/{ident}", summary="Show a portgroup")
     def show_portgroup(ident: str, request: Request) -> dict[str, Any]:
@@ -430,8 +473,9 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
 
     @app.patch("/v1/portgroups/{ident}", summary="Update a portgroup (JSON patch)")
     def patch_portgroup(ident: str, request: Request,
-                        patch: list[dict[str, Any]] = Body(...)) -> dict[str, Any]:
-        return _pg_doc(res.update_portgroup(ident, patch), request)
+                        patch: list[schemas.PatchOperation]) -> dict[str, Any]:
+        return _pg_doc(res.update_portgroup(ident, _ops(patch),
+                                            _checker(schemas.PortgroupCreate)), request)
 
     @app.delete("/v1/portgroups/{ident}", status_code=204, summary="Delete a portgroup")
     def delete_portgroup(ident: str) -> Response:
@@ -439,18 +483,78 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
         return Response(status_code=204)
 
     # ------------------------------------------------------------ drivers
+    def _driver_doc(name: str, request: Request, detail: bool) -> dict[str, Any]:
+        base = base_url(request)
+        doc: dict[str, Any] = {
+            "name": name, "hosts": [conductor.host], "type": "dynamic",
+            "links": [{"href": f"{base}/v1/drivers/{name}", "rel": "self"},
+                      {"href": f"{base}/drivers/{name}", "rel": "bookmark"}],
+            "properties": [{"href": f"{base}/v1/drivers/{name}/properties", "rel": "self"},
+                           {"href": f"{base}/drivers/{name}/properties", "rel": "bookmark"}]}
+        if detail:
+            hw = conductor.registry.hardware_type(name)
+            for kind in INTERFACE_KINDS:
+                doc[f"default_{kind}_interface"] = hw.default(kind)
+                doc[f"enabled_{kind}_interfaces"] = list(hw.supported[kind])
+            for kind, noop in NOOP_INTERFACES.items():
+                doc[f"default_{kind}_interface"] = noop
+                doc[f"enabled_{kind}_interfaces"] = [noop]
+            doc["default_network_interface"] = conductor.settings.default_network_interface
+            doc["enabled_network_interfaces"] = list(NETWORK_INTERFACES)
+        return doc
+
     @app.get("/v1/drivers", summary="List hardware types")
-    def list_drivers() -> dict[str, Any]:
-        return {"drivers": [{"name": n, "hosts": [conductor.host], "type": "dynamic"}
-                            for n in sorted(hardware_types())]}
+    def list_drivers(request: Request, detail: bool = False,
+                     type: str | None = None) -> dict[str, Any]:
+        if type not in (None, "dynamic", "classic"):
+            raise Invalid(f"type must be 'dynamic' or 'classic', not {type!r}")
+        names = [] if type == "classic" else sorted(hardware_types())
+        return {"drivers": [_driver_doc(n, request, detail) for n in names]}
+
+    @app.get("/v1/drivers/{name}", summary="Show a hardware type and its interfaces")
+    def show_driver(name: str, request: Request) -> dict[str, Any]:
+        if name not in hardware_types():
+            raise NotFound(f"Driver {name} could not be found.")
+        return _driver_doc(name, request, True)
 
     @app.get("/v1/drivers/{name}/properties", summary="driver_info keys of a hardware type")
     def driver_properties(name: str) -> dict[str, str]:
+        if name not in hardware_types():
+            raise NotFound(f"Driver {name} could not be found.")
         return conductor.registry.driver_properties(name)
 
     network_api.register(app, conductor)
     agent_api.register(app, conductor)
     return app
+
+
+def _ops(patch: list[schemas.PatchOperation]) -> list[dict[str, Any]]:
+    """A typed JSON patch as the dicts ``jsonpatch`` applies."""
+    return [op.model_dump(by_alias=True, exclude_unset=True) for op in patch]
+
+
+def _checker(model: type[pydantic.BaseModel]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A check of a patched resource against its create schema: the coerced values, or
+    :class:`Invalid` naming the field (a patch can put any JSON value anywhere)."""
+    def check(doc: dict[str, Any]) -> dict[str, Any]:
+        try:
+            valid = model.model_validate(doc)
+        except pydantic.ValidationError as exc:
+            raise Invalid("Invalid input: " + validation_message(exc.errors())) from None
+        return {k: v for k, v in valid.model_dump().items() if k in doc}
+    return check
+
+
+def validation_message(errors: Any) -> str:
+    """``<field>: <problem>`` for each of pydantic's errors, joined by ``; ``."""
+    parts = []
+    for err in errors:
+        loc = "/".join(str(x) for x in err.get("loc", ()) if x not in ("body", "query"))
+        if err.get("type") == "extra_forbidden":
+            parts.append(f"Unknown attribute {loc}")
+        else:
+            parts.append(f"{loc or 'body'}: {err.get('msg')}")
+    return "; ".join(parts)
 
 
 class _VersionAndAuth:

@@ -186,7 +186,7 @@ class Conductor:
 
     # ------------------------------------------------------------------ provisioning
     def provision(self, ident: str, verb: str,
-                  configdrive: dict[str, Any] | None = None) -> None:
+                  configdrive: dict[str, Any] | str | None = None) -> None:
         """Start provision action ``verb`` on node ``ident`` (the API answers 202).
 
         Raises :class:`InvalidState` (400) naming the allowed verbs, :class:`NodeLocked`

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid as uuidlib
+from collections.abc import Callable
 from typing import Any
 
 import jsonpatch
@@ -27,6 +28,8 @@ __all__ = ["NodeResources", "normalize_mac"]
 _MAC = re.compile(r"^([0-9a-f]{2}[:-]){5}[0-9a-f]{2}$")
 _DPID = re.compile(r"^(0x)?[0-9a-f]{16}$")
 _NAME = re.compile(r"^[A-Za-z0-9\-._~]+$")
+_TRAIT = re.compile(r"^[A-Z][A-Z0-9_]*$")
+MAX_TRAITS = 50  # Ironic's limit per node
 BOND_MODES = ("balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad",
               "balance-tlb", "balance-alb", "0", "1", "2", "3", "4", "5", "6")
 LLC_KEYS = ("switch_id", "port_id", "switch_info", "network_type")
@@ -48,6 +51,13 @@ DELETE_ALLOWED = frozenset({states.ENROLL, states.MANAGEABLE, states.AVAILABLE,
                             states.ADOPT_FAILED, states.INSPECT_FAILED, states.CLEAN_FAILED})
 
 
+Check = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _unchecked(doc: dict[str, Any]) -> dict[str, Any]:
+    return doc
+
+
 def normalize_mac(value: Any, field: str = "address") -> str:
     """Lower-case colon form of a MAC. Raises :class:`Invalid` naming ``field``."""
     mac = str(value or "").strip().lower()
@@ -63,6 +73,15 @@ def _check_name(name: Any, what: str) -> None:
     if not isinstance(name, str) or not _NAME.match(name) or db_api.is_uuid_like(name):
         raise Invalid(f"{what} name '{name}' must use only letters, digits and - . _ ~ "
                       "and must not look like a UUID")
+
+
+def _check_trait(trait: Any) -> str:
+    """A trait as Ironic (os-traits) accepts it: a standard trait name or ``CUSTOM_*``,
+    upper-case letters, digits and underscores, at most 255 characters."""
+    if not isinstance(trait, str) or not _TRAIT.match(trait) or len(trait) > 255:
+        raise Invalid(f"Invalid trait {str(trait)[:300]!r}: a trait is a standard trait "
+                      "name or CUSTOM_ followed by A-Z, 0-9 and _, at most 255 characters")
+    return trait
 
 
 def _check_llc(llc: Any) -> dict[str, Any]:
@@ -111,8 +130,11 @@ class NodeResources:
             if not isinstance(values.get(key) or {}, dict):
                 raise Invalid(f"{key} must be an object")
         traits = values.get("traits") or []
-        if not isinstance(traits, list) or not all(isinstance(t, str) for t in traits):
+        if not isinstance(traits, list):
             raise Invalid("traits must be a list of strings")
+        values["traits"] = list(dict.fromkeys(_check_trait(t) for t in traits))
+        if len(values["traits"]) > MAX_TRAITS:
+            raise Invalid(f"a node can have at most {MAX_TRAITS} traits")
         info = values.get("driver_info") or {}
         clear = self.c.secrets.decrypt_driver_info(info)
         driver = registry.driver_for(_Shim(values))
@@ -138,11 +160,14 @@ class NodeResources:
         values["provision_state"] = states.ENROLL
         return db_api.create_node(self.db, values)
 
-    def update_node(self, ident: str, patch: list[dict[str, Any]]) -> Node:
-        """Apply a JSON patch (RFC 6902) to a node under its lock.
+    def update_node(self, ident: str, patch: list[dict[str, Any]],
+                    check: Check = _unchecked) -> Node:
+        """Apply a JSON patch (RFC 6902) to a node under its lock; ``check`` validates the
+        patched document's shape (the API's schema) and returns its coerced values.
 
         A ``******`` value for a secret keeps the stored one. Raises :class:`Invalid` for
-        an unknown or read-only path, :class:`NodeLocked`, :class:`NotFound`.
+        an unknown or read-only path or a value of a wrong type, :class:`NodeLocked`,
+        :class:`NotFound`.
         """
         if not isinstance(patch, list) or not patch:
             raise Invalid("a PATCH body must be a non-empty JSON patch list")
@@ -162,6 +187,7 @@ class NodeResources:
                 new = jsonpatch.apply_patch(doc, patch)
             except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
                 raise Invalid(f"patch does not apply: {exc}") from None
+            new = check(new)
             old_info = node.driver_info or {}
             info = dict(new.get("driver_info") or {})
             for k, v in list(info.items()):
@@ -195,6 +221,34 @@ class NodeResources:
 
     def get_node(self, ident: str) -> Node:
         return db_api.get_node(self.db, ident)
+
+    def set_traits(self, ident: str, traits: list[str]) -> None:
+        """Replace a node's traits (Ironic's ``PUT /v1/nodes/{node}/traits``). Raises
+        :class:`Invalid` for a bad trait or more than ``MAX_TRAITS``, :class:`NodeLocked`."""
+        wanted = list(dict.fromkeys(_check_trait(t) for t in traits))
+        if len(wanted) > MAX_TRAITS:
+            raise Invalid(f"a node can have at most {MAX_TRAITS} traits, not {len(wanted)}")
+        with self.c.acquire(ident, "trait update") as task:
+            task.save(traits=wanted)
+
+    def add_trait(self, ident: str, trait: str) -> None:
+        """Add one trait; adding one the node has is no change."""
+        trait = _check_trait(trait)
+        with self.c.acquire(ident, "trait update") as task:
+            have = list(task.node.traits or [])
+            if trait in have:
+                return
+            if len(have) >= MAX_TRAITS:
+                raise Invalid(f"a node can have at most {MAX_TRAITS} traits")
+            task.save(traits=[*have, trait])
+
+    def remove_trait(self, ident: str, trait: str) -> None:
+        """Remove one trait. Raises :class:`NotFound` if the node does not have it."""
+        with self.c.acquire(ident, "trait update") as task:
+            have = list(task.node.traits or [])
+            if trait not in have:
+                raise NotFound(f"Node {task.node.uuid} doesn't have a trait '{trait}'")
+            task.save(traits=[t for t in have if t != trait])
 
     # ---------------------------------------------------------------- ports
     def _node_for(self, body: dict[str, Any], key: str = "node_uuid") -> Node:
@@ -256,9 +310,10 @@ class NodeResources:
                 "physical_network": port.physical_network, "pxe_enabled": port.pxe_enabled,
                 "extra": port.extra or {}, "name": port.name}
 
-    def update_port(self, ident: str, patch: list[dict[str, Any]]) -> Port:
+    def update_port(self, ident: str, patch: list[dict[str, Any]],
+                    check: Check = _unchecked) -> Port:
         port = db_api.get_port(self.db, ident)
-        new = self._patched(self.port_doc(port), patch, "port", self.PORT_FIELDS)
+        new = check(self._patched(self.port_doc(port), patch, "port", self.PORT_FIELDS))
         values = self._port_values(new)
         return db_api.update_row(self.db, Port, port.id, values, "port")  # type: ignore[no-any-return]
 
@@ -305,9 +360,10 @@ class NodeResources:
                 "standalone_ports_supported": pg.standalone_ports_supported,
                 "extra": pg.extra or {}}
 
-    def update_portgroup(self, ident: str, patch: list[dict[str, Any]]) -> Portgroup:
+    def update_portgroup(self, ident: str, patch: list[dict[str, Any]],
+                         check: Check = _unchecked) -> Portgroup:
         pg = db_api.get_portgroup(self.db, ident)
-        new = self._patched(self.portgroup_doc(pg), patch, "portgroup", self.PG_FIELDS)
+        new = check(self._patched(self.portgroup_doc(pg), patch, "portgroup", self.PG_FIELDS))
         values = self._pg_values(new)
         return db_api.update_row(self.db, Portgroup, pg.id, values, "portgroup")  # type: ignore[no-any-return]
 

@@ -114,7 +114,7 @@ def test_list_paging_and_filters(server: RunningServer) -> None:
     ({"driver": "ipmi", "driver_info": {"ipmi_address": "10.0.0.1",
                                         "ipmi_username": "admin"}},
      "ipmi_password is required"),
-    ({"driver": "fake-hardware", "colour": "blue"}, "Unknown attribute for node: colour"),
+    ({"driver": "fake-hardware", "colour": "blue"}, "Unknown attribute colour"),
     ({"driver": "fake-hardware", "deploy_interface": "magic"}, "deploy_interface 'magic'"),
     ({"driver": "fake-hardware", "name": "has space"}, "name 'has space'"),
 ])
