@@ -15,6 +15,7 @@ import functools
 import inspect
 import json
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -147,7 +148,8 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
                 return version, resp
         return version, None
 
-    app.add_middleware(_VersionAndAuth, check=version_and_auth)
+    app.add_middleware(_BodyGuard, limit=conductor.settings.max_request_body_size)
+    app.add_middleware(_VersionAndAuth, check=version_and_auth)  # outermost
 
     @app.exception_handler(MetalplaneError)
     async def on_error(request: Request, exc: MetalplaneError) -> JSONResponse:
@@ -585,6 +587,107 @@ class _VersionAndAuth:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _lone_surrogate(value: Any, path: str = "body") -> str | None:
+    """The path (``name`` or ``extra/key/0``) of the first string or key in ``value`` that
+    holds a lone UTF-16 surrogate, which no UTF-8 store or answer can carry; else None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+        return None
+    items = value.items() if isinstance(value, dict) else (
+        enumerate(value) if isinstance(value, list) else ())
+    for k, v in items:
+        where = str(k) if path == "body" else f"{path}/{k}"
+        if found := _lone_surrogate(str(k), where) or _lone_surrogate(v, where):
+            return found
+    return None
+
+
+class _BodyGuard:
+    """ASGI middleware reading a request body before any route parses it: more than
+    ``limit`` bytes is 413 (declared or streamed: at most ``limit`` bytes are ever held),
+    and a JSON body (``application/json`` or no content type, as FastAPI parses it) must be
+    strict JSON (RFC 8259: no NaN or Infinity) whose strings are valid Unicode (no lone
+    surrogate, RFC 8259 section 8.2), else 400 naming the field. Ironic's
+    ``[api]max_request_body_size`` is the model; the agent's paths are guarded too."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        path = scope.get("path", "")
+        try:
+            declared = int(headers.get(b"content-length", b"0"))
+        except ValueError:
+            declared = 0
+        if declared > self.limit:
+            await self._refuse(413, f"Request body of {declared} bytes is larger than "
+                               f"max_request_body_size ({self.limit} bytes)", path, scope,
+                               receive, send)
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await self._refuse(413, f"Request body is larger than max_request_body_size "
+                                   f"({self.limit} bytes)", path, scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        ctype = headers.get(b"content-type", b"").lower()
+        if body and (not ctype or b"json" in ctype):
+            problem = _json_problem(body)
+            if problem:
+                await self._refuse(400, f"Invalid input: {problem}", path, scope, receive,
+                                   send)
+                return
+        sent = False
+
+        async def replay() -> Any:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _refuse(status: int, message: str, path: str, scope: Any, receive: Any,
+                      send: Any) -> None:
+        await error_response(status, message, path)(scope, receive, send)
+
+
+def _json_problem(body: bytes) -> str | None:
+    """What makes ``body`` unacceptable JSON, or None (then FastAPI parses it itself)."""
+    try:
+        doc = json.loads(body, parse_constant=_reject_constant)
+    except ValueError as exc:  # JSONDecodeError, NaN, bad UTF-8
+        return f"body is not valid JSON: {exc}"
+    if _SURROGATE.search(body) and (where := _lone_surrogate(doc)):
+        return f"{where}: a lone UTF-16 surrogate is not valid Unicode text"
+    return None
 
 
 def _version_pairs(version: tuple[int, int]) -> list[tuple[str, str]]:
