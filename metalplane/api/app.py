@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from metalplane import __version__
 from metalplane.api import agent_api, network_api, schemas, views
@@ -165,7 +166,14 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         resp = error_response(exc.status_code, str(exc.detail), request.url.path)
-        resp.headers.update(exc.headers or {})  # 405's Allow
+        resp.headers.update(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not the first route's one
+            methods = set()
+            for route in app.routes:
+                if isinstance(route, APIRoute) and route.matches(request.scope)[0] != \
+                        Match.NONE:
+                    methods |= route.methods
+            resp.headers["Allow"] = ", ".join(sorted(methods))
         return resp
 
     @app.exception_handler(Exception)

@@ -24,6 +24,10 @@ import pytest
 from metalplane.api.auth import hash_password
 from tests.helpers.server import RunningServer, running_server
 
+# openstacksdk warns about its own (unused) InfluxDB support on every Connection
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Support for InfluxDB:openstack.warnings.RemovedInSDK60Warning")
+
 BAREMETAL = str(Path(sys.executable).parent / "baremetal")
 # the clients must not pick up an operator's cloud settings
 CLEAN_ENV = {k: v for k, v in os.environ.items()
