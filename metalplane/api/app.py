@@ -168,11 +168,11 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
         resp = error_response(exc.status_code, str(exc.detail), request.url.path)
         resp.headers.update(exc.headers or {})
         if exc.status_code == 405:  # every method of the path, not the first route's one
-            methods = set()
+            methods: set[str] = set()
             for route in app.routes:
                 if isinstance(route, APIRoute) and route.matches(request.scope)[0] != \
                         Match.NONE:
-                    methods |= route.methods
+                    methods |= route.methods or set()
             resp.headers["Allow"] = ", ".join(sorted(methods))
         return resp
 
