@@ -22,6 +22,7 @@ from typing import Any
 import pydantic
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -168,11 +169,10 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
         resp = error_response(exc.status_code, str(exc.detail), request.url.path)
         resp.headers.update(exc.headers or {})
         if exc.status_code == 405:  # every method of the path, not the first route's one
-            methods: set[str] = set()
-            for route in app.routes:
-                if isinstance(route, APIRoute) and route.matches(request.scope)[0] != \
-                        Match.NONE:
-                    methods |= route.methods or set()
+            routes = [r for r in app.routes if isinstance(r, APIRoute)
+                      and r.matches(request.scope)[0] != Match.NONE]
+            literal = [r for r in routes if not r.param_convertors]  # /v1/nodes/detail
+            methods = {m for r in (literal or routes) for m in r.methods or ()}
             resp.headers["Allow"] = ", ".join(sorted(methods))
         return resp
 
@@ -535,7 +535,55 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
 
     network_api.register(app, conductor)
     agent_api.register(app, conductor)
+    app.openapi = functools.partial(_openapi, app)  # type: ignore[method-assign]
     return app
+
+
+# The answers any operation may give besides its own: what the middleware and the error
+# handlers produce (FastAPI would document its 422, which this API never sends).
+_ERROR_ANSWERS = {
+    "400": "Bad input: a malformed or unknown field, a verb invalid in the node's state",
+    "401": "Authentication required (http_basic)",
+    "404": "No such resource",
+    "405": "Method not allowed on this path (see the Allow header)",
+    "406": "The requested microversion is outside the supported range",
+    "409": "Conflict: a duplicate, a resource in use, or a node locked by another operation",
+    "413": "Request body larger than max_request_body_size",
+    "503": "A BMC or switch could not be reached",
+}
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, with the error answers each operation really gives: Ironic's
+    ``{"error_message"}`` under ``/v1``, Neutron's ``{"NeutronError"}`` under ``/v2.0``."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    doc = get_openapi(title=app.title, version=app.version, description=app.description,
+                      routes=app.routes)
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    schemas["IronicError"] = {
+        "type": "object", "required": ["error_message"],
+        "properties": {"error_message": {
+            "type": "string",
+            "description": "JSON of {faultstring, faultcode, debuginfo}"}}}
+    schemas["NeutronError"] = {
+        "type": "object", "required": ["NeutronError"],
+        "properties": {"NeutronError": {
+            "type": "object", "required": ["type", "message"],
+            "properties": {"type": {"type": "string"}, "message": {"type": "string"},
+                           "detail": {"type": "string"}}}}}
+    for path, operations in doc.get("paths", {}).items():
+        kind = "NeutronError" if path.startswith("/v2.0") else "IronicError"
+        for operation in operations.values():
+            answers = operation.setdefault("responses", {})
+            answers.pop("422", None)
+            for status, text in _ERROR_ANSWERS.items():
+                answers.setdefault(status, {"description": text, "content": {
+                    "application/json": {"schema": {"$ref": f"#/components/schemas/{kind}"}}}})
+    app.openapi_schema = doc
+    return doc
 
 
 def _ops(patch: list[schemas.PatchOperation]) -> list[dict[str, Any]]:
