@@ -29,6 +29,7 @@ __all__ = [
     "create_node",
     "create_port",
     "create_portgroup",
+    "delete_allocation_of_node",
     "destroy_allocation",
     "destroy_node",
     "get_allocation",
@@ -650,6 +651,13 @@ def destroy_allocation(db: Database, alloc: Allocation,
                 allocation_id=None, allocation_uuid=None, updated_at=utcnow(),
                 **(node_values or {})))
         s.execute(sa.delete(Allocation).where(Allocation.id == alloc.id))
+
+
+def delete_allocation_of_node(db: Database, node_id: int) -> None:
+    """Delete the allocation holding node ``node_id``, if any; the caller (holding the
+    node's lock) clears the node's allocation_id, allocation_uuid and instance_uuid."""
+    with db.write() as s:
+        s.execute(sa.delete(Allocation).where(Allocation.node_id == node_id))
 
 
 # ---- conductors (read) ---------------------------------------------------------------

@@ -166,6 +166,21 @@ def test_deleting_a_node_deletes_its_allocation(server: RunningServer) -> None:
     assert server.http.get(f"/v1/allocations/{alloc['uuid']}").status_code == 404
 
 
+def test_active_node_keeps_its_allocation_until_undeployed(server: RunningServer) -> None:
+    available_node(server, "dep")
+    alloc = allocate(server, resource_class="gold")
+    assert server.provision("dep", "deploy").status_code == 202
+    server.wait_state("dep", "active")
+    r = server.http.delete(f"/v1/allocations/{alloc['uuid']}")
+    assert r.status_code == 409
+    assert "because the node is active (and maintenance mode is off)" in error_of(r)
+    assert server.provision("dep", "undeploy").status_code == 202
+    node = server.wait_state("dep", "available")
+    assert node["instance_uuid"] is None
+    assert server.http.get(f"/v1/allocations/{alloc['uuid']}").status_code == 404
+    assert allocate(server, resource_class="gold")["node_uuid"] == node["uuid"]
+
+
 def test_concurrent_allocations_never_share_a_node(server: RunningServer) -> None:
     nodes = {available_node(server, f"race-{i}")["uuid"] for i in range(3)}
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
