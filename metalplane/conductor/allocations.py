@@ -159,8 +159,10 @@ class Allocations:
                 out.append(uuid)
         return out
 
-    def _failed(self, alloc: Allocation, error: str) -> Allocation:
-        message = f"Failed to process allocation {alloc.uuid}: {error}."
+    def _failed(self, alloc: Allocation, error: str, wrap: bool = True) -> Allocation:
+        """Mark ``alloc`` failed; its last_error is Ironic's AllocationFailed text
+        ("Failed to process allocation <uuid>: <error>.") or, unwrapped, ``error``."""
+        message = f"Failed to process allocation {alloc.uuid}: {error}." if wrap else error
         LOG.error("%s", message)
         return db_api.update_allocation(self.db, alloc.id, {
             "state": ERROR, "last_error": message, "node_id": None})
@@ -225,6 +227,11 @@ class Allocations:
             raise _Failed(f"could not reserve any of {locked} suitable nodes")
         except _Failed as exc:
             return self._failed(alloc, str(exc))
+        except Exception as exc:  # an allocation must not stay 'allocating' (Ironic too)
+            LOG.exception("Unexpected exception during processing of allocation %s",
+                          alloc.uuid)
+            return self._failed(alloc, f"Unexpected exception during allocation: {exc}",
+                                wrap=False)
 
     def _backfill(self, alloc: Allocation, node: Node) -> Allocation:
         """Record ``node`` (already deployed) as ``alloc``'s. Raises :class:`Invalid`

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid as uuidlib
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +180,32 @@ def test_active_node_keeps_its_allocation_until_undeployed(server: RunningServer
     assert node["instance_uuid"] is None
     assert server.http.get(f"/v1/allocations/{alloc['uuid']}").status_code == 404
     assert allocate(server, resource_class="gold")["node_uuid"] == node["uuid"]
+
+
+def test_backfill_records_a_deployed_node(server: RunningServer) -> None:
+    available_node(server, "idle")
+    node = available_node(server, "deployed")
+    assert server.provision("deployed", "deploy").status_code == 202
+    server.wait_state("deployed", "active")
+    r = server.http.post("/v1/allocations", json={"node": "idle"})
+    assert r.status_code == 400
+    assert 'Node must be in the "active" state, but the current state is "available"' \
+        in error_of(r)
+    alloc = allocate(server, node="deployed")  # resource_class from the node
+    assert alloc["state"] == "active" and alloc["node_uuid"] == node["uuid"]
+    assert alloc["resource_class"] == "gold"
+    assert server.node("deployed")["instance_uuid"] == alloc["uuid"]
+    # again: the new allocation's UUID defaults to the node's instance_uuid, taken (Ironic)
+    r = server.http.post("/v1/allocations", json={"node": "deployed"})
+    assert r.status_code == 409
+    assert error_of(r) == f"An allocation with UUID {alloc['uuid']} already exists."
+    r = server.http.post("/v1/allocations", json={"node": "deployed",
+                                                  "uuid": str(uuidlib.uuid4())})
+    assert r.status_code == 400 and "is associated with instance" in error_of(r)
+    r = server.http.post("/v1/allocations", json={"node": "deployed"},
+                         headers={"X-OpenStack-Ironic-API-Version": "1.57"})
+    assert r.status_code == 400
+    assert error_of(r) == "Cannot set node when creating an allocation in this API version"
 
 
 def test_concurrent_allocations_never_share_a_node(server: RunningServer) -> None:
