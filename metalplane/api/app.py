@@ -534,6 +534,7 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
         return conductor.registry.driver_properties(name)
 
     network_api.register(app, conductor)
+    __import__("metalplane.api.allocation_api").api.allocation_api.register(app, conductor)
     agent_api.register(app, conductor)
     app.openapi = functools.partial(_openapi, app)  # type: ignore[method-assign]
     return app

@@ -318,7 +318,9 @@ class Conductor:
             task.driver.deploy.tear_down(task)
             self.networking.unconfigure_tenant(task)
             self.networking.remove_all_provider_networks(task)
-            task.save(instance_uuid=None)
+            # as Ironic's tear down: the node's allocation goes with its instance
+            db_api.delete_allocation_of_node(self.db, task.node.id)
+            task.save(instance_uuid=None, allocation_id=None, allocation_uuid=None)
             task.process_event("done")  # deleting -> cleaning
         self._guarded(task, step)
         if task.node.provision_state == states.CLEANING:

@@ -20,22 +20,32 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 
 from metalplane.common.exceptions import Conflict, Invalid, NodeLocked, NotFound
 from metalplane.db.engine import Database
-from metalplane.db.models import Conductor, Node, Port, Portgroup, utcnow
+from metalplane.db.models import Allocation, Conductor, Node, Port, Portgroup, utcnow
 
 __all__ = [
+    "allocate_node",
+    "allocation_candidates",
+    "create_allocation",
     "create_node",
     "create_port",
     "create_portgroup",
+    "delete_allocation_of_node",
+    "destroy_allocation",
     "destroy_node",
+    "get_allocation",
+    "get_conductor",
     "get_node",
     "get_port",
     "get_portgroup",
+    "list_allocations",
+    "list_conductors",
     "list_nodes",
     "list_portgroups",
     "list_ports",
     "release_node",
     "reserve_node",
     "rows_where",
+    "update_allocation",
     "update_many",
     "update_node",
     "update_row",
@@ -221,8 +231,9 @@ def update_node(db: Database, node_id: int, values: dict[str, Any],
 
 
 def destroy_node(db: Database, node_id: int) -> None:
-    """Delete a node and its ports and portgroups."""
+    """Delete a node, its ports and portgroups, and its allocation (as Ironic does)."""
     with db.write() as s:
+        s.execute(sa.delete(Allocation).where(Allocation.node_id == node_id))
         s.execute(sa.delete(Port).where(Port.node_id == node_id))
         s.execute(sa.delete(Portgroup).where(Portgroup.node_id == node_id))
         s.execute(sa.delete(Node).where(Node.id == node_id))
@@ -487,3 +498,202 @@ def node_by_id(db: Database, node_id: int) -> Node:
 def portgroup_by_id(db: Database, pg_id: int) -> Portgroup | None:
     with db.read() as s:
         return s.get(Portgroup, pg_id)
+
+
+# ---- allocations ---------------------------------------------------------------------
+
+ALLOCATION_SORT_KEYS = ("id", "uuid", "name", "created_at", "updated_at", "state", "owner",
+                        "resource_class", "node_id")
+_ALLOCATIONS: sa.Table = Allocation.__table__  # type: ignore[assignment]
+
+
+def _allocation_conflict(exc: IntegrityError, values: dict[str, Any]) -> Conflict:
+    text = str(exc.orig).lower()
+    if "name" in text and values.get("name") is not None:
+        return Conflict(f"An allocation with name {values['name']} already exists.")
+    if "uuid" in text and values.get("uuid") is not None:
+        return Conflict(f"An allocation with UUID {values['uuid']} already exists.")
+    return Conflict(f"allocation conflicts with an existing one: {exc.orig}")
+
+
+def create_allocation(db: Database, values: dict[str, Any]) -> Allocation:
+    """Insert an allocation. Raises :class:`Conflict` for a duplicate uuid or name."""
+    values = {"uuid": str(uuidlib.uuid4()), **values}
+    try:
+        rows = db.execute(sa.insert(_ALLOCATIONS).values(**values).returning(_ALLOCATIONS),
+                          write=True)
+    except IntegrityError as exc:
+        raise _allocation_conflict(exc, values) from None
+    alloc: Allocation = _detached(Allocation, rows[0])
+    return alloc
+
+
+def get_allocation(db: Database, ident: str) -> Allocation:
+    """The allocation whose UUID or name is ``ident``. Raises :class:`NotFound`
+    ("Allocation X could not be found.")."""
+    rows = rows_where(db, Allocation, **_ident_column(ident))
+    if not rows:
+        raise NotFound(f"Allocation {ident} could not be found.")
+    alloc: Allocation = rows[0]
+    return alloc
+
+
+def allocation_of_node(db: Database, node_id: int) -> Allocation | None:
+    """The allocation holding node ``node_id``, if any."""
+    rows = rows_where(db, Allocation, node_id=node_id)
+    return rows[0] if rows else None
+
+
+def list_allocations(db: Database, filters: dict[str, Any] | None = None,
+                     limit: int | None = None, marker: str | None = None,
+                     sort_key: str = "id", sort_dir: str = "asc") -> list[Allocation]:
+    """Allocations whose columns hold ``filters``, ordered by ``sort_key`` (ties by id),
+    after the allocation whose UUID is ``marker``, at most ``limit``.
+    Raises :class:`Invalid` for a bad sort key, direction or marker."""
+    if sort_key not in ALLOCATION_SORT_KEYS:
+        raise Invalid(f"The sort_key value {sort_key} is an invalid field for sorting")
+    if sort_dir not in ("asc", "desc"):
+        raise Invalid(f"Invalid sort direction: {sort_dir}. Acceptable values are "
+                      "'asc' or 'desc'")
+    col = getattr(Allocation, sort_key)
+    asc = sort_dir == "asc"
+    with db.read() as s:
+        q = sa.select(Allocation)
+        for key, value in (filters or {}).items():
+            q = q.where(getattr(Allocation, key) == value)
+        if marker:
+            m = s.scalars(sa.select(Allocation).where(Allocation.uuid == marker)).first()
+            if m is None:
+                raise Invalid(f"marker {marker} is not an allocation UUID")
+            mval = getattr(m, sort_key)
+            if sort_key == "id":
+                q = q.where(Allocation.id > m.id if asc else Allocation.id < m.id)
+            else:  # ties broken by id, so paging never skips or repeats
+                after = (col > mval) | ((col == mval) & (Allocation.id > m.id))
+                before = (col < mval) | ((col == mval) & (Allocation.id < m.id))
+                q = q.where(after if asc else before)
+        q = q.order_by(col.asc() if asc else col.desc(),
+                       Allocation.id.asc() if asc else Allocation.id.desc())
+        if limit:
+            q = q.limit(limit)
+        return list(s.scalars(q))
+
+
+def update_allocation(db: Database, alloc_id: int, values: dict[str, Any]) -> Allocation:
+    """Set ``values`` on allocation ``alloc_id`` and return it.
+    Raises :class:`NotFound`, or :class:`Conflict` for a duplicate name."""
+    values = {**values, "updated_at": utcnow()}
+    try:
+        alloc: Allocation = update_row(db, Allocation, alloc_id, values, "Allocation")
+    except Conflict as exc:
+        if "name" in exc.message and values.get("name") is not None:
+            raise Conflict(f"An allocation with name {values['name']} already exists.") \
+                from None
+        raise
+    return alloc
+
+
+def allocation_candidates(db: Database, resource_class: str | None, owner: str | None,
+                          uuids: Sequence[str] | None) -> list[Node]:
+    """Nodes an allocation may take: ``available``, not in maintenance, with no
+    instance_uuid and no allocation, of ``resource_class``; with ``owner``, owned or leased
+    by it; with ``uuids``, among them. Traits are the caller's to check (a JSON column)."""
+    with db.read() as s:
+        q = sa.select(Node).where(
+            Node.provision_state == "available", Node.maintenance.is_(False),
+            Node.instance_uuid.is_(None), Node.allocation_id.is_(None),
+            Node.resource_class == resource_class)
+        if owner:
+            q = q.where((Node.owner == owner) | (Node.lessee == owner))
+        if uuids:
+            q = q.where(Node.uuid.in_(list(uuids)))
+        return list(s.scalars(q.order_by(Node.id)))
+
+
+def allocate_node(db: Database, alloc_id: int, node_id: int, node_values: dict[str, Any],
+                  instance_uuid: str | None = None) -> Allocation:
+    """In one transaction: give node ``node_id`` to allocation ``alloc_id`` (its node_id,
+    state ``active``, no last_error) and set ``allocation_id``, ``allocation_uuid`` and
+    ``node_values`` on the node, only if the node still has no allocation and no
+    instance_uuid (or ``instance_uuid``, when backfilling a deployed node). Raises
+    :class:`Conflict` if it has (nothing is written then), :class:`NotFound`."""
+    now = utcnow()
+    free: Any = Node.instance_uuid.is_(None)
+    if instance_uuid is not None:
+        free = free | (Node.instance_uuid == instance_uuid)
+    with db.write() as s:
+        alloc = s.get(Allocation, alloc_id)
+        if alloc is None:
+            raise NotFound(f"Allocation {alloc_id} could not be found.")
+        done = s.execute(
+            sa.update(Node).where(Node.id == node_id, Node.allocation_id.is_(None), free)
+            .values(allocation_id=alloc.id, allocation_uuid=alloc.uuid, updated_at=now,
+                    **node_values))
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            raise Conflict(f"Node {node_id} was associated with another instance or "
+                           "allocation meanwhile")
+        alloc.node_id, alloc.state, alloc.last_error = node_id, "active", None
+        alloc.updated_at = now
+    return alloc
+
+
+def destroy_allocation(db: Database, alloc: Allocation,
+                       node_values: dict[str, Any] | None = None) -> None:
+    """Delete ``alloc`` and, in the same transaction, free its node: ``allocation_id``,
+    ``allocation_uuid`` cleared, ``instance_uuid`` too if it is the allocation's UUID (as
+    Ironic's ``destroy_allocation``), and ``node_values`` set."""
+    with db.write() as s:
+        if alloc.node_id is not None:
+            held = (Node.id == alloc.node_id) & (Node.allocation_id == alloc.id)
+            s.execute(sa.update(Node).where(held, Node.instance_uuid == alloc.uuid)
+                      .values(instance_uuid=None))
+            s.execute(sa.update(Node).where(held).values(
+                allocation_id=None, allocation_uuid=None, updated_at=utcnow(),
+                **(node_values or {})))
+        s.execute(sa.delete(Allocation).where(Allocation.id == alloc.id))
+
+
+def delete_allocation_of_node(db: Database, node_id: int) -> None:
+    """Delete the allocation holding node ``node_id``, if any; the caller (holding the
+    node's lock) clears the node's allocation_id, allocation_uuid and instance_uuid."""
+    with db.write() as s:
+        s.execute(sa.delete(Allocation).where(Allocation.node_id == node_id))
+
+
+# ---- conductors (read) ---------------------------------------------------------------
+
+def list_conductors(db: Database, limit: int | None = None, marker: str | None = None,
+                    sort_key: str = "id", sort_dir: str = "asc") -> list[Conductor]:
+    """Registered conductors (online or not), after the one named ``marker``.
+    Raises :class:`Invalid` for a bad sort key or direction, :class:`NotFound` for an
+    unknown marker."""
+    keys = ("id", "hostname", "conductor_group", "created_at", "updated_at")
+    if sort_key not in keys:
+        raise Invalid(f"The sort_key value {sort_key} is an invalid field for sorting")
+    if sort_dir not in ("asc", "desc"):
+        raise Invalid(f"Invalid sort direction: {sort_dir}. Acceptable values are "
+                      "'asc' or 'desc'")
+    col = getattr(Conductor, sort_key)
+    asc = sort_dir == "asc"
+    with db.read() as s:
+        q = sa.select(Conductor)
+        if marker:
+            m = get_conductor(db, marker)
+            mval = getattr(m, sort_key)
+            after = (col > mval) | ((col == mval) & (Conductor.id > m.id))
+            before = (col < mval) | ((col == mval) & (Conductor.id < m.id))
+            q = q.where(after if asc else before)
+        q = q.order_by(col.asc() if asc else col.desc(),
+                       Conductor.id.asc() if asc else Conductor.id.desc())
+        if limit:
+            q = q.limit(limit)
+        return list(s.scalars(q))
+
+
+def get_conductor(db: Database, hostname: str) -> Conductor:
+    """The conductor registered as ``hostname``. Raises :class:`NotFound`."""
+    rows = rows_where(db, Conductor, hostname=hostname)
+    if not rows:
+        raise NotFound(f"Conductor {hostname} could not be found.")
+    cond: Conductor = rows[0]
+    return cond

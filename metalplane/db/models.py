@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "Allocation",
     "Base",
     "Conductor",
     "IPAllocation",
@@ -114,6 +115,11 @@ class Node(_Timestamps, Base):
     vendor_interface: Mapped[str | None] = mapped_column(sa.String(64))
     raid_interface: Mapped[str | None] = mapped_column(sa.String(64))
     storage_interface: Mapped[str | None] = mapped_column(sa.String(64))
+    # The allocation holding the node (Ironic's allocation_id), and its UUID beside it so
+    # the node view and ``?fields=allocation_uuid`` read a column, not a join. Both are
+    # written and cleared together, with the allocation's node_id, in one transaction.
+    allocation_id: Mapped[int | None] = mapped_column(index=True)
+    allocation_uuid: Mapped[str | None] = mapped_column(sa.String(36))
 
 
 class Portgroup(_Timestamps, Base):
@@ -149,6 +155,24 @@ class Port(_Timestamps, Base):
     pxe_enabled: Mapped[bool] = mapped_column(default=True)
     extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
     internal_info: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Allocation(_Timestamps, Base):
+    """A request for a node of a resource class with some traits (Ironic's allocation)."""
+
+    __tablename__ = "allocations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uuid: Mapped[str] = mapped_column(sa.String(36), unique=True)
+    name: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
+    node_id: Mapped[int | None] = mapped_column(sa.ForeignKey("nodes.id"), index=True)
+    state: Mapped[str] = mapped_column(sa.String(15), default="allocating", index=True)
+    owner: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    resource_class: Mapped[str | None] = mapped_column(sa.String(80))
+    traits: Mapped[list[str]] = mapped_column(default=list)
+    candidate_nodes: Mapped[list[str]] = mapped_column(default=list)
+    extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class Conductor(_Timestamps, Base):

@@ -1,0 +1,273 @@
+"""The allocation and conductor endpoints of the Bare Metal API v1.
+
+``/v1/allocations`` (API 1.52; PATCH 1.57; ``node`` backfill 1.58),
+``/v1/nodes/{node}/allocation`` and ``/v1/conductors`` (API 1.49), in Ironic's shapes. A
+request asking for an older micro-version gets Ironic's answer for one (404, or 405 for a
+POST/PATCH). Allocations are processed before the answer: ``POST`` gives 201 with the
+allocation ``active`` (its node_uuid set) or ``error`` (its last_error set).
+
+Source: Bare Metal API reference (api-ref), "Allocations (allocations)", "Node Allocation
+(allocations)" and "Conductors (conductors)".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import Body, FastAPI, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints
+
+from metalplane.common.exceptions import Invalid, MetalplaneError, NotFound
+from metalplane.conductor.allocations import Allocations
+from metalplane.conductor.manager import Conductor
+from metalplane.db import api as db_api
+from metalplane.db.models import Allocation, utcnow
+from metalplane.db.models import Conductor as ConductorRow
+
+__all__ = ["ALLOCATION_FIELDS", "CONDUCTOR_FIELDS", "AllocationCreate", "register"]
+
+MAX_LIMIT = 1000
+ALLOCATION_FIELDS = ("uuid", "name", "node_uuid", "state", "last_error", "resource_class",
+                     "traits", "candidate_nodes", "extra", "owner", "created_at",
+                     "updated_at", "links")
+CONDUCTOR_FIELDS = ("hostname", "conductor_group", "alive", "drivers", "created_at",
+                    "updated_at", "links")
+CONDUCTOR_LIST_FIELDS = ("hostname", "conductor_group", "alive", "links")
+ALLOCATIONS_VERSION, ALLOCATION_UPDATE_VERSION, BACKFILL_VERSION = (1, 52), (1, 57), (1, 58)
+CONDUCTORS_VERSION = (1, 49)
+
+# A trait: Ironic accepts os-traits' standard names and CUSTOM_ ones, all of these forms.
+Trait = Annotated[StrictStr, StringConstraints(min_length=1, max_length=255,
+                                               pattern=r"^[A-Z0-9_]+$")]
+
+
+class AllocationCreate(BaseModel):
+    """The body of ``POST /v1/allocations``: Ironic's schema (strings are not coerced; an
+    unknown field, a wrong type, or a name over 255 characters is a 400 naming it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    resource_class: StrictStr | None = Field(None, max_length=80)
+    traits: list[Trait] | None = None
+    candidate_nodes: list[StrictStr] | None = None
+    name: StrictStr | None = Field(None, max_length=255)
+    uuid: StrictStr | None = None
+    extra: dict[str, Any] | None = None
+    owner: StrictStr | None = Field(None, max_length=255)
+    node: StrictStr | None = None
+
+
+def _ts(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _links(base: str, kind: str, ident: str) -> list[dict[str, str]]:
+    return [{"href": f"{base}/v1/{kind}/{ident}", "rel": "self"},
+            {"href": f"{base}/{kind}/{ident}", "rel": "bookmark"}]
+
+
+def _fields(fields: str | None, allowed: tuple[str, ...]) -> list[str] | None:
+    """The ``?fields=`` list. Raises :class:`Invalid` naming unknown ones."""
+    if fields is None:
+        return None
+    wanted = [f.strip() for f in fields.split(",") if f.strip()]
+    bad = [f for f in wanted if f not in allowed]
+    if bad:
+        raise Invalid(f'Field(s) "{", ".join(bad)}" are not valid')
+    return wanted
+
+
+def _limit(limit: int | None) -> int:
+    if limit is not None and limit < 0:
+        raise Invalid(f"Value must be positive: limit {limit}")
+    return min(limit or MAX_LIMIT, MAX_LIMIT)
+
+
+def _version(request: Request) -> tuple[int, int] | None:
+    """The micro-version the request asks for; None for the latest (the middleware has
+    refused malformed and out-of-range ones already)."""
+    asked = request.headers.get("X-OpenStack-Ironic-API-Version", "").strip().lower()
+    if not asked or asked == "latest":
+        return None
+    try:
+        major, minor = (int(x) for x in asked.split("."))
+    except ValueError:
+        return None
+    return major, minor
+
+
+class _NotAllowed(MetalplaneError):
+    code = 405
+
+
+def _require(request: Request, minimum: tuple[int, int], what: str,
+             code: int = 404) -> None:
+    """Ironic's answer to a micro-version that predates ``what``: 404 (or ``code``)."""
+    asked = _version(request)
+    if asked is not None and asked < minimum:
+        message = f"The API version does not allow {what}"
+        raise (_NotAllowed(message) if code == 405 else NotFound(message))
+
+
+def register(app: FastAPI, conductor: Conductor) -> None:
+    """Add the allocation and conductor routes to ``app``."""
+    allocs = Allocations(conductor)
+
+    def base_url(request: Request) -> str:
+        return str(request.base_url).rstrip("/")
+
+    def allocation_view(a: Allocation, base: str,
+                        fields: list[str] | None = None) -> dict[str, Any]:
+        """An allocation as Ironic shows it: uuid, name, node_uuid, state, last_error,
+        resource_class, traits, candidate_nodes, extra, owner, created_at, updated_at,
+        links; ``fields`` limits the keys."""
+        out: dict[str, Any] = {
+            "uuid": a.uuid, "name": a.name, "node_uuid": allocs.node_uuid(a),
+            "state": a.state, "last_error": a.last_error,
+            "resource_class": a.resource_class, "traits": list(a.traits or []),
+            "candidate_nodes": list(a.candidate_nodes or []), "extra": dict(a.extra or {}),
+            "owner": a.owner, "created_at": _ts(a.created_at), "updated_at": _ts(a.updated_at),
+            "links": _links(base, "allocations", a.uuid),
+        }
+        if fields is not None:
+            out = {k: v for k, v in out.items() if k in fields}
+        return out
+
+    def next_link(request: Request, limit: int, marker: str) -> str:
+        params = {**dict(request.query_params), "limit": str(limit), "marker": marker}
+        return f"{base_url(request)}{request.url.path}?{urlencode(params)}"
+
+    # ------------------------------------------------------------ allocations
+    @app.get("/v1/allocations", summary="List allocations", tags=["allocations"])
+    def list_allocations(request: Request, node: str | None = None,
+                         resource_class: str | None = None, state: str | None = None,
+                         owner: str | None = None, limit: int | None = None,
+                         marker: str | None = None, sort_key: str = "id",
+                         sort_dir: str = "asc", fields: str | None = None) -> dict[str, Any]:
+        """``{"allocations": [...], "next": url}``; filters node (UUID or name; unknown:
+        400), resource_class, state, owner. Raises Invalid (400), NotFound (404 before
+        1.52)."""
+        _require(request, ALLOCATIONS_VERSION, "allocations")
+        wanted = _fields(fields, ALLOCATION_FIELDS)
+        limit = _limit(limit)
+        found = allocs.list_allocations(node, resource_class, state, owner, limit, marker,
+                                        sort_key, sort_dir)
+        base = base_url(request)
+        out: dict[str, Any] = {"allocations": [allocation_view(a, base, wanted)
+                                               for a in found]}
+        if len(found) == limit:
+            out["next"] = next_link(request, limit, found[-1].uuid)
+        return out
+
+    @app.post("/v1/allocations", status_code=201, summary="Create an allocation",
+              tags=["allocations"])
+    def create_allocation(request: Request, response: Response,
+                          body: AllocationCreate = Body(...)) -> dict[str, Any]:
+        """201 with the allocation, processed: ``active`` with node_uuid, or ``error``
+        with last_error. Raises Invalid (400), Conflict (409, duplicate name or UUID)."""
+        _require(request, ALLOCATIONS_VERSION, "allocations", code=405)
+        values = body.model_dump(exclude_none=True)
+        if "node" in values:
+            asked = _version(request)
+            if asked is not None and asked < BACKFILL_VERSION:
+                raise Invalid("Cannot set node when creating an allocation in this API "
+                              "version")
+        alloc = allocs.create(values)
+        base = base_url(request)
+        response.headers["Location"] = f"{base}/v1/allocations/{alloc.uuid}"
+        return allocation_view(alloc, base)
+
+    @app.get("/v1/allocations/{ident}", summary="Show an allocation", tags=["allocations"])
+    def show_allocation(ident: str, request: Request,
+                        fields: str | None = None) -> dict[str, Any]:
+        """The allocation (UUID or name). Raises NotFound: "Allocation X could not be
+        found." """
+        _require(request, ALLOCATIONS_VERSION, "allocations")
+        wanted = _fields(fields, ALLOCATION_FIELDS)
+        return allocation_view(allocs.get(ident), base_url(request), wanted)
+
+    @app.patch("/v1/allocations/{ident}", summary="Update an allocation's name or extra",
+               tags=["allocations"])
+    def patch_allocation(ident: str, request: Request,
+                         patch: list[dict[str, Any]] = Body(...)) -> dict[str, Any]:
+        """JSON patch of ``/name`` and ``/extra`` only (any other path: 400)."""
+        _require(request, ALLOCATION_UPDATE_VERSION, "updating allocations", code=405)
+        return allocation_view(allocs.update(ident, patch), base_url(request))
+
+    @app.delete("/v1/allocations/{ident}", status_code=204, summary="Delete an allocation",
+                tags=["allocations"])
+    def delete_allocation(ident: str, request: Request) -> Response:
+        """204; the node is freed (allocation and instance_uuid cleared). 409 if the node
+        is active and not in maintenance, or locked."""
+        _require(request, ALLOCATIONS_VERSION, "allocations")
+        allocs.delete(ident)
+        return Response(status_code=204)
+
+    @app.get("/v1/nodes/{ident}/allocation", summary="The node's allocation",
+             tags=["allocations"])
+    def node_allocation(ident: str, request: Request,
+                        fields: str | None = None) -> dict[str, Any]:
+        """The allocation of the node, or 404 ("Allocation for node X was not found")."""
+        _require(request, ALLOCATIONS_VERSION, "allocations")
+        wanted = _fields(fields, ALLOCATION_FIELDS)
+        return allocation_view(allocs.of_node(ident), base_url(request), wanted)
+
+    @app.delete("/v1/nodes/{ident}/allocation", status_code=204,
+                summary="Delete the node's allocation", tags=["allocations"])
+    def delete_node_allocation(ident: str, request: Request) -> Response:
+        _require(request, ALLOCATIONS_VERSION, "allocations")
+        allocs.delete_of_node(ident)
+        return Response(status_code=204)
+
+    # ------------------------------------------------------------ conductors
+    def conductor_view(c: ConductorRow, base: str,
+                       fields: list[str] | tuple[str, ...] | None) -> dict[str, Any]:
+        """hostname, conductor_group, alive (online and a heartbeat within
+        heartbeat_timeout), drivers, created_at, updated_at, links."""
+        beat = c.updated_at or c.created_at
+        alive = bool(c.online) and beat is not None and (
+            utcnow() - beat < dt.timedelta(seconds=conductor.settings.heartbeat_timeout))
+        out: dict[str, Any] = {
+            "hostname": c.hostname, "conductor_group": c.conductor_group or "",
+            "alive": alive, "drivers": sorted(c.drivers or []),
+            "created_at": _ts(c.created_at), "updated_at": _ts(c.updated_at),
+            "links": _links(base, "conductors", c.hostname),
+        }
+        if fields is not None:
+            out = {k: v for k, v in out.items() if k in fields}
+        return out
+
+    @app.get("/v1/conductors", summary="List conductors", tags=["conductors"])
+    def list_conductors(request: Request, detail: bool | None = None,
+                        fields: str | None = None, limit: int | None = None,
+                        marker: str | None = None, sort_key: str = "id",
+                        sort_dir: str = "asc") -> dict[str, Any]:
+        """``{"conductors": [...]}``: hostname, conductor_group, alive and links, or every
+        field with ``detail=true``; ``fields=`` picks. Raises Invalid (400)."""
+        _require(request, CONDUCTORS_VERSION, "conductors")
+        if detail is not None and fields is not None:
+            raise Invalid("Can not specify ?detail=True and fields in the same request.")
+        wanted: list[str] | tuple[str, ...] | None = _fields(fields, CONDUCTOR_FIELDS)
+        if wanted is None and not detail:
+            wanted = CONDUCTOR_LIST_FIELDS
+        limit = _limit(limit)
+        if sort_key in ("alive", "drivers"):
+            raise Invalid(f"The sort_key value {sort_key} is an invalid field for sorting")
+        rows = db_api.list_conductors(conductor.db, limit, marker, sort_key, sort_dir)
+        base = base_url(request)
+        out: dict[str, Any] = {"conductors": [conductor_view(c, base, wanted) for c in rows]}
+        if len(rows) == limit:
+            out["next"] = next_link(request, limit, rows[-1].hostname)
+        return out
+
+    @app.get("/v1/conductors/{hostname}", summary="Show a conductor", tags=["conductors"])
+    def show_conductor(hostname: str, request: Request,
+                       fields: str | None = None) -> dict[str, Any]:
+        """Every field of the conductor (or ``fields=``). Raises NotFound: "Conductor X
+        could not be found." """
+        _require(request, CONDUCTORS_VERSION, "conductors")
+        wanted = _fields(fields, CONDUCTOR_FIELDS)
+        return conductor_view(db_api.get_conductor(conductor.db, hostname),
+                              base_url(request), wanted)
