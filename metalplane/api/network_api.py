@@ -161,14 +161,20 @@ def register(app: FastAPI, conductor: Conductor) -> None:
     # ---------------------------------------------------------------- discovery
     def resources_doc(request: Request) -> dict[str, Any]:
         base = str(request.base_url).rstrip("/")
+        version = neutron_versions_document(base)["versions"][0]
         return {"resources": [{"name": name, "collection": coll,
                                "links": [{"href": f"{base}/v2.0/{coll}", "rel": "self"}]}
-                              for name, coll in RESOURCES]}
+                              for name, coll in RESOURCES],
+                "version": version}
 
     @app.get("/v2.0", summary="Networking API v2.0 resources", tags=["networking"])
     def v2_root(request: Request) -> dict[str, Any]:
-        """``{"resources": [{"name", "collection", "links"}]}`` as Neutron's
-        ``GET /v2.0``."""
+        """``{"resources": [{"name", "collection", "links"}], "version": {...}}``:
+        Neutron's ``GET /v2.0`` (the resources), plus the version object of
+        :func:`neutron_versions_document` under ``version``. Neutron sends no ``version``
+        there; keystoneauth's discovery (which openstacksdk runs on an endpoint override
+        such as ``http://host:port/v2.0``) reads a versioned endpoint's document from
+        that key and otherwise fails, as metalplane's ``/`` is the Bare Metal API's."""
         return resources_doc(request)
 
     @app.get("/v2.0/", include_in_schema=False)
