@@ -177,6 +177,8 @@ def test_discovery_documents(server: RunningServer) -> None:
         "binding"
     r = server.http.get("/v2.0/extensions/port-security")
     assert r.status_code == 404 and r.json()["NeutronError"]["type"] == "HTTPNotFound"
+    schemas = server.http.get("/openapi.json").json()["components"]["schemas"]
+    assert "provider:network_type" in schemas["NetworkCreate"]["properties"]
     assert neutron_versions_document("http://h:9696/") == {"versions": [{
         "id": "v2.0", "status": "CURRENT",
         "links": [{"href": "http://h:9696/v2.0/", "rel": "self"}]}]}
