@@ -14,27 +14,73 @@ from typing import Any
 
 from fastapi import Body, FastAPI, Request, Response
 
-from metalplane.common.exceptions import Invalid
+from metalplane.api import network_schemas as schemas
+from metalplane.api.schemas_common import printable, to_bool
+from metalplane.common.exceptions import Invalid, NotFound
 from metalplane.conductor.manager import Conductor
 from metalplane.db.models import Network, NetworkPort, SecurityGroup, SecurityGroupRule, Subnet
 
-__all__ = ["neutron_versions_document", "register"]
+__all__ = ["EXTENSIONS", "RESOURCES", "neutron_versions_document", "register"]
+
+# The collections served under /v2.0, as Neutron lists them at GET /v2.0.
+RESOURCES = (("network", "networks"), ("subnet", "subnets"), ("port", "ports"),
+             ("security_group", "security-groups"),
+             ("security_group_rule", "security-group-rules"))
+
+_UPDATED = "2026-12-01T00:00:00-00:00"
+# The extensions this API really implements (alias, name, description). Left out on
+# purpose: port-security (no port_security_enabled), multi-provider (one segment a
+# network), external-net (router:external is shown, always false, not settable), router,
+# sorting, pagination, filter-validation, tag, qos, allowed-address-pairs.
+EXTENSIONS: tuple[tuple[str, str, str], ...] = (
+    ("provider", "Provider Network",
+     "provider:network_type, provider:physical_network and provider:segmentation_id on "
+     "networks (flat, vlan, vxlan), set at creation"),
+    ("binding", "Port Binding",
+     "binding:host_id, binding:vnic_type, binding:profile (local_link_information), "
+     "binding:vif_type and binding:vif_details on ports"),
+    ("extra_dhcp_opt", "Neutron Extra DHCP options",
+     "extra_dhcp_opts on ports: {opt_name, opt_value, ip_version}"),
+    ("security-group", "security-group",
+     "security groups and their rules, and security_groups on ports (stored and validated; "
+     "not enforced on bare-metal ports)"),
+    ("stateful-security-group", "Stateful security group",
+     "the stateful attribute of security groups, set at creation"),
+    ("standard-attr-description", "standard-attr-description",
+     "description on networks, subnets, ports, security groups and rules"),
+    ("standard-attr-timestamp", "Resource timestamps",
+     "created_at and updated_at on networks, subnets, ports, security groups and rules "
+     "(no changed_since filter)"),
+    ("project-id", "project_id field enabled",
+     "project_id alongside tenant_id on every resource, accepted at creation"),
+    ("net-mtu", "Network MTU", "mtu on networks"),
+    ("net-mtu-writable", "Network MTU (writable)", "mtu set at creation and by update"),
+)
+
+
+def neutron_versions_document(base_url: str) -> dict[str, Any]:
+    """Neutron's version document, ``GET /`` of the networking endpoint:
+    ``{"versions": [{"id": "v2.0", "status": "CURRENT", "links": [{"href":
+    "<base_url>/v2.0/", "rel": "self"}]}]}``. ``base_url`` is the listener's root URL
+    (a trailing slash is ignored). Source: Networking API v2.0 reference, "List API
+    versions"."""
+    base = base_url.rstrip("/")
+    return {"versions": [{"id": "v2.0", "status": "CURRENT",
+                          "links": [{"href": f"{base}/v2.0/", "rel": "self"}]}]}
+
+
+def _extension_view(alias: str, name: str, description: str) -> dict[str, Any]:
+    return {"alias": alias, "name": name, "description": description,
+            "updated": _UPDATED, "links": []}
+
+
+# Query-string filters read as booleans (Neutron: convert_to_boolean), by collection.
+_BOOL_FILTERS = {"networks": ("shared", "admin_state_up"), "subnets": ("enable_dhcp",),
+                 "ports": ("admin_state_up",)}
 
 
 def _ts(value: Any) -> str | None:
     return value.isoformat() if value else None
-
-
-def _unwrap(body: Any, key: str) -> dict[str, Any]:
-    if not isinstance(body, dict) or not isinstance(body.get(key), dict):
-        raise Invalid(f"the request body must be an object {{\"{key}\": {{...}}}}")
-    return dict(body[key])
-
-
-def neutron_versions_document(base: str) -> dict[str, Any]:
-    """Neutron's ``GET /`` answer (Networking API v2.0 reference, "API versions")."""
-    return {"versions": [{"id": "v2.0", "status": "CURRENT",
-                          "links": [{"href": f"{base}/v2.0/", "rel": "self"}]}]}
 
 
 def register(app: FastAPI, conductor: Conductor) -> None:
@@ -87,6 +133,7 @@ def register(app: FastAPI, conductor: Conductor) -> None:
             "remote_ip_prefix": r.remote_ip_prefix, "remote_group_id": r.remote_group_id,
             "project_id": r.project_id, "tenant_id": r.project_id,
             "description": r.description,
+            "created_at": _ts(r.created_at), "updated_at": _ts(r.updated_at),
         }
 
     def sg_view(g: SecurityGroup) -> dict[str, Any]:
@@ -95,31 +142,79 @@ def register(app: FastAPI, conductor: Conductor) -> None:
                 "security_group_rules": [rule_view(r) for r in plugin.sg_rules(g.id)],
                 "created_at": _ts(g.created_at), "updated_at": _ts(g.updated_at)}
 
-    def filters(request: Request) -> dict[str, Any]:
+    def filters(request: Request, collection: str) -> dict[str, Any]:
+        """The query string as the plugin's filters: ``tenant_id`` read as
+        ``project_id``; the boolean attributes through ``convert_to_boolean``. Raises
+        :class:`Invalid` for a boolean filter that is not one."""
         out: dict[str, Any] = {}
+        booleans = _BOOL_FILTERS.get(collection, ())
         for k, v in request.query_params.items():
-            out["project_id" if k == "tenant_id" else k] = (
-                v.lower() == "true" if v.lower() in ("true", "false") else v)
+            value: Any = v
+            if k in booleans:
+                try:
+                    value = to_bool(v)
+                except ValueError as exc:
+                    raise Invalid(f"Invalid input for {k}: {exc}") from None
+            out["project_id" if k == "tenant_id" else k] = value
         return out
+
+    # ---------------------------------------------------------------- discovery
+    def resources_doc(request: Request) -> dict[str, Any]:
+        base = str(request.base_url).rstrip("/")
+        version = neutron_versions_document(base)["versions"][0]
+        return {"resources": [{"name": name, "collection": coll,
+                               "links": [{"href": f"{base}/v2.0/{coll}", "rel": "self"}]}
+                              for name, coll in RESOURCES],
+                "version": version}
+
+    @app.get("/v2.0", summary="Networking API v2.0 resources", tags=["networking"])
+    def v2_root(request: Request) -> dict[str, Any]:
+        """``{"resources": [{"name", "collection", "links"}], "version": {...}}``:
+        Neutron's ``GET /v2.0`` (the resources), plus the version object of
+        :func:`neutron_versions_document` under ``version``. Neutron sends no ``version``
+        there; keystoneauth's discovery (which openstacksdk runs on an endpoint override
+        such as ``http://host:port/v2.0``) reads a versioned endpoint's document from
+        that key and otherwise fails, as metalplane's ``/`` is the Bare Metal API's."""
+        return resources_doc(request)
+
+    @app.get("/v2.0/", include_in_schema=False)
+    def v2_root_slash(request: Request) -> dict[str, Any]:
+        return resources_doc(request)
+
+    @app.get("/v2.0/extensions", summary="List extensions", tags=["networking"])
+    def list_extensions() -> dict[str, Any]:
+        """``{"extensions": [{"alias", "name", "description", "updated", "links"}]}``:
+        the extensions implemented here (Networking API v2.0 reference, Extensions)."""
+        return {"extensions": [_extension_view(*e) for e in EXTENSIONS]}
+
+    @app.get("/v2.0/extensions/{alias}", summary="Show an extension", tags=["networking"])
+    def show_extension(alias: str) -> dict[str, Any]:
+        """``{"extension": {...}}``. Raises :class:`NotFound` (404) for an alias not
+        implemented here."""
+        for ext in EXTENSIONS:
+            if ext[0] == alias:
+                return {"extension": _extension_view(*ext)}
+        raise NotFound(f"Extension with alias {printable(alias)} does not exist")
 
     # ---------------------------------------------------------------- networks
     @app.get("/v2.0/networks", summary="List networks", tags=["networking"])
     def list_networks(request: Request) -> dict[str, Any]:
-        return {"networks": [network_view(n) for n in plugin.list_networks(filters(request))]}
+        found = plugin.list_networks(filters(request, "networks"))
+        return {"networks": [network_view(n) for n in found]}
 
     @app.post("/v2.0/networks", status_code=201, summary="Create a network",
               tags=["networking"])
-    def create_network(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        return {"network": network_view(plugin.create_network(_unwrap(body, "network")))}
+    def create_network(body: schemas.NetworkCreateRequest) -> dict[str, Any]:
+        return {"network": network_view(plugin.create_network(schemas.plugin_body(body)))}
 
     @app.get("/v2.0/networks/{ident}", tags=["networking"])
     def show_network(ident: str) -> dict[str, Any]:
         return {"network": network_view(plugin.get_network(ident))}
 
     @app.put("/v2.0/networks/{ident}", tags=["networking"])
-    def update_network(ident: str, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+    def update_network(ident: str, body: schemas.NetworkUpdateRequest) -> dict[str, Any]:
         return {"network": network_view(plugin.update_network(ident,
-                                                              _unwrap(body, "network")))}
+                                                              schemas.plugin_body(body)))}
 
     @app.delete("/v2.0/networks/{ident}", status_code=204, tags=["networking"])
     def delete_network(ident: str) -> Response:
@@ -129,15 +224,23 @@ def register(app: FastAPI, conductor: Conductor) -> None:
     # ---------------------------------------------------------------- subnets
     @app.get("/v2.0/subnets", summary="List subnets", tags=["networking"])
     def list_subnets(request: Request) -> dict[str, Any]:
-        return {"subnets": [subnet_view(s) for s in plugin.list_subnets(filters(request))]}
+        found = plugin.list_subnets(filters(request, "subnets"))
+        return {"subnets": [subnet_view(s) for s in found]}
 
     @app.post("/v2.0/subnets", status_code=201, summary="Create a subnet", tags=["networking"])
-    def create_subnet(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        return {"subnet": subnet_view(plugin.create_subnet(_unwrap(body, "subnet")))}
+    def create_subnet(body: schemas.SubnetCreateRequest) -> dict[str, Any]:
+        return {"subnet": subnet_view(plugin.create_subnet(schemas.plugin_body(body)))}
 
     @app.get("/v2.0/subnets/{ident}", tags=["networking"])
     def show_subnet(ident: str) -> dict[str, Any]:
         return {"subnet": subnet_view(plugin.get_subnet(ident))}
+
+    @app.put("/v2.0/subnets/{ident}", summary="Update a subnet", tags=["networking"])
+    def update_subnet(ident: str, body: schemas.SubnetUpdateRequest) -> dict[str, Any]:
+        """name, description, gateway_ip, allocation_pools, dns_nameservers, host_routes,
+        enable_dhcp. 400 for cidr, network_id, ip_version (read-only) or a gateway/pool
+        outside the CIDR; 409 for a gateway a port holds."""
+        return {"subnet": subnet_view(plugin.update_subnet(ident, schemas.plugin_body(body)))}
 
     @app.delete("/v2.0/subnets/{ident}", status_code=204, tags=["networking"])
     def delete_subnet(ident: str) -> Response:
@@ -147,19 +250,20 @@ def register(app: FastAPI, conductor: Conductor) -> None:
     # ---------------------------------------------------------------- ports
     @app.get("/v2.0/ports", summary="List ports", tags=["networking"])
     def list_ports(request: Request) -> dict[str, Any]:
-        return {"ports": [port_view(p) for p in plugin.list_ports(filters(request))]}
+        found = plugin.list_ports(filters(request, "ports"))
+        return {"ports": [port_view(p) for p in found]}
 
     @app.post("/v2.0/ports", status_code=201, summary="Create a port", tags=["networking"])
-    def create_port(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        return {"port": port_view(plugin.create_port(_unwrap(body, "port")))}
+    def create_port(body: schemas.PortCreateRequest) -> dict[str, Any]:
+        return {"port": port_view(plugin.create_port(schemas.plugin_body(body)))}
 
     @app.get("/v2.0/ports/{ident}", tags=["networking"])
     def show_port(ident: str) -> dict[str, Any]:
         return {"port": port_view(plugin.get_port(ident))}
 
     @app.put("/v2.0/ports/{ident}", tags=["networking"])
-    def update_port(ident: str, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        return {"port": port_view(plugin.update_port(ident, _unwrap(body, "port")))}
+    def update_port(ident: str, body: schemas.PortUpdateRequest) -> dict[str, Any]:
+        return {"port": port_view(plugin.update_port(ident, schemas.plugin_body(body)))}
 
     @app.delete("/v2.0/ports/{ident}", status_code=204, tags=["networking"])
     def delete_port(ident: str) -> Response:
@@ -172,13 +276,19 @@ def register(app: FastAPI, conductor: Conductor) -> None:
         return {"security_groups": [sg_view(g) for g in plugin.list_security_groups()]}
 
     @app.post("/v2.0/security-groups", status_code=201, tags=["networking"])
-    def create_sg(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+    def create_sg(body: schemas.SecurityGroupCreateRequest) -> dict[str, Any]:
         return {"security_group": sg_view(plugin.create_security_group(
-            _unwrap(body, "security_group")))}
+            schemas.plugin_body(body)))}
 
     @app.get("/v2.0/security-groups/{ident}", tags=["networking"])
     def show_sg(ident: str) -> dict[str, Any]:
         return {"security_group": sg_view(plugin.get_security_group(ident))}
+
+    @app.put("/v2.0/security-groups/{ident}", tags=["networking"])
+    def update_sg(ident: str, body: schemas.SecurityGroupUpdateRequest) -> dict[str, Any]:
+        """name and description; 400 for the others (read-only or unknown)."""
+        return {"security_group": sg_view(plugin.update_security_group(
+            ident, schemas.plugin_body(body)))}
 
     @app.delete("/v2.0/security-groups/{ident}", status_code=204, tags=["networking"])
     def delete_sg(ident: str) -> Response:
@@ -190,9 +300,13 @@ def register(app: FastAPI, conductor: Conductor) -> None:
         return {"security_group_rules": [rule_view(r) for r in plugin.sg_rules()]}
 
     @app.post("/v2.0/security-group-rules", status_code=201, tags=["networking"])
-    def create_rule(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+    def create_rule(body: schemas.SecurityGroupRuleCreateRequest) -> dict[str, Any]:
         return {"security_group_rule": rule_view(plugin.create_security_group_rule(
-            _unwrap(body, "security_group_rule")))}
+            schemas.plugin_body(body)))}
+
+    @app.get("/v2.0/security-group-rules/{ident}", tags=["networking"])
+    def show_rule(ident: str) -> dict[str, Any]:
+        return {"security_group_rule": rule_view(plugin.get_security_group_rule(ident))}
 
     @app.delete("/v2.0/security-group-rules/{ident}", status_code=204, tags=["networking"])
     def delete_rule(ident: str) -> Response:

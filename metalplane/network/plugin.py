@@ -181,7 +181,7 @@ class NetworkPlugin:
     def list_networks(self, filters: dict[str, Any]) -> list[Network]:
         with self.db.read() as s:
             q = sa.select(Network).order_by(Network.created_at, Network.id)
-            for key in ("name", "project_id", "shared", "id"):
+            for key in ("name", "project_id", "shared", "admin_state_up", "id"):
                 if key in filters:
                     q = q.where(getattr(Network, key) == filters[key])
             return list(s.scalars(q))
@@ -240,8 +240,46 @@ class NetworkPlugin:
     def list_subnets(self, filters: dict[str, Any]) -> list[Subnet]:
         return db_api.rows_where(self.db, Subnet, order_by=("created_at", "id"),
                                  **{k: filters[k] for k in
-                                    ("network_id", "name", "project_id", "cidr")
+                                    ("network_id", "name", "project_id", "cidr",
+                                     "enable_dhcp")
                                     if k in filters})
+
+    def update_subnet(self, ident: str, body: dict[str, Any]) -> Subnet:
+        """Change name, description, gateway_ip, allocation_pools, dns_nameservers,
+        host_routes or enable_dhcp, checked as at creation against the subnet's CIDR (the
+        pools kept are checked against a new gateway). Raises :class:`Invalid` (another
+        attribute, a value outside the CIDR), :class:`Conflict` (a gateway a port holds)."""
+        allowed = {"name", "description", "gateway_ip", "allocation_pools",
+                   "dns_nameservers", "host_routes", "enable_dhcp"}
+        _unknown(body, allowed, "subnet update")
+        sub = self.get_subnet(ident)
+        with self.db.write() as s:
+            row = s.get(Subnet, sub.id)
+            if row is None:
+                raise NotFound(f"Subnet {ident} could not be found.")
+            values: dict[str, Any] = {k: body[k] for k in ("name", "description", "enable_dhcp")
+                                      if k in body}
+            if {"gateway_ip", "allocation_pools", "dns_nameservers", "host_routes"} & set(body):
+                merged = {"cidr": row.cidr, "ip_version": row.ip_version,
+                          "gateway_ip": body.get("gateway_ip", row.gateway_ip),
+                          "allocation_pools": body.get("allocation_pools",
+                                                       row.allocation_pools),
+                          "dns_nameservers": body.get("dns_nameservers", row.dns_nameservers),
+                          "host_routes": body.get("host_routes", row.host_routes)}
+                checked = ipam.validate_subnet(merged, [])
+                gateway = checked["gateway_ip"]
+                if "gateway_ip" in body and gateway and gateway != row.gateway_ip and s.scalars(
+                        sa.select(IPAllocation.port_id).where(
+                            IPAllocation.subnet_id == row.id,
+                            IPAllocation.ip_address == gateway)).first():
+                    raise Conflict(f"Gateway ip {gateway} conflicts with an address in use "
+                                   f"on subnet {row.id}")
+                values.update({k: checked[k] for k in ("gateway_ip", "allocation_pools",
+                                                        "dns_nameservers", "host_routes")
+                               if k in body})
+            for k, v in values.items():
+                setattr(row, k, v)
+        return self.get_subnet(sub.id)
 
     def delete_subnet(self, ident: str) -> None:
         sub = self.get_subnet(ident)
@@ -405,7 +443,8 @@ class NetworkPlugin:
             columns = {"network_id": "network_id", "device_id": "device_id",
                        "device_owner": "device_owner", "mac_address": "mac_address",
                        "project_id": "project_id", "name": "name",
-                       "binding:host_id": "binding_host_id", "status": "status"}
+                       "binding:host_id": "binding_host_id", "status": "status",
+                       "admin_state_up": "admin_state_up"}
             for key, col in columns.items():
                 if key in filters:
                     q = q.where(getattr(NetworkPort, col) == filters[key])
@@ -621,6 +660,29 @@ class NetworkPlugin:
     def list_security_groups(self) -> list[SecurityGroup]:
         with self.db.read() as s:
             return list(s.scalars(sa.select(SecurityGroup).order_by(SecurityGroup.created_at)))
+
+    def update_security_group(self, ident: str, body: dict[str, Any]) -> SecurityGroup:
+        """Change name or description. Raises :class:`Invalid`, :class:`NotFound`."""
+        _unknown(body, {"name", "description"}, "security group update")
+        sg = self.get_security_group(ident)
+        if "name" in body and not body["name"]:
+            raise Invalid("name must not be empty")
+        if body:
+            with self.db.write() as s:
+                row = s.get(SecurityGroup, sg.id)
+                if row is None:
+                    raise NotFound(f"Security group {ident} could not be found.")
+                for k, v in body.items():
+                    setattr(row, k, v)
+        return self.get_security_group(sg.id)
+
+    def get_security_group_rule(self, ident: str) -> SecurityGroupRule:
+        """Raises :class:`NotFound`."""
+        rows = db_api.rows_where(self.db, SecurityGroupRule, id=ident)
+        if not rows:
+            raise NotFound(f"Security group rule {ident} could not be found.")
+        rule: SecurityGroupRule = rows[0]
+        return rule
 
     def sg_rules(self, sg_id: str | None = None) -> list[SecurityGroupRule]:
         with self.db.read() as s:

@@ -154,6 +154,9 @@ def test_cli_node_create_show_list(srv: RunningServer) -> None:
     assert all(n["provision_state"] == "enroll" for n in enroll)
     active = bm(srv, "node", "list", "--provision-state", "active")
     assert "cli-n1" not in [n["name"] for n in active]
+    gold = bm(srv, "node", "list", "--resource-class", "gold", "--driver", "fake-hardware")
+    assert [n["name"] for n in gold] == ["cli-n1"]
+    assert bm(srv, "node", "list", "--resource-class", "no-such-class") == []
 
 
 def test_cli_node_set_unset(srv: RunningServer) -> None:
@@ -197,6 +200,15 @@ def test_cli_node_lifecycle_with_wait(srv: RunningServer) -> None:
         assert shown["provision_state"] == state
 
 
+def test_cli_inspect_with_wait(srv: RunningServer) -> None:
+    uuid = bm(srv, "node", "create", "--name", "cli-insp", "--driver", "fake-hardware")["uuid"]
+    bm_do(srv, "node", "manage", "cli-insp", "--wait", "60")
+    bm_do(srv, "node", "inspect", "cli-insp", "--wait", "60")
+    node = srv.node(uuid)
+    assert node["provision_state"] == "manageable", node["last_error"]
+    assert node["inspection_finished_at"] is not None
+
+
 def test_cli_power_maintenance_validate_boot_device(srv: RunningServer) -> None:
     bm(srv, "node", "create", "--name", "cli-pw", "--driver", "fake-hardware")
     bm_do(srv, "node", "power", "on", "cli-pw")
@@ -238,6 +250,23 @@ def test_cli_wrong_state_verb_fails_fast(srv: RunningServer) -> None:
     assert "enroll" in err and "deploy" in err, err
     assert "HTTP 400" in err, err  # Ironic: InvalidStateRequested is a 400
     assert srv.node("cli-wrong")["provision_state"] == "enroll"
+
+
+def test_cli_other_refusals_are_fast_and_clear(srv: RunningServer) -> None:
+    bm(srv, "node", "create", "--name", "cli-ref", "--driver", "fake-hardware")
+    bm_do(srv, "node", "manage", "cli-ref", "--wait", "60")
+    bm_do(srv, "node", "provide", "cli-ref", "--wait", "60")
+    bm_do(srv, "node", "maintenance", "set", "cli-ref", "--reason", "broken")
+    for args, fragments, code in (
+            (("node", "deploy", "cli-ref"), ("maintenance",), 400),
+            (("node", "provide", "cli-ref"), ("provide", "available"), 400),
+            (("node", "vif", "detach", "cli-ref", "no-such-vif"), ("no-such-vif",), 404),
+            (("node", "remove", "trait", "cli-ref", "CUSTOM_NOPE"), ("CUSTOM_NOPE",), 404)):
+        started = time.monotonic()
+        err = failed(baremetal(srv.url, *args))
+        assert time.monotonic() - started < 2, (args, err)
+        assert all(f in err for f in fragments) and f"HTTP {code}" in err, (args, err)
+    assert srv.node("cli-ref")["provision_state"] == "available"
 
 
 def test_cli_unknown_node(srv: RunningServer) -> None:
@@ -446,6 +475,19 @@ def test_cli_vifs(srv: RunningServer) -> None:
     assert bm(srv, "node", "vif", "list", "cli-vif") == []
 
 
+def test_cli_vif_attach_without_a_free_port_fails_fast(srv: RunningServer) -> None:
+    # Ironic: NoFreePhysicalPorts is an InvalidParameterValue, 400 ("Unable to attach VIF
+    # ..., not enough free physical ports."); a 409 makes ironicclient retry for ~20 s.
+    bm(srv, "node", "create", "--name", "cli-noport", "--driver", "fake-hardware")
+    vif = neutron_port(srv, "noport")
+    started = time.monotonic()
+    err = failed(baremetal(srv.url, "node", "vif", "attach", "cli-noport", vif))
+    elapsed = time.monotonic() - started
+    assert elapsed < 2, f"took {elapsed:.1f}s: {err}"
+    assert vif in err and "free" in err and "HTTP 400" in err, err
+    assert bm(srv, "node", "vif", "list", "cli-noport") == []
+
+
 # ============================================================================ openstacksdk
 def test_sdk_node_crud(srv: RunningServer, sdk: Any) -> None:
     node = sdk.baremetal.create_node(name="sdk-n1", driver="fake-hardware",
@@ -587,6 +629,13 @@ def test_sdk_vifs(srv: RunningServer, sdk: Any) -> None:
     assert srv.http.get(f"/v1/nodes/{node.id}/vifs").json()["vifs"] == [{"id": vif}]
     sdk.baremetal.detach_vif_from_node(node, vif)
     assert sdk.baremetal.list_node_vifs(node) == []
+
+    portless = sdk.baremetal.create_node(name="sdk-noport", driver="fake-hardware")
+    started = time.monotonic()
+    with pytest.raises(openstack.exceptions.HttpException) as info:
+        sdk.baremetal.attach_vif_to_node(portless, vif)
+    assert time.monotonic() - started < 2
+    assert info.value.status_code == 400
 
 
 # ============================================================================ http_basic

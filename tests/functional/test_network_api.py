@@ -82,7 +82,7 @@ def test_a_port_changes_its_fixed_ips(server: RunningServer) -> None:
 
 @pytest.mark.parametrize(("kind", "body", "fragment"), [
     ("network", {"colour": "red"}, "Unrecognized attribute"),
-    ("subnet", {"cidr": "10.0.0.0/24"}, "network_id is required"),
+    ("subnet", {"cidr": "10.0.0.0/24"}, "Required attribute(s) 'network_id'"),
     ("port", {"network_id": "nope"}, "could not be found"),
 ])
 def test_bad_bodies(server: RunningServer, kind: str, body: dict, fragment: str) -> None:
