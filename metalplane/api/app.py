@@ -29,8 +29,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from metalplane import __version__
-from metalplane.api import agent_api, network_api, schemas, views
+from metalplane.api import agent_api, allocation_api, network_api, schemas, views
 from metalplane.api.auth import UsersFile
+from metalplane.api.schemas_common import printable
 from metalplane.common.exceptions import Invalid, MetalplaneError, NotFound
 from metalplane.conductor.manager import Conductor
 from metalplane.conductor.resources import NodeResources, normalize_mac
@@ -534,7 +535,7 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
         return conductor.registry.driver_properties(name)
 
     network_api.register(app, conductor)
-    __import__("metalplane.api.allocation_api").api.allocation_api.register(app, conductor)
+    allocation_api.register(app, conductor)
     agent_api.register(app, conductor)
     app.openapi = functools.partial(_openapi, app)  # type: ignore[method-assign]
     return app
@@ -649,24 +650,30 @@ class _VersionAndAuth:
 _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
+class _NonFinite(float):
+    """Where the parser met NaN, Infinity or -Infinity (not JSON numbers, RFC 8259
+    section 6), kept so the field can be named."""
+
+    name = "NaN"
 
 
-def _lone_surrogate(value: Any, path: str = "body") -> str | None:
-    """The path (``name`` or ``extra/key/0``) of the first string or key in ``value`` that
-    holds a lone UTF-16 surrogate, which no UTF-8 store or answer can carry; else None."""
+def _first_bad_value(value: Any, path: str = "") -> tuple[str, str] | None:
+    """``(path, problem)`` of the first non-finite number, or string or key holding a lone
+    UTF-16 surrogate (no UTF-8 store or answer can carry one, RFC 8259 section 8.2), in
+    ``value``; the path reads ``extra/key/0`` with unprintable characters escaped."""
+    if isinstance(value, _NonFinite):
+        return path, f"{value.name} is not a JSON number"
     if isinstance(value, str):
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            return path
+            return path, "a lone UTF-16 surrogate is not valid Unicode text"
         return None
     items = value.items() if isinstance(value, dict) else (
         enumerate(value) if isinstance(value, list) else ())
     for k, v in items:
-        where = str(k) if path == "body" else f"{path}/{k}"
-        if found := _lone_surrogate(str(k), where) or _lone_surrogate(v, where):
+        where = f"{path}/{printable(str(k))}" if path else printable(str(k))
+        if found := _first_bad_value(str(k), where) or _first_bad_value(v, where):
             return found
     return None
 
@@ -738,12 +745,23 @@ class _BodyGuard:
 
 def _json_problem(body: bytes) -> str | None:
     """What makes ``body`` unacceptable JSON, or None (then FastAPI parses it itself)."""
+    constants: list[str] = []
+
+    def constant(name: str) -> _NonFinite:
+        constants.append(name)
+        found = _NonFinite(name.replace("Infinity", "inf"))
+        found.name = name
+        return found
+
     try:
-        doc = json.loads(body, parse_constant=_reject_constant)
-    except ValueError as exc:  # JSONDecodeError, NaN, bad UTF-8
+        doc = json.loads(body, parse_constant=constant)
+    except ValueError as exc:  # JSONDecodeError, bad UTF-8
         return f"body is not valid JSON: {exc}"
-    if _SURROGATE.search(body) and (where := _lone_surrogate(doc)):
-        return f"{where}: a lone UTF-16 surrogate is not valid Unicode text"
+    if constants or _SURROGATE.search(body):
+        found = _first_bad_value(doc)
+        if found:
+            where, problem = found
+            return f"{where or 'body'}: {problem}"
     return None
 
 

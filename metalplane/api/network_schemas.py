@@ -31,7 +31,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from metalplane.api.schemas_common import SafeStr, StrictishBool, check_safe_json, printable
+from metalplane.api.schemas_common import StrictishBool, printable
 
 __all__ = [
     "NetworkCreateRequest", "NetworkUpdateRequest", "PortCreateRequest", "PortUpdateRequest",
@@ -40,9 +40,9 @@ __all__ = [
     "plugin_body",
 ]
 
-Str255 = Annotated[SafeStr, StringConstraints(max_length=255)]
-Str64 = Annotated[SafeStr, StringConstraints(max_length=64)]
-Str36 = Annotated[SafeStr, StringConstraints(max_length=36)]
+Str255 = Annotated[str, StringConstraints(max_length=255)]
+Str64 = Annotated[str, StringConstraints(max_length=64)]
+Str36 = Annotated[str, StringConstraints(max_length=36)]
 
 
 def _ip_version(value: int) -> int:
@@ -208,8 +208,8 @@ class FixedIP(NeutronAttributes):
 
 
 class ExtraDhcpOpt(NeutronAttributes):
-    opt_name: Annotated[SafeStr, StringConstraints(min_length=1, max_length=255)]
-    opt_value: Annotated[SafeStr, StringConstraints(max_length=255)] | None
+    opt_name: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    opt_value: Annotated[str, StringConstraints(max_length=255)] | None
     ip_version: IPVersion = 4
 
 
@@ -227,7 +227,7 @@ class PortUpdate(NeutronAttributes):
     device_owner: Str255 = ""
     host_id: Str255 | None = Field(None, alias="binding:host_id")
     vnic_type: Str64 = Field("normal", alias="binding:vnic_type")
-    profile: Annotated[dict[str, Any], AfterValidator(check_safe_json)] | None = Field(
+    profile: dict[str, Any] | None = Field(
         None, alias="binding:profile")
     extra_dhcp_opts: list[ExtraDhcpOpt] | None = None
     security_groups: list[Str255] | None = None
@@ -284,7 +284,7 @@ class SecurityGroupRuleCreate(NeutronAttributes):
     security_group_id: Str255
     direction: Str64
     ethertype: Str64 = "IPv4"
-    protocol: StrictInt | Annotated[SafeStr, StringConstraints(max_length=40)] | None = None
+    protocol: StrictInt | Annotated[str, StringConstraints(max_length=40)] | None = None
     port_range_min: int | None = None
     port_range_max: int | None = None
     remote_ip_prefix: Str64 | None = None

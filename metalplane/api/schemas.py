@@ -15,13 +15,12 @@ from __future__ import annotations
 import uuid as uuidlib
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from metalplane.common.strutils import bool_from_string
+from metalplane.api.schemas_common import StrictishBool
 from metalplane.drivers.base import NOOP_INTERFACES
 
 __all__ = [
-    "ApiBool",
     "BootDeviceBody",
     "ErrorBody",
     "MaintenanceBody",
@@ -35,14 +34,6 @@ __all__ = [
 ]
 
 
-def _to_bool(value: Any) -> Any:
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, str | int):
-        return bool_from_string(value, strict=True)
-    return value  # pydantic refuses it as "not a valid boolean"
-
-
 def _uuid(value: str | None) -> str | None:
     if value is None:
         return None
@@ -52,9 +43,6 @@ def _uuid(value: str | None) -> str | None:
         raise ValueError(f"'{value}' is not a UUID") from None
 
 
-ApiBool = Annotated[bool, BeforeValidator(_to_bool)]
-"""A boolean as Ironic and Neutron read one: true/false, or '1', 't', 'true', 'on', 'y',
-'yes' / '0', 'f', 'false', 'off', 'n', 'no' in any case (ValueError otherwise)."""
 Uuid = Annotated[str, Field(max_length=36), AfterValidator(_uuid)]
 Str255 = Annotated[str, Field(max_length=255)]
 Iface = Annotated[str, Field(max_length=64)]
@@ -83,9 +71,9 @@ class NodeCreate(_Body):
     instance_info: dict[str, Any] | None = None
     instance_uuid: Uuid | None = None
     extra: dict[str, Any] | None = None
-    maintenance: ApiBool | None = None
+    maintenance: StrictishBool | None = None
     maintenance_reason: Annotated[str, Field(max_length=4096)] | None = None
-    automated_clean: ApiBool | None = None
+    automated_clean: StrictishBool | None = None
     traits: list[Str255] | None = None
     resource_class: Annotated[str, Field(max_length=80)] | None = None
     conductor_group: Str255 | None = None
@@ -128,7 +116,7 @@ class PortCreate(_Body):
     portgroup_uuid: Annotated[str, Field(max_length=255)] | None = None
     local_link_connection: dict[str, Str255 | None] | None = None
     physical_network: Annotated[str, Field(max_length=64)] | None = None
-    pxe_enabled: ApiBool | None = None
+    pxe_enabled: StrictishBool | None = None
     extra: dict[str, Any] | None = None
 
 
@@ -141,7 +129,7 @@ class PortgroupCreate(_Body):
     name: Str255 | None = None
     mode: Str255 | None = None
     properties: dict[str, Any] | None = None
-    standalone_ports_supported: ApiBool | None = None
+    standalone_ports_supported: StrictishBool | None = None
     extra: dict[str, Any] | None = None
 
 
@@ -152,7 +140,7 @@ class ProvisionStateBody(_Body):
     configdrive: dict[str, Any] | str | None = None
     clean_steps: list[dict[str, Any]] | None = None
     deploy_steps: list[dict[str, Any]] | None = None
-    disable_ramdisk: ApiBool | None = None
+    disable_ramdisk: StrictishBool | None = None
     rescue_password: Str255 | None = None
 
 
@@ -167,7 +155,7 @@ class BootDeviceBody(_Body):
     """``PUT /v1/nodes/{node}/management/boot_device``."""
 
     boot_device: Annotated[str, Field(min_length=1, max_length=64)]
-    persistent: ApiBool = False
+    persistent: StrictishBool = False
 
 
 class MaintenanceBody(_Body):

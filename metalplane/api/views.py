@@ -24,6 +24,7 @@ NODE_FIELDS = (
     "owner", "lessee", "inspection_started_at", "inspection_finished_at", "created_at",
     "updated_at", "network_interface", *(f"{k}_interface" for k in INTERFACE_KINDS),
     *(f"{k}_interface" for k in NOOP_INTERFACES), "description", "automated_clean",
+    "allocation_uuid",
 )
 
 

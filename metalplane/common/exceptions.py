@@ -14,6 +14,7 @@ __all__ = [
     "DriverNotFound",
     "Invalid",
     "InvalidState",
+    "InvalidStateRequested",
     "MetalplaneError",
     "NodeLocked",
     "NotAuthorized",
@@ -56,9 +57,14 @@ class Conflict(MetalplaneError):
     code = 409
 
 
-class InvalidState(Invalid):
+class InvalidStateRequested(Invalid):
     """The verb is not allowed in the node's current provision or power state (HTTP 400, as
     Ironic's ``InvalidStateRequested``: the clients read a 409 as "locked, retry")."""
+
+
+class InvalidState(Conflict):
+    """The resource's state forbids the change, e.g. removing an active node's allocation
+    (HTTP 409, as Ironic's ``InvalidState``)."""
 
 
 class NodeLocked(Conflict):

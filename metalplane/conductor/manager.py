@@ -25,7 +25,7 @@ from metalplane.common.exceptions import (
     BMCError,
     Conflict,
     Invalid,
-    InvalidState,
+    InvalidStateRequested,
     MetalplaneError,
     NodeLocked,
     NotAuthorized,
@@ -189,7 +189,7 @@ class Conductor:
                   configdrive: dict[str, Any] | str | None = None) -> None:
         """Start provision action ``verb`` on node ``ident`` (the API answers 202).
 
-        Raises :class:`InvalidState` (400) naming the allowed verbs, :class:`NodeLocked`
+        Raises :class:`InvalidStateRequested` (400) naming the allowed verbs, :class:`NodeLocked`
         (409), :class:`NotFound` (404), or :class:`Invalid` (400) when the node's driver
         cannot do it (checked before anything changes).
         """
@@ -199,7 +199,7 @@ class Conductor:
         with self.acquire(ident, f"provision action '{verb}'") as task:
             node = task.node
             if node.maintenance and verb not in ("manage", "abort"):
-                raise InvalidState(f"Node {node.uuid} is in maintenance mode "
+                raise InvalidStateRequested(f"Node {node.uuid} is in maintenance mode "
                                    f"({node.maintenance_reason or 'no reason given'}); "
                                    f"unset maintenance first")
             t = states.next_state(node.provision_state, verb)

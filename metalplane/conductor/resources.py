@@ -45,7 +45,7 @@ NODE_READONLY_FIELDS = frozenset({
     "provision_state", "target_provision_state", "provision_updated_at", "power_state",
     "target_power_state", "reservation", "created_at", "updated_at", "driver_internal_info",
     "inspection_started_at", "inspection_finished_at", "last_error", "links", "ports",
-    "portgroups", "states", "conductor",
+    "portgroups", "states", "conductor", "allocation_uuid",
 })
 DELETE_ALLOWED = frozenset({states.ENROLL, states.MANAGEABLE, states.AVAILABLE,
                             states.ADOPT_FAILED, states.INSPECT_FAILED, states.CLEAN_FAILED})

@@ -95,7 +95,7 @@ class NodeTask:
         """Move the node along ``event`` (a verb or done/wait/resume/fail/abort), saving
         ``extra`` fields with it.
 
-        Raises :class:`~metalplane.common.exceptions.InvalidState` if the table has no such
+        Raises :class:`~metalplane.common.exceptions.InvalidStateRequested` if the table has no such
         transition from the current state.
         """
         node = self._node

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from metalplane.common.exceptions import InvalidState
+from metalplane.common.exceptions import InvalidStateRequested
 
 __all__ = [
     "FAILED_STATES",
@@ -152,7 +152,7 @@ def allowed_verbs(state: str) -> list[str]:
 def next_state(state: str, event: str) -> Transition:
     """The transition ``event`` takes from ``state``.
 
-    Raises :class:`InvalidState` (HTTP 400) naming the verbs allowed in ``state``.
+    Raises :class:`InvalidStateRequested` (HTTP 400) naming the verbs allowed in ``state``.
     """
     event = normalize_verb(event)
     try:
@@ -161,11 +161,12 @@ def next_state(state: str, event: str) -> Transition:
         if event in VERBS:
             allowed = allowed_verbs(state)
             where = ", ".join(allowed) if allowed else "none (the node is busy; wait or abort)"
-            raise InvalidState(
+            raise InvalidStateRequested(
                 f"The requested action '{event}' cannot be performed on a node in state "
                 f"'{state}'. Allowed verbs in '{state}': {where}"
             ) from None
-        raise InvalidState(f"internal event {event!r} is not valid in state {state!r}") from None
+        raise InvalidStateRequested(
+            f"internal event {event!r} is not valid in state {state!r}") from None
 
 
 def timeout_setting(state: str) -> str | None:

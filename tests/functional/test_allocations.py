@@ -291,8 +291,6 @@ def test_baremetal_cli(server: RunningServer) -> None:
 # keystoneauth's discovery reads GET /v1's "version" as a version object and fails on the
 # string this server still answers (being fixed in app.py on main); passing
 # baremetal_api_version does not skip discovery. Non-strict: passes once the fix lands.
-@pytest.mark.xfail(raises=TypeError, strict=False,
-                   reason="GET /v1 version discovery fix pending on main")
 def test_openstacksdk(server: RunningServer) -> None:
     import openstack.connection
     import openstack.exceptions

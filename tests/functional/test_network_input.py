@@ -33,7 +33,7 @@ RAW = {"Content-Type": "application/json"}
     ('{"network": {"name": "n", "mtu": "big"}}', "network/mtu"),
     ('{"network": {"name": "\\ud800"}}', "network/name"),
     ('{"network": {"name": "n", "colour": "red"}}', "Unrecognized attribute(s) 'colour'"),
-    ('{"network": {"name": "n", "\\ud800": 1}}', "Unrecognized attribute(s) '\\ud800'"),
+    ('{"network": {"name": "n", "\\ud800": 1}}', "network/\\ud800: a lone UTF-16 surrogate"),
     ('{"network": {"name": "n", "provider:segmentation_id": "x"}}',
      "network/provider:segmentation_id"),
     ('{"network": {"name": "n"}, "extra": 1}', '"network"'),

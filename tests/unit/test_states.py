@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from metalplane.common.exceptions import InvalidState
+from metalplane.common.exceptions import InvalidStateRequested
 from metalplane.lifecycle import diagram, states
 
 
@@ -57,7 +57,7 @@ def test_old_verb_spellings() -> None:
 @pytest.mark.parametrize(("state", "verb"), [("enroll", "deploy"), ("active", "provide"),
                                              ("deploying", "undeploy")])
 def test_invalid_verb_names_allowed_ones(state: str, verb: str) -> None:
-    with pytest.raises(InvalidState) as err:
+    with pytest.raises(InvalidStateRequested) as err:
         states.next_state(state, verb)
     assert err.value.code == 400  # Ironic's InvalidStateRequested
     for allowed in states.allowed_verbs(state):
