@@ -7,10 +7,10 @@ Endpoint forms (openstacksdk 4.x, keystoneauth1 5.x; no Keystone, ``auth_type: n
   override, openstacksdk uses it as it is after keystoneauth's discovery of that URL (which
   ``GET /v2.0`` answers, see ``network_api.v2_root``); the CLI's ``--os-endpoint`` does the
   same.
-* ``http://HOST:PORT`` (unversioned, as a Neutron catalog entry) does not work on the API
-  listener: discovery reads ``GET /``, which is the Bare Metal API's version document, and
-  picks ``/v1``. It needs a listener whose ``/`` is ``neutron_versions_document`` (port
-  9696). Switch the ``network_endpoint`` fixture to that listener when it exists.
+* ``http://HOST:9696`` (unversioned, as a Neutron catalog entry has it) works on the
+  Networking listener (``network_port``), whose ``GET /`` is Neutron's version document;
+  on the Bare Metal port the same form would discover ``/v1``. Both working forms are
+  tested: the fixture is parametrized.
 """
 
 from __future__ import annotations
@@ -34,9 +34,12 @@ pytestmark = [pytest.mark.filterwarnings("ignore::PendingDeprecationWarning:open
 OPENSTACK = str(Path(sys.executable).with_name("openstack"))
 
 
-@pytest.fixture
-def network_endpoint(server: RunningServer) -> str:
-    """The Networking API endpoint the clients are given: the one place to change."""
+@pytest.fixture(params=["network-listener", "v2.0-on-api-port"])
+def network_endpoint(server: RunningServer, request: pytest.FixtureRequest) -> str:
+    """The Networking API endpoint the clients are given: Neutron's own listener, as a
+    clouds.yaml for a real Neutron names it, or ``/v2.0`` on the Bare Metal port."""
+    if request.param == "network-listener":
+        return server.network_url
     return f"{server.url}/v2.0"
 
 
