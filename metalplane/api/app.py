@@ -224,7 +224,8 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
                 "network_interface": conductor.settings.default_network_interface}
 
     def _node_doc(node: Any, request: Request, fields: list[str] | None = None) -> dict[str, Any]:
-        return views.node_view(node, base_url(request), fields, _defaults(node.driver))
+        return views.node_view(node, base_url(request), fields, _defaults(node.driver),
+                               conductor.host)
 
     def _list_nodes(request: Request, detail: bool, fields: str | None, limit: int | None,
                     marker: str | None, sort_key: str, sort_dir: str) -> dict[str, Any]:

@@ -52,7 +52,11 @@ def _ip_version(value: int) -> int:
 
 
 IPVersion = Annotated[int, AfterValidator(_ip_version)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
+# Bounded as the values they carry, so no integer reaches the store that it cannot hold.
+SegmentationId = Annotated[int, Field(ge=0, le=2**24 - 1)]  # a VNI at most (VLAN: 4094)
+Mtu = Annotated[int, Field(ge=0, le=65535)]
+L4Port = Annotated[int, Field(ge=0, le=65535)]
+IPProtocol = Annotated[StrictInt, Field(ge=0, le=255)]
 
 
 def names(keys: Any) -> str:
@@ -120,7 +124,7 @@ class ProviderSegment(NeutronAttributes):
 
     network_type: Str255 = Field("", alias="provider:network_type")
     physical_network: Str64 = Field("", alias="provider:physical_network")
-    segmentation_id: NonNegativeInt = Field(0, alias="provider:segmentation_id")
+    segmentation_id: SegmentationId = Field(0, alias="provider:segmentation_id")
 
 
 class NetworkUpdate(NeutronAttributes):
@@ -134,7 +138,7 @@ class NetworkUpdate(NeutronAttributes):
     description: Str255 = ""
     shared: StrictishBool = False
     admin_state_up: StrictishBool = True
-    mtu: NonNegativeInt = 1500
+    mtu: Mtu = 1500
 
 
 class NetworkCreate(NetworkUpdate):
@@ -145,7 +149,7 @@ class NetworkCreate(NetworkUpdate):
     tenant_id: Str255 = ""
     network_type: Str255 = Field("", alias="provider:network_type")
     physical_network: Str64 = Field("", alias="provider:physical_network")
-    segmentation_id: NonNegativeInt = Field(0, alias="provider:segmentation_id")
+    segmentation_id: SegmentationId = Field(0, alias="provider:segmentation_id")
     segments: list[ProviderSegment] = []
 
 
@@ -284,9 +288,9 @@ class SecurityGroupRuleCreate(NeutronAttributes):
     security_group_id: Str255
     direction: Str64
     ethertype: Str64 = "IPv4"
-    protocol: StrictInt | Annotated[str, StringConstraints(max_length=40)] | None = None
-    port_range_min: int | None = None
-    port_range_max: int | None = None
+    protocol: IPProtocol | Annotated[str, StringConstraints(max_length=40)] | None = None
+    port_range_min: L4Port | None = None
+    port_range_max: L4Port | None = None
     remote_ip_prefix: Str64 | None = None
     remote_group_id: Str255 | None = None
     description: Str255 = ""

@@ -5,6 +5,7 @@ Secrets in ``driver_info`` are always masked here; nothing else renders a node.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from typing import Any
 
@@ -28,6 +29,17 @@ NODE_FIELDS = (
 )
 
 
+# Fields of Ironic's node (at our maximum microversion) for features metalplane does not
+# have: always these values, so clients that read them find them.
+UNSUPPORTED_NODE_FIELDS: dict[str, Any] = {
+    "boot_mode": None, "secure_boot": None, "chassis_uuid": None, "clean_step": {},
+    "deploy_step": {}, "console_enabled": False, "fault": None,
+    "firmware_interface": "no-firmware", "network_data": {}, "parent_node": None,
+    "protected": False, "protected_reason": None, "raid_config": {},
+    "target_raid_config": {}, "retired": False, "retired_reason": None, "shard": None,
+}
+
+
 def _ts(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value else None
 
@@ -38,9 +50,17 @@ def _links(base: str, kind: str, ident: str) -> list[dict[str, str]]:
 
 
 def node_view(node: Node, base: str, fields: list[str] | None = None,
-              driver_defaults: dict[str, str] | None = None) -> dict[str, Any]:
-    """A node as the API shows it; ``fields`` limits the keys (Ironic's ``?fields=``)."""
+              driver_defaults: dict[str, str] | None = None,
+              conductor: str | None = None) -> dict[str, Any]:
+    """A node as the API shows it; ``fields`` limits the keys (Ironic's ``?fields=``).
+    ``driver_defaults`` fills unset ``*_interface`` fields; ``conductor`` is the host name
+    shown as the node's conductor."""
     out: dict[str, Any] = {}
+    for f, constant in UNSUPPORTED_NODE_FIELDS.items():
+        if fields is None or f in fields:
+            out[f] = copy.copy(constant)
+    if fields is None or "conductor" in fields:
+        out["conductor"] = conductor
     for f in NODE_FIELDS:
         if fields is not None and f not in fields:
             continue
@@ -67,7 +87,8 @@ def port_view(port: Port, node_uuid: str, pg_uuid: str | None, base: str) -> dic
         "node_uuid": node_uuid, "portgroup_uuid": pg_uuid,
         "local_link_connection": port.local_link_connection or {},
         "physical_network": port.physical_network, "pxe_enabled": port.pxe_enabled,
-        "extra": port.extra or {}, "created_at": _ts(port.created_at),
+        "extra": port.extra or {}, "internal_info": port.internal_info or {},
+        "is_smartnic": False, "created_at": _ts(port.created_at),
         "updated_at": _ts(port.updated_at), "links": _links(base, "ports", port.uuid),
     }
 
@@ -77,6 +98,7 @@ def portgroup_view(pg: Portgroup, node_uuid: str, base: str) -> dict[str, Any]:
         "uuid": pg.uuid, "address": pg.address, "name": pg.name, "node_uuid": node_uuid,
         "mode": pg.mode, "properties": pg.properties or {},
         "standalone_ports_supported": pg.standalone_ports_supported, "extra": pg.extra or {},
+        "internal_info": pg.internal_info or {},
         "created_at": _ts(pg.created_at), "updated_at": _ts(pg.updated_at),
         "links": _links(base, "portgroups", pg.uuid),
         "ports": [{"href": f"{base}/v1/portgroups/{pg.uuid}/ports", "rel": "self"}],

@@ -187,6 +187,8 @@ class NodeResources:
                 new = jsonpatch.apply_patch(doc, patch)
             except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
                 raise Invalid(f"patch does not apply: {exc}") from None
+            for key in NODE_CREATE_FIELDS - new.keys():  # removed: back to its default
+                new[key] = "" if key == "conductor_group" else None
             new = check(new)
             old_info = node.driver_info or {}
             info = dict(new.get("driver_info") or {})

@@ -363,7 +363,7 @@ class NodeNetworking:
                 continue
             free.append((obj, members))
         if not free:
-            raise Conflict(f"node {node.name or node.uuid} has no free port"
+            raise Invalid(f"node {node.name or node.uuid} has no free port"
                            f"{' on physical network ' + physnet if physnet else ''} for VIF "
                            f"{vif.id}")
         obj, members = free[0]
