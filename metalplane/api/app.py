@@ -25,11 +25,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from metalplane import __version__
-from metalplane.api import agent_api, allocation_api, network_api, schemas, views
+from metalplane.api import (
+    agent_api,
+    allocation_api,
+    network_api,
+    schemas,
+    view_schemas,
+    views,
+)
 from metalplane.api.auth import UsersFile
 from metalplane.api.schemas_common import printable
 from metalplane.common.exceptions import Invalid, MetalplaneError, NotFound
@@ -577,10 +585,22 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             "type": "object", "required": ["type", "message"],
             "properties": {"type": {"type": "string"}, "message": {"type": "string"},
                            "detail": {"type": "string"}}}}}
+    models = {model for _, model in view_schemas.RESPONSES.values()}
+    _, defs = models_json_schema([(m, "serialization") for m in models],
+                                 ref_template="#/components/schemas/{model}")
+    for name, schema in defs.get("$defs", {}).items():
+        if schemas.setdefault(name, schema) != schema:  # two models of one name
+            raise RuntimeError(f"OpenAPI schema {name} is defined twice")
     for path, operations in doc.get("paths", {}).items():
         kind = "NeutronError" if path.startswith("/v2.0") else "IronicError"
-        for operation in operations.values():
+        for method, operation in operations.items():
             answers = operation.setdefault("responses", {})
+            if (method, path) in view_schemas.RESPONSES:
+                status, model = view_schemas.RESPONSES[(method, path)]
+                answers[status] = {
+                    "description": model.__doc__ or "Successful answer",
+                    "content": {"application/json": {"schema": {
+                        "$ref": f"#/components/schemas/{model.__name__}"}}}}
             answers.pop("422", None)
             for status, text in _ERROR_ANSWERS.items():
                 answers.setdefault(status, {"description": text, "content": {
