@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import openstack
+import openstack.exceptions
 import pytest
 
-from tests.helpers.server import RunningServer
+from metalplane.api.auth import hash_password
+from tests.helpers.server import RunningServer, running_server
 
 # openstacksdk 4.x warns about its own internals (InfluxDB defaults, _compute_attributes)
 pytestmark = [pytest.mark.filterwarnings("ignore::PendingDeprecationWarning:openstack"),
@@ -200,3 +202,49 @@ def test_openstack_cli_security_groups(server: RunningServer, cli: CLI) -> None:
     assert gone(server, "security-group-rules", rule["id"])
     cli.run("security", "group", "delete", sg["id"])
     assert gone(server, "security-groups", sg["id"])
+
+
+def test_http_basic_with_the_clients_own_auth_type(tmp_path: Path) -> None:
+    """The CLI's and openstacksdk's ``http_basic`` against the Networking listener: the
+    right password lists networks, a wrong one is refused (401) before anything is read."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "htpasswd").write_text(f"ops:{hash_password('s3cret')}\n")
+    with running_server(data, auth_strategy="http_basic") as srv:
+        srv.http.auth = ("ops", "s3cret")
+        srv.http.post("/v2.0/networks", json={"network": {"name": "basic-net"}})
+        home = tmp_path / "home"
+        home.mkdir()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+        env.update(HOME=str(home), OS_CLIENT_CONFIG_FILE=str(home / "none.yaml"))
+        (home / "none.yaml").write_text("clouds: {}\n")
+
+        def openstack_cli(password: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [OPENSTACK, "--os-auth-type", "http_basic", "--os-username", "ops",
+                 "--os-password", password, "--os-endpoint", srv.network_url,
+                 "network", "list", "-f", "json"],
+                capture_output=True, text=True, timeout=120, env=env, check=False)
+
+        good = openstack_cli("s3cret")
+        assert good.returncode == 0, good.stderr[-2000:]
+        assert [n["Name"] for n in json.loads(good.stdout)] == ["basic-net"]
+        bad = openstack_cli("wrong")
+        assert bad.returncode != 0 and "401" in bad.stderr, bad.stderr[-2000:]
+
+        conn = openstack.connection.Connection(
+            auth_type="http_basic", auth={"username": "ops", "password": "s3cret"},
+            network_endpoint_override=srv.network_url)
+        try:
+            assert [n.name for n in conn.network.networks()] == ["basic-net"]
+        finally:
+            conn.close()
+        wrong = openstack.connection.Connection(
+            auth_type="http_basic", auth={"username": "ops", "password": "nope"},
+            network_endpoint_override=srv.network_url)
+        try:
+            with pytest.raises(openstack.exceptions.HttpException) as err:
+                list(wrong.network.networks())
+            assert err.value.status_code == 401
+        finally:
+            wrong.close()
