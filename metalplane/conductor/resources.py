@@ -32,7 +32,8 @@ _TRAIT = re.compile(r"^[A-Z][A-Z0-9_]*$")
 MAX_TRAITS = 50  # Ironic's limit per node
 BOND_MODES = ("balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad",
               "balance-tlb", "balance-alb", "0", "1", "2", "3", "4", "5", "6")
-LLC_KEYS = ("switch_id", "port_id", "switch_info", "network_type")
+LLC_KEYS = ("switch_id", "port_id", "switch_info", "network_type",
+            "vtep-logical-switch", "vtep-physical-switch")  # the last two: Ironic 1.90
 
 NODE_CREATE_FIELDS = frozenset({
     "uuid", "name", "driver", "driver_info", "properties", "instance_info", "instance_uuid",
@@ -94,6 +95,10 @@ def _check_llc(llc: Any) -> dict[str, Any]:
         raise Invalid(f"local_link_connection has unknown keys {', '.join(unknown)}; "
                       f"allowed: {', '.join(LLC_KEYS)}")
     out = dict(llc)
+    vtep = [k for k in ("vtep-logical-switch", "vtep-physical-switch") if llc.get(k)]
+    if len(vtep) == 1:
+        raise Invalid("local_link_connection needs vtep-logical-switch and "
+                      "vtep-physical-switch together")
     if llc.get("network_type") not in (None, "managed", "unmanaged"):
         raise Invalid("local_link_connection/network_type must be 'managed' or 'unmanaged'")
     if llc.get("network_type") != "unmanaged" and ("switch_id" in llc or "port_id" in llc):

@@ -179,3 +179,16 @@ def test_keepalive_connection_survives_4xx_and_405(server: RunningServer) -> Non
             assert status == expected
             if status == b"405":
                 assert allow is not None and "GET" in allow and "POST" in allow
+
+
+def test_ovn_vtep_keys_of_1_90_go_together(server: RunningServer) -> None:
+    server.create_node(name="vt")
+    llc = {"port_id": "p1", "vtep-logical-switch": "ls1", "vtep-physical-switch": "ps1"}
+    r = server.http.post("/v1/ports", json={"node_uuid": "vt", "address": "52:54:00:00:00:a1",
+                                            "local_link_connection": llc})
+    assert r.status_code == 201 and r.json()["local_link_connection"] == llc
+    r = server.http.post("/v1/ports", json={
+        "node_uuid": "vt", "address": "52:54:00:00:00:a2",
+        "local_link_connection": {"port_id": "p1", "vtep-logical-switch": "ls1"}})
+    assert r.status_code == 400 and "vtep-physical-switch" in error_of(r)
+    assert len(server.http.get("/v1/ports").json()["ports"]) == 1
