@@ -96,12 +96,13 @@ def _check_llc(llc: Any) -> dict[str, Any]:
                       f"allowed: {', '.join(LLC_KEYS)}")
     out = dict(llc)
     vtep = [k for k in ("vtep-logical-switch", "vtep-physical-switch") if llc.get(k)]
-    if len(vtep) == 1:
-        raise Invalid("local_link_connection needs vtep-logical-switch and "
-                      "vtep-physical-switch together")
+    if vtep and (len(vtep) == 1 or not llc.get("port_id")):
+        raise Invalid("local_link_connection needs port_id, vtep-logical-switch and "
+                      "vtep-physical-switch together (an OVN VTEP switch, Ironic 1.90)")
     if llc.get("network_type") not in (None, "managed", "unmanaged"):
         raise Invalid("local_link_connection/network_type must be 'managed' or 'unmanaged'")
-    if llc.get("network_type") != "unmanaged" and ("switch_id" in llc or "port_id" in llc):
+    if llc.get("network_type") != "unmanaged" and not vtep and (
+            "switch_id" in llc or "port_id" in llc):
         missing = [k for k in ("switch_id", "port_id") if not llc.get(k)]
         if missing:
             raise Invalid(f"local_link_connection needs {' and '.join(missing)} "
