@@ -175,6 +175,39 @@ class Conductor:
         with self._inflight_lock:
             self._inflight.discard(fut)
 
+    def make_safe(self, task: NodeTask) -> None:
+        """Leave a node whose inspect, clean, deploy or tear down failed or was aborted
+        safe: off every provider network (its DHCP entries go with it), with no agent token
+        or command, powered off. Runs on a worker (spawned if the caller holds the lock
+        outside one). Each part is tried even if another fails; what failed is logged and
+        added to ``last_error``."""
+        if not task.handed_off:
+            try:
+                task.spawn(self._make_safe)
+            except MetalplaneError as exc:  # shutting down: the next start recovers it
+                LOG.warning("Node %s: not made safe now: %s", task.node.uuid, exc.message)
+            return
+        self._make_safe(task)
+
+    def _make_safe(self, task: NodeTask) -> None:
+        problems = []
+        parts: list[tuple[str, Callable[[], object]]] = [
+            ("leaving the provider networks",
+             lambda: self.networking.remove_all_provider_networks(task)),
+            ("revoking the agent's token", lambda: task.driver.boot.clean_up_ramdisk(task)),
+            ("powering off", lambda: drivers_base.power_action(task, drivers_base.POWER_OFF))]
+        for what, action in parts:
+            try:
+                action()
+            except Exception as exc:  # each part on its own; a bug is logged, not raised
+                message = exc.message if isinstance(exc, MetalplaneError) else repr(exc)
+                LOG.warning("Node %s: %s failed after a failure: %s", task.node.uuid, what,
+                            message)
+                problems.append(f"{what}: {message}")
+        if problems:
+            task.save(last_error=f"{task.node.last_error} (then, making the node safe: "
+                                 f"{'; '.join(problems)})")
+
     def _fail_quietly(self, task: NodeTask, message: str) -> None:
         try:
             if task.node.provision_state in states.TRANSIENT_STATES | states.WAIT_STATES:
@@ -213,6 +246,7 @@ class Conductor:
             task.process_event(verb)
             if verb == "abort":
                 task.save(last_error=f"Aborted by request while in '{t.source}'")
+                self.make_safe(task)
                 return
             worker = self._workers().get(t.dest)
             if worker is not None:
@@ -246,17 +280,19 @@ class Conductor:
             states.ADOPTING: self._do_read_power,
         }
 
-    def _guarded(self, task: NodeTask, step: Callable[[], None]) -> None:
+    def _guarded(self, task: NodeTask, step: Callable[[], None], what: str) -> None:
+        """Run ``step``; a :class:`MetalplaneError` fails the node with a ``last_error``
+        naming ``what`` (the step) and the error."""
         try:
             step()
         except MetalplaneError as exc:
-            task.fail(exc.message)
+            task.fail(f"{what} failed: {exc.message}")
 
     def _do_read_power(self, task: NodeTask) -> None:
         """verifying and adopting: the BMC answers, and we learn the power state."""
         def step() -> None:
             task.process_event("done", power_state=task.driver.power.get_power_state(task))
-        self._guarded(task, step)
+        self._guarded(task, step, "reading the power state")
 
     def _do_inspect(self, task: NodeTask) -> None:
         def step() -> None:
@@ -270,7 +306,7 @@ class Conductor:
             self.networking.remove_network(task, "inspection")
             task.save(inspection_finished_at=utcnow())
             task.process_event("done")
-        self._guarded(task, step)
+        self._guarded(task, step, "inspection")
 
     def _apply_inspection(self, task: NodeTask, result: drivers_base.InspectionResult) -> None:
         node = task.node
@@ -301,7 +337,7 @@ class Conductor:
             if finish is not None:
                 finish(task)
             task.process_event("done")
-        self._guarded(task, run)
+        self._guarded(task, run, {"cleaning": "cleaning", "provisioning": "deploy"}[kind])
 
     def _do_clean(self, task: NodeTask) -> None:
         self._run_step(task, "cleaning", task.driver.deploy.clean)
@@ -322,7 +358,7 @@ class Conductor:
             db_api.delete_allocation_of_node(self.db, task.node.id)
             task.save(instance_uuid=None, allocation_id=None, allocation_uuid=None)
             task.process_event("done")  # deleting -> cleaning
-        self._guarded(task, step)
+        self._guarded(task, step, "tear down")
         if task.node.provision_state == states.CLEANING:
             self._do_clean(task)
 
@@ -451,9 +487,7 @@ class Conductor:
     def _agent_result(self, task: NodeTask, name: str, result: dict[str, Any]) -> None:
         if result.get("status") != "succeeded":
             error = str(result.get("error") or "no error given")
-            task.fail(f"the agent's {name} failed: {error}")
-            with contextlib.suppress(MetalplaneError):
-                drivers_base.power_action(task, drivers_base.POWER_OFF)
+            task.fail(f"the agent's {name} failed: {error}")  # then made safe
             return
         d = task.driver
 
@@ -482,7 +516,7 @@ class Conductor:
             else:
                 raise Invalid(f"unknown agent command {name}")
 
-        self._guarded(task, finish)
+        self._guarded(task, finish, f"finishing the agent's {name}")
 
     def _apply_inventory(self, task: NodeTask, data: dict[str, Any]) -> None:
         """Properties from the agent's inventory; ports for its NICs, wired from LLDP."""
@@ -651,13 +685,14 @@ class Conductor:
                 msg = (f"Conductor {holder} {reason} while it held this node for "
                        f"{purpose or 'an operation'} in state '{node.provision_state}'; "
                        f"the operation did not finish")
-                if node.provision_state in states.TRANSIENT_STATES:
-                    task.fail(msg)
                 if task.node.target_power_state:
                     task.save(target_power_state=None, last_error=msg)
+                if node.provision_state in states.TRANSIENT_STATES:
+                    task.fail(msg)  # last: making it safe may go on on a worker
                 LOG.warning("Node %s: released lock of %s (%s)", node.uuid, holder, reason)
             finally:
-                task.release()
+                if not task.handed_off:  # else the worker making it safe releases it
+                    task.release()
         if self.host in hosts:
             # a transient state without any lock can only be left over from a crash
             for node in db_api.nodes_in_states(self.db, sorted(states.TRANSIENT_STATES)):

@@ -132,10 +132,15 @@ class NodeTask:
                  f", target '{target}'" if target else "", self.purpose)
 
     def fail(self, message: str) -> None:
-        """Fire ``fail`` with ``message`` as ``last_error`` (from a transient or wait state)."""
+        """Fire ``fail`` with ``message`` as ``last_error`` (from a transient or wait state);
+        from an inspect, clean, deploy or tear-down flow the node is then made safe
+        (:meth:`~metalplane.conductor.manager.Conductor.make_safe`)."""
+        source = self._node.provision_state
         LOG.error("Node %s: %s failed in state '%s': %s", self._node.uuid, self.purpose,
-                  self._node.provision_state, message)
+                  source, message)
         self.process_event("fail", last_error=message)
+        if source in states.TEARDOWN_STATES:
+            self.conductor.make_safe(self)
 
     # -- lock --
     def spawn(self, fn: Callable[[NodeTask], None]) -> None:

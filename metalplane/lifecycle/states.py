@@ -18,6 +18,7 @@ from metalplane.common.exceptions import InvalidStateRequested
 __all__ = [
     "FAILED_STATES",
     "STABLE_STATES",
+    "TEARDOWN_STATES",
     "TRANSITIONS",
     "VERBS",
     "WAIT_STATES",
@@ -55,6 +56,10 @@ TRANSIENT_STATES = frozenset({VERIFYING, INSPECTING, CLEANING, DEPLOYING, DELETI
 FAILED_STATES = frozenset({INSPECT_FAILED, CLEAN_FAILED, DEPLOY_FAILED, ADOPT_FAILED, ERROR})
 # States a user may leave a node in, i.e. not in the middle of anything.
 RESTING_STATES = STABLE_STATES | FAILED_STATES
+# The states of the flows that boot the ramdisk or touch the networks: a failure or an abort
+# in one of them leaves the node powered off, off the provider networks, with no agent token.
+TEARDOWN_STATES = frozenset({INSPECTING, INSPECT_WAIT, CLEANING, CLEAN_WAIT, DEPLOYING,
+                             DEPLOY_WAIT, DELETING})
 
 # User verbs (the API's "target" values); "active"/"deleted" are Ironic's older spellings.
 VERBS = ("manage", "provide", "inspect", "clean", "deploy", "rebuild", "undeploy", "abort",

@@ -54,11 +54,11 @@ def test_wait_state_timeout_fails_the_node(tmp_path: Path) -> None:
         time.sleep(1.2)
         server.conductor.check_timeouts()
         for i, (state, failed) in enumerate(waits.items()):
-            node = server.node(f"w{i}")
-            assert node["provision_state"] == failed
+            assert server.node(f"w{i}")["provision_state"] == failed
+            node = server.wait_state(f"w{i}", failed, timeout=10)  # made safe on a worker
             assert "Timeout reached while waiting in state" in node["last_error"]
             assert state in node["last_error"]
-            assert node["reservation"] is None
+            assert node["power_state"] == "power off"
 
 
 def test_abort_a_wait_state(server) -> None:  # type: ignore[no-untyped-def]

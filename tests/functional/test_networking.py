@@ -7,8 +7,9 @@ switch through OVSDB as the nodes go through their lifecycle.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,27 +31,42 @@ def neutron_error(resp: Any) -> str:
     return str(body["NeutronError"]["message"])
 
 
+@contextlib.contextmanager
+def networked(tmp_path: Path, from_rack: Callable[[Rack], dict[str, Any]] | None = None,
+              **overrides: Any) -> Iterator[tuple[RunningServer, Rack]]:
+    """A rack with a registered switch, the provisioning and cleaning networks (VLANs 100
+    and 101, one subnet each, a host on each: "prov" and "clean") and a server whose nodes
+    use the neutron interface; ``overrides`` and ``from_rack(rack)`` change its settings."""
+    with rack() as r:
+        r.add_host("prov", ["10.66.0.254/24"], tag=PROV_VLAN)  # the provisioning server
+        r.add_host("clean", ["10.66.0.253/24"], tag=CLEAN_VLAN)  # the cleaning network's
+        settings: dict[str, Any] = dict(
+            network_vlan_ranges="physnet1:100:199", cleaning_network="cleaning",
+            provisioning_network="provisioning", default_network_interface="neutron",
+            fake_delays={"deploy": 1.5})
+        settings.update(overrides)
+        settings.update(from_rack(r) if from_rack else {})
+        with running_server(tmp_path / "data", **settings) as server:
+            r_sw = server.http.post("/v1/switches", json={
+                "name": "tor", "switch_id": SWITCH_ID, "address": r.ovs.address,
+                "bridge": r.ovs.bridge, "physical_networks": ["physnet1"]})
+            assert r_sw.status_code == 201, r_sw.text
+            for name, vlan in (("provisioning", PROV_VLAN), ("cleaning", CLEAN_VLAN)):
+                r_net = server.http.post("/v2.0/networks", json={"network": {
+                    "name": name, "provider:network_type": "vlan",
+                    "provider:physical_network": "physnet1",
+                    "provider:segmentation_id": vlan, "shared": True}})
+                assert r_net.status_code == 201, r_net.text
+                r_sub = server.http.post("/v2.0/subnets", json={"subnet": {
+                    "network_id": r_net.json()["network"]["id"], "cidr": "10.66.0.0/24",
+                    "allocation_pools": [{"start": "10.66.0.100", "end": "10.66.0.199"}]}})
+                assert r_sub.status_code == 201, r_sub.text
+            yield server, r
+
+
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[tuple[RunningServer, Rack]]:
-    with rack() as r, running_server(
-            tmp_path / "data", network_vlan_ranges="physnet1:100:199",
-            cleaning_network="cleaning", provisioning_network="provisioning",
-            default_network_interface="neutron", fake_delays={"deploy": 1.5}) as server:
-        r.add_host("prov", ["10.66.0.254/24"], tag=PROV_VLAN)  # the provisioning server
-        r_sw = server.http.post("/v1/switches", json={
-            "name": "tor", "switch_id": SWITCH_ID, "address": r.ovs.address,
-            "bridge": r.ovs.bridge, "physical_networks": ["physnet1"]})
-        assert r_sw.status_code == 201, r_sw.text
-        for name, vlan in (("provisioning", PROV_VLAN), ("cleaning", CLEAN_VLAN)):
-            r_net = server.http.post("/v2.0/networks", json={"network": {
-                "name": name, "provider:network_type": "vlan",
-                "provider:physical_network": "physnet1", "provider:segmentation_id": vlan,
-                "shared": True}})
-            assert r_net.status_code == 201, r_net.text
-            r_sub = server.http.post("/v2.0/subnets", json={"subnet": {
-                "network_id": r_net.json()["network"]["id"], "cidr": "10.66.0.0/24",
-                "allocation_pools": [{"start": "10.66.0.100", "end": "10.66.0.199"}]}})
-            assert r_sub.status_code == 201, r_sub.text
+    with networked(tmp_path) as (server, r):
         yield server, r
 
 

@@ -70,10 +70,17 @@ def test_sigkill_mid_deploy_leaves_nothing_stuck(tmp_path: Path) -> None:
         http = httpx.Client(base_url=url, timeout=30)
         nodes = http.get("/v1/nodes", params={"detail": "true"}).json()["nodes"]
         assert len(nodes) == 20
+        for n in nodes:  # failed at once; a worker makes each safe, holding its lock
+            assert n["provision_state"] == "deploy failed", n
+        deadline = time.monotonic() + 30
+        while any(n["reservation"] for n in nodes) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            nodes = http.get("/v1/nodes", params={"detail": "true"}).json()["nodes"]
         for n in nodes:
             assert n["reservation"] is None, n
             assert n["provision_state"] not in TRANSIENT, n
             assert n["provision_state"] == "deploy failed"
+            assert n["power_state"] == "power off", n  # made safe
             assert "killable" in n["last_error"] and "did not finish" in n["last_error"]
         # and they can be deployed again
         assert http.put("/v1/nodes/k0/states/provision",
