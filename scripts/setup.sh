@@ -14,6 +14,7 @@ APT_PACKAGES=(
     dnsmasq-base isc-dhcp-client curl     # DHCP/TFTP for PXE, and a real client to test it
     ipxe qemu-utils lldpd                 # iPXE binaries, image conversion, LLDP on the switch
     e2fsprogs                             # mkfs.ext4: the demo builds its disk image
+    fdisk                                 # sfdisk: the agent adds the config drive partition
     ipmitool                              # handy for checking an IPMI BMC by hand
 )
 

@@ -172,13 +172,16 @@ class Agent:
                            self._progress, headers={"X-Agent-Token": self.token})
             written = image.write_image(src, self.disk, params.get("disk_format", "raw"),
                                         size - configdrive.RESERVED, self._progress)
-            offset = configdrive.write(self.disk, size, params.get("configdrive") or {})
+            # the image stops RESERVED bytes short of the disk's end; the config drive's
+            # partition is added there (its offset: where to look for it on the disk)
+            part = configdrive.write(self.disk, size, params.get("configdrive") or {})
         except Exception:
             if src.exists():
                 src.unlink()
             raise
         src.unlink()
-        return {"bytes_written": written, "configdrive_offset": offset}
+        return {"bytes_written": written, "configdrive_offset": part.offset,
+                "configdrive_partition": part.number, "configdrive_size": part.size}
 
     # ---------------------------------------------------------------- the loop
     def run(self) -> int:
@@ -227,6 +230,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s agent %(levelname)s %(message)s")
     if not shutil.which("qemu-img"):
         LOG.warning("qemu-img not found: qcow2 images cannot be written")
+    for tool in ("sfdisk", "blkid"):
+        if not shutil.which(tool):
+            LOG.warning("%s not found: config drives cannot be written", tool)
     agent = Agent(args.api_url, args.token, args.disk, args.work_dir, args.lldp_wait,
                   args.max_runtime)
     sys.exit(agent.run())

@@ -83,7 +83,7 @@ def _need_root() -> None:
     if os.geteuid() != 0:
         raise LabError("the lab needs root (namespaces, Open vSwitch): run it with sudo")
     for tool in ("ovs-vswitchd", "ovsdb-server", "lldpd", "dhclient", "curl", "ethtool",
-                 "mkfs.ext4", "qemu-img"):
+                 "mkfs.ext4", "qemu-img", "sfdisk", "blkid"):
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
             raise LabError(f"{tool} is not installed (run scripts/setup.sh)")
 
