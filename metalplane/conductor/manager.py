@@ -50,6 +50,7 @@ AGENT_STATES = frozenset({states.INSPECTING, states.INSPECT_WAIT, states.CLEANIN
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
+SYNC_ERROR_PREFIX = "power state sync failed: "
 
 
 @dataclasses.dataclass
@@ -592,11 +593,15 @@ class Conductor:
                 try:
                     actual = task.driver.power.get_power_state(task)
                 except MetalplaneError as exc:
-                    msg = f"power state sync failed: {exc.message}"
+                    msg = f"{SYNC_ERROR_PREFIX}{exc.message}"
                     if task.node.last_error != msg:
                         task.save(last_error=msg)
                     LOG.warning("Node %s: %s", uuid, msg)
                     return
+                if (task.node.last_error or "").startswith(SYNC_ERROR_PREFIX):
+                    # the BMC answers again: our own complaint is stale (others' stay)
+                    LOG.info("Node %s: the BMC answers the power sync again", uuid)
+                    task.stage(last_error=None)
                 target = task.node.target_power_state
                 if target is not None:
                     # a reboot into the agent still coming up: record it once it has
