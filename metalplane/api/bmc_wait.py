@@ -12,7 +12,7 @@ import concurrent.futures
 import logging
 import math
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fastapi.responses import JSONResponse
 
@@ -43,10 +43,13 @@ async def await_bmc(fut: concurrent.futures.Future[T], ident: str, wait: float,
     :class:`BMCError` from the work (a failure, a busy BMC) is a 503 with ``Retry-After``
     too. Other errors of ``fut`` are raised.
     """
+    waiter = asyncio.wrap_future(fut)
     try:
-        return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), wait)
+        return await asyncio.wait_for(asyncio.shield(waiter), wait)
     except TimeoutError:
         fut.cancel()
+        # nobody awaits it now (a failed boot device change is in last_error)
+        waiter.add_done_callback(_consume)
         message = BMC_SLOW.format(ident=ident, wait=wait)
         LOG.warning("request gave up waiting: %s", message)
         resp = error(503, message)
@@ -55,3 +58,9 @@ async def await_bmc(fut: concurrent.futures.Future[T], ident: str, wait: float,
         resp = error(exc.code, exc.message)
     resp.headers["Retry-After"] = retry_after(wait)
     return resp
+
+
+def _consume(waiter: asyncio.Future[Any]) -> None:
+    """Take the outcome of work nobody waits for any more (else asyncio logs it as lost)."""
+    if not waiter.cancelled():
+        waiter.exception()
