@@ -176,6 +176,19 @@ def test_hung_bmc_does_not_stall_the_api(server: RunningServer, emulator: Emulat
         time.sleep(0.5)
     assert server.http.get(f"/v1/nodes/{healthy}/management/boot_device").status_code == 200
 
+    # setting the boot device: the same bounded wait; the failure that comes later, in the
+    # background, is recorded on the node
+    t0 = time.monotonic()
+    put = server.http.put("/v1/nodes/hung-1/management/boot_device", json={"boot_device": "pxe"})
+    took = time.monotonic() - t0
+    assert put.status_code == 503 and "slow" in put.text and put.headers["Retry-After"]
+    assert API_BMC_WAIT - 0.5 <= took < API_BMC_WAIT + 2.0
+    deadline = time.monotonic() + 30
+    while server.node("hung-1")["reservation"]:
+        assert time.monotonic() < deadline, "the hung boot device change was not bounded"
+        time.sleep(0.5)
+    assert hung_bmc.removeprefix("http://") in server.node("hung-1")["last_error"]
+
 
 def test_a_full_bmc_refuses_more_calls_in_bounded_time(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, bmc_max_concurrent_calls=2, bmc_slot_wait=0.3)
