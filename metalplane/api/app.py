@@ -33,6 +33,7 @@ from metalplane import __version__
 from metalplane.api import (
     agent_api,
     allocation_api,
+    bmc_wait,
     network_api,
     schemas,
     view_schemas,
@@ -319,15 +320,21 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
         conductor.set_power_state(ident, body.target)
         return Response(status_code=202)
 
-    @app.get("/v1/nodes/{ident}/management/boot_device", summary="Current boot device")
-    def get_boot_device(ident: str) -> dict[str, Any]:
-        return conductor.get_boot_device(ident)
+    # The BMC's answer is awaited on the loop, the call runs on a conductor worker: a BMC
+    # that never answers holds no API thread, and the request ends after api_bmc_wait s.
+    @app.get("/v1/nodes/{ident}/management/boot_device", summary="Current boot device",
+             response_model=dict[str, Any])
+    async def get_boot_device(ident: str) -> dict[str, Any] | Response:
+        return await bmc_wait.await_bmc(conductor.get_boot_device(ident), ident,
+                                        conductor.settings.api_bmc_wait, error_response)
 
     @app.put("/v1/nodes/{ident}/management/boot_device", status_code=204,
              summary="Set the boot device (pxe, disk, cdrom, bios)")
-    def set_boot_device(ident: str, body: schemas.BootDeviceBody) -> Response:
-        conductor.set_boot_device(ident, body.boot_device, body.persistent)
-        return Response(status_code=204)
+    async def set_boot_device(ident: str, body: schemas.BootDeviceBody) -> Response:
+        answer = await bmc_wait.await_bmc(
+            conductor.set_boot_device(ident, body.boot_device, body.persistent), ident,
+            conductor.settings.api_bmc_wait, error_response)
+        return answer if isinstance(answer, Response) else Response(status_code=204)
 
     @app.get("/v1/nodes/{ident}/management/boot_device/supported")
     def supported_boot_devices(ident: str) -> dict[str, Any]:

@@ -60,6 +60,17 @@ class Settings:
     power_state_change_timeout: float = 60.0
     bmc_retries: int = 3
     bmc_retry_wait: float = 1.0
+    # every BMC exchange is bounded: TCP connect, then each read of the answer (Redfish);
+    # a BMC that accepts and never answers costs bmc_read_timeout per attempt
+    bmc_connect_timeout: float = 5.0
+    bmc_read_timeout: float = 15.0
+    # calls in flight to one BMC address at once; a call waits bmc_slot_wait s for a slot
+    # and then fails (BMCError, retryable), so one slow BMC cannot take many workers
+    bmc_max_concurrent_calls: int = 2
+    bmc_slot_wait: float = 10.0
+    # how long an API request waits for its BMC (on a conductor worker) before it answers
+    # 503 with Retry-After; the call itself goes on in the background
+    api_bmc_wait: float = 10.0
     fake_delays: dict[str, float] = dataclasses.field(default_factory=dict)
     # networking (Neutron ML2 [ml2_type_*] and Ironic [neutron] equivalents)
     network_vlan_ranges: str = "physnet1:1000:1999"  # physnet:min:max, comma separated
@@ -120,6 +131,12 @@ class Settings:
             raise Invalid("max_request_body_size must be at least 1024 bytes")
         if not 0 <= self.dhcp_restart_delay <= 60:
             raise Invalid("dhcp_restart_delay must be 0-60 seconds")
+        for name in ("bmc_connect_timeout", "bmc_read_timeout", "bmc_slot_wait",
+                     "api_bmc_wait"):
+            if not getattr(self, name) > 0:
+                raise Invalid(f"{name} must be a positive number of seconds")
+        if self.bmc_max_concurrent_calls < 1:
+            raise Invalid("bmc_max_concurrent_calls must be at least 1")
 
     @property
     def effective_auth_strategy(self) -> str:

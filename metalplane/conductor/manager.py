@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from metalplane.common.config import Settings
 from metalplane.common.exceptions import (
@@ -49,6 +49,8 @@ AGENT_STATES = frozenset({states.INSPECTING, states.INSPECT_WAIT, states.CLEANIN
                           states.CLEAN_WAIT, states.DEPLOYING, states.DEPLOY_WAIT})
 
 LOG = logging.getLogger(__name__)
+T = TypeVar("T")
+SYNC_ERROR_PREFIX = "power state sync failed: "
 
 
 @dataclasses.dataclass
@@ -75,7 +77,7 @@ class Conductor:
             max_workers=settings.workers, thread_name_prefix="conductor")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._inflight: set[concurrent.futures.Future[None]] = set()
+        self._inflight: set[concurrent.futures.Future[Any]] = set()
         self._inflight_lock = threading.Lock()
         self._periodics = [
             _Periodic("heartbeat", settings.heartbeat_interval, self._heartbeat),
@@ -171,7 +173,30 @@ class Conductor:
             self._inflight.add(fut)
         fut.add_done_callback(self._done)
 
-    def _done(self, fut: concurrent.futures.Future[None]) -> None:
+    def run_locked(self, ident: str, purpose: str,
+                   fn: Callable[[NodeTask], T]) -> concurrent.futures.Future[T]:
+        """Lock node ``ident`` for ``purpose`` and run ``fn(task)`` on a worker, releasing
+        the lock when it returns; for requests that wait for a BMC, so that they can wait
+        a bounded time (``future.result(timeout)``) while the call goes on, or cancel it if
+        it has not started. The future holds ``fn``'s result, or raises :class:`NotFound`,
+        :class:`NodeLocked` or what ``fn`` raised.
+
+        Raises :class:`BMCError` (retryable) at once when the conductor is shutting down.
+        """
+        def run() -> T:
+            with self.acquire(ident, purpose) as task:
+                return fn(task)
+
+        try:
+            fut = self._executor.submit(run)
+        except RuntimeError:
+            raise BMCError("the conductor is shutting down; try again later") from None
+        with self._inflight_lock:
+            self._inflight.add(fut)
+        fut.add_done_callback(self._done)
+        return fut
+
+    def _done(self, fut: concurrent.futures.Future[Any]) -> None:
         with self._inflight_lock:
             self._inflight.discard(fut)
 
@@ -385,13 +410,19 @@ class Conductor:
 
             task.spawn(work)
 
-    def set_boot_device(self, ident: str, device: str, persistent: bool) -> None:
-        """Set the boot device now (synchronous, as Ironic). A BMC failure is recorded in
-        ``last_error`` and raised as :class:`BMCError` (503)."""
+    def set_boot_device(self, ident: str, device: str,
+                        persistent: bool) -> concurrent.futures.Future[None]:
+        """Start setting the boot device on a worker (synchronous for the API, as Ironic's:
+        it waits for the future). A BMC failure is recorded in ``last_error`` and raised by
+        the future as :class:`BMCError` (503); :class:`NotFound` and :class:`NodeLocked`
+        also come through the future.
+
+        Raises :class:`Invalid` at once for an unknown device."""
         if device not in drivers_base.BOOT_DEVICES:
             raise Invalid(f"boot_device '{device}' is not one of "
                           f"{', '.join(drivers_base.BOOT_DEVICES)}")
-        with self.acquire(ident, f"setting boot device to '{device}'") as task:
+
+        def work(task: NodeTask) -> None:
             task.driver.management.validate(task)
             try:
                 task.driver.management.set_boot_device(task, device, persistent)
@@ -399,10 +430,17 @@ class Conductor:
                 task.save(last_error=exc.message)
                 raise
 
-    def get_boot_device(self, ident: str) -> dict[str, Any]:
-        with self.acquire(ident, "reading boot device") as task:
+        return self.run_locked(ident, f"setting boot device to '{device}'", work)
+
+    def get_boot_device(self, ident: str) -> concurrent.futures.Future[dict[str, Any]]:
+        """Start reading the boot device from the BMC on a worker. The future holds
+        ``{"boot_device": str | None, "persistent": bool | None}`` or raises
+        :class:`BMCError`, :class:`NotFound`, :class:`NodeLocked`."""
+        def work(task: NodeTask) -> dict[str, Any]:
             task.driver.management.validate(task)
             return task.driver.management.get_boot_device(task)
+
+        return self.run_locked(ident, "reading boot device", work)
 
     # ------------------------------------------------------------------ the ramdisk agent
     def _check_token(self, node: Node, token: str | None) -> None:
@@ -589,11 +627,15 @@ class Conductor:
                 try:
                     actual = task.driver.power.get_power_state(task)
                 except MetalplaneError as exc:
-                    msg = f"power state sync failed: {exc.message}"
+                    msg = f"{SYNC_ERROR_PREFIX}{exc.message}"
                     if task.node.last_error != msg:
                         task.save(last_error=msg)
                     LOG.warning("Node %s: %s", uuid, msg)
                     return
+                if (task.node.last_error or "").startswith(SYNC_ERROR_PREFIX):
+                    # the BMC answers again: our own complaint is stale (others' stay)
+                    LOG.info("Node %s: the BMC answers the power sync again", uuid)
+                    task.stage(last_error=None)
                 target = task.node.target_power_state
                 if target is not None:
                     # a reboot into the agent still coming up: record it once it has

@@ -15,10 +15,12 @@ Boot devices are ``"pxe"``, ``"disk"``, ``"cdrom"``, ``"bios"``.
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
 import tenacity
@@ -44,6 +46,7 @@ __all__ = [
     "PowerInterface",
     "Task",
     "bmc_call",
+    "bmc_slot",
     "power_action",
     "require_keys",
 ]
@@ -254,18 +257,54 @@ def require_keys(info: dict[str, Any], keys: list[str], where: str,
         )
 
 
+# One semaphore per (BMC address, limit): the registry's lock is held only to look one up,
+# never while a BMC is talked to.
+_slots: dict[tuple[str, int], threading.BoundedSemaphore] = {}
+_slots_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def bmc_slot(settings: Settings, bmc: str) -> Iterator[None]:
+    """Hold one of the ``settings.bmc_max_concurrent_calls`` slots of BMC ``bmc`` (its
+    address, e.g. ``http://10.0.0.5`` or ``10.0.0.6:623``) for the ``with`` block.
+
+    Waits at most ``settings.bmc_slot_wait`` seconds for a free slot, then raises
+    :class:`BMCError` (retryable) saying the BMC is busy: a BMC that stopped answering holds
+    its slots until its calls time out, and the calls queued behind them give up instead of
+    holding worker threads.
+    """
+    limit = max(1, settings.bmc_max_concurrent_calls)
+    with _slots_lock:
+        slot = _slots.setdefault((bmc, limit), threading.BoundedSemaphore(limit))
+    if not slot.acquire(timeout=settings.bmc_slot_wait):
+        raise BMCError(f"the BMC at {bmc} is busy or slow: {limit} calls to it were still "
+                       f"under way after {settings.bmc_slot_wait:g} s "
+                       f"(bmc_max_concurrent_calls); try again later")
+    try:
+        yield
+    finally:
+        slot.release()
+
+
 def bmc_call(
     settings: Settings,
     what: str,
     fn: Callable[[], T],
     transient: tuple[type[BaseException], ...],
     permanent: tuple[type[BaseException], ...] = (),
+    bmc: str | None = None,
 ) -> T:
     """Call ``fn``; retry errors of a ``transient`` class with exponential backoff
-    (``settings.bmc_retries`` attempts from ``settings.bmc_retry_wait`` seconds).
+    (``settings.bmc_retries`` attempts from ``settings.bmc_retry_wait`` seconds). With
+    ``bmc`` (the BMC's address), each attempt runs in one of its slots (:func:`bmc_slot`),
+    none is held during the backoff.
+
+    ``fn`` must bound its own exchanges (the drivers pass ``settings.bmc_connect_timeout``
+    and ``settings.bmc_read_timeout`` to their libraries): this function cannot interrupt it.
 
     Raises :class:`BMCError` saying ``what`` failed, how often it was tried and why, for
-    transient errors that outlived the retries and for ``permanent`` ones at once.
+    transient errors that outlived the retries and for ``permanent`` ones at once; and
+    :class:`BMCError` from :func:`bmc_slot` when the BMC stays busy.
     """
     attempts = max(1, settings.bmc_retries)
     retrying = tenacity.Retrying(
@@ -278,8 +317,15 @@ def bmc_call(
             what, rs.attempt_number, attempts, rs.outcome.exception() if rs.outcome else "",
         ),
     )
+
+    def attempt() -> T:
+        if bmc is None:
+            return fn()
+        with bmc_slot(settings, bmc):
+            return fn()
+
     try:
-        return retrying(fn)
+        return retrying(attempt)
     except transient as exc:
         raise BMCError(f"{what} failed after {attempts} attempts: {_describe(exc)}") from exc
     except permanent as exc:

@@ -184,7 +184,7 @@ def http_servers() -> Iterator[list[tuple[str, list[str]]]]:
         for server in servers:
             server.shutdown()
             server.server_close()
-        redfish._connect.cache_clear()
+        redfish._forget()
 
 
 def test_bmc_connection_takes_the_proxy_from_the_environment_once(
@@ -194,8 +194,8 @@ def test_bmc_connection_takes_the_proxy_from_the_environment_once(
                  "all_proxy", "http_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTP_PROXY", proxy)
-    redfish._connect.cache_clear()
-    conn = redfish._connect(bmc, None, None, True)
+    redfish._forget()
+    conn = redfish._connect((bmc, None, None, True, 5.0, 15.0), 10.0)
     assert via_proxy and direct == []
     assert all(t.startswith(f"{bmc}/redfish/v1") for t in via_proxy), via_proxy
     # read when the connection was made: a later change of the environment is not seen
@@ -207,8 +207,8 @@ def test_bmc_connection_takes_the_proxy_from_the_environment_once(
     # NO_PROXY naming the BMC still sends it straight there
     monkeypatch.setenv("HTTP_PROXY", proxy)
     monkeypatch.setenv("NO_PROXY", "127.0.0.2")
-    redfish._connect.cache_clear()
+    redfish._forget()
     before = len(via_proxy)
-    redfish._connect(bmc, None, None, True).refresh()
+    redfish._connect((bmc, None, None, True, 5.0, 15.0), 10.0).refresh()
     assert len(via_proxy) == before and direct
     assert all(t.startswith("/redfish/v1") for t in direct), direct

@@ -4,6 +4,12 @@ driver_info keys (Ironic's): ``ipmi_address`` (required), ``ipmi_port`` (default
 ``ipmi_username``, ``ipmi_password`` (required when a user name is set). Sources: IPMI v2.0
 specification, Chassis Control (22.3) and Set System Boot Options (28.12); pyghmi's
 ``pyghmi.ipmi.command.Command``.
+
+Bounded in time: pyghmi has no timeout settings of its own to pass, but gives up by itself
+on a BMC that does not answer (about 5 s for a login, measured against a UDP port that
+swallows every packet; a command resends for a few seconds likewise), and a call waits at
+most ``settings.bmc_slot_wait`` s for the BMC's session and for one of its
+``bmc_max_concurrent_calls`` slots, then fails with :class:`BMCError` (retryable).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from typing import Any
 from pyghmi import exceptions as pyghmi_exc
 from pyghmi.ipmi import command as ipmi_command
 
-from metalplane.common.exceptions import Invalid
+from metalplane.common.exceptions import BMCError, Invalid
 from metalplane.drivers import base
 
 __all__ = ["IPMIManagement", "IPMIPower", "parse_driver_info"]
@@ -80,7 +86,12 @@ class _IPMIMixin(base.BaseInterface):
         key = (info["address"], info["port"], info["username"], info["password"])
 
         def call() -> Any:
-            with _session_lock(key):
+            lock = _session_lock(key)
+            if not lock.acquire(timeout=self.settings.bmc_slot_wait):
+                raise BMCError(f"the IPMI session to {info['address']}:{info['port']} was "
+                               f"still busy after {self.settings.bmc_slot_wait:g} s "
+                               "(bmc_slot_wait); try again later")
+            try:
                 cmd = _sessions.get(key)
                 try:
                     if cmd is None:
@@ -94,9 +105,12 @@ class _IPMIMixin(base.BaseInterface):
                     _sessions.pop(key, None)  # log in afresh on the next attempt
                     raise
                 return result
+            finally:
+                lock.release()
 
         return base.bmc_call(self.settings, f"IPMI {what} on node {task.node.uuid} at "
-                             f"{info['address']}:{info['port']}", call, _TRANSIENT)
+                             f"{info['address']}:{info['port']}", call, _TRANSIENT,
+                             bmc=f"{info['address']}:{info['port']}")
 
 
 class IPMIPower(_IPMIMixin, base.PowerInterface):

@@ -15,11 +15,16 @@ powering off, switching to disk and powering on, cost one GET of the System inst
 per call. Power state waits poll with a backoff (first after 1 s, up to 3 s apart), as
 Ironic's do: a BMC takes seconds to change power, and each poll is a new HTTP connection
 (sushy asks for ``Connection: close``, for BMCs that choke on long-lived ones).
+
+Every exchange is bounded: TCP connect within ``settings.bmc_connect_timeout`` and each
+read of the answer within ``settings.bmc_read_timeout`` (sushy's ``Connector`` passes them to
+requests as its ``(connect, read)`` timeout). Each attempt holds one of the BMC address's
+``bmc_max_concurrent_calls`` slots (:func:`base.bmc_slot`). Connecting (sushy reads the
+service root, and may log in) is serialised per connection key, never across BMCs.
 """
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 import urllib.parse
@@ -30,7 +35,7 @@ import sushy
 from sushy import connector as sushy_connector
 from sushy import exceptions as sushy_exc
 
-from metalplane.common.exceptions import Invalid
+from metalplane.common.exceptions import BMCError, Invalid
 from metalplane.drivers import base
 
 __all__ = ["RedfishInspect", "RedfishManagement", "RedfishPower", "parse_driver_info"]
@@ -108,9 +113,6 @@ def parse_driver_info(info: dict[str, Any], partial: bool = False) -> dict[str, 
     }
 
 
-_cache_lock = threading.Lock()
-
-
 class _Connector(sushy_connector.Connector):  # type: ignore[misc]
     """sushy's connector, with what requests takes from the environment read once per BMC.
 
@@ -133,18 +135,65 @@ class _Connector(sushy_connector.Connector):  # type: ignore[misc]
         self._session.proxies.update(env["proxies"])
 
 
-@functools.lru_cache(maxsize=1024)
-def _connect(address: str, username: str | None, password: str | None,
-             verify: bool | str) -> Any:
-    # Retries are ours (bmc_call, with backoff and a clear last_error); sushy's own defaults
-    # (10 retries, 3 s apart, on every call) would hide a dead BMC for half a minute.
-    # requests deprecates None credentials; an empty pair means "no auth" to the emulator
-    # and to BMCs that allow anonymous access.
-    connector = _Connector(address, verify=verify, server_side_retries=1,
-                           server_side_retries_delay=1, default_request_timeout=30,
-                           connect_timeout=10)
-    return sushy.Sushy(address, username=username or "", password=password or "",
-                       connector=connector)
+_ConnKey = tuple[str, str | None, str | None, bool | str, float, float]
+_MAX_CONNECTIONS = 1024  # connections kept; the oldest is dropped beyond this
+_connections: dict[_ConnKey, Any] = {}
+_connecting: dict[_ConnKey, threading.Lock] = {}
+_registry_lock = threading.Lock()  # guards the two dicts only; never held on the network
+
+
+def _conn_key(settings: Any, info: dict[str, Any]) -> _ConnKey:
+    return (info["address"], info["username"], info["password"], info["verify"],
+            float(settings.bmc_connect_timeout), float(settings.bmc_read_timeout))
+
+
+def _connect(key: _ConnKey, wait: float) -> Any:
+    """The cached ``sushy.Sushy`` for ``key`` (address, username, password, verify, connect
+    timeout s, read timeout s), made now if there is none. Only callers for the same key
+    wait for a connection being made, at most ``wait`` s. Raises sushy's errors
+    (``ConnectionError`` for a BMC that does not answer in time) and :class:`base.BMCError`
+    when another caller's connect to that key outlasts ``wait``."""
+    with _registry_lock:
+        conn = _connections.get(key)
+        if conn is not None:
+            return conn
+        lock = _connecting.setdefault(key, threading.Lock())
+    if not lock.acquire(timeout=wait):
+        raise BMCError(f"connecting to the BMC at {key[0]} is taking longer than "
+                       f"{wait:g} s; try again later")
+    try:
+        with _registry_lock:
+            conn = _connections.get(key)
+        if conn is not None:
+            return conn
+        address, username, password, verify, connect_timeout, read_timeout = key
+        # Retries are ours (bmc_call, with backoff and a clear last_error); sushy's own
+        # defaults (10 retries, 3 s apart, on every call) would hide a dead BMC for half a
+        # minute. requests deprecates None credentials; an empty pair means "no auth" to
+        # the emulator and to BMCs that allow anonymous access.
+        connector = _Connector(address, verify=verify, server_side_retries=1,
+                               server_side_retries_delay=1,
+                               default_request_timeout=read_timeout,
+                               connect_timeout=connect_timeout)
+        conn = sushy.Sushy(address, username=username or "", password=password or "",
+                           connector=connector)
+        with _registry_lock:
+            _connections[key] = conn
+            while len(_connections) > _MAX_CONNECTIONS:
+                _connections.pop(next(iter(_connections)))
+        return conn
+    finally:
+        lock.release()
+
+
+def _forget(key: _ConnKey | None = None) -> None:
+    """Drop the cached connection of ``key`` (a stale session: reconnect next time), or all
+    of them."""
+    with _registry_lock:
+        if key is None:
+            _connections.clear()
+        else:
+            _connections.pop(key, None)
 
 
 _FRESH = 10.0  # s: how old a System reading a task may act on without a new GET
@@ -173,27 +222,30 @@ def _read(task: base.Task, system: Any) -> None:
 def _refresh(task: base.Task, settings: Any, system: Any) -> None:
     """Read ``system`` from the BMC again. Raises :class:`base.BMCError`."""
     base.bmc_call(settings, f"Redfish refresh on node {task.node.uuid}", system.refresh,
-                  _TRANSIENT, _PERMANENT)
+                  _TRANSIENT, _PERMANENT, bmc=_address(task))
     _read(task, system)
+
+
+def _address(task: base.Task) -> str:
+    """The BMC address of the task's node (the key of its call slots)."""
+    return str(parse_driver_info(task.driver_info)["address"])
 
 
 def _fetch(task: base.Task, settings: Any) -> Any:
     info = parse_driver_info(task.driver_info)
+    key = _conn_key(settings, info)
 
     def get() -> Any:
-        with _cache_lock:
-            conn = _connect(info["address"], info["username"], info["password"],
-                            info["verify"])
+        conn = _connect(key, settings.bmc_slot_wait)
         try:
             return conn.get_system(info["system_id"])
         except _TRANSIENT:
-            # a cached session may have gone stale (BMC restart): reconnect next try
-            with _cache_lock:
-                _connect.cache_clear()
+            _forget(key)  # a cached session may have gone stale (BMC restart): reconnect
             raise
 
     return base.bmc_call(settings, f"Redfish: reaching system of node {task.node.uuid} at "
-                         f"{info['address']}", get, _TRANSIENT, _PERMANENT)
+                         f"{info['address']}", get, _TRANSIENT, _PERMANENT,
+                         bmc=info["address"])
 
 
 def _power_of(system: Any) -> str:
@@ -212,7 +264,7 @@ class _RedfishMixin(base.BaseInterface):
 
     def _call(self, task: base.Task, what: str, fn: Any) -> Any:
         return base.bmc_call(self.settings, f"Redfish {what} on node {task.node.uuid}", fn,
-                             _TRANSIENT, _PERMANENT)
+                             _TRANSIENT, _PERMANENT, bmc=_address(task))
 
 
 class RedfishPower(_RedfishMixin, base.PowerInterface):
