@@ -66,7 +66,7 @@ def test_a_dead_conductors_locks_are_recovered_by_another(tmp_path: Path, pg_url
         db_api.register_conductor(db, "cond-dead", "", [])
         time.sleep(2.5)  # cond-dead's heartbeat goes stale
         c.conductor._recover_dead()
-        recovered = c.node("orphan")
-        assert recovered["reservation"] is None
-        assert recovered["provision_state"] == "clean failed"
+        assert c.node("orphan")["provision_state"] == "clean failed"
+        recovered = c.wait_state("orphan", "clean failed", timeout=10)  # made safe, released
+        assert recovered["power_state"] == "power off"
         assert "cond-dead stopped heartbeating" in recovered["last_error"]
