@@ -165,6 +165,11 @@ class Conductor:
             finally:
                 task.release()
 
+        self._submit(run)
+
+    def _submit(self, run: Callable[[], T]) -> concurrent.futures.Future[T]:
+        """``run`` on a worker, counted among the work ``stop()`` waits for. Raises
+        :class:`BMCError` (retryable) when the conductor is shutting down."""
         try:
             fut = self._executor.submit(run)
         except RuntimeError:
@@ -172,6 +177,7 @@ class Conductor:
         with self._inflight_lock:
             self._inflight.add(fut)
         fut.add_done_callback(self._done)
+        return fut
 
     def run_locked(self, ident: str, purpose: str,
                    fn: Callable[[NodeTask], T]) -> concurrent.futures.Future[T]:
@@ -187,14 +193,7 @@ class Conductor:
             with self.acquire(ident, purpose) as task:
                 return fn(task)
 
-        try:
-            fut = self._executor.submit(run)
-        except RuntimeError:
-            raise BMCError("the conductor is shutting down; try again later") from None
-        with self._inflight_lock:
-            self._inflight.add(fut)
-        fut.add_done_callback(self._done)
-        return fut
+        return self._submit(run)
 
     def _done(self, fut: concurrent.futures.Future[Any]) -> None:
         with self._inflight_lock:

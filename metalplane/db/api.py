@@ -142,6 +142,36 @@ def create_node(db: Database, values: dict[str, Any]) -> Node:
     return node
 
 
+def _paged(q: Any, model: Any, marker_row: Any, sort_key: str, sort_dir: str,
+           limit: int | None) -> Any:
+    """``q`` ordered by ``sort_key`` (ties by id, so paging never skips or repeats), after
+    ``marker_row`` if given, at most ``limit`` rows. ``sort_dir`` is ``asc`` or ``desc``
+    (checked by :func:`_check_sort`)."""
+    col, ident = getattr(model, sort_key), model.id
+    asc = sort_dir == "asc"
+    if marker_row is not None:
+        mval, mid = getattr(marker_row, sort_key), marker_row.id
+        if sort_key == "id":
+            q = q.where(ident > mid if asc else ident < mid)
+        else:
+            after = (col > mval) | ((col == mval) & (ident > mid))
+            before = (col < mval) | ((col == mval) & (ident < mid))
+            q = q.where(after if asc else before)
+    q = q.order_by(col.asc() if asc else col.desc(), ident.asc() if asc else ident.desc())
+    return q.limit(limit) if limit else q
+
+
+def _check_sort(sort_key: str, sort_dir: str, keys: Sequence[str]) -> None:
+    """Raises :class:`Invalid` (Ironic's messages) for a key not in ``keys`` or a bad
+    direction."""
+    if sort_key not in keys:
+        raise Invalid(f"The sort_key value {sort_key} is an invalid field for sorting; "
+                      f"one of {', '.join(keys)}")
+    if sort_dir not in ("asc", "desc"):
+        raise Invalid(f"Invalid sort direction: {sort_dir}. Acceptable values are "
+                      "'asc' or 'desc'")
+
+
 def list_nodes(
     db: Database,
     filters: dict[str, Any] | None = None,
@@ -156,31 +186,18 @@ def list_nodes(
     objects, or with ``columns`` rows of just those columns (attribute access as on a
     node; what ``?fields=`` asks for, without building whole nodes).
     Raises :class:`Invalid` for a bad sort key or marker."""
-    if sort_key not in NODE_SORT_KEYS:
-        raise Invalid(f"sort_key {sort_key!r} is not one of {', '.join(NODE_SORT_KEYS)}")
-    if sort_dir not in ("asc", "desc"):
-        raise Invalid("sort_dir must be 'asc' or 'desc'")
-    col = getattr(Node, sort_key)
+    _check_sort(sort_key, sort_dir, NODE_SORT_KEYS)
     with db.read() as s:
         q: Any = sa.select(*(_NODES.c[c] for c in columns)) if columns else sa.select(Node)
         for key, value in (filters or {}).items():
             c = getattr(Node, key)
             q = q.where(c.is_(None) if value is None else c == value)
+        m = None
         if marker:
             m = s.scalars(sa.select(Node).where(Node.uuid == marker)).first()
             if m is None:
                 raise Invalid(f"marker {marker} is not a node UUID")
-            mval = getattr(m, sort_key)
-            if sort_key == "id":
-                q = q.where(Node.id > m.id if sort_dir == "asc" else Node.id < m.id)
-            else:  # ties broken by id, so paging never skips or repeats
-                after = (col > mval) | ((col == mval) & (Node.id > m.id))
-                before = (col < mval) | ((col == mval) & (Node.id < m.id))
-                q = q.where(after if sort_dir == "asc" else before)
-        order = col.asc() if sort_dir == "asc" else col.desc()
-        q = q.order_by(order, Node.id.asc() if sort_dir == "asc" else Node.id.desc())
-        if limit:
-            q = q.limit(limit)
+        q = _paged(q, Node, m, sort_key, sort_dir, limit)
         return list(s.execute(q)) if columns else list(s.scalars(q))
 
 
@@ -550,33 +567,17 @@ def list_allocations(db: Database, filters: dict[str, Any] | None = None,
     """Allocations whose columns hold ``filters``, ordered by ``sort_key`` (ties by id),
     after the allocation whose UUID is ``marker``, at most ``limit``.
     Raises :class:`Invalid` for a bad sort key, direction or marker."""
-    if sort_key not in ALLOCATION_SORT_KEYS:
-        raise Invalid(f"The sort_key value {sort_key} is an invalid field for sorting")
-    if sort_dir not in ("asc", "desc"):
-        raise Invalid(f"Invalid sort direction: {sort_dir}. Acceptable values are "
-                      "'asc' or 'desc'")
-    col = getattr(Allocation, sort_key)
-    asc = sort_dir == "asc"
+    _check_sort(sort_key, sort_dir, ALLOCATION_SORT_KEYS)
     with db.read() as s:
         q = sa.select(Allocation)
         for key, value in (filters or {}).items():
             q = q.where(getattr(Allocation, key) == value)
+        m = None
         if marker:
             m = s.scalars(sa.select(Allocation).where(Allocation.uuid == marker)).first()
             if m is None:
                 raise Invalid(f"marker {marker} is not an allocation UUID")
-            mval = getattr(m, sort_key)
-            if sort_key == "id":
-                q = q.where(Allocation.id > m.id if asc else Allocation.id < m.id)
-            else:  # ties broken by id, so paging never skips or repeats
-                after = (col > mval) | ((col == mval) & (Allocation.id > m.id))
-                before = (col < mval) | ((col == mval) & (Allocation.id < m.id))
-                q = q.where(after if asc else before)
-        q = q.order_by(col.asc() if asc else col.desc(),
-                       Allocation.id.asc() if asc else Allocation.id.desc())
-        if limit:
-            q = q.limit(limit)
-        return list(s.scalars(q))
+        return list(s.scalars(_paged(q, Allocation, m, sort_key, sort_dir, limit)))
 
 
 def update_allocation(db: Database, alloc_id: int, values: dict[str, Any]) -> Allocation:
@@ -667,27 +668,12 @@ def list_conductors(db: Database, limit: int | None = None, marker: str | None =
     """Registered conductors (online or not), after the one named ``marker``.
     Raises :class:`Invalid` for a bad sort key or direction, :class:`NotFound` for an
     unknown marker."""
-    keys = ("id", "hostname", "conductor_group", "created_at", "updated_at")
-    if sort_key not in keys:
-        raise Invalid(f"The sort_key value {sort_key} is an invalid field for sorting")
-    if sort_dir not in ("asc", "desc"):
-        raise Invalid(f"Invalid sort direction: {sort_dir}. Acceptable values are "
-                      "'asc' or 'desc'")
-    col = getattr(Conductor, sort_key)
-    asc = sort_dir == "asc"
+    _check_sort(sort_key, sort_dir,
+                ("id", "hostname", "conductor_group", "created_at", "updated_at"))
+    m = get_conductor(db, marker) if marker else None
     with db.read() as s:
-        q = sa.select(Conductor)
-        if marker:
-            m = get_conductor(db, marker)
-            mval = getattr(m, sort_key)
-            after = (col > mval) | ((col == mval) & (Conductor.id > m.id))
-            before = (col < mval) | ((col == mval) & (Conductor.id < m.id))
-            q = q.where(after if asc else before)
-        q = q.order_by(col.asc() if asc else col.desc(),
-                       Conductor.id.asc() if asc else Conductor.id.desc())
-        if limit:
-            q = q.limit(limit)
-        return list(s.scalars(q))
+        return list(s.scalars(_paged(sa.select(Conductor), Conductor, m, sort_key, sort_dir,
+                                     limit)))
 
 
 def get_conductor(db: Database, hostname: str) -> Conductor:
