@@ -181,6 +181,7 @@ def test_locked_node_answers_409_with_holder_and_purpose(server: RunningServer) 
     with server.conductor.acquire("busy", "a long firmware update"):
         r = server.provision("busy", "manage")
         assert r.status_code == 409
+        assert r.headers["Retry-After"] == "1"  # retryable: what the agent decides on
         msg = error_of(r)
         assert "locked by host test-conductor for a long firmware update" in msg
         r = server.http.patch("/v1/nodes/busy", json=[{"op": "add", "path": "/extra/a",
@@ -198,6 +199,7 @@ def test_delete_refused_while_active(server: RunningServer) -> None:
         server.wait_state("act", state)
     r = server.http.delete("/v1/nodes/act")
     assert r.status_code == 409 and "active" in error_of(r)
+    assert "Retry-After" not in r.headers  # trying again will not help
     assert server.node("act")["provision_state"] == "active"
 
 
