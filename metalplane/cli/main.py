@@ -31,6 +31,7 @@ from metalplane.cli.network import network_app, subnet_app, switch_app, vif_app
 from metalplane.cli.output import console, emit, err_console
 from metalplane.common.bmc_address import parse_bmc_address
 from metalplane.common.exceptions import MetalplaneError
+from metalplane.lifecycle.states import FAILED_STATES, RESTING_STATES
 
 __all__ = ["app", "main"]
 
@@ -57,10 +58,6 @@ LONG_COLUMNS = ("uuid", "name", "driver", "power_state", "provision_state",
                 "target_provision_state", "maintenance", "owner", "last_error")
 PORT_COLUMNS = ("uuid", "address", "node_uuid", "pxe_enabled", "physical_network",
                 "local_link_connection")
-RESTING = {"enroll", "manageable", "available", "active", "error", "inspect failed",
-           "clean failed", "deploy failed", "adopt failed", "inspect wait", "clean wait",
-           "wait call-back"}
-FAILED = {"error", "inspect failed", "clean failed", "deploy failed", "adopt failed"}
 
 
 @app.callback()
@@ -294,14 +291,14 @@ def _wait(c: Client, nodes: list[str], timeout: float, what: str) -> None:
             for n in nodes:
                 last[n] = c.get(f"/v1/nodes/{n}/states")
             live.update(table(), refresh=True)
-            if all(d["provision_state"] in RESTING and not d["target_power_state"]
+            if all(d["provision_state"] in RESTING_STATES and not d["target_power_state"]
                    for d in last.values()):
                 break
             if time.monotonic() > deadline:
                 raise CliError(f"timed out after {timeout:.0f} s waiting for {what}")
             time.sleep(0.5)
     failed = [f"{n}: {d['provision_state']}: {d.get('last_error') or 'no error recorded'}"
-              for n, d in last.items() if d["provision_state"] in FAILED]
+              for n, d in last.items() if d["provision_state"] in FAILED_STATES]
     for n, d in last.items():
         console.print(f"node {n} is {d['provision_state']}")
     if failed:
