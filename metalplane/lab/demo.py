@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from rich.table import Table
 
 from metalplane.cli.client import ApiError, Client
 from metalplane.cli.wait import WaitTimeout, rests, wait_until_rest
+from metalplane.common import process
 from metalplane.common.bmc_address import parse_bmc_address
 from metalplane.lab import lab
 from metalplane.lab.rack import LabError, reaches, run
@@ -199,11 +199,10 @@ class Demo:
                "METALPLANE_DEPLOY_CALLBACK_TIMEOUT": "180"}
         log = state / "logs" / "server.log"
         with open(log, "ab") as out:
-            self.server = subprocess.Popen(
+            self.server = process.spawn(
                 [sys.executable, "-m", "metalplane.cli.main", "server", "--port", str(self.port),
                  "--data-dir", str(state / "server"), "--conductor-hostname", "demo"],
-                env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
+                env=env, stdout=out, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{self.port}"
         client = self.client = Client(url, timeout=30)
         deadline = time.monotonic() + 30
@@ -502,13 +501,7 @@ class Demo:
         t0 = time.monotonic()
         if self.client is not None:
             self.client.close()
-        if self.server is not None and self.server.poll() is None:
-            os.killpg(self.server.pid, signal.SIGTERM)
-            try:
-                self.server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.server.pid, signal.SIGKILL)
-                self.server.wait(timeout=10)
+        process.stop(self.server, grace=20)
         if self.spec:  # built by this run (a failed `up` removes what it built itself)
             lab.down(self.name, quiet=True)
             self.say(f"rack removed ({time.monotonic() - t0:.1f}s)")
