@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -59,6 +58,7 @@ from bench._common import (
     write_result,
 )
 from metalplane import __version__
+from metalplane.common.process import spawn, stop
 from metalplane.lab.rack import free_port, wait_http
 
 # (phase, provision verb, resting state); "create" has no verb and no wait.
@@ -182,20 +182,12 @@ def drive(url: str, n: int, clients: int, poll: float, timeout: float) -> Tally:
 def process(cmd: list[str], url: str, log: Path, env: dict[str, str]) -> Iterator[int]:
     """Run a server in its own session; stop the whole group afterwards."""
     with open(log, "ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
+        proc = spawn(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         wait_http(url, proc, log, cmd[0], timeout=120)
         yield proc.pid
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop(proc, grace=20)
 
 
 @contextmanager

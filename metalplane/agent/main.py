@@ -35,7 +35,8 @@ class Stop(Exception):
 
 
 class Busy(Exception):
-    """The conductor holds the node for a moment (409, locked): try again soon."""
+    """The conductor holds the node for a moment (409 with ``Retry-After``, which the API
+    sets on retryable errors such as a locked node): try again soon."""
 
 
 def local_interfaces() -> dict[str, str]:
@@ -83,7 +84,9 @@ class Agent:
         if r.status_code == 401:
             raise SystemExit(f"metalplane-agent: refused: {r.text}")
         if r.status_code in (404, 409) and path.startswith("/v1/heartbeat"):
-            if "locked" in r.text:
+            # the status and the API's retry mark decide, not the wording of the message:
+            # a 409 without Retry-After (the node expects no agent now) is final
+            if r.status_code == 409 and "Retry-After" in r.headers:
                 raise Busy(r.text)
             raise Stop(r.text)
         r.raise_for_status()

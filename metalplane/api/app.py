@@ -167,7 +167,10 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
     async def on_error(request: Request, exc: MetalplaneError) -> JSONResponse:
         if exc.code >= 500:
             LOG.warning("request failed: %s", exc.message)
-        return error_response(exc.code, exc.message, request.url.path)
+        resp = error_response(exc.code, exc.message, request.url.path)
+        if exc.retryable:  # typed, for clients (the agent) that must not parse messages
+            resp.headers.setdefault("Retry-After", "1")
+        return resp
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,6 +1,9 @@
 """JSON views of the models, in the shapes of the OpenStack Bare Metal API v1.
 
-Secrets in ``driver_info`` are always masked here; nothing else renders a node.
+Secrets in ``driver_info`` are always masked here; nothing else renders a node. Config
+drives (the user's in ``instance_info``, the generated one and the agent's copy in
+``driver_internal_info``) may carry passwords in their user data: shown masked, as Ironic
+shows ``instance_info/configdrive``.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ import copy
 import datetime as dt
 from typing import Any
 
-from metalplane.common.secrets import mask_driver_info
+from metalplane.common.secrets import MASK, mask_driver_info
 from metalplane.db.models import Node, Port, Portgroup
 from metalplane.drivers.base import INTERFACE_KINDS, NOOP_INTERFACES
 
@@ -49,6 +52,19 @@ def _links(base: str, kind: str, ident: str) -> list[dict[str, str]]:
             {"href": f"{base}/{kind}/{ident}", "rel": "bookmark"}]
 
 
+def _mask_configdrives(field: str, value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not value:
+        return value
+    out = dict(value)
+    if out.get("configdrive"):
+        out["configdrive"] = MASK
+    cmd = out.get("agent_command")
+    if field == "driver_internal_info" and isinstance(cmd, dict) \
+            and isinstance(cmd.get("params"), dict) and cmd["params"].get("configdrive"):
+        out["agent_command"] = {**cmd, "params": {**cmd["params"], "configdrive": MASK}}
+    return out
+
+
 def node_view(node: Node, base: str, fields: list[str] | None = None,
               driver_defaults: dict[str, str] | None = None,
               conductor: str | None = None) -> dict[str, Any]:
@@ -66,7 +82,9 @@ def node_view(node: Node, base: str, fields: list[str] | None = None,
             continue
         value = getattr(node, f)
         if f in ("driver_info", "driver_internal_info"):
-            value = mask_driver_info(value)
+            value = mask_driver_info(_mask_configdrives(f, value))
+        elif f == "instance_info":
+            value = _mask_configdrives(f, value)
         elif f.endswith("_interface") and value is None and driver_defaults:
             value = driver_defaults.get(f)
         elif isinstance(value, dt.datetime):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import getpass
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,6 +28,7 @@ from metalplane.cli.common import (
 from metalplane.cli.lab import demo, lab_app
 from metalplane.cli.network import network_app, subnet_app, switch_app, vif_app
 from metalplane.cli.output import console, emit, err_console
+from metalplane.cli.wait import WaitTimeout, failed, wait_until_rest
 from metalplane.common.bmc_address import parse_bmc_address
 from metalplane.common.exceptions import MetalplaneError
 
@@ -57,10 +57,6 @@ LONG_COLUMNS = ("uuid", "name", "driver", "power_state", "provision_state",
                 "target_provision_state", "maintenance", "owner", "last_error")
 PORT_COLUMNS = ("uuid", "address", "node_uuid", "pxe_enabled", "physical_network",
                 "local_link_connection")
-RESTING = {"enroll", "manageable", "available", "active", "error", "inspect failed",
-           "clean failed", "deploy failed", "adopt failed", "inspect wait", "clean wait",
-           "wait call-back"}
-FAILED = {"error", "inspect failed", "clean failed", "deploy failed", "adopt failed"}
 
 
 @app.callback()
@@ -275,7 +271,6 @@ def _wait(c: Client, nodes: list[str], timeout: float, what: str) -> None:
     from rich.live import Live
     from rich.table import Table
 
-    deadline = time.monotonic() + timeout
     last: dict[str, dict[str, Any]] = {}
 
     def table() -> Table:
@@ -288,24 +283,25 @@ def _wait(c: Client, nodes: list[str], timeout: float, what: str) -> None:
                       d.get("power_state") or "", (d.get("last_error") or "")[:80])
         return t
 
+    def poll() -> dict[str, dict[str, Any]]:
+        return {n: c.get(f"/v1/nodes/{n}/states") for n in nodes}
+
     with Live(table(), console=err_console, transient=not err_console.is_terminal,
               auto_refresh=False) as live:
-        while True:
-            for n in nodes:
-                last[n] = c.get(f"/v1/nodes/{n}/states")
+        def show(round_: dict[str, dict[str, Any]]) -> None:
+            last.update(round_)
             live.update(table(), refresh=True)
-            if all(d["provision_state"] in RESTING and not d["target_power_state"]
-                   for d in last.values()):
-                break
-            if time.monotonic() > deadline:
-                raise CliError(f"timed out after {timeout:.0f} s waiting for {what}")
-            time.sleep(0.5)
-    failed = [f"{n}: {d['provision_state']}: {d.get('last_error') or 'no error recorded'}"
-              for n, d in last.items() if d["provision_state"] in FAILED]
+
+        try:
+            wait_until_rest(poll, timeout, 0.5, show)
+        except WaitTimeout as exc:
+            raise CliError(f"timed out after {timeout:.0f} s waiting for {what}") from exc
+    bad = [f"{n}: {d['provision_state']}: {d.get('last_error') or 'no error recorded'}"
+           for n, d in last.items() if failed(d)]
     for n, d in last.items():
         console.print(f"node {n} is {d['provision_state']}")
-    if failed:
-        raise CliError("; ".join(failed))
+    if bad:
+        raise CliError("; ".join(bad))
 
 
 def _provision_command(verb: str, doc: str) -> None:

@@ -367,9 +367,13 @@ class Conductor:
         self._run_step(task, "cleaning", task.driver.deploy.clean)
 
     def _do_deploy(self, task: NodeTask) -> None:
-        info = dict(task.node.instance_info or {})
-        info["configdrive"] = self.networking.config_drive(task.node, info.get("configdrive"))
-        task.stage(instance_info=info)
+        # instance_info is what the user asked for and is never overwritten: the drive made
+        # from it goes to driver_internal_info, so a rebuild starts again from the user's
+        # input rather than from the last generated drive.
+        user = (task.node.instance_info or {}).get("configdrive")
+        internal = dict(task.node.driver_internal_info or {})
+        internal[drivers_base.CONFIGDRIVE_KEY] = self.networking.config_drive(task.node, user)
+        task.stage(driver_internal_info=internal)
         self._run_step(task, "provisioning", task.driver.deploy.deploy,
                        finish=self.networking.configure_tenant)
 
@@ -380,7 +384,10 @@ class Conductor:
             self.networking.remove_all_provider_networks(task)
             # as Ironic's tear down: the node's allocation goes with its instance
             db_api.delete_allocation_of_node(self.db, task.node.id)
-            task.save(instance_uuid=None, allocation_id=None, allocation_uuid=None)
+            internal = dict(task.node.driver_internal_info or {})
+            internal.pop(drivers_base.CONFIGDRIVE_KEY, None)  # it went with the instance
+            task.save(instance_uuid=None, allocation_id=None, allocation_uuid=None,
+                      driver_internal_info=internal)
             task.process_event("done")  # deleting -> cleaning
         self._guarded(task, step, "tear down")
         if task.node.provision_state == states.CLEANING:

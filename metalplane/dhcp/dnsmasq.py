@@ -33,7 +33,6 @@ import ipaddress
 import logging
 import os
 import re
-import signal
 import subprocess
 import threading
 import time
@@ -41,6 +40,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+from metalplane.common import process
 from metalplane.common.exceptions import Invalid, MetalplaneError
 
 __all__ = ["DhcpError", "DnsmasqServer", "format_options"]
@@ -154,8 +154,7 @@ class DnsmasqServer:
         errors = self.dir / f"{what}.stderr"
         offset = log.stat().st_size if log.exists() else 0
         with open(errors, "wb") as err_file:
-            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err_file,
-                                    start_new_session=True)
+            proc = process.spawn(cmd, stdout=subprocess.DEVNULL, stderr=err_file)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -305,16 +304,8 @@ class DnsmasqServer:
         if proc is None or proc.poll() is not None:
             return
         pid = _read_pid(pid_file)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        if pid:  # under `ip netns exec` the pid file names dnsmasq itself
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        # under `ip netns exec` the pid file names dnsmasq itself
+        process.stop(proc, grace=10, also=[pid] if pid else [])
 
 
 def _lease_kept(line: str, known: set[str], gone: set[str]) -> bool:

@@ -30,6 +30,7 @@ from metalplane.common.exceptions import BMCError, Invalid
 
 __all__ = [
     "BOOT_DEVICES",
+    "CONFIGDRIVE_KEY",
     "INTERFACE_KINDS",
     "NOOP_INTERFACES",
     "POWER_OFF",
@@ -57,6 +58,9 @@ REBOOT = "rebooting"
 POWER_TARGETS = (POWER_ON, POWER_OFF, REBOOT)
 BOOT_DEVICES = ("pxe", "disk", "cdrom", "bios")
 INTERFACE_KINDS = ("power", "management", "boot", "deploy", "inspect", "bios")
+# ``driver_internal_info`` key of the config drive the conductor generates for a deploy
+# (the user's own, if any, stays in ``instance_info/configdrive``: spec and status apart).
+CONFIGDRIVE_KEY = "configdrive"
 # Ironic's interfaces that every hardware type here supports only as a no-op: the node
 # field ``<kind>_interface`` takes just this name (the default), and nothing is loaded.
 NOOP_INTERFACES = {"rescue": "no-rescue", "console": "no-console", "vendor": "no-vendor",

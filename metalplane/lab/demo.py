@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -32,10 +31,12 @@ from rich.console import Console
 from rich.table import Table
 
 from metalplane.cli.client import ApiError, Client
+from metalplane.cli.wait import WaitTimeout, rests, wait_until_rest
+from metalplane.common import process
 from metalplane.common.bmc_address import parse_bmc_address
 from metalplane.lab import lab
 from metalplane.lab.rack import LabError, reaches, run
-from metalplane.lifecycle.states import FAILED_STATES, RESTING_STATES
+from metalplane.lifecycle.states import FAILED_STATES
 
 __all__ = ["Demo", "DemoError"]
 
@@ -198,11 +199,10 @@ class Demo:
                "METALPLANE_DEPLOY_CALLBACK_TIMEOUT": "180"}
         log = state / "logs" / "server.log"
         with open(log, "ab") as out:
-            self.server = subprocess.Popen(
+            self.server = process.spawn(
                 [sys.executable, "-m", "metalplane.cli.main", "server", "--port", str(self.port),
                  "--data-dir", str(state / "server"), "--conductor-hostname", "demo"],
-                env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
+                env=env, stdout=out, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{self.port}"
         client = self.client = Client(url, timeout=30)
         deadline = time.monotonic() + 30
@@ -273,10 +273,10 @@ class Demo:
     def _wait(self, c: Client, names: list[str], want: str, what: str) -> None:
         """Poll until every node rests; print each state change. Raises DemoError when
         one fails or the phase times out."""
-        deadline = time.monotonic() + self.timeout
         seen: dict[str, str] = {}
         wanted = set(names)
-        while True:
+
+        def poll() -> dict[str, dict[str, Any]]:
             # one list call a round, not one GET per node: the server's work stays the
             # same whatever the number of nodes waited on (the demo's server holds only
             # the demo's nodes; the CLI's --wait, often for one node of many, asks per node)
@@ -285,21 +285,23 @@ class Demo:
             missing = wanted - set(nodes)
             if missing:
                 raise DemoError(f"{what}: node(s) {', '.join(sorted(missing))} are gone")
+            return nodes
+
+        def show(nodes: dict[str, dict[str, Any]]) -> None:
             for n, d in nodes.items():
                 state = d["provision_state"] + (f" → {d['target_provision_state']}"
                                                  if d.get("target_provision_state") else "")
                 if seen.get(n) != state:
                     seen[n] = state
                     self.say(f"{n}: {state}")
-            if all(d["provision_state"] in RESTING_STATES and not d["target_power_state"]
-                   for d in nodes.values()):
-                break
-            if time.monotonic() > deadline:
-                raise DemoError(f"{what} did not finish in {self.timeout:.0f}s: "
-                                + ", ".join(f"{n} {s}" for n, s in seen.items()),
-                                [n for n, d in nodes.items()
-                                 if d["provision_state"] not in RESTING_STATES])
-            time.sleep(1.0)  # a display; the server need not answer faster
+
+        try:
+            # 1 s: a display; the server need not answer faster
+            nodes = wait_until_rest(poll, self.timeout, 1.0, show)
+        except WaitTimeout as exc:
+            raise DemoError(f"{what} did not finish in {self.timeout:.0f}s: "
+                            + ", ".join(f"{n} {s}" for n, s in seen.items()),
+                            [n for n, d in exc.nodes.items() if not rests(d)]) from exc
         failed = {n: d for n, d in nodes.items() if d["provision_state"] in FAILED_STATES
                   or d["provision_state"] != want}
         for n, d in failed.items():
@@ -499,13 +501,7 @@ class Demo:
         t0 = time.monotonic()
         if self.client is not None:
             self.client.close()
-        if self.server is not None and self.server.poll() is None:
-            os.killpg(self.server.pid, signal.SIGTERM)
-            try:
-                self.server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.server.pid, signal.SIGKILL)
-                self.server.wait(timeout=10)
+        process.stop(self.server, grace=20)
         if self.spec:  # built by this run (a failed `up` removes what it built itself)
             lab.down(self.name, quiet=True)
             self.say(f"rack removed ({time.monotonic() - t0:.1f}s)")

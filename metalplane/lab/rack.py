@@ -24,6 +24,8 @@ from typing import Any
 
 import httpx
 
+from metalplane.common import process
+
 __all__ = ["LabError", "Switch", "add_nic", "dhclient_once", "disable_offload", "free_port",
            "kill_mentioning", "netns_exec", "reaches", "remove_prefixed", "run", "wait_http"]
 
@@ -142,8 +144,7 @@ def _spawn(cmd: list[str], env: dict[str, str] | None, log: Path) -> subprocess.
     """Start a lab daemon in its own session, output appended to ``log``."""
     with open(log, "ab") as out:
         try:
-            proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = process.spawn(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
         except FileNotFoundError:
             raise LabError(f"{cmd[0]} is not installed (run scripts/setup.sh)") from None
     _CHILDREN.append(proc)

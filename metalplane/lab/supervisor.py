@@ -43,7 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from metalplane.agent import configdrive
-from metalplane.lab.rack import dhclient_once, kill_pids, netns_exec, run
+from metalplane.common import process
+from metalplane.lab.rack import dhclient_once, netns_exec, run
 
 LOG = logging.getLogger("metalplane.lab.supervisor")
 EXT4_MAGIC_OFFSET = 1080  # s_magic in the superblock at 1024 (ext4(5))
@@ -172,9 +173,7 @@ class Supervisor:
     # ----------------------------------------------------------------- power off
     def _shutdown(self, node: Node) -> None:
         if node.agent is not None:
-            kill_pids([node.agent.pid])
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                node.agent.wait(timeout=5)
+            process.stop(node.agent, grace=5)  # with its group: a qemu-img it started too
             node.agent = None
         run("ip", "-n", node.ns, "addr", "flush", "dev", "eth0", check=False)
         run("ip", "-n", node.ns, "route", "flush", "table", "main", check=False)
@@ -241,12 +240,11 @@ class Supervisor:
         work = self.state_dir / "agent" / node.name
         work.mkdir(parents=True, exist_ok=True)
         with open(self.state_dir / "logs" / f"{node.name}-agent.log", "ab") as out:
-            node.agent = subprocess.Popen(
+            node.agent = process.spawn(
                 netns_exec(node.ns, sys.executable, "-m", "metalplane.agent.main",
                            f"--api-url={api.group(1)}", f"--token={token.group(1)}",
                            f"--disk={node.disk}", f"--work-dir={work}", "--lldp-wait=10"),
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
+                stdout=out, stderr=subprocess.STDOUT)
         node.set_state("agent", f"metalplane-agent (pid {node.agent.pid}) talking to "
                        f"{api.group(1)}")
 

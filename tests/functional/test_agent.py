@@ -20,6 +20,7 @@ import pytest
 
 from metalplane.agent import configdrive, image
 from metalplane.db import api as db_api
+from metalplane.lifecycle.states import FAILED_STATES
 from tests.helpers.peers import stop_process
 from tests.helpers.rack import Host, Rack, rack
 from tests.helpers.server import RunningServer, running_server
@@ -125,7 +126,7 @@ def drive(lab: Lab, name: str, verb: str, want: str, host: Host, disk: Path,
           agent: bool = True) -> dict[str, Any]:
     assert lab.server.provision(name, verb).status_code == 202
     proc = lab.boot_agent(name, host, disk) if agent else None
-    node = wait(lab, name, {want, "deploy failed", "clean failed", "inspect failed"}, proc)
+    node = wait(lab, name, {want, *FAILED_STATES}, proc)
     assert node["provision_state"] == want, node["last_error"]
     if proc is not None:
         out, _ = proc.communicate(timeout=30)

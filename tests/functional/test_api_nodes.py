@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from metalplane.db import api as db_api
 from tests.helpers.server import RunningServer
 
 
@@ -180,6 +181,7 @@ def test_locked_node_answers_409_with_holder_and_purpose(server: RunningServer) 
     with server.conductor.acquire("busy", "a long firmware update"):
         r = server.provision("busy", "manage")
         assert r.status_code == 409
+        assert r.headers["Retry-After"] == "1"  # retryable: what the agent decides on
         msg = error_of(r)
         assert "locked by host test-conductor for a long firmware update" in msg
         r = server.http.patch("/v1/nodes/busy", json=[{"op": "add", "path": "/extra/a",
@@ -197,6 +199,7 @@ def test_delete_refused_while_active(server: RunningServer) -> None:
         server.wait_state("act", state)
     r = server.http.delete("/v1/nodes/act")
     assert r.status_code == 409 and "active" in error_of(r)
+    assert "Retry-After" not in r.headers  # trying again will not help
     assert server.node("act")["provision_state"] == "active"
 
 
@@ -296,3 +299,50 @@ def test_unknown_path_uses_error_format(server: RunningServer) -> None:
     r = server.http.get("/v1/nothing-here")
     assert r.status_code == 404
     assert error_of(r)
+
+
+def test_generated_config_drive_leaves_the_users_instance_info_alone(
+        server: RunningServer) -> None:
+    """Spec and status apart (issue #16 item 4): the config drive the conductor generates
+    lives in driver_internal_info; instance_info stays exactly what the user gave, a
+    rebuild regenerates the drive from that, and the API shows no config drive contents."""
+    db = server.service.db
+    server.create_node(name="cd", instance_info={"image_source": "file:///img"})
+    for verb, state in (("manage", "manageable"), ("provide", "available")):
+        assert server.provision("cd", verb).status_code == 202
+        server.wait_state("cd", state)
+    secret = "Cl0ud-Init-Pw"
+    user = {"meta_data": {"role": "web"},
+            "user_data": f"#cloud-config\npassword: {secret}\n"}
+    r = server.http.put("/v1/nodes/cd/states/provision",
+                        json={"target": "deploy", "configdrive": user})
+    assert r.status_code == 202, r.text
+    server.wait_state("cd", "active")
+    node = db_api.get_node(db, "cd")
+    assert node.instance_info == {"image_source": "file:///img", "configdrive": user}
+    drive = node.driver_internal_info["configdrive"]
+    assert drive["meta_data"]["role"] == "web"
+    assert drive["meta_data"]["hostname"] == "cd"
+    assert drive["user_data"] == user["user_data"]
+    shown = server.http.get("/v1/nodes/cd")
+    assert secret not in shown.text
+    assert shown.json()["instance_info"]["configdrive"] == "******"
+    assert shown.json()["driver_internal_info"]["configdrive"] == "******"
+
+    # a rebuild starts from the user's input: the generated hostname follows the new name
+    # (a drive regenerated from the previous generated one would keep "cd")
+    r = server.http.patch("/v1/nodes/cd", json=[{"op": "replace", "path": "/name",
+                                                 "value": "cd2"}])
+    assert r.status_code == 200, r.text
+    assert server.provision("cd2", "rebuild").status_code == 202
+    server.wait_state("cd2", "active")
+    node = db_api.get_node(db, "cd2")
+    assert node.instance_info == {"image_source": "file:///img", "configdrive": user}
+    drive = node.driver_internal_info["configdrive"]
+    assert drive["meta_data"]["hostname"] == "cd2"
+    assert drive["meta_data"]["role"] == "web"
+
+    # tear down: the generated drive goes with the instance
+    assert server.provision("cd2", "undeploy").status_code == 202
+    server.wait_state("cd2", "available")
+    assert "configdrive" not in db_api.get_node(db, "cd2").driver_internal_info

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -23,20 +22,13 @@ from typing import Any
 
 import httpx
 
+from metalplane.common import process
 from metalplane.lab.lab import emulator_command, write_emulator_config
 from metalplane.lab.rack import free_port, wait_http
 
 
 def stop_process(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+    process.stop(proc)
 
 
 @dataclass
@@ -65,8 +57,7 @@ def sushy_emulator(tmp: Path, count: int = 3, notify_url: str | None = None
     write_emulator_config(cfg, port, tmp / "emulator-state", systems,
                           notify_url or "http://127.0.0.1:9")
     log = open(tmp / "emulator.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(emulator_command(cfg), stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = process.spawn(emulator_command(cfg), stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/redfish/v1/Systems", proc, tmp / "emulator.log", "sushy-emulator")
@@ -153,8 +144,8 @@ def fake_ipmi_bmc(tmp: Path) -> Iterator[FakeBmc]:
     script.write_text(FAKE_BMC)
     state = tmp / "bmc-state.json"
     log = open(tmp / "fakebmc.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, str(script), str(port), str(state)], stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = process.spawn([sys.executable, str(script), str(port), str(state)], stdout=log,
+                         stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 15
         while not state.exists():

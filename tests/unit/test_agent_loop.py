@@ -4,11 +4,18 @@ against a real server."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
 
 from metalplane.agent.main import Agent
+
+
+def ironic_error(message: str) -> dict[str, str]:
+    """The API's error body (Ironic's shape)."""
+    return {"error_message": json.dumps({"faultstring": message, "faultcode": "Client",
+                                         "debuginfo": None})}
 
 
 def run_against(tmp_path: Path, answers: list[httpx.Response]) -> tuple[int, list[float]]:
@@ -35,9 +42,20 @@ def run_against(tmp_path: Path, answers: list[httpx.Response]) -> tuple[int, lis
 def test_a_beat_refused_because_the_node_is_locked_is_tried_again_soon(
         tmp_path: Path) -> None:
     code, waits = run_against(tmp_path, [
-        httpx.Response(409, json={"error": "Node n-1 is locked by host c1 (reboot)"}),
+        httpx.Response(409, headers={"Retry-After": "1"}, json=ironic_error("busy")),
         httpx.Response(200, json={"command": None, "heartbeat_interval": 10}),
         httpx.Response(404, json={"error": "node n-1 is not waiting for an agent"}),
     ])
     assert code == 0  # the 404: the node no longer needs it
     assert waits == [1.0, 10.0]  # soon after "locked", the interval after a plain beat
+
+
+def test_a_conflict_without_the_retry_mark_ends_the_agent(tmp_path: Path) -> None:
+    """The word "locked" in a message does not make a 409 retryable; only the API's
+    Retry-After mark does."""
+    code, waits = run_against(tmp_path, [
+        httpx.Response(409, json=ironic_error("node n-1 is locked out: it is active; it "
+                                              "expects no agent now")),
+    ])
+    assert code == 0  # stopped at once: the node no longer expects it
+    assert waits == []

@@ -142,13 +142,15 @@ class AgentDeploy(base.DeployInterface):
     def deploy(self, task: base.Task) -> str | None:
         self.validate_deploy(task)
         info = task.node.instance_info or {}
+        internal = task.node.driver_internal_info or {}
         image = cache_image(self.settings.data_dir / "images", str(info["image_source"]),
                             str(info["image_checksum"]), info.get("image_os_hash_algo"))
         params = {
             "image_url": f"{boot_url(self.settings)}/images/{image.name}",
             "image_size": image.size, "checksum_algo": image.algo, "checksum": image.checksum,
             "disk_format": info.get("image_disk_format", "raw"),
-            "configdrive": info.get("configdrive") or {},
+            # the drive the conductor generated from the user's input (not the input itself)
+            "configdrive": internal.get(base.CONFIGDRIVE_KEY) or {},
         }
         boot_ramdisk(task, "deploy", params)
         return "wait"
