@@ -688,24 +688,29 @@ class _NonFinite(float):
     name = "NaN"
 
 
-def _first_bad_value(value: Any, path: str = "") -> tuple[str, str] | None:
-    """``(path, problem)`` of the first non-finite number, or string or key holding a lone
+def _first_bad_value(doc: Any) -> tuple[str, str] | None:
+    """``(path, problem)`` of a non-finite number, or a string or key holding a lone
     UTF-16 surrogate (no UTF-8 store or answer can carry one, RFC 8259 section 8.2), in
-    ``value``; the path reads ``extra/key/0`` with unprintable characters escaped."""
-    if isinstance(value, _NonFinite):
-        return path, f"{value.name} is not a JSON number"
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return path, "a lone UTF-16 surrogate is not valid Unicode text"
-        return None
-    items = value.items() if isinstance(value, dict) else (
-        enumerate(value) if isinstance(value, list) else ())
-    for k, v in items:
-        where = f"{path}/{printable(str(k))}" if path else printable(str(k))
-        if found := _first_bad_value(str(k), where) or _first_bad_value(v, where):
-            return found
+    ``doc``; the path reads ``extra/key/0`` with unprintable characters escaped. Walks
+    with its own stack, so no nesting depth can exhaust Python's."""
+    stack: list[tuple[str, Any]] = [("", doc)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, _NonFinite):
+            return path, f"{value.name} is not a JSON number"
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return path, "a lone UTF-16 surrogate is not valid Unicode text"
+            continue
+        items = value.items() if isinstance(value, dict) else (
+            enumerate(value) if isinstance(value, list) else ())
+        children = []
+        for k, v in items:
+            where = f"{path}/{printable(str(k))}" if path else printable(str(k))
+            children += [(where, str(k)), (where, v)]
+        stack.extend(reversed(children))  # depth first, in document order
     return None
 
 
@@ -788,6 +793,8 @@ def _json_problem(body: bytes) -> str | None:
         doc = json.loads(body, parse_constant=constant)
     except ValueError as exc:  # JSONDecodeError, bad UTF-8
         return f"body is not valid JSON: {exc}"
+    except RecursionError:  # FastAPI's own parse would fail the same way: a 500
+        return "body is nested too deeply"
     if constants or _SURROGATE.search(body):
         found = _first_bad_value(doc)
         if found:

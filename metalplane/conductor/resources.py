@@ -7,6 +7,7 @@ before they reach the store.
 
 from __future__ import annotations
 
+import copy
 import re
 import uuid as uuidlib
 from collections.abc import Callable
@@ -48,6 +49,10 @@ NODE_READONLY_FIELDS = frozenset({
     "inspection_started_at", "inspection_finished_at", "last_error", "links", "ports",
     "portgroups", "states", "conductor", "allocation_uuid",
 })
+# What a node field removed or set to null by a PATCH goes back to (the others: null).
+NODE_DEFAULTS: dict[str, Any] = {"conductor_group": "", "maintenance": False, "traits": [],
+                                 "driver_info": {}, "properties": {}, "instance_info": {},
+                                 "extra": {}}
 DELETE_ALLOWED = frozenset({states.ENROLL, states.MANAGEABLE, states.AVAILABLE,
                             states.ADOPT_FAILED, states.INSPECT_FAILED, states.CLEAN_FAILED})
 
@@ -194,8 +199,11 @@ class NodeResources:
             except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
                 raise Invalid(f"patch does not apply: {exc}") from None
             for key in NODE_CREATE_FIELDS - new.keys():  # removed: back to its default
-                new[key] = "" if key == "conductor_group" else None
+                new[key] = None
             new = check(new)
+            for key, default in NODE_DEFAULTS.items():  # null where the store takes none
+                if new.get(key) is None:
+                    new[key] = copy.deepcopy(default)
             old_info = node.driver_info or {}
             info = dict(new.get("driver_info") or {})
             for k, v in list(info.items()):

@@ -192,3 +192,25 @@ def test_ovn_vtep_keys_of_1_90_go_together(server: RunningServer) -> None:
         "local_link_connection": {"port_id": "p1", "vtep-logical-switch": "ls1"}})
     assert r.status_code == 400 and "vtep-physical-switch" in error_of(r)
     assert len(server.http.get("/v1/ports").json()["ports"]) == 1
+
+
+def test_removing_or_nulling_a_field_resets_it_to_its_default(server: RunningServer) -> None:
+    server.create_node(name="rm", maintenance=True, maintenance_reason="x", extra={"a": 1},
+                       conductor_group="g1", traits=["CUSTOM_A"], description="d")
+    for path in ("/maintenance", "/extra", "/conductor_group", "/traits", "/description"):
+        r = server.http.patch("/v1/nodes/rm", json=[{"op": "remove", "path": path}])
+        assert r.status_code == 200, (path, r.text)
+    r = server.http.patch("/v1/nodes/rm", json=[{"op": "replace", "path": "/properties",
+                                                 "value": None}])
+    assert r.status_code == 200, r.text
+    node = server.node("rm")
+    assert (node["maintenance"], node["extra"], node["conductor_group"], node["traits"],
+            node["description"], node["properties"]) == (False, {}, "", [], None, {})
+
+
+def test_a_body_nested_too_deeply_is_400(server: RunningServer) -> None:
+    for path in ("/v1/nodes", "/v1/heartbeat/x", "/v2.0/networks"):
+        r = post_raw(server, path, b"[" * 100000)
+        assert r.status_code == 400, (path, r.status_code, r.text[:200])
+        assert "nested too deeply" in r.text
+    assert node_count(server) == 0

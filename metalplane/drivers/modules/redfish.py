@@ -18,8 +18,9 @@ Ironic's do: a BMC takes seconds to change power, and each poll is a new HTTP co
 
 Every exchange is bounded: TCP connect within ``settings.bmc_connect_timeout`` and each
 read of the answer within ``settings.bmc_read_timeout`` (sushy's ``Connector`` passes them to
-requests as its ``(connect, read)`` timeout). Each attempt holds one of the BMC address's
-``bmc_max_concurrent_calls`` slots (:func:`base.bmc_slot`). Connecting (sushy reads the
+requests as its ``(connect, read)`` timeout). Each attempt holds one of the system's
+``bmc_max_concurrent_calls`` slots (:func:`base.bmc_slot`, keyed by service address and
+system id). Connecting (sushy reads the
 service root, and may log in) is serialised per connection key, never across BMCs.
 """
 
@@ -227,8 +228,13 @@ def _refresh(task: base.Task, settings: Any, system: Any) -> None:
 
 
 def _address(task: base.Task) -> str:
-    """The BMC address of the task's node (the key of its call slots)."""
-    return str(parse_driver_info(task.driver_info)["address"])
+    """The key of the task's node's call slots: its Redfish service and system, so the
+    systems behind one service (a chassis manager, an emulator) do not share two slots."""
+    return _slot_key(parse_driver_info(task.driver_info))
+
+
+def _slot_key(info: dict[str, Any]) -> str:
+    return f"{info['address']} {info['system_id']}"
 
 
 def _fetch(task: base.Task, settings: Any) -> Any:
@@ -245,7 +251,7 @@ def _fetch(task: base.Task, settings: Any) -> Any:
 
     return base.bmc_call(settings, f"Redfish: reaching system of node {task.node.uuid} at "
                          f"{info['address']}", get, _TRANSIENT, _PERMANENT,
-                         bmc=info["address"])
+                         bmc=_slot_key(info))
 
 
 def _power_of(system: Any) -> str:
