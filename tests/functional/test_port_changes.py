@@ -11,7 +11,12 @@ import pytest
 
 from metalplane.lab.rack import run
 from tests.functional.test_networking import (
-    PARKING, SWITCH_ID, attach, drive, networked, tenant_network,
+    PARKING,
+    SWITCH_ID,
+    attach,
+    drive,
+    networked,
+    tenant_network,
 )
 from tests.helpers.rack import Rack
 from tests.helpers.server import RunningServer
