@@ -21,7 +21,7 @@ from metalplane.db import api as db_api
 from metalplane.db.models import Node, Port, Portgroup
 from metalplane.drivers import base as drivers_base
 from metalplane.lifecycle import states
-from metalplane.lifecycle.networking import NETWORK_INTERFACES
+from metalplane.lifecycle.networking import NETWORK_INTERFACES, TENANT_KEY
 
 __all__ = ["NodeResources", "normalize_mac"]
 
@@ -369,8 +369,21 @@ class NodeResources:
             return db_api.update_row(self.db, Port, port.id, values, "port")  # type: ignore[no-any-return]
 
     def delete_port(self, ident: str) -> None:
+        """Delete a port under its node's lock, as Ironic's ``destroy_port``: a port with a
+        VIF is refused (409) unless the node is in maintenance; its network ports' switch
+        ports are released first (:meth:`NodeNetworking.port_deleted`). Raises
+        :class:`NodeLocked`, :class:`InvalidState`, :class:`NotFound`."""
         port = db_api.get_port(self.db, ident)
-        db_api.delete_row(self.db, Port, port.id)
+        node = db_api.node_by_id(self.db, port.node_id)
+        with self.c.acquire(node.uuid, "port deletion") as task:
+            port = db_api.get_port(self.db, port.uuid)
+            vif = (port.internal_info or {}).get(TENANT_KEY)
+            if vif and not task.node.maintenance:
+                raise InvalidState(f"Cannot delete the port {port.uuid} as it is bound to "
+                                   f"VIF {vif} for use (detach the VIF first, or set "
+                                   "maintenance mode)")
+            self.c.networking.port_deleted(task, port.id)
+            db_api.delete_row(self.db, Port, port.id)
 
     # ---------------------------------------------------------------- portgroups
     PG_FIELDS = frozenset({"address", "node_uuid", "name", "mode", "properties",

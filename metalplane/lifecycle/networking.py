@@ -388,6 +388,43 @@ class NodeNetworking:
                 setattr(pg, key, value)
         self._apply_wiring(task, (ports, groups), [])
 
+    def port_deleted(self, task: Any, port_id: int) -> None:
+        """Before node port ``port_id`` is deleted (under the node's lock): release the
+        network ports it carries (a VIF is unbound and stays attached to nothing, a
+        provider-network port is deleted; their switch ports are parked), those of its
+        portgroup if it is the last member, and rebuild its portgroup's bond without it."""
+        node = task.node
+        if self.interface(node) == "noop":
+            return
+        ports, groups = self._objects(node)
+        port = next(p for p in ports if p.id == port_id)
+        rest = [p for p in ports if p.id != port_id]
+        pg = next((g for g in groups if g.id == port.portgroup_id), None)
+        carriers: list[Attachable] = [port]
+        if pg is not None and not any(p.portgroup_id == pg.id for p in rest):
+            carriers.append(pg)
+        for obj in carriers:
+            self._drop_network_ports(obj)
+        if pg is not None and pg not in carriers:
+            self._apply_wiring(task, (rest, groups), [])
+
+    def _drop_network_ports(self, obj: Attachable) -> None:
+        for key, np_id in self._switch_keys(obj).items():
+            try:
+                np = self.plugin.get_port(np_id)
+            except NotFound:
+                np = None
+            if np is not None and key == TENANT_KEY:
+                if np.binding_vif_type != "unbound":
+                    self._release([np])
+            elif np is not None:
+                net = self.plugin.get_network(np.network_id)
+                dhcp_key = self.dhcp.serves(net.name, net.id)
+                if dhcp_key:
+                    self.dhcp.remove(dhcp_key, np.mac_address)
+                self.plugin.delete_port(np.id)  # unbinds (parks) a bound one first
+            self._drop_key(obj, key)
+
     def _apply_wiring(self, task: Any, objects: tuple[list[Port], list[Portgroup]],
                       moves: list[tuple[Attachable, Attachable, dict[str, str]]]) -> None:
         """Rebind every network port whose switch ports differ in ``objects`` (the node's
