@@ -17,6 +17,7 @@ from tests.functional.test_networking import (
     drive,
     networked,
     tenant_network,
+    wait_for,
 )
 from tests.helpers.rack import Rack
 from tests.helpers.server import RunningServer
@@ -73,7 +74,7 @@ def test_moving_the_cable_of_an_active_node_moves_its_vlan(tmp_path: Path) -> No
         eth0, eth1 = r.hosts["mv"].nics["eth0"], r.hosts["mv"].nics["eth1"]
         vif = active_on(server, "mv", net)
         assert r.ovs.tag(eth0) == vlan and r.ovs.tag(eth1) != vlan
-        assert r.hosts["mv"].reaches("10.66.0.40")
+        wait_for(lambda: r.hosts["mv"].reaches("10.66.0.40", tries=1), timeout=20)
 
         # Ironic's rule: an active node's wiring changes only in maintenance
         resp = patch(server, "ports", port["uuid"], "/local_link_connection", llc(eth1))
@@ -105,13 +106,23 @@ def test_moving_the_cable_of_an_active_node_moves_its_vlan(tmp_path: Path) -> No
         run("ip", "-n", ns, "addr", "del", "10.66.0.31/24", "dev", "eth0")
         run("ip", "-n", ns, "addr", "add", "10.66.0.31/24", "dev", "eth1")
         run("ip", "-n", ns, "link", "set", "eth0", "down")
-        assert r.hosts["mv"].reaches("10.66.0.40")
+        wait_for(lambda: r.hosts["mv"].reaches("10.66.0.40", tries=1), timeout=20)
 
         # the switch knows who owns what: a sync changes nothing
         assert server.http.post("/v1/switches/sync").json()["repairs"] == []
+
+        # a port with a VIF is not deleted outside maintenance; in maintenance its VIF is
+        # unbound first, so no switch port stays on the tenant VLAN
         maintenance(server, "mv", False)
-        drive(server, ["mv"], "undeploy", "available")
+        resp = server.http.delete(f"/v1/ports/{port['uuid']}")
+        assert resp.status_code == 409 and vif in resp.text, resp.text
+        assert r.ovs.tag(eth1) == vlan
+        maintenance(server, "mv", True)
+        assert server.http.delete(f"/v1/ports/{port['uuid']}").status_code == 204
         assert r.ovs.tag(eth1) == PARKING and r.ovs.tag(eth0) == PARKING
+        assert server.http.get(f"/v2.0/ports/{vif}").json()["port"]["binding:vif_type"] \
+            == "unbound"
+        assert server.http.get("/v1/nodes/mv/vifs").json()["vifs"] == []
 
 
 def test_a_new_portgroup_on_an_active_node_becomes_a_bond(tmp_path: Path) -> None:
@@ -154,6 +165,12 @@ def test_a_new_portgroup_on_an_active_node_becomes_a_bond(tmp_path: Path) -> Non
             resp = patch(server, "portgroups", pg["uuid"], "/name", "bd-other")
             assert resp.status_code == 409, resp.text
         assert server.http.get(f"/v1/portgroups/{pg['uuid']}").json()["name"] == "bd-bond"
+
+        # a member leaves for good: the bond is rebuilt without it
+        assert server.http.delete(f"/v1/ports/{p1['uuid']}").status_code == 204
+        assert "bd-bond" not in r.ovs.vsctl("list-ports", r.ovs.bridge).split()
+        assert r.ovs.tag(r.hosts["bd"].nics["eth0"]) == vlan
+        assert r.ovs.tag(r.hosts["bd"].nics["eth1"]) == PARKING
 
         maintenance(server, "bd", False)
         drive(server, ["bd"], "undeploy", "available")
