@@ -94,6 +94,16 @@ def test_moving_the_cable_of_an_active_node_moves_its_vlan(tmp_path: Path) -> No
             "local_link_connection"]["port_id"] == eth0
         assert r.ovs.tag(eth0) == vlan and r.ovs.tag(eth1) != vlan
 
+        # a switch port that does not exist: the switch refuses, the old binding stays
+        resp = patch(server, "ports", port["uuid"], "/local_link_connection", llc("ghost"))
+        assert resp.status_code == 503 and "ghost" in resp.text, resp.text
+        assert server.http.get(f"/v1/ports/{port['uuid']}").json()[
+            "local_link_connection"]["port_id"] == eth0
+        assert r.ovs.tag(eth0) == vlan
+        bound = server.http.get(f"/v2.0/ports/{vif}").json()["port"]
+        assert bound["status"] == "ACTIVE"
+        assert bound["binding:profile"]["local_link_information"][0]["port_id"] == eth0
+
         # the cable moves to the other switch port: the VLAN follows it
         resp = patch(server, "ports", port["uuid"], "/local_link_connection", llc(eth1))
         assert resp.status_code == 200, resp.text
