@@ -451,8 +451,20 @@ class NodeResources:
             return db_api.update_row(self.db, Portgroup, pg.id, values, "portgroup")  # type: ignore[no-any-return]
 
     def delete_portgroup(self, ident: str) -> None:
+        """Delete a portgroup under its node's lock (its ports stay, standalone): one with a
+        VIF is refused (409) unless the node is in maintenance, as a port's; its bond is
+        released first (:meth:`NodeNetworking.portgroup_deleted`)."""
         pg = db_api.get_portgroup(self.db, ident)
-        db_api.delete_row(self.db, Portgroup, pg.id)
+        node = db_api.node_by_id(self.db, pg.node_id)
+        with self.c.acquire(node.uuid, "portgroup deletion") as task:
+            pg = db_api.get_portgroup(self.db, pg.uuid)
+            vif = (pg.internal_info or {}).get(TENANT_KEY)
+            if vif and not task.node.maintenance:
+                raise InvalidState(f"Cannot delete the portgroup {pg.uuid} as it is bound to "
+                                   f"VIF {vif} for use (detach the VIF first, or set "
+                                   "maintenance mode)")
+            self.c.networking.portgroup_deleted(task, pg.id)
+            db_api.delete_row(self.db, Portgroup, pg.id)
 
     @staticmethod
     def _patched(doc: dict[str, Any], patch: Any, what: str,

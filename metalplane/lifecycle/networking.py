@@ -408,6 +408,14 @@ class NodeNetworking:
         if pg is not None and pg not in carriers:
             self._apply_wiring(task, (rest, groups), [])
 
+    def portgroup_deleted(self, task: Any, pg_id: int) -> None:
+        """Before portgroup ``pg_id`` is deleted (its ports stay, standalone): release the
+        network ports it carries (the bond is unbound and its switch ports parked)."""
+        if self.interface(task.node) == "noop":
+            return
+        _ports, groups = self._objects(task.node)
+        self._drop_network_ports(next(g for g in groups if g.id == pg_id))
+
     def _drop_network_ports(self, obj: Attachable) -> None:
         for key, np_id in self._switch_keys(obj).items():
             try:

@@ -176,6 +176,13 @@ def test_a_new_portgroup_on_an_active_node_becomes_a_bond(tmp_path: Path) -> Non
             assert resp.status_code == 409, resp.text
         assert server.http.get(f"/v1/portgroups/{pg['uuid']}").json()["name"] == "bd-bond"
 
+        # the bond cannot be deleted with its VIF outside maintenance
+        maintenance(server, "bd", False)
+        resp = server.http.delete(f"/v1/portgroups/{pg['uuid']}")
+        assert resp.status_code == 409 and vif in resp.text, resp.text
+        assert r.ovs.tag("bd-bond") == vlan
+        maintenance(server, "bd", True)
+
         # a member leaves for good: the bond is rebuilt without it
         assert server.http.delete(f"/v1/ports/{p1['uuid']}").status_code == 204
         assert "bd-bond" not in r.ovs.vsctl("list-ports", r.ovs.bridge).split()
