@@ -15,14 +15,14 @@ from typing import Any
 
 import jsonpatch
 
-from metalplane.common.exceptions import Conflict, Invalid, NotFound
+from metalplane.common.exceptions import Conflict, Invalid, InvalidState, NotFound
 from metalplane.common.secrets import MASK
 from metalplane.conductor.manager import Conductor
 from metalplane.db import api as db_api
 from metalplane.db.models import Node, Port, Portgroup
 from metalplane.drivers import base as drivers_base
 from metalplane.lifecycle import states
-from metalplane.lifecycle.networking import NETWORK_INTERFACES
+from metalplane.lifecycle.networking import NETWORK_INTERFACES, TENANT_KEY
 
 __all__ = ["NodeResources", "normalize_mac"]
 
@@ -53,6 +53,10 @@ NODE_READONLY_FIELDS = frozenset({
 NODE_DEFAULTS: dict[str, Any] = {"conductor_group": "", "maintenance": False, "traits": [],
                                  "driver_info": {}, "properties": {}, "instance_info": {},
                                  "extra": {}}
+# Ironic's update_port: where a port's wiring may change outside maintenance
+PORT_CHANGE_STATES = (states.ENROLL, states.INSPECTING, states.INSPECT_WAIT, states.MANAGEABLE)
+CONNECTIVITY_FIELDS = frozenset({"portgroup_id", "pxe_enabled", "local_link_connection",
+                                 "physical_network"})
 DELETE_ALLOWED = frozenset({states.ENROLL, states.MANAGEABLE, states.AVAILABLE,
                             states.ADOPT_FAILED, states.INSPECT_FAILED, states.CLEAN_FAILED})
 
@@ -62,6 +66,12 @@ Check = Callable[[dict[str, Any]], dict[str, Any]]
 
 def _unchecked(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
+
+
+def _changed(row: Any, values: dict[str, Any]) -> set[str]:
+    """The keys of ``values`` that differ from ``row`` (an unset object field is ``{}``)."""
+    return {k for k, v in values.items()
+            if (getattr(row, k) if not isinstance(v, dict) else getattr(row, k) or {}) != v}
 
 
 def normalize_mac(value: Any, field: str = "address") -> str:
@@ -328,14 +338,60 @@ class NodeResources:
 
     def update_port(self, ident: str, patch: list[dict[str, Any]],
                     check: Check = _unchecked) -> Port:
+        """Apply a JSON patch to a port under its node's lock, as Ironic's conductor
+        ``update_port``: an active node's (or one with an instance) port keeps its address
+        and the connectivity fields (``CONNECTIVITY_FIELDS``) change only in
+        ``PORT_CHANGE_STATES`` or in maintenance; the network interface then moves the
+        port's bound switch ports (:meth:`NodeNetworking.port_changed`).
+
+        Raises :class:`Invalid`, :class:`NodeLocked`, :class:`InvalidState` (409),
+        :class:`Conflict`, :class:`~metalplane.network.plugin.BindingFailed`."""
         port = db_api.get_port(self.db, ident)
         new = check(self._patched(self.port_doc(port), patch, "port", self.PORT_FIELDS))
         values = self._port_values(new)
-        return db_api.update_row(self.db, Port, port.id, values, "port")  # type: ignore[no-any-return]
+        node = db_api.node_by_id(self.db, port.node_id)
+        with self.c.acquire(node.uuid, "port update") as task:
+            node = task.node
+            port = db_api.get_port(self.db, port.uuid)  # as it is under the lock
+            changed = _changed(port, values)
+            if not changed:
+                return port
+            if ("address" in changed and not node.maintenance
+                    and (node.provision_state == states.ACTIVE or node.instance_uuid)):
+                raise InvalidState(f"Cannot update hardware address for port {port.uuid} as "
+                                   f"node {node.uuid} is active or has instance UUID "
+                                   "assigned (set maintenance mode to change it)")
+            connectivity = changed & CONNECTIVITY_FIELDS
+            if connectivity and not (node.provision_state in PORT_CHANGE_STATES
+                                     or node.maintenance):
+                raise InvalidState(
+                    f"Port {port.uuid} can not have any connectivity attributes "
+                    f"({', '.join(sorted(connectivity))}) updated unless node {node.uuid} is "
+                    f"in a {', '.join(PORT_CHANGE_STATES)} state or in maintenance mode. "
+                    f"The current state is {node.provision_state}.")
+            if "node_id" in changed and any(
+                    str(k).endswith("vif_port_id") for k in (port.internal_info or {})):
+                raise Conflict(f"Port {port.uuid} carries network ports of node {node.uuid}; "
+                               "detach its VIF (or finish the step) before moving it")
+            self.c.networking.port_changed(task, port.id, values)
+            return db_api.update_row(self.db, Port, port.id, values, "port")  # type: ignore[no-any-return]
 
     def delete_port(self, ident: str) -> None:
+        """Delete a port under its node's lock, as Ironic's ``destroy_port``: a port with a
+        VIF is refused (409) unless the node is in maintenance; its network ports' switch
+        ports are released first (:meth:`NodeNetworking.port_deleted`). Raises
+        :class:`NodeLocked`, :class:`InvalidState`, :class:`NotFound`."""
         port = db_api.get_port(self.db, ident)
-        db_api.delete_row(self.db, Port, port.id)
+        node = db_api.node_by_id(self.db, port.node_id)
+        with self.c.acquire(node.uuid, "port deletion") as task:
+            port = db_api.get_port(self.db, port.uuid)
+            vif = (port.internal_info or {}).get(TENANT_KEY)
+            if vif and not task.node.maintenance:
+                raise InvalidState(f"Cannot delete the port {port.uuid} as it is bound to "
+                                   f"VIF {vif} for use (detach the VIF first, or set "
+                                   "maintenance mode)")
+            self.c.networking.port_deleted(task, port.id)
+            db_api.delete_row(self.db, Port, port.id)
 
     # ---------------------------------------------------------------- portgroups
     PG_FIELDS = frozenset({"address", "node_uuid", "name", "mode", "properties",
@@ -378,14 +434,45 @@ class NodeResources:
 
     def update_portgroup(self, ident: str, patch: list[dict[str, Any]],
                          check: Check = _unchecked) -> Portgroup:
+        """Apply a JSON patch to a portgroup under its node's lock, as Ironic's conductor
+        ``update_portgroup``: moving it to another node needs ``PORT_CHANGE_STATES`` or
+        maintenance and no member ports; a bound bond whose name, mode or properties change
+        is rebuilt on the switch (:meth:`NodeNetworking.portgroup_changed`). Raises as
+        :meth:`update_port`."""
         pg = db_api.get_portgroup(self.db, ident)
         new = check(self._patched(self.portgroup_doc(pg), patch, "portgroup", self.PG_FIELDS))
         values = self._pg_values(new)
-        return db_api.update_row(self.db, Portgroup, pg.id, values, "portgroup")  # type: ignore[no-any-return]
+        node = db_api.node_by_id(self.db, pg.node_id)
+        with self.c.acquire(node.uuid, "portgroup update") as task:
+            node = task.node
+            pg = db_api.get_portgroup(self.db, pg.uuid)
+            changed = _changed(pg, values)
+            if not changed:
+                return pg
+            if "node_id" in changed and not (node.provision_state in PORT_CHANGE_STATES
+                                             or node.maintenance):
+                raise InvalidState(
+                    f"Portgroup {pg.uuid} can not be associated to another node unless node "
+                    f"{node.uuid} is in a {', '.join(PORT_CHANGE_STATES)} state or in "
+                    f"maintenance mode. Current state is '{node.provision_state}'.")
+            self.c.networking.portgroup_changed(task, pg.id, values)
+            return db_api.update_row(self.db, Portgroup, pg.id, values, "portgroup")  # type: ignore[no-any-return]
 
     def delete_portgroup(self, ident: str) -> None:
+        """Delete a portgroup under its node's lock (its ports stay, standalone): one with a
+        VIF is refused (409) unless the node is in maintenance, as a port's; its bond is
+        released first (:meth:`NodeNetworking.portgroup_deleted`)."""
         pg = db_api.get_portgroup(self.db, ident)
-        db_api.delete_row(self.db, Portgroup, pg.id)
+        node = db_api.node_by_id(self.db, pg.node_id)
+        with self.c.acquire(node.uuid, "portgroup deletion") as task:
+            pg = db_api.get_portgroup(self.db, pg.uuid)
+            vif = (pg.internal_info or {}).get(TENANT_KEY)
+            if vif and not task.node.maintenance:
+                raise InvalidState(f"Cannot delete the portgroup {pg.uuid} as it is bound to "
+                                   f"VIF {vif} for use (detach the VIF first, or set "
+                                   "maintenance mode)")
+            self.c.networking.portgroup_deleted(task, pg.id)
+            db_api.delete_row(self.db, Portgroup, pg.id)
 
     @staticmethod
     def _patched(doc: dict[str, Any], patch: Any, what: str,

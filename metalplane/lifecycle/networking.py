@@ -37,6 +37,7 @@ LOG = logging.getLogger(__name__)
 NETWORK_INTERFACES = ("noop", "flat", "neutron")
 PROVIDER_KINDS = ("inspection", "cleaning", "provisioning", "rescuing")
 TENANT_KEY = "tenant_vif_port_id"
+SWITCH_KEYS = (TENANT_KEY, *(f"{k}_vif_port_id" for k in PROVIDER_KINDS))
 
 
 class Forbidden(MetalplaneError):
@@ -287,6 +288,217 @@ class NodeNetworking:
         for v in vifs:
             self.plugin.update_port(v.id, {"binding:host_id": "", "binding:profile": {}})
             self.plugin.mark_unbound(v.id)
+
+    # ---------------------------------------------------------------- port changes
+    @staticmethod
+    def _switch_keys(obj: Attachable) -> dict[str, str]:
+        """The network ports ``obj`` carries: ``{internal_info key: network port id}``."""
+        info = obj.internal_info or {}
+        return {k: str(info[k]) for k in SWITCH_KEYS if info.get(k)}
+
+    def port_changed(self, task: Any, port_id: int, values: dict[str, Any]) -> None:
+        """Before node port ``port_id`` takes ``values`` (under the node's lock; not saved
+        yet): refuse what Ironic's ``port_changed`` refuses and, for ``neutron``, move every
+        bound switch port the change concerns (a new ``local_link_connection``, a port
+        joining or leaving a portgroup) to where the port is now plugged, on the same
+        network. A VIF carried by a port that joins a portgroup moves to the portgroup (the
+        bond), and back to the port when its portgroup's last member leaves.
+
+        Raises :class:`Conflict` (409) for a change the bindings forbid,
+        :class:`~metalplane.network.plugin.BindingFailed` when the switch refuses; nothing
+        is changed then."""
+        node = task.node
+        if self.interface(node) == "noop":
+            return
+        ports, groups = self._objects(node)
+        port = next(p for p in ports if p.id == port_id)
+        changed = {k for k, v in values.items() if hasattr(port, k) and (
+            (getattr(port, k) or {}) if isinstance(v, dict) else getattr(port, k)) != v}
+        old_pg = next((g for g in groups if g.id == port.portgroup_id), None)
+        new_pg = next((g for g in groups if g.id == values.get("portgroup_id")), None)
+        carried = self._switch_keys(port) or (self._switch_keys(old_pg) if old_pg else {})
+        if "address" in changed and carried:
+            raise Conflict(f"Cannot update hardware address for port {port.uuid}: it carries "
+                           f"network port(s) {', '.join(sorted(carried.values()))} of node "
+                           f"{node.uuid}; detach the VIF (or finish the step) first")
+        if new_pg is not None and not new_pg.standalone_ports_supported:
+            reasons = (["'pxe_enabled' was set to True"] if values.get("pxe_enabled") else []
+                       ) + [f"VIF {v} is attached to the port"
+                            for k, v in self._switch_keys(port).items() if k == TENANT_KEY]
+            if reasons:
+                raise Conflict(f"Port group {new_pg.uuid} doesn't support standalone ports. "
+                               f"This port {port.uuid} cannot be a member of that port group "
+                               f"because of: {', '.join(reasons)}")
+        if new_pg is not None and values.get("physical_network"):
+            others = {p.physical_network for p in ports if p.portgroup_id == new_pg.id
+                      and p.id != port.id and p.physical_network}
+            if others and others != {values["physical_network"]}:
+                raise Conflict(f"Port {port.uuid} is on physical network "
+                               f"{values['physical_network']} but the other ports of its port "
+                               f"group {new_pg.uuid} are on {', '.join(sorted(others))}")
+        moves: list[tuple[Attachable, Attachable, dict[str, str]]] = []
+        if "portgroup_id" in changed:
+            if new_pg is not None and self._switch_keys(port):
+                taken = set(self._switch_keys(port)) & set(self._switch_keys(new_pg))
+                if taken:
+                    raise Conflict(f"port {port.uuid} and port group {new_pg.uuid} both "
+                                   f"carry {', '.join(sorted(taken))}; detach the VIF first")
+                moves.append((port, new_pg, self._switch_keys(port)))
+            if old_pg is not None and self._switch_keys(old_pg) and not any(
+                    p.portgroup_id == old_pg.id for p in ports if p.id != port.id):
+                if new_pg is not None:
+                    raise Conflict(f"port {port.uuid} is the last member of port group "
+                                   f"{old_pg.uuid}, which carries network port(s) "
+                                   f"{', '.join(sorted(self._switch_keys(old_pg).values()))}; "
+                                   "detach the VIF before moving it to another port group")
+                moves.append((old_pg, port, self._switch_keys(old_pg)))
+        for key, value in values.items():  # the port as it will be, in memory only
+            if hasattr(port, key):
+                setattr(port, key, value)
+        self._apply_wiring(task, (ports, groups), moves)
+
+    def portgroup_changed(self, task: Any, pg_id: int, values: dict[str, Any]) -> None:
+        """Before portgroup ``pg_id`` takes ``values`` (under the node's lock): refuse what
+        Ironic's ``portgroup_changed`` refuses and, for ``neutron``, rebuild a bound bond
+        whose name, mode or properties changed. Raises :class:`Conflict`,
+        :class:`~metalplane.network.plugin.BindingFailed`."""
+        node = task.node
+        if self.interface(node) == "noop":
+            return
+        ports, groups = self._objects(node)
+        pg = next(g for g in groups if g.id == pg_id)
+        members = [p for p in ports if p.portgroup_id == pg.id]
+        changed = {k for k, v in values.items() if hasattr(pg, k) and (
+            (getattr(pg, k) or {}) if isinstance(v, dict) else getattr(pg, k)) != v}
+        if "node_id" in changed and members:
+            raise Conflict(f"Portgroup {pg.uuid} can not be associated with another node "
+                           "because there are ports associated with this portgroup.")
+        if "address" in changed and self._switch_keys(pg) and values.get("address"):
+            raise Conflict(f"Cannot update the address of port group {pg.uuid}: it carries "
+                           f"network port(s) {', '.join(sorted(self._switch_keys(pg).values()))}"
+                           "; detach the VIF (or finish the step) first")
+        if "standalone_ports_supported" in changed and not values["standalone_ports_supported"]:
+            pxe = [p.uuid for p in members if p.pxe_enabled]
+            if pxe:
+                raise Conflict(f"standalone_ports_supported can not be set to False, because "
+                               f"the port group {pg.uuid} contains port with 'pxe_enabled' "
+                               f"set to True ({', '.join(pxe)})")
+        for key, value in values.items():
+            if hasattr(pg, key) and key != "node_id":
+                setattr(pg, key, value)
+        self._apply_wiring(task, (ports, groups), [])
+
+    def port_deleted(self, task: Any, port_id: int) -> None:
+        """Before node port ``port_id`` is deleted (under the node's lock): release the
+        network ports it carries (a VIF is unbound and stays attached to nothing, a
+        provider-network port is deleted; their switch ports are parked), those of its
+        portgroup if it is the last member, and rebuild its portgroup's bond without it."""
+        node = task.node
+        if self.interface(node) == "noop":
+            return
+        ports, groups = self._objects(node)
+        port = next(p for p in ports if p.id == port_id)
+        rest = [p for p in ports if p.id != port_id]
+        pg = next((g for g in groups if g.id == port.portgroup_id), None)
+        carriers: list[Attachable] = [port]
+        if pg is not None and not any(p.portgroup_id == pg.id for p in rest):
+            carriers.append(pg)
+        for obj in carriers:
+            self._drop_network_ports(obj)
+        if pg is not None and pg not in carriers:
+            self._apply_wiring(task, (rest, groups), [])
+
+    def portgroup_deleted(self, task: Any, pg_id: int) -> None:
+        """Before portgroup ``pg_id`` is deleted (its ports stay, standalone): release the
+        network ports it carries (the bond is unbound and its switch ports parked)."""
+        if self.interface(task.node) == "noop":
+            return
+        _ports, groups = self._objects(task.node)
+        self._drop_network_ports(next(g for g in groups if g.id == pg_id))
+
+    def _drop_network_ports(self, obj: Attachable) -> None:
+        for key, np_id in self._switch_keys(obj).items():
+            try:
+                np = self.plugin.get_port(np_id)
+            except NotFound:
+                np = None
+            if np is not None and key == TENANT_KEY:
+                if np.binding_vif_type != "unbound":
+                    self._release([np])
+            elif np is not None:
+                net = self.plugin.get_network(np.network_id)
+                dhcp_key = self.dhcp.serves(net.name, net.id)
+                if dhcp_key:
+                    self.dhcp.remove(dhcp_key, np.mac_address)
+                self.plugin.delete_port(np.id)  # unbinds (parks) a bound one first
+            self._drop_key(obj, key)
+
+    def _apply_wiring(self, task: Any, objects: tuple[list[Port], list[Portgroup]],
+                      moves: list[tuple[Attachable, Attachable, dict[str, str]]]) -> None:
+        """Rebind every network port whose switch ports differ in ``objects`` (the node's
+        ports and portgroups as they will be) from its current binding, then record the
+        ``moves`` of internal_info keys (source, target, keys)."""
+        node = task.node
+        holder: dict[str, tuple[Attachable, list[Port]]] = {}
+        moved = {id(src): keys for src, _dst, keys in moves}
+        targets = {id(dst): keys for _src, dst, keys in moves}
+        for obj, members in self._wired(node, pxe_only=False, objects=objects):
+            keys = {k: v for k, v in self._switch_keys(obj).items()
+                    if k not in moved.get(id(obj), {})}
+            keys.update(targets.get(id(obj), {}))
+            for vif in keys.values():
+                holder[vif] = (obj, members)
+        wanted: list[tuple[NetworkPort, dict[str, Any]]] = []
+        for vif, (obj, members) in holder.items():
+            try:
+                np = self.plugin.get_port(vif)
+            except NotFound:
+                continue
+            if np.binding_vnic_type != "baremetal":
+                continue
+            profile = self._profile(obj, members)
+            if (np.binding_profile or {}) != profile:
+                wanted.append((np, profile))
+        if self.interface(node) == "neutron":  # flat: no switch port to move
+            self._rebind(node, wanted)
+        for src, dst, keys in moves:
+            self._save_internal(src, {k: v for k, v in (src.internal_info or {}).items()
+                                      if k not in keys})
+            self._save_internal(dst, {**(dst.internal_info or {}), **keys})
+
+    def _rebind(self, node: Node, wanted: list[tuple[NetworkPort, dict[str, Any]]]) -> None:
+        """Give each network port its new ``binding:profile``; the bound ones are unbound
+        from their old switch ports (parked) and bound to the new ones, same network, in
+        one batch. If the new binding fails the old one is put back and the error raised."""
+        if not wanted:
+            return
+        bound = [np for np, _ in wanted if np.binding_vif_type == "other"
+                 and (np.binding_vif_details or {}).get("driver")]
+        if bound:
+            self.plugin.unbind_many(bound)
+
+        def put(profiles: list[tuple[NetworkPort, dict[str, Any]]]) -> None:
+            for np, profile in profiles:  # no host: update_port must not bind one by one
+                self.plugin.update_port(np.id, {"binding:profile": profile,
+                                                "binding:host_id": ""})
+            rebound = [self.plugin.set_binding_host(np.id, np.binding_host_id)
+                       for np, _ in profiles if np.binding_host_id]
+            ids = {np.id for np in bound}
+            to_bind = [p for p in rebound if p.id in ids]
+            if to_bind:
+                self.plugin.bind_many(to_bind)
+
+        try:
+            put(wanted)
+        except MetalplaneError:
+            try:
+                put([(np, np.binding_profile or {}) for np, _ in wanted])
+            except MetalplaneError as exc:
+                LOG.error("Node %s: could not restore the old binding of %s: %s", node.uuid,
+                          ", ".join(np.id for np in bound), exc.message)
+            raise
+        LOG.info("Node %s: %d network port(s) moved to new switch ports (%d rebound)",
+                 node.uuid, len(wanted), len(bound))
 
     def config_drive(self, node: Node, user: dict[str, Any] | None) -> dict[str, Any]:
         """Config drive contents (cloud-init's OpenStack format): ``meta_data``,
