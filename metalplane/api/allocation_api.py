@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 from fastapi import Body, FastAPI, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints
 
+from metalplane.api.versions import API_VERSION_STATE, MAX_VERSION
 from metalplane.common.exceptions import Invalid, MetalplaneError, NotFound
 from metalplane.conductor.allocations import Allocations
 from metalplane.conductor.manager import Conductor
@@ -85,17 +86,12 @@ def _limit(limit: int | None) -> int:
     return min(limit or MAX_LIMIT, MAX_LIMIT)
 
 
-def _version(request: Request) -> tuple[int, int] | None:
-    """The micro-version the request asks for; None for the latest (the middleware has
-    refused malformed and out-of-range ones already)."""
-    asked = request.headers.get("X-OpenStack-Ironic-API-Version", "").strip().lower()
-    if not asked or asked == "latest":
-        return None
-    try:
-        major, minor = (int(x) for x in asked.split("."))
-    except ValueError:
-        return None
-    return major, minor
+def _version(request: Request) -> tuple[int, int]:
+    """The microversion of the request, as the middleware resolved it from either header
+    (``X-OpenStack-Ironic-API-Version`` or ``OpenStack-API-Version: baremetal``); the
+    latest when none was asked for."""
+    version: tuple[int, int] = getattr(request.state, API_VERSION_STATE, MAX_VERSION)
+    return version
 
 
 class _NotAllowed(MetalplaneError):
@@ -105,8 +101,7 @@ class _NotAllowed(MetalplaneError):
 def _require(request: Request, minimum: tuple[int, int], what: str,
              code: int = 404) -> None:
     """Ironic's answer to a micro-version that predates ``what``: 404 (or ``code``)."""
-    asked = _version(request)
-    if asked is not None and asked < minimum:
+    if _version(request) < minimum:
         message = f"The API version does not allow {what}"
         raise (_NotAllowed(message) if code == 405 else NotFound(message))
 

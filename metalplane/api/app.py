@@ -41,6 +41,7 @@ from metalplane.api import (
 )
 from metalplane.api.auth import UsersFile
 from metalplane.api.schemas_common import printable
+from metalplane.api.versions import API_VERSION_STATE, MAX_VERSION, MIN_VERSION
 from metalplane.common.exceptions import Invalid, MetalplaneError, NotFound
 from metalplane.conductor.manager import Conductor
 from metalplane.conductor.resources import NodeResources, normalize_mac
@@ -52,8 +53,6 @@ from metalplane.lifecycle.networking import NETWORK_INTERFACES
 __all__ = ["MAX_VERSION", "MIN_VERSION", "create_app"]
 
 LOG = logging.getLogger(__name__)
-MIN_VERSION = (1, 1)
-MAX_VERSION = (1, 90)
 MAX_LIMIT = 1000
 PUBLIC_PATHS = ("/", "/v1", "/v1/", "/openapi.json", "/docs", "/docs/oauth2-redirect")
 V1_RESOURCES = ("nodes", "ports", "portgroups", "drivers", "allocations", "conductors",
@@ -665,6 +664,7 @@ class _VersionAndAuth:
         if refusal is not None:
             await refusal(scope, receive, send)
             return
+        scope.setdefault("state", {})[API_VERSION_STATE] = version  # request.state
         headers = [(k.lower().encode(), v.encode()) for k, v in _version_pairs(version)]
 
         async def send_with_headers(message: Any) -> None:

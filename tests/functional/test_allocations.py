@@ -157,6 +157,10 @@ def test_patch_name_and_extra_only_and_duplicates(server: RunningServer) -> None
     assert r.status_code == 400 and error_of(r) == 'Field(s) "colour" are not valid'
     r = server.http.get("/v1/allocations", headers={"X-OpenStack-Ironic-API-Version": "1.51"})
     assert r.status_code == 404
+    r = server.http.get("/v1/allocations", headers={"OpenStack-API-Version": "baremetal 1.51"})
+    assert r.status_code == 404
+    r = server.http.get("/v1/allocations", headers={"OpenStack-API-Version": "baremetal 1.52"})
+    assert r.status_code == 200
 
 
 def test_deleting_a_node_deletes_its_allocation(server: RunningServer) -> None:
