@@ -209,12 +209,10 @@ def write(disk: str, size: int, contents: dict[str, Any]) -> Partition:
     image = build(contents)
     if len(image) > RESERVED or size < RESERVED:
         raise ValueError("the config drive does not fit in the space kept for it")
-    part = find(disk)
-    if part is None:
-        part = _create(disk, size)
-    elif part.size < len(image):
-        raise ValueError(f"the config drive does not fit in partition {part.number} of {disk}"
-                         f", labelled {LABEL} already ({part.size} bytes)")
+    part = find(disk) or _create(disk, size)
+    if part.size < len(image):  # a reused one, or a new one shrunk by alignment or GPT
+        raise ValueError(f"the config drive ({len(image)} bytes) does not fit in "
+                         f"partition {part.number} of {disk} ({part.size} bytes)")
     fd = os.open(disk, os.O_WRONLY)
     try:
         os.pwrite(fd, image, part.offset)

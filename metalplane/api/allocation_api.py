@@ -23,6 +23,7 @@ from metalplane.api.versions import API_VERSION_STATE, MAX_VERSION
 from metalplane.common.exceptions import Invalid, MetalplaneError, NotFound
 from metalplane.conductor.allocations import Allocations
 from metalplane.conductor.manager import Conductor
+from metalplane.conductor.resources import TRAIT_PATTERN
 from metalplane.db import api as db_api
 from metalplane.db.models import Allocation, utcnow
 from metalplane.db.models import Conductor as ConductorRow
@@ -39,9 +40,9 @@ CONDUCTOR_LIST_FIELDS = ("hostname", "conductor_group", "alive", "links")
 ALLOCATIONS_VERSION, ALLOCATION_UPDATE_VERSION, BACKFILL_VERSION = (1, 52), (1, 57), (1, 58)
 CONDUCTORS_VERSION = (1, 49)
 
-# A trait: Ironic accepts os-traits' standard names and CUSTOM_ ones, all of these forms.
+# A trait as a node can carry it (os-traits' standard names and CUSTOM_ ones).
 Trait = Annotated[StrictStr, StringConstraints(min_length=1, max_length=255,
-                                               pattern=r"^[A-Z0-9_]+$")]
+                                               pattern=TRAIT_PATTERN)]
 
 
 class AllocationCreate(BaseModel):

@@ -40,7 +40,7 @@ from metalplane.api import (
     views,
 )
 from metalplane.api.auth import UsersFile
-from metalplane.api.schemas_common import printable
+from metalplane.api.schemas_common import printable, to_bool
 from metalplane.api.versions import API_VERSION_STATE, MAX_VERSION, MIN_VERSION
 from metalplane.common.exceptions import Invalid, MetalplaneError, NotFound
 from metalplane.conductor.manager import Conductor
@@ -248,7 +248,10 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
             if key in request.query_params:
                 value: Any = request.query_params[key]
                 if key == "maintenance":
-                    value = value.lower() in ("true", "1", "yes")
+                    try:
+                        value = to_bool(value)
+                    except ValueError as exc:
+                        raise Invalid(f"maintenance: {exc}") from None
                 filters[key] = value
         wanted = None if detail else [*list(views.NODE_LIST_FIELDS), "links"]
         if fields:
@@ -467,11 +470,13 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
                          limit: int | None, marker: str | None) -> dict[str, Any]:
         node_id = res.get_node(node).id if node else None
         limit = min(limit or MAX_LIMIT, MAX_LIMIT)
-        pgs = db_api.list_portgroups(conductor.db, node_id, limit, marker)
-        if address:
-            mac = normalize_mac(address)
-            pgs = [p for p in pgs if p.address == mac]
-        return {"portgroups": [_pg_doc(p, request) for p in pgs]}
+        pgs = db_api.list_portgroups(conductor.db, node_id, limit, marker,
+                                     normalize_mac(address) if address else None)
+        out: dict[str, Any] = {"portgroups": [_pg_doc(p, request) for p in pgs]}
+        if len(pgs) == limit:
+            out["next"] = (f"{base_url(request)}{request.url.path}?limit={limit}"
+                           f"&marker={pgs[-1].uuid}")
+        return out
 
     @app.get("/v1/portgroups", summary="List portgroups")
     def list_portgroups(request: Request, node: str | None = None, address: str | None = None,

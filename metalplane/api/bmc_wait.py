@@ -41,7 +41,8 @@ async def await_bmc(fut: concurrent.futures.Future[T], ident: str, wait: float,
     other work), else left to finish in the background, and the answer is a 503 made by
     ``error(status, message)`` (the API's error shape) with ``Retry-After``. A
     :class:`BMCError` from the work (a failure, a busy BMC) is a 503 with ``Retry-After``
-    too. Other errors of ``fut`` are raised.
+    too. Other errors of ``fut`` are raised as they are: :class:`NodeLocked` (409) and
+    :class:`NotFound` (404) answer without ``Retry-After``.
     """
     waiter = asyncio.wrap_future(fut)
     try:

@@ -93,7 +93,8 @@ class NodeCreate(_Body):
     storage_interface: Iface | None = None
 
 
-assert {f"{k}_interface" for k in NOOP_INTERFACES} <= set(NodeCreate.model_fields)
+if not {f"{k}_interface" for k in NOOP_INTERFACES} <= set(NodeCreate.model_fields):
+    raise RuntimeError("NodeCreate lacks a field of drivers.base.NOOP_INTERFACES")
 
 
 class PatchOperation(_Body):

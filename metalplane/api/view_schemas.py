@@ -114,6 +114,7 @@ class Portgroup(_View):
 
 class PortgroupList(_View):
     portgroups: list[Portgroup]
+    next: str | None = None
 
 
 class Driver(_View):

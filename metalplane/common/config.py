@@ -127,6 +127,9 @@ class Settings:
             raise Invalid("default_network_interface must be noop, flat or neutron")
         if not 0 <= self.network_port <= 65535:
             raise Invalid("network_port must be a TCP port, 1-65535, or 0 for none")
+        if self.network_port and self.network_port == self.port:
+            raise Invalid(f"network_port and port are both {self.port}: the Networking "
+                          "listener needs a port of its own (or 0 for none)")
         if self.max_request_body_size < 1024:
             raise Invalid("max_request_body_size must be at least 1024 bytes")
         if not 0 <= self.dhcp_restart_delay <= 60:

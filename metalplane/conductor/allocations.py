@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import time
 import uuid as uuidlib
 from typing import Any
@@ -27,6 +26,7 @@ import jsonpatch
 
 from metalplane.common.exceptions import Conflict, Invalid, InvalidState, NodeLocked, NotFound
 from metalplane.conductor.manager import Conductor
+from metalplane.conductor.resources import valid_name
 from metalplane.db import api as db_api
 from metalplane.db.models import Allocation, Node
 from metalplane.lifecycle import states
@@ -41,7 +41,6 @@ PATCH_ALLOWED_FIELDS = ("name", "extra")
 # node_locked_retry_attempts = 3 times, node_locked_retry_interval = 1 s apart).
 LOCKED_RETRIES = 3
 LOCKED_RETRY_WAIT = 0.5
-_NAME = re.compile(r"^[A-Za-z0-9\-._~]+$")
 # States in which a node's allocation may go (Ironic's UPDATE_ALLOWED_STATES).
 _DEALLOCATE_STATES = states.RESTING_STATES | states.WAIT_STATES | {states.INSPECTING}
 
@@ -55,7 +54,7 @@ def check_name(name: str | None) -> None:
     ``-._~``, not UUID-like), Ironic's rule for allocation names."""
     if name is None:
         return
-    if not _NAME.match(name) or db_api.is_uuid_like(name):
+    if not valid_name(name):
         raise Invalid(f"Cannot create allocation with invalid name '{name}'")
 
 

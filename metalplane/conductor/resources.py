@@ -24,12 +24,13 @@ from metalplane.drivers import base as drivers_base
 from metalplane.lifecycle import states
 from metalplane.lifecycle.networking import NETWORK_INTERFACES, TENANT_KEY
 
-__all__ = ["NodeResources", "normalize_mac"]
+__all__ = ["TRAIT_PATTERN", "NodeResources", "normalize_mac", "valid_name"]
 
 _MAC = re.compile(r"^([0-9a-f]{2}[:-]){5}[0-9a-f]{2}$")
 _DPID = re.compile(r"^(0x)?[0-9a-f]{16}$")
 _NAME = re.compile(r"^[A-Za-z0-9\-._~]+$")
-_TRAIT = re.compile(r"^[A-Z][A-Z0-9_]*$")
+TRAIT_PATTERN = r"^[A-Z][A-Z0-9_]*$"  # os-traits' standard names and CUSTOM_*
+_TRAIT = re.compile(TRAIT_PATTERN)
 MAX_TRAITS = 50  # Ironic's limit per node
 BOND_MODES = ("balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad",
               "balance-tlb", "balance-alb", "0", "1", "2", "3", "4", "5", "6")
@@ -83,10 +84,15 @@ def normalize_mac(value: Any, field: str = "address") -> str:
     return mac.replace("-", ":")
 
 
+def valid_name(name: Any) -> bool:
+    """Ironic's rule for logical names: letters, digits and ``-._~``, not UUID-like."""
+    return isinstance(name, str) and bool(_NAME.match(name)) and not db_api.is_uuid_like(name)
+
+
 def _check_name(name: Any, what: str) -> None:
     if name is None:
         return
-    if not isinstance(name, str) or not _NAME.match(name) or db_api.is_uuid_like(name):
+    if not valid_name(name):
         raise Invalid(f"{what} name '{name}' must use only letters, digits and - . _ ~ "
                       "and must not look like a UUID")
 

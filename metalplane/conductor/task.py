@@ -139,7 +139,7 @@ class NodeTask:
         LOG.error("Node %s: %s failed in state '%s': %s", self._node.uuid, self.purpose,
                   source, message)
         self.process_event("fail", last_error=message)
-        if source in states.TEARDOWN_STATES:
+        if source in states.MAKE_SAFE_STATES:
             self.conductor.make_safe(self)
 
     # -- lock --

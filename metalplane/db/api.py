@@ -446,11 +446,15 @@ def list_ports(db: Database, node_id: int | None = None, address: str | None = N
 
 
 def list_portgroups(db: Database, node_id: int | None = None, limit: int | None = None,
-                    marker: str | None = None) -> list[Portgroup]:
+                    marker: str | None = None, address: str | None = None) -> list[Portgroup]:
+    """Portgroups (of ``node_id``, with MAC ``address``), in id order after ``marker``,
+    at most ``limit``. Raises :class:`Invalid` for an unknown marker."""
     with db.read() as s:
         q = sa.select(Portgroup)
         if node_id is not None:
             q = q.where(Portgroup.node_id == node_id)
+        if address is not None:
+            q = q.where(Portgroup.address == address)
         return _page(s, q, Portgroup, marker, limit, "portgroup")
 
 
@@ -655,10 +659,15 @@ def destroy_allocation(db: Database, alloc: Allocation,
 
 
 def delete_allocation_of_node(db: Database, node_id: int) -> None:
-    """Delete the allocation holding node ``node_id``, if any; the caller (holding the
-    node's lock) clears the node's allocation_id, allocation_uuid and instance_uuid."""
+    """Delete the allocation holding node ``node_id``, if any, and clear the node's
+    ``allocation_id``, ``allocation_uuid`` and ``instance_uuid`` in the same transaction
+    (as a tear down does; the caller holds the node's lock), so a crash cannot leave the
+    node pointing at a deleted allocation."""
     with db.write() as s:
         s.execute(sa.delete(Allocation).where(Allocation.node_id == node_id))
+        s.execute(sa.update(Node).where(Node.id == node_id).values(
+            allocation_id=None, allocation_uuid=None, instance_uuid=None,
+            updated_at=utcnow()))
 
 
 # ---- conductors (read) ---------------------------------------------------------------

@@ -554,7 +554,7 @@ class NodeNetworking:
     def vif_attach(self, task: Any, vif_id: str) -> None:
         """Attach network port ``vif_id`` to a free port/portgroup of the node; bind it now
         if the node is active. Raises :class:`NotFound`, :class:`Forbidden`,
-        :class:`Conflict` (no free port, VIF in use), :class:`Invalid`."""
+        :class:`Invalid` (no free port, VIF in use), :class:`Invalid`."""
         node = task.node
         vif = self.plugin.get_port(vif_id)
         if vif.id in self.vifs(node):

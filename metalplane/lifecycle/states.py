@@ -17,8 +17,8 @@ from metalplane.common.exceptions import InvalidStateRequested
 
 __all__ = [
     "FAILED_STATES",
+    "MAKE_SAFE_STATES",
     "STABLE_STATES",
-    "TEARDOWN_STATES",
     "TRANSITIONS",
     "VERBS",
     "WAIT_STATES",
@@ -58,7 +58,7 @@ FAILED_STATES = frozenset({INSPECT_FAILED, CLEAN_FAILED, DEPLOY_FAILED, ADOPT_FA
 RESTING_STATES = STABLE_STATES | FAILED_STATES
 # The states of the flows that boot the ramdisk or touch the networks: a failure or an abort
 # in one of them leaves the node powered off, off the provider networks, with no agent token.
-TEARDOWN_STATES = frozenset({INSPECTING, INSPECT_WAIT, CLEANING, CLEAN_WAIT, DEPLOYING,
+MAKE_SAFE_STATES = frozenset({INSPECTING, INSPECT_WAIT, CLEANING, CLEAN_WAIT, DEPLOYING,
                              DEPLOY_WAIT, DELETING})
 
 # User verbs (the API's "target" values); "active"/"deleted" are Ironic's older spellings.

@@ -214,3 +214,25 @@ def test_a_body_nested_too_deeply_is_400(server: RunningServer) -> None:
         assert r.status_code == 400, (path, r.status_code, r.text[:200])
         assert "nested too deeply" in r.text
     assert node_count(server) == 0
+
+
+def test_list_filters_read_booleans_strictly(server: RunningServer) -> None:
+    server.create_node(name="m1", maintenance=True)
+    server.create_node(name="m2")
+    r = server.http.get("/v1/nodes", params={"maintenance": "on"})
+    assert [n["name"] for n in r.json()["nodes"]] == ["m1"]
+    r = server.http.get("/v1/nodes", params={"maintenance": "maybe"})
+    assert r.status_code == 400 and "maintenance" in error_of(r)
+
+
+def test_portgroup_address_filter_is_exact_and_paged(server: RunningServer) -> None:
+    server.create_node(name="pgn")
+    for i in range(3):
+        r = server.http.post("/v1/portgroups", json={
+            "node_uuid": "pgn", "address": f"52:54:00:00:01:0{i}"})
+        assert r.status_code == 201
+    r = server.http.get("/v1/portgroups/detail", params={"address": "52:54:00:00:01:02",
+                                                         "limit": 1})
+    assert [p["address"] for p in r.json()["portgroups"]] == ["52:54:00:00:01:02"]
+    page = server.http.get("/v1/portgroups", params={"limit": 2}).json()
+    assert len(page["portgroups"]) == 2 and "marker=" in page["next"]

@@ -57,3 +57,9 @@ def test_settings_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 def test_bad_auth_strategy() -> None:
     with pytest.raises(Invalid, match="auth_strategy"):
         Settings.from_env(auth_strategy="kerberos")
+
+
+def test_network_port_must_differ_from_port() -> None:
+    with pytest.raises(Invalid, match="network_port and port are both 7000"):
+        Settings(port=7000, network_port=7000).validate()
+    Settings(port=7000, network_port=0).validate()  # none: fine
