@@ -30,8 +30,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from metalplane.cli.client import ApiError, Client
-from metalplane.cli.wait import WaitTimeout, rests, wait_until_rest
+from metalplane.client.http import ApiError, Client
+from metalplane.client.wait import WaitTimeout, rests, wait_until_rest
 from metalplane.common import process
 from metalplane.common.bmc_address import parse_bmc_address
 from metalplane.lab import lab
