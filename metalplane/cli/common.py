@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from metalplane.cli.client import Client
 from metalplane.cli.output import FORMATS, console
+from metalplane.client.http import Client
 
 __all__ = ["STATE", "CliError", "Output", "check_format", "client", "delete_each", "kv"]
 

@@ -15,7 +15,6 @@ from typing import Annotated, Any
 import typer
 
 from metalplane import __version__
-from metalplane.cli.client import ApiError, Client
 from metalplane.cli.common import (
     STATE,
     CliError,
@@ -28,7 +27,8 @@ from metalplane.cli.common import (
 from metalplane.cli.lab import demo, lab_app
 from metalplane.cli.network import network_app, subnet_app, switch_app, vif_app
 from metalplane.cli.output import console, emit, err_console
-from metalplane.cli.wait import WaitTimeout, failed, wait_until_rest
+from metalplane.client.http import ApiError, Client
+from metalplane.client.wait import WaitTimeout, failed, wait_until_rest
 from metalplane.common.bmc_address import parse_bmc_address
 from metalplane.common.exceptions import MetalplaneError
 

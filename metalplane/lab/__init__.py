@@ -1,2 +1,3 @@
-"""The virtual rack used by the demo and the tests. So far: the TCP to unix-socket
-forwarder that lets nodes in namespaces reach the server; `lab up|status|down` is not built yet."""
+"""The virtual rack (:mod:`metalplane.lab.lab`: ``metalplane lab up|status|down``) and the
+demo on it (:mod:`metalplane.lab.demo`). It drives its server through
+:mod:`metalplane.client` over HTTP and imports none of the server's layers."""

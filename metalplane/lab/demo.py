@@ -30,13 +30,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from metalplane.cli.client import ApiError, Client
-from metalplane.cli.wait import WaitTimeout, rests, wait_until_rest
+from metalplane.client.http import ApiError, Client
+from metalplane.client.wait import WaitTimeout, failed, rests, wait_until_rest
 from metalplane.common import process
 from metalplane.common.bmc_address import parse_bmc_address
 from metalplane.lab import lab
 from metalplane.lab.rack import LabError, reaches, run
-from metalplane.lifecycle.states import FAILED_STATES
 
 __all__ = ["Demo", "DemoError"]
 
@@ -302,13 +301,12 @@ class Demo:
             raise DemoError(f"{what} did not finish in {self.timeout:.0f}s: "
                             + ", ".join(f"{n} {s}" for n, s in seen.items()),
                             [n for n, d in exc.nodes.items() if not rests(d)]) from exc
-        failed = {n: d for n, d in nodes.items() if d["provision_state"] in FAILED_STATES
-                  or d["provision_state"] != want}
-        for n, d in failed.items():
+        missed = {n: d for n, d in nodes.items() if failed(d) or d["provision_state"] != want}
+        for n, d in missed.items():
             self.check(f"{n} reached {want}", False, str(d.get("last_error") or
                                                         d["provision_state"]))
-        if failed:
-            raise DemoError(f"{what} failed on {', '.join(failed)}", failed)
+        if missed:
+            raise DemoError(f"{what} failed on {', '.join(missed)}", missed)
         self.check(f"{what}: {len(names)} node(s) {want}", True)
 
     # ----------------------------------------------------------------- checks
@@ -465,7 +463,7 @@ class Demo:
         for n in c.get("/v1/nodes/detail")["nodes"]:
             error = n.get("last_error") or ""
             state = n["provision_state"]
-            t.add_row(n["name"], "error" if error or state in FAILED_STATES else "OK",
+            t.add_row(n["name"], "error" if error or failed(n) else "OK",
                       METAL3_STATE.get(state, state), (n.get("extra") or {}).get("consumer", ""),
                       self._node_spec(n["name"])["bmc_address"],
                       "true" if n.get("power_state") == "power on" else "false", error[:60])
@@ -477,11 +475,11 @@ class Demo:
             times.add_row(name, f"{secs:.1f}")
         times.add_row("total", f"{time.monotonic() - self.started:.1f}")
         self.console.print(times)
-        failed = [ch for ch in self.checks if not ch.ok]
-        passed = len(self.checks) - len(failed)
-        if failed:
-            self.console.print(f"[red]{len(failed)} check(s) failed[/red], {passed} passed:")
-            for ch in failed:
+        unmet = [ch for ch in self.checks if not ch.ok]
+        passed = len(self.checks) - len(unmet)
+        if unmet:
+            self.console.print(f"[red]{len(unmet)} check(s) failed[/red], {passed} passed:")
+            for ch in unmet:
                 self.console.print(f"  ✗ {ch.what} ({ch.detail})")
         else:
             self.console.print(f"[green]all {passed} checks passed[/green]")

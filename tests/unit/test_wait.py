@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from metalplane.cli.wait import WaitTimeout, failed, rests, wait_until_rest
+from metalplane.client.wait import WaitTimeout, failed, rests, wait_until_rest
 
 
 def node(state: str, power: str | None = None) -> dict[str, Any]:

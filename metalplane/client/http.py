@@ -1,4 +1,4 @@
-"""A small client of metalplane's Bare Metal API for the CLI (httpx).
+"""A small client of metalplane's Bare Metal API (httpx), for the CLI and the lab's demo.
 
 Errors come back as :class:`ApiError` with the server's one-line message, decoded from
 Ironic's ``{"error_message": "<json>"}`` shape.
