@@ -1,4 +1,8 @@
-"""Queries and updates on the store, the only place SQL is written.
+"""Queries and updates on the store: nodes, ports, portgroups, allocations, conductors.
+
+SQL is written in ``metalplane/db`` only: here, and in :mod:`metalplane.db.network` for
+the network service's tables, which reuses this module's helpers (:func:`rows_where`,
+:func:`update_row`, :func:`update_many`). Nothing above ``db`` imports SQLAlchemy.
 
 Functions take a :class:`~metalplane.db.engine.Database` or a session and return model
 objects detached from their session. Node locks are *reservations*: a conditional

@@ -15,14 +15,13 @@ import logging
 import random
 import re
 import uuid as uuidlib
+from collections.abc import Callable
 from typing import Any
-
-import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 
 from metalplane.common.config import Settings
 from metalplane.common.exceptions import Conflict, Invalid, MetalplaneError, NotFound
 from metalplane.db import api as db_api
+from metalplane.db import network as db_net
 from metalplane.db.engine import Database
 from metalplane.db.models import (
     IPAllocation,
@@ -31,7 +30,6 @@ from metalplane.db.models import (
     NetworkSegment,
     SecurityGroup,
     SecurityGroupRule,
-    SegmentAllocation,
     Subnet,
     Switch,
 )
@@ -129,38 +127,30 @@ class NetworkPlugin:
         if wanted is not None:
             self.types.check_in_range(wanted)
         net_id = str(uuidlib.uuid4())
+        values = {"id": net_id, "name": str(body.get("name") or ""),
+                  "project_id": _project(body), "shared": bool(body.get("shared")),
+                  "admin_state_up": bool(body.get("admin_state_up", True)),
+                  "mtu": int(body.get("mtu") or 1500),
+                  "description": str(body.get("description") or "")}
+
+        def precommit(net: Network) -> None:
+            for drv in self.mechanism_drivers:
+                drv.create_network_precommit(net)
+
         for _ in range(5):  # a racing allocation of the same ID retries once more
             try:
-                with self.db.write() as s:
-                    taken = {(a.network_type, a.physical_network, a.segmentation_id)
-                             for a in s.scalars(sa.select(SegmentAllocation))}
-                    seg = self.types.candidates(wanted, taken)
-                    net = Network(id=net_id, name=str(body.get("name") or ""),
-                                  project_id=_project(body), shared=bool(body.get("shared")),
-                                  admin_state_up=bool(body.get("admin_state_up", True)),
-                                  mtu=int(body.get("mtu") or 1500),
-                                  description=str(body.get("description") or ""))
-                    s.add(net)
-                    s.flush()
-                    s.add(NetworkSegment(id=str(uuidlib.uuid4()), network_id=net_id,
-                                         network_type=seg.network_type,
-                                         physical_network=seg.physical_network,
-                                         segmentation_id=seg.segmentation_id))
-                    s.add(SegmentAllocation(network_type=seg.network_type,
-                                            physical_network=seg.physical_network or "",
-                                            segmentation_id=seg.segmentation_id or 0,
-                                            network_id=net_id))
-                    for drv in self.mechanism_drivers:
-                        drv.create_network_precommit(net)
-                for drv in self.mechanism_drivers:
-                    drv.create_network_postcommit(net)
-                LOG.info("network %s (%s) created on %s %s %s", net.name, net_id,
-                         seg.network_type, seg.physical_network or "", seg.segmentation_id or "")
-                return net
-            except IntegrityError:
+                net, seg = db_net.create_network(
+                    self.db, values, lambda taken: self.types.candidates(wanted, taken),
+                    precommit)
+            except db_net.SegmentTaken:
                 if wanted is not None and wanted.segmentation_id is not None:
-                    raise Conflict("that segment was just taken by another network") from None
+                    raise
                 continue
+            for drv in self.mechanism_drivers:
+                drv.create_network_postcommit(net)
+            LOG.info("network %s (%s) created on %s %s %s", net.name, net_id,
+                     seg.network_type, seg.physical_network or "", seg.segmentation_id or "")
+            return net
         raise Conflict("could not allocate a segment; try again")
 
     def get_network(self, ident: str) -> Network:
@@ -179,37 +169,21 @@ class NetworkPlugin:
         return rows[0] if rows else None
 
     def list_networks(self, filters: dict[str, Any]) -> list[Network]:
-        with self.db.read() as s:
-            q = sa.select(Network).order_by(Network.created_at, Network.id)
-            for key in ("name", "project_id", "shared", "admin_state_up", "id"):
-                if key in filters:
-                    q = q.where(getattr(Network, key) == filters[key])
-            return list(s.scalars(q))
+        return db_net.list_networks(self.db, {
+            key: filters[key] for key in ("name", "project_id", "shared", "admin_state_up", "id")
+            if key in filters})
 
     def update_network(self, ident: str, body: dict[str, Any]) -> Network:
         allowed = {"name", "description", "shared", "admin_state_up", "mtu"}
         _unknown(body, allowed, "network update")
         net = self.get_network(ident)
-        with self.db.write() as s:
-            row = s.get(Network, net.id)
-            assert row is not None
-            for k, v in body.items():
-                setattr(row, k, v)
+        db_net.update_network(self.db, net.id, body)
         return self.get_network(net.id)
 
     def delete_network(self, ident: str) -> None:
         """Raises :class:`Conflict` while ports use the network."""
         net = self.get_network(ident)
-        with self.db.write() as s:
-            if s.scalars(sa.select(NetworkPort.id).where(NetworkPort.network_id == net.id)
-                         ).first():
-                raise Conflict(f"Unable to complete operation on network {net.id}. There are "
-                               "one or more ports still in use on the network.")
-            s.execute(sa.delete(IPAllocation).where(IPAllocation.subnet_id.in_(
-                sa.select(Subnet.id).where(Subnet.network_id == net.id))))
-            for model in (Subnet, NetworkSegment, SegmentAllocation):
-                s.execute(sa.delete(model).where(model.network_id == net.id))
-            s.execute(sa.delete(Network).where(Network.id == net.id))
+        db_net.delete_network(self.db, net.id)
 
     # ================================================================ subnets
     def create_subnet(self, body: dict[str, Any]) -> Subnet:
@@ -221,17 +195,16 @@ class NetworkPlugin:
         if not body.get("cidr"):
             raise Invalid("cidr is required")
         net = self.get_network(str(body["network_id"]))
-        with self.db.write() as s:
-            others = [sn.cidr for sn in s.scalars(sa.select(Subnet).where(
-                Subnet.network_id == net.id))]
-            values = ipam.validate_subnet(body, others)
-            sub = Subnet(id=str(uuidlib.uuid4()), network_id=net.id,
-                         project_id=_project(body) or net.project_id,
-                         name=str(body.get("name") or ""),
-                         enable_dhcp=bool(body.get("enable_dhcp", True)),
-                         description=str(body.get("description") or ""), **values)
-            s.add(sub)
-        return sub
+
+        def make(others: list[str]) -> dict[str, Any]:
+            return {"id": str(uuidlib.uuid4()), "network_id": net.id,
+                    "project_id": _project(body) or net.project_id,
+                    "name": str(body.get("name") or ""),
+                    "enable_dhcp": bool(body.get("enable_dhcp", True)),
+                    "description": str(body.get("description") or ""),
+                    **ipam.validate_subnet(body, others)}
+
+        return db_net.create_subnet(self.db, net.id, make)
 
     def get_subnet(self, ident: str) -> Subnet:
         sub: Subnet = self._by_id_or_name(Subnet, ident, "Subnet")
@@ -253,10 +226,8 @@ class NetworkPlugin:
                    "dns_nameservers", "host_routes", "enable_dhcp"}
         _unknown(body, allowed, "subnet update")
         sub = self.get_subnet(ident)
-        with self.db.write() as s:
-            row = s.get(Subnet, sub.id)
-            if row is None:
-                raise NotFound(f"Subnet {ident} could not be found.")
+
+        def change(row: Subnet, in_use: Callable[[str], bool]) -> dict[str, Any]:
             values: dict[str, Any] = {k: body[k] for k in ("name", "description", "enable_dhcp")
                                       if k in body}
             if {"gateway_ip", "allocation_pools", "dns_nameservers", "host_routes"} & set(body):
@@ -268,37 +239,32 @@ class NetworkPlugin:
                           "host_routes": body.get("host_routes", row.host_routes)}
                 checked = ipam.validate_subnet(merged, [])
                 gateway = checked["gateway_ip"]
-                if "gateway_ip" in body and gateway and gateway != row.gateway_ip and s.scalars(
-                        sa.select(IPAllocation.port_id).where(
-                            IPAllocation.subnet_id == row.id,
-                            IPAllocation.ip_address == gateway)).first():
+                if "gateway_ip" in body and gateway and gateway != row.gateway_ip and in_use(
+                        gateway):
                     raise Conflict(f"Gateway ip {gateway} conflicts with an address in use "
                                    f"on subnet {row.id}")
                 values.update({k: checked[k] for k in ("gateway_ip", "allocation_pools",
                                                         "dns_nameservers", "host_routes")
                                if k in body})
-            for k, v in values.items():
-                setattr(row, k, v)
+            return values
+
+        try:
+            db_net.update_subnet(self.db, sub.id, change)
+        except NotFound:
+            raise NotFound(f"Subnet {ident} could not be found.") from None
         return self.get_subnet(sub.id)
 
     def delete_subnet(self, ident: str) -> None:
         sub = self.get_subnet(ident)
-        with self.db.write() as s:
-            if s.scalars(sa.select(IPAllocation.id).where(IPAllocation.subnet_id == sub.id)
-                         ).first():
-                raise Conflict(f"Unable to complete operation on subnet {sub.id}: one or "
-                               "more ports have an IP allocation from this subnet.")
-            s.execute(sa.delete(Subnet).where(Subnet.id == sub.id))
+        db_net.delete_subnet(self.db, sub.id)
 
     # ================================================================ ports
-    def _fixed_ips(self, s: sa.Connection, net: Network, requested: Any,
+    def _fixed_ips(self, reads: db_net.PortReads, net: Network, requested: Any,
                    port_id: str) -> list[dict[str, str]]:
         """The ``ip_allocations`` rows (``port_id``, ``subnet_id``, ``ip_address``) for
         ``requested`` (Neutron's ``fixed_ips``; None: one address of the first subnet),
         read in the caller's write transaction. Raises :class:`Invalid`, :class:`Conflict`."""
-        subnet_t, alloc_t = Subnet.__table__, IPAllocation.__table__
-        subnets = list(s.execute(sa.select(subnet_t).where(subnet_t.c.network_id == net.id)
-                                 .order_by(subnet_t.c.created_at, subnet_t.c.id)))
+        subnets = reads.subnets(net.id)
         if requested is None:
             requested = [{"subnet_id": subnets[0].id}] if subnets else []
         if not isinstance(requested, list):
@@ -325,18 +291,14 @@ class NetworkPlugin:
                 sub = sub or matching[0]
                 if str(addr) == sub.gateway_ip:
                     raise Invalid(f"IP address {addr} is the gateway of subnet {sub.cidr}")
-                used = s.execute(sa.select(alloc_t.c.id).where(
-                    alloc_t.c.subnet_id == sub.id,
-                    alloc_t.c.ip_address == str(addr))).first()
-                if used is not None:
+                if reads.address_used(sub.id, str(addr)):
                     raise Conflict(f"IP address {addr} already allocated in subnet {sub.id}")
                 allocs.append({"port_id": port_id, "subnet_id": sub.id,
                                "ip_address": str(addr)})
                 continue
             if sub is None:
                 raise Invalid("fixed_ips entries need subnet_id or ip_address")
-            used_ips = set(s.execute(sa.select(alloc_t.c.ip_address).where(
-                alloc_t.c.subnet_id == sub.id)).scalars())
+            used_ips = reads.used_addresses(sub.id)
             used_ips.update(a["ip_address"] for a in allocs if a["subnet_id"] == sub.id)
             free = ipam.first_free(sub.allocation_pools, used_ips)
             if free is None:
@@ -377,14 +339,13 @@ class NetworkPlugin:
                 {"opt_name": o["opt_name"], "opt_value": o["opt_value"],
                  "ip_version": int(o.get("ip_version") or 4)} for o in opts]
 
-    def _check_security_groups(self, s: sa.Connection, ids: Any) -> list[str]:
+    def _check_security_groups(self, reads: db_net.PortReads, ids: Any) -> list[str]:
         if ids is None:
             return []
         if not isinstance(ids, list):
             raise Invalid("security_groups must be a list of IDs")
-        sg_t = SecurityGroup.__table__
         for sg in ids:
-            if s.execute(sa.select(sg_t.c.id).where(sg_t.c.id == str(sg))).first() is None:
+            if not reads.security_group_exists(str(sg)):
                 raise Invalid(f"security group {sg} does not exist")
         return [str(x) for x in ids]
 
@@ -406,22 +367,13 @@ class NetworkPlugin:
             "description": str(body.get("description") or ""),
         }
         self._binding_fields(body, values)
-        try:
-            # Core statements in one transaction: an ORM session's unit of work cost two
-            # thirds of a port's creation (1.6 ms), and a node's network change makes one
-            with self.db.transaction() as conn:
-                values["security_groups"] = self._check_security_groups(
-                    conn, body.get("security_groups"))
-                allocs = self._fixed_ips(conn, net, body.get("fixed_ips"), port_id)
-                conn.execute(sa.insert(NetworkPort), values)
-                if allocs:
-                    conn.execute(sa.insert(IPAllocation), allocs)
-        except IntegrityError as exc:
-            text = str(exc.orig).lower()
-            if "mac" in text:
-                raise Conflict(f"MAC address {values['mac_address']} is already in use on "
-                               f"network {net.id}") from None
-            raise Conflict("an IP address asked for was just taken; try again") from None
+
+        def prepare(reads: db_net.PortReads) -> list[dict[str, str]]:
+            values["security_groups"] = self._check_security_groups(
+                reads, body.get("security_groups"))
+            return self._fixed_ips(reads, net, body.get("fixed_ips"), port_id)
+
+        db_net.create_port(self.db, values, prepare)  # checks and inserts: one transaction
         port = self.get_port(port_id)
         if not port.binding_host_id:
             return port
@@ -438,17 +390,13 @@ class NetworkPlugin:
                                            port_id=port_id)]
 
     def list_ports(self, filters: dict[str, Any]) -> list[NetworkPort]:
-        with self.db.read() as s:
-            q = sa.select(NetworkPort).order_by(NetworkPort.created_at, NetworkPort.id)
-            columns = {"network_id": "network_id", "device_id": "device_id",
-                       "device_owner": "device_owner", "mac_address": "mac_address",
-                       "project_id": "project_id", "name": "name",
-                       "binding:host_id": "binding_host_id", "status": "status",
-                       "admin_state_up": "admin_state_up"}
-            for key, col in columns.items():
-                if key in filters:
-                    q = q.where(getattr(NetworkPort, col) == filters[key])
-            return list(s.scalars(q))
+        columns = {"network_id": "network_id", "device_id": "device_id",
+                   "device_owner": "device_owner", "mac_address": "mac_address",
+                   "project_id": "project_id", "name": "name",
+                   "binding:host_id": "binding_host_id", "status": "status",
+                   "admin_state_up": "admin_state_up"}
+        return db_net.list_ports(self.db, {col: filters[key] for key, col in columns.items()
+                                           if key in filters})
 
     def update_port(self, ident: str, body: dict[str, Any]) -> NetworkPort:
         """Change a port; a change of its binding unbinds the old and binds the new.
@@ -466,16 +414,13 @@ class NetworkPlugin:
         if "security_groups" in body or "fixed_ips" in body:
             # a network with ports cannot be deleted: read before the transaction is the same
             net = self.get_network(port.network_id) if "fixed_ips" in body else None
-            with self.db.transaction() as conn:
-                if "security_groups" in body:
-                    groups = self._check_security_groups(conn, body["security_groups"])
-                    conn.execute(sa.update(NetworkPort).where(NetworkPort.id == port.id)
-                                 .values(security_groups=groups))
-                if net is not None:
-                    conn.execute(sa.delete(IPAllocation).where(IPAllocation.port_id == port.id))
-                    allocs = self._fixed_ips(conn, net, body["fixed_ips"], port.id)
-                    if allocs:
-                        conn.execute(sa.insert(IPAllocation), allocs)
+            port_id = port.id
+            db_net.update_port_addresses(
+                self.db, port_id,
+                (lambda reads: self._check_security_groups(reads, body["security_groups"]))
+                if "security_groups" in body else None,
+                (lambda reads: self._fixed_ips(reads, net, body["fixed_ips"], port_id))
+                if net is not None else None)
         if binding_changed and port.binding_vif_type not in ("unbound", "binding_failed"):
             self.unbind(port)
         port = (db_api.update_row(self.db, NetworkPort, port.id, values, "Port") if values
@@ -490,9 +435,7 @@ class NetworkPlugin:
         port = self.get_port(ident)
         if port.binding_vif_type not in ("unbound", "binding_failed"):
             self.unbind(port)
-        with self.db.transaction() as conn:
-            conn.execute(sa.delete(IPAllocation).where(IPAllocation.port_id == port.id))
-            conn.execute(sa.delete(NetworkPort).where(NetworkPort.id == port.id))
+        db_net.delete_port(self.db, port.id)
 
     # ================================================================ binding
     def _context(self, port: NetworkPort,
@@ -515,12 +458,7 @@ class NetworkPlugin:
 
     def _set_bindings(self, changes: list[tuple[str, str, dict[str, Any], str]]) -> None:
         """``(port_id, vif_type, vif_details, status)`` for many ports, one transaction."""
-        if not changes:
-            return
-        with self.db.transaction() as conn:  # one executemany UPDATE by primary key
-            db_api.update_many(conn, NetworkPort, [
-                {"id": port_id, "binding_vif_type": vif_type, "binding_vif_details": details,
-                 "status": status} for port_id, vif_type, details, status in changes])
+        db_net.set_port_bindings(self.db, changes)  # one executemany UPDATE by primary key
 
     def _apply_all(self, changes: dict[str, tuple[Switch, list[PortConfig]]],
                    owners: dict[str, str | None]) -> None:
@@ -646,20 +584,17 @@ class NetworkPlugin:
         _unknown(body, SG_FIELDS, "security group")
         if not body.get("name"):
             raise Invalid("name is required")
-        sg = SecurityGroup(id=str(uuidlib.uuid4()), name=str(body["name"]),
-                           description=str(body.get("description") or ""),
-                           project_id=_project(body), stateful=bool(body.get("stateful", True)))
-        with self.db.write() as s:
-            s.add(sg)
-        return sg
+        return db_net.create_security_group(self.db, {
+            "id": str(uuidlib.uuid4()), "name": str(body["name"]),
+            "description": str(body.get("description") or ""),
+            "project_id": _project(body), "stateful": bool(body.get("stateful", True))})
 
     def get_security_group(self, ident: str) -> SecurityGroup:
         sg: SecurityGroup = self._by_id_or_name(SecurityGroup, ident, "Security group")
         return sg
 
     def list_security_groups(self) -> list[SecurityGroup]:
-        with self.db.read() as s:
-            return list(s.scalars(sa.select(SecurityGroup).order_by(SecurityGroup.created_at)))
+        return db_net.list_security_groups(self.db)
 
     def update_security_group(self, ident: str, body: dict[str, Any]) -> SecurityGroup:
         """Change name or description. Raises :class:`Invalid`, :class:`NotFound`."""
@@ -668,12 +603,10 @@ class NetworkPlugin:
         if "name" in body and not body["name"]:
             raise Invalid("name must not be empty")
         if body:
-            with self.db.write() as s:
-                row = s.get(SecurityGroup, sg.id)
-                if row is None:
-                    raise NotFound(f"Security group {ident} could not be found.")
-                for k, v in body.items():
-                    setattr(row, k, v)
+            try:
+                db_net.update_security_group(self.db, sg.id, body)
+            except NotFound:
+                raise NotFound(f"Security group {ident} could not be found.") from None
         return self.get_security_group(sg.id)
 
     def get_security_group_rule(self, ident: str) -> SecurityGroupRule:
@@ -685,21 +618,11 @@ class NetworkPlugin:
         return rule
 
     def sg_rules(self, sg_id: str | None = None) -> list[SecurityGroupRule]:
-        with self.db.read() as s:
-            q = sa.select(SecurityGroupRule).order_by(SecurityGroupRule.created_at)
-            if sg_id:
-                q = q.where(SecurityGroupRule.security_group_id == sg_id)
-            return list(s.scalars(q))
+        return db_net.list_security_group_rules(self.db, sg_id)
 
     def delete_security_group(self, ident: str) -> None:
         sg = self.get_security_group(ident)
-        with self.db.write() as s:
-            for port in s.scalars(sa.select(NetworkPort)):
-                if sg.id in (port.security_groups or []):
-                    raise Conflict(f"Security group {sg.id} is in use by port {port.id}")
-            s.execute(sa.delete(SecurityGroupRule).where(
-                SecurityGroupRule.security_group_id == sg.id))
-            s.execute(sa.delete(SecurityGroup).where(SecurityGroup.id == sg.id))
+        db_net.delete_security_group(self.db, sg.id)
 
     def create_security_group_rule(self, body: dict[str, Any]) -> SecurityGroupRule:
         """Validated as Neutron does: direction, ethertype, protocol, port range (or ICMP
@@ -746,21 +669,16 @@ class NetworkPlugin:
             prefix = str(net)
         if body.get("remote_group_id") and prefix:
             raise Invalid("remote_ip_prefix and remote_group_id are mutually exclusive")
-        rule = SecurityGroupRule(id=str(uuidlib.uuid4()), security_group_id=sg.id,
-                                 project_id=_project(body) or sg.project_id,
-                                 direction=direction, ethertype=ethertype, protocol=proto,
-                                 port_range_min=lo, port_range_max=hi, remote_ip_prefix=prefix,
-                                 remote_group_id=body.get("remote_group_id"),
-                                 description=str(body.get("description") or ""))
-        with self.db.write() as s:
-            s.add(rule)
-        return rule
+        return db_net.create_security_group_rule(self.db, {
+            "id": str(uuidlib.uuid4()), "security_group_id": sg.id,
+            "project_id": _project(body) or sg.project_id, "direction": direction,
+            "ethertype": ethertype, "protocol": proto, "port_range_min": lo,
+            "port_range_max": hi, "remote_ip_prefix": prefix,
+            "remote_group_id": body.get("remote_group_id"),
+            "description": str(body.get("description") or "")})
 
     def delete_security_group_rule(self, ident: str) -> None:
-        with self.db.write() as s:
-            if s.execute(sa.delete(SecurityGroupRule).where(SecurityGroupRule.id == ident)
-                         ).rowcount == 0:  # type: ignore[attr-defined]
-                raise NotFound(f"Security group rule {ident} could not be found.")
+        db_net.delete_security_group_rule(self.db, ident)
 
 
 def _is_net(value: Any) -> bool:

@@ -18,11 +18,9 @@ import uuid as uuidlib
 from collections.abc import Iterator
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
-
-from metalplane.common.exceptions import Conflict, Invalid, NotFound
+from metalplane.common.exceptions import Conflict, Invalid
 from metalplane.db import api as db_api
+from metalplane.db import network as db_net
 from metalplane.db.engine import Database
 from metalplane.db.models import Switch, SwitchPortBinding
 from metalplane.network.ovs import OVSSwitch, PortConfig, SwitchBatcher, SwitchError
@@ -86,27 +84,14 @@ class SwitchManager:
                 OVSSwitch(address, bridge).close()
             except SwitchError as exc:
                 raise Invalid(f"switch {name}: {exc.message}") from None
-        try:
-            with self.db.write() as s:
-                sw = Switch(**values)
-                s.add(sw)
-        except IntegrityError:
-            raise Conflict(f"a switch named {name} or with switch_id "
-                           f"{values['switch_id']} is already registered") from None
-        return sw
+        return db_net.create_switch(self.db, values)
 
     def list_switches(self) -> list[Switch]:
-        with self.db.read() as s:
-            return list(s.scalars(sa.select(Switch).order_by(Switch.name)))
+        return db_net.list_switches(self.db)
 
     def get(self, ident: str) -> Switch:
-        with self.db.read() as s:
-            sw = s.scalars(sa.select(Switch).where(
-                (Switch.id == ident) | (Switch.name == ident)
-                | (Switch.switch_id == ident.lower()))).first()
-        if sw is None:
-            raise NotFound(f"Switch {ident} could not be found.")
-        return sw
+        """The switch whose id, name or switch_id is ``ident``. Raises :class:`NotFound`."""
+        return db_net.switch_by_ident(self.db, ident)
 
     @contextlib.contextmanager
     def cached_lookups(self) -> Iterator[None]:
@@ -132,24 +117,15 @@ class SwitchManager:
 
     def delete(self, ident: str) -> None:
         sw = self.get(ident)
-        with self.db.read() as s:
-            used = s.scalars(sa.select(SwitchPortBinding).where(
-                SwitchPortBinding.switch_uuid == sw.id,
-                SwitchPortBinding.network_port_id.is_not(None))).first()
+        used = db_net.switch_port_in_use(self.db, sw.id)
         if used is not None:
             raise Conflict(f"switch {sw.name} still has bound ports (e.g. {used.port_name}); "
                            "detach them first")
-        with self.db.write() as s:
-            s.execute(sa.delete(SwitchPortBinding).where(SwitchPortBinding.switch_uuid == sw.id))
-            s.execute(sa.delete(Switch).where(Switch.id == sw.id))
+        db_net.delete_switch(self.db, sw.id)
         self._forget(sw)
 
     def bindings(self, switch_uuid: str | None = None) -> list[SwitchPortBinding]:
-        with self.db.read() as s:
-            q = sa.select(SwitchPortBinding).order_by(SwitchPortBinding.port_name)
-            if switch_uuid:
-                q = q.where(SwitchPortBinding.switch_uuid == switch_uuid)
-            return list(s.scalars(q))
+        return db_net.list_switch_port_bindings(self.db, switch_uuid)
 
     # ---------------------------------------------------------------- the datapath
     def batcher(self, sw: Switch) -> SwitchBatcher:
@@ -177,27 +153,14 @@ class SwitchManager:
         except SwitchError:
             self._forget(sw)  # the next call reconnects
             raise
-        table: sa.Table = SwitchPortBinding.__table__  # type: ignore[assignment]
-        with self.db.transaction() as conn:  # Core statements, no session
-            for cfg in configs:  # dissolved bonds and ports that became bond members go
-                gone = ([cfg.unbond] if cfg.unbond else []) + list(cfg.members)
-                if gone:
-                    conn.execute(sa.delete(table).where(table.c.switch_uuid == sw.id,
-                                                        table.c.port_name.in_(gone)))
-            # bulk statements, not ORM objects: a flip of 500 ports is one executemany
-            existing = {name: pk for name, pk in conn.execute(
-                sa.select(table.c.port_name, table.c.id).where(
-                    table.c.switch_uuid == sw.id,
-                    table.c.port_name.in_([c.name for c in configs])))}
-            rows = [{"vlan": cfg.vlan, "bond_members": list(cfg.members), "bond_mode": cfg.mode,
-                     "network_port_id": owners.get(cfg.name), "port_name": cfg.name}
-                    for cfg in configs]
-            known = [{**r, "id": existing[r["port_name"]]} for r in rows
-                     if r["port_name"] in existing]
-            new = [{**r, "switch_uuid": sw.id} for r in rows if r["port_name"] not in existing]
-            db_api.update_many(conn, SwitchPortBinding, known)
-            if new:
-                conn.execute(sa.insert(table), new)
+        # one transaction of Core statements: dissolved bonds and ports that became bond
+        # members go, the rest is one executemany UPDATE and one INSERT
+        db_net.record_switch_ports(
+            self.db, sw.id,
+            [([cfg.unbond] if cfg.unbond else []) + list(cfg.members) for cfg in configs],
+            [{"vlan": cfg.vlan, "bond_members": list(cfg.members), "bond_mode": cfg.mode,
+              "network_port_id": owners.get(cfg.name), "port_name": cfg.name}
+             for cfg in configs])
 
     def wanted(self, sw: Switch, port_name: str) -> SwitchPortBinding | None:
         return self.wanted_many(sw, [port_name]).get(port_name)
