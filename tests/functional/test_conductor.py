@@ -72,8 +72,10 @@ def test_abort_a_wait_state(server) -> None:  # type: ignore[no-untyped-def]
     assert node["provision_state"] == "clean failed"
     assert node["target_provision_state"] is None
     assert "Aborted" in node["last_error"]
-    # the reboot into the agent is awaited by nobody now (else `--wait` would never end)
-    assert node["target_power_state"] is None
+    # then made safe on a worker (powered off); the reboot into the agent is awaited by
+    # nobody now: wait_state needs target_power_state null (else `--wait` would never end)
+    node = server.wait_state("ab", "clean failed", timeout=10)
+    assert node["power_state"] == "power off"
 
 
 def test_a_reboot_into_the_agent_is_checked_once_its_time_is_up(tmp_path: Path) -> None:
