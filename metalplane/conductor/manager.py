@@ -552,8 +552,7 @@ class Conductor:
                 task.process_event("resume")
                 d.boot.prepare_instance(task)
                 d.boot.clean_up_ramdisk(task)
-                self.networking.to_tenant(task)
-                drivers_base.power_action(task, drivers_base.REBOOT)
+                self.networking.to_tenant(task)  # power off, flip, power on
                 task.process_event("done")
             else:
                 raise Invalid(f"unknown agent command {name}")

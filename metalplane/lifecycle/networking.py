@@ -4,7 +4,8 @@ Ironic's three network interfaces (``drivers/modules/network/{noop,flat,neutron}
 implementations of :class:`NetworkInterface` chosen per node by ``network_interface``
 (default ``default_network_interface``); the conductor goes through :class:`NodeNetworking`,
 which picks the node's interface and knows which provider network each state uses
-(:data:`PROVIDER_NETWORK`):
+(:data:`PROVIDER_NETWORK`) and powers the node off around a flip onto or off its tenant
+network:
 
 * ``noop``: metalplane leaves the node's networking alone.
 * ``flat``: every node shares one flat provider network; VIFs are recorded and marked
@@ -34,6 +35,7 @@ from metalplane.db import api as db_api
 from metalplane.db.engine import Database
 from metalplane.db.models import NetworkPort, Node, Port, Portgroup
 from metalplane.dhcp.manager import DhcpManager
+from metalplane.drivers import base as drivers_base
 from metalplane.drivers.base import Task
 from metalplane.lifecycle import states
 from metalplane.network.plugin import NetworkPlugin
@@ -695,7 +697,7 @@ class NodeNetworking:
     ``network_interface``, else ``default_network_interface``) and sequences the flips of
     the lifecycle: :meth:`enter` / :meth:`leave` a state's provider network
     (:data:`PROVIDER_NETWORK`), :meth:`to_tenant` going active and :meth:`from_tenant` on
-    undeploy."""
+    undeploy, each with the node powered off around the tenant flip, as Ironic does."""
 
     def __init__(self, settings: Settings, plugin: NetworkPlugin, db: Database) -> None:
         self.settings = settings
@@ -732,13 +734,18 @@ class NodeNetworking:
         self.for_node(task.node).remove_all_provider_networks(task)
 
     def to_tenant(self, task: Task) -> None:
-        """Going active: off the provisioning network, tenant VIFs bound."""
+        """Going active: power off, off the provisioning network, tenant VIFs bound, power
+        on (Ironic's deploy: the node never runs while its ports change network)."""
+        drivers_base.power_action(task, drivers_base.POWER_OFF)
         self.leave(task, states.DEPLOYING)
         self.for_node(task.node).configure_tenant(task)
+        drivers_base.power_action(task, drivers_base.POWER_ON)
 
     def from_tenant(self, task: Task) -> None:
-        """Undeploy: tenant VIFs unbound (they stay attached), off every provider
-        network."""
+        """Undeploy: powered off (if tear-down did not already), tenant VIFs unbound (they
+        stay attached), off every provider network."""
+        if task.node.power_state != drivers_base.POWER_OFF:
+            drivers_base.power_action(task, drivers_base.POWER_OFF)
         iface = self.for_node(task.node)
         iface.unconfigure_tenant(task)
         iface.remove_all_provider_networks(task)
