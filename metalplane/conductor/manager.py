@@ -217,7 +217,7 @@ class Conductor:
         problems = []
         parts: list[tuple[str, Callable[[], object]]] = [
             ("leaving the provider networks",
-             lambda: self.networking.remove_all_provider_networks(task)),
+             lambda: self.networking.leave_all(task)),
             ("revoking the agent's token", lambda: task.driver.boot.clean_up_ramdisk(task)),
             ("powering off", lambda: drivers_base.power_action(task, drivers_base.POWER_OFF))]
         for what, action in parts:
@@ -284,15 +284,14 @@ class Conductor:
             d.management.validate(task)
         elif verb == "inspect":
             d.inspect.validate(task)
-            if self.settings.inspection_network:
-                self.networking.validate(task, ("inspection",))
+            self.networking.validate(task, (states.INSPECTING,))
         elif verb in ("provide", "clean", "deploy", "rebuild", "undeploy"):
             d.power.validate(task)
             d.deploy.validate(task)
             if verb in ("deploy", "rebuild"):
                 d.deploy.validate_deploy(task)
-            self.networking.validate(task, ("cleaning",) if verb in ("provide", "clean")
-                                     else ("provisioning", "cleaning"))
+            self.networking.validate(task, (states.CLEANING,) if verb in ("provide", "clean")
+                                     else (states.DEPLOYING, states.CLEANING))
 
     def _workers(self) -> dict[str, Callable[[NodeTask], None]]:
         return {
@@ -321,13 +320,13 @@ class Conductor:
     def _do_inspect(self, task: NodeTask) -> None:
         def step() -> None:
             task.save(inspection_started_at=utcnow(), inspection_finished_at=None)
-            self.networking.add_network(task, "inspection")
+            self.networking.enter(task, states.INSPECTING)
             result = task.driver.inspect.inspect_hardware(task)
             if result is None:
                 task.process_event("wait")
                 return
             self._apply_inspection(task, result)
-            self.networking.remove_network(task, "inspection")
+            self.networking.leave(task, states.INSPECTING)
             task.save(inspection_finished_at=utcnow())
             task.process_event("done")
         self._guarded(task, step, "inspection")
@@ -347,24 +346,25 @@ class Conductor:
             except MetalplaneError as exc:  # the MAC belongs to another node
                 LOG.warning("Node %s: port %s not created: %s", node.uuid, mac, exc.message)
 
-    def _run_step(self, task: NodeTask, kind: str, step: Callable[[NodeTask], str | None],
+    def _run_step(self, task: NodeTask, state: str, step: Callable[[NodeTask], str | None],
                   finish: Callable[[NodeTask], None] | None = None) -> None:
-        """Put the node on the ``kind`` provider network, run a deploy-interface step, and
-        when it finished (rather than waits for a call-back) take the node off that network
-        again and run ``finish``."""
+        """Put the node on ``state``'s provider network, run a deploy-interface step, and
+        when it finished (rather than waits for a call-back) run ``finish``, by default
+        taking the node off that network again."""
         def run() -> None:
-            self.networking.add_network(task, kind)
+            self.networking.enter(task, state)
             if step(task) == "wait":
                 task.process_event("wait")
                 return
-            self.networking.remove_network(task, kind)
-            if finish is not None:
+            if finish is None:
+                self.networking.leave(task, state)
+            else:
                 finish(task)
             task.process_event("done")
-        self._guarded(task, run, {"cleaning": "cleaning", "provisioning": "deploy"}[kind])
+        self._guarded(task, run, {states.CLEANING: "cleaning", states.DEPLOYING: "deploy"}[state])
 
     def _do_clean(self, task: NodeTask) -> None:
-        self._run_step(task, "cleaning", task.driver.deploy.clean)
+        self._run_step(task, states.CLEANING, task.driver.deploy.clean)
 
     def _do_deploy(self, task: NodeTask) -> None:
         # instance_info is what the user asked for and is never overwritten: the drive made
@@ -374,14 +374,13 @@ class Conductor:
         internal = dict(task.node.driver_internal_info or {})
         internal[drivers_base.CONFIGDRIVE_KEY] = self.networking.config_drive(task.node, user)
         task.stage(driver_internal_info=internal)
-        self._run_step(task, "provisioning", task.driver.deploy.deploy,
-                       finish=self.networking.configure_tenant)
+        self._run_step(task, states.DEPLOYING, task.driver.deploy.deploy,
+                       finish=self.networking.to_tenant)
 
     def _do_undeploy(self, task: NodeTask) -> None:
         def step() -> None:
             task.driver.deploy.tear_down(task)
-            self.networking.unconfigure_tenant(task)
-            self.networking.remove_all_provider_networks(task)
+            self.networking.from_tenant(task)
             # as Ironic's tear down: the node's allocation goes with its instance
             db_api.delete_allocation_of_node(self.db, task.node.id)
             internal = dict(task.node.driver_internal_info or {})
@@ -538,14 +537,14 @@ class Conductor:
         def finish() -> None:
             if name == "inspect":
                 self._apply_inventory(task, result.get("data") or {})
-                self.networking.remove_network(task, "inspection")
+                self.networking.leave(task, states.INSPECTING)
                 d.boot.clean_up_ramdisk(task)
                 drivers_base.power_action(task, drivers_base.POWER_OFF)
                 task.save(inspection_finished_at=utcnow())
                 task.process_event("done")
             elif name == "erase":
                 task.process_event("resume")
-                self.networking.remove_network(task, "cleaning")
+                self.networking.leave(task, states.CLEANING)
                 d.boot.clean_up_ramdisk(task)
                 drivers_base.power_action(task, drivers_base.POWER_OFF)
                 task.process_event("done")
@@ -553,9 +552,7 @@ class Conductor:
                 task.process_event("resume")
                 d.boot.prepare_instance(task)
                 d.boot.clean_up_ramdisk(task)
-                self.networking.remove_network(task, "provisioning")
-                self.networking.configure_tenant(task)
-                drivers_base.power_action(task, drivers_base.REBOOT)
+                self.networking.to_tenant(task)  # power off, flip, power on
                 task.process_event("done")
             else:
                 raise Invalid(f"unknown agent command {name}")

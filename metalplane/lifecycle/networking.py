@@ -1,6 +1,11 @@
 """A node's network interface: which networks its ports are on at each step of its life.
 
-Ironic's three behaviours, chosen per node by ``network_interface``:
+Ironic's three network interfaces (``drivers/modules/network/{noop,flat,neutron}.py``), as
+implementations of :class:`NetworkInterface` chosen per node by ``network_interface``
+(default ``default_network_interface``); the conductor goes through :class:`NodeNetworking`,
+which picks the node's interface and knows which provider network each state uses
+(:data:`PROVIDER_NETWORK`) and powers the node off around a flip onto or off its tenant
+network:
 
 * ``noop``: metalplane leaves the node's networking alone.
 * ``flat``: every node shares one flat provider network; VIFs are recorded and marked
@@ -19,9 +24,10 @@ All the switch changes of one step go to the switches together.
 
 from __future__ import annotations
 
+import abc
 import ipaddress
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 from metalplane.common.config import Settings
 from metalplane.common.exceptions import Conflict, Invalid, MetalplaneError, NotFound
@@ -29,13 +35,24 @@ from metalplane.db import api as db_api
 from metalplane.db.engine import Database
 from metalplane.db.models import NetworkPort, Node, Port, Portgroup
 from metalplane.dhcp.manager import DhcpManager
+from metalplane.drivers import base as drivers_base
+from metalplane.drivers.base import Task
+from metalplane.lifecycle import states
 from metalplane.network.plugin import NetworkPlugin
 
-__all__ = ["NETWORK_INTERFACES", "Forbidden", "NodeNetworking"]
+__all__ = ["NETWORK_INTERFACES", "PROVIDER_NETWORK", "FlatNetwork", "Forbidden",
+           "NetworkInterface", "NeutronNetwork", "NodeNetworking", "NoopNetwork"]
 
 LOG = logging.getLogger(__name__)
 NETWORK_INTERFACES = ("noop", "flat", "neutron")
 PROVIDER_KINDS = ("inspection", "cleaning", "provisioning", "rescuing")
+# The provider network a node is on while in each state, declared once. (Rescue has a
+# provider network, ``rescuing``, but no state in the state machine yet.)
+PROVIDER_NETWORK: dict[str, str] = {
+    states.INSPECTING: "inspection",
+    states.CLEANING: "cleaning",
+    states.DEPLOYING: "provisioning",
+}
 TENANT_KEY = "tenant_vif_port_id"
 SWITCH_KEYS = (TENANT_KEY, *(f"{k}_vif_port_id" for k in PROVIDER_KINDS))
 
@@ -49,18 +66,42 @@ class Forbidden(MetalplaneError):
 Attachable = Port | Portgroup
 
 
-class NodeNetworking:
-    """Network flips and VIFs of nodes. ``task`` arguments need ``.node``."""
+class NetworkInterface(abc.ABC):
+    """One network interface (Ironic's ``drivers/base.py`` ``NetworkInterface``): what
+    happens to a node's ports when it goes on or off a provider network or its tenant
+    network, and when its ports, portgroups or VIFs change. What all three share is here:
+    taking a node off a network (whatever put it there), the VIF records, the config
+    drive, and refusing port changes the bindings forbid."""
 
-    def __init__(self, settings: Settings, plugin: NetworkPlugin, db: Database) -> None:
+    name: ClassVar[str]
+
+    def __init__(self, settings: Settings, plugin: NetworkPlugin, db: Database,
+                 dhcp: DhcpManager) -> None:
         self.settings = settings
         self.plugin = plugin
         self.db = db
-        self.dhcp = DhcpManager(settings)
+        self.dhcp = dhcp
+
+    # ---------------------------------------------------------------- what differs
+    @abc.abstractmethod
+    def validate(self, task: Task, kinds: tuple[str, ...] = ()) -> None:
+        """Check the node can go on the provider networks ``kinds``. Raises
+        :class:`Invalid`."""
+
+    @abc.abstractmethod
+    def add_network(self, task: Task, kind: str) -> None:
+        """Put the node's PXE ports on the ``kind`` provider network."""
+
+    @abc.abstractmethod
+    def _bind_tenant(self, node: Node, vifs: list[NetworkPort]) -> None:
+        """Mark bound the tenant VIFs ``vifs`` (their profiles set) of ``node``."""
+
+    @abc.abstractmethod
+    def _move_switch_ports(self, node: Node,
+                           wanted: list[tuple[NetworkPort, dict[str, Any]]]) -> None:
+        """Give network ports new binding profiles (switch ports) after a port change."""
 
     # ---------------------------------------------------------------- helpers
-    def interface(self, node: Node) -> str:
-        return node.network_interface or self.settings.default_network_interface
 
     def _objects(self, node: Node) -> tuple[list[Port], list[Portgroup]]:
         return db_api.node_wiring(self.db, node.id)
@@ -99,88 +140,7 @@ class NodeNetworking:
                 out.append((p, [p]))
         return out
 
-    def validate(self, task: Any, kinds: tuple[str, ...] = ()) -> None:
-        """For ``neutron``: every port to be wired has a local_link_connection and each
-        provider network in ``kinds`` that must exist is configured. Raises :class:`Invalid`.
-        Inspection alone does not need the wiring: it is what inspection finds out."""
-        node = task.node
-        if self.interface(node) != "neutron":
-            return
-        for _obj, members in ([] if kinds == ("inspection",) else
-                              self._wired(node, pxe_only=True)):
-            for p in members:
-                llc = p.local_link_connection or {}
-                if not llc.get("switch_id") or not llc.get("port_id"):
-                    raise Invalid(
-                        f"port {p.address} of node {node.name or node.uuid} has no "
-                        "local_link_connection (switch_id and port_id): the neutron network "
-                        "interface needs it to find the switch port; set it with `metalplane "
-                        "port set` or let inspection read it from LLDP")
-                if self.plugin.switches.by_switch_id(str(llc["switch_id"])) is None:
-                    known = ", ".join(f"{sw.name} ({sw.switch_id})"
-                                      for sw in self.plugin.switches.list_switches())
-                    raise Invalid(
-                        f"unknown switch {llc['switch_id']} in local_link_connection of port "
-                        f"{p.address} of node {node.name or node.uuid}; registered switches: "
-                        f"{known or 'none'} (register it with `metalplane switch create`)")
-        for kind in kinds:
-            name = getattr(self.settings, f"{kind}_network")
-            if not name and kind in ("cleaning", "provisioning"):
-                raise Invalid(f"the neutron network interface needs {kind}_network "
-                              f"(METALPLANE_{kind.upper()}_NETWORK) to be configured")
-            if name:
-                self.plugin.get_network(name)
-
     # ---------------------------------------------------------------- provider networks
-    def add_network(self, task: Any, kind: str) -> None:
-        """Put the node's PXE ports on the ``kind`` provider network (no-op unless neutron
-        and that network is configured). Raises
-        :class:`~metalplane.network.plugin.BindingFailed`."""
-        node = task.node
-        name = getattr(self.settings, f"{kind}_network")
-        if self.interface(node) != "neutron" or not name:
-            return
-        net = self.plugin.get_network(name)
-        objects = self._objects(node)  # read once; _save_internal keeps them current
-        self.remove_network(task, kind, objects)  # a leftover from an interrupted step
-        created: list[NetworkPort] = []
-        to_bind: list[NetworkPort] = []
-        opts = task.driver.boot.dhcp_options(task)
-        dhcp_key = self.dhcp.serves(net.name, net.id)
-        subnets = self.plugin.list_subnets({"network_id": net.id})
-        try:
-            for obj, members in self._wired(node, pxe_only=True, objects=objects):
-                wired = all((p.local_link_connection or {}).get("switch_id") for p in members)
-                port = self.plugin.create_port({
-                    "network_id": net.id, "name": f"{node.name or node.uuid}-{kind}",
-                    "mac_address": obj.address or members[0].address,
-                    "device_id": node.uuid, "device_owner": "baremetal:none",
-                    "project_id": net.project_id, "binding:vnic_type": "baremetal",
-                    "binding:profile": self._profile(obj, members),
-                    "extra_dhcp_opts": opts,
-                    **({} if subnets else {"fixed_ips": []})})
-                created.append(port)
-                # An unwired port being inspected stays unbound, on the switch's default
-                # VLAN (as with ironic-inspector); it still gets its DHCP answer, and LLDP
-                # tells where it is plugged.
-                if wired or kind != "inspection":
-                    to_bind.append(port)
-                self._save_internal(obj, {**(obj.internal_info or {}),
-                                          f"{kind}_vif_port_id": port.id})
-            if to_bind:
-                self.plugin.bind_many([self._with_host(p, node.uuid) for p in to_bind])
-            if dhcp_key and subnets:
-                for p in created:
-                    ips = self.plugin.fixed_ips(p.id)
-                    self.dhcp.add(dhcp_key, subnets[0].cidr, p.id, p.mac_address,
-                                  ips[0]["ip_address"] if ips else None, p.extra_dhcp_opts)
-        except MetalplaneError:
-            for p in created:
-                self._drop_quietly(p.id)
-            self._forget(node, f"{kind}_vif_port_id", objects)
-            raise
-        LOG.info("Node %s: %d port(s) on %s network %s", node.uuid, len(created), kind, net.name)
-
     def _with_host(self, port: NetworkPort, host: str) -> NetworkPort:
         return self.plugin.set_binding_host(port.id, host)
 
@@ -201,7 +161,7 @@ class NodeNetworking:
         for obj, _ in self._wired(node, pxe_only=False, objects=objects):
             self._drop_key(obj, key)
 
-    def remove_network(self, task: Any, kind: str,
+    def remove_network(self, task: Task, kind: str,
                        objects: tuple[list[Port], list[Portgroup]] | None = None) -> None:
         """Take the node off the ``kind`` provider network (its switch ports are parked).
         ``objects``: the node's ports and portgroups, if the caller has read them."""
@@ -232,7 +192,7 @@ class NodeNetworking:
         self._forget(node, key, objects)
         LOG.info("Node %s: removed from %s network", node.uuid, kind)
 
-    def remove_all_provider_networks(self, task: Any) -> None:
+    def remove_all_provider_networks(self, task: Task) -> None:
         for kind in PROVIDER_KINDS:
             self.remove_network(task, kind)
 
@@ -252,28 +212,19 @@ class NodeNetworking:
                     LOG.warning("Node %s: VIF %s no longer exists", node.uuid, vif)
         return out
 
-    def configure_tenant(self, task: Any) -> None:
+    def configure_tenant(self, task: Task) -> None:
         """Bind every attached VIF to its node port (going active)."""
         node = task.node
-        if self.interface(node) == "noop":
-            return
         todo = []
         for obj, members, vif in self._tenant_ports(node):
             vif = self.plugin.update_port(vif.id, {
                 "binding:vnic_type": "baremetal", "binding:profile": self._profile(obj, members),
                 "device_id": node.uuid, "device_owner": "baremetal:none"})
             todo.append(vif)
-        if not todo:
-            return
-        if self.interface(node) == "flat":
-            for vif in todo:
-                self.plugin.mark_bound_without_switch(vif, node.uuid)
-            return
-        bound = [self._with_host(v, node.uuid) for v in todo]
-        self.plugin.bind_many(bound)
-        LOG.info("Node %s: %d tenant VIF(s) bound", node.uuid, len(bound))
+        if todo:
+            self._bind_tenant(node, todo)
 
-    def unconfigure_tenant(self, task: Any) -> None:
+    def unconfigure_tenant(self, task: Task) -> None:
         """Unbind every attached VIF (undeploy); the attachments stay."""
         self._release([v for _, _, v in self._tenant_ports(task.node)
                        if v.binding_vif_type != "unbound"])
@@ -296,7 +247,7 @@ class NodeNetworking:
         info = obj.internal_info or {}
         return {k: str(info[k]) for k in SWITCH_KEYS if info.get(k)}
 
-    def port_changed(self, task: Any, port_id: int, values: dict[str, Any]) -> None:
+    def port_changed(self, task: Task, port_id: int, values: dict[str, Any]) -> None:
         """Before node port ``port_id`` takes ``values`` (under the node's lock; not saved
         yet): refuse what Ironic's ``port_changed`` refuses and, for ``neutron``, move every
         bound switch port the change concerns (a new ``local_link_connection``, a port
@@ -308,8 +259,6 @@ class NodeNetworking:
         :class:`~metalplane.network.plugin.BindingFailed` when the switch refuses; nothing
         is changed then."""
         node = task.node
-        if self.interface(node) == "noop":
-            return
         ports, groups = self._objects(node)
         port = next(p for p in ports if p.id == port_id)
         changed = {k for k, v in values.items() if hasattr(port, k) and (
@@ -357,14 +306,12 @@ class NodeNetworking:
                 setattr(port, key, value)
         self._apply_wiring(task, (ports, groups), moves)
 
-    def portgroup_changed(self, task: Any, pg_id: int, values: dict[str, Any]) -> None:
+    def portgroup_changed(self, task: Task, pg_id: int, values: dict[str, Any]) -> None:
         """Before portgroup ``pg_id`` takes ``values`` (under the node's lock): refuse what
         Ironic's ``portgroup_changed`` refuses and, for ``neutron``, rebuild a bound bond
         whose name, mode or properties changed. Raises :class:`Conflict`,
         :class:`~metalplane.network.plugin.BindingFailed`."""
         node = task.node
-        if self.interface(node) == "noop":
-            return
         ports, groups = self._objects(node)
         pg = next(g for g in groups if g.id == pg_id)
         members = [p for p in ports if p.portgroup_id == pg.id]
@@ -388,14 +335,12 @@ class NodeNetworking:
                 setattr(pg, key, value)
         self._apply_wiring(task, (ports, groups), [])
 
-    def port_deleted(self, task: Any, port_id: int) -> None:
+    def port_deleted(self, task: Task, port_id: int) -> None:
         """Before node port ``port_id`` is deleted (under the node's lock): release the
         network ports it carries (a VIF is unbound and stays attached to nothing, a
         provider-network port is deleted; their switch ports are parked), those of its
         portgroup if it is the last member, and rebuild its portgroup's bond without it."""
         node = task.node
-        if self.interface(node) == "noop":
-            return
         ports, groups = self._objects(node)
         port = next(p for p in ports if p.id == port_id)
         rest = [p for p in ports if p.id != port_id]
@@ -408,11 +353,9 @@ class NodeNetworking:
         if pg is not None and pg not in carriers:
             self._apply_wiring(task, (rest, groups), [])
 
-    def portgroup_deleted(self, task: Any, pg_id: int) -> None:
+    def portgroup_deleted(self, task: Task, pg_id: int) -> None:
         """Before portgroup ``pg_id`` is deleted (its ports stay, standalone): release the
         network ports it carries (the bond is unbound and its switch ports parked)."""
-        if self.interface(task.node) == "noop":
-            return
         _ports, groups = self._objects(task.node)
         self._drop_network_ports(next(g for g in groups if g.id == pg_id))
 
@@ -433,7 +376,7 @@ class NodeNetworking:
                 self.plugin.delete_port(np.id)  # unbinds (parks) a bound one first
             self._drop_key(obj, key)
 
-    def _apply_wiring(self, task: Any, objects: tuple[list[Port], list[Portgroup]],
+    def _apply_wiring(self, task: Task, objects: tuple[list[Port], list[Portgroup]],
                       moves: list[tuple[Attachable, Attachable, dict[str, str]]]) -> None:
         """Rebind every network port whose switch ports differ in ``objects`` (the node's
         ports and portgroups as they will be) from its current binding, then record the
@@ -459,46 +402,11 @@ class NodeNetworking:
             profile = self._profile(obj, members)
             if (np.binding_profile or {}) != profile:
                 wanted.append((np, profile))
-        if self.interface(node) == "neutron":  # flat: no switch port to move
-            self._rebind(node, wanted)
+        self._move_switch_ports(node, wanted)
         for src, dst, keys in moves:
             self._save_internal(src, {k: v for k, v in (src.internal_info or {}).items()
                                       if k not in keys})
             self._save_internal(dst, {**(dst.internal_info or {}), **keys})
-
-    def _rebind(self, node: Node, wanted: list[tuple[NetworkPort, dict[str, Any]]]) -> None:
-        """Give each network port its new ``binding:profile``; the bound ones are unbound
-        from their old switch ports (parked) and bound to the new ones, same network, in
-        one batch. If the new binding fails the old one is put back and the error raised."""
-        if not wanted:
-            return
-        bound = [np for np, _ in wanted if np.binding_vif_type == "other"
-                 and (np.binding_vif_details or {}).get("driver")]
-        if bound:
-            self.plugin.unbind_many(bound)
-
-        def put(profiles: list[tuple[NetworkPort, dict[str, Any]]]) -> None:
-            for np, profile in profiles:  # no host: update_port must not bind one by one
-                self.plugin.update_port(np.id, {"binding:profile": profile,
-                                                "binding:host_id": ""})
-            rebound = [self.plugin.set_binding_host(np.id, np.binding_host_id)
-                       for np, _ in profiles if np.binding_host_id]
-            ids = {np.id for np in bound}
-            to_bind = [p for p in rebound if p.id in ids]
-            if to_bind:
-                self.plugin.bind_many(to_bind)
-
-        try:
-            put(wanted)
-        except MetalplaneError:
-            try:
-                put([(np, np.binding_profile or {}) for np, _ in wanted])
-            except MetalplaneError as exc:
-                LOG.error("Node %s: could not restore the old binding of %s: %s", node.uuid,
-                          ", ".join(np.id for np in bound), exc.message)
-            raise
-        LOG.info("Node %s: %d network port(s) moved to new switch ports (%d rebound)",
-                 node.uuid, len(wanted), len(bound))
 
     def config_drive(self, node: Node, user: dict[str, Any] | None) -> dict[str, Any]:
         """Config drive contents (cloud-init's OpenStack format): ``meta_data``,
@@ -551,7 +459,7 @@ class NodeNetworking:
                         f"{node.owner or node.lessee} and may not attach a VIF on network "
                         f"{net.name or net.id} of project {net.project_id} (not shared)")
 
-    def vif_attach(self, task: Any, vif_id: str) -> None:
+    def vif_attach(self, task: Task, vif_id: str) -> None:
         """Attach network port ``vif_id`` to a free port/portgroup of the node; bind it now
         if the node is active. Raises :class:`NotFound`, :class:`Forbidden`,
         :class:`Invalid` (no free port, VIF in use), :class:`Invalid`."""
@@ -564,8 +472,7 @@ class NodeNetworking:
         self.check_project(node, vif)
         seg = self.plugin.segment(vif.network_id)
         physnet = seg.physical_network if seg else None
-        if self.interface(node) == "neutron":
-            self.validate(task)
+        self.validate(task)
         free = []
         for obj, members in self._wired(node, pxe_only=False):
             if (obj.internal_info or {}).get(TENANT_KEY):
@@ -587,7 +494,7 @@ class NodeNetworking:
                 self._drop_key(obj, TENANT_KEY)
                 raise
 
-    def vif_detach(self, task: Any, vif_id: str) -> None:
+    def vif_detach(self, task: Task, vif_id: str) -> None:
         """Detach (and unbind) a VIF. Raises :class:`NotFound` if it is not attached."""
         node = task.node
         for obj, _members, vif in self._tenant_ports(node):
@@ -600,3 +507,270 @@ class NodeNetworking:
                 self._drop_key(obj, TENANT_KEY)
                 return
         raise NotFound(f"VIF {vif_id} is not attached to node {node.uuid}")
+
+
+class NoopNetwork(NetworkInterface):
+    """``noop``: metalplane leaves the node's networking alone. VIFs are only recorded."""
+
+    name = "noop"
+
+    def validate(self, task: Task, kinds: tuple[str, ...] = ()) -> None:
+        return None
+
+    def add_network(self, task: Task, kind: str) -> None:
+        return None
+
+    def configure_tenant(self, task: Task) -> None:
+        return None
+
+    def _bind_tenant(self, node: Node, vifs: list[NetworkPort]) -> None:
+        return None
+
+    def _move_switch_ports(self, node: Node,
+                           wanted: list[tuple[NetworkPort, dict[str, Any]]]) -> None:
+        return None
+
+    def port_changed(self, task: Task, port_id: int, values: dict[str, Any]) -> None:
+        return None
+
+    def portgroup_changed(self, task: Task, pg_id: int, values: dict[str, Any]) -> None:
+        return None
+
+    def port_deleted(self, task: Task, port_id: int) -> None:
+        return None
+
+    def portgroup_deleted(self, task: Task, pg_id: int) -> None:
+        return None
+
+
+class FlatNetwork(NetworkInterface):
+    """``flat``: every node shares one flat provider network. No provider-network ports;
+    tenant VIFs are recorded and marked bound, no switch is touched."""
+
+    name = "flat"
+
+    def validate(self, task: Task, kinds: tuple[str, ...] = ()) -> None:
+        return None
+
+    def add_network(self, task: Task, kind: str) -> None:
+        return None
+
+    def _bind_tenant(self, node: Node, vifs: list[NetworkPort]) -> None:
+        for vif in vifs:
+            self.plugin.mark_bound_without_switch(vif, node.uuid)
+
+    def _move_switch_ports(self, node: Node,
+                           wanted: list[tuple[NetworkPort, dict[str, Any]]]) -> None:
+        return None  # no switch port to move
+
+
+class NeutronNetwork(NetworkInterface):
+    """``neutron`` (multi-tenant): the node's switch ports follow its lifecycle."""
+
+    name = "neutron"
+
+    def validate(self, task: Task, kinds: tuple[str, ...] = ()) -> None:
+        """Every port to be wired has a local_link_connection and each
+        provider network in ``kinds`` that must exist is configured. Raises :class:`Invalid`.
+        Inspection alone does not need the wiring: it is what inspection finds out."""
+        node = task.node
+        for _obj, members in ([] if kinds == ("inspection",) else
+                              self._wired(node, pxe_only=True)):
+            for p in members:
+                llc = p.local_link_connection or {}
+                if not llc.get("switch_id") or not llc.get("port_id"):
+                    raise Invalid(
+                        f"port {p.address} of node {node.name or node.uuid} has no "
+                        "local_link_connection (switch_id and port_id): the neutron network "
+                        "interface needs it to find the switch port; set it with `metalplane "
+                        "port set` or let inspection read it from LLDP")
+                if self.plugin.switches.by_switch_id(str(llc["switch_id"])) is None:
+                    known = ", ".join(f"{sw.name} ({sw.switch_id})"
+                                      for sw in self.plugin.switches.list_switches())
+                    raise Invalid(
+                        f"unknown switch {llc['switch_id']} in local_link_connection of port "
+                        f"{p.address} of node {node.name or node.uuid}; registered switches: "
+                        f"{known or 'none'} (register it with `metalplane switch create`)")
+        for kind in kinds:
+            name = getattr(self.settings, f"{kind}_network")
+            if not name and kind in ("cleaning", "provisioning"):
+                raise Invalid(f"the neutron network interface needs {kind}_network "
+                              f"(METALPLANE_{kind.upper()}_NETWORK) to be configured")
+            if name:
+                self.plugin.get_network(name)
+
+    def add_network(self, task: Task, kind: str) -> None:
+        """Put the node's PXE ports on the ``kind`` provider network (no-op unless that
+        network is configured). Raises
+        :class:`~metalplane.network.plugin.BindingFailed`."""
+        node = task.node
+        name = getattr(self.settings, f"{kind}_network")
+        if not name:
+            return
+        net = self.plugin.get_network(name)
+        objects = self._objects(node)  # read once; _save_internal keeps them current
+        self.remove_network(task, kind, objects)  # a leftover from an interrupted step
+        created: list[NetworkPort] = []
+        to_bind: list[NetworkPort] = []
+        opts = task.driver.boot.dhcp_options(task)
+        dhcp_key = self.dhcp.serves(net.name, net.id)
+        subnets = self.plugin.list_subnets({"network_id": net.id})
+        try:
+            for obj, members in self._wired(node, pxe_only=True, objects=objects):
+                wired = all((p.local_link_connection or {}).get("switch_id") for p in members)
+                port = self.plugin.create_port({
+                    "network_id": net.id, "name": f"{node.name or node.uuid}-{kind}",
+                    "mac_address": obj.address or members[0].address,
+                    "device_id": node.uuid, "device_owner": "baremetal:none",
+                    "project_id": net.project_id, "binding:vnic_type": "baremetal",
+                    "binding:profile": self._profile(obj, members),
+                    "extra_dhcp_opts": opts,
+                    **({} if subnets else {"fixed_ips": []})})
+                created.append(port)
+                # An unwired port being inspected stays unbound, on the switch's default
+                # VLAN (as with ironic-inspector); it still gets its DHCP answer, and LLDP
+                # tells where it is plugged.
+                if wired or kind != "inspection":
+                    to_bind.append(port)
+                self._save_internal(obj, {**(obj.internal_info or {}),
+                                          f"{kind}_vif_port_id": port.id})
+            if to_bind:
+                self.plugin.bind_many([self._with_host(p, node.uuid) for p in to_bind])
+            if dhcp_key and subnets:
+                for p in created:
+                    ips = self.plugin.fixed_ips(p.id)
+                    self.dhcp.add(dhcp_key, subnets[0].cidr, p.id, p.mac_address,
+                                  ips[0]["ip_address"] if ips else None, p.extra_dhcp_opts)
+        except MetalplaneError:
+            for p in created:
+                self._drop_quietly(p.id)
+            self._forget(node, f"{kind}_vif_port_id", objects)
+            raise
+        LOG.info("Node %s: %d port(s) on %s network %s", node.uuid, len(created), kind, net.name)
+
+    def _bind_tenant(self, node: Node, vifs: list[NetworkPort]) -> None:
+        bound = [self._with_host(v, node.uuid) for v in vifs]
+        self.plugin.bind_many(bound)
+        LOG.info("Node %s: %d tenant VIF(s) bound", node.uuid, len(bound))
+
+    def _move_switch_ports(self, node: Node,
+                           wanted: list[tuple[NetworkPort, dict[str, Any]]]) -> None:
+        self._rebind(node, wanted)
+
+    def _rebind(self, node: Node, wanted: list[tuple[NetworkPort, dict[str, Any]]]) -> None:
+        """Give each network port its new ``binding:profile``; the bound ones are unbound
+        from their old switch ports (parked) and bound to the new ones, same network, in
+        one batch. If the new binding fails the old one is put back and the error raised."""
+        if not wanted:
+            return
+        bound = [np for np, _ in wanted if np.binding_vif_type == "other"
+                 and (np.binding_vif_details or {}).get("driver")]
+        if bound:
+            self.plugin.unbind_many(bound)
+
+        def put(profiles: list[tuple[NetworkPort, dict[str, Any]]]) -> None:
+            for np, profile in profiles:  # no host: update_port must not bind one by one
+                self.plugin.update_port(np.id, {"binding:profile": profile,
+                                                "binding:host_id": ""})
+            rebound = [self.plugin.set_binding_host(np.id, np.binding_host_id)
+                       for np, _ in profiles if np.binding_host_id]
+            ids = {np.id for np in bound}
+            to_bind = [p for p in rebound if p.id in ids]
+            if to_bind:
+                self.plugin.bind_many(to_bind)
+
+        try:
+            put(wanted)
+        except MetalplaneError:
+            try:
+                put([(np, np.binding_profile or {}) for np, _ in wanted])
+            except MetalplaneError as exc:
+                LOG.error("Node %s: could not restore the old binding of %s: %s", node.uuid,
+                          ", ".join(np.id for np in bound), exc.message)
+            raise
+        LOG.info("Node %s: %d network port(s) moved to new switch ports (%d rebound)",
+                 node.uuid, len(wanted), len(bound))
+
+
+class NodeNetworking:
+    """The conductor's one door to networking: picks each node's network interface (its
+    ``network_interface``, else ``default_network_interface``) and sequences the flips of
+    the lifecycle: :meth:`enter` / :meth:`leave` a state's provider network
+    (:data:`PROVIDER_NETWORK`), :meth:`to_tenant` going active and :meth:`from_tenant` on
+    undeploy, each with the node powered off around the tenant flip, as Ironic does."""
+
+    def __init__(self, settings: Settings, plugin: NetworkPlugin, db: Database) -> None:
+        self.settings = settings
+        self.plugin = plugin
+        self.db = db
+        self.dhcp = DhcpManager(settings)
+        self.interfaces: dict[str, NetworkInterface] = {
+            cls.name: cls(settings, plugin, db, self.dhcp)
+            for cls in (NoopNetwork, FlatNetwork, NeutronNetwork)}
+
+    def interface(self, node: Node) -> str:
+        return node.network_interface or self.settings.default_network_interface
+
+    def for_node(self, node: Node) -> NetworkInterface:
+        return self.interfaces[self.interface(node)]
+
+    # ---------------------------------------------------------------- the lifecycle
+    def validate(self, task: Task, for_states: tuple[str, ...] = ()) -> None:
+        """The node can go on the provider networks of ``for_states``. Raises
+        :class:`Invalid`."""
+        kinds = tuple(PROVIDER_NETWORK[s] for s in for_states)
+        self.for_node(task.node).validate(task, kinds)
+
+    def enter(self, task: Task, state: str) -> None:
+        """The node enters ``state``: put it on that state's provider network."""
+        self.for_node(task.node).add_network(task, PROVIDER_NETWORK[state])
+
+    def leave(self, task: Task, state: str) -> None:
+        """The node is done with ``state``: take it off that state's provider network."""
+        self.for_node(task.node).remove_network(task, PROVIDER_NETWORK[state])
+
+    def leave_all(self, task: Task) -> None:
+        """Take the node off every provider network (making it safe, tearing down)."""
+        self.for_node(task.node).remove_all_provider_networks(task)
+
+    def to_tenant(self, task: Task) -> None:
+        """Going active: power off, off the provisioning network, tenant VIFs bound, power
+        on (Ironic's deploy: the node never runs while its ports change network)."""
+        drivers_base.power_action(task, drivers_base.POWER_OFF)
+        self.leave(task, states.DEPLOYING)
+        self.for_node(task.node).configure_tenant(task)
+        drivers_base.power_action(task, drivers_base.POWER_ON)
+
+    def from_tenant(self, task: Task) -> None:
+        """Undeploy: powered off (if tear-down did not already), tenant VIFs unbound (they
+        stay attached), off every provider network."""
+        if task.node.power_state != drivers_base.POWER_OFF:
+            drivers_base.power_action(task, drivers_base.POWER_OFF)
+        iface = self.for_node(task.node)
+        iface.unconfigure_tenant(task)
+        iface.remove_all_provider_networks(task)
+
+    # ---------------------------------------------------------------- VIFs and ports
+    def vifs(self, node: Node) -> list[str]:
+        return self.for_node(node).vifs(node)
+
+    def vif_attach(self, task: Task, vif_id: str) -> None:
+        self.for_node(task.node).vif_attach(task, vif_id)
+
+    def vif_detach(self, task: Task, vif_id: str) -> None:
+        self.for_node(task.node).vif_detach(task, vif_id)
+
+    def config_drive(self, node: Node, user: dict[str, Any] | None) -> dict[str, Any]:
+        return self.for_node(node).config_drive(node, user)
+
+    def port_changed(self, task: Task, port_id: int, values: dict[str, Any]) -> None:
+        self.for_node(task.node).port_changed(task, port_id, values)
+
+    def portgroup_changed(self, task: Task, pg_id: int, values: dict[str, Any]) -> None:
+        self.for_node(task.node).portgroup_changed(task, pg_id, values)
+
+    def port_deleted(self, task: Task, port_id: int) -> None:
+        self.for_node(task.node).port_deleted(task, port_id)
+
+    def portgroup_deleted(self, task: Task, pg_id: int) -> None:
+        self.for_node(task.node).portgroup_deleted(task, pg_id)

@@ -1,0 +1,185 @@
+"""The network interfaces (noop, flat, neutron) and the one door the conductor uses, with
+small doubles: a plugin that records every call, ports held in memory, no database."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from metalplane.common.config import Settings
+from metalplane.db.models import Port
+from metalplane.drivers import base as drivers_base
+from metalplane.lifecycle import states
+from metalplane.lifecycle.networking import (
+    NETWORK_INTERFACES,
+    PROVIDER_KINDS,
+    PROVIDER_NETWORK,
+    TENANT_KEY,
+    FlatNetwork,
+    NetworkInterface,
+    NeutronNetwork,
+    NodeNetworking,
+    NoopNetwork,
+)
+
+
+class RecordingPlugin:
+    """A network plugin that records the name of every call; ports are looked up in
+    ``ports`` and returned as they are."""
+
+    def __init__(self, ports: dict[str, Any] | None = None) -> None:
+        self.calls: list[str] = []
+        self.ports = ports or {}
+
+    def __getattr__(self, name: str) -> Any:
+        def call(*args: Any, **_kwargs: Any) -> Any:
+            self.calls.append(name)
+            if name in ("get_port", "update_port", "set_binding_host"):
+                return self.ports[args[0]]
+            return None
+        return call
+
+
+class NoDatabase:
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the database was used ({name})")
+
+
+def _settings(tmp_path: Any, **kw: Any) -> Settings:
+    return Settings(data_dir=tmp_path, provisioning_network="prov", cleaning_network="clean",
+                    inspection_network="insp", **kw)
+
+
+def _node(**kw: Any) -> SimpleNamespace:
+    fields = {"id": 1, "uuid": "node-1", "name": "n1", "network_interface": None,
+              "provision_state": states.DEPLOYING, "power_state": drivers_base.POWER_ON,
+              "target_power_state": None, "owner": None, "lessee": None}
+    return SimpleNamespace(**{**fields, **kw})
+
+
+def _task(node: SimpleNamespace, log: list[str] | None = None) -> SimpleNamespace:
+    log = log if log is not None else []
+
+    def set_power_state(_task: Any, state: str) -> None:
+        log.append(state)
+
+    def save(**fields: Any) -> None:
+        vars(node).update(fields)
+
+    power = SimpleNamespace(set_power_state=set_power_state)
+    boot = SimpleNamespace(dhcp_options=lambda _t: [])
+    return SimpleNamespace(node=node, driver=SimpleNamespace(power=power, boot=boot),
+                           save=save, stage=save)
+
+
+def _iface(cls: type[NetworkInterface], tmp_path: Any, plugin: RecordingPlugin,
+           ports: list[Port] | None = None) -> NetworkInterface:
+    settings = _settings(tmp_path)
+    iface = cls(settings, plugin, NoDatabase(), NodeNetworking(  # type: ignore[arg-type]
+        settings, plugin, NoDatabase()).dhcp)  # type: ignore[arg-type]
+    if ports is not None:  # the node's ports, in memory
+        iface._objects = lambda _node: (ports, [])  # type: ignore[method-assign]
+        iface._save_internal = lambda obj, info: setattr(  # type: ignore[method-assign]
+            obj, "internal_info", info)
+    return iface
+
+
+def _vif_port() -> Port:
+    return Port(id=7, uuid="port-7", address="52:54:00:00:00:07", node_id=1,
+                portgroup_id=None, pxe_enabled=True,
+                local_link_connection={"switch_id": "aa:bb", "port_id": "p7"},
+                internal_info={TENANT_KEY: "vif-1"})
+
+
+def _vif() -> SimpleNamespace:
+    return SimpleNamespace(id="vif-1", binding_vif_type="unbound", binding_vif_details={})
+
+
+def test_noop_touches_nothing(tmp_path: Any) -> None:
+    plugin = RecordingPlugin()
+    iface = _iface(NoopNetwork, tmp_path, plugin)
+    task = _task(_node())
+    iface.validate(task, ("provisioning", "cleaning"))  # type: ignore[arg-type]
+    for kind in PROVIDER_KINDS:
+        iface.add_network(task, kind)  # type: ignore[arg-type]
+    iface.configure_tenant(task)  # type: ignore[arg-type]
+    iface.port_changed(task, 7, {"address": "52:54:00:00:00:08"})  # type: ignore[arg-type]
+    iface.portgroup_changed(task, 1, {"mode": "802.3ad"})  # type: ignore[arg-type]
+    iface.port_deleted(task, 7)  # type: ignore[arg-type]
+    iface.portgroup_deleted(task, 1)  # type: ignore[arg-type]
+    assert plugin.calls == []
+
+
+def test_flat_binds_the_tenant_vifs_without_a_switch(tmp_path: Any) -> None:
+    plugin = RecordingPlugin({"vif-1": _vif()})
+    iface = _iface(FlatNetwork, tmp_path, plugin, [_vif_port()])
+    task = _task(_node())
+    iface.validate(task, ("provisioning", "cleaning"))  # type: ignore[arg-type]
+    iface.add_network(task, "provisioning")  # type: ignore[arg-type]
+    assert plugin.calls == []  # one flat network: no provider-network port, no switch
+    iface.configure_tenant(task)  # type: ignore[arg-type]
+    assert plugin.calls == ["get_port", "update_port", "mark_bound_without_switch"]
+
+
+def test_neutron_binds_the_tenant_vifs_on_their_switch_ports(tmp_path: Any) -> None:
+    plugin = RecordingPlugin({"vif-1": _vif()})
+    iface = _iface(NeutronNetwork, tmp_path, plugin, [_vif_port()])
+    iface.configure_tenant(_task(_node()))  # type: ignore[arg-type]
+    assert plugin.calls == ["get_port", "update_port", "set_binding_host", "bind_many"]
+
+
+def test_the_node_network_interface_picks_the_implementation(tmp_path: Any) -> None:
+    nn = NodeNetworking(_settings(tmp_path, default_network_interface="neutron"),
+                        RecordingPlugin(), NoDatabase())  # type: ignore[arg-type]
+    assert set(nn.interfaces) == set(NETWORK_INTERFACES)
+    assert isinstance(nn.for_node(_node()), NeutronNetwork)  # type: ignore[arg-type]
+    for name, cls in (("noop", NoopNetwork), ("flat", FlatNetwork),
+                      ("neutron", NeutronNetwork)):
+        assert isinstance(nn.for_node(_node(network_interface=name)),  # type: ignore[arg-type]
+                          cls)
+
+
+def test_the_state_map_covers_the_provider_phases(tmp_path: Any) -> None:
+    assert PROVIDER_NETWORK == {states.INSPECTING: "inspection",
+                                states.CLEANING: "cleaning",
+                                states.DEPLOYING: "provisioning"}
+    settings = Settings(data_dir=tmp_path)
+    for kind in (*PROVIDER_NETWORK.values(), *PROVIDER_KINDS):
+        assert kind in PROVIDER_KINDS and hasattr(settings, f"{kind}_network")
+    for state in PROVIDER_NETWORK:
+        assert state in states.TRANSIENT_STATES
+
+
+@pytest.mark.parametrize("name", NETWORK_INTERFACES)
+def test_going_active_flips_with_the_power_off(tmp_path: Any, name: str) -> None:
+    log: list[str] = []
+    nn = NodeNetworking(_settings(tmp_path), RecordingPlugin(),
+                        NoDatabase())  # type: ignore[arg-type]
+    iface = nn.interfaces[name]
+    iface.remove_network = lambda _t, kind, objects=None: log.append(  # type: ignore[method-assign]
+        f"off {kind}")
+    iface.configure_tenant = lambda t: log.append(  # type: ignore[method-assign]
+        f"tenant while {t.node.power_state}")
+    nn.to_tenant(_task(_node(network_interface=name), log))  # type: ignore[arg-type]
+    assert log == [drivers_base.POWER_OFF, "off provisioning",
+                   f"tenant while {drivers_base.POWER_OFF}", drivers_base.POWER_ON]
+
+
+def test_undeploy_unbinds_with_the_power_off(tmp_path: Any) -> None:
+    log: list[str] = []
+    nn = NodeNetworking(_settings(tmp_path), RecordingPlugin(),
+                        NoDatabase())  # type: ignore[arg-type]
+    iface = nn.interfaces["neutron"]
+    iface.unconfigure_tenant = lambda t: log.append(  # type: ignore[method-assign]
+        f"untenant while {t.node.power_state}")
+    iface.remove_all_provider_networks = lambda _t: log.append(  # type: ignore[method-assign]
+        "off all")
+    task = _task(_node(network_interface="neutron", provision_state=states.DELETING), log)
+    nn.from_tenant(task)  # type: ignore[arg-type]
+    assert log == [drivers_base.POWER_OFF, f"untenant while {drivers_base.POWER_OFF}",
+                   "off all"]
+    log.clear()
+    nn.from_tenant(task)  # type: ignore[arg-type]  # already off: no second power-off
+    assert log == [f"untenant while {drivers_base.POWER_OFF}", "off all"]
