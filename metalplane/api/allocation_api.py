@@ -114,13 +114,16 @@ def register(app: FastAPI, conductor: Conductor) -> None:
     def base_url(request: Request) -> str:
         return str(request.base_url).rstrip("/")
 
-    def allocation_view(a: Allocation, base: str,
-                        fields: list[str] | None = None) -> dict[str, Any]:
+    def allocation_view(a: Allocation, base: str, fields: list[str] | None = None,
+                        node_uuids: dict[int, str] | None = None) -> dict[str, Any]:
         """An allocation as Ironic shows it: uuid, name, node_uuid, state, last_error,
         resource_class, traits, candidate_nodes, extra, owner, created_at, updated_at,
-        links; ``fields`` limits the keys."""
+        links; ``fields`` limits the keys; ``node_uuids`` (node id -> UUID), when the
+        caller read them for many allocations at once."""
+        node_uuid = (allocs.node_uuid(a) if node_uuids is None
+                     else node_uuids.get(a.node_id or 0))
         out: dict[str, Any] = {
-            "uuid": a.uuid, "name": a.name, "node_uuid": allocs.node_uuid(a),
+            "uuid": a.uuid, "name": a.name, "node_uuid": node_uuid,
             "state": a.state, "last_error": a.last_error,
             "resource_class": a.resource_class, "traits": list(a.traits or []),
             "candidate_nodes": list(a.candidate_nodes or []), "extra": dict(a.extra or {}),
@@ -151,7 +154,8 @@ def register(app: FastAPI, conductor: Conductor) -> None:
         found = allocs.list_allocations(node, resource_class, state, owner, limit, marker,
                                         sort_key, sort_dir)
         base = base_url(request)
-        out: dict[str, Any] = {"allocations": [allocation_view(a, base, wanted)
+        uuids = allocs.node_uuids(found)  # one query, not one per allocation
+        out: dict[str, Any] = {"allocations": [allocation_view(a, base, wanted, uuids)
                                                for a in found]}
         if len(found) == limit:
             out["next"] = next_link(request, limit, found[-1].uuid)

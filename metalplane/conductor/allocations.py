@@ -72,12 +72,14 @@ class Allocations:
 
     def node_uuid(self, alloc: Allocation) -> str | None:
         """The UUID of the allocation's node, or None."""
-        if alloc.node_id is None:
-            return None
-        try:
-            return db_api.node_by_id(self.db, alloc.node_id).uuid
-        except NotFound:
-            return None
+        return self.node_uuids([alloc]).get(alloc.node_id or 0)
+
+    def node_uuids(self, allocs: list[Allocation]) -> dict[int, str]:
+        """``{node id: node UUID}`` of these allocations' nodes, in one query."""
+        ids = sorted({a.node_id for a in allocs if a.node_id is not None})
+        if not ids:
+            return {}
+        return {n.id: n.uuid for n in db_api.rows_where(self.db, Node, id=ids)}
 
     def list_allocations(self, node: str | None = None, resource_class: str | None = None,
              state: str | None = None, owner: str | None = None, limit: int | None = None,
