@@ -212,3 +212,22 @@ def test_bmc_connection_takes_the_proxy_from_the_environment_once(
     redfish._connect((bmc, None, None, True, 5.0, 15.0), 10.0).refresh()
     assert len(via_proxy) == before and direct
     assert all(t.startswith("/redfish/v1") for t in direct), direct
+
+
+def test_a_forgotten_connection_closes_its_session_and_drops_its_lock() -> None:
+    """A changed password or a stale session leaves no connector, session or connect lock
+    behind (each BMC and credential change used to leave a lock for ever)."""
+    key = ("http://127.0.0.1:9", "u", "old-password", True, 1.0, 1.0)
+    closed: list[bool] = []
+
+    class Connector:
+        def close(self) -> None:
+            closed.append(True)
+
+    with redfish._registry_lock:
+        redfish._connections[key] = object()
+        redfish._connectors[key] = Connector()  # type: ignore[assignment]
+        redfish._connecting[key] = threading.Lock()
+    redfish._forget(key)
+    assert key not in redfish._connections and key not in redfish._connecting
+    assert key not in redfish._connectors and closed == [True]

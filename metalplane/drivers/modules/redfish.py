@@ -138,7 +138,8 @@ class _Connector(sushy_connector.Connector):  # type: ignore[misc]
 
 _ConnKey = tuple[str, str | None, str | None, bool | str, float, float]
 _MAX_CONNECTIONS = 1024  # connections kept; the oldest is dropped beyond this
-_connections: dict[_ConnKey, Any] = {}
+_connections: dict[_ConnKey, Any] = {}  # key -> sushy.Sushy
+_connectors: dict[_ConnKey, _Connector] = {}  # its connector, closed when it is dropped
 _connecting: dict[_ConnKey, threading.Lock] = {}
 _registry_lock = threading.Lock()  # guards the two dicts only; never held on the network
 
@@ -180,21 +181,31 @@ def _connect(key: _ConnKey, wait: float) -> Any:
                            connector=connector)
         with _registry_lock:
             _connections[key] = conn
+            _connectors[key] = connector
             while len(_connections) > _MAX_CONNECTIONS:
-                _connections.pop(next(iter(_connections)))
+                _drop(next(iter(_connections)))
         return conn
     finally:
         lock.release()
+
+
+def _drop(key: _ConnKey) -> None:
+    """Forget ``key``'s connection, its connect lock and its connector, closing the
+    connector's HTTP session (a changed password or an evicted BMC leaves nothing
+    behind). Called with ``_registry_lock`` held."""
+    _connections.pop(key, None)
+    _connecting.pop(key, None)
+    connector = _connectors.pop(key, None)
+    if connector is not None:
+        connector.close()
 
 
 def _forget(key: _ConnKey | None = None) -> None:
     """Drop the cached connection of ``key`` (a stale session: reconnect next time), or all
     of them."""
     with _registry_lock:
-        if key is None:
-            _connections.clear()
-        else:
-            _connections.pop(key, None)
+        for k in list(_connections) if key is None else [key]:
+            _drop(k)
 
 
 _FRESH = 10.0  # s: how old a System reading a task may act on without a new GET
