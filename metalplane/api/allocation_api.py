@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import Body, FastAPI, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints
 
+from metalplane.api import views
 from metalplane.api.versions import API_VERSION_STATE, MAX_VERSION
 from metalplane.common.exceptions import Invalid, MetalplaneError, NotFound
 from metalplane.conductor.allocations import Allocations
@@ -30,7 +30,6 @@ from metalplane.db.models import Conductor as ConductorRow
 
 __all__ = ["ALLOCATION_FIELDS", "CONDUCTOR_FIELDS", "AllocationCreate", "register"]
 
-MAX_LIMIT = 1000
 ALLOCATION_FIELDS = ("uuid", "name", "node_uuid", "state", "last_error", "resource_class",
                      "traits", "candidate_nodes", "extra", "owner", "created_at",
                      "updated_at", "links")
@@ -61,15 +60,6 @@ class AllocationCreate(BaseModel):
     node: StrictStr | None = None
 
 
-def _ts(value: dt.datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def _links(base: str, kind: str, ident: str) -> list[dict[str, str]]:
-    return [{"href": f"{base}/v1/{kind}/{ident}", "rel": "self"},
-            {"href": f"{base}/{kind}/{ident}", "rel": "bookmark"}]
-
-
 def _fields(fields: str | None, allowed: tuple[str, ...]) -> list[str] | None:
     """The ``?fields=`` list. Raises :class:`Invalid` naming unknown ones."""
     if fields is None:
@@ -84,7 +74,7 @@ def _fields(fields: str | None, allowed: tuple[str, ...]) -> list[str] | None:
 def _limit(limit: int | None) -> int:
     if limit is not None and limit < 0:
         raise Invalid(f"Value must be positive: limit {limit}")
-    return min(limit or MAX_LIMIT, MAX_LIMIT)
+    return min(limit or views.MAX_LIMIT, views.MAX_LIMIT)
 
 
 def _version(request: Request) -> tuple[int, int]:
@@ -111,9 +101,6 @@ def register(app: FastAPI, conductor: Conductor) -> None:
     """Add the allocation and conductor routes to ``app``."""
     allocs = Allocations(conductor)
 
-    def base_url(request: Request) -> str:
-        return str(request.base_url).rstrip("/")
-
     def allocation_view(a: Allocation, base: str, fields: list[str] | None = None,
                         node_uuids: dict[int, str] | None = None) -> dict[str, Any]:
         """An allocation as Ironic shows it: uuid, name, node_uuid, state, last_error,
@@ -127,16 +114,13 @@ def register(app: FastAPI, conductor: Conductor) -> None:
             "state": a.state, "last_error": a.last_error,
             "resource_class": a.resource_class, "traits": list(a.traits or []),
             "candidate_nodes": list(a.candidate_nodes or []), "extra": dict(a.extra or {}),
-            "owner": a.owner, "created_at": _ts(a.created_at), "updated_at": _ts(a.updated_at),
-            "links": _links(base, "allocations", a.uuid),
+            "owner": a.owner, "created_at": views.timestamp(a.created_at),
+            "updated_at": views.timestamp(a.updated_at),
+            "links": views.links(base, "allocations", a.uuid),
         }
         if fields is not None:
             out = {k: v for k, v in out.items() if k in fields}
         return out
-
-    def next_link(request: Request, limit: int, marker: str) -> str:
-        params = {**dict(request.query_params), "limit": str(limit), "marker": marker}
-        return f"{base_url(request)}{request.url.path}?{urlencode(params)}"
 
     # ------------------------------------------------------------ allocations
     @app.get("/v1/allocations", summary="List allocations", tags=["allocations"])
@@ -153,12 +137,12 @@ def register(app: FastAPI, conductor: Conductor) -> None:
         limit = _limit(limit)
         found = allocs.list_allocations(node, resource_class, state, owner, limit, marker,
                                         sort_key, sort_dir)
-        base = base_url(request)
+        base = views.base_url(request)
         uuids = allocs.node_uuids(found)  # one query, not one per allocation
         out: dict[str, Any] = {"allocations": [allocation_view(a, base, wanted, uuids)
                                                for a in found]}
         if len(found) == limit:
-            out["next"] = next_link(request, limit, found[-1].uuid)
+            out["next"] = views.next_link(request, limit, found[-1].uuid)
         return out
 
     @app.post("/v1/allocations", status_code=201, summary="Create an allocation",
@@ -175,7 +159,7 @@ def register(app: FastAPI, conductor: Conductor) -> None:
                 raise Invalid("Cannot set node when creating an allocation in this API "
                               "version")
         alloc = allocs.create(values)
-        base = base_url(request)
+        base = views.base_url(request)
         response.headers["Location"] = f"{base}/v1/allocations/{alloc.uuid}"
         return allocation_view(alloc, base)
 
@@ -186,7 +170,7 @@ def register(app: FastAPI, conductor: Conductor) -> None:
         found." """
         _require(request, ALLOCATIONS_VERSION, "allocations")
         wanted = _fields(fields, ALLOCATION_FIELDS)
-        return allocation_view(allocs.get(ident), base_url(request), wanted)
+        return allocation_view(allocs.get(ident), views.base_url(request), wanted)
 
     @app.patch("/v1/allocations/{ident}", summary="Update an allocation's name or extra",
                tags=["allocations"])
@@ -194,7 +178,7 @@ def register(app: FastAPI, conductor: Conductor) -> None:
                          patch: list[dict[str, Any]] = Body(...)) -> dict[str, Any]:
         """JSON patch of ``/name`` and ``/extra`` only (any other path: 400)."""
         _require(request, ALLOCATION_UPDATE_VERSION, "updating allocations", code=405)
-        return allocation_view(allocs.update(ident, patch), base_url(request))
+        return allocation_view(allocs.update(ident, patch), views.base_url(request))
 
     @app.delete("/v1/allocations/{ident}", status_code=204, summary="Delete an allocation",
                 tags=["allocations"])
@@ -212,7 +196,7 @@ def register(app: FastAPI, conductor: Conductor) -> None:
         """The allocation of the node, or 404 ("Allocation for node X was not found")."""
         _require(request, ALLOCATIONS_VERSION, "allocations")
         wanted = _fields(fields, ALLOCATION_FIELDS)
-        return allocation_view(allocs.of_node(ident), base_url(request), wanted)
+        return allocation_view(allocs.of_node(ident), views.base_url(request), wanted)
 
     @app.delete("/v1/nodes/{ident}/allocation", status_code=204,
                 summary="Delete the node's allocation", tags=["allocations"])
@@ -232,8 +216,9 @@ def register(app: FastAPI, conductor: Conductor) -> None:
         out: dict[str, Any] = {
             "hostname": c.hostname, "conductor_group": c.conductor_group or "",
             "alive": alive, "drivers": sorted(c.drivers or []),
-            "created_at": _ts(c.created_at), "updated_at": _ts(c.updated_at),
-            "links": _links(base, "conductors", c.hostname),
+            "created_at": views.timestamp(c.created_at),
+            "updated_at": views.timestamp(c.updated_at),
+            "links": views.links(base, "conductors", c.hostname),
         }
         if fields is not None:
             out = {k: v for k, v in out.items() if k in fields}
@@ -256,10 +241,10 @@ def register(app: FastAPI, conductor: Conductor) -> None:
         if sort_key in ("alive", "drivers"):
             raise Invalid(f"The sort_key value {sort_key} is an invalid field for sorting")
         rows = db_api.list_conductors(conductor.db, limit, marker, sort_key, sort_dir)
-        base = base_url(request)
+        base = views.base_url(request)
         out: dict[str, Any] = {"conductors": [conductor_view(c, base, wanted) for c in rows]}
         if len(rows) == limit:
-            out["next"] = next_link(request, limit, rows[-1].hostname)
+            out["next"] = views.next_link(request, limit, rows[-1].hostname)
         return out
 
     @app.get("/v1/conductors/{hostname}", summary="Show a conductor", tags=["conductors"])
@@ -270,4 +255,4 @@ def register(app: FastAPI, conductor: Conductor) -> None:
         _require(request, CONDUCTORS_VERSION, "conductors")
         wanted = _fields(fields, CONDUCTOR_FIELDS)
         return conductor_view(db_api.get_conductor(conductor.db, hostname),
-                              base_url(request), wanted)
+                              views.base_url(request), wanted)

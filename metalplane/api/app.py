@@ -53,7 +53,6 @@ from metalplane.lifecycle.networking import NETWORK_INTERFACES
 __all__ = ["MAX_VERSION", "MIN_VERSION", "create_app"]
 
 LOG = logging.getLogger(__name__)
-MAX_LIMIT = 1000
 PUBLIC_PATHS = ("/", "/v1", "/v1/", "/openapi.json", "/docs", "/docs/oauth2-redirect")
 V1_RESOURCES = ("nodes", "ports", "portgroups", "drivers", "allocations", "conductors",
                 "lookup", "heartbeat", "switches")
@@ -194,8 +193,7 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
         return error_response(500, f"Internal error: {type(exc).__name__}; see the server log",
                               request.url.path)
 
-    def base_url(request: Request) -> str:
-        return str(request.base_url).rstrip("/")
+    base_url = views.base_url
 
     # ------------------------------------------------------------ root
     network_port = conductor.settings.network_port
@@ -242,7 +240,7 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
                     marker: str | None, sort_key: str, sort_dir: str) -> dict[str, Any]:
         if limit is not None and limit < 0:
             raise Invalid("limit must be a positive number")
-        limit = min(limit or MAX_LIMIT, MAX_LIMIT)
+        limit = min(limit or views.MAX_LIMIT, views.MAX_LIMIT)
         filters: dict[str, Any] = {}
         for key in NODE_FILTERS:
             if key in request.query_params:
@@ -263,10 +261,7 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
                                   columns)
         out: dict[str, Any] = {"nodes": [_node_doc(n, request, wanted) for n in nodes]}
         if len(nodes) == limit:
-            params = dict(request.query_params)
-            params.update({"limit": str(limit), "marker": nodes[-1].uuid})
-            query = "&".join(f"{k}={v}" for k, v in params.items())
-            out["next"] = f"{base_url(request)}{request.url.path}?{query}"
+            out["next"] = views.next_link(request, limit, nodes[-1].uuid)
         return out
 
     @app.get("/v1/nodes", summary="List nodes")
@@ -416,12 +411,11 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
         node_id = res.get_node(node or node_uuid or "").id if (node or node_uuid) else None
         pg_id = db_api.get_portgroup(conductor.db, portgroup).id if portgroup else None
         addr = normalize_mac(address) if address else None
-        limit = min(limit or MAX_LIMIT, MAX_LIMIT)
+        limit = min(limit or views.MAX_LIMIT, views.MAX_LIMIT)
         ports = db_api.list_ports(conductor.db, node_id, addr, pg_id, limit, marker)
         out: dict[str, Any] = {"ports": [_port_doc(p, request) for p in ports]}
         if len(ports) == limit:
-            out["next"] = (f"{base_url(request)}{request.url.path}?limit={limit}"
-                           f"&marker={ports[-1].uuid}")
+            out["next"] = views.next_link(request, limit, ports[-1].uuid)
         return out
 
     @app.get("/v1/ports", summary="List ports")
@@ -469,13 +463,12 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
     def _list_portgroups(request: Request, node: str | None, address: str | None,
                          limit: int | None, marker: str | None) -> dict[str, Any]:
         node_id = res.get_node(node).id if node else None
-        limit = min(limit or MAX_LIMIT, MAX_LIMIT)
+        limit = min(limit or views.MAX_LIMIT, views.MAX_LIMIT)
         pgs = db_api.list_portgroups(conductor.db, node_id, limit, marker,
                                      normalize_mac(address) if address else None)
         out: dict[str, Any] = {"portgroups": [_pg_doc(p, request) for p in pgs]}
         if len(pgs) == limit:
-            out["next"] = (f"{base_url(request)}{request.url.path}?limit={limit}"
-                           f"&marker={pgs[-1].uuid}")
+            out["next"] = views.next_link(request, limit, pgs[-1].uuid)
         return out
 
     @app.get("/v1/portgroups", summary="List portgroups")

@@ -16,6 +16,7 @@ from fastapi import Body, FastAPI, Request, Response
 
 from metalplane.api import network_schemas as schemas
 from metalplane.api.schemas_common import printable, to_bool
+from metalplane.api.views import timestamp as _ts
 from metalplane.common.exceptions import Invalid, NotFound
 from metalplane.conductor.manager import Conductor
 from metalplane.db.models import Network, NetworkPort, SecurityGroup, SecurityGroupRule, Subnet
@@ -77,10 +78,6 @@ def _extension_view(alias: str, name: str, description: str) -> dict[str, Any]:
 # Query-string filters read as booleans (Neutron: convert_to_boolean), by collection.
 _BOOL_FILTERS = {"networks": ("shared", "admin_state_up"), "subnets": ("enable_dhcp",),
                  "ports": ("admin_state_up",)}
-
-
-def _ts(value: Any) -> str | None:
-    return value.isoformat() if value else None
 
 
 def register(app: FastAPI, conductor: Conductor) -> None:

@@ -11,6 +11,9 @@ from __future__ import annotations
 import copy
 import datetime as dt
 from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
 
 from metalplane.common.secrets import MASK, mask_driver_info
 from metalplane.db.models import Node, Port, Portgroup
@@ -43,11 +46,26 @@ UNSUPPORTED_NODE_FIELDS: dict[str, Any] = {
 }
 
 
-def _ts(value: dt.datetime | None) -> str | None:
+MAX_LIMIT = 1000  # most items a list answers (Ironic's [api]max_limit)
+
+
+def base_url(request: Request) -> str:
+    """The server's root URL as the client reached it, without a trailing slash."""
+    return str(request.base_url).rstrip("/")
+
+
+def next_link(request: Request, limit: int, marker: str) -> str:
+    """The list's ``next`` link: the same query with ``limit`` and ``marker`` (the last
+    item's identifier), URL-encoded."""
+    params = {**dict(request.query_params), "limit": str(limit), "marker": marker}
+    return f"{base_url(request)}{request.url.path}?{urlencode(params)}"
+
+
+def timestamp(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _links(base: str, kind: str, ident: str) -> list[dict[str, str]]:
+def links(base: str, kind: str, ident: str) -> list[dict[str, str]]:
     return [{"href": f"{base}/v1/{kind}/{ident}", "rel": "self"},
             {"href": f"{base}/{kind}/{ident}", "rel": "bookmark"}]
 
@@ -88,10 +106,10 @@ def node_view(node: Node, base: str, fields: list[str] | None = None,
         elif f.endswith("_interface") and value is None and driver_defaults:
             value = driver_defaults.get(f)
         elif isinstance(value, dt.datetime):
-            value = _ts(value)
+            value = timestamp(value)
         out[f] = value
     if fields is None or "links" in fields:
-        out["links"] = _links(base, "nodes", node.uuid)
+        out["links"] = links(base, "nodes", node.uuid)
     if fields is None:
         out["ports"] = [{"href": f"{base}/v1/nodes/{node.uuid}/ports", "rel": "self"}]
         out["portgroups"] = [{"href": f"{base}/v1/nodes/{node.uuid}/portgroups", "rel": "self"}]
@@ -106,8 +124,8 @@ def port_view(port: Port, node_uuid: str, pg_uuid: str | None, base: str) -> dic
         "local_link_connection": port.local_link_connection or {},
         "physical_network": port.physical_network, "pxe_enabled": port.pxe_enabled,
         "extra": port.extra or {}, "internal_info": port.internal_info or {},
-        "is_smartnic": False, "created_at": _ts(port.created_at),
-        "updated_at": _ts(port.updated_at), "links": _links(base, "ports", port.uuid),
+        "is_smartnic": False, "created_at": timestamp(port.created_at),
+        "updated_at": timestamp(port.updated_at), "links": links(base, "ports", port.uuid),
     }
 
 
@@ -117,7 +135,7 @@ def portgroup_view(pg: Portgroup, node_uuid: str, base: str) -> dict[str, Any]:
         "mode": pg.mode, "properties": pg.properties or {},
         "standalone_ports_supported": pg.standalone_ports_supported, "extra": pg.extra or {},
         "internal_info": pg.internal_info or {},
-        "created_at": _ts(pg.created_at), "updated_at": _ts(pg.updated_at),
-        "links": _links(base, "portgroups", pg.uuid),
+        "created_at": timestamp(pg.created_at), "updated_at": timestamp(pg.updated_at),
+        "links": links(base, "portgroups", pg.uuid),
         "ports": [{"href": f"{base}/v1/portgroups/{pg.uuid}/ports", "rel": "self"}],
     }

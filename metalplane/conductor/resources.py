@@ -387,17 +387,26 @@ class NodeResources:
         VIF is refused (409) unless the node is in maintenance; its network ports' switch
         ports are released first (:meth:`NodeNetworking.port_deleted`). Raises
         :class:`NodeLocked`, :class:`InvalidState`, :class:`NotFound`."""
-        port = db_api.get_port(self.db, ident)
-        node = db_api.node_by_id(self.db, port.node_id)
-        with self.c.acquire(node.uuid, "port deletion") as task:
-            port = db_api.get_port(self.db, port.uuid)
-            vif = (port.internal_info or {}).get(TENANT_KEY)
+        self._delete(db_api.get_port(self.db, ident), Port, "port",
+                     lambda uuid: db_api.get_port(self.db, uuid),
+                     self.c.networking.port_deleted)
+
+    def _delete(self, row: Port | Portgroup, model: type[Port] | type[Portgroup], what: str,
+                reread: Callable[[str], Port | Portgroup],
+                release: Callable[[Any, int], None]) -> None:
+        """Delete ``row`` (a port or portgroup) under its node's lock: refused while it
+        carries a VIF unless the node is in maintenance; ``release(task, id)`` frees its
+        switch ports first."""
+        node = db_api.node_by_id(self.db, row.node_id)
+        with self.c.acquire(node.uuid, f"{what} deletion") as task:
+            row = reread(row.uuid)  # as it is now that the node is locked
+            vif = (row.internal_info or {}).get(TENANT_KEY)
             if vif and not task.node.maintenance:
-                raise InvalidState(f"Cannot delete the port {port.uuid} as it is bound to "
+                raise InvalidState(f"Cannot delete the {what} {row.uuid} as it is bound to "
                                    f"VIF {vif} for use (detach the VIF first, or set "
                                    "maintenance mode)")
-            self.c.networking.port_deleted(task, port.id)
-            db_api.delete_row(self.db, Port, port.id)
+            release(task, row.id)
+            db_api.delete_row(self.db, model, row.id)
 
     # ---------------------------------------------------------------- portgroups
     PG_FIELDS = frozenset({"address", "node_uuid", "name", "mode", "properties",
@@ -468,17 +477,9 @@ class NodeResources:
         """Delete a portgroup under its node's lock (its ports stay, standalone): one with a
         VIF is refused (409) unless the node is in maintenance, as a port's; its bond is
         released first (:meth:`NodeNetworking.portgroup_deleted`)."""
-        pg = db_api.get_portgroup(self.db, ident)
-        node = db_api.node_by_id(self.db, pg.node_id)
-        with self.c.acquire(node.uuid, "portgroup deletion") as task:
-            pg = db_api.get_portgroup(self.db, pg.uuid)
-            vif = (pg.internal_info or {}).get(TENANT_KEY)
-            if vif and not task.node.maintenance:
-                raise InvalidState(f"Cannot delete the portgroup {pg.uuid} as it is bound to "
-                                   f"VIF {vif} for use (detach the VIF first, or set "
-                                   "maintenance mode)")
-            self.c.networking.portgroup_deleted(task, pg.id)
-            db_api.delete_row(self.db, Portgroup, pg.id)
+        self._delete(db_api.get_portgroup(self.db, ident), Portgroup, "portgroup",
+                     lambda uuid: db_api.get_portgroup(self.db, uuid),
+                     self.c.networking.portgroup_deleted)
 
     @staticmethod
     def _patched(doc: dict[str, Any], patch: Any, what: str,

@@ -96,8 +96,9 @@ def test_a_reboot_into_the_agent_is_checked_once_its_time_is_up(tmp_path: Path) 
         server.conductor.check_timeouts()
         dark, up = server.node("dark"), server.node("up")
         assert dark["provision_state"] == "clean failed"
-        assert "still 'power off' 1 s after the reboot" in dark["last_error"]
-        assert dark["target_power_state"] is None and dark["reservation"] is None
+        dark = server.wait_state("dark", "clean failed", timeout=10)  # made safe: unlocked,
+        assert "still 'power off' 1 s after the reboot" in dark["last_error"]  # no target
+        assert dark["power_state"] == "power off"
         assert up["provision_state"] == "clean wait"  # on: it keeps waiting for its agent
         assert up["power_state"] == "power on" and up["target_power_state"] is None
         assert up["last_error"] is None
@@ -133,5 +134,8 @@ def test_restart_releases_locks_and_fails_transient_nodes(tmp_path: Path) -> Non
         ghost_node = server.node("t-ghost")
         assert ghost_node["provision_state"] == "inspect failed"
         assert "ghost-conductor" in ghost_node["last_error"]
-        for name in ("t-deploy", "t-clean", "t-wait", "t-idle", "t-ghost"):
+        for name, failed in (("t-deploy", "deploy failed"), ("t-clean", "clean failed"),
+                             ("t-ghost", "inspect failed")):  # made safe on a worker
+            assert server.wait_state(name, failed, timeout=10)["power_state"] == "power off"
+        for name in ("t-wait", "t-idle"):
             assert server.node(name)["reservation"] is None, name
