@@ -256,7 +256,8 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
             wanted = [f.strip() for f in fields.split(",") if f.strip()] + ["uuid"]
         # only the columns shown (and the driver, for its interface defaults)
         columns = None if wanted is None else sorted(
-            {"uuid", "driver", *(f for f in wanted if f in views.NODE_FIELDS)})
+            {"uuid", "driver", *(f for f in wanted if f in views.NODE_FIELDS),
+             *(c for f in wanted for c in views.DERIVED_NODE_FIELDS.get(f, ()))})
         nodes = db_api.list_nodes(conductor.db, filters, limit, marker, sort_key, sort_dir,
                                   columns)
         out: dict[str, Any] = {"nodes": [_node_doc(n, request, wanted) for n in nodes]}
@@ -311,8 +312,18 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
     @app.put("/v1/nodes/{ident}/states/provision", status_code=202,
              summary="Change the provision state (manage, inspect, provide, deploy, ...)")
     def set_provision(ident: str, body: schemas.ProvisionStateBody) -> Response:
-        conductor.provision(ident, body.target, body.configdrive)
+        conductor.provision(ident, body.target, body.configdrive, body.clean_steps,
+                            body.deploy_steps)
         return Response(status_code=202)
+
+    @app.get("/v1/nodes/{ident}/steps",
+             summary="The node's inspect, clean and deploy steps (a metalplane extension)")
+    def node_steps(ident: str) -> dict[str, Any]:
+        """Every step of the node's interfaces, per phase, in Ironic's step shape and in
+        the order an automated run takes them (priority 0: only when asked for, e.g. by
+        manual cleaning's ``clean_steps``). Ironic has no such call; the shape is that of
+        its ``clean_step`` field."""
+        return conductor.list_steps(ident)
 
     @app.put("/v1/nodes/{ident}/states/power", status_code=202,
              summary="Change the power state (power on, power off, rebooting)")

@@ -48,6 +48,8 @@ class _Node(_View):
     portgroups: list[Link] | None = None
     states: list[Link] | None = None
     conductor: str | None = None
+    clean_step: Json | None = None
+    deploy_step: Json | None = None
 
 
 _CONSTANT_TYPES: dict[type, Any] = {dict: Json, bool: bool, str: str, type(None): str}

@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 
 from metalplane.common.secrets import MASK, mask_driver_info
+from metalplane.conductor.steps import PHASE_OF_STATE, current_step
 from metalplane.db.models import Node, Port, Portgroup
 from metalplane.drivers.base import INTERFACE_KINDS, NOOP_INTERFACES
 
@@ -35,11 +36,15 @@ NODE_FIELDS = (
 )
 
 
+# The stored columns the node fields shown from them are made of (``clean_step`` is the
+# current one of ``driver_internal_info.clean_steps``).
+DERIVED_NODE_FIELDS = {"clean_step": ("provision_state", "driver_internal_info"),
+                       "deploy_step": ("provision_state", "driver_internal_info")}
 # Fields of Ironic's node (at our maximum microversion) for features metalplane does not
 # have: always these values, so clients that read them find them.
 UNSUPPORTED_NODE_FIELDS: dict[str, Any] = {
-    "boot_mode": None, "secure_boot": None, "chassis_uuid": None, "clean_step": {},
-    "deploy_step": {}, "console_enabled": False, "fault": None,
+    "boot_mode": None, "secure_boot": None, "chassis_uuid": None,
+    "console_enabled": False, "fault": None,
     "firmware_interface": "no-firmware", "network_data": {}, "parent_node": None,
     "protected": False, "protected_reason": None, "raid_config": {},
     "target_raid_config": {}, "retired": False, "retired_reason": None, "shard": None,
@@ -95,6 +100,10 @@ def node_view(node: Node, base: str, fields: list[str] | None = None,
             out[f] = copy.copy(constant)
     if fields is None or "conductor" in fields:
         out["conductor"] = conductor
+    for f, of in (("clean_step", "clean"), ("deploy_step", "deploy")):
+        if fields is None or f in fields:
+            out[f] = (current_step(node)
+                      if PHASE_OF_STATE.get(node.provision_state) == of else {})
     for f in NODE_FIELDS:
         if fields is not None and f not in fields:
             continue

@@ -32,6 +32,7 @@ from metalplane.common.exceptions import (
     NotFound,
 )
 from metalplane.common.secrets import SecretBox
+from metalplane.conductor.steps import PHASE_OF_STATE, StepEngine, current_step
 from metalplane.conductor.task import NodeTask
 from metalplane.db import api as db_api
 from metalplane.db.engine import Database
@@ -39,6 +40,7 @@ from metalplane.db.models import Node, Port, utcnow
 from metalplane.drivers import base as drivers_base
 from metalplane.drivers.modules import agent as agent_mod
 from metalplane.drivers.registry import DriverRegistry, hardware_types
+from metalplane.drivers.steps import PHASES
 from metalplane.lifecycle import states
 from metalplane.lifecycle.networking import NodeNetworking
 from metalplane.network.plugin import NetworkPlugin
@@ -73,6 +75,7 @@ class Conductor:
         self.registry = DriverRegistry(settings)
         self.network = NetworkPlugin(settings, db)
         self.networking = NodeNetworking(settings, self.network, db)
+        self.steps = StepEngine(db, self.networking)
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.workers, thread_name_prefix="conductor")
         self._stop = threading.Event()
@@ -243,16 +246,32 @@ class Conductor:
 
     # ------------------------------------------------------------------ provisioning
     def provision(self, ident: str, verb: str,
-                  configdrive: dict[str, Any] | str | None = None) -> None:
+                  configdrive: dict[str, Any] | str | None = None,
+                  clean_steps: list[dict[str, Any]] | None = None,
+                  deploy_steps: list[dict[str, Any]] | None = None) -> None:
         """Start provision action ``verb`` on node ``ident`` (the API answers 202).
+
+        ``clean_steps`` (required by ``clean``, manual cleaning) and ``deploy_steps``
+        (``deploy``/``rebuild``): steps as :meth:`StepEngine.plan` takes them, checked
+        against the node's driver before anything changes.
 
         Raises :class:`InvalidStateRequested` (400) naming the allowed verbs, :class:`NodeLocked`
         (409), :class:`NotFound` (404), or :class:`Invalid` (400) when the node's driver
-        cannot do it (checked before anything changes).
+        cannot do it or a step is unknown or lacks an argument (checked before anything
+        changes).
         """
         verb = states.normalize_verb(verb)
         if verb not in states.VERBS:
             raise Invalid(f"'{verb}' is not a provision verb; verbs: {', '.join(states.VERBS)}")
+        if verb == "clean" and not clean_steps:
+            raise Invalid('"clean_steps" is required when setting target provision state '
+                          'to clean')
+        if clean_steps is not None and verb != "clean":
+            raise Invalid('"clean_steps" is only valid when setting target provision state '
+                          'to clean')
+        if deploy_steps is not None and verb not in ("deploy", "rebuild"):
+            raise Invalid('"deploy_steps" is only valid when setting target provision state '
+                          'to active or rebuild')
         with self.acquire(ident, f"provision action '{verb}'") as task:
             node = task.node
             if node.maintenance and verb not in ("manage", "abort"):
@@ -261,6 +280,9 @@ class Conductor:
                                    f"unset maintenance first")
             t = states.next_state(node.provision_state, verb)
             self._validate_for(task, verb)
+            phase = PHASE_OF_STATE.get(t.dest)
+            plan = (self.steps.plan(task, phase, clean_steps if phase == "clean"
+                                    else deploy_steps) if phase else [])
             if configdrive is not None:
                 if not isinstance(configdrive, dict):
                     raise Invalid("configdrive must be an object with meta_data, user_data "
@@ -271,10 +293,20 @@ class Conductor:
             if verb == "abort":
                 task.save(last_error=f"Aborted by request while in '{t.source}'")
                 self.make_safe(task)
-                return
-            worker = self._workers().get(t.dest)
-            if worker is not None:
-                task.spawn(worker)
+            elif phase is not None:
+                task.spawn(lambda tk: self.steps.start(tk, phase, plan))
+            elif t.dest == states.DELETING:
+                task.spawn(self.steps.tear_down)
+            elif t.dest in (states.VERIFYING, states.ADOPTING):
+                task.spawn(self._do_read_power)
+
+    def list_steps(self, ident: str) -> dict[str, list[dict[str, Any]]]:
+        """``{"inspect_steps": [...], "clean_steps": [...], "deploy_steps": [...]}`` of node
+        ``ident``'s driver (see :meth:`StepEngine.available`). Raises :class:`NotFound`,
+        :class:`Invalid` for a node whose driver cannot be loaded."""
+        driver = self.registry.driver_for(db_api.get_node(self.db, ident))
+        return {f"{phase}_steps": [s.as_dict() for s in self.steps.available(driver, phase)]
+                for phase in PHASES}
 
     def _validate_for(self, task: NodeTask, verb: str) -> None:
         d = task.driver
@@ -293,104 +325,14 @@ class Conductor:
             self.networking.validate(task, (states.CLEANING,) if verb in ("provide", "clean")
                                      else (states.DEPLOYING, states.CLEANING))
 
-    def _workers(self) -> dict[str, Callable[[NodeTask], None]]:
-        return {
-            states.VERIFYING: self._do_read_power,
-            states.INSPECTING: self._do_inspect,
-            states.CLEANING: self._do_clean,
-            states.DEPLOYING: self._do_deploy,
-            states.DELETING: self._do_undeploy,
-            states.ADOPTING: self._do_read_power,
-        }
-
-    def _guarded(self, task: NodeTask, step: Callable[[], None], what: str) -> None:
-        """Run ``step``; a :class:`MetalplaneError` fails the node with a ``last_error``
-        naming ``what`` (the step) and the error."""
-        try:
-            step()
-        except MetalplaneError as exc:
-            task.fail(f"{what} failed: {exc.message}")
-
     def _do_read_power(self, task: NodeTask) -> None:
         """verifying and adopting: the BMC answers, and we learn the power state."""
-        def step() -> None:
-            task.process_event("done", power_state=task.driver.power.get_power_state(task))
-        self._guarded(task, step, "reading the power state")
-
-    def _do_inspect(self, task: NodeTask) -> None:
-        def step() -> None:
-            task.save(inspection_started_at=utcnow(), inspection_finished_at=None)
-            self.networking.enter(task, states.INSPECTING)
-            result = task.driver.inspect.inspect_hardware(task)
-            if result is None:
-                task.process_event("wait")
-                return
-            self._apply_inspection(task, result)
-            self.networking.leave(task, states.INSPECTING)
-            task.save(inspection_finished_at=utcnow())
-            task.process_event("done")
-        self._guarded(task, step, "inspection")
-
-    def _apply_inspection(self, task: NodeTask, result: drivers_base.InspectionResult) -> None:
-        node = task.node
-        if result.properties:
-            task.save(properties={**(node.properties or {}), **result.properties})
-        known = {p.address for p in db_api.list_ports(self.db, node_id=node.id)}
-        for mac in result.macs:
-            if mac in known:
-                continue
-            try:
-                db_api.create_port(self.db, {"address": mac, "node_id": node.id,
-                                             "pxe_enabled": True})
-                LOG.info("Node %s: inspection created port %s", node.uuid, mac)
-            except MetalplaneError as exc:  # the MAC belongs to another node
-                LOG.warning("Node %s: port %s not created: %s", node.uuid, mac, exc.message)
-
-    def _run_step(self, task: NodeTask, state: str, step: Callable[[NodeTask], str | None],
-                  finish: Callable[[NodeTask], None] | None = None) -> None:
-        """Put the node on ``state``'s provider network, run a deploy-interface step, and
-        when it finished (rather than waits for a call-back) run ``finish``, by default
-        taking the node off that network again."""
-        def run() -> None:
-            self.networking.enter(task, state)
-            if step(task) == "wait":
-                task.process_event("wait")
-                return
-            if finish is None:
-                self.networking.leave(task, state)
-            else:
-                finish(task)
-            task.process_event("done")
-        self._guarded(task, run, {states.CLEANING: "cleaning", states.DEPLOYING: "deploy"}[state])
-
-    def _do_clean(self, task: NodeTask) -> None:
-        self._run_step(task, states.CLEANING, task.driver.deploy.clean)
-
-    def _do_deploy(self, task: NodeTask) -> None:
-        # instance_info is what the user asked for and is never overwritten: the drive made
-        # from it goes to driver_internal_info, so a rebuild starts again from the user's
-        # input rather than from the last generated drive.
-        user = (task.node.instance_info or {}).get("configdrive")
-        internal = dict(task.node.driver_internal_info or {})
-        internal[drivers_base.CONFIGDRIVE_KEY] = self.networking.config_drive(task.node, user)
-        task.stage(driver_internal_info=internal)
-        self._run_step(task, states.DEPLOYING, task.driver.deploy.deploy,
-                       finish=self.networking.to_tenant)
-
-    def _do_undeploy(self, task: NodeTask) -> None:
-        def step() -> None:
-            task.driver.deploy.tear_down(task)
-            self.networking.from_tenant(task)
-            # as Ironic's tear down: the node's allocation goes with its instance
-            db_api.delete_allocation_of_node(self.db, task.node.id)
-            internal = dict(task.node.driver_internal_info or {})
-            internal.pop(drivers_base.CONFIGDRIVE_KEY, None)  # it went with the instance
-            task.save(instance_uuid=None, allocation_id=None, allocation_uuid=None,
-                      driver_internal_info=internal)
-            task.process_event("done")  # deleting -> cleaning
-        self._guarded(task, step, "tear down")
-        if task.node.provision_state == states.CLEANING:
-            self._do_clean(task)
+        try:
+            power = task.driver.power.get_power_state(task)
+        except MetalplaneError as exc:
+            task.fail(f"reading the power state failed: {exc.message}")
+            return
+        task.process_event("done", power_state=power)
 
     # ------------------------------------------------------------------ power and boot
     def set_power_state(self, ident: str, target: str) -> None:
@@ -517,7 +459,7 @@ class Conductor:
                                      "result again")
                 internal[agent_mod.COMMAND_KEY] = {**cmd, "done": True}
                 task.save(driver_internal_info=internal)
-                task.spawn(lambda t: self._agent_result(t, cmd["name"], result))
+                task.spawn(lambda t: self.steps.agent_result(t, result))
                 return {"command": None, "heartbeat_interval":
                         self.settings.agent_heartbeat_interval}
             out = None
@@ -526,67 +468,6 @@ class Conductor:
                 out = {k: cmd[k] for k in ("id", "name", "params")}
             task.save(driver_internal_info=internal)
             return {"command": out, "heartbeat_interval": self.settings.agent_heartbeat_interval}
-
-    def _agent_result(self, task: NodeTask, name: str, result: dict[str, Any]) -> None:
-        if result.get("status") != "succeeded":
-            error = str(result.get("error") or "no error given")
-            task.fail(f"the agent's {name} failed: {error}")  # then made safe
-            return
-        d = task.driver
-
-        def finish() -> None:
-            if name == "inspect":
-                self._apply_inventory(task, result.get("data") or {})
-                self.networking.leave(task, states.INSPECTING)
-                d.boot.clean_up_ramdisk(task)
-                drivers_base.power_action(task, drivers_base.POWER_OFF)
-                task.save(inspection_finished_at=utcnow())
-                task.process_event("done")
-            elif name == "erase":
-                task.process_event("resume")
-                self.networking.leave(task, states.CLEANING)
-                d.boot.clean_up_ramdisk(task)
-                drivers_base.power_action(task, drivers_base.POWER_OFF)
-                task.process_event("done")
-            elif name == "deploy":
-                task.process_event("resume")
-                d.boot.prepare_instance(task)
-                d.boot.clean_up_ramdisk(task)
-                self.networking.to_tenant(task)  # power off, flip, power on
-                task.process_event("done")
-            else:
-                raise Invalid(f"unknown agent command {name}")
-
-        self._guarded(task, finish, f"finishing the agent's {name}")
-
-    def _apply_inventory(self, task: NodeTask, data: dict[str, Any]) -> None:
-        """Properties from the agent's inventory; ports for its NICs, wired from LLDP."""
-        props: dict[str, Any] = {}
-        if data.get("cpus"):
-            props["cpus"] = int(data["cpus"])
-        if data.get("cpu_arch"):
-            props["cpu_arch"] = str(data["cpu_arch"])
-        if data.get("memory_mb"):
-            props["memory_mb"] = int(data["memory_mb"])
-        disks = [int(d.get("size") or 0) for d in data.get("disks") or []]
-        if disks:
-            props["local_gb"] = max(0, max(disks) // (1024**3) - 1)
-        nics = [n for n in data.get("interfaces") or [] if n.get("mac_address")]
-        macs = [str(n["mac_address"]).lower() for n in nics]
-        self._apply_inspection(task, drivers_base.InspectionResult(props, macs))
-        for nic, mac in zip(nics, macs, strict=True):
-            lldp = nic.get("lldp") or {}
-            if not (lldp.get("chassis_id") and lldp.get("port_id")):
-                continue
-            llc = {"switch_id": str(lldp["chassis_id"]).lower(), "port_id": str(lldp["port_id"])}
-            if lldp.get("system_name"):
-                llc["switch_info"] = str(lldp["system_name"])
-            for port in db_api.list_ports(self.db, address=mac):
-                if port.node_id == task.node.id and port.local_link_connection != llc:
-                    db_api.update_row(self.db, Port, port.id,
-                                      {"local_link_connection": llc}, "port")
-                    LOG.info("Node %s: port %s is wired to %s port %s (LLDP)", task.node.uuid,
-                             mac, llc.get("switch_info", llc["switch_id"]), llc["port_id"])
 
     # ------------------------------------------------------------------ VIFs
     def vif_list(self, ident: str) -> list[str]:
@@ -671,9 +552,12 @@ class Conductor:
                 with self.acquire(node.uuid, f"timeout of '{node.provision_state}'") as task:
                     if task.node.provision_state != node.provision_state:
                         continue
+                    step = current_step(task.node)
+                    during = (f" for step '{step['interface']}.{step['step']}'"
+                              if step else "")
                     task.fail(f"Timeout reached while waiting in state "
-                              f"'{node.provision_state}' ({setting} = {timeout:.0f} s): the "
-                              f"node did not call back")
+                              f"'{node.provision_state}'{during} ({setting} = {timeout:.0f} "
+                              f"s): the node did not call back")
             except (NodeLocked, NotFound):
                 continue
 

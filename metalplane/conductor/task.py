@@ -22,6 +22,7 @@ from metalplane.db import api as db_api
 from metalplane.db.models import Node, utcnow
 from metalplane.drivers.base import Driver
 from metalplane.lifecycle import states
+from metalplane.lifecycle.networking import NetworkInterface
 
 if TYPE_CHECKING:
     from metalplane.conductor.manager import Conductor
@@ -68,6 +69,11 @@ class NodeTask:
     @property
     def settings(self) -> Settings:
         return self.conductor.settings
+
+    @property
+    def network(self) -> NetworkInterface:
+        """The node's network interface (its ``network_interface``, else the default)."""
+        return self.conductor.networking.for_node(self._node)
 
     @property
     def secrets(self) -> Any:

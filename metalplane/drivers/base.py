@@ -27,6 +27,15 @@ import tenacity
 
 from metalplane.common.config import Settings
 from metalplane.common.exceptions import BMCError, Invalid
+from metalplane.drivers.steps import (
+    DONE,
+    Step,
+    StepResult,
+    clean_step,
+    deploy_step,
+    failed,
+    inspect_step,
+)
 
 __all__ = [
     "BOOT_DEVICES",
@@ -44,6 +53,7 @@ __all__ = [
     "InspectInterface",
     "InspectionResult",
     "ManagementInterface",
+    "NodeNetwork",
     "PowerInterface",
     "Task",
     "bmc_call",
@@ -70,6 +80,21 @@ LOG = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+class NodeNetwork(Protocol):
+    """The node's network interface as steps see it (Ironic's ``task.driver.network``):
+    :mod:`metalplane.lifecycle.networking` implements it."""
+
+    def add_network(self, task: Task, kind: str) -> None:
+        """Put the node's ports on provider network ``kind`` (``inspection``, ``cleaning``,
+        ``provisioning``, ``rescuing``)."""
+
+    def remove_network(self, task: Task, kind: str) -> None:
+        """Take the node's ports off provider network ``kind``."""
+
+    def configure_tenant(self, task: Task) -> None:
+        """Bind the node's tenant VIFs (the node must be powered off)."""
+
+
 class Task(Protocol):
     """What a driver sees while the conductor holds a node's lock."""
 
@@ -84,6 +109,9 @@ class Task(Protocol):
 
     @property
     def settings(self) -> Settings: ...
+
+    @property
+    def network(self) -> NodeNetwork: ...  # the node's network interface
 
     @property
     def secrets(self) -> Any: ...  # metalplane.common.secrets.SecretBox
@@ -105,10 +133,13 @@ class Task(Protocol):
 @dataclasses.dataclass(frozen=True)
 class InspectionResult:
     """What inspection learned: ``properties`` to merge into the node (cpus, cpu_arch,
-    memory_mb, local_gb) and the MAC addresses of its NICs (ports to create)."""
+    memory_mb, local_gb), the MAC addresses of its NICs (ports to create) and, from LLDP,
+    the ``local_link_connection`` of each NIC wired to a switch (``{mac: {"switch_id",
+    "port_id", "switch_info"?}}``)."""
 
     properties: dict[str, Any]
     macs: list[str]
+    wiring: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
 
 
 class BaseInterface(abc.ABC):
@@ -132,6 +163,13 @@ class BaseInterface(abc.ABC):
     def validate(self, task: Task) -> None:
         """Raise :class:`Invalid` if the node cannot use this interface as configured."""
         self.validate_driver_info(task.driver_info)
+
+    def agent_result(self, task: Task, step: Step, result: dict[str, Any]) -> StepResult:
+        """Finish ``step`` of this interface, which waited for the ramdisk agent, with the
+        agent's ``result`` (``{"status": "succeeded" | "failed", "error"?, "data"?}``).
+        Interfaces whose steps wait for the agent override this."""
+        return failed(f"{self.kind} interface '{self.name}' expects no agent result for "
+                      f"step {step.step}")
 
 
 class PowerInterface(BaseInterface):
@@ -193,10 +231,12 @@ class BootInterface(BaseInterface):
 
 
 class DeployInterface(BaseInterface):
-    """Puts an image on the node and takes it off again.
+    """Puts an image on the node and takes it off again, in deploy steps (Ironic's: the
+    implementation's ``deploy`` at 100, then, common to all, ``switch_to_tenant_network``
+    at 30 and ``boot_instance`` at 20), and cleans it in clean steps.
 
-    ``deploy`` and ``clean`` return ``None`` when finished, or ``"wait"`` when the node
-    will call back (the agent), leaving it in a wait state with a timeout.
+    :meth:`prepare_cleaning` / :meth:`tear_down_cleaning` run around the clean steps when
+    one of them needs the ramdisk agent.
     """
 
     kind = "deploy"
@@ -204,32 +244,66 @@ class DeployInterface(BaseInterface):
     def validate_deploy(self, task: Task) -> None:
         """Raise :class:`Invalid` if the node cannot be deployed as its instance_info says."""
 
+    @deploy_step(priority=100)
     @abc.abstractmethod
-    def deploy(self, task: Task) -> str | None: ...
+    def deploy(self, task: Task) -> StepResult:
+        """Start the deployment (write the image, or boot the agent that writes it)."""
+
+    @deploy_step(priority=30)
+    def switch_to_tenant_network(self, task: Task) -> StepResult:
+        """Off the provisioning network, onto the tenant VIFs, the node powered off while
+        its ports change network (Ironic's step of the same name)."""
+        if task.node.power_state != POWER_OFF:
+            power_action(task, POWER_OFF)
+        task.network.remove_network(task, "provisioning")
+        task.network.configure_tenant(task)
+        return DONE
+
+    @deploy_step(priority=20)
+    def boot_instance(self, task: Task) -> StepResult:
+        """Power the node on into its instance."""
+        power_action(task, POWER_ON)
+        return DONE
 
     @abc.abstractmethod
-    def tear_down(self, task: Task) -> None: ...
+    def tear_down(self, task: Task) -> None:
+        """Undeploy: power off and forget how the instance booted."""
 
-    @abc.abstractmethod
-    def clean(self, task: Task) -> str | None: ...
+    def prepare_cleaning(self, task: Task) -> None:
+        """Boot what the clean steps that need the ramdisk run in."""
+
+    def tear_down_cleaning(self, task: Task) -> None:
+        """Undo :meth:`prepare_cleaning` once the clean steps are done."""
 
 
 class InspectInterface(BaseInterface):
     kind = "inspect"
 
+    @inspect_step(priority=100)
     @abc.abstractmethod
-    def inspect_hardware(self, task: Task) -> InspectionResult | None:
-        """Return what was found, or ``None`` if the node will report later (in-band)."""
+    def inspect_hardware(self, task: Task) -> StepResult:
+        """Done with an :class:`InspectionResult` as ``data``, or wait for the agent."""
+
+    def tear_down_inspection(self, task: Task) -> None:
+        """Undo what the inspect steps prepared (the agent's ramdisk) once they are done."""
 
 
 class BiosInterface(BaseInterface):
+    """BIOS settings, applied in manual cleaning (Ironic's ``bios`` clean steps)."""
+
     kind = "bios"
 
+    @clean_step(priority=0, argsinfo={"settings": {
+        "description": "A list of BIOS settings to apply, each {\"name\": str, "
+                       "\"value\": str}", "required": True}})
     @abc.abstractmethod
-    def apply_configuration(self, task: Task, settings: list[dict[str, Any]]) -> None: ...
+    def apply_configuration(self, task: Task, settings: list[dict[str, Any]]) -> StepResult:
+        """Apply ``settings`` (``[{"name": str, "value": str}]``)."""
 
+    @clean_step(priority=0)
     @abc.abstractmethod
-    def factory_reset(self, task: Task) -> None: ...
+    def factory_reset(self, task: Task) -> StepResult:
+        """Reset the BIOS settings to their factory defaults."""
 
 
 @dataclasses.dataclass(frozen=True)

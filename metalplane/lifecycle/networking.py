@@ -3,9 +3,9 @@
 Ironic's three network interfaces (``drivers/modules/network/{noop,flat,neutron}.py``), as
 implementations of :class:`NetworkInterface` chosen per node by ``network_interface``
 (default ``default_network_interface``); the conductor goes through :class:`NodeNetworking`,
-which picks the node's interface and knows which provider network each state uses
-(:data:`PROVIDER_NETWORK`) and powers the node off around a flip onto or off its tenant
-network:
+which picks the node's interface. Which provider network each state uses is declared once
+(:data:`PROVIDER_NETWORK`); the step engine applies it, and the node is powered off around
+every flip onto or off its tenant network:
 
 * ``noop``: metalplane leaves the node's networking alone.
 * ``flat``: every node shares one flat provider network; VIFs are recorded and marked
@@ -35,7 +35,6 @@ from metalplane.db import api as db_api
 from metalplane.db.engine import Database
 from metalplane.db.models import NetworkPort, Node, Port, Portgroup
 from metalplane.dhcp.manager import DhcpManager
-from metalplane.drivers import base as drivers_base
 from metalplane.drivers.base import Task
 from metalplane.lifecycle import states
 from metalplane.network.plugin import NetworkPlugin
@@ -694,10 +693,11 @@ class NeutronNetwork(NetworkInterface):
 
 class NodeNetworking:
     """The conductor's one door to networking: picks each node's network interface (its
-    ``network_interface``, else ``default_network_interface``) and sequences the flips of
-    the lifecycle: :meth:`enter` / :meth:`leave` a state's provider network
-    (:data:`PROVIDER_NETWORK`), :meth:`to_tenant` going active and :meth:`from_tenant` on
-    undeploy, each with the node powered off around the tenant flip, as Ironic does."""
+    ``network_interface``, else ``default_network_interface``). The flips of the lifecycle
+    are steps: the step engine (:mod:`metalplane.conductor.steps`) puts a node on the
+    provider network of its phase's state (:data:`PROVIDER_NETWORK`) and takes it off
+    again; the deploy step ``switch_to_tenant_network`` binds the tenant VIFs with the node
+    powered off (``boot_instance`` powers it on afterwards), as Ironic does."""
 
     def __init__(self, settings: Settings, plugin: NetworkPlugin, db: Database) -> None:
         self.settings = settings
@@ -721,34 +721,9 @@ class NodeNetworking:
         kinds = tuple(PROVIDER_NETWORK[s] for s in for_states)
         self.for_node(task.node).validate(task, kinds)
 
-    def enter(self, task: Task, state: str) -> None:
-        """The node enters ``state``: put it on that state's provider network."""
-        self.for_node(task.node).add_network(task, PROVIDER_NETWORK[state])
-
-    def leave(self, task: Task, state: str) -> None:
-        """The node is done with ``state``: take it off that state's provider network."""
-        self.for_node(task.node).remove_network(task, PROVIDER_NETWORK[state])
-
     def leave_all(self, task: Task) -> None:
         """Take the node off every provider network (making it safe, tearing down)."""
         self.for_node(task.node).remove_all_provider_networks(task)
-
-    def to_tenant(self, task: Task) -> None:
-        """Going active: power off, off the provisioning network, tenant VIFs bound, power
-        on (Ironic's deploy: the node never runs while its ports change network)."""
-        drivers_base.power_action(task, drivers_base.POWER_OFF)
-        self.leave(task, states.DEPLOYING)
-        self.for_node(task.node).configure_tenant(task)
-        drivers_base.power_action(task, drivers_base.POWER_ON)
-
-    def from_tenant(self, task: Task) -> None:
-        """Undeploy: powered off (if tear-down did not already), tenant VIFs unbound (they
-        stay attached), off every provider network."""
-        if task.node.power_state != drivers_base.POWER_OFF:
-            drivers_base.power_action(task, drivers_base.POWER_OFF)
-        iface = self.for_node(task.node)
-        iface.unconfigure_tenant(task)
-        iface.remove_all_provider_networks(task)
 
     # ---------------------------------------------------------------- VIFs and ports
     def vifs(self, node: Node) -> list[str]:

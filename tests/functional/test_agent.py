@@ -202,6 +202,7 @@ def test_checksum_mismatch_fails_the_deploy_and_leaves_the_disk(lab: Lab) -> Non
     assert lab.server.provision("c1", "deploy").status_code == 202
     node = lab.server.wait_state("c1", {"deploy failed", "active"})
     assert node["provision_state"] == "deploy failed"
+    assert "deploy step 'deploy.write_image' failed" in node["last_error"]
     assert "checksum mismatch" in node["last_error"]
     assert Path(disk).read_bytes()[:1 << 20] == bytes(1 << 20)
 

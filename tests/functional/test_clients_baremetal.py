@@ -227,6 +227,45 @@ def test_cli_inspect_with_wait(srv: RunningServer) -> None:
     assert node["inspection_finished_at"] is not None
 
 
+BIOS = [{"name": "hyper_threading_enabled", "value": "False"},
+        {"name": "cpu_vt_enabled", "value": "True"}]
+
+
+def test_cli_manual_cleaning_runs_the_named_steps(srv: RunningServer) -> None:
+    uuid = bm(srv, "node", "create", "--name", "cli-clean", "--driver", "fake-hardware")["uuid"]
+    steps = srv.http.get(f"/v1/nodes/{uuid}/steps").json()
+    assert [(s["interface"], s["step"], s["priority"]) for s in steps["clean_steps"]] == [
+        ("deploy", "erase_devices", 10), ("bios", "apply_configuration", 0),
+        ("bios", "factory_reset", 0)]
+    assert steps["clean_steps"][1]["argsinfo"]["settings"]["required"] is True
+    assert [s["step"] for s in steps["deploy_steps"]] == [
+        "deploy", "switch_to_tenant_network", "boot_instance"]
+    bm_do(srv, "node", "manage", "cli-clean", "--wait", "60")
+    wanted = [{"interface": "bios", "step": "apply_configuration", "args": {"settings": BIOS}}]
+    bm_do(srv, "node", "clean", "cli-clean", "--clean-steps", json.dumps(wanted),
+          "--wait", "60")
+    node = srv.node(uuid)
+    assert node["provision_state"] == "manageable", node["last_error"]
+    assert node["driver_internal_info"]["fake_bios_settings"] == {
+        "hyper_threading_enabled": "False", "cpu_vt_enabled": "True"}
+    assert node["clean_step"] == {}
+    # a step the driver lacks, or one without its required argument: 400, nothing runs
+    for bad, says in (([{"interface": "raid", "step": "create_configuration"}],
+                       "has no clean step 'raid.create_configuration'"),
+                      ([{"interface": "bios", "step": "apply_configuration"}],
+                       "needs argument(s) settings")):
+        err = failed(baremetal(srv.url, "node", "clean", "cli-clean", "--clean-steps",
+                               json.dumps(bad)))
+        assert says in err and "clean_steps[0]" in err
+        assert srv.node(uuid)["provision_state"] == "manageable"
+    r = srv.http.put(f"/v1/nodes/{uuid}/states/provision", json={"target": "clean"})
+    assert r.status_code == 400 and "clean_steps" in r.text
+    r = srv.http.put(f"/v1/nodes/{uuid}/states/provision",
+                     json={"target": "provide", "clean_steps": wanted})
+    assert r.status_code == 400 and "clean_steps" in r.text
+    assert srv.node(uuid)["provision_state"] == "manageable"
+
+
 def test_cli_power_maintenance_validate_boot_device(srv: RunningServer) -> None:
     bm(srv, "node", "create", "--name", "cli-pw", "--driver", "fake-hardware")
     bm_do(srv, "node", "power", "on", "cli-pw")
@@ -569,6 +608,19 @@ def test_sdk_provision_and_power(srv: RunningServer, sdk: Any) -> None:
     assert result["power"].result is True and result["management"].result is True
     sdk.baremetal.set_node_boot_device(node, "pxe", persistent=True)
     assert sdk.baremetal.get_node_boot_device(node)["boot_device"] == "pxe"
+
+
+def test_sdk_manual_cleaning(srv: RunningServer, sdk: Any) -> None:
+    node = sdk.baremetal.create_node(name="sdk-clean", driver="fake-hardware")
+    sdk.baremetal.set_node_provision_state(node, "manage", wait=True, timeout=60)
+    sdk.baremetal.set_node_provision_state(
+        node, "clean", wait=True, timeout=60,
+        clean_steps=[{"interface": "bios", "step": "apply_configuration",
+                      "args": {"settings": BIOS[:1]}},
+                     {"interface": "bios", "step": "factory_reset"}])
+    got = srv.node(node.id)
+    assert got["provision_state"] == "manageable", got["last_error"]
+    assert "fake_bios_settings" not in got["driver_internal_info"]  # reset ran second
 
 
 def test_sdk_wrong_state_fails_fast(srv: RunningServer, sdk: Any) -> None:

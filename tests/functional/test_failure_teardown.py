@@ -83,6 +83,7 @@ def assert_safe(server: RunningServer, r: Rack, name: str, uuid: str) -> dict[st
 def test_abort_in_a_wait_state_leaves_the_node_safe(lab: tuple[RunningServer, Rack]) -> None:
     server, r = lab
     node = cleaning_node(server, r, "ab1", "10.66.0.11/24")
+    assert node["clean_step"]["step"] == "erase_devices"  # the step it waits in
     assert server.provision("ab1", "abort").status_code == 202
     done = assert_safe(server, r, "ab1", node["uuid"])
     assert "Aborted by request while in 'clean wait'" in done["last_error"]
@@ -94,7 +95,8 @@ def test_a_wait_timeout_leaves_the_node_safe(lab: tuple[RunningServer, Rack]) ->
     wait_for(lambda: server.node("to1")["provision_state"] == "clean failed",
              timeout=CLEAN_TIMEOUT + 20)
     done = assert_safe(server, r, "to1", node["uuid"])
-    assert "Timeout reached while waiting in state 'clean wait'" in done["last_error"]
+    assert ("Timeout reached while waiting in state 'clean wait' for step "
+            "'deploy.erase_devices'") in done["last_error"]
 
 
 def test_a_failed_agent_step_leaves_the_node_safe(lab: tuple[RunningServer, Rack]) -> None:
@@ -112,7 +114,8 @@ def test_a_failed_agent_step_leaves_the_node_safe(lab: tuple[RunningServer, Rack
                    "error": "the disk is on fire"}})
     assert r_result.status_code == 200, r_result.text
     done = assert_safe(server, r, "ag1", node["uuid"])
-    assert "the agent's erase failed: the disk is on fire" in done["last_error"]
+    assert ("clean step 'deploy.erase_devices' failed: the agent's erase failed: the disk "
+            "is on fire") in done["last_error"]
     # the token the agent had is worthless now
     again = server.http.post(f"/v1/heartbeat/{node['uuid']}", json={}, headers=headers)
     assert again.status_code in (401, 409), again.text

@@ -6,8 +6,6 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
-
 from metalplane.common.config import Settings
 from metalplane.db.models import Port
 from metalplane.drivers import base as drivers_base
@@ -150,36 +148,3 @@ def test_the_state_map_covers_the_provider_phases(tmp_path: Any) -> None:
         assert kind in PROVIDER_KINDS and hasattr(settings, f"{kind}_network")
     for state in PROVIDER_NETWORK:
         assert state in states.TRANSIENT_STATES
-
-
-@pytest.mark.parametrize("name", NETWORK_INTERFACES)
-def test_going_active_flips_with_the_power_off(tmp_path: Any, name: str) -> None:
-    log: list[str] = []
-    nn = NodeNetworking(_settings(tmp_path), RecordingPlugin(),
-                        NoDatabase())  # type: ignore[arg-type]
-    iface = nn.interfaces[name]
-    iface.remove_network = lambda _t, kind, objects=None: log.append(  # type: ignore[method-assign]
-        f"off {kind}")
-    iface.configure_tenant = lambda t: log.append(  # type: ignore[method-assign]
-        f"tenant while {t.node.power_state}")
-    nn.to_tenant(_task(_node(network_interface=name), log))  # type: ignore[arg-type]
-    assert log == [drivers_base.POWER_OFF, "off provisioning",
-                   f"tenant while {drivers_base.POWER_OFF}", drivers_base.POWER_ON]
-
-
-def test_undeploy_unbinds_with_the_power_off(tmp_path: Any) -> None:
-    log: list[str] = []
-    nn = NodeNetworking(_settings(tmp_path), RecordingPlugin(),
-                        NoDatabase())  # type: ignore[arg-type]
-    iface = nn.interfaces["neutron"]
-    iface.unconfigure_tenant = lambda t: log.append(  # type: ignore[method-assign]
-        f"untenant while {t.node.power_state}")
-    iface.remove_all_provider_networks = lambda _t: log.append(  # type: ignore[method-assign]
-        "off all")
-    task = _task(_node(network_interface="neutron", provision_state=states.DELETING), log)
-    nn.from_tenant(task)  # type: ignore[arg-type]
-    assert log == [drivers_base.POWER_OFF, f"untenant while {drivers_base.POWER_OFF}",
-                   "off all"]
-    log.clear()
-    nn.from_tenant(task)  # type: ignore[arg-type]  # already off: no second power-off
-    assert log == [f"untenant while {drivers_base.POWER_OFF}", "off all"]

@@ -6,11 +6,18 @@ iPXE at ``<boot server>/boot/<node>.ipxe`` (plain PXE firmware first gets
 ``undionly.kpxe`` over TFTP). The script carries the kernel, the ramdisk and the agent's
 parameters: the API URL and the token.
 
-``direct`` deploy and ``agent`` inspect queue one command for the agent
-(``driver_internal_info.agent_command``: inspect, erase or deploy), boot the node into the
-ramdisk and return "wait": the node sits in ``inspect wait`` / ``clean wait`` /
-``wait call-back`` until the agent heartbeats the result, or the wait times out. What
-happens on the result is the conductor's (it also knows the networks).
+``direct`` deploy and ``agent`` inspect are steps (:mod:`metalplane.drivers.steps`) that
+queue one command for the agent (``driver_internal_info.agent_command``: inspect, erase or
+deploy) and return WAIT: the node sits in ``inspect wait`` / ``clean wait`` /
+``wait call-back`` until the agent heartbeats the result, which the conductor hands back
+to the interface whose step queued the command (:meth:`agent_result`), or the wait times
+out.
+
+Deploy steps of ``direct`` (Ironic's names and priorities): ``deploy`` (100, boot the
+ramdisk), ``write_image`` (80, the agent writes the image and the config drive),
+``prepare_instance_boot`` (60, boot from disk), ``tear_down_agent`` (40, power off, token
+revoked), then the common ``switch_to_tenant_network`` (30) and ``boot_instance`` (20).
+Clean step: ``erase_devices`` (10). Inspect step: ``inspect_hardware`` (100).
 """
 
 from __future__ import annotations
@@ -23,6 +30,16 @@ from typing import Any
 from metalplane.common.exceptions import Invalid
 from metalplane.drivers import base
 from metalplane.drivers.modules.image_cache import cache_image, parse_checksum
+from metalplane.drivers.steps import (
+    DONE,
+    WAIT,
+    Step,
+    StepResult,
+    clean_step,
+    deploy_step,
+    done_with,
+    failed,
+)
 
 __all__ = ["AgentDeploy", "AgentInspect", "IPXEBoot", "boot_url", "queue_command"]
 
@@ -45,17 +62,29 @@ def queue_command(task: base.Task, name: str, params: dict[str, Any]) -> None:
     task.save(driver_internal_info=internal)
 
 
-def boot_ramdisk(task: base.Task, command: str, params: dict[str, Any]) -> None:
-    """Queue ``command``, then PXE-boot the node into the agent.
+def boot_ramdisk(task: base.Task) -> None:
+    """PXE-boot the node into the agent (a fresh token).
 
     The reboot does not wait for the BMC to report the power on: the agent's lookup is
     that report (and, should it not come, the conductor asks the BMC once
     ``power_state_change_timeout`` after the reboot). Polling a BMC through the seconds a
     power-on takes would hold the node, and a worker, for nothing."""
     task.driver.boot.prepare_ramdisk(task)
-    queue_command(task, command, params)
     task.driver.management.set_boot_device(task, "pxe", persistent=False)
     base.power_action(task, base.REBOOT, wait=False)
+
+
+def tear_down_ramdisk(task: base.Task) -> None:
+    """Power the node off out of the agent and revoke the agent's token."""
+    base.power_action(task, base.POWER_OFF)
+    task.driver.boot.clean_up_ramdisk(task)
+
+
+def command_result(command: str, result: dict[str, Any]) -> StepResult:
+    """DONE for a succeeded agent ``command``, else failed with the agent's error."""
+    if result.get("status") == "succeeded":
+        return DONE
+    return failed(f"the agent's {command} failed: {result.get('error') or 'no error given'}")
 
 
 class IPXEBoot(base.BootInterface):
@@ -139,29 +168,59 @@ class AgentDeploy(base.DeployInterface):
         if fmt not in ("raw", "qcow2"):
             raise Invalid(f"instance_info/image_disk_format '{fmt}' is not raw or qcow2")
 
-    def deploy(self, task: base.Task) -> str | None:
+    def deploy(self, task: base.Task) -> StepResult:
+        """Boot the ramdisk agent (its lookup reports the power on)."""
         self.validate_deploy(task)
+        boot_ramdisk(task)
+        return DONE
+
+    @deploy_step(priority=80, requires_ramdisk=True)
+    def write_image(self, task: base.Task) -> StepResult:
+        """The agent writes the image and the config drive generated for this deploy."""
         info = task.node.instance_info or {}
         internal = task.node.driver_internal_info or {}
         image = cache_image(self.settings.data_dir / "images", str(info["image_source"]),
                             str(info["image_checksum"]), info.get("image_os_hash_algo"))
-        params = {
+        queue_command(task, "deploy", {
             "image_url": f"{boot_url(self.settings)}/images/{image.name}",
             "image_size": image.size, "checksum_algo": image.algo, "checksum": image.checksum,
             "disk_format": info.get("image_disk_format", "raw"),
             # the drive the conductor generated from the user's input (not the input itself)
             "configdrive": internal.get(base.CONFIGDRIVE_KEY) or {},
-        }
-        boot_ramdisk(task, "deploy", params)
-        return "wait"
+        })
+        return WAIT
+
+    @deploy_step(priority=60)
+    def prepare_instance_boot(self, task: base.Task) -> StepResult:
+        task.driver.boot.prepare_instance(task)
+        return DONE
+
+    @deploy_step(priority=40)
+    def tear_down_agent(self, task: base.Task) -> StepResult:
+        tear_down_ramdisk(task)
+        return DONE
 
     def tear_down(self, task: base.Task) -> None:
         base.power_action(task, base.POWER_OFF)
         task.driver.boot.clean_up_instance(task)
 
-    def clean(self, task: base.Task) -> str | None:
-        boot_ramdisk(task, "erase", {})
-        return "wait"
+    def prepare_cleaning(self, task: base.Task) -> None:
+        boot_ramdisk(task)
+
+    def tear_down_cleaning(self, task: base.Task) -> None:
+        tear_down_ramdisk(task)
+
+    @clean_step(priority=10, requires_ramdisk=True)
+    def erase_devices(self, task: base.Task) -> StepResult:
+        """The agent erases the node's disks."""
+        queue_command(task, "erase", {})
+        return WAIT
+
+    def agent_result(self, task: base.Task, step: Step, result: dict[str, Any]) -> StepResult:
+        command = {"write_image": "deploy", "erase_devices": "erase"}.get(step.step)
+        if command is None:
+            return super().agent_result(task, step, result)
+        return command_result(command, result)
 
 
 class AgentInspect(base.InspectInterface):
@@ -173,6 +232,48 @@ class AgentInspect(base.InspectInterface):
         super().validate(task)
         require_ipxe(task, "inspect_interface agent")
 
-    def inspect_hardware(self, task: base.Task) -> base.InspectionResult | None:
-        boot_ramdisk(task, "inspect", {})
-        return None
+    def inspect_hardware(self, task: base.Task) -> StepResult:
+        boot_ramdisk(task)
+        queue_command(task, "inspect", {})
+        return WAIT
+
+    def tear_down_inspection(self, task: base.Task) -> None:
+        tear_down_ramdisk(task)
+
+    def agent_result(self, task: base.Task, step: Step, result: dict[str, Any]) -> StepResult:
+        if step.step != "inspect_hardware":
+            return super().agent_result(task, step, result)
+        done = command_result("inspect", result)
+        if done is not DONE:
+            return done
+        return done_with(parse_inventory(result.get("data") or {}))
+
+
+def parse_inventory(data: dict[str, Any]) -> base.InspectionResult:
+    """Properties, NIC MACs and LLDP wiring from the agent's inventory (its shape:
+    ``metalplane.agent.main``: ``cpus``, ``cpu_arch``, ``memory_mb``, ``disks[].size`` in
+    bytes, ``interfaces[]{mac_address, lldp{chassis_id, port_id, system_name}}``).
+    ``local_gb`` is the largest disk less 1 GiB, as Ironic reports it."""
+    props: dict[str, Any] = {}
+    if data.get("cpus"):
+        props["cpus"] = int(data["cpus"])
+    if data.get("cpu_arch"):
+        props["cpu_arch"] = str(data["cpu_arch"])
+    if data.get("memory_mb"):
+        props["memory_mb"] = int(data["memory_mb"])
+    disks = [int(d.get("size") or 0) for d in data.get("disks") or []]
+    if disks:
+        props["local_gb"] = max(0, max(disks) // (1024**3) - 1)
+    macs, wiring = [], {}
+    for nic in data.get("interfaces") or []:
+        if not nic.get("mac_address"):
+            continue
+        mac = str(nic["mac_address"]).lower()
+        macs.append(mac)
+        lldp = nic.get("lldp") or {}
+        if lldp.get("chassis_id") and lldp.get("port_id"):
+            llc = {"switch_id": str(lldp["chassis_id"]).lower(), "port_id": str(lldp["port_id"])}
+            if lldp.get("system_name"):
+                llc["switch_info"] = str(lldp["system_name"])
+            wiring[mac] = llc
+    return base.InspectionResult(props, macs, wiring)

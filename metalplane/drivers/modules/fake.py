@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from metalplane.drivers import base
+from metalplane.drivers.steps import DONE, StepResult, clean_step, done_with
 
 __all__ = ["STATS", "FakeBios", "FakeBoot", "FakeDeploy", "FakeInspect", "FakeManagement",
            "FakePower"]
@@ -106,29 +107,31 @@ class FakeBoot(base.BootInterface):
 
 class FakeDeploy(base.DeployInterface):
     """Writes no image, but drives the node's real power and boot device as a deploy
-    would: power off, boot from disk, power on; tear-down and cleaning power it off.
-    With the fake hardware type those are fakes too; with ``redfish`` the BMC sees them."""
+    would: powered off and set to boot from disk (the common ``boot_instance`` step powers
+    it on); tear-down and cleaning power it off. With the fake hardware type those are
+    fakes too; with ``redfish`` the BMC sees them."""
 
     name = "fake"
 
-    def deploy(self, task: base.Task) -> str | None:
+    def deploy(self, task: base.Task) -> StepResult:
         _work(self)
         base.power_action(task, base.POWER_OFF)
         task.driver.boot.prepare_instance(task)
         task.driver.management.set_boot_device(task, "disk", persistent=True)
-        base.power_action(task, base.POWER_ON)
-        return None
+        return DONE
 
     def tear_down(self, task: base.Task) -> None:
         _work(self)
         base.power_action(task, base.POWER_OFF)
         task.driver.boot.clean_up_instance(task)
 
-    def clean(self, task: base.Task) -> str | None:
+    @clean_step(priority=10)
+    def erase_devices(self, task: base.Task) -> StepResult:
+        """Erases nothing; leaves the node powered off, as a real erase does."""
         _work(self)
         if task.node.power_state != base.POWER_OFF:
             base.power_action(task, base.POWER_OFF)
-        return None
+        return DONE
 
 
 class FakeInspect(base.InspectInterface):
@@ -136,16 +139,29 @@ class FakeInspect(base.InspectInterface):
 
     name = "fake"
 
-    def inspect_hardware(self, task: base.Task) -> base.InspectionResult | None:
+    def inspect_hardware(self, task: base.Task) -> StepResult:
         _work(self)
-        return base.InspectionResult(properties={}, macs=[])
+        return done_with(base.InspectionResult(properties={}, macs=[]))
 
 
 class FakeBios(base.BiosInterface):
+    """Records the settings it was asked to apply in ``driver_internal_info``
+    (``fake_bios_settings``), so a test can see a manual clean step ran with its args."""
+
     name = "fake"
 
-    def apply_configuration(self, task: base.Task, settings: list[dict[str, Any]]) -> None:
+    def apply_configuration(self, task: base.Task, settings: list[dict[str, Any]]) -> StepResult:
         _work(self)
+        internal = dict(task.node.driver_internal_info or {})
+        internal["fake_bios_settings"] = {
+            **internal.get("fake_bios_settings", {}),
+            **{str(s["name"]): str(s["value"]) for s in settings}}
+        task.stage(driver_internal_info=internal)
+        return DONE
 
-    def factory_reset(self, task: base.Task) -> None:
+    def factory_reset(self, task: base.Task) -> StepResult:
         _work(self)
+        internal = dict(task.node.driver_internal_info or {})
+        internal.pop("fake_bios_settings", None)
+        task.stage(driver_internal_info=internal)
+        return DONE

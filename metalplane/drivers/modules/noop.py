@@ -6,6 +6,7 @@ from typing import Any
 
 from metalplane.common.exceptions import Invalid
 from metalplane.drivers import base
+from metalplane.drivers.steps import StepResult, failed
 
 __all__ = ["NoBios", "NoInspect"]
 
@@ -19,19 +20,20 @@ class NoInspect(base.InspectInterface):
             f"to one its hardware type '{task.node.driver}' supports to inspect it"
         )
 
-    def inspect_hardware(self, task: base.Task) -> base.InspectionResult | None:
+    def inspect_hardware(self, task: base.Task) -> StepResult:
         self.validate(task)
-        return None
+        return failed("no inspect interface")
 
 
 class NoBios(base.BiosInterface):
     name = "no-bios"
 
-    def _refuse(self, task: base.Task) -> None:
-        raise Invalid(f"node {task.node.uuid} has bios_interface 'no-bios'")
+    def _refuse(self, task: base.Task) -> StepResult:
+        return failed(f"node {task.node.uuid} has bios_interface 'no-bios'; set "
+                      f"bios_interface to one its hardware type supports")
 
-    def apply_configuration(self, task: base.Task, settings: list[dict[str, Any]]) -> None:
-        self._refuse(task)
+    def apply_configuration(self, task: base.Task, settings: list[dict[str, Any]]) -> StepResult:
+        return self._refuse(task)
 
-    def factory_reset(self, task: base.Task) -> None:
-        self._refuse(task)
+    def factory_reset(self, task: base.Task) -> StepResult:
+        return self._refuse(task)

@@ -38,6 +38,7 @@ from sushy import exceptions as sushy_exc
 
 from metalplane.common.exceptions import BMCError, Invalid
 from metalplane.drivers import base
+from metalplane.drivers.steps import StepResult, done_with
 
 __all__ = ["RedfishInspect", "RedfishManagement", "RedfishPower", "parse_driver_info"]
 
@@ -364,7 +365,7 @@ class RedfishInspect(_RedfishMixin, base.InspectInterface):
 
     name = "redfish"
 
-    def inspect_hardware(self, task: base.Task) -> base.InspectionResult | None:
+    def inspect_hardware(self, task: base.Task) -> StepResult:
         system = _system(task, self.settings)
         props: dict[str, Any] = {}
 
@@ -393,4 +394,4 @@ class RedfishInspect(_RedfishMixin, base.InspectInterface):
             props["local_gb"] = max(0, max(disks) // (1024**3) - 1)
         nics = optional(lambda: system.ethernet_interfaces.summary) or {}
         macs = sorted(str(m).lower() for m in nics)
-        return base.InspectionResult(properties=props, macs=macs)
+        return done_with(base.InspectionResult(properties=props, macs=macs))
