@@ -7,6 +7,7 @@ traceback.
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import sys
 from pathlib import Path
@@ -304,21 +305,68 @@ def _wait(c: Client, nodes: list[str], timeout: float, what: str) -> None:
         raise CliError("; ".join(bad))
 
 
+def _steps_option(value: str | None, what: str) -> list[dict[str, Any]] | None:
+    """``--clean-steps`` / ``--deploy-steps``: a JSON list, a file holding one, or ``-``
+    for stdin (as ``baremetal node clean --clean-steps``). Raises :class:`CliError`."""
+    if value is None:
+        return None
+    text = value
+    if value == "-":
+        text = sys.stdin.read()
+    elif not value.lstrip().startswith("["):
+        try:
+            text = Path(value).read_text()
+        except OSError as exc:
+            raise CliError(f"{what}: not a JSON list and not a readable file: {exc}") from None
+    try:
+        steps = json.loads(text)
+    except ValueError as exc:
+        raise CliError(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(steps, list):
+        raise CliError(f"{what} must be a JSON list of steps")
+    return steps
+
+
 def _provision_command(verb: str, doc: str) -> None:
+    steps_field = {"clean": "clean_steps", "deploy": "deploy_steps",
+                   "rebuild": "deploy_steps"}.get(verb)
+
     def command(
         nodes: Annotated[list[str], typer.Argument(help="Node names or UUIDs.")],
         wait: Annotated[bool, typer.Option(help="Show progress until the nodes rest.")]
         = False,
         timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 1800,
+        steps: str | None = None,  # its option: steps_option below
     ) -> None:
+        body: dict[str, Any] = {"target": verb}
+        if steps_field is None and steps is not None:
+            raise CliError(f"{verb} takes no steps")
+        if steps_field is not None:
+            parsed = _steps_option(steps, "--clean-steps" if verb == "clean"
+                                   else "--deploy-steps")
+            if verb == "clean" and parsed is None:
+                raise CliError("clean needs --clean-steps (manual cleaning runs the steps "
+                               "named); `metalplane node steps NODE` lists a node's")
+            if parsed is not None:
+                body[steps_field] = parsed
         c = client()
         for n in nodes:
-            c.put(f"/v1/nodes/{n}/states/provision", {"target": verb})
+            c.put(f"/v1/nodes/{n}/states/provision", body)
             if not wait:
                 console.print(f"{verb} requested for node {n}")
         if wait:
             _wait(c, nodes, timeout, verb)
 
+    # set here, as an object: the module's postponed annotations could not see ``verb``
+    command.__annotations__["steps"] = Annotated[str | None, typer.Option(
+        "--clean-steps" if verb == "clean" else "--deploy-steps",
+        hidden=steps_field is None,
+        help=("The steps to run, in order (required): a JSON list of "
+              '{"interface": ..., "step": ..., "args": {...}}, a file holding one, or - '
+              "for stdin. `metalplane node steps NODE` lists them."
+              if verb == "clean" else
+              'Change the deploy steps: a JSON list of {"interface", "step", "args", '
+              '"priority"} (priority 0 skips a step), a file holding one, or -.'))]
     command.__doc__ = doc
     node_app.command(verb)(command)
 
@@ -326,8 +374,9 @@ def _provision_command(verb: str, doc: str) -> None:
 for _verb, _doc in (
     ("manage", "enroll -> manageable: check the BMC credentials work."),
     ("inspect", "manageable -> inspecting -> manageable: read CPUs, memory and NICs."),
-    ("provide", "manageable -> cleaning -> available."),
-    ("clean", "manageable -> cleaning -> manageable (manual cleaning)."),
+    ("provide", "manageable -> cleaning -> available (automated cleaning)."),
+    ("clean", "manageable -> cleaning -> manageable: run the clean steps named "
+              "(manual cleaning)."),
     ("deploy", "available -> deploying -> active."),
     ("rebuild", "active -> deploying -> active: redeploy the image."),
     ("undeploy", "active -> deleting -> cleaning -> available."),
@@ -335,6 +384,23 @@ for _verb, _doc in (
     ("adopt", "manageable -> adopting -> active: take over a node already running."),
 ):
     _provision_command(_verb, _doc)
+
+
+@node_app.command("steps")
+def node_steps(node: str, output: Output = "table") -> None:
+    """List a node's inspect, clean and deploy steps, in the order they run (priority 0:
+    only when named, e.g. by `clean --clean-steps`)."""
+    check_format(output)
+    found = client().get(f"/v1/nodes/{node}/steps")
+    if output != "table":
+        emit(found, output)
+        return
+    rows = [{"phase": key.removesuffix("_steps"), "step": f"{s['interface']}.{s['step']}",
+             "priority": s["priority"],
+             "arguments": ", ".join(f"{a}{'' if i.get('required') else '?'}"
+                                    for a, i in s.get("argsinfo", {}).items())}
+            for key, steps in found.items() for s in steps]
+    emit(rows, output, ("phase", "step", "priority", "arguments"))
 
 
 @node_app.command("power")

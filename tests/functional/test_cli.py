@@ -90,6 +90,33 @@ def test_errors_are_one_line(server: RunningServer) -> None:
     assert server.http.get("/v1/ports").json()["ports"] == []
 
 
+def test_manual_cleaning_and_the_steps(server: RunningServer, tmp_path: Path) -> None:
+    assert run("node", "create", "--driver", "fake-hardware", "--name", "mc",
+               url=server.url).returncode == 0
+    r = run("node", "steps", "mc", url=server.url)
+    assert r.returncode == 0, r.stderr
+    assert "bios.apply_configuration" in r.stdout and "settings" in r.stdout
+    listed = json.loads(run("node", "steps", "mc", "-o", "json", url=server.url).stdout)
+    assert listed["clean_steps"][0]["step"] == "erase_devices"
+    assert run("node", "manage", "mc", "--wait", url=server.url).returncode == 0
+    assert_one_line_error(run("node", "clean", "mc", url=server.url), "--clean-steps")
+    assert_one_line_error(run("node", "clean", "mc", "--clean-steps", "[{", url=server.url),
+                          "not valid JSON")
+    steps = [{"interface": "bios", "step": "apply_configuration",
+              "args": {"settings": [{"name": "cpu_vt_enabled", "value": "True"}]}}]
+    path = tmp_path / "steps.json"
+    path.write_text(json.dumps(steps))
+    r = run("node", "clean", "mc", "--clean-steps", str(path), "--wait", url=server.url)
+    assert r.returncode == 0, r.stderr
+    node = server.node("mc")
+    assert node["provision_state"] == "manageable"
+    assert node["driver_internal_info"]["fake_bios_settings"] == {"cpu_vt_enabled": "True"}
+    r = run("node", "clean", "mc", "--clean-steps", "-", "--wait", url=server.url,
+            stdin=json.dumps([{"interface": "bios", "step": "factory_reset"}]))
+    assert r.returncode == 0, r.stderr
+    assert "fake_bios_settings" not in server.node("mc")["driver_internal_info"]
+
+
 def test_wait_reports_a_failed_node(server: RunningServer) -> None:
     server.create_node(name="f1", driver="redfish",
                        driver_info={"redfish_address": "http://127.0.0.1:9"})
