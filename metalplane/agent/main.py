@@ -1,8 +1,9 @@
 """``metalplane-agent``: the ramdisk agent.
 
-It finds its node by the MACs of its NICs, proves itself with the node's one-time token,
-heartbeats, and runs the commands the conductor leaves for it: ``inspect`` (CPUs, memory,
-disks, NICs and their LLDP neighbours), ``erase`` (the disk's metadata) and ``deploy``
+It finds its node by the MACs of its NICs, is issued the token of this boot by that first
+lookup (as ironic-python-agent is), proves itself with it on every heartbeat, and runs the
+commands the conductor leaves for it: ``inspect`` (CPUs, memory, disks, NICs and their
+LLDP neighbours), ``erase`` (the disk's metadata) and ``deploy``
 (image and config drive). Every loop is bounded by ``--max-runtime``. It talks to the API
 over HTTP only and imports nothing of the server.
 """
@@ -60,7 +61,7 @@ def memory_mb() -> int:
 
 
 class Agent:
-    def __init__(self, api_url: str, token: str, disk: str, work_dir: Path,
+    def __init__(self, api_url: str, token: str | None, disk: str, work_dir: Path,
                  lldp_wait: float = 5.0, max_runtime: float = 3600.0) -> None:
         self.api = api_url.rstrip("/")
         self.token = token
@@ -68,7 +69,8 @@ class Agent:
         self.work_dir = work_dir
         self.lldp_wait = lldp_wait
         self.deadline = time.monotonic() + max_runtime
-        self.http = httpx.Client(timeout=30, headers={"X-Agent-Token": token})
+        self.http = httpx.Client(timeout=30,
+                                 headers={"X-Agent-Token": token} if token else {})
         self.node: str | None = None
         self.interval = 2.0
         self.progress: dict[str, Any] = {}
@@ -97,6 +99,13 @@ class Agent:
         while time.monotonic() < self.deadline:
             try:
                 found = self._call("GET", "/v1/lookup", params={"addresses": macs})
+                if not self.token:
+                    issued = found["config"].get("agent_token")
+                    if not issued or issued == "******":
+                        raise SystemExit("metalplane-agent: refused: this boot's agent token "
+                                         "was already issued to another lookup")
+                    self.token = str(issued)
+                    self.http.headers["X-Agent-Token"] = self.token
                 self.node = found["node"]["uuid"]
                 self.interval = float(found["config"].get("heartbeat_interval", 2))
                 LOG.info("I am node %s", self.node)
@@ -172,7 +181,7 @@ class Agent:
         try:
             image.download(params["image_url"], src, params["checksum_algo"],
                            params["checksum"], int(params.get("image_size") or 0),
-                           self._progress, headers={"X-Agent-Token": self.token})
+                           self._progress)  # the boot server's: no token to it
             written = image.write_image(src, self.disk, params.get("disk_format", "raw"),
                                         size - configdrive.RESERVED, self._progress)
             # the image stops RESERVED bytes short of the disk's end; the config drive's
@@ -223,7 +232,9 @@ class Agent:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="metalplane-agent", description=__doc__)
     parser.add_argument("--api-url", required=True, help="metalplane's API as the node sees it")
-    parser.add_argument("--token", required=True, help="the node's one-time agent token")
+    parser.add_argument("--token", default=None,
+                        help="an agent token issued before boot; by default the first lookup "
+                             "of this boot is issued one")
     parser.add_argument("--disk", required=True, help="target disk (block device or file)")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/metalplane-agent"))
     parser.add_argument("--lldp-wait", type=float, default=5.0,

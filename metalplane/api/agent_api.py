@@ -1,7 +1,8 @@
 """What nodes booting the ramdisk reach: the agent's lookup and heartbeat, the per-node
 iPXE scripts and the image cache (the boot server). These paths take no operator
-credentials; the agent proves itself with its node's one-time token
-(``X-Agent-Token`` header or ``agent_token`` in the body, as Ironic's agent does)."""
+credentials; the agent proves itself with the token the first lookup of its boot was issued
+(``X-Agent-Token`` header or ``agent_token`` in the body, as Ironic's agent does). The
+iPXE scripts and files carry no secret."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from fastapi import Body, FastAPI, Header, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse
 
 from metalplane.common.exceptions import Invalid, NotFound
+from metalplane.common.secrets import MASK
 from metalplane.conductor.manager import Conductor
 
 __all__ = ["PUBLIC_PREFIXES", "register"]
@@ -38,11 +40,13 @@ def register(app: FastAPI, conductor: Conductor) -> None:
         macs = [a.strip() for a in addresses.split(",") if a.strip()]
         if not macs:
             raise Invalid("addresses (comma-separated MACs) is required")
-        node = conductor.agent_lookup(macs, x_agent_token)
+        node, token = conductor.agent_lookup(macs, x_agent_token)
         return {"node": {"uuid": node.uuid, "name": node.name,
                          "properties": node.properties or {},
                          "provision_state": node.provision_state},
-                "config": {"heartbeat_interval": conductor.settings.agent_heartbeat_interval}}
+                "config": {"heartbeat_interval": conductor.settings.agent_heartbeat_interval,
+                           # Ironic's keys: the token once, "******" after
+                           "agent_token": token or MASK, "agent_token_required": True}}
 
     @app.post("/v1/heartbeat/{node}", tags=["agent"],
               summary="Agent heartbeat: progress and results in, the next command out")

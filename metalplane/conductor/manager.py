@@ -15,6 +15,7 @@ import dataclasses
 import datetime as dt
 import hmac
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -49,6 +50,11 @@ __all__ = ["Conductor"]
 
 AGENT_STATES = frozenset({states.INSPECTING, states.INSPECT_WAIT, states.CLEANING,
                           states.CLEAN_WAIT, states.DEPLOYING, states.DEPLOY_WAIT})
+# The wait state in which each agent command's result is taken.
+COMMAND_STATES = {"inspect": states.INSPECT_WAIT, "erase": states.CLEAN_WAIT,
+                  "deploy": states.DEPLOY_WAIT}
+WAIT_OF = {states.INSPECTING: states.INSPECT_WAIT, states.CLEANING: states.CLEAN_WAIT,
+           states.DEPLOYING: states.DEPLOY_WAIT}
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -391,43 +397,61 @@ class Conductor:
 
     # ------------------------------------------------------------------ the ramdisk agent
     def _check_token(self, node: Node, token: str | None) -> None:
-        stored = (node.driver_internal_info or {}).get(agent_mod.TOKEN_KEY)
+        stored = (node.driver_internal_info or {}).get(agent_mod.TOKEN_HASH_KEY)
         if not token or not stored:
-            raise NotAuthorized("an agent token is required")
-        if not hmac.compare_digest(self.secrets.decrypt(stored), token):
+            raise NotAuthorized("an agent token is required (the first lookup of this boot "
+                                "of the ramdisk is issued one)")
+        if not hmac.compare_digest(stored, agent_mod.token_digest(token)):
             raise NotAuthorized("the agent token does not match")
 
     def boot_script(self, ident: str) -> str:
         """The iPXE script of a node booting into the agent. Raises :class:`NotFound` for a
         node that should not be booting the ramdisk now."""
         node = db_api.get_node(self.db, ident)
-        stored = (node.driver_internal_info or {}).get(agent_mod.TOKEN_KEY)
-        if node.provision_state not in AGENT_STATES or not stored:
+        if (node.provision_state not in AGENT_STATES
+                or not (node.driver_internal_info or {}).get(agent_mod.BOOT_KEY)):
             raise NotFound(f"node {ident} is not booting the ramdisk agent")
-        return agent_mod.ipxe_script(node, agent_mod.boot_url(self.settings),
-                                     self.secrets.decrypt(stored))
+        return agent_mod.ipxe_script(node, agent_mod.boot_url(self.settings))
 
-    def agent_lookup(self, macs: list[str], token: str | None) -> Node:
-        """The node whose ports have these MACs and that is waiting for an agent. A running
-        agent is a node powered on: a reboot into it still pending
-        (``target_power_state``) is recorded as done.
-        Raises :class:`NotFound`, :class:`NotAuthorized` (missing or wrong token)."""
+    def agent_lookup(self, macs: list[str], token: str | None) -> tuple[Node, str | None]:
+        """The node whose ports have these MACs and that waits for its agent, and the agent
+        token: issued to the first lookup of this boot of the ramdisk (only its SHA-256 is
+        kept), ``None`` to a later one (as Ironic's lookup, which then shows ``******``).
+        A ``token`` given must be this boot's. A running agent is a node powered on: a
+        reboot into it still pending (``target_power_state``) is recorded as done.
+
+        Raises :class:`NotFound`, :class:`NodeLocked` (409, retry: the node is not in its
+        wait state yet, or busy), :class:`NotAuthorized` (a wrong token)."""
         found = {p.node_id for p in db_api.rows_where(self.db, Port,
                                                       address=[m.lower() for m in macs])}
         if len(found) != 1:
             raise NotFound(f"no single node has ports {', '.join(macs)}")
         node = db_api.node_by_id(self.db, found.pop())
-        if node.provision_state not in AGENT_STATES:
+        if (node.provision_state not in AGENT_STATES
+                or not (node.driver_internal_info or {}).get(agent_mod.BOOT_KEY)):
             raise NotFound(f"node {node.uuid} is not waiting for an agent "
                            f"(it is {node.provision_state})")
-        self._check_token(node, token)
-        if node.target_power_state == drivers_base.POWER_ON:
-            with contextlib.suppress(Conflict):  # someone recorded it, or changed it, first
-                node = db_api.update_node(
-                    self.db, node.id,
-                    {"power_state": drivers_base.POWER_ON, "target_power_state": None},
-                    expect={"target_power_state": drivers_base.POWER_ON})
-        return node
+        if node.provision_state not in states.WAIT_STATES:
+            raise NodeLocked(f"node {node.uuid} is still {node.provision_state}; look up "
+                             "again once it waits for its agent")
+        with self.acquire(node.uuid, "agent lookup") as task:
+            node = task.node
+            if node.provision_state not in states.WAIT_STATES:
+                raise NotFound(f"node {node.uuid} is not waiting for an agent "
+                               f"(it is {node.provision_state})")
+            internal = dict(node.driver_internal_info or {})
+            issued = None
+            if token is not None:
+                self._check_token(node, token)
+            elif not internal.get(agent_mod.TOKEN_HASH_KEY):
+                # hex: a token starting with "-" would read as an option on a command line
+                issued = secrets.token_hex(32)
+                internal[agent_mod.TOKEN_HASH_KEY] = agent_mod.token_digest(issued)
+                task.stage(driver_internal_info=internal)
+                LOG.info("Node %s: agent token issued to the lookup of this boot", node.uuid)
+            if node.target_power_state == drivers_base.POWER_ON:
+                task.stage(power_state=drivers_base.POWER_ON, target_power_state=None)
+            return task.node, issued
 
     def agent_heartbeat(self, ident: str, token: str | None,
                         body: dict[str, Any]) -> dict[str, Any]:
@@ -450,6 +474,10 @@ class Conductor:
             # a result for the command in hand (one already taken is acknowledged only)
             if (cmd and isinstance(result, dict) and not cmd.get("done")
                     and result.get("command_id") == cmd["id"]):
+                state = node.provision_state
+                if COMMAND_STATES.get(cmd["name"]) != WAIT_OF.get(state, state):
+                    raise Conflict(f"node {node.uuid} is {node.provision_state}; it expects "
+                                   f"no {cmd['name']} result")
                 if node.provision_state not in states.WAIT_STATES:
                     # The agent finished before the conductor reached the wait state (the
                     # reboot's power wait can outlast a fast command). Answering 200 would

@@ -7,9 +7,9 @@ notifications into what a machine would do, in the node's namespace:
 - power on, boot device ``Pxe``: what PXE firmware then iPXE do. DHCP without and then
   with the ``iPXE`` user class (a real ``dhclient``); the first answer's bootfile comes
   over TFTP from dnsmasq, the second's is the node's iPXE script, fetched over HTTP. The
-  script's ``metalplane.api_url`` and ``metalplane.token`` start ``metalplane-agent``
-  in the namespace, on the node's disk file. No answer: the node stays dark, as a real
-  one would.
+  script's ``metalplane.api_url`` starts ``metalplane-agent`` (its first lookup is issued
+  the token) in the namespace, on the node's disk file. No answer: the node stays dark, as
+  a real one would.
 - power on, boot device ``Hdd``: the installed OS comes up. The config drive at the end
   of the disk gives the tenant addresses (``network_data.json``), set on the NIC.
 - power off: the agent is killed and the NIC loses its addresses.
@@ -231,8 +231,7 @@ class Supervisor:
         script = run(*netns_exec(node.ns, "curl", "-sf", "--max-time", "20", script_url),
                      check=False)
         api = re.search(r"metalplane\.api_url=(\S+)", script)
-        token = re.search(r"metalplane\.token=(\S+)", script)
-        if not (script.startswith("#!ipxe") and api and token):
+        if not (script.startswith("#!ipxe") and api):
             node.set_state("halted", f"iPXE: {script_url} is not an agent script")
             return
         if not self._current(node, generation):
@@ -242,7 +241,7 @@ class Supervisor:
         with open(self.state_dir / "logs" / f"{node.name}-agent.log", "ab") as out:
             node.agent = process.spawn(
                 netns_exec(node.ns, sys.executable, "-m", "metalplane.agent.main",
-                           f"--api-url={api.group(1)}", f"--token={token.group(1)}",
+                           f"--api-url={api.group(1)}",
                            f"--disk={node.disk}", f"--work-dir={work}", "--lldp-wait=10"),
                 stdout=out, stderr=subprocess.STDOUT)
         node.set_state("agent", f"metalplane-agent (pid {node.agent.pid}) talking to "

@@ -73,12 +73,13 @@ class Lab:
             time.sleep(0.1)
         script = r.text
         assert script.startswith("#!ipxe") and "initrd" in script
+        assert "token" not in script  # the script is public: the first lookup gets the token
         api = re.search(r"metalplane\.api_url=(\S+)", script)
-        tok = re.search(r"metalplane\.token=(\S+)", script)
-        assert api and tok and api.group(1) == API
+        assert api and api.group(1) == API
         proc = subprocess.Popen(
             ["ip", "netns", "exec", host.ns, sys.executable, "-m", "metalplane.agent.main",
-             f"--api-url={api.group(1)}", f"--token={token or tok.group(1)}", "--disk", str(disk),
+             f"--api-url={api.group(1)}", *([f"--token={token}"] if token else []),
+             "--disk", str(disk),
              "--work-dir", str(self.tmp / f"work-{name}"), "--lldp-wait", "0.3",
              "--max-runtime", "120"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, start_new_session=True)
@@ -142,7 +143,7 @@ def test_inspect_clean_and_deploy_raw(lab: Lab) -> None:
     assert inspected["properties"]["cpus"] == os.cpu_count()
     assert inspected["properties"]["memory_mb"] > 0
     assert inspected["properties"]["local_gb"] == 0  # 96 MiB disk
-    assert "agent_token" not in inspected["driver_internal_info"]
+    assert "agent_token_hash" not in inspected["driver_internal_info"]  # revoked
 
     with open(disk, "r+b") as f:
         f.write(b"OLD-OS" * 1000)
@@ -207,44 +208,91 @@ def test_checksum_mismatch_fails_the_deploy_and_leaves_the_disk(lab: Lab) -> Non
     assert Path(disk).read_bytes()[:1 << 20] == bytes(1 << 20)
 
 
-def test_wrong_token_is_refused(lab: Lab) -> None:
+def lookup(lab: Lab, host: Host, token: str | None = None) -> httpx.Response:
+    return httpx.get(f"{lab.server.url}/v1/lookup", params={"addresses": host.macs["eth0"]},
+                     headers={"X-Agent-Token": token} if token else {})
+
+
+def test_agent_forgeries_are_refused_and_change_nothing(lab: Lab) -> None:
+    """Issue #17's attacks: the token is not in the public script; only the first lookup of
+    a boot gets it; without it no heartbeat, no forged "erase succeeded", no forged LLDP;
+    after the step it is worthless."""
     node, host, disk = lab.node("t1")
     drive(lab, "t1", "manage", "manageable", host, disk, agent=False)
-    assert lab.server.provision("t1", "inspect").status_code == 202
-    r = httpx.get(f"{lab.server.url}/v1/lookup", params={"addresses": host.macs["eth0"]})
+    r = lab.server.http.post("/v1/ports", json={"address": "52:54:00:99:99:01",
+                                                "node_uuid": node["uuid"]})
+    assert r.status_code == 201, r.text
+    assert lab.server.provision("t1", "provide").status_code == 202
+    lab.server.wait_state("t1", "clean wait")
+    uuid = node["uuid"]
+    script = lab.server.http.get(f"/boot/{uuid}.ipxe").text
+    assert "token" not in script
+    before = lab.server.node("t1")
+    command = before["driver_internal_info"]["agent_command"]
+    forged_results = [
+        {"result": {"command_id": command["id"], "status": "succeeded"}},  # "erased"
+        {"result": {"command_id": command["id"], "status": "succeeded", "data": {
+            "interfaces": [{"mac_address": "52:54:00:99:99:01",
+                            "lldp": {"chassis_id": "de:ad:be:ef:00:01", "port_id": "evil"}}]}}},
+    ]
+    for headers in ({}, {"X-Agent-Token": "forged"}, {"X-Agent-Token": "0" * 64}):
+        for body in [{}, *forged_results]:
+            r = httpx.post(f"{lab.server.url}/v1/heartbeat/{uuid}", json=body, headers=headers)
+            assert r.status_code == 401, r.text
+    r = lookup(lab, host, "forged")
     assert r.status_code == 401
-    r = httpx.get(f"{lab.server.url}/v1/lookup", params={"addresses": host.macs["eth0"]},
-                  headers={"X-Agent-Token": "forged"})
-    assert r.status_code == 401
-    r = httpx.post(f"{lab.server.url}/v1/heartbeat/{node['uuid']}", json={"agent_token": "x"})
-    assert r.status_code == 401
-    proc = lab.boot_agent("t1", host, disk, token="forged-token")
+    after = lab.server.node("t1")
+    assert after["provision_state"] == "clean wait"
+    assert after["driver_internal_info"]["agent_command"] == command  # not even sent
+    assert "agent_token_hash" not in after["driver_internal_info"]  # none issued yet
+    # the first lookup is issued the token, a later one is not
+    first = lookup(lab, host)
+    assert first.status_code == 200, first.text
+    token = first.json()["config"]["agent_token"]
+    assert len(token) == 64 and first.json()["config"]["agent_token_required"] is True
+    second = lookup(lab, host)
+    assert second.status_code == 200 and second.json()["config"]["agent_token"] == "******"
+    stored = lab.server.node("t1")["driver_internal_info"]
+    assert token not in str(stored)  # only its hash is kept, and shown masked
+    assert lookup(lab, host, token).status_code == 200
+    # an agent that finds the token issued to someone else gives up
+    proc = lab.boot_agent("t1", host, disk)
     out, _ = proc.communicate(timeout=60)
-    assert proc.returncode != 0 and "refused" in out
-    assert lab.server.node("t1")["provision_state"] == "inspect wait"
+    assert proc.returncode != 0 and "already issued" in out
+    assert lab.server.node("t1")["provision_state"] == "clean wait"
+    # the holder finishes the step; the token then opens nothing
+    beat = httpx.post(f"{lab.server.url}/v1/heartbeat/{uuid}", json={},
+                      headers={"X-Agent-Token": token})
+    assert beat.status_code == 200 and beat.json()["command"]["name"] == "erase"
+    done = lab.boot_agent("t1", host, disk, token=token)
+    finished = wait(lab, "t1", {"available", "clean failed"}, done)
+    assert finished["provision_state"] == "available", finished["last_error"]
+    r = httpx.post(f"{lab.server.url}/v1/heartbeat/{uuid}", json={},
+                   headers={"X-Agent-Token": token})
+    assert r.status_code in (401, 409), r.text
+    assert lab.server.http.get(f"/boot/{uuid}.ipxe").status_code == 404
+    assert lookup(lab, host, token).status_code == 404
+    ports = lab.server.http.get("/v1/ports", params={"node": uuid, "detail": True}).json()
+    assert all(p["local_link_connection"].get("port_id") != "evil" for p in ports["ports"])
 
 
 def test_the_agents_lookup_reports_the_reboot_into_it(lab: Lab) -> None:
     """A reboot into the agent does not wait for the BMC to report the power on: the
     agent's lookup does. (The fake power interface confirms at once, so the pending
     power-on a slow BMC leaves behind is written here by hand.)"""
-    node, host, disk = lab.node("p1")
+    _, host, disk = lab.node("p1")
     drive(lab, "p1", "manage", "manageable", host, disk, agent=False)
     assert lab.server.provision("p1", "provide").status_code == 202
     lab.server.wait_state("p1", "clean wait")
     db = lab.server.service.db
     db_api.update_node(db, db_api.get_node(db, "p1").id,
                        {"power_state": "power off", "target_power_state": "power on"})
-    script = lab.server.http.get(f"/boot/{node['uuid']}.ipxe").text
-    token = re.search(r"metalplane\.token=(\S+)", script)
-    assert token
-    r = httpx.get(f"{lab.server.url}/v1/lookup", params={"addresses": host.macs["eth0"]},
-                  headers={"X-Agent-Token": token.group(1)})
+    r = lookup(lab, host)
     assert r.status_code == 200, r.text
     after = lab.server.node("p1")
     assert (after["power_state"], after["target_power_state"]) == ("power on", None)
     assert after["provision_state"] == "clean wait"
-    drive_agent = lab.boot_agent("p1", host, disk)
+    drive_agent = lab.boot_agent("p1", host, disk, token=r.json()["config"]["agent_token"])
     done = wait(lab, "p1", {"available", "clean failed"}, drive_agent)
     assert done["provision_state"] == "available", done["last_error"]
 

@@ -10,7 +10,6 @@ wait timeout, the agent reporting a failed step.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -75,7 +74,7 @@ def assert_safe(server: RunningServer, r: Rack, name: str, uuid: str) -> dict[st
     assert r.hosts[name].macs["eth0"] not in host_files(server)
     ports = server.http.get("/v2.0/ports", params={"device_id": uuid}).json()["ports"]
     assert ports == []
-    assert "agent_token" not in node["driver_internal_info"]
+    assert "agent_token_hash" not in node["driver_internal_info"]
     assert server.http.get(f"/boot/{uuid}.ipxe").status_code == 404
     return node
 
@@ -102,10 +101,10 @@ def test_a_wait_timeout_leaves_the_node_safe(lab: tuple[RunningServer, Rack]) ->
 def test_a_failed_agent_step_leaves_the_node_safe(lab: tuple[RunningServer, Rack]) -> None:
     server, r = lab
     node = cleaning_node(server, r, "ag1", "10.66.0.13/24")
-    script = server.http.get(f"/boot/{node['uuid']}.ipxe").text
-    token = re.search(r"metalplane\.token=(\S+)", script)
-    assert token
-    headers = {"X-Agent-Token": token.group(1)}
+    mac = r.hosts["ag1"].macs["eth0"]
+    found = server.http.get("/v1/lookup", params={"addresses": mac})
+    assert found.status_code == 200, found.text
+    headers = {"X-Agent-Token": found.json()["config"]["agent_token"]}
     beat = server.http.post(f"/v1/heartbeat/{node['uuid']}", json={}, headers=headers)
     command = beat.json()["command"]
     assert command["name"] == "erase"

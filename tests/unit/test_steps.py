@@ -188,7 +188,7 @@ def test_an_agent_step_waits_and_its_result_goes_to_its_interface(settings: Sett
     task.log.clear()
     engine.agent_result(task, {"status": "succeeded"})  # type: ignore[arg-type]
     assert task.log == ["event resume", base.POWER_OFF, "off cleaning", "event done"]
-    assert "agent_token" not in task.node.driver_internal_info  # revoked with the ramdisk
+    assert "agent_boot" not in task.node.driver_internal_info  # the boot is over
 
 
 def test_a_step_that_raises_or_fails_names_itself(settings: Settings) -> None:

@@ -1,10 +1,11 @@
 """Booting the ramdisk agent over iPXE, and deploying, cleaning and inspecting through it.
 
-``ipxe`` boot: each boot of the ramdisk gets a fresh agent token (kept encrypted in
-``driver_internal_info``); the node's provider-network ports get DHCP options pointing
-iPXE at ``<boot server>/boot/<node>.ipxe`` (plain PXE firmware first gets
-``undionly.kpxe`` over TFTP). The script carries the kernel, the ramdisk and the agent's
-parameters: the API URL and the token.
+``ipxe`` boot: the node's provider-network ports get DHCP options pointing iPXE at
+``<boot server>/boot/<node>.ipxe`` (plain PXE firmware first gets ``undionly.kpxe`` over
+TFTP). The script carries the kernel, the ramdisk and the agent's parameters: the API URL
+and the node. No secret: as Ironic's, the agent's token is issued once, to the first
+lookup of this boot of the ramdisk (:data:`TOKEN_HASH_KEY` keeps its SHA-256, never the
+token), and revoked when the ramdisk is cleaned up (the step ends, fails or is aborted).
 
 ``direct`` deploy and ``agent`` inspect are steps (:mod:`metalplane.drivers.steps`) that
 queue one command for the agent (``driver_internal_info.agent_command``: inspect, erase or
@@ -22,7 +23,7 @@ Clean step: ``erase_devices`` (10). Inspect step: ``inspect_hardware`` (100).
 
 from __future__ import annotations
 
-import secrets
+import hashlib
 import urllib.parse
 import uuid as uuidlib
 from typing import Any
@@ -43,8 +44,16 @@ from metalplane.drivers.steps import (
 
 __all__ = ["AgentDeploy", "AgentInspect", "IPXEBoot", "boot_url", "queue_command"]
 
-TOKEN_KEY = "agent_token"
+# driver_internal_info keys: this boot of the ramdisk (its script is served while set), the
+# SHA-256 of the token issued to its first lookup, and the command queued for the agent
+BOOT_KEY = "agent_boot"
+TOKEN_HASH_KEY = "agent_token_hash"
 COMMAND_KEY = "agent_command"
+
+
+def token_digest(token: str) -> str:
+    """The SHA-256 (hex) of an agent token, as :data:`TOKEN_HASH_KEY` keeps it."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def boot_url(settings: Any) -> str:
@@ -96,14 +105,17 @@ class IPXEBoot(base.BootInterface):
             raise Invalid("boot_server_url must be an http(s) URL nodes can reach")
 
     def prepare_ramdisk(self, task: base.Task) -> None:
+        """A new boot of the ramdisk: its script is served, and no token is issued yet."""
         internal = dict(task.node.driver_internal_info or {})
-        # hex: a token starting with "-" would read as an option on the agent's command line
-        internal[TOKEN_KEY] = task.secrets.encrypt(secrets.token_hex(32))
+        internal.pop(TOKEN_HASH_KEY, None)
+        internal[BOOT_KEY] = str(uuidlib.uuid4())
         task.save(driver_internal_info=internal)
 
     def clean_up_ramdisk(self, task: base.Task) -> None:
+        """The boot is over: its script is no longer served and its token is revoked."""
         internal = dict(task.node.driver_internal_info or {})
-        for key in (TOKEN_KEY, COMMAND_KEY, "agent_progress", "agent_last_heartbeat"):
+        for key in (BOOT_KEY, TOKEN_HASH_KEY, COMMAND_KEY, "agent_progress",
+                    "agent_last_heartbeat"):
             internal.pop(key, None)
         task.save(driver_internal_info=internal)
 
@@ -125,8 +137,9 @@ class IPXEBoot(base.BootInterface):
         return opts
 
 
-def ipxe_script(node: Any, api_url: str, token: str) -> str:
-    """The iPXE script of ``node``: kernel, ramdisk and the agent's parameters.
+def ipxe_script(node: Any, api_url: str) -> str:
+    """The iPXE script of ``node``: kernel, ramdisk and the agent's parameters (no secret:
+    anyone on the provisioning network can fetch it).
 
     Kernel and ramdisk come from ``driver_info.deploy_kernel`` / ``deploy_ramdisk`` (Ironic's
     keys), else the boot server's defaults."""
@@ -137,7 +150,7 @@ def ipxe_script(node: Any, api_url: str, token: str) -> str:
         "#!ipxe\n"
         f"# metalplane: ramdisk agent for node {node.uuid}\n"
         f"kernel {kernel} initrd=agent.initramfs metalplane.api_url={api_url} "
-        f"metalplane.node={node.uuid} metalplane.token={token} console=ttyS0\n"
+        f"metalplane.node={node.uuid} console=ttyS0\n"
         f"initrd {ramdisk}\n"
         "boot\n"
     )
