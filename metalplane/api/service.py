@@ -16,7 +16,13 @@ import uvicorn
 from metalplane.api.app import create_app
 from metalplane.api.auth import UsersFile
 from metalplane.common.config import Settings
-from metalplane.common.secrets import RedactingFilter, SecretBox, install_log_redaction
+from metalplane.common.files import private_dir
+from metalplane.common.secrets import (
+    KEY_FILE,
+    RedactingFilter,
+    SecretBox,
+    install_log_redaction,
+)
 from metalplane.conductor.manager import Conductor
 from metalplane.db.engine import Database
 
@@ -79,9 +85,9 @@ class Service:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)  # 0700: the key and the database are in it
         self.db = Database(settings.effective_database_url)
-        self.secrets = SecretBox(settings.data_dir / "secret.key")
+        self.secrets = SecretBox(settings.data_dir / KEY_FILE)
         install_log_redaction()
         self.conductor = Conductor(settings, self.db, self.secrets)
         strategy = settings.effective_auth_strategy

@@ -42,10 +42,12 @@ node_app = typer.Typer(help="Enroll, inspect, provide, deploy and undeploy nodes
 port_app = typer.Typer(help="A node's NICs (bare-metal ports).", no_args_is_help=True)
 pg_app = typer.Typer(help="Bonds/LAGs of a node's ports (portgroups).", no_args_is_help=True)
 user_app = typer.Typer(help="Users of http_basic authentication.", no_args_is_help=True)
+key_app = typer.Typer(help="The key that seals BMC secrets at rest.", no_args_is_help=True)
 app.add_typer(node_app, name="node")
 app.add_typer(port_app, name="port")
 app.add_typer(pg_app, name="portgroup")
 app.add_typer(user_app, name="user")
+app.add_typer(key_app, name="key")
 app.add_typer(network_app, name="network")
 app.add_typer(subnet_app, name="subnet")
 app.add_typer(switch_app, name="switch")
@@ -123,6 +125,7 @@ def user_add(
     """Add or replace a user in the http_basic users file (bcrypt hashed)."""
     from metalplane.api.auth import hash_password
     from metalplane.common.config import Settings
+    from metalplane.common.files import private_dir, private_file
 
     settings = Settings.from_env(data_dir=data_dir,
                                  users_file=str(users_file) if users_file else None)
@@ -135,10 +138,52 @@ def user_add(
     lines = [ln for ln in (path.read_text().splitlines() if path.exists() else [])
              if not ln.startswith(f"{name}:")]
     lines.append(f"{name}:{hash_password(pw)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.parent == settings.data_dir:
+        private_dir(path.parent)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    private_file(path)  # 0600 before the hashes are written
     path.write_text("\n".join(lines) + "\n")
-    path.chmod(0o600)
     console.print(f"user {name} written to {path}")
+
+
+@key_app.command("rotate")
+def key_rotate(
+    data_dir: Annotated[Path | None, typer.Option(envvar="METALPLANE_DATA_DIR")] = None,
+    database_url: Annotated[str | None, typer.Option(
+        envvar="METALPLANE_DATABASE_URL", help="[default: sqlite in the data dir]")] = None,
+    force: Annotated[bool, typer.Option(
+        help="Rotate even though a conductor heartbeats (it would then fail to read the "
+             "secrets sealed with the new key until restarted).")] = False,
+) -> None:
+    """Seal every BMC secret with a new key and delete the old one. Stop the servers
+    sharing this data directory and database first; copy the new <data dir>/secret.key to
+    every other conductor host before restarting them. Safe to run again if interrupted."""
+    from metalplane.common import secrets as secrets_mod
+    from metalplane.common.config import Settings
+    from metalplane.db import api as db_api
+    from metalplane.db.engine import Database
+
+    settings = Settings.from_env(data_dir=data_dir, database_url=database_url)
+    key_file = settings.data_dir / secrets_mod.KEY_FILE
+    if not key_file.exists():
+        raise CliError(f"no key at {key_file}: nothing was ever encrypted with one")
+    db = Database(settings.effective_database_url)
+    try:
+        live = db_api.live_conductors(db, settings.heartbeat_timeout)
+        if live and not force:
+            raise CliError(f"conductor(s) {', '.join(live)} still heartbeat: stop them "
+                           "first (or --force)")
+        secrets_mod.begin_key_rotation(key_file)
+        box = secrets_mod.SecretBox(key_file)
+        changed = db_api.rewrite_driver_infos(db, box.reseal_driver_info)
+        secrets_mod.finish_key_rotation(key_file)
+    except MetalplaneError as exc:
+        raise CliError(exc.message) from None
+    finally:
+        db.dispose()
+    console.print(f"the secrets of {changed} node(s) are sealed with a new key in {key_file}; "
+                  "the old key is deleted")
 
 
 # ------------------------------------------------------------------------ nodes

@@ -15,20 +15,24 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from metalplane.common.exceptions import MetalplaneError
+from metalplane.common.files import private_file
 
 __all__ = [
+    "KEY_FILE",
     "MASK",
     "RedactingFilter",
     "SecretBox",
     "install_log_redaction",
+    "is_sealed",
     "is_secret_key",
     "mask_driver_info",
 ]
 
 MASK = "******"
+KEY_FILE = "secret.key"  # in the data directory
 _PREFIX = "fernet:"
 
 _seen_secrets: set[str] = set()
@@ -40,6 +44,11 @@ def is_secret_key(key: str) -> bool:
     k = key.lower()
     return (k.endswith(("password", "_secret", "_key", "_token"))
             and not k.endswith("verify_key"))
+
+
+def is_sealed(value: str) -> bool:
+    """True for a value :meth:`SecretBox.encrypt` made (``fernet:…``)."""
+    return value.startswith(_PREFIX)
 
 
 def mask_driver_info(info: dict[str, Any] | None) -> dict[str, Any]:
@@ -57,10 +66,17 @@ class SecretBox:
 
     def __init__(self, key_file: Path) -> None:
         self.key_file = Path(key_file)
-        self._fernet = Fernet(self._load_or_create_key())
+        self.pending_file = pending_key_file(self.key_file)
+        keys = [Fernet(self._load_or_create_key())]
+        if self.pending_file.exists():
+            # a key rotation under way (or interrupted): read with both, seal with the new
+            private_file(self.pending_file)
+            keys.insert(0, Fernet(self.pending_file.read_bytes().strip()))
+        self._fernet = MultiFernet(keys)
 
     def _load_or_create_key(self) -> bytes:
         if self.key_file.exists():
+            private_file(self.key_file)  # tightened if someone loosened it
             return self.key_file.read_bytes().strip()
         self.key_file.parent.mkdir(parents=True, exist_ok=True)
         key = Fernet.generate_key()
@@ -79,7 +95,7 @@ class SecretBox:
 
     def decrypt(self, value: str) -> str:
         """The clear text of :meth:`encrypt`'s output. Raises :class:`MetalplaneError`."""
-        return str(self.decrypt_driver_info({"value": value})["value"])
+        return str(self.decrypt_driver_info({"password": value})["password"])
 
     def encrypt_driver_info(self, info: dict[str, Any]) -> dict[str, Any]:
         """Return ``info`` with secret values encrypted; already encrypted ones are kept."""
@@ -89,11 +105,27 @@ class SecretBox:
                 out[k] = _PREFIX + self._fernet.encrypt(v.encode()).decode()
         return out
 
-    def decrypt_driver_info(self, info: dict[str, Any]) -> dict[str, Any]:
-        """Return ``info`` with secret values in clear text, for a driver to use."""
+    def reseal_driver_info(self, info: dict[str, Any]) -> dict[str, Any]:
+        """``info`` with every sealed secret sealed again with the newest key (a key
+        rotation). Raises :class:`MetalplaneError` for one no key here opens."""
         out = dict(info)
         for k, v in info.items():
-            if isinstance(v, str) and v.startswith(_PREFIX):
+            if is_secret_key(k) and isinstance(v, str) and v.startswith(_PREFIX):
+                try:
+                    out[k] = _PREFIX + self._fernet.rotate(v[len(_PREFIX):].encode()).decode()
+                except InvalidToken:
+                    raise MetalplaneError(
+                        f"driver_info/{k} was encrypted with another key than {self.key_file}"
+                    ) from None
+        return out
+
+    def decrypt_driver_info(self, info: dict[str, Any]) -> dict[str, Any]:
+        """Return ``info`` with secret values in clear text, for a driver to use. Only the
+        secret keys are decrypted: a sealed value elsewhere stays sealed, so no field that
+        is shown, logged or used as an address ever holds a secret in clear."""
+        out = dict(info)
+        for k, v in info.items():
+            if is_secret_key(k) and isinstance(v, str) and v.startswith(_PREFIX):
                 try:
                     clear = self._fernet.decrypt(v[len(_PREFIX):].encode()).decode()
                 except InvalidToken:
@@ -104,6 +136,30 @@ class SecretBox:
                 with _seen_lock:
                     _seen_secrets.add(clear)
         return out
+
+
+def pending_key_file(key_file: Path) -> Path:
+    """Where a rotation keeps the new key until every secret is sealed with it."""
+    return key_file.with_name(key_file.name + ".new")
+
+
+def begin_key_rotation(key_file: Path) -> None:
+    """Make the new key (:func:`pending_key_file`, 0600) unless an interrupted rotation
+    left one: :class:`SecretBox` then seals with it and opens with both."""
+    pending = pending_key_file(key_file)
+    try:
+        fd = os.open(pending, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "wb") as f:
+        f.write(Fernet.generate_key() + b"\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def finish_key_rotation(key_file: Path) -> None:
+    """The new key replaces the old one (atomically); the old key is gone."""
+    os.replace(pending_key_file(key_file), key_file)
 
 
 _factory_installed = False

@@ -16,7 +16,7 @@ from typing import Any
 import jsonpatch
 
 from metalplane.common.exceptions import Conflict, Invalid, InvalidState, NotFound
-from metalplane.common.secrets import MASK
+from metalplane.common.secrets import MASK, is_sealed, is_secret_key
 from metalplane.conductor.manager import Conductor
 from metalplane.db import api as db_api
 from metalplane.db.models import Node, Port, Portgroup
@@ -137,6 +137,14 @@ def _check_llc(llc: Any) -> dict[str, Any]:
     return out
 
 
+def _reads_secrets(pointer: str) -> bool:
+    """True if JSON pointer ``pointer`` (RFC 6901) is ``/driver_info`` or one of its secret
+    keys: a patch may write there but never copy, move or test it."""
+    parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
+    return bool(parts) and parts[0] == "driver_info" and (
+        len(parts) == 1 or parts[1] == "" or is_secret_key(parts[1]))
+
+
 class NodeResources:
     """Validating create/update/delete of nodes, ports and portgroups for the API."""
 
@@ -146,6 +154,10 @@ class NodeResources:
 
     # ---------------------------------------------------------------- nodes
     def _validate_node_values(self, values: dict[str, Any]) -> dict[str, Any]:
+        for key, value in (values.get("driver_info") or {}).items():
+            if not is_secret_key(key) and isinstance(value, str) and is_sealed(value):
+                raise Invalid(f"driver_info/{key} holds an encrypted secret; only secret "
+                              "fields (…_password, …_key, …_secret, …_token) may")
         registry = self.c.registry
         registry.resolve_interfaces(values["driver"], values)
         ni = values.get("network_interface")
@@ -201,6 +213,11 @@ class NodeResources:
         for op in patch:
             if not isinstance(op, dict) or "op" not in op or "path" not in op:
                 raise Invalid("each patch operation needs 'op' and 'path'")
+            read = op.get("from") if op["op"] in ("copy", "move") else (
+                op["path"] if op["op"] == "test" else None)
+            if read is not None and _reads_secrets(str(read)):
+                raise Invalid(f"'{op['op']}' of {read} is not allowed: it holds secrets, "
+                              "which are never read back (set them with add or replace)")
             top = str(op["path"]).lstrip("/").split("/")[0]
             if top in NODE_READONLY_FIELDS or top == "uuid" or top == "id":
                 raise Invalid(f"'/{top}' is an internal attribute and can not be updated")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid as uuidlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -343,6 +343,27 @@ def dead_conductors(db: Database, older_than: float) -> list[str]:
         rows = s.scalars(sa.select(Conductor.hostname).where(
             (Conductor.updated_at < limit) | (Conductor.online.is_(False))))
         return list(rows)
+
+
+def live_conductors(db: Database, within: float) -> list[str]:
+    """Hostnames of online conductors that heartbeat within the last ``within`` seconds."""
+    limit = utcnow() - dt.timedelta(seconds=within)
+    with db.read() as s:
+        return list(s.scalars(sa.select(Conductor.hostname).where(
+            (Conductor.updated_at >= limit) & (Conductor.online.is_(True)))))
+
+
+def rewrite_driver_infos(db: Database,
+                         fn: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
+    """Replace every node's ``driver_info`` with ``fn(driver_info)``, all in one
+    transaction (all or none); return how many nodes changed. ``fn``'s exceptions roll
+    everything back."""
+    with db.transaction() as conn:
+        rows = conn.execute(sa.select(_NODES.c.id, _NODES.c.driver_info)).all()
+        changed = [{"id": r.id, "driver_info": new} for r in rows
+                   if (new := fn(dict(r.driver_info or {}))) != (r.driver_info or {})]
+        update_many(conn, Node, changed)
+    return len(changed)
 
 
 def nodes_reserved_by(db: Database, hosts: Sequence[str]) -> list[Node]:

@@ -31,6 +31,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.orm import Session, sessionmaker
 
+from metalplane.common.files import private_file
+
 __all__ = ["Database"]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -67,8 +69,8 @@ def _sqlite_engine(url: str, begin: str | None) -> sa.Engine:
 class Database:
     """Engines and session factories for one database URL.
 
-    ``url`` is any SQLAlchemy URL; ``sqlite:///path`` gets WAL mode and its parent directory
-    created.
+    ``url`` is any SQLAlchemy URL; ``sqlite:///path`` gets WAL mode, its parent directory
+    created and the file made mode 0600 (tightened if it was looser).
     """
 
     def __init__(self, url: str) -> None:
@@ -77,7 +79,11 @@ class Database:
         if self.is_sqlite:
             path = sa.engine.make_url(url).database
             if path and path != ":memory:":
+                # 0600 before SQLite opens it: its -wal and -shm files take the same mode
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
+                for name in (path, f"{path}-wal", f"{path}-shm"):
+                    if name == path or Path(name).exists():
+                        private_file(Path(name))
             self.engine = _sqlite_engine(url, "BEGIN")
             self.write_engine = _sqlite_engine(url, "BEGIN IMMEDIATE")
             self._single = _sqlite_engine(url, None)
