@@ -107,8 +107,10 @@ class Service:
         server, sockets = self.http_server()  # a port in use fails before anything starts
         self.start()
         s = self.settings
-        LOG.info("metalplane API on http://%s:%d (auth: %s, store: %s)", s.host, s.port,
-                 s.effective_auth_strategy, _safe_url(s.effective_database_url))
+        LOG.info("metalplane API on %s://%s:%d (auth: %s, store: %s)", s.scheme, s.host,
+                 s.port, s.effective_auth_strategy, _safe_url(s.effective_database_url))
+        if s.insecure_transport:
+            LOG.warning("%s", s.insecure_transport)
 
         def stop(*_: Any) -> None:
             server.should_exit = True
@@ -129,7 +131,9 @@ class Service:
         bound, as uvicorn does."""
         s = self.settings
         config = uvicorn.Config(self.app, host=s.host, port=s.port, log_config=None,
-                                access_log=False, timeout_graceful_shutdown=5)
+                                access_log=False, timeout_graceful_shutdown=5,
+                                ssl_certfile=s.tls_cert_file or None,
+                                ssl_keyfile=s.tls_key_file or None)
         sockets = [config.bind_socket()]
         if s.network_port:
             net = socket.socket(socket.AF_INET6 if ":" in s.host else socket.AF_INET)
@@ -138,8 +142,8 @@ class Service:
                 net.bind((s.host, s.network_port))
                 net.listen(2048)
                 sockets.append(net)
-                LOG.info("metalplane Networking API also on http://%s:%d (network_port)",
-                         s.host, s.network_port)
+                LOG.info("metalplane Networking API also on %s://%s:%d (network_port)",
+                         s.scheme, s.host, s.network_port)
             except OSError as exc:  # secondary: /v2.0 stays on the main port
                 net.close()
                 LOG.warning("no Networking API listener on %s:%d (network_port): %s; "

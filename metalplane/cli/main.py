@@ -99,6 +99,10 @@ def server(
     workers: Annotated[int | None, typer.Option(help="Conductor worker threads.")] = None,
     conductor_hostname: Annotated[str | None, typer.Option(
         help="This conductor's name in locks [default: the host name].")] = None,
+    tls_cert_file: Annotated[Path | None, typer.Option(
+        "--tls-cert-file", help="Serve over TLS with this PEM certificate (chain).")] = None,
+    tls_key_file: Annotated[Path | None, typer.Option(
+        "--tls-key-file", help="The PEM private key of --tls-cert-file.")] = None,
     debug: Annotated[bool, typer.Option(help="Log at DEBUG level.")] = False,
 ) -> None:
     """Run the API and the conductor in one process until interrupted."""
@@ -111,7 +115,9 @@ def server(
     settings = Settings.from_env(host=host, port=port, network_port=network_port,
                                  data_dir=data_dir,
                                  auth_strategy=auth_strategy, database_url=database_url,
-                                 workers=workers, conductor_hostname=conductor_hostname)
+                                 workers=workers, conductor_hostname=conductor_hostname,
+                                 tls_cert_file=str(tls_cert_file) if tls_cert_file else None,
+                                 tls_key_file=str(tls_key_file) if tls_key_file else None)
     Service(settings).serve()
 
 

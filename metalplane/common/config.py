@@ -47,6 +47,9 @@ class Settings:
     network_port: int = 9696
     max_request_body_size: int = 114688  # bytes, as Ironic's [api]max_request_body_size
     auth_strategy: str = ""  # empty: noauth on loopback, http_basic elsewhere
+    # TLS for the API's listeners (PEM files: the certificate chain, its private key)
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
     users_file: str = ""  # empty: <data_dir>/htpasswd
     conductor_hostname: str = dataclasses.field(default_factory=socket.gethostname)
     workers: int = 100
@@ -119,6 +122,12 @@ class Settings:
                 f"auth_strategy must be one of {', '.join(AUTH_STRATEGIES)}, "
                 f"not {self.auth_strategy!r}"
             )
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise Invalid("TLS needs both tls_cert_file and tls_key_file")
+        for name in ("tls_cert_file", "tls_key_file"):
+            value = getattr(self, name)
+            if value and not Path(value).is_file():
+                raise Invalid(f"{name} {value} is not a readable file")
         if self.workers < 1:
             raise Invalid("workers must be at least 1")
         if not 1 <= self.parking_vlan <= 4094:
@@ -146,7 +155,26 @@ class Settings:
         """The strategy in force: the configured one, else noauth only on loopback."""
         if self.auth_strategy:
             return self.auth_strategy
-        return "noauth" if self.host in ("127.0.0.1", "::1", "localhost") else "http_basic"
+        return "noauth" if self.on_loopback else "http_basic"
+
+    @property
+    def scheme(self) -> str:
+        """``https`` when the API is served over TLS, else ``http``."""
+        return "https" if self.tls_cert_file else "http"
+
+    @property
+    def on_loopback(self) -> bool:
+        return self.host in ("127.0.0.1", "::1", "localhost")
+
+    @property
+    def insecure_transport(self) -> str:
+        """The warning a server logs at start when passwords would cross the network in
+        clear (``http_basic`` beyond loopback without TLS), else ``""``."""
+        if self.scheme == "https" or self.on_loopback or self.effective_auth_strategy == "noauth":
+            return ""
+        return (f"{self.effective_auth_strategy} passwords cross the network in clear on "
+                f"{self.host}:{self.port}: serve the API over TLS (--tls-cert-file, "
+                "--tls-key-file)")
 
     @property
     def effective_database_url(self) -> str:

@@ -63,3 +63,24 @@ def test_network_port_must_differ_from_port() -> None:
     with pytest.raises(Invalid, match="network_port and port are both 7000"):
         Settings(port=7000, network_port=7000).validate()
     Settings(port=7000, network_port=0).validate()  # none: fine
+
+
+def test_tls_settings_and_the_clear_text_warning(tmp_path: Path) -> None:
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_text("x")
+    key.write_text("x")
+    with pytest.raises(Invalid, match="both"):
+        Settings(data_dir=tmp_path, tls_cert_file=str(cert)).validate()
+    with pytest.raises(Invalid, match="not a readable file"):
+        Settings(data_dir=tmp_path, tls_cert_file=str(cert),
+                 tls_key_file=str(tmp_path / "none.pem")).validate()
+    exposed = Settings(data_dir=tmp_path, host="10.0.0.5")
+    assert exposed.effective_auth_strategy == "http_basic"
+    assert "in clear on 10.0.0.5:6385" in exposed.insecure_transport
+    tls = Settings(data_dir=tmp_path, host="10.0.0.5", tls_cert_file=str(cert),
+                   tls_key_file=str(key))
+    tls.validate()
+    assert tls.scheme == "https" and tls.insecure_transport == ""
+    assert Settings(data_dir=tmp_path).insecure_transport == ""  # loopback
+    assert Settings(data_dir=tmp_path, host="10.0.0.5",
+                    auth_strategy="noauth").insecure_transport == ""

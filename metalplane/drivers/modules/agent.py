@@ -58,7 +58,7 @@ def token_digest(token: str) -> str:
 
 def boot_url(settings: Any) -> str:
     """The API/boot server URL as nodes reach it."""
-    url = settings.boot_server_url or f"http://{settings.host}:{settings.port}"
+    url = settings.boot_server_url or f"{settings.scheme}://{settings.host}:{settings.port}"
     return str(url).rstrip("/")
 
 
