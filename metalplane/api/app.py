@@ -15,6 +15,7 @@ import functools
 import inspect
 import json
 import logging
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -39,7 +40,7 @@ from metalplane.api import (
     view_schemas,
     views,
 )
-from metalplane.api.auth import UsersFile
+from metalplane.api.auth import TooManyAttempts, UsersFile
 from metalplane.api.schemas_common import printable, to_bool
 from metalplane.api.versions import API_VERSION_STATE, MAX_VERSION, MIN_VERSION
 from metalplane.common.exceptions import Invalid, MetalplaneError, NotFound
@@ -65,7 +66,8 @@ def _fmt(v: tuple[int, int]) -> str:
 
 
 _NEUTRON_TYPES = {400: "HTTPBadRequest", 401: "HTTPUnauthorized", 403: "HTTPForbidden",
-                  404: "HTTPNotFound", 409: "HTTPConflict", 503: "HTTPServiceUnavailable"}
+                  404: "HTTPNotFound", 409: "HTTPConflict", 429: "HTTPTooManyRequests",
+                  503: "HTTPServiceUnavailable"}
 
 
 def error_response(status: int, message: str, path: str = "") -> JSONResponse:
@@ -125,7 +127,7 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
     res = NodeResources(conductor)
 
     # ------------------------------------------------------------ middleware and errors
-    def version_and_auth(request: Request) -> tuple[tuple[int, int], Response | None]:
+    async def version_and_auth(request: Request) -> tuple[tuple[int, int], Response | None]:
         """The API version asked for, or the response that refuses the request."""
         requested = request.headers.get("X-OpenStack-Ironic-API-Version")
         standard = request.headers.get("OpenStack-API-Version", "")
@@ -150,8 +152,13 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
         if (auth_strategy == "http_basic" and path not in PUBLIC_PATHS
                 and not path.startswith(agent_api.PUBLIC_PREFIXES)):
             assert users_file is not None
+            address = request.client.host if request.client else "local"  # unix socket
             try:
-                users_file.check(request.headers.get("Authorization"))
+                await users_file.authenticate(request.headers.get("Authorization"), address)
+            except TooManyAttempts as exc:
+                resp = error_response(exc.code, exc.message)
+                resp.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+                return version, resp
             except MetalplaneError as exc:
                 resp = error_response(exc.code, exc.message)
                 resp.headers["WWW-Authenticate"] = 'Basic realm="metalplane"'
@@ -669,7 +676,7 @@ class _VersionAndAuth:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        version, refusal = self.check(Request(scope))
+        version, refusal = await self.check(Request(scope))
         if refusal is not None:
             await refusal(scope, receive, send)
             return

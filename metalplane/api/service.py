@@ -91,8 +91,9 @@ class Service:
         install_log_redaction()
         self.conductor = Conductor(settings, self.db, self.secrets)
         strategy = settings.effective_auth_strategy
-        users = UsersFile(settings.effective_users_file) if strategy == "http_basic" else None
-        self.app = create_app(self.conductor, strategy, users)
+        self.users = (UsersFile(settings.effective_users_file) if strategy == "http_basic"
+                      else None)
+        self.app = create_app(self.conductor, strategy, self.users)
 
     def start(self, periodic: bool = True) -> None:
         self.db.upgrade()
@@ -101,6 +102,8 @@ class Service:
     def stop(self) -> None:
         self.conductor.stop()
         self.db.dispose()
+        if self.users is not None:
+            self.users.close()
 
     def serve(self) -> None:
         """Run until SIGINT/SIGTERM; stops the conductor gracefully."""
