@@ -1,8 +1,9 @@
-"""What nodes booting the ramdisk reach: the agent's lookup and heartbeat, the per-node
-iPXE scripts and the image cache (the boot server). These paths take no operator
-credentials; the agent proves itself with the token the first lookup of its boot was issued
-(``X-Agent-Token`` header or ``agent_token`` in the body, as Ironic's agent does). The
-iPXE scripts and files carry no secret."""
+"""What nodes booting the ramdisk reach: the agent's lookup and heartbeat (on the API), and
+the boot server (per-node iPXE scripts, the image cache, kernels and ramdisks), which
+answers on listeners of its own (``boot_listen``, ``boot_unix_socket``), never on the
+API's. These paths take no operator credentials; the agent proves itself with the token
+the first lookup of its boot was issued (``X-Agent-Token`` header or ``agent_token`` in
+the body, as Ironic's agent does). The iPXE scripts and files carry no secret."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from metalplane.common.exceptions import Invalid, NotFound
 from metalplane.common.secrets import MASK
 from metalplane.conductor.manager import Conductor
 
-__all__ = ["PUBLIC_PREFIXES", "register"]
+__all__ = ["BOOT_PREFIXES", "PUBLIC_PREFIXES", "register", "register_boot"]
 
-PUBLIC_PREFIXES = ("/v1/lookup", "/v1/heartbeat/", "/boot/", "/images/", "/files/")
+PUBLIC_PREFIXES = ("/v1/lookup", "/v1/heartbeat/")
+BOOT_PREFIXES = ("/boot/", "/images/", "/files/")
 _FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
 
 
@@ -32,8 +34,7 @@ class _BootFile(FileResponse):
 
 
 def register(app: FastAPI, conductor: Conductor) -> None:
-    images = conductor.settings.data_dir / "images"
-    files = conductor.settings.data_dir / "files"
+    """The agent's calls, on the API: lookup and heartbeat."""
 
     @app.get("/v1/lookup", tags=["agent"], summary="The agent finds its node by its MACs")
     def lookup(addresses: str, x_agent_token: str | None = Header(None)) -> dict[str, Any]:
@@ -54,6 +55,13 @@ def register(app: FastAPI, conductor: Conductor) -> None:
                   x_agent_token: str | None = Header(None)) -> dict[str, Any]:
         token = x_agent_token or body.get("agent_token")
         return conductor.agent_heartbeat(node, token, body)
+
+
+
+def register_boot(app: FastAPI, conductor: Conductor) -> None:
+    """The boot server's paths, on its own listener: iPXE scripts, images, files."""
+    images = conductor.settings.data_dir / "images"
+    files = conductor.settings.data_dir / "files"
 
     @app.get("/boot/{node}.ipxe", tags=["boot"], response_class=PlainTextResponse,
              summary="The iPXE script of a node booting the ramdisk agent")

@@ -589,6 +589,25 @@ _ERROR_ANSWERS = {
 }
 
 
+def create_boot_app(conductor: Conductor) -> FastAPI:
+    """The boot server (iPXE scripts, images, kernels and ramdisks), served on its own
+    listeners: nodes on the provisioning networks reach it, and it answers nothing else."""
+    app = FastAPI(title="metalplane boot server", version=__version__, docs_url=None,
+                  redoc_url=None, openapi_url=None)
+    app.router.route_class = OffloadedRoute
+
+    @app.exception_handler(MetalplaneError)
+    async def on_error(request: Request, exc: MetalplaneError) -> JSONResponse:
+        return error_response(exc.code, exc.message, request.url.path)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail), request.url.path)
+
+    agent_api.register_boot(app, conductor)
+    return app
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """The OpenAPI document, with the error answers each operation really gives: Ironic's
     ``{"error_message"}`` under ``/v1``, Neutron's ``{"NeutronError"}`` under ``/v2.0``."""

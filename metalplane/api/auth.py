@@ -59,8 +59,9 @@ class FailureLimiter:
     """Failed authentications per client address.
 
     The ``free``-th failure within ``window`` s blocks the address for ``base`` s, and each
-    further one for twice as long as the last, up to ``longest`` s. A success forgets the address. At most
-    ``capacity`` addresses are remembered (the oldest are forgotten first). Thread-safe.
+    further one for twice as long as the last, up to ``longest`` s. A success forgets the
+    address. At most ``capacity`` addresses are remembered (the oldest are forgotten
+    first). Thread-safe.
     """
 
     def __init__(self, free: int = 5, base: float = 1.0, longest: float = 60.0,

@@ -13,7 +13,7 @@ from typing import Any
 
 import uvicorn
 
-from metalplane.api.app import create_app
+from metalplane.api.app import create_app, create_boot_app
 from metalplane.api.auth import UsersFile
 from metalplane.common.config import Settings
 from metalplane.common.files import private_dir
@@ -55,6 +55,7 @@ class _Server(uvicorn.Server):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._exit = False
+        self.linked: list[_Server] = []  # servers that stop with this one
         super().__init__(config)
 
     @property  # type: ignore[override]
@@ -64,6 +65,9 @@ class _Server(uvicorn.Server):
     @should_exit.setter
     def should_exit(self, value: bool) -> None:
         self._exit = value
+        for other in self.linked:
+            if other._exit != value:
+                other.should_exit = value
         loop, wake = self._loop, self._wake
         if value and loop is not None and wake is not None:
             with contextlib.suppress(RuntimeError):  # the loop has closed: nothing to wake
@@ -78,6 +82,41 @@ class _Server(uvicorn.Server):
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 1.0)
             should_exit = await self.on_tick(counter)
+
+
+class Servers:
+    """The API's server and, when it has listeners, the boot server's, on one event loop
+    (``run``); setting ``should_exit`` (or a signal) stops both."""
+
+    def __init__(self, api: _Server, boot: _Server | None = None,
+                 boot_sockets: list[socket.socket] | None = None) -> None:
+        self.api, self.boot, self.boot_sockets = api, boot, boot_sockets or []
+        if boot is not None:
+            api.linked.append(boot)
+            boot.linked.append(api)
+
+    @property
+    def started(self) -> bool:
+        return self.api.started and (self.boot is None or self.boot.started)
+
+    @property
+    def should_exit(self) -> bool:
+        return self.api.should_exit
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        self.api.should_exit = value
+
+    def run(self, sockets: list[socket.socket]) -> None:
+        """Serve the API on ``sockets`` (and the boot server on its own) until stopped."""
+        asyncio.run(self.serve(sockets))
+
+    async def serve(self, sockets: list[socket.socket]) -> None:
+        if self.boot is None:
+            await self.api.serve(sockets=sockets)
+            return
+        await asyncio.gather(self.api.serve(sockets=sockets),
+                             self.boot.serve(sockets=self.boot_sockets))
 
 
 class Service:
@@ -124,14 +163,15 @@ class Service:
         finally:
             self.stop()
 
-    def http_server(self) -> tuple[uvicorn.Server, list[socket.socket]]:
-        """The API's uvicorn server and its listening sockets (run it with
-        ``server.run(sockets=...)``): TCP on ``host:port``, the Networking API's
+    def http_server(self) -> tuple[Servers, list[socket.socket]]:
+        """The servers and the API's listening sockets (run them with
+        ``servers.run(sockets)``): TCP on ``host:port``, the Networking API's
         ``host:network_port`` (Neutron's ``GET /`` there; not bound is a warning) and, if
-        ``unix_socket`` is set,
-        that unix socket (mode 0666, as uvicorn makes one), served by the same event loop.
-        Exits (status 1, the error logged) when the port or the socket's path cannot be
-        bound, as uvicorn does."""
+        ``unix_socket`` is set, that unix socket (mode 0666, as uvicorn makes one). The
+        boot server, if it has listeners (``boot_listen``, ``boot_unix_socket``), is a
+        server of its own on the same event loop, over plain HTTP (PXE firmware and iPXE
+        fetch from it). Exits (status 1, the error logged) when a port or a socket's path
+        cannot be bound, as uvicorn does."""
         s = self.settings
         config = uvicorn.Config(self.app, host=s.host, port=s.port, log_config=None,
                                 access_log=False, timeout_graceful_shutdown=5,
@@ -152,20 +192,52 @@ class Service:
                 LOG.warning("no Networking API listener on %s:%d (network_port): %s; "
                             "/v2.0 is served on port %d", s.host, s.network_port, exc, s.port)
         if s.unix_socket:
-            path = Path(s.unix_socket)
-            unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sockets.append(_unix_listener(s.unix_socket, "unix_socket", sockets))
+            LOG.info("metalplane API also on unix socket %s", s.unix_socket)
+        boot_sockets: list[socket.socket] = []
+        for address in s.boot_listen_addresses:
+            host, _, port = address.rpartition(":")
+            host = host.strip("[]")
+            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                path.unlink(missing_ok=True)
-                unix.bind(str(path))
-                path.chmod(0o666)
+                sock.bind((host, int(port)))
+                sock.listen(2048)
             except OSError as exc:
-                LOG.error("cannot listen on unix socket %s (unix_socket): %s", path, exc)
-                for sock in (*sockets, unix):
-                    sock.close()
+                LOG.error("cannot listen on %s (boot_listen): %s", address, exc)
+                for other in (*sockets, *boot_sockets, sock):
+                    other.close()
                 sys.exit(1)
-            LOG.info("metalplane API also on unix socket %s", path)
-            sockets.append(unix)
-        return _Server(config), sockets
+            boot_sockets.append(sock)
+        if s.boot_unix_socket:
+            boot_sockets.append(_unix_listener(s.boot_unix_socket, "boot_unix_socket",
+                                               [*sockets, *boot_sockets]))
+        if not boot_sockets:
+            return Servers(_Server(config)), sockets
+        LOG.info("metalplane boot server on %s", ", ".join(
+            [*(f"http://{a}" for a in s.boot_listen_addresses),
+             *([f"unix socket {s.boot_unix_socket}"] if s.boot_unix_socket else [])]))
+        boot_config = uvicorn.Config(create_boot_app(self.conductor), log_config=None,
+                                     access_log=False, timeout_graceful_shutdown=5)
+        return Servers(_Server(config), _Server(boot_config), boot_sockets), sockets
+
+
+def _unix_listener(where: str, setting: str, opened: list[socket.socket]) -> socket.socket:
+    """A listening unix socket at ``where`` (mode 0666, as uvicorn makes one). Exits (status
+    1, closing ``opened``) when it cannot be bound."""
+    path = Path(where)
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        path.unlink(missing_ok=True)
+        unix.bind(str(path))
+        path.chmod(0o666)
+        unix.listen(2048)
+    except OSError as exc:
+        LOG.error("cannot listen on unix socket %s (%s): %s", path, setting, exc)
+        for sock in (*opened, unix):
+            sock.close()
+        sys.exit(1)
+    return unix
 
 
 def _safe_url(url: str) -> str:

@@ -88,8 +88,13 @@ class Settings:
     provisioning_network: str = ""
     rescuing_network: str = ""
     network_sync_interval: float = 60.0  # switch drift repair
-    # boot server and agent
-    boot_server_url: str = ""  # how nodes reach the API/boot server; empty: http://host:port
+    # boot server and agent. The boot server (iPXE scripts, images, kernels, ramdisks) has
+    # listeners of its own, bound to the provider networks' addresses (host:port, comma
+    # separated) and/or a unix socket (the lab's namespaces); it never answers on the API's
+    boot_listen: str = ""
+    boot_unix_socket: str = ""
+    boot_server_url: str = ""  # how nodes reach the boot server; empty: http://<boot_listen>
+    agent_api_url: str = ""  # how the agent reaches the API; empty: <scheme>://host:port
     # the agent reports a finished command at once; beats carry liveness and progress
     agent_heartbeat_interval: float = 10.0
     dhcp_bindings: str = ""  # network=netns:interface[,...] (netns may be empty)
@@ -122,6 +127,10 @@ class Settings:
                 f"auth_strategy must be one of {', '.join(AUTH_STRATEGIES)}, "
                 f"not {self.auth_strategy!r}"
             )
+        for address in self.boot_listen_addresses:
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise Invalid(f"boot_listen takes host:port[,host:port...], not '{address}'")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise Invalid("TLS needs both tls_cert_file and tls_key_file")
         for name in ("tls_cert_file", "tls_key_file"):
@@ -156,6 +165,11 @@ class Settings:
         if self.auth_strategy:
             return self.auth_strategy
         return "noauth" if self.on_loopback else "http_basic"
+
+    @property
+    def boot_listen_addresses(self) -> list[str]:
+        """``boot_listen`` as a list of ``host:port``."""
+        return [a.strip() for a in self.boot_listen.split(",") if a.strip()]
 
     @property
     def scheme(self) -> str:

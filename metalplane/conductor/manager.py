@@ -411,7 +411,8 @@ class Conductor:
         if (node.provision_state not in AGENT_STATES
                 or not (node.driver_internal_info or {}).get(agent_mod.BOOT_KEY)):
             raise NotFound(f"node {ident} is not booting the ramdisk agent")
-        return agent_mod.ipxe_script(node, agent_mod.boot_url(self.settings))
+        return agent_mod.ipxe_script(node, agent_mod.boot_url(self.settings),
+                                     agent_mod.api_url(self.settings))
 
     def agent_lookup(self, macs: list[str], token: str | None) -> tuple[Node, str | None]:
         """The node whose ports have these MACs and that waits for its agent, and the agent

@@ -9,9 +9,9 @@
   default), and a sparse disk file;
 - per provider network (provisioning, also used for inspection, and cleaning), a
   service namespace ``<name>-svc-<net>`` on that network's VLAN holding its gateway
-  address and the boot server's address; metalplane's dnsmasq runs there (the server's
-  ``dhcp_bindings``) and a forwarder carries the boot server's port to the server's unix
-  socket;
+  address and the server's address as nodes reach it; metalplane's dnsmasq runs there
+  (the server's ``dhcp_bindings``) and two forwarders carry the API's port and the boot
+  server's to the server's unix sockets;
 - BMCs: sushy-tools' Redfish emulator (fake driver, one system per node, on loopback)
   whose external notifier tells the boot supervisor (:mod:`metalplane.lab.supervisor`)
   about power changes;
@@ -56,8 +56,9 @@ from metalplane.lab.rack import (
 
 __all__ = ["LabError", "down", "lab_dir", "load", "server_settings", "status", "up"]
 
-BOOT_ADDRESS = "10.69.0.1"  # the boot server as nodes reach it, on every provider network
-BOOT_PORT = 6385
+BOOT_ADDRESS = "10.69.0.1"  # the server as nodes reach it, on every provider network
+API_PORT = 6385  # the API (the agent's lookup and heartbeats)
+BOOT_PORT = 8080  # the boot server (iPXE scripts, images): a listener of its own
 DISK_SIZE = 192 << 20
 NETWORKS = (  # name, VLAN, CIDR, gateway (the service namespace)
     ("provisioning", 1100, "10.70.0.0/24", "10.70.0.1", "prov"),
@@ -126,7 +127,7 @@ def _build(name: str, count: int, state: Path, progress: Progress) -> dict[str, 
     switch.start()
     for sub in ("disks", "logs", "nodes"):
         (state / sub).mkdir(exist_ok=True)
-    sock = state / "api.sock"
+    sock, boot_sock = state / "api.sock", state / "boot.sock"
     networks = []
     for j, (net, vlan, cidr, gateway, short) in enumerate(NETWORKS):
         ns = f"{name}-svc-{short}"
@@ -136,9 +137,10 @@ def _build(name: str, count: int, state: Path, progress: Progress) -> dict[str, 
         prefix = cidr.split("/")[1]
         run("ip", "-n", ns, "addr", "add", f"{gateway}/{prefix}", "dev", "eth0")
         run("ip", "-n", ns, "addr", "add", f"{BOOT_ADDRESS}/32", "dev", "eth0")
-        _spawn(netns_exec(ns, sys.executable, "-m", "metalplane.lab.forward", "--listen",
-                          f"0.0.0.0:{BOOT_PORT}", "--unix", str(sock)), None,
-               state / "logs" / f"forward-{short}.log")
+        for port, target, what in ((API_PORT, sock, "api"), (BOOT_PORT, boot_sock, "boot")):
+            _spawn(netns_exec(ns, sys.executable, "-m", "metalplane.lab.forward", "--listen",
+                              f"0.0.0.0:{port}", "--unix", str(target)), None,
+                   state / "logs" / f"forward-{short}-{what}.log")
         networks.append({"name": net, "vlan": vlan, "cidr": cidr, "gateway": gateway,
                          "namespace": ns, "interface": "eth0", "switch_port": f"{name}-s{j}"})
         progress(f"provider network {net}: VLAN {vlan}, {cidr}, service namespace {ns}")
@@ -165,7 +167,9 @@ def _build(name: str, count: int, state: Path, progress: Progress) -> dict[str, 
         "switch": {"name": switch.bridge, "bridge": switch.bridge, "address": switch.address,
                    "switch_id": chassis, "default_vlan": default_vlan},
         "boot_server": {"address": BOOT_ADDRESS, "port": BOOT_PORT,
-                        "url": f"http://{BOOT_ADDRESS}:{BOOT_PORT}"},
+                        "url": f"http://{BOOT_ADDRESS}:{BOOT_PORT}",
+                        "unix_socket": str(boot_sock)},
+        "agent_api_url": f"http://{BOOT_ADDRESS}:{API_PORT}",
         "unix_socket": str(sock),
         "networks": networks,
         "emulator": {"url": f"http://127.0.0.1:{emu_port}"},
@@ -257,7 +261,9 @@ def server_settings(spec: dict[str, Any]) -> dict[str, str]:
     nets = {n["name"]: n for n in spec["networks"]}
     return {
         "METALPLANE_UNIX_SOCKET": spec["unix_socket"],
+        "METALPLANE_BOOT_UNIX_SOCKET": spec["boot_server"]["unix_socket"],
         "METALPLANE_BOOT_SERVER_URL": spec["boot_server"]["url"],
+        "METALPLANE_AGENT_API_URL": spec["agent_api_url"],
         "METALPLANE_DHCP_BINDINGS": ",".join(f"{n}={v['namespace']}:{v['interface']}"
                                              for n, v in nets.items()),
         "METALPLANE_INSPECTION_NETWORK": "provisioning",

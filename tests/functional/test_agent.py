@@ -27,6 +27,7 @@ from tests.helpers.server import RunningServer, running_server
 
 pytestmark = pytest.mark.functional
 API = "http://10.66.0.1:6385"
+BOOT = "http://10.66.0.1:8080"  # the boot server: a listener of its own
 DISK = 96 << 20
 
 
@@ -66,7 +67,7 @@ class Lab:
         """What PXE would do: fetch the node's iPXE script, start the agent it names."""
         deadline = time.monotonic() + 30
         while True:
-            r = self.server.http.get(f"/boot/{self.server.node(name)['uuid']}.ipxe")
+            r = self.server.boot.get(f"/boot/{self.server.node(name)['uuid']}.ipxe")
             if r.status_code == 200:
                 break
             assert time.monotonic() < deadline, r.text
@@ -89,18 +90,21 @@ class Lab:
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
-    sock = tmp_path / "api.sock"
+    sock, boot = tmp_path / "api.sock", tmp_path / "boot.sock"
     with rack() as r, running_server(tmp_path / "data", unix_socket=str(sock),
-                                     boot_server_url=API, agent_heartbeat_interval=0.3) as srv:
+                                     boot_listen="", boot_unix_socket=str(boot),
+                                     boot_server_url=BOOT, agent_api_url=API,
+                                     agent_heartbeat_interval=0.3) as srv:
         r.add_host("svc", ["10.66.0.1/24"], tag=100)
-        fwd = subprocess.Popen(["ip", "netns", "exec", r.hosts["svc"].ns, sys.executable, "-m",
-                                "metalplane.lab.forward", "--listen", "10.66.0.1:6385",
-                                "--unix", str(sock)], start_new_session=True)
+        fwds = [subprocess.Popen(["ip", "netns", "exec", r.hosts["svc"].ns, sys.executable,
+                                  "-m", "metalplane.lab.forward", "--listen", listen,
+                                  "--unix", str(path)], start_new_session=True)
+                for listen, path in (("10.66.0.1:6385", sock), ("10.66.0.1:8080", boot))]
         lab = Lab(srv, r, tmp_path)
         try:
             yield lab
         finally:
-            for p in [*lab.procs, fwd]:
+            for p in [*lab.procs, *fwds]:
                 stop_process(p)
                 if p.stdout:
                     p.stdout.close()
@@ -225,8 +229,9 @@ def test_agent_forgeries_are_refused_and_change_nothing(lab: Lab) -> None:
     assert lab.server.provision("t1", "provide").status_code == 202
     lab.server.wait_state("t1", "clean wait")
     uuid = node["uuid"]
-    script = lab.server.http.get(f"/boot/{uuid}.ipxe").text
-    assert "token" not in script
+    script = lab.server.boot.get(f"/boot/{uuid}.ipxe").text
+    assert "token" not in script and f"{BOOT}/files/agent.kernel" in script
+    assert lab.server.http.get(f"/boot/{uuid}.ipxe").status_code == 404  # not on the API
     before = lab.server.node("t1")
     command = before["driver_internal_info"]["agent_command"]
     forged_results = [
@@ -270,7 +275,7 @@ def test_agent_forgeries_are_refused_and_change_nothing(lab: Lab) -> None:
     r = httpx.post(f"{lab.server.url}/v1/heartbeat/{uuid}", json={},
                    headers={"X-Agent-Token": token})
     assert r.status_code in (401, 409), r.text
-    assert lab.server.http.get(f"/boot/{uuid}.ipxe").status_code == 404
+    assert lab.server.boot.get(f"/boot/{uuid}.ipxe").status_code == 404
     assert lookup(lab, host, token).status_code == 404
     ports = lab.server.http.get("/v1/ports", params={"node": uuid, "detail": True}).json()
     assert all(p["local_link_connection"].get("port_id") != "evil" for p in ports["ports"])

@@ -61,7 +61,7 @@ def cleaning_node(server: RunningServer, r: Rack, name: str, ip: str) -> dict[st
     assert r.ovs.tag(switch_port(r, name)) == CLEAN_VLAN
     mac = r.hosts[name].macs["eth0"]
     assert mac in host_files(server)
-    assert server.http.get(f"/boot/{node['uuid']}.ipxe").status_code == 200
+    assert server.boot.get(f"/boot/{node['uuid']}.ipxe").status_code == 200
     return node
 
 
@@ -75,7 +75,7 @@ def assert_safe(server: RunningServer, r: Rack, name: str, uuid: str) -> dict[st
     ports = server.http.get("/v2.0/ports", params={"device_id": uuid}).json()["ports"]
     assert ports == []
     assert "agent_token_hash" not in node["driver_internal_info"]
-    assert server.http.get(f"/boot/{uuid}.ipxe").status_code == 404
+    assert server.boot.get(f"/boot/{uuid}.ipxe").status_code == 404
     return node
 
 

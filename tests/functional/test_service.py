@@ -24,13 +24,13 @@ def test_the_server_ticks_once_a_second_and_still_stops_at_once(tmp_path: Path) 
     service.start(periodic=False)
     server, sockets = service.http_server()
     ticks: list[int] = []
-    on_tick = server.on_tick
+    on_tick = server.api.on_tick
 
     async def counted(counter: int) -> bool:
         ticks.append(counter)
         return await on_tick(counter)
 
-    server.on_tick = counted  # type: ignore[method-assign]
+    server.api.on_tick = counted  # type: ignore[method-assign]
     thread = None
     try:
         thread = serve_in_thread(server, sockets)

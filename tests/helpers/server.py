@@ -23,6 +23,7 @@ class RunningServer:
     network_url: str  # the Networking API's own listener (Neutron's GET / there)
     service: Service
     http: httpx.Client
+    boot: httpx.Client  # the boot server (its own listener: iPXE scripts, images, files)
 
     @property
     def conductor(self) -> Any:
@@ -75,6 +76,7 @@ def running_server(data_dir: Path, **overrides: Any) -> Iterator[RunningServer]:
     periodic = bool(overrides.pop("periodic", False))
     values: dict[str, Any] = dict(data_dir=data_dir, host="127.0.0.1", port=free_port(),
                                   network_port=free_port(),
+                                  boot_listen=f"127.0.0.1:{free_port()}",
                                   conductor_hostname="test-conductor",
                                   power_sync_interval=3600, timeout_check_interval=3600,
                                   bmc_retries=2, bmc_retry_wait=0.1,
@@ -88,11 +90,16 @@ def running_server(data_dir: Path, **overrides: Any) -> Iterator[RunningServer]:
     thread = serve_in_thread(server, sockets)
     url = f"http://127.0.0.1:{settings.port}"
     http = httpx.Client(base_url=url, timeout=60)
+    boot = (httpx.Client(base_url=f"http://{settings.boot_listen_addresses[0]}", timeout=60)
+            if settings.boot_listen_addresses else
+            httpx.Client(base_url="http://boot", timeout=60,
+                         transport=httpx.HTTPTransport(uds=settings.boot_unix_socket)))
     try:
         yield RunningServer(url=url, network_url=f"http://127.0.0.1:{settings.network_port}",
-                            service=service, http=http)
+                            service=service, http=http, boot=boot)
     finally:
         http.close()
+        boot.close()
         server.should_exit = True
         thread.join(timeout=15)
         service.stop()

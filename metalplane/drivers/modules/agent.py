@@ -42,7 +42,7 @@ from metalplane.drivers.steps import (
     failed,
 )
 
-__all__ = ["AgentDeploy", "AgentInspect", "IPXEBoot", "boot_url", "queue_command"]
+__all__ = ["AgentDeploy", "AgentInspect", "IPXEBoot", "api_url", "boot_url", "queue_command"]
 
 # driver_internal_info keys: this boot of the ramdisk (its script is served while set), the
 # SHA-256 of the token issued to its first lookup, and the command queued for the agent
@@ -57,8 +57,16 @@ def token_digest(token: str) -> str:
 
 
 def boot_url(settings: Any) -> str:
-    """The API/boot server URL as nodes reach it."""
-    url = settings.boot_server_url or f"{settings.scheme}://{settings.host}:{settings.port}"
+    """The boot server's URL as nodes reach it: ``boot_server_url``, else
+    ``http://<the first boot_listen address>``; ``""`` when the boot server has neither."""
+    listen = settings.boot_listen_addresses
+    url = settings.boot_server_url or (f"http://{listen[0]}" if listen else "")
+    return str(url).rstrip("/")
+
+
+def api_url(settings: Any) -> str:
+    """The API's URL as the agent reaches it: ``agent_api_url``, else the API's own."""
+    url = settings.agent_api_url or f"{settings.scheme}://{settings.host}:{settings.port}"
     return str(url).rstrip("/")
 
 
@@ -102,7 +110,9 @@ class IPXEBoot(base.BootInterface):
     def validate(self, task: base.Task) -> None:
         super().validate(task)
         if not boot_url(self.settings).startswith(("http://", "https://")):
-            raise Invalid("boot_server_url must be an http(s) URL nodes can reach")
+            raise Invalid("boot_interface ipxe needs the boot server: set boot_listen (or "
+                          "boot_unix_socket) and boot_server_url, an http(s) URL nodes "
+                          "can reach")
 
     def prepare_ramdisk(self, task: base.Task) -> None:
         """A new boot of the ramdisk: its script is served, and no token is issued yet."""
@@ -137,19 +147,20 @@ class IPXEBoot(base.BootInterface):
         return opts
 
 
-def ipxe_script(node: Any, api_url: str) -> str:
-    """The iPXE script of ``node``: kernel, ramdisk and the agent's parameters (no secret:
-    anyone on the provisioning network can fetch it).
+def ipxe_script(node: Any, boot: str, api: str) -> str:
+    """The iPXE script of ``node``: kernel and ramdisk from boot server ``boot``, and the
+    agent's parameters: the API's URL ``api`` and the node (no secret: anyone on the
+    provisioning network can fetch it).
 
     Kernel and ramdisk come from ``driver_info.deploy_kernel`` / ``deploy_ramdisk`` (Ironic's
     keys), else the boot server's defaults."""
     info = node.driver_info or {}
-    kernel = info.get("deploy_kernel") or f"{api_url}/files/agent.kernel"
-    ramdisk = info.get("deploy_ramdisk") or f"{api_url}/files/agent.initramfs"
+    kernel = info.get("deploy_kernel") or f"{boot}/files/agent.kernel"
+    ramdisk = info.get("deploy_ramdisk") or f"{boot}/files/agent.initramfs"
     return (
         "#!ipxe\n"
         f"# metalplane: ramdisk agent for node {node.uuid}\n"
-        f"kernel {kernel} initrd=agent.initramfs metalplane.api_url={api_url} "
+        f"kernel {kernel} initrd=agent.initramfs metalplane.api_url={api} "
         f"metalplane.node={node.uuid} console=ttyS0\n"
         f"initrd {ramdisk}\n"
         "boot\n"
