@@ -95,8 +95,16 @@ def child_server(variant: str, data_dir: Path, port: int) -> None:
                         auth_strategy="noauth", conductor_hostname=f"bench-{variant}",
                         power_sync_interval=3600, timeout_check_interval=3600)
     svc = service.Service(settings)
-    # the API's uvicorn server as Service.http_server makes it, on the API's port alone
-    server = service._Server(uvicorn.Config(svc.app, host="127.0.0.1", port=port,
+    boot = app_module.create_boot_app(svc.conductor)
+
+    async def api_and_boot(scope: Any, receive: Any, send: Any) -> None:
+        """The API, and the boot server's /images/ (its own listener in a real server)
+        on the same port, so one process is measured."""
+        is_boot = scope["type"] == "http" and scope["path"].startswith("/images/")
+        await (boot if is_boot else svc.app)(scope, receive, send)
+
+    # the API's uvicorn server as Service.http_server makes it, on one port alone
+    server = service._Server(uvicorn.Config(api_and_boot, host="127.0.0.1", port=port,
                                             log_config=None, access_log=False))
     svc.start(periodic=False)
 

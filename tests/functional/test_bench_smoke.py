@@ -76,3 +76,19 @@ def test_lab_bench_runs_one_node(tmp_path: Path) -> None:
     assert r["enroll_to_active_s"] > 0 and 0 < r["control_plane_share"] < 1
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert "mpbs" not in left, left
+
+
+def test_internals_bench_runs(tmp_path: Path) -> None:
+    need_root_and_ovs()  # part 4 runs a private ovsdb-server and ovs-vswitchd
+    result = bench("internals.py", tmp_path / "internals.json", "--quick")
+    assert len(result["results"]) >= 5
+    assert all(row["default"] > 0 and row["patched"] > 0 for row in result["results"])
+
+
+def test_auth_bench_runs_without_the_peer(tmp_path: Path) -> None:
+    result = bench("auth.py", tmp_path / "auth.json", "--seconds", "1", "--attackers", "2",
+                   "--peer-rev", "")
+    runs = result["runs"]["metalplane"]
+    assert set(runs) == {"quiet", "one address", "own addresses"}
+    assert all(r["gets"] > 0 and r["get_p99_ms"] > 0 for r in runs.values())
+    assert sum(runs["one address"]["attacker_answers"].values()) > 0
