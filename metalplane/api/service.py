@@ -113,8 +113,10 @@ class Servers:
         self.api.should_exit = value
 
     def run(self, sockets: list[socket.socket]) -> None:
-        """Serve the API on ``sockets`` (and the boot server on its own) until stopped."""
-        asyncio.run(self.serve(sockets))
+        """Serve the API on ``sockets`` (and the boot server on its own) until stopped, on
+        the event loop uvicorn would pick (uvloop when installed, as ``Server.run``)."""
+        with asyncio.Runner(loop_factory=self.api.config.get_loop_factory()) as runner:
+            runner.run(self.serve(sockets))
 
     async def serve(self, sockets: list[socket.socket]) -> None:
         if self.boot is None:

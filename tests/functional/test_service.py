@@ -53,3 +53,32 @@ def test_the_server_ticks_once_a_second_and_still_stops_at_once(tmp_path: Path) 
         if thread is not None:
             thread.join(timeout=15)
         service.stop()
+
+
+def test_the_servers_run_on_the_loop_uvicorn_picks(tmp_path: Path) -> None:
+    """uvicorn's ``Server.run`` uses uvloop when it is installed; the API's and the boot
+    server's shared loop must too (on the standard loop every answer waited 40 ms for a
+    delayed ACK: bench/lifecycle.py went from 5,100 to 1,900 nodes a minute)."""
+    pytest.importorskip("uvloop")
+    settings = Settings(data_dir=tmp_path, host="127.0.0.1", port=free_port(),
+                        boot_listen=f"127.0.0.1:{free_port()}")
+    service = Service(settings)
+    service.start(periodic=False)
+    server, sockets = service.http_server()
+    assert server.boot is not None
+    thread = None
+    try:
+        thread = serve_in_thread(server, sockets)
+        assert type(server.api._loop).__module__.startswith("uvloop")
+        assert server.boot._loop is server.api._loop
+        boot = settings.boot_listen_addresses[0]
+        assert httpx.get(f"http://{boot}/boot/none.ipxe", timeout=10).status_code == 404
+        assert httpx.get(f"http://{boot}/v1", timeout=10).status_code == 404  # boot only
+        r = httpx.get(f"http://127.0.0.1:{settings.port}/images/x", timeout=10)
+        assert r.status_code == 404  # and the API serves no boot paths
+    finally:
+        server.should_exit = True  # stops both
+        if thread is not None:
+            thread.join(timeout=15)
+            assert not thread.is_alive()
+        service.stop()
