@@ -185,25 +185,31 @@ class StepEngine:
         self._run(task, phase, plan, int(internal[index_key]) + 1)
 
     def _run(self, task: NodeTask, phase: str, plan: list[Step], index: int) -> None:
+        """Run ``plan`` from ``index``. The plan and the current index are written to the
+        node when a step waits or fails (what the agent's result, a timeout and an
+        operator need), not before each step: a phase that runs through writes nothing
+        of them."""
+        interfaces = task.driver.interfaces()
         for i in range(index, len(plan)):
             step = plan[i]
-            self._record(task, phase, plan, i)
-            iface = task.driver.interfaces().get(step.interface)
-            method = getattr(iface, step.step, None)
+            method = getattr(interfaces.get(step.interface), step.step, None)
             if method is None:
+                self._record(task, phase, plan, i)
                 self._failed(task, phase, step, "the node's driver no longer has it")
                 return
             LOG.debug("Node %s: %s step %s", task.node.uuid, phase, step.label)
             outcome = self._guard(method, task, **step.args)
             if outcome.outcome is Outcome.FAILED:
+                self._record(task, phase, plan, i)
                 self._failed(task, phase, step, outcome.reason)
                 return
             if outcome.outcome is Outcome.WAIT:
+                self._record(task, phase, plan, i)
                 if task.node.provision_state not in states.WAIT_STATES:
                     task.process_event("wait")
                 return
             self._take(task, outcome)
-        self._finish(task, phase)
+        self._finish(task, phase, plan)
 
     @staticmethod
     def _guard(call: Any, *args: Any, **kwargs: Any) -> StepResult:
@@ -219,8 +225,7 @@ class StepEngine:
     def _record(task: NodeTask, phase: str, plan: list[Step], index: int) -> None:
         steps_key, index_key = _keys(phase)
         internal = dict(task.node.driver_internal_info or {})
-        if index == 0 or steps_key not in internal:
-            internal[steps_key] = [s.as_dict() for s in plan]
+        internal[steps_key] = [s.as_dict() for s in plan]
         internal[index_key] = index
         task.stage(driver_internal_info=internal)
 
@@ -232,25 +237,24 @@ class StepEngine:
         if isinstance(outcome.data, InspectionResult):
             self.apply_inspection(task, outcome.data)
 
-    def _finish(self, task: NodeTask, phase: str) -> None:
+    def _finish(self, task: NodeTask, phase: str, plan: list[Step]) -> None:
         state = PHASE_STATE[phase]
         steps_key, index_key = _keys(phase)
         try:
             if phase == "inspect":
                 task.driver.inspect.tear_down_inspection(task)
-            elif phase == "clean" and any(
-                    s.get("requires_ramdisk")
-                    for s in (task.node.driver_internal_info or {}).get(steps_key) or []):
+            elif phase == "clean" and any(s.requires_ramdisk for s in plan):
                 task.driver.deploy.tear_down_cleaning(task)
             if phase != "deploy":  # a deploy's switch_to_tenant_network step did it
                 task.network.remove_network(task, PROVIDER_NETWORK[state])
         except MetalplaneError as exc:
             task.fail(f"finishing {phase} failed: {exc.message}")
             return
-        internal = dict(task.node.driver_internal_info or {})
-        internal.pop(steps_key, None)
-        internal.pop(index_key, None)
-        extra: dict[str, Any] = {"driver_internal_info": internal}
+        extra: dict[str, Any] = {}
+        internal = task.node.driver_internal_info or {}
+        if steps_key in internal or index_key in internal:  # a step waited on the way
+            extra["driver_internal_info"] = {k: v for k, v in internal.items()
+                                             if k not in (steps_key, index_key)}
         if phase == "inspect":
             extra["inspection_finished_at"] = utcnow()
         task.process_event("done", **extra)

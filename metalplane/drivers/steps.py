@@ -99,7 +99,9 @@ class Step:
     requires_ramdisk: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {"interface": self.interface, "step": self.step, "priority": self.priority,
+                "args": dict(self.args), "argsinfo": dict(self.argsinfo),
+                "abortable": self.abortable, "requires_ramdisk": self.requires_ramdisk}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Step:
