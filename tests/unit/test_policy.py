@@ -3,6 +3,8 @@ rules a node patch needs, and the documentation of the rules kept equal to the c
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from metalplane.api import policy
@@ -10,6 +12,7 @@ from metalplane.api.auth import parse_user_line
 from metalplane.api.policy import Principal, Target
 
 HASH = "$2b$04$abcdefghijklmnopqrstuuN6qOq0m1Bl3rTT0mQfGmGB8s0u5Z0Dq"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 
 
 @pytest.mark.parametrize(("line", "project", "role"), [
@@ -74,3 +77,4 @@ def test_every_patch_rule_is_a_rule() -> None:
 
 def test_the_documented_rules_are_the_rules() -> None:
     assert policy.rules_by_persona() in (policy.__doc__ or "")
+    assert policy.rules_table() in DOCS.read_text()
