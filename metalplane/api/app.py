@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import jsonpatch
 import pydantic
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -500,14 +501,19 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
         return _attached(request, db_api.get_portgroup(conductor.db, ident), ident,
                          "Portgroup", rule)
 
-    def _moved_to(request: Request, ops: list[dict[str, Any]], rule: str) -> None:
-        """A patch that moves a port or portgroup to another node needs ``rule`` on that
-        node too (one the caller may not see is as unknown, 400)."""
-        for op in ops:
-            if op.get("path") == "/node_uuid" and op.get("op") in ("add", "replace"):
-                node = _node_ref(request, op.get("value"), "node_uuid")
-                if node is not None:
-                    policy.require(policy.principal(request), rule, policy.node_target(node))
+    def _moved_to(request: Request, doc: dict[str, Any], ops: list[dict[str, Any]],
+                  rule: str) -> None:
+        """A patch of ``doc`` (a port's or portgroup's) that moves it to another node needs
+        ``rule`` on that node too (one the caller may not see is as unknown, 400)."""
+        try:
+            patched = jsonpatch.apply_patch(doc, ops)
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException):
+            return  # the resource layer refuses it (400)
+        new = patched.get("node_uuid") if isinstance(patched, dict) else None
+        if new and new != doc.get("node_uuid"):
+            node = _node_ref(request, new, "node_uuid")
+            if node is not None:
+                policy.require(policy.principal(request), rule, policy.node_target(node))
 
     def _list_ports(request: Request, node: str | None, node_uuid: str | None,
                     address: str | None, portgroup: str | None, limit: int | None,
@@ -557,8 +563,8 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
     def patch_port(ident: str, request: Request,
                    patch: list[schemas.PatchOperation]) -> dict[str, Any]:
         ops = _ops(patch)
-        _port(request, ident, "baremetal:port:update")
-        _moved_to(request, ops, "baremetal:port:update")
+        port = _port(request, ident, "baremetal:port:update")
+        _moved_to(request, res.port_doc(port), ops, "baremetal:port:update")
         return _port_doc(res.update_port(ident, ops, _checker(schemas.PortCreate)), request)
 
     @app.delete("/v1/ports/{ident}", status_code=204, summary="Delete a port")
@@ -616,8 +622,8 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
     def patch_portgroup(ident: str, request: Request,
                         patch: list[schemas.PatchOperation]) -> dict[str, Any]:
         ops = _ops(patch)
-        _portgroup(request, ident, "baremetal:portgroup:update")
-        _moved_to(request, ops, "baremetal:portgroup:update")
+        pg = _portgroup(request, ident, "baremetal:portgroup:update")
+        _moved_to(request, res.portgroup_doc(pg), ops, "baremetal:portgroup:update")
         return _pg_doc(res.update_portgroup(ident, ops, _checker(schemas.PortgroupCreate)),
                        request)
 

@@ -451,26 +451,40 @@ def _false(value: Any) -> bool:
                               and value.strip().lower() in ("0", "f", "false", "n", "no", "off"))
 
 
+def _top(pointer: Any) -> str:
+    return str(pointer or "").lstrip("/").split("/")[0]
+
+
 def node_patch_rules(patch: Iterable[dict[str, Any]]) -> list[str]:
     """The rules a node JSON patch needs, as Ironic picks them: one per attribute rule a
-    path names (``/automated_clean`` to false: ``disable_cleaning``; a ``*_interface``:
-    ``update:driver_interfaces``), plus ``baremetal:node:update`` for any other path (or
-    none)."""
+    changed field has (``/automated_clean`` to false: ``disable_cleaning``; a
+    ``*_interface``: ``update:driver_interfaces``), plus ``baremetal:node:update`` for any
+    other field (or none). Ironic takes only add, replace and remove; here a ``move``
+    also changes its ``from`` field, and a ``move``, ``copy`` or ``test`` that reads a
+    field hidden from some readers (``driver_info``...) needs that field's get rule."""
     rules: list[str] = []
     generic = False
     for op in patch:
-        top = str(op.get("path", "")).lstrip("/").split("/")[0]
-        if top == "automated_clean" and _false(op.get("value")):
-            rule = "baremetal:node:disable_cleaning"
-        elif top.endswith("_interface"):
-            rule = "baremetal:node:update:driver_interfaces"
-        elif top in _NODE_PATCH_RULES:
-            rule = _NODE_PATCH_RULES[top]
-        else:
-            generic = True
-            continue
-        if rule not in rules:
-            rules.append(rule)
+        kind = op.get("op")
+        changed = [] if kind == "test" else [_top(op.get("path"))]
+        generic = generic or kind == "test"  # a PATCH, if one that changes nothing
+        if kind == "move":
+            changed.append(_top(op.get("from")))
+        read = op.get("from") if kind in ("move", "copy") else (
+            op.get("path") if kind == "test" else None)
+        wanted = []
+        if read is not None and _top(read) in REDACTED_NODE_FIELDS:
+            wanted.append(f"baremetal:node:get:{_top(read)}")
+        for top in changed:
+            if top == "automated_clean" and _false(op.get("value")):
+                wanted.append("baremetal:node:disable_cleaning")
+            elif top.endswith("_interface"):
+                wanted.append("baremetal:node:update:driver_interfaces")
+            elif top in _NODE_PATCH_RULES:
+                wanted.append(_NODE_PATCH_RULES[top])
+            else:
+                generic = True
+        rules += [r for r in wanted if r not in rules]
     if generic or not rules:
         rules.append("baremetal:node:update")
     return rules

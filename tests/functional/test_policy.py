@@ -595,6 +595,32 @@ def test_a_lessee_reads_no_secrets_of_the_owner(world: World) -> None:
     assert {n["uuid"]: n["driver_info"] for n in listed}[lease] == {"content": notice}
 
 
+def test_no_patch_operation_gets_round_a_rule(world: World) -> None:
+    lease, own = world.ids["node:lease"], world.ids["node:own"]
+    for ops, rule in (
+            # the lessee may change extra, but not read driver_info through it
+            ([{"op": "copy", "from": "/driver_info/fake_note", "path": "/extra/x"}],
+             "baremetal:node:get:driver_info"),
+            ([{"op": "test", "path": "/driver_info/fake_note", "value": "p2's"}],
+             "baremetal:node:get:driver_info"),
+            # nor clear the owner by moving it away
+            ([{"op": "move", "from": "/owner", "path": "/extra/o"}],
+             "baremetal:node:update:owner")):
+        r = world.clients["1a"].patch(f"/v1/nodes/{lease}", json=ops)
+        assert r.status_code == 403 and rule in message(r), r.text
+    # p1's admin may change its node's port, but not move it onto a node p1 only leases
+    port = world.ids["port:own"]
+    world.ok("PATCH", f"/v1/ports/{port}", [{"op": "add", "path": "/extra/to",
+                                             "value": lease}])
+    try:
+        r = world.clients["1a"].patch(f"/v1/ports/{port}", json=[
+            {"op": "move", "from": "/extra/to", "path": "/node_uuid"}])
+        assert r.status_code == 403 and "baremetal:port:update" in message(r), r.text
+        assert world.sa.get(f"/v1/ports/{port}").json()["node_uuid"] == own
+    finally:
+        world.ok("PATCH", f"/v1/ports/{port}", [{"op": "remove", "path": "/extra/to"}])
+
+
 def test_neutron_admin_attributes_are_left_out_for_projects(world: World) -> None:
     path = f"/v2.0/networks/{world.ids['net:own']}"
     assert "provider:network_type" in world.clients["sr"].get(path).json()["network"]

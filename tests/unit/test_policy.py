@@ -71,6 +71,19 @@ def test_disabling_automated_cleaning_is_for_the_system_admin() -> None:
     assert policy.node_patch_rules(ops) == ["baremetal:node:update"]
 
 
+@pytest.mark.parametrize(("op", "rules"), [
+    # a move changes its source too; reading a field some may not see needs its get rule
+    ({"op": "move", "from": "/owner", "path": "/extra/o"},
+     ["baremetal:node:update_extra", "baremetal:node:update:owner"]),
+    ({"op": "copy", "from": "/driver_info/ipmi_address", "path": "/extra/a"},
+     ["baremetal:node:get:driver_info", "baremetal:node:update_extra"]),
+    ({"op": "test", "path": "/driver_info/ipmi_address", "value": "x"},
+     ["baremetal:node:get:driver_info", "baremetal:node:update"]),
+])
+def test_patch_operations_that_read_or_move(op: dict[str, str], rules: list[str]) -> None:
+    assert policy.node_patch_rules([op]) == rules
+
+
 def test_every_patch_rule_is_a_rule() -> None:
     assert set(policy._NODE_PATCH_RULES.values()) <= set(policy.RULES)
 
