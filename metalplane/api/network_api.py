@@ -10,6 +10,8 @@ provider extension, security groups).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Body, FastAPI, Request, Response
@@ -160,8 +162,10 @@ def register(app: FastAPI, conductor: Conductor) -> None:
     # ---------------------------------------------------------------- policy
     who = policy.principal
 
-    def networks_by_id() -> dict[str, Network]:
-        return {n.id: n for n in plugin.list_networks({})}
+    def networks_by_id() -> Callable[[], dict[str, Network]]:
+        """The networks by id, read once when first asked for (a list's filter for a
+        project user needs them; the system's does not)."""
+        return functools.cache(lambda: {n.id: n for n in plugin.list_networks({})})
 
     def net_target(net: Network) -> policy.Target:
         return policy.network_target(net)
@@ -292,7 +296,8 @@ def register(app: FastAPI, conductor: Conductor) -> None:
     def list_subnets(request: Request) -> dict[str, Any]:
         nets = networks_by_id()
         found = policy.visible(who(request), "get_subnet", plugin.list_subnets(
-            filters(request, "subnets")), lambda s: policy.child_target(s, nets.get(s.network_id)))
+            filters(request, "subnets")), lambda s: policy.child_target(
+                s, nets().get(s.network_id)))
         return {"subnets": [subnet_view(s) for s in found]}
 
     @app.post("/v2.0/subnets", status_code=201, summary="Create a subnet", tags=["networking"])
@@ -326,7 +331,7 @@ def register(app: FastAPI, conductor: Conductor) -> None:
     def list_ports(request: Request) -> dict[str, Any]:
         p, nets = who(request), networks_by_id()
         found = policy.visible(p, "get_port", plugin.list_ports(filters(request, "ports")),
-                               lambda x: policy.child_target(x, nets.get(x.network_id)))
+                               lambda x: policy.child_target(x, nets().get(x.network_id)))
         return {"ports": [port_view(x, p) for x in found]}
 
     def _binds(values: dict[str, Any]) -> bool:
@@ -397,10 +402,10 @@ def register(app: FastAPI, conductor: Conductor) -> None:
 
     @app.get("/v2.0/security-group-rules", tags=["networking"])
     def list_rules(request: Request) -> dict[str, Any]:
-        groups = {g.id: g for g in plugin.list_security_groups()}
+        groups = functools.cache(lambda: {g.id: g for g in plugin.list_security_groups()})
         found = policy.visible(who(request), "get_security_group_rule", plugin.sg_rules(),
                                lambda r: policy.child_target(
-                                   r, groups.get(r.security_group_id)))
+                                   r, groups().get(r.security_group_id)))
         return {"security_group_rules": [rule_view(r) for r in found]}
 
     @app.post("/v2.0/security-group-rules", status_code=201, tags=["networking"])

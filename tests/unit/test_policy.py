@@ -46,6 +46,18 @@ def test_roles_include_the_lesser_ones() -> None:
     assert not policy.may(Principal("u", "p2", "admin"), "baremetal:node:get", node)
 
 
+def test_a_rule_allowing_the_empty_target_allows_every_target() -> None:
+    """What :func:`policy.visible` relies on to skip the per-item checks."""
+    people = [Principal("u", project, role) for project in (None, "p1", "p2")
+              for role in policy.ROLES]
+    targets = [Target(owner=o, lessee=le, parent=pa, shared=sh) for o in (None, "p1", "p2")
+               for le in (None, "p1") for pa in (None, "p2") for sh in (False, True)]
+    for name in policy.RULES:
+        for who in people:
+            if policy.may(who, name):
+                assert all(policy.may(who, name, t) for t in targets), (name, who)
+
+
 def test_an_unknown_rule_allows_nothing() -> None:
     with pytest.raises(KeyError):
         policy.may(policy.NOAUTH, "baremetal:node:destroy_everything")
