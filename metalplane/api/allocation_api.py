@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from fastapi import Body, FastAPI, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints
 
-from metalplane.api import views
+from metalplane.api import policy, views
 from metalplane.api.versions import API_VERSION_STATE, MAX_VERSION
 from metalplane.common.exceptions import Invalid, MetalplaneError, NotFound
 from metalplane.conductor.allocations import Allocations
@@ -101,6 +101,35 @@ def register(app: FastAPI, conductor: Conductor) -> None:
     """Add the allocation and conductor routes to ``app``."""
     allocs = Allocations(conductor)
 
+    def allocation(request: Request, ident: str, rule: str) -> Allocation:
+        """Allocation ``ident`` if ``rule`` allows the caller on it: 404 if the caller may
+        not see it, 403 if ``rule`` forbids."""
+        alloc = allocs.get(ident)
+        policy.require(policy.principal(request), rule, policy.owner_target(alloc.owner),
+                       hidden=f"Allocation {ident} could not be found.")
+        return alloc
+
+    def of_node(request: Request, ident: str, rule: str) -> Allocation:
+        """The allocation of node ``ident`` (which the caller must see, else 404) if
+        ``rule`` allows the caller on it (else 404 if it may not see it, 403)."""
+        p = policy.principal(request)
+        policy.require_node(p, "baremetal:node:get", db_api.get_node(conductor.db, ident),
+                            ident)
+        alloc = allocs.of_node(ident)
+        policy.require(p, rule, policy.owner_target(alloc.owner),
+                       hidden=f"Allocation for node {ident} was not found")
+        return alloc
+
+    def known_node(p: policy.Principal, ident: str) -> None:
+        """A node a request names: one the caller may not see is unknown (400, as the
+        allocation layer answers for a missing one)."""
+        try:
+            node = db_api.get_node(conductor.db, ident)
+        except NotFound:
+            return  # the allocation layer answers
+        if not policy.may_see_node(p, node):
+            raise Invalid(f"Node {ident} could not be found.")
+
     def allocation_view(a: Allocation, base: str, fields: list[str] | None = None,
                         node_uuids: dict[int, str] | None = None) -> dict[str, Any]:
         """An allocation as Ironic shows it: uuid, name, node_uuid, state, last_error,
@@ -135,6 +164,13 @@ def register(app: FastAPI, conductor: Conductor) -> None:
         _require(request, ALLOCATIONS_VERSION, "allocations")
         wanted = _fields(fields, ALLOCATION_FIELDS)
         limit = _limit(limit)
+        p = policy.principal(request)
+        if p.project is not None:  # its own allocations only
+            if node is not None:
+                known_node(p, node)
+            if owner is not None and owner != p.project:
+                return {"allocations": []}
+            owner = p.project
         found = allocs.list_allocations(node, resource_class, state, owner, limit, marker,
                                         sort_key, sort_dir)
         base = views.base_url(request)
@@ -158,6 +194,10 @@ def register(app: FastAPI, conductor: Conductor) -> None:
             if asked is not None and asked < BACKFILL_VERSION:
                 raise Invalid("Cannot set node when creating an allocation in this API "
                               "version")
+        p = policy.principal(request)
+        policy.require_creation(p, "baremetal:allocation:create", values)
+        for ident in [*values.get("candidate_nodes", []), *filter(None, [values.get("node")])]:
+            known_node(p, str(ident))
         alloc = allocs.create(values)
         base = views.base_url(request)
         response.headers["Location"] = f"{base}/v1/allocations/{alloc.uuid}"
@@ -170,7 +210,8 @@ def register(app: FastAPI, conductor: Conductor) -> None:
         found." """
         _require(request, ALLOCATIONS_VERSION, "allocations")
         wanted = _fields(fields, ALLOCATION_FIELDS)
-        return allocation_view(allocs.get(ident), views.base_url(request), wanted)
+        return allocation_view(allocation(request, ident, "baremetal:allocation:get"),
+                               views.base_url(request), wanted)
 
     @app.patch("/v1/allocations/{ident}", summary="Update an allocation's name or extra",
                tags=["allocations"])
@@ -178,6 +219,7 @@ def register(app: FastAPI, conductor: Conductor) -> None:
                          patch: list[dict[str, Any]] = Body(...)) -> dict[str, Any]:
         """JSON patch of ``/name`` and ``/extra`` only (any other path: 400)."""
         _require(request, ALLOCATION_UPDATE_VERSION, "updating allocations", code=405)
+        allocation(request, ident, "baremetal:allocation:update")
         return allocation_view(allocs.update(ident, patch), views.base_url(request))
 
     @app.delete("/v1/allocations/{ident}", status_code=204, summary="Delete an allocation",
@@ -186,6 +228,7 @@ def register(app: FastAPI, conductor: Conductor) -> None:
         """204; the node is freed (allocation and instance_uuid cleared). 409 if the node
         is active and not in maintenance, or locked."""
         _require(request, ALLOCATIONS_VERSION, "allocations")
+        allocation(request, ident, "baremetal:allocation:delete")
         allocs.delete(ident)
         return Response(status_code=204)
 
@@ -196,12 +239,14 @@ def register(app: FastAPI, conductor: Conductor) -> None:
         """The allocation of the node, or 404 ("Allocation for node X was not found")."""
         _require(request, ALLOCATIONS_VERSION, "allocations")
         wanted = _fields(fields, ALLOCATION_FIELDS)
-        return allocation_view(allocs.of_node(ident), views.base_url(request), wanted)
+        return allocation_view(of_node(request, ident, "baremetal:allocation:get"),
+                               views.base_url(request), wanted)
 
     @app.delete("/v1/nodes/{ident}/allocation", status_code=204,
                 summary="Delete the node's allocation", tags=["allocations"])
     def delete_node_allocation(ident: str, request: Request) -> Response:
         _require(request, ALLOCATIONS_VERSION, "allocations")
+        of_node(request, ident, "baremetal:allocation:delete")
         allocs.delete_of_node(ident)
         return Response(status_code=204)
 
@@ -232,6 +277,7 @@ def register(app: FastAPI, conductor: Conductor) -> None:
         """``{"conductors": [...]}``: hostname, conductor_group, alive and links, or every
         field with ``detail=true``; ``fields=`` picks. Raises Invalid (400)."""
         _require(request, CONDUCTORS_VERSION, "conductors")
+        policy.require(policy.principal(request), "baremetal:conductor:get")
         if detail is not None and fields is not None:
             raise Invalid("Can not specify ?detail=True and fields in the same request.")
         wanted: list[str] | tuple[str, ...] | None = _fields(fields, CONDUCTOR_FIELDS)
@@ -253,6 +299,7 @@ def register(app: FastAPI, conductor: Conductor) -> None:
         """Every field of the conductor (or ``fields=``). Raises NotFound: "Conductor X
         could not be found." """
         _require(request, CONDUCTORS_VERSION, "conductors")
+        policy.require(policy.principal(request), "baremetal:conductor:get")
         wanted = _fields(fields, CONDUCTOR_FIELDS)
         return conductor_view(db_api.get_conductor(conductor.db, hostname),
                               views.base_url(request), wanted)

@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import jsonpatch
 import pydantic
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -36,6 +37,7 @@ from metalplane.api import (
     allocation_api,
     bmc_wait,
     network_api,
+    policy,
     schemas,
     view_schemas,
     views,
@@ -128,8 +130,10 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
     res = NodeResources(conductor)
 
     # ------------------------------------------------------------ middleware and errors
-    async def version_and_auth(request: Request) -> tuple[tuple[int, int], Response | None]:
-        """The API version asked for, or the response that refuses the request."""
+    async def version_and_auth(request: Request) -> tuple[
+            tuple[int, int], policy.Principal | None, Response | None]:
+        """The API version asked for, who asks (see :mod:`metalplane.api.policy`; None on
+        a public path under http_basic), or the response that refuses the request."""
         requested = request.headers.get("X-OpenStack-Ironic-API-Version")
         standard = request.headers.get("OpenStack-API-Version", "")
         if not requested and standard.lower().startswith("baremetal "):
@@ -140,31 +144,33 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
                 major, minor = (int(x) for x in requested.strip().split("."))
                 version = (major, minor)
             except ValueError:
-                return version, error_response(400, f"Invalid API version header "
-                                               f"'{requested}'")
+                return version, None, error_response(
+                    400, f"Invalid API version header '{requested}'")
             if not MIN_VERSION <= version <= MAX_VERSION:
                 resp = error_response(406, f"Version {requested} was requested but the minor "
                                       f"version is not supported by this service. The "
                                       f"supported version range is: [{_fmt(MIN_VERSION)}, "
                                       f"{_fmt(MAX_VERSION)}].")
                 _version_headers(resp, MAX_VERSION)
-                return version, resp
+                return version, None, resp
         path = request.url.path
-        if (auth_strategy == "http_basic" and path not in PUBLIC_PATHS
-                and not path.startswith(agent_api.PUBLIC_PREFIXES)):
-            assert users_file is not None
-            address = request.client.host if request.client else "local"  # unix socket
-            try:
-                await users_file.authenticate(request.headers.get("Authorization"), address)
-            except TooManyAttempts as exc:
-                resp = error_response(exc.code, exc.message)
-                resp.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
-                return version, resp
-            except MetalplaneError as exc:
-                resp = error_response(exc.code, exc.message)
-                resp.headers["WWW-Authenticate"] = 'Basic realm="metalplane"'
-                return version, resp
-        return version, None
+        if auth_strategy != "http_basic":
+            return version, policy.NOAUTH, None
+        if path in PUBLIC_PATHS or path.startswith(agent_api.PUBLIC_PREFIXES):
+            return version, None, None
+        assert users_file is not None
+        address = request.client.host if request.client else "local"  # unix socket
+        try:
+            who = await users_file.authenticate(request.headers.get("Authorization"), address)
+        except TooManyAttempts as exc:
+            resp = error_response(exc.code, exc.message)
+            resp.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+            return version, None, resp
+        except MetalplaneError as exc:
+            resp = error_response(exc.code, exc.message)
+            resp.headers["WWW-Authenticate"] = 'Basic realm="metalplane"'
+            return version, None, resp
+        return version, who, None
 
     app.add_middleware(_BodyGuard, limit=conductor.settings.max_request_body_size)
     app.add_middleware(_VersionAndAuth, check=version_and_auth)  # outermost
@@ -241,8 +247,32 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
                 "network_interface": conductor.settings.default_network_interface}
 
     def _node_doc(node: Any, request: Request, fields: list[str] | None = None) -> dict[str, Any]:
-        return views.node_view(node, base_url(request), fields, _defaults(node.driver),
-                               conductor.host)
+        doc = views.node_view(node, base_url(request), fields, _defaults(node.driver),
+                              conductor.host)
+        return policy.redact_node(policy.principal(request), policy.node_target(node), doc)
+
+    def _node(request: Request, ident: str, rule: str) -> Any:
+        """Node ``ident`` if ``rule`` allows the caller on it: 404 if the caller may not
+        see it, 403 if it may but ``rule`` forbids (:mod:`metalplane.api.policy`)."""
+        node = res.get_node(ident)
+        policy.require_node(policy.principal(request), rule, node, ident)
+        return node
+
+    async def _node_async(request: Request, ident: str, rule: str) -> Any:
+        """:func:`_node` off the event loop (it reads the store)."""
+        call = functools.partial(_node, request, ident, rule)
+        return await asyncio.get_running_loop().run_in_executor(_BLOCKING, call)
+
+    def _node_ref(request: Request, ident: Any, what: str) -> Any:
+        """The node a body names as ``what`` (a port's or portgroup's ``node_uuid``): one
+        the caller may not see is as unknown (400), as Ironic answers."""
+        try:
+            node = res.get_node(str(ident))
+        except MetalplaneError:
+            return None  # the resource layer answers for a missing one
+        if not policy.may_see_node(policy.principal(request), node):
+            raise Invalid(f"{what} {ident} is not a known node")
+        return node
 
     def _list_nodes(request: Request, detail: bool, fields: str | None, limit: int | None,
                     marker: str | None, sort_key: str, sort_dir: str) -> dict[str, Any]:
@@ -263,11 +293,13 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
         if fields:
             wanted = [f.strip() for f in fields.split(",") if f.strip()] + ["uuid"]
         # only the columns shown (and the driver, for its interface defaults)
+        # (and owner and lessee, which the policy reads)
         columns = None if wanted is None else sorted(
-            {"uuid", "driver", *(f for f in wanted if f in views.NODE_FIELDS),
+            {"uuid", "driver", "owner", "lessee",
+             *(f for f in wanted if f in views.NODE_FIELDS),
              *(c for f in wanted for c in views.DERIVED_NODE_FIELDS.get(f, ()))})
         nodes = db_api.list_nodes(conductor.db, filters, limit, marker, sort_key, sort_dir,
-                                  columns)
+                                  columns, project=policy.scope(policy.principal(request)))
         out: dict[str, Any] = {"nodes": [_node_doc(n, request, wanted) for n in nodes]}
         if len(nodes) == limit:
             out["next"] = views.next_link(request, limit, nodes[-1].uuid)
@@ -288,27 +320,34 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
 
     @app.post("/v1/nodes", status_code=201, summary="Enroll a node")
     def create_node(request: Request, body: schemas.NodeCreate) -> dict[str, Any]:
-        return _node_doc(res.create_node(body.model_dump(exclude_unset=True)), request)
+        values = body.model_dump(exclude_unset=True)
+        policy.require_creation(policy.principal(request), "baremetal:node:create", values)
+        return _node_doc(res.create_node(values), request)
 
     @app.get("/v1/nodes/{ident}", summary="Show a node")
     def show_node(ident: str, request: Request, fields: str | None = None) -> dict[str, Any]:
         wanted = [f.strip() for f in fields.split(",")] if fields else None
-        return _node_doc(res.get_node(ident), request, wanted)
+        return _node_doc(_node(request, ident, "baremetal:node:get"), request, wanted)
 
     @app.patch("/v1/nodes/{ident}", summary="Update a node (JSON patch)")
     def patch_node(ident: str, request: Request,
                    patch: list[schemas.PatchOperation]) -> dict[str, Any]:
-        return _node_doc(res.update_node(ident, _ops(patch), _checker(schemas.NodeCreate)),
-                         request)
+        ops = _ops(patch)
+        first, *others = policy.node_patch_rules(ops)
+        node = _node(request, ident, first)
+        for rule in others:
+            policy.require(policy.principal(request), rule, policy.node_target(node))
+        return _node_doc(res.update_node(ident, ops, _checker(schemas.NodeCreate)), request)
 
     @app.delete("/v1/nodes/{ident}", status_code=204, summary="Delete a node")
-    def delete_node(ident: str) -> Response:
+    def delete_node(ident: str, request: Request) -> Response:
+        _node(request, ident, "baremetal:node:delete")
         res.delete_node(ident)
         return Response(status_code=204)
 
     @app.get("/v1/nodes/{ident}/states", summary="Node states")
-    def node_states(ident: str) -> dict[str, Any]:
-        n = res.get_node(ident)
+    def node_states(ident: str, request: Request) -> dict[str, Any]:
+        n = _node(request, ident, "baremetal:node:get_states")
         return {"power_state": n.power_state, "provision_state": n.provision_state,
                 "target_power_state": n.target_power_state,
                 "target_provision_state": n.target_provision_state,
@@ -319,23 +358,27 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
 
     @app.put("/v1/nodes/{ident}/states/provision", status_code=202,
              summary="Change the provision state (manage, inspect, provide, deploy, ...)")
-    def set_provision(ident: str, body: schemas.ProvisionStateBody) -> Response:
+    def set_provision(ident: str, request: Request,
+                      body: schemas.ProvisionStateBody) -> Response:
+        _node(request, ident, "baremetal:node:set_provision_state")
         conductor.provision(ident, body.target, body.configdrive, body.clean_steps,
                             body.deploy_steps)
         return Response(status_code=202)
 
     @app.get("/v1/nodes/{ident}/steps",
              summary="The node's inspect, clean and deploy steps (a metalplane extension)")
-    def node_steps(ident: str) -> dict[str, Any]:
+    def node_steps(ident: str, request: Request) -> dict[str, Any]:
         """Every step of the node's interfaces, per phase, in Ironic's step shape and in
         the order an automated run takes them (priority 0: only when asked for, e.g. by
         manual cleaning's ``clean_steps``). Ironic has no such call; the shape is that of
         its ``clean_step`` field."""
+        _node(request, ident, "baremetal:node:get")
         return conductor.list_steps(ident)
 
     @app.put("/v1/nodes/{ident}/states/power", status_code=202,
              summary="Change the power state (power on, power off, rebooting)")
-    def set_power(ident: str, body: schemas.PowerStateBody) -> Response:
+    def set_power(ident: str, request: Request, body: schemas.PowerStateBody) -> Response:
+        _node(request, ident, "baremetal:node:set_power_state")
         conductor.set_power_state(ident, body.target)
         return Response(status_code=202)
 
@@ -343,36 +386,44 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
     # that never answers holds no API thread, and the request ends after api_bmc_wait s.
     @app.get("/v1/nodes/{ident}/management/boot_device", summary="Current boot device",
              response_model=dict[str, Any])
-    async def get_boot_device(ident: str) -> dict[str, Any] | Response:
+    async def get_boot_device(ident: str, request: Request) -> dict[str, Any] | Response:
+        await _node_async(request, ident, "baremetal:node:get_boot_device")
         return await bmc_wait.await_bmc(conductor.get_boot_device(ident), ident,
                                         conductor.settings.api_bmc_wait, error_response)
 
     @app.put("/v1/nodes/{ident}/management/boot_device", status_code=204,
              summary="Set the boot device (pxe, disk, cdrom, bios)")
-    async def set_boot_device(ident: str, body: schemas.BootDeviceBody) -> Response:
+    async def set_boot_device(ident: str, request: Request,
+                              body: schemas.BootDeviceBody) -> Response:
+        await _node_async(request, ident, "baremetal:node:set_boot_device")
         answer = await bmc_wait.await_bmc(
             conductor.set_boot_device(ident, body.boot_device, body.persistent), ident,
             conductor.settings.api_bmc_wait, error_response)
         return answer if isinstance(answer, Response) else Response(status_code=204)
 
     @app.get("/v1/nodes/{ident}/management/boot_device/supported")
-    def supported_boot_devices(ident: str) -> dict[str, Any]:
+    def supported_boot_devices(ident: str, request: Request) -> dict[str, Any]:
+        _node(request, ident, "baremetal:node:get_boot_device")
         with conductor.acquire(ident, "listing boot devices") as task:
             return {"supported_boot_devices":
                     task.driver.management.get_supported_boot_devices(task)}
 
     @app.put("/v1/nodes/{ident}/maintenance", status_code=202, summary="Set maintenance")
-    def set_maintenance(ident: str, body: schemas.MaintenanceBody | None = None) -> Response:
+    def set_maintenance(ident: str, request: Request,
+                        body: schemas.MaintenanceBody | None = None) -> Response:
+        _node(request, ident, "baremetal:node:set_maintenance")
         res.set_maintenance(ident, True, body.reason if body else None)
         return Response(status_code=202)
 
     @app.delete("/v1/nodes/{ident}/maintenance", status_code=202, summary="Unset maintenance")
-    def unset_maintenance(ident: str) -> Response:
+    def unset_maintenance(ident: str, request: Request) -> Response:
+        _node(request, ident, "baremetal:node:clear_maintenance")
         res.set_maintenance(ident, False, None)
         return Response(status_code=202)
 
     @app.get("/v1/nodes/{ident}/validate", summary="Validate the node's interfaces")
-    def validate_node(ident: str) -> dict[str, Any]:
+    def validate_node(ident: str, request: Request) -> dict[str, Any]:
+        _node(request, ident, "baremetal:node:validate")
         with conductor.acquire(ident, "validation") as task:
             out: dict[str, dict[str, Any]] = {}
             for kind, iface in task.driver.interfaces().items():
@@ -384,54 +435,98 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
             return out
 
     @app.get("/v1/nodes/{ident}/traits", summary="A node's traits")
-    def list_traits(ident: str) -> dict[str, Any]:
-        return {"traits": list(res.get_node(ident).traits or [])}
+    def list_traits(ident: str, request: Request) -> dict[str, Any]:
+        return {"traits": list(_node(request, ident, "baremetal:node:traits:list").traits
+                               or [])}
 
     @app.put("/v1/nodes/{ident}/traits", status_code=204, summary="Replace a node's traits")
-    def set_traits(ident: str, body: schemas.TraitsBody) -> Response:
+    def set_traits(ident: str, request: Request, body: schemas.TraitsBody) -> Response:
+        _node(request, ident, "baremetal:node:traits:set")
         res.set_traits(ident, body.traits)
         return Response(status_code=204)
 
     @app.put("/v1/nodes/{ident}/traits/{trait}", status_code=204, summary="Add a trait")
-    def add_trait(ident: str, trait: str) -> Response:
+    def add_trait(ident: str, trait: str, request: Request) -> Response:
+        _node(request, ident, "baremetal:node:traits:set")
         res.add_trait(ident, trait)
         return Response(status_code=204)
 
     @app.delete("/v1/nodes/{ident}/traits", status_code=204, summary="Remove all traits")
-    def clear_traits(ident: str) -> Response:
+    def clear_traits(ident: str, request: Request) -> Response:
+        _node(request, ident, "baremetal:node:traits:delete")
         res.set_traits(ident, [])
         return Response(status_code=204)
 
     @app.delete("/v1/nodes/{ident}/traits/{trait}", status_code=204, summary="Remove a trait")
-    def remove_trait(ident: str, trait: str) -> Response:
+    def remove_trait(ident: str, trait: str, request: Request) -> Response:
+        _node(request, ident, "baremetal:node:traits:delete")
         res.remove_trait(ident, trait)
         return Response(status_code=204)
 
     @app.get("/v1/nodes/{ident}/ports", summary="A node's ports")
     def node_ports(ident: str, request: Request) -> dict[str, Any]:
-        node = res.get_node(ident)
+        node = _node(request, ident, "baremetal:port:get")
         return {"ports": [_port_doc(p, request)
                           for p in db_api.list_ports(conductor.db, node_id=node.id)]}
 
     @app.get("/v1/nodes/{ident}/portgroups", summary="A node's portgroups")
     def node_portgroups(ident: str, request: Request) -> dict[str, Any]:
-        node = res.get_node(ident)
+        node = _node(request, ident, "baremetal:portgroup:get")
         return {"portgroups": [views.portgroup_view(p, node.uuid, base_url(request))
                                for p in db_api.list_portgroups(conductor.db, node_id=node.id)]}
+
+    def _check_create(request: Request, values: dict[str, Any], rule: str) -> None:
+        """A port or portgroup is created by who ``rule`` allows on its node."""
+        ident = values.get("node_uuid") or values.get("node_id")
+        node = _node_ref(request, ident, "node_uuid") if ident else None
+        if node is not None:  # else the resource layer refuses it (400)
+            policy.require(policy.principal(request), rule, policy.node_target(node))
 
     # ------------------------------------------------------------ ports
     def _port_doc(port: Any, request: Request) -> dict[str, Any]:
         doc = res.port_doc(port)
         return views.port_view(port, doc["node_uuid"], doc["portgroup_uuid"], base_url(request))
 
+    def _attached(request: Request, row: Any, ident: str, what: str, rule: str) -> Any:
+        """``row`` (a port or portgroup, ``what``) if ``rule`` allows the caller on its
+        node: 404 if the caller may not see the node, 403 if ``rule`` forbids."""
+        node = db_api.node_by_id(conductor.db, row.node_id)
+        policy.require(policy.principal(request), rule, policy.node_target(node),
+                       hidden=f"{what} {ident} could not be found.")
+        return row
+
+    def _port(request: Request, ident: str, rule: str) -> Any:
+        return _attached(request, db_api.get_port(conductor.db, ident), ident, "Port", rule)
+
+    def _portgroup(request: Request, ident: str, rule: str) -> Any:
+        return _attached(request, db_api.get_portgroup(conductor.db, ident), ident,
+                         "Portgroup", rule)
+
+    def _moved_to(request: Request, doc: dict[str, Any], ops: list[dict[str, Any]],
+                  rule: str) -> None:
+        """A patch of ``doc`` (a port's or portgroup's) that moves it to another node needs
+        ``rule`` on that node too (one the caller may not see is as unknown, 400)."""
+        try:
+            patched = jsonpatch.apply_patch(doc, ops)
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException):
+            return  # the resource layer refuses it (400)
+        new = patched.get("node_uuid") if isinstance(patched, dict) else None
+        if new and new != doc.get("node_uuid"):
+            node = _node_ref(request, new, "node_uuid")
+            if node is not None:
+                policy.require(policy.principal(request), rule, policy.node_target(node))
+
     def _list_ports(request: Request, node: str | None, node_uuid: str | None,
                     address: str | None, portgroup: str | None, limit: int | None,
                     marker: str | None) -> dict[str, Any]:
-        node_id = res.get_node(node or node_uuid or "").id if (node or node_uuid) else None
-        pg_id = db_api.get_portgroup(conductor.db, portgroup).id if portgroup else None
+        node_id = (_node(request, node or node_uuid or "", "baremetal:port:get").id
+                   if (node or node_uuid) else None)
+        pg_id = (_portgroup(request, portgroup, "baremetal:portgroup:get").id
+                 if portgroup else None)
         addr = normalize_mac(address) if address else None
         limit = min(limit or views.MAX_LIMIT, views.MAX_LIMIT)
-        ports = db_api.list_ports(conductor.db, node_id, addr, pg_id, limit, marker)
+        ports = db_api.list_ports(conductor.db, node_id, addr, pg_id, limit, marker,
+                                  project=policy.scope(policy.principal(request)))
         out: dict[str, Any] = {"ports": [_port_doc(p, request) for p in ports]}
         if len(ports) == limit:
             out["next"] = views.next_link(request, limit, ports[-1].uuid)
@@ -458,20 +553,24 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
         node = values.pop("node", None)
         if node and not values.get("node_uuid"):
             values["node_uuid"] = node
+        _check_create(request, values, "baremetal:port:create")
         return _port_doc(res.create_port(values), request)
 
     @app.get("/v1/ports/{ident}", summary="Show a port")
     def show_port(ident: str, request: Request) -> dict[str, Any]:
-        return _port_doc(db_api.get_port(conductor.db, ident), request)
+        return _port_doc(_port(request, ident, "baremetal:port:get"), request)
 
     @app.patch("/v1/ports/{ident}", summary="Update a port (JSON patch)")
     def patch_port(ident: str, request: Request,
                    patch: list[schemas.PatchOperation]) -> dict[str, Any]:
-        return _port_doc(res.update_port(ident, _ops(patch), _checker(schemas.PortCreate)),
-                         request)
+        ops = _ops(patch)
+        port = _port(request, ident, "baremetal:port:update")
+        _moved_to(request, res.port_doc(port), ops, "baremetal:port:update")
+        return _port_doc(res.update_port(ident, ops, _checker(schemas.PortCreate)), request)
 
     @app.delete("/v1/ports/{ident}", status_code=204, summary="Delete a port")
-    def delete_port(ident: str) -> Response:
+    def delete_port(ident: str, request: Request) -> Response:
+        _port(request, ident, "baremetal:port:delete")
         res.delete_port(ident)
         return Response(status_code=204)
 
@@ -481,10 +580,11 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
 
     def _list_portgroups(request: Request, node: str | None, address: str | None,
                          limit: int | None, marker: str | None) -> dict[str, Any]:
-        node_id = res.get_node(node).id if node else None
+        node_id = _node(request, node, "baremetal:portgroup:get").id if node else None
         limit = min(limit or views.MAX_LIMIT, views.MAX_LIMIT)
         pgs = db_api.list_portgroups(conductor.db, node_id, limit, marker,
-                                     normalize_mac(address) if address else None)
+                                     normalize_mac(address) if address else None,
+                                     project=policy.scope(policy.principal(request)))
         out: dict[str, Any] = {"portgroups": [_pg_doc(p, request) for p in pgs]}
         if len(pgs) == limit:
             out["next"] = views.next_link(request, limit, pgs[-1].uuid)
@@ -505,26 +605,32 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
 
     @app.post("/v1/portgroups", status_code=201, summary="Create a portgroup")
     def create_portgroup(request: Request, body: schemas.PortgroupCreate) -> dict[str, Any]:
-        return _pg_doc(res.create_portgroup(body.model_dump(exclude_unset=True)), request)
+        values = body.model_dump(exclude_unset=True)
+        _check_create(request, values, "baremetal:portgroup:create")
+        return _pg_doc(res.create_portgroup(values), request)
 
     @app.get("/v1/portgroups/{ident}", summary="Show a portgroup")
     def show_portgroup(ident: str, request: Request) -> dict[str, Any]:
-        return _pg_doc(db_api.get_portgroup(conductor.db, ident), request)
+        return _pg_doc(_portgroup(request, ident, "baremetal:portgroup:get"), request)
 
     @app.get("/v1/portgroups/{ident}/ports", summary="A portgroup's ports")
     def portgroup_ports(ident: str, request: Request) -> dict[str, Any]:
-        pg = db_api.get_portgroup(conductor.db, ident)
+        pg = _portgroup(request, ident, "baremetal:port:get")
         return {"ports": [_port_doc(p, request)
                           for p in db_api.list_ports(conductor.db, portgroup_id=pg.id)]}
 
     @app.patch("/v1/portgroups/{ident}", summary="Update a portgroup (JSON patch)")
     def patch_portgroup(ident: str, request: Request,
                         patch: list[schemas.PatchOperation]) -> dict[str, Any]:
-        return _pg_doc(res.update_portgroup(ident, _ops(patch),
-                                            _checker(schemas.PortgroupCreate)), request)
+        ops = _ops(patch)
+        pg = _portgroup(request, ident, "baremetal:portgroup:update")
+        _moved_to(request, res.portgroup_doc(pg), ops, "baremetal:portgroup:update")
+        return _pg_doc(res.update_portgroup(ident, ops, _checker(schemas.PortgroupCreate)),
+                       request)
 
     @app.delete("/v1/portgroups/{ident}", status_code=204, summary="Delete a portgroup")
-    def delete_portgroup(ident: str) -> Response:
+    def delete_portgroup(ident: str, request: Request) -> Response:
+        _portgroup(request, ident, "baremetal:portgroup:delete")
         res.delete_portgroup(ident)
         return Response(status_code=204)
 
@@ -552,6 +658,7 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
     @app.get("/v1/drivers", summary="List hardware types")
     def list_drivers(request: Request, detail: bool = False,
                      type: str | None = None) -> dict[str, Any]:
+        policy.require(policy.principal(request), "baremetal:driver:get")
         if type not in (None, "dynamic", "classic"):
             raise Invalid(f"type must be 'dynamic' or 'classic', not {type!r}")
         names = [] if type == "classic" else sorted(hardware_types())
@@ -559,12 +666,14 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
 
     @app.get("/v1/drivers/{name}", summary="Show a hardware type and its interfaces")
     def show_driver(name: str, request: Request) -> dict[str, Any]:
+        policy.require(policy.principal(request), "baremetal:driver:get")
         if name not in hardware_types():
             raise NotFound(f"Driver {name} could not be found.")
         return _driver_doc(name, request, True)
 
     @app.get("/v1/drivers/{name}/properties", summary="driver_info keys of a hardware type")
-    def driver_properties(name: str) -> dict[str, str]:
+    def driver_properties(name: str, request: Request) -> dict[str, str]:
+        policy.require(policy.principal(request), "baremetal:driver:get_properties")
         if name not in hardware_types():
             raise NotFound(f"Driver {name} could not be found.")
         return conductor.registry.driver_properties(name)
@@ -581,6 +690,7 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
 _ERROR_ANSWERS = {
     "400": "Bad input: a malformed or unknown field, a verb invalid in the node's state",
     "401": "Authentication required (http_basic)",
+    "403": "Forbidden by a policy rule (the message names it); see docs/security.md",
     "404": "No such resource",
     "405": "Method not allowed on this path (see the Allow header)",
     "406": "The requested microversion is outside the supported range",
@@ -696,11 +806,14 @@ class _VersionAndAuth:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        version, refusal = await self.check(Request(scope))
+        version, who, refusal = await self.check(Request(scope))
         if refusal is not None:
             await refusal(scope, receive, send)
             return
-        scope.setdefault("state", {})[API_VERSION_STATE] = version  # request.state
+        state = scope.setdefault("state", {})  # request.state
+        state[API_VERSION_STATE] = version
+        if who is not None:
+            state[policy.PRINCIPAL_STATE] = who
         headers = [(k.lower().encode(), v.encode()) for k, v in _version_pairs(version)]
 
         async def send_with_headers(message: Any) -> None:

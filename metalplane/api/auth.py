@@ -1,7 +1,11 @@
 """HTTP Basic authentication against an htpasswd-style users file of bcrypt hashes.
 
 File format (Apache htpasswd with bcrypt, as Ironic's ``http_basic``): one ``user:hash``
-per line, ``#`` comments allowed. Source: RFC 7617 (Basic scheme).
+per line, ``#`` comments allowed, optionally followed by ``:project`` and ``:role``
+(``user:hash[:project[:role]]``; see :mod:`metalplane.api.policy`). No project (or an empty
+one) is the system scope; the role is ``admin``, ``member`` or ``reader``, by default
+``admin`` in the system scope (so a plain htpasswd line is an operator) and ``member`` in a
+project. Source: RFC 7617 (Basic scheme).
 
 Built to hold under attack (issue #17):
 
@@ -30,9 +34,10 @@ from pathlib import Path
 
 import bcrypt
 
+from metalplane.api.policy import ROLES, Principal
 from metalplane.common.exceptions import Invalid, MetalplaneError, NotAuthorized
 
-__all__ = ["FailureLimiter", "TooManyAttempts", "UsersFile", "hash_password"]
+__all__ = ["FailureLimiter", "TooManyAttempts", "UsersFile", "hash_password", "parse_user_line"]
 
 CACHE_SECONDS = 60.0
 BCRYPT_THREADS = 1  # of 2 cores here: the other stays with the API
@@ -42,6 +47,21 @@ BCRYPT_QUEUE = 16
 def hash_password(password: str) -> str:
     """A bcrypt hash of ``password`` for the users file."""
     return bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
+
+
+def parse_user_line(line: str) -> tuple[Principal, bytes]:
+    """The principal and bcrypt hash of a users file line ``user:hash[:project[:role]]``.
+    Raises :class:`ValueError` saying what is wrong."""
+    parts = line.split(":")  # a bcrypt hash has no ':'
+    if len(parts) < 2 or len(parts) > 4 or not parts[0] or not parts[1].startswith("$2"):
+        raise ValueError("expected 'user:bcrypt-hash[:project[:role]]'")
+    user, hashed = parts[0], parts[1]
+    project = parts[2].strip() if len(parts) > 2 else ""
+    role = parts[3].strip() if len(parts) > 3 else ""
+    role = role or ("member" if project else "admin")
+    if role not in ROLES:
+        raise ValueError(f"role {role!r} is not one of {', '.join(ROLES)}")
+    return Principal(user, project or None, role), hashed.encode()
 
 
 class TooManyAttempts(MetalplaneError):
@@ -104,7 +124,7 @@ class UsersFile:
         self.path = Path(path)
         self.limiter = limiter or FailureLimiter()
         self._mtime = -1.0
-        self._users: dict[str, bytes] = {}
+        self._users: dict[str, tuple[Principal, bytes]] = {}
         self._cache: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
         self._pool = concurrent.futures.ThreadPoolExecutor(BCRYPT_THREADS,
@@ -126,10 +146,11 @@ class UsersFile:
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
-            user, sep, hashed = line.partition(":")
-            if not sep or not hashed.startswith("$2"):
-                raise Invalid(f"{self.path}:{n}: expected 'user:bcrypt-hash'")
-            users[user] = hashed.encode()
+            try:
+                who, hashed = parse_user_line(line)
+            except ValueError as exc:
+                raise Invalid(f"{self.path}:{n}: {exc}") from None
+            users[who.user] = (who, hashed)
         self._users, self._mtime = users, mtime
         self._cache.clear()
 
@@ -147,13 +168,20 @@ class UsersFile:
     def _verify(self, user: str, password: str) -> bool:
         """bcrypt: as long for an unknown user as for a known one."""
         with self._lock:
-            hashed = self._users.get(user)
-        ok = bcrypt.checkpw(password.encode(), hashed or self._dummy)
-        return ok and hashed is not None
+            entry = self._users.get(user)
+        ok = bcrypt.checkpw(password.encode(), entry[1] if entry else self._dummy)
+        return ok and entry is not None
 
-    async def authenticate(self, authorization: str | None, address: str) -> str:
-        """The user named by a valid ``Authorization: Basic`` header from client
-        ``address``; bcrypt runs off the event loop.
+    def _principal(self, user: str) -> Principal:
+        with self._lock:
+            entry = self._users.get(user)
+        if entry is None:  # removed from the file while its check ran
+            raise NotAuthorized("Invalid user name or password")
+        return entry[0]
+
+    async def authenticate(self, authorization: str | None, address: str) -> Principal:
+        """The user (with project and role) named by a valid ``Authorization: Basic``
+        header from client ``address``; bcrypt runs off the event loop.
 
         Raises :class:`NotAuthorized` (401) for a missing, malformed or wrong one, and
         :class:`TooManyAttempts` (429) while ``address`` is blocked after failures or too
@@ -163,7 +191,9 @@ class UsersFile:
         with self._lock:
             self._load()
             if self._cache.get(key, 0.0) > time.monotonic():
-                return user
+                entry = self._users.get(user)
+                if entry is not None:
+                    return entry[0]
         wait = self.limiter.retry_after(address)
         if wait > 0:
             raise TooManyAttempts(f"Too many failed authentications from {address}; try "
@@ -182,7 +212,7 @@ class UsersFile:
         self.limiter.succeeded(address)
         with self._lock:
             self._cache[key] = time.monotonic() + CACHE_SECONDS
-        return user
+        return self._principal(user)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -10,15 +10,19 @@ provider extension, security groups).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Body, FastAPI, Request, Response
 
 from metalplane.api import network_schemas as schemas
+from metalplane.api import policy
 from metalplane.api.schemas_common import printable, to_bool
 from metalplane.api.views import timestamp as _ts
 from metalplane.common.exceptions import Invalid, NotFound
 from metalplane.conductor.manager import Conductor
+from metalplane.db import api as db_api
 from metalplane.db.models import Network, NetworkPort, SecurityGroup, SecurityGroupRule, Subnet
 
 __all__ = ["EXTENSIONS", "RESOURCES", "neutron_versions_document", "register"]
@@ -85,9 +89,9 @@ def register(app: FastAPI, conductor: Conductor) -> None:
     plugin = conductor.network
 
     # ---------------------------------------------------------------- views
-    def network_view(n: Network) -> dict[str, Any]:
+    def network_view(n: Network, p: policy.Principal) -> dict[str, Any]:
         seg = plugin.segment(n.id)
-        return {
+        return policy.strip_attributes(p, "get_network:provider", {
             "id": n.id, "name": n.name, "project_id": n.project_id, "tenant_id": n.project_id,
             "shared": n.shared, "admin_state_up": n.admin_state_up, "status": n.status,
             "mtu": n.mtu, "description": n.description, "router:external": False,
@@ -96,7 +100,7 @@ def register(app: FastAPI, conductor: Conductor) -> None:
             "provider:physical_network": seg.physical_network if seg else None,
             "provider:segmentation_id": seg.segmentation_id if seg else None,
             "created_at": _ts(n.created_at), "updated_at": _ts(n.updated_at),
-        }
+        }, policy.NETWORK_PROVIDER_KEYS)
 
     def subnet_view(s: Subnet) -> dict[str, Any]:
         return {
@@ -108,19 +112,19 @@ def register(app: FastAPI, conductor: Conductor) -> None:
             "created_at": _ts(s.created_at), "updated_at": _ts(s.updated_at),
         }
 
-    def port_view(p: NetworkPort) -> dict[str, Any]:
-        return {
-            "id": p.id, "name": p.name, "network_id": p.network_id, "project_id": p.project_id,
-            "tenant_id": p.project_id, "mac_address": p.mac_address,
-            "fixed_ips": plugin.fixed_ips(p.id), "admin_state_up": p.admin_state_up,
-            "status": p.status, "device_id": p.device_id, "device_owner": p.device_owner,
-            "binding:host_id": p.binding_host_id, "binding:vnic_type": p.binding_vnic_type,
-            "binding:profile": p.binding_profile, "binding:vif_type": p.binding_vif_type,
-            "binding:vif_details": p.binding_vif_details,
-            "extra_dhcp_opts": p.extra_dhcp_opts, "security_groups": p.security_groups,
-            "description": p.description, "created_at": _ts(p.created_at),
-            "updated_at": _ts(p.updated_at),
-        }
+    def port_view(x: NetworkPort, who: policy.Principal) -> dict[str, Any]:
+        return policy.strip_attributes(who, "get_port:binding", {
+            "id": x.id, "name": x.name, "network_id": x.network_id, "project_id": x.project_id,
+            "tenant_id": x.project_id, "mac_address": x.mac_address,
+            "fixed_ips": plugin.fixed_ips(x.id), "admin_state_up": x.admin_state_up,
+            "status": x.status, "device_id": x.device_id, "device_owner": x.device_owner,
+            "binding:host_id": x.binding_host_id, "binding:vnic_type": x.binding_vnic_type,
+            "binding:profile": x.binding_profile, "binding:vif_type": x.binding_vif_type,
+            "binding:vif_details": x.binding_vif_details,
+            "extra_dhcp_opts": x.extra_dhcp_opts, "security_groups": x.security_groups,
+            "description": x.description, "created_at": _ts(x.created_at),
+            "updated_at": _ts(x.updated_at),
+        }, policy.PORT_BINDING_KEYS)
 
     def rule_view(r: SecurityGroupRule) -> dict[str, Any]:
         return {
@@ -154,6 +158,61 @@ def register(app: FastAPI, conductor: Conductor) -> None:
                     raise Invalid(f"Invalid input for {k}: {exc}") from None
             out["project_id" if k == "tenant_id" else k] = value
         return out
+
+    # ---------------------------------------------------------------- policy
+    who = policy.principal
+
+    def networks_by_id() -> Callable[[], dict[str, Network]]:
+        """The networks by id, read once when first asked for (a list's filter for a
+        project user needs them; the system's does not)."""
+        return functools.cache(lambda: {n.id: n for n in plugin.list_networks({})})
+
+    def net_target(net: Network) -> policy.Target:
+        return policy.network_target(net)
+
+    def network(request: Request, ident: str, rule: str) -> Network:
+        """Network ``ident`` if ``rule`` allows the caller on it: 404 if the caller may not
+        see it (as if it did not exist), 403 if it may but ``rule`` forbids. So for the
+        other resources."""
+        net = plugin.get_network(ident)
+        policy.require(who(request), rule, net_target(net),
+                       hidden=f"Network {ident} could not be found.")
+        return net
+
+    def subnet(request: Request, ident: str, rule: str) -> Subnet:
+        row = plugin.get_subnet(ident)
+        policy.require(who(request), rule,
+                       policy.child_target(row, plugin.get_network(row.network_id)),
+                       hidden=f"Subnet {ident} could not be found.")
+        return row
+
+    def port(request: Request, ident: str, rule: str) -> NetworkPort:
+        row = plugin.get_port(ident)
+        policy.require(who(request), rule,
+                       policy.child_target(row, plugin.get_network(row.network_id)),
+                       hidden=f"Port {ident} could not be found.")
+        return row
+
+    def security_group(request: Request, ident: str, rule: str) -> SecurityGroup:
+        row = plugin.get_security_group(ident)
+        policy.require(who(request), rule, policy.child_target(row, None),
+                       hidden=f"Security group {ident} could not be found.")
+        return row
+
+    def sg_rule(request: Request, ident: str, rule: str) -> SecurityGroupRule:
+        row = plugin.get_security_group_rule(ident)
+        policy.require(who(request), rule, policy.child_target(
+            row, plugin.get_security_group(row.security_group_id)),
+            hidden=f"Security group rule {ident} could not be found.")
+        return row
+
+    def creating(request: Request, body: dict[str, Any], rule: str,
+                 parent: policy.Target | None = None) -> policy.Principal:
+        """Check the creation of ``body`` (in its project_id or tenant_id; a project user's
+        own by default, set in ``body``) by the caller."""
+        p = who(request)
+        policy.require_creation(p, rule, body, "project_id", "tenant_id", parent)
+        return p
 
     # ---------------------------------------------------------------- discovery
     def resources_doc(request: Request) -> dict[str, Any]:
@@ -196,135 +255,204 @@ def register(app: FastAPI, conductor: Conductor) -> None:
     # ---------------------------------------------------------------- networks
     @app.get("/v2.0/networks", summary="List networks", tags=["networking"])
     def list_networks(request: Request) -> dict[str, Any]:
-        found = plugin.list_networks(filters(request, "networks"))
-        return {"networks": [network_view(n) for n in found]}
+        p = who(request)
+        found = policy.visible(p, "get_network", plugin.list_networks(
+            filters(request, "networks")), net_target)
+        return {"networks": [network_view(n, p) for n in found]}
 
     @app.post("/v2.0/networks", status_code=201, summary="Create a network",
               tags=["networking"])
-    def create_network(body: schemas.NetworkCreateRequest) -> dict[str, Any]:
-        return {"network": network_view(plugin.create_network(schemas.plugin_body(body)))}
+    def create_network(request: Request, body: schemas.NetworkCreateRequest) -> dict[str, Any]:
+        values = schemas.plugin_body(body)
+        p = creating(request, values, "create_network")
+        if values.get("shared"):
+            policy.require(p, "create_network:shared")
+        if values.get("segments") or any(k in values for k in policy.NETWORK_PROVIDER_KEYS):
+            policy.require(p, "create_network:provider")
+        return {"network": network_view(plugin.create_network(values), p)}
 
     @app.get("/v2.0/networks/{ident}", tags=["networking"])
-    def show_network(ident: str) -> dict[str, Any]:
-        return {"network": network_view(plugin.get_network(ident))}
+    def show_network(ident: str, request: Request) -> dict[str, Any]:
+        return {"network": network_view(network(request, ident, "get_network"),
+                                        who(request))}
 
     @app.put("/v2.0/networks/{ident}", tags=["networking"])
-    def update_network(ident: str, body: schemas.NetworkUpdateRequest) -> dict[str, Any]:
-        return {"network": network_view(plugin.update_network(ident,
-                                                              schemas.plugin_body(body)))}
+    def update_network(ident: str, request: Request,
+                       body: schemas.NetworkUpdateRequest) -> dict[str, Any]:
+        values = schemas.plugin_body(body)
+        net = network(request, ident, "update_network")
+        if "shared" in values:
+            policy.require(who(request), "update_network:shared", net_target(net))
+        return {"network": network_view(plugin.update_network(net.id, values),
+                                        who(request))}
 
     @app.delete("/v2.0/networks/{ident}", status_code=204, tags=["networking"])
-    def delete_network(ident: str) -> Response:
-        plugin.delete_network(ident)
+    def delete_network(ident: str, request: Request) -> Response:
+        plugin.delete_network(network(request, ident, "delete_network").id)
         return Response(status_code=204)
 
     # ---------------------------------------------------------------- subnets
     @app.get("/v2.0/subnets", summary="List subnets", tags=["networking"])
     def list_subnets(request: Request) -> dict[str, Any]:
-        found = plugin.list_subnets(filters(request, "subnets"))
+        nets = networks_by_id()
+        found = policy.visible(who(request), "get_subnet", plugin.list_subnets(
+            filters(request, "subnets")), lambda s: policy.child_target(
+                s, nets().get(s.network_id)))
         return {"subnets": [subnet_view(s) for s in found]}
 
     @app.post("/v2.0/subnets", status_code=201, summary="Create a subnet", tags=["networking"])
-    def create_subnet(body: schemas.SubnetCreateRequest) -> dict[str, Any]:
-        return {"subnet": subnet_view(plugin.create_subnet(schemas.plugin_body(body)))}
+    def create_subnet(request: Request, body: schemas.SubnetCreateRequest) -> dict[str, Any]:
+        values = schemas.plugin_body(body)
+        if values.get("network_id"):  # else the plugin refuses it (400)
+            net = network(request, str(values["network_id"]), "get_network")
+            creating(request, values, "create_subnet", net_target(net))
+        return {"subnet": subnet_view(plugin.create_subnet(values))}
 
     @app.get("/v2.0/subnets/{ident}", tags=["networking"])
-    def show_subnet(ident: str) -> dict[str, Any]:
-        return {"subnet": subnet_view(plugin.get_subnet(ident))}
+    def show_subnet(ident: str, request: Request) -> dict[str, Any]:
+        return {"subnet": subnet_view(subnet(request, ident, "get_subnet"))}
 
     @app.put("/v2.0/subnets/{ident}", summary="Update a subnet", tags=["networking"])
-    def update_subnet(ident: str, body: schemas.SubnetUpdateRequest) -> dict[str, Any]:
+    def update_subnet(ident: str, request: Request,
+                      body: schemas.SubnetUpdateRequest) -> dict[str, Any]:
         """name, description, gateway_ip, allocation_pools, dns_nameservers, host_routes,
         enable_dhcp. 400 for cidr, network_id, ip_version (read-only) or a gateway/pool
         outside the CIDR; 409 for a gateway a port holds."""
-        return {"subnet": subnet_view(plugin.update_subnet(ident, schemas.plugin_body(body)))}
+        row = subnet(request, ident, "update_subnet")
+        return {"subnet": subnet_view(plugin.update_subnet(row.id, schemas.plugin_body(body)))}
 
     @app.delete("/v2.0/subnets/{ident}", status_code=204, tags=["networking"])
-    def delete_subnet(ident: str) -> Response:
-        plugin.delete_subnet(ident)
+    def delete_subnet(ident: str, request: Request) -> Response:
+        plugin.delete_subnet(subnet(request, ident, "delete_subnet").id)
         return Response(status_code=204)
 
     # ---------------------------------------------------------------- ports
     @app.get("/v2.0/ports", summary="List ports", tags=["networking"])
     def list_ports(request: Request) -> dict[str, Any]:
-        found = plugin.list_ports(filters(request, "ports"))
-        return {"ports": [port_view(p) for p in found]}
+        p, nets = who(request), networks_by_id()
+        found = policy.visible(p, "get_port", plugin.list_ports(filters(request, "ports")),
+                               lambda x: policy.child_target(x, nets().get(x.network_id)))
+        return {"ports": [port_view(x, p) for x in found]}
+
+    def _binds(values: dict[str, Any]) -> bool:
+        return any(values.get(k) for k in ("binding:host_id", "binding:profile"))
 
     @app.post("/v2.0/ports", status_code=201, summary="Create a port", tags=["networking"])
-    def create_port(body: schemas.PortCreateRequest) -> dict[str, Any]:
-        return {"port": port_view(plugin.create_port(schemas.plugin_body(body)))}
+    def create_port(request: Request, body: schemas.PortCreateRequest) -> dict[str, Any]:
+        values = schemas.plugin_body(body)
+        p = who(request)
+        if values.get("network_id"):  # else the plugin refuses it (400)
+            net = network(request, str(values["network_id"]), "get_network")
+            creating(request, values, "create_port", net_target(net))
+        if _binds(values):
+            policy.require(p, "create_port:binding")
+        return {"port": port_view(plugin.create_port(values), p)}
 
     @app.get("/v2.0/ports/{ident}", tags=["networking"])
-    def show_port(ident: str) -> dict[str, Any]:
-        return {"port": port_view(plugin.get_port(ident))}
+    def show_port(ident: str, request: Request) -> dict[str, Any]:
+        return {"port": port_view(port(request, ident, "get_port"), who(request))}
 
     @app.put("/v2.0/ports/{ident}", tags=["networking"])
-    def update_port(ident: str, body: schemas.PortUpdateRequest) -> dict[str, Any]:
-        return {"port": port_view(plugin.update_port(ident, schemas.plugin_body(body)))}
+    def update_port(ident: str, request: Request,
+                    body: schemas.PortUpdateRequest) -> dict[str, Any]:
+        values = schemas.plugin_body(body)
+        row = port(request, ident, "update_port")
+        if any(k in values for k in ("binding:host_id", "binding:profile")):
+            policy.require(who(request), "update_port:binding")
+        return {"port": port_view(plugin.update_port(row.id, values), who(request))}
 
     @app.delete("/v2.0/ports/{ident}", status_code=204, tags=["networking"])
-    def delete_port(ident: str) -> Response:
-        plugin.delete_port(ident)
+    def delete_port(ident: str, request: Request) -> Response:
+        plugin.delete_port(port(request, ident, "delete_port").id)
         return Response(status_code=204)
 
     # ---------------------------------------------------------------- security groups
     @app.get("/v2.0/security-groups", tags=["networking"])
-    def list_sgs() -> dict[str, Any]:
-        return {"security_groups": [sg_view(g) for g in plugin.list_security_groups()]}
+    def list_sgs(request: Request) -> dict[str, Any]:
+        found = policy.visible(who(request), "get_security_group",
+                               plugin.list_security_groups(),
+                               lambda g: policy.child_target(g, None))
+        return {"security_groups": [sg_view(g) for g in found]}
 
     @app.post("/v2.0/security-groups", status_code=201, tags=["networking"])
-    def create_sg(body: schemas.SecurityGroupCreateRequest) -> dict[str, Any]:
-        return {"security_group": sg_view(plugin.create_security_group(
-            schemas.plugin_body(body)))}
+    def create_sg(request: Request,
+                  body: schemas.SecurityGroupCreateRequest) -> dict[str, Any]:
+        values = schemas.plugin_body(body)
+        creating(request, values, "create_security_group")
+        return {"security_group": sg_view(plugin.create_security_group(values))}
 
     @app.get("/v2.0/security-groups/{ident}", tags=["networking"])
-    def show_sg(ident: str) -> dict[str, Any]:
-        return {"security_group": sg_view(plugin.get_security_group(ident))}
+    def show_sg(ident: str, request: Request) -> dict[str, Any]:
+        return {"security_group": sg_view(security_group(request, ident,
+                                                         "get_security_group"))}
 
     @app.put("/v2.0/security-groups/{ident}", tags=["networking"])
-    def update_sg(ident: str, body: schemas.SecurityGroupUpdateRequest) -> dict[str, Any]:
+    def update_sg(ident: str, request: Request,
+                  body: schemas.SecurityGroupUpdateRequest) -> dict[str, Any]:
         """name and description; 400 for the others (read-only or unknown)."""
+        row = security_group(request, ident, "update_security_group")
         return {"security_group": sg_view(plugin.update_security_group(
-            ident, schemas.plugin_body(body)))}
+            row.id, schemas.plugin_body(body)))}
 
     @app.delete("/v2.0/security-groups/{ident}", status_code=204, tags=["networking"])
-    def delete_sg(ident: str) -> Response:
-        plugin.delete_security_group(ident)
+    def delete_sg(ident: str, request: Request) -> Response:
+        plugin.delete_security_group(security_group(request, ident,
+                                                    "delete_security_group").id)
         return Response(status_code=204)
 
     @app.get("/v2.0/security-group-rules", tags=["networking"])
-    def list_rules() -> dict[str, Any]:
-        return {"security_group_rules": [rule_view(r) for r in plugin.sg_rules()]}
+    def list_rules(request: Request) -> dict[str, Any]:
+        groups = functools.cache(lambda: {g.id: g for g in plugin.list_security_groups()})
+        found = policy.visible(who(request), "get_security_group_rule", plugin.sg_rules(),
+                               lambda r: policy.child_target(
+                                   r, groups().get(r.security_group_id)))
+        return {"security_group_rules": [rule_view(r) for r in found]}
 
     @app.post("/v2.0/security-group-rules", status_code=201, tags=["networking"])
-    def create_rule(body: schemas.SecurityGroupRuleCreateRequest) -> dict[str, Any]:
-        return {"security_group_rule": rule_view(plugin.create_security_group_rule(
-            schemas.plugin_body(body)))}
+    def create_rule(request: Request,
+                    body: schemas.SecurityGroupRuleCreateRequest) -> dict[str, Any]:
+        values = schemas.plugin_body(body)
+        if values.get("security_group_id"):  # else the plugin refuses it
+            group = security_group(request, str(values["security_group_id"]),
+                                   "get_security_group")
+            creating(request, values, "create_security_group_rule",
+                     policy.child_target(group, None))
+        return {"security_group_rule": rule_view(plugin.create_security_group_rule(values))}
 
     @app.get("/v2.0/security-group-rules/{ident}", tags=["networking"])
-    def show_rule(ident: str) -> dict[str, Any]:
-        return {"security_group_rule": rule_view(plugin.get_security_group_rule(ident))}
+    def show_rule(ident: str, request: Request) -> dict[str, Any]:
+        return {"security_group_rule": rule_view(sg_rule(request, ident,
+                                                         "get_security_group_rule"))}
 
     @app.delete("/v2.0/security-group-rules/{ident}", status_code=204, tags=["networking"])
-    def delete_rule(ident: str) -> Response:
-        plugin.delete_security_group_rule(ident)
+    def delete_rule(ident: str, request: Request) -> Response:
+        plugin.delete_security_group_rule(sg_rule(request, ident,
+                                                  "delete_security_group_rule").id)
         return Response(status_code=204)
 
     # ---------------------------------------------------------------- VIFs
+    def node(request: Request, ident: str, rule: str) -> None:
+        policy.require_node(who(request), rule, db_api.get_node(conductor.db, ident), ident)
+
     @app.get("/v1/nodes/{ident}/vifs", summary="VIFs attached to a node")
-    def list_vifs(ident: str) -> dict[str, Any]:
+    def list_vifs(ident: str, request: Request) -> dict[str, Any]:
+        node(request, ident, "baremetal:node:vif:list")
         return {"vifs": [{"id": v} for v in conductor.vif_list(ident)]}
 
     @app.post("/v1/nodes/{ident}/vifs", status_code=204, summary="Attach a VIF")
-    def attach_vif(ident: str, body: dict[str, Any] = Body(...)) -> Response:
+    def attach_vif(ident: str, request: Request, body: dict[str, Any] = Body(...)) -> Response:
+        """The VIF (a network port) must be one the caller sees, else it is unknown."""
         vif = body.get("id")
         if not isinstance(vif, str) or not vif:
             raise Invalid("id (the network port to attach) is required")
+        node(request, ident, "baremetal:node:vif:attach")
+        port(request, vif, "get_port")
         conductor.vif_attach(ident, vif)
         return Response(status_code=204)
 
     @app.delete("/v1/nodes/{ident}/vifs/{vif}", status_code=204, summary="Detach a VIF")
-    def detach_vif(ident: str, vif: str) -> Response:
+    def detach_vif(ident: str, vif: str, request: Request) -> Response:
+        node(request, ident, "baremetal:node:vif:detach")
         conductor.vif_detach(ident, vif)
         return Response(status_code=204)
 
@@ -350,24 +478,29 @@ def register(app: FastAPI, conductor: Conductor) -> None:
         return out
 
     @app.get("/v1/switches", summary="Registered top-of-rack switches", tags=["switches"])
-    def list_switches() -> dict[str, Any]:
+    def list_switches(request: Request) -> dict[str, Any]:
+        policy.require(who(request), "metalplane:switch:get")
         return {"switches": [switch_view(s) for s in plugin.switches.list_switches()]}
 
     @app.post("/v1/switches", status_code=201, summary="Register a switch", tags=["switches"])
-    def create_switch(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+    def create_switch(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+        policy.require(who(request), "metalplane:switch:create")
         return switch_view(plugin.switches.create(body))
 
     @app.get("/v1/switches/{ident}", summary="A switch with its ports and VLANs",
              tags=["switches"])
-    def show_switch(ident: str) -> dict[str, Any]:
+    def show_switch(ident: str, request: Request) -> dict[str, Any]:
+        policy.require(who(request), "metalplane:switch:get")
         return switch_view(plugin.switches.get(ident), detail=True)
 
     @app.delete("/v1/switches/{ident}", status_code=204, tags=["switches"])
-    def delete_switch(ident: str) -> Response:
+    def delete_switch(ident: str, request: Request) -> Response:
+        policy.require(who(request), "metalplane:switch:delete")
         plugin.switches.delete(ident)
         return Response(status_code=204)
 
     @app.post("/v1/switches/sync", summary="Repair switch ports changed by hand",
               tags=["switches"])
-    def sync_switches() -> dict[str, Any]:
+    def sync_switches(request: Request) -> dict[str, Any]:
+        policy.require(who(request), "metalplane:switch:sync")
         return {"repairs": conductor.sync_switches()}

@@ -127,9 +127,17 @@ def user_add(
     data_dir: Annotated[Path | None, typer.Option(envvar="METALPLANE_DATA_DIR")] = None,
     users_file: Annotated[Path | None, typer.Option(help="[default: <data dir>/htpasswd]")] = None,
     password_stdin: Annotated[bool, typer.Option(help="Read the password from stdin.")] = False,
+    project: Annotated[str | None, typer.Option(
+        help="The user's project: it sees and acts on the nodes its project owns or leases, "
+             "and the project's networks. [default: none, the system scope]")] = None,
+    role: Annotated[str | None, typer.Option(
+        help="admin, member or reader. [default: admin without --project, member with it]")
+    ] = None,
 ) -> None:
-    """Add or replace a user in the http_basic users file (bcrypt hashed)."""
+    """Add or replace a user in the http_basic users file (bcrypt hashed), with its
+    project and role (see docs/security.md)."""
     from metalplane.api.auth import hash_password
+    from metalplane.api.policy import ROLES
     from metalplane.common.config import Settings
     from metalplane.common.files import private_dir, private_file
 
@@ -138,19 +146,25 @@ def user_add(
     path = settings.effective_users_file
     if ":" in name or not name:
         raise CliError("a user name must be non-empty and contain no ':'")
+    if project is not None and (not project or ":" in project or project != project.strip()):
+        raise CliError("a project must be non-empty and contain no ':' nor outer spaces")
+    if role is not None and role not in ROLES:
+        raise CliError(f"--role must be one of {', '.join(ROLES)}, not {role!r}")
+    role = role or ("member" if project else "admin")
     pw = sys.stdin.readline().rstrip("\n") if password_stdin else getpass.getpass("Password: ")
     if not pw:
         raise CliError("the password must not be empty")
     lines = [ln for ln in (path.read_text().splitlines() if path.exists() else [])
              if not ln.startswith(f"{name}:")]
-    lines.append(f"{name}:{hash_password(pw)}")
+    lines.append(f"{name}:{hash_password(pw)}:{project or ''}:{role}")
     if path.parent == settings.data_dir:
         private_dir(path.parent)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
     private_file(path)  # 0600 before the hashes are written
     path.write_text("\n".join(lines) + "\n")
-    console.print(f"user {name} written to {path}")
+    console.print(f"user {name} ({f'project {project}' if project else 'system'}, {role}) "
+                  f"written to {path}")
 
 
 @key_app.command("rotate")

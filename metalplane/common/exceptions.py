@@ -12,6 +12,7 @@ __all__ = [
     "BMCError",
     "Conflict",
     "DriverNotFound",
+    "Forbidden",
     "Invalid",
     "InvalidState",
     "InvalidStateRequested",
@@ -43,6 +44,13 @@ class NotAuthorized(MetalplaneError):
     """Missing or wrong credentials (HTTP 401)."""
 
     code = 401
+
+
+class Forbidden(MetalplaneError):
+    """The caller is known but may not do this: a policy rule or a project boundary
+    forbids it (HTTP 403)."""
+
+    code = 403
 
 
 class NotFound(MetalplaneError):

@@ -193,11 +193,13 @@ def list_nodes(
     sort_key: str = "id",
     sort_dir: str = "asc",
     columns: Sequence[str] | None = None,
+    project: str | None = None,
 ) -> list[Any]:
     """Nodes matching ``filters`` (column → value; None matches NULL), ordered by
     ``sort_key``, after ``marker`` (a node UUID) and at most ``limit`` of them: ``Node``
     objects, or with ``columns`` rows of just those columns (attribute access as on a
-    node; what ``?fields=`` asks for, without building whole nodes).
+    node; what ``?fields=`` asks for, without building whole nodes). With ``project``,
+    only nodes it owns or leases.
     Raises :class:`Invalid` for a bad sort key or marker."""
     _check_sort(sort_key, sort_dir, NODE_SORT_KEYS)
     with db.read() as s:
@@ -205,6 +207,8 @@ def list_nodes(
         for key, value in (filters or {}).items():
             c = getattr(Node, key)
             q = q.where(c.is_(None) if value is None else c == value)
+        if project is not None:
+            q = q.where(_of_project(project))
         m = None
         if marker:
             m = s.scalars(sa.select(Node).where(Node.uuid == marker)).first()
@@ -465,11 +469,26 @@ def _page(s: Session, q: Any, model: Any, marker: str | None, limit: int | None,
     return list(s.scalars(q))
 
 
+def _of_project(project: str) -> Any:
+    """Nodes owned or leased by ``project`` (what its users see, Ironic's default policy)."""
+    return (Node.owner == project) | (Node.lessee == project)
+
+
+def _on_project_nodes(model: Any, project: str | None) -> Any:
+    """Ports or portgroups, those of the nodes ``project`` owns or leases if given."""
+    q = sa.select(model)
+    if project is not None:
+        q = q.where(model.node_id.in_(sa.select(Node.id).where(_of_project(project))))
+    return q
+
+
 def list_ports(db: Database, node_id: int | None = None, address: str | None = None,
                portgroup_id: int | None = None, limit: int | None = None,
-               marker: str | None = None) -> list[Port]:
+               marker: str | None = None, project: str | None = None) -> list[Port]:
+    """Ports (of ``node_id``, ``portgroup_id``, with MAC ``address``; of the nodes
+    ``project`` owns or leases), in id order after ``marker``, at most ``limit``."""
     with db.read() as s:
-        q = sa.select(Port)
+        q = _on_project_nodes(Port, project)
         if node_id is not None:
             q = q.where(Port.node_id == node_id)
         if portgroup_id is not None:
@@ -480,11 +499,13 @@ def list_ports(db: Database, node_id: int | None = None, address: str | None = N
 
 
 def list_portgroups(db: Database, node_id: int | None = None, limit: int | None = None,
-                    marker: str | None = None, address: str | None = None) -> list[Portgroup]:
-    """Portgroups (of ``node_id``, with MAC ``address``), in id order after ``marker``,
-    at most ``limit``. Raises :class:`Invalid` for an unknown marker."""
+                    marker: str | None = None, address: str | None = None,
+                    project: str | None = None) -> list[Portgroup]:
+    """Portgroups (of ``node_id``, with MAC ``address``; of the nodes ``project`` owns or
+    leases), in id order after ``marker``, at most ``limit``. Raises :class:`Invalid` for
+    an unknown marker."""
     with db.read() as s:
-        q = sa.select(Portgroup)
+        q = _on_project_nodes(Portgroup, project)
         if node_id is not None:
             q = q.where(Portgroup.node_id == node_id)
         if address is not None:

@@ -30,7 +30,7 @@ import logging
 from typing import Any, ClassVar
 
 from metalplane.common.config import Settings
-from metalplane.common.exceptions import Conflict, Invalid, MetalplaneError, NotFound
+from metalplane.common.exceptions import Conflict, Forbidden, Invalid, MetalplaneError, NotFound
 from metalplane.db import api as db_api
 from metalplane.db.engine import Database
 from metalplane.db.models import NetworkPort, Node, Port, Portgroup
@@ -54,12 +54,6 @@ PROVIDER_NETWORK: dict[str, str] = {
 }
 TENANT_KEY = "tenant_vif_port_id"
 SWITCH_KEYS = (TENANT_KEY, *(f"{k}_vif_port_id" for k in PROVIDER_KINDS))
-
-
-class Forbidden(MetalplaneError):
-    """The node's project may not use that network (HTTP 403)."""
-
-    code = 403
 
 
 Attachable = Port | Portgroup
