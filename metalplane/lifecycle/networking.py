@@ -186,8 +186,9 @@ class NetworkInterface(abc.ABC):
         LOG.info("Node %s: removed from %s network", node.uuid, kind)
 
     def remove_all_provider_networks(self, task: Task) -> None:
+        objects = self._objects(task.node)  # read once: removing updates them in place
         for kind in PROVIDER_KINDS:
-            self.remove_network(task, kind)
+            self.remove_network(task, kind, objects)
 
     # ---------------------------------------------------------------- tenant VIFs
     def vifs(self, node: Node) -> list[str]:
