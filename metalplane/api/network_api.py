@@ -179,18 +179,20 @@ def register(app: FastAPI, conductor: Conductor) -> None:
                        hidden=f"Network {ident} could not be found.")
         return net
 
-    def subnet(request: Request, ident: str, rule: str) -> Subnet:
-        row = plugin.get_subnet(ident)
+    def on_network(request: Request, row: Any, what: str, ident: str, rule: str) -> None:
+        """``rule`` on ``row``, a subnet or port, whose network is its parent."""
         policy.require(who(request), rule,
                        policy.child_target(row, plugin.get_network(row.network_id)),
-                       hidden=f"Subnet {ident} could not be found.")
+                       hidden=f"{what} {ident} could not be found.")
+
+    def subnet(request: Request, ident: str, rule: str) -> Subnet:
+        row = plugin.get_subnet(ident)
+        on_network(request, row, "Subnet", ident, rule)
         return row
 
     def port(request: Request, ident: str, rule: str) -> NetworkPort:
         row = plugin.get_port(ident)
-        policy.require(who(request), rule,
-                       policy.child_target(row, plugin.get_network(row.network_id)),
-                       hidden=f"Port {ident} could not be found.")
+        on_network(request, row, "Port", ident, rule)
         return row
 
     def security_group(request: Request, ident: str, rule: str) -> SecurityGroup:
