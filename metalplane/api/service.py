@@ -177,8 +177,8 @@ class Service:
         ``unix_socket`` is set, that unix socket (mode 0666, as uvicorn makes one). The
         boot server, if it has listeners (``boot_listen``, ``boot_unix_socket``), is a
         server of its own on the same event loop, over plain HTTP (PXE firmware and iPXE
-        fetch from it). Exits (status 1, the error logged) when a port or a socket's path
-        cannot be bound, as uvicorn does."""
+        fetch from it) unless ``boot_tls``. Exits (status 1, the error logged) when a port
+        or a socket's path cannot be bound, as uvicorn does."""
         s = self.settings
         config = uvicorn.Config(self.app, host=s.host, port=s.port, log_config=None,
                                 access_log=False, timeout_graceful_shutdown=5,
@@ -222,10 +222,13 @@ class Service:
         if not boot_sockets:
             return Servers(_Server(config)), sockets
         LOG.info("metalplane boot server on %s", ", ".join(
-            [*(f"http://{a}" for a in s.boot_listen_addresses),
+            [*(f"{'https' if s.boot_tls else 'http'}://{a}" for a in s.boot_listen_addresses),
              *([f"unix socket {s.boot_unix_socket}"] if s.boot_unix_socket else [])]))
+        tls = s.boot_tls and bool(s.tls_cert_file)
         boot_config = uvicorn.Config(create_boot_app(self.conductor), log_config=None,
-                                     access_log=False, timeout_graceful_shutdown=5)
+                                     access_log=False, timeout_graceful_shutdown=5,
+                                     ssl_certfile=s.tls_cert_file if tls else None,
+                                     ssl_keyfile=s.tls_key_file if tls else None)
         return Servers(_Server(config), _Server(boot_config), boot_sockets), sockets
 
 

@@ -100,9 +100,13 @@ def server(
     conductor_hostname: Annotated[str | None, typer.Option(
         help="This conductor's name in locks [default: the host name].")] = None,
     tls_cert_file: Annotated[Path | None, typer.Option(
-        "--tls-cert-file", help="Serve over TLS with this PEM certificate (chain).")] = None,
+        "--tls-cert-file", "--tls-cert",
+        help="Serve over TLS with this PEM certificate (chain).")] = None,
     tls_key_file: Annotated[Path | None, typer.Option(
-        "--tls-key-file", help="The PEM private key of --tls-cert-file.")] = None,
+        "--tls-key-file", "--tls-key", help="The PEM private key of --tls-cert-file.")] = None,
+    boot_tls: Annotated[bool | None, typer.Option(
+        "--boot-tls/--no-boot-tls", help="Serve the boot server's listeners over TLS too, "
+        "with the same certificate (iPXE must trust its CA) [default: no].")] = None,
     debug: Annotated[bool, typer.Option(help="Log at DEBUG level.")] = False,
 ) -> None:
     """Run the API and the conductor in one process until interrupted."""
@@ -117,7 +121,8 @@ def server(
                                  auth_strategy=auth_strategy, database_url=database_url,
                                  workers=workers, conductor_hostname=conductor_hostname,
                                  tls_cert_file=str(tls_cert_file) if tls_cert_file else None,
-                                 tls_key_file=str(tls_key_file) if tls_key_file else None)
+                                 tls_key_file=str(tls_key_file) if tls_key_file else None,
+                                 boot_tls=boot_tls)
     Service(settings).serve()
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from metalplane.common.exceptions import Invalid
+from metalplane.common.strutils import bool_from_string
 
 __all__ = ["Settings", "default_data_dir"]
 
@@ -93,6 +94,9 @@ class Settings:
     # separated) and/or a unix socket (the lab's namespaces); it never answers on the API's
     boot_listen: str = ""
     boot_unix_socket: str = ""
+    # serve the boot listeners over TLS too, with the API's certificate (iPXE must trust its
+    # CA: an iPXE built with it embedded; PXE firmware's own TFTP stays as it is)
+    boot_tls: bool = False
     boot_server_url: str = ""  # how nodes reach the boot server; empty: http://<boot_listen>
     agent_api_url: str = ""  # how the agent reaches the API; empty: <scheme>://host:port
     # the agent reports a finished command at once; beats carry liveness and progress
@@ -133,6 +137,8 @@ class Settings:
                 raise Invalid(f"boot_listen takes host:port[,host:port...], not '{address}'")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise Invalid("TLS needs both tls_cert_file and tls_key_file")
+        if self.boot_tls and not self.tls_cert_file:
+            raise Invalid("boot_tls needs tls_cert_file and tls_key_file")
         for name in ("tls_cert_file", "tls_key_file"):
             value = getattr(self, name)
             if value and not Path(value).is_file():
@@ -207,6 +213,8 @@ def _parse(name: str, type_name: Any, raw: str) -> Any:
             return float(raw)
         if type_name in ("Path", Path):
             return Path(raw)
+        if type_name in ("bool", bool):
+            return bool_from_string(raw)
         if str(type_name).startswith("dict"):
             # "deploy=1.5,power=0.2"
             out: dict[str, float] = {}

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from metalplane.drivers.modules.agent import boot_url
 from tests.helpers.server import RunningServer, running_server
 
 pytestmark = [pytest.mark.filterwarnings("ignore::openstack.warnings.RemovedInSDK50Warning"),
@@ -95,3 +96,15 @@ def test_an_untrusted_or_plain_client_gets_nothing(tls: tuple[RunningServer, str
         conn.close()
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{server.url}/v1", timeout=5)  # plain HTTP to the TLS port
+
+
+def test_the_boot_server_over_tls_when_asked(tmp_path: Path) -> None:
+    ca, cert, key = make_ca_and_cert(tmp_path)
+    with running_server(tmp_path / "data", tls_cert_file=str(cert), tls_key_file=str(key),
+                        boot_tls=True) as server:
+        boot = str(server.boot.base_url).replace("http://", "https://")
+        r = httpx.get(f"{boot}/boot/none.ipxe",
+                      verify=ssl.create_default_context(cafile=str(ca)))
+        assert r.status_code == 404  # TLS answered; no node boots
+        assert server.service.settings.boot_listen_addresses[0] in boot
+        assert boot_url(server.service.settings).startswith("https://")

@@ -84,3 +84,20 @@ def test_tls_settings_and_the_clear_text_warning(tmp_path: Path) -> None:
     assert Settings(data_dir=tmp_path).insecure_transport == ""  # loopback
     assert Settings(data_dir=tmp_path, host="10.0.0.5",
                     auth_strategy="noauth").insecure_transport == ""
+
+
+def test_boolean_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch,
+                                               tmp_path: Path) -> None:
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_text("x")
+    key.write_text("x")
+    monkeypatch.setenv("METALPLANE_BOOT_TLS", "false")
+    assert Settings.from_env(data_dir=tmp_path).boot_tls is False
+    monkeypatch.setenv("METALPLANE_BOOT_TLS", "yes")
+    with pytest.raises(Invalid, match="boot_tls needs"):
+        Settings.from_env(data_dir=tmp_path)
+    assert Settings.from_env(data_dir=tmp_path, tls_cert_file=str(cert),
+                             tls_key_file=str(key)).boot_tls is True
+    monkeypatch.setenv("METALPLANE_BOOT_TLS", "maybe")
+    with pytest.raises(Invalid, match="METALPLANE_BOOT_TLS"):
+        Settings.from_env(data_dir=tmp_path)

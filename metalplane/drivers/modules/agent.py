@@ -58,9 +58,11 @@ def token_digest(token: str) -> str:
 
 def boot_url(settings: Any) -> str:
     """The boot server's URL as nodes reach it: ``boot_server_url``, else
-    ``http://<the first boot_listen address>``; ``""`` when the boot server has neither."""
+    ``http(s)://<the first boot_listen address>``; ``""`` when the boot server has
+    neither."""
     listen = settings.boot_listen_addresses
-    url = settings.boot_server_url or (f"http://{listen[0]}" if listen else "")
+    scheme = "https" if settings.boot_tls else "http"
+    url = settings.boot_server_url or (f"{scheme}://{listen[0]}" if listen else "")
     return str(url).rstrip("/")
 
 
