@@ -303,14 +303,15 @@ class StepEngine:
             network = self.networking.for_node(task.node)
             network.unconfigure_tenant(task)
             network.remove_all_provider_networks(task)
-            db_api.delete_allocation_of_node(self.db, task.node.id)
+            if task.node.allocation_id is not None:  # else no allocation holds the node
+                db_api.delete_allocation_of_node(self.db, task.node.id)
         except MetalplaneError as exc:
             task.fail(f"tear down failed: {exc.message}")
             return
         internal = dict(task.node.driver_internal_info or {})
         internal.pop(drivers_base.CONFIGDRIVE_KEY, None)
-        task.save(instance_uuid=None, allocation_id=None, allocation_uuid=None,
-                  driver_internal_info=internal)
-        task.process_event("done")  # deleting -> cleaning
+        task.stage(instance_uuid=None, allocation_id=None, allocation_uuid=None,
+                   driver_internal_info=internal)
+        task.process_event("done")  # deleting -> cleaning, with the fields above
         self.start(task, "clean", self.plan(task, "clean"))
 

@@ -115,7 +115,8 @@ class FakeDeploy(base.DeployInterface):
 
     def deploy(self, task: base.Task) -> StepResult:
         _work(self)
-        base.power_action(task, base.POWER_OFF)
+        if task.node.power_state != base.POWER_OFF:
+            base.power_action(task, base.POWER_OFF)
         task.driver.boot.prepare_instance(task)
         task.driver.management.set_boot_device(task, "disk", persistent=True)
         return DONE
