@@ -208,3 +208,14 @@ def test_a_step_that_raises_or_fails_names_itself(settings: Settings) -> None:
         assert task.log == ["on provisioning",
                             f"fail: deploy step 'deploy.deploy' failed: {reason}"]
     assert WAIT.outcome.value == "wait"
+
+
+def test_a_bios_step_with_malformed_settings_fails_naming_itself(settings: Settings) -> None:
+    task = Recorder(settings, _driver(settings), states.CLEANING)
+    engine = _engine()
+    plan = engine.plan(task, "clean", [  # type: ignore[arg-type]
+        {"interface": "bios", "step": "apply_configuration", "args": {"settings": ["ht"]}}])
+    engine.start(task, "clean", plan)  # type: ignore[arg-type]
+    assert task.log[-1].startswith("fail: clean step 'bios.apply_configuration' failed: "
+                                   "settings must be a list")
+    assert task.node.driver_internal_info["clean_step_index"] == 0  # kept for the operator

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from metalplane.drivers import base
-from metalplane.drivers.steps import DONE, StepResult, clean_step, done_with
+from metalplane.drivers.steps import DONE, StepResult, clean_step, done_with, failed
 
 __all__ = ["STATS", "FakeBios", "FakeBoot", "FakeDeploy", "FakeInspect", "FakeManagement",
            "FakePower"]
@@ -153,6 +153,9 @@ class FakeBios(base.BiosInterface):
 
     def apply_configuration(self, task: base.Task, settings: list[dict[str, Any]]) -> StepResult:
         _work(self)
+        if not isinstance(settings, list) or not all(
+                isinstance(s, dict) and "name" in s and "value" in s for s in settings):
+            return failed('settings must be a list of {"name": ..., "value": ...}')
         internal = dict(task.node.driver_internal_info or {})
         internal["fake_bios_settings"] = {
             **internal.get("fake_bios_settings", {}),
