@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +15,6 @@ import httpx
 
 from metalplane.api.service import Service
 from metalplane.common.config import Settings
-from tests.helpers.peers import free_port
 
 
 @dataclass
@@ -71,12 +71,28 @@ def serve_in_thread(server: Any, sockets: list[Any], timeout: float = 20) -> thr
     return thread
 
 
+def distinct_free_ports(count: int) -> list[int]:
+    """``count`` free TCP ports on 127.0.0.1, all different: held open together while they
+    are picked (picked one at a time, the kernel may hand out one port twice)."""
+    held: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            held.append(sock)
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in held]
+    finally:
+        for sock in held:
+            sock.close()
+
+
 @contextlib.contextmanager
 def running_server(data_dir: Path, **overrides: Any) -> Iterator[RunningServer]:
     periodic = bool(overrides.pop("periodic", False))
-    values: dict[str, Any] = dict(data_dir=data_dir, host="127.0.0.1", port=free_port(),
-                                  network_port=free_port(),
-                                  boot_listen=f"127.0.0.1:{free_port()}",
+    api_port, network_port, boot_port = distinct_free_ports(3)
+    values: dict[str, Any] = dict(data_dir=data_dir, host="127.0.0.1", port=api_port,
+                                  network_port=network_port,
+                                  boot_listen=f"127.0.0.1:{boot_port}",
                                   conductor_hostname="test-conductor",
                                   power_sync_interval=3600, timeout_check_interval=3600,
                                   bmc_retries=2, bmc_retry_wait=0.1,
