@@ -53,8 +53,8 @@ AGENT_STATES = frozenset({states.INSPECTING, states.INSPECT_WAIT, states.CLEANIN
 # The wait state in which each agent command's result is taken.
 COMMAND_STATES = {"inspect": states.INSPECT_WAIT, "erase": states.CLEAN_WAIT,
                   "deploy": states.DEPLOY_WAIT}
-WAIT_OF = {states.INSPECTING: states.INSPECT_WAIT, states.CLEANING: states.CLEAN_WAIT,
-           states.DEPLOYING: states.DEPLOY_WAIT}
+# The wait state each working state goes to to wait for its agent, from the state table.
+WAIT_OF = {t.source: t.dest for t in states.TRANSITIONS if t.event == "wait"}
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -81,7 +81,7 @@ class Conductor:
         self.registry = DriverRegistry(settings)
         self.network = NetworkPlugin(settings, db)
         self.networking = NodeNetworking(settings, self.network, db)
-        self.steps = StepEngine(db, self.networking)
+        self.steps = StepEngine(db)
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.workers, thread_name_prefix="conductor")
         self._stop = threading.Event()

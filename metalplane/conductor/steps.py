@@ -21,6 +21,7 @@ Tear-down (``deleting``) is not steps in Ironic either: :meth:`StepEngine.tear_d
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from metalplane.common.exceptions import Invalid, MetalplaneError
@@ -32,7 +33,7 @@ from metalplane.drivers import base as drivers_base
 from metalplane.drivers.base import InspectionResult
 from metalplane.drivers.steps import Outcome, Step, StepResult, failed, steps_of
 from metalplane.lifecycle import states
-from metalplane.lifecycle.networking import PROVIDER_NETWORK, NodeNetworking
+from metalplane.lifecycle.networking import PROVIDER_NETWORK
 
 __all__ = ["PHASE_OF_STATE", "StepEngine", "current_step"]
 
@@ -57,6 +58,12 @@ def _keys(phase: str) -> tuple[str, str]:
     return f"{phase}_steps", f"{phase}_step_index"
 
 
+def _ordered(steps: Iterable[Step]) -> list[Step]:
+    """``steps`` as a run takes them: highest priority first, ties by interface."""
+    return sorted(steps, key=lambda s: (-s.priority, -INTERFACE_ORDER.get(s.interface, 0),
+                                        s.step))
+
+
 def current_step(node: Any) -> dict[str, Any]:
     """The step ``node`` is at (Ironic's ``clean_step`` / ``deploy_step`` field shape:
     ``{"interface", "step", "priority", "args", ...}``), or ``{}`` outside a phase."""
@@ -74,18 +81,16 @@ def current_step(node: Any) -> dict[str, Any]:
 class StepEngine:
     """Plans and runs a node's steps; see the module's docstring."""
 
-    def __init__(self, db: Database, networking: NodeNetworking) -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
-        self.networking = networking
 
     # ---------------------------------------------------------------- planning
     @staticmethod
     def available(driver: drivers_base.Driver, phase: str) -> list[Step]:
         """Every ``phase`` step of ``driver``'s interfaces, priority 0 included, in the
         order an automated run would take them (priority 0 last)."""
-        found = [s for iface in driver.interfaces().values() for s in steps_of(iface, phase)]
-        return sorted(found, key=lambda s: (-s.priority, -INTERFACE_ORDER.get(s.interface, 0),
-                                            s.step))
+        return _ordered(s for iface in driver.interfaces().values()
+                        for s in steps_of(iface, phase))
 
     def plan(self, task: NodeTask, phase: str,
              requested: list[dict[str, Any]] | None = None) -> list[Step]:
@@ -104,9 +109,7 @@ class StepEngine:
         by_key = {(s.interface, s.step): s for s in known.values() if s.priority > 0}
         for s in chosen:
             by_key[(s.interface, s.step)] = s
-        return sorted((s for s in by_key.values() if s.priority > 0),
-                      key=lambda s: (-s.priority, -INTERFACE_ORDER.get(s.interface, 0),
-                                     s.step))
+        return _ordered(s for s in by_key.values() if s.priority > 0)
 
     @staticmethod
     def _requested(phase: str, i: int, req: Any, known: dict[tuple[str, str], Step]) -> Step:
@@ -266,7 +269,7 @@ class StepEngine:
         # input rather than from the last generated drive.
         user = (task.node.instance_info or {}).get("configdrive")
         internal = dict(task.node.driver_internal_info or {})
-        internal[drivers_base.CONFIGDRIVE_KEY] = self.networking.config_drive(task.node, user)
+        internal[drivers_base.CONFIGDRIVE_KEY] = task.network.config_drive(task.node, user)
         task.stage(driver_internal_info=internal)
 
     def apply_inspection(self, task: NodeTask, result: InspectionResult) -> None:
@@ -300,9 +303,8 @@ class StepEngine:
         instance; then cleaning, as Ironic's tear down."""
         try:
             task.driver.deploy.tear_down(task)
-            network = self.networking.for_node(task.node)
-            network.unconfigure_tenant(task)
-            network.remove_all_provider_networks(task)
+            task.network.unconfigure_tenant(task)
+            task.network.remove_all_provider_networks(task)
             if task.node.allocation_id is not None:  # else no allocation holds the node
                 db_api.delete_allocation_of_node(self.db, task.node.id)
         except MetalplaneError as exc:

@@ -730,9 +730,6 @@ class NodeNetworking:
     def vif_detach(self, task: Task, vif_id: str) -> None:
         self.for_node(task.node).vif_detach(task, vif_id)
 
-    def config_drive(self, node: Node, user: dict[str, Any] | None) -> dict[str, Any]:
-        return self.for_node(node).config_drive(node, user)
-
     def port_changed(self, task: Task, port_id: int, values: dict[str, Any]) -> None:
         self.for_node(task.node).port_changed(task, port_id, values)
 

@@ -50,7 +50,8 @@ class Recorder:
         self.network = SimpleNamespace(
             add_network=lambda _t, kind: log.append(f"on {kind}"),
             remove_network=lambda _t, kind: log.append(f"off {kind}"),
-            configure_tenant=lambda _t: log.append(f"tenant (node {node.power_state})"))
+            configure_tenant=lambda _t: log.append(f"tenant (node {node.power_state})"),
+            config_drive=lambda _node, _user: {"meta_data": {}})
 
     @property
     def driver_info(self) -> dict[str, Any]:
@@ -72,8 +73,7 @@ class Recorder:
 
 
 def _engine() -> StepEngine:
-    networking = SimpleNamespace(config_drive=lambda node, user: {"meta_data": {}})
-    return StepEngine(None, networking)  # type: ignore[arg-type]
+    return StepEngine(None)  # type: ignore[arg-type]
 
 
 @pytest.fixture
