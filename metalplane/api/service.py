@@ -186,16 +186,11 @@ class Service:
                                 ssl_keyfile=s.tls_key_file or None)
         sockets = [config.bind_socket()]
         if s.network_port:
-            net = socket.socket(socket.AF_INET6 if ":" in s.host else socket.AF_INET)
-            net.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                net.bind((s.host, s.network_port))
-                net.listen(2048)
-                sockets.append(net)
+                sockets.append(_tcp_listener(s.host, s.network_port))
                 LOG.info("metalplane Networking API also on %s://%s:%d (network_port)",
                          s.scheme, s.host, s.network_port)
             except OSError as exc:  # secondary: /v2.0 stays on the main port
-                net.close()
                 LOG.warning("no Networking API listener on %s:%d (network_port): %s; "
                             "/v2.0 is served on port %d", s.host, s.network_port, exc, s.port)
         if s.unix_socket:
@@ -204,18 +199,13 @@ class Service:
         boot_sockets: list[socket.socket] = []
         for address in s.boot_listen_addresses:
             host, _, port = address.rpartition(":")
-            host = host.strip("[]")
-            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                sock.bind((host, int(port)))
-                sock.listen(2048)
+                boot_sockets.append(_tcp_listener(host.strip("[]"), int(port)))
             except OSError as exc:
                 LOG.error("cannot listen on %s (boot_listen): %s", address, exc)
-                for other in (*sockets, *boot_sockets, sock):
+                for other in (*sockets, *boot_sockets):
                     other.close()
                 sys.exit(1)
-            boot_sockets.append(sock)
         if s.boot_unix_socket:
             boot_sockets.append(_unix_listener(s.boot_unix_socket, "boot_unix_socket",
                                                [*sockets, *boot_sockets]))
@@ -230,6 +220,20 @@ class Service:
                                      ssl_certfile=s.tls_cert_file if tls else None,
                                      ssl_keyfile=s.tls_key_file if tls else None)
         return Servers(_Server(config), _Server(boot_config), boot_sockets), sockets
+
+
+def _tcp_listener(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (IPv6 for an address with a colon), with
+    ``SO_REUSEADDR`` as uvicorn binds its own. Raises :class:`OSError` (closed then)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _unix_listener(where: str, setting: str, opened: list[socket.socket]) -> socket.socket:
