@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,48 +94,44 @@ class SecretBox:
         """``fernet:<token>`` for ``value``."""
         return _PREFIX + self._fernet.encrypt(value.encode()).decode()
 
-    def decrypt(self, value: str) -> str:
-        """The clear text of :meth:`encrypt`'s output. Raises :class:`MetalplaneError`."""
-        return str(self.decrypt_driver_info({"password": value})["password"])
-
     def encrypt_driver_info(self, info: dict[str, Any]) -> dict[str, Any]:
         """Return ``info`` with secret values encrypted; already encrypted ones are kept."""
         out = dict(info)
         for k, v in info.items():
             if is_secret_key(k) and isinstance(v, str) and v and not v.startswith(_PREFIX):
-                out[k] = _PREFIX + self._fernet.encrypt(v.encode()).decode()
+                out[k] = self.encrypt(v)
         return out
 
     def reseal_driver_info(self, info: dict[str, Any]) -> dict[str, Any]:
         """``info`` with every sealed secret sealed again with the newest key (a key
         rotation). Raises :class:`MetalplaneError` for one no key here opens."""
-        out = dict(info)
-        for k, v in info.items():
-            if is_secret_key(k) and isinstance(v, str) and v.startswith(_PREFIX):
-                try:
-                    out[k] = _PREFIX + self._fernet.rotate(v[len(_PREFIX):].encode()).decode()
-                except InvalidToken:
-                    raise MetalplaneError(
-                        f"driver_info/{k} was encrypted with another key than {self.key_file}"
-                    ) from None
-        return out
+        return self._each_sealed(info, lambda token: _PREFIX + self._fernet.rotate(
+            token).decode())
 
     def decrypt_driver_info(self, info: dict[str, Any]) -> dict[str, Any]:
         """Return ``info`` with secret values in clear text, for a driver to use. Only the
         secret keys are decrypted: a sealed value elsewhere stays sealed, so no field that
         is shown, logged or used as an address ever holds a secret in clear."""
+        def clear(token: bytes) -> str:
+            text = self._fernet.decrypt(token).decode()
+            with _seen_lock:
+                _seen_secrets.add(text)
+            return text
+        return self._each_sealed(info, clear)
+
+    def _each_sealed(self, info: dict[str, Any], fn: Callable[[bytes], str]
+                     ) -> dict[str, Any]:
+        """``info`` with ``fn(token)`` in place of each sealed value of a secret key.
+        Raises :class:`MetalplaneError` for a token no key here opens."""
         out = dict(info)
         for k, v in info.items():
             if is_secret_key(k) and isinstance(v, str) and v.startswith(_PREFIX):
                 try:
-                    clear = self._fernet.decrypt(v[len(_PREFIX):].encode()).decode()
+                    out[k] = fn(v[len(_PREFIX):].encode())
                 except InvalidToken:
                     raise MetalplaneError(
                         f"driver_info/{k} was encrypted with another key than {self.key_file}"
                     ) from None
-                out[k] = clear
-                with _seen_lock:
-                    _seen_secrets.add(clear)
         return out
 
 
