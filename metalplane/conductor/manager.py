@@ -61,6 +61,13 @@ T = TypeVar("T")
 SYNC_ERROR_PREFIX = "power state sync failed: "
 
 
+def _booting_agent(node: Node) -> bool:
+    """The node's ramdisk is booting or running: a state of the agent's and a boot of
+    the ramdisk prepared (its script is served, its lookup answered)."""
+    return (node.provision_state in AGENT_STATES
+            and bool((node.driver_internal_info or {}).get(agent_mod.BOOT_KEY)))
+
+
 @dataclasses.dataclass
 class _Periodic:
     name: str
@@ -408,8 +415,7 @@ class Conductor:
         """The iPXE script of a node booting into the agent. Raises :class:`NotFound` for a
         node that should not be booting the ramdisk now."""
         node = db_api.get_node(self.db, ident)
-        if (node.provision_state not in AGENT_STATES
-                or not (node.driver_internal_info or {}).get(agent_mod.BOOT_KEY)):
+        if not _booting_agent(node):
             raise NotFound(f"node {ident} is not booting the ramdisk agent")
         return agent_mod.ipxe_script(node, agent_mod.boot_url(self.settings),
                                      agent_mod.api_url(self.settings))
@@ -428,8 +434,7 @@ class Conductor:
         if len(found) != 1:
             raise NotFound(f"no single node has ports {', '.join(macs)}")
         node = db_api.node_by_id(self.db, found.pop())
-        if (node.provision_state not in AGENT_STATES
-                or not (node.driver_internal_info or {}).get(agent_mod.BOOT_KEY)):
+        if not _booting_agent(node):
             raise NotFound(f"node {node.uuid} is not waiting for an agent "
                            f"(it is {node.provision_state})")
         if node.provision_state not in states.WAIT_STATES:
