@@ -88,7 +88,14 @@ class Settings:
     cleaning_network: str = ""
     provisioning_network: str = ""
     rescuing_network: str = ""
-    network_sync_interval: float = 60.0  # switch drift repair
+    network_sync_interval: float = 60.0  # switch drift repair (and OVN's, with that backend)
+    # the network's control plane: "ovs" (the switch driver and dnsmasq alone) or "ovn"
+    # (OVN's Northbound database for logical switches, DHCP, routers and ACLs, plus the
+    # switch driver for the top-of-rack switch ports)
+    network_backend: str = "ovs"
+    ovn_nb_connection: str = ""  # OVSDB address of OVN's Northbound database
+    # chassis names (system-id) that host external ports and router gateways, by priority
+    ovn_gateway_chassis: str = ""
     # boot server and agent. The boot server (iPXE scripts, images, kernels, ramdisks) has
     # listeners of its own, bound to the provider networks' addresses (host:port, comma
     # separated) and/or a unix socket (the lab's namespaces); it never answers on the API's
@@ -149,6 +156,16 @@ class Settings:
             raise Invalid("parking_vlan must be a VLAN ID, 1-4094")
         if self.default_network_interface not in ("noop", "flat", "neutron"):
             raise Invalid("default_network_interface must be noop, flat or neutron")
+        if self.network_backend not in ("ovs", "ovn"):
+            raise Invalid(f"network_backend must be ovs or ovn, not {self.network_backend!r}")
+        if self.network_backend == "ovn":
+            if not self.ovn_nb_connection.startswith(("unix:", "tcp:", "ssl:")):
+                raise Invalid("network_backend ovn needs ovn_nb_connection, the Northbound "
+                              "database's OVSDB address: unix:/path, tcp:host:port or "
+                              "ssl:host:port")
+            if not self.gateway_chassis:
+                raise Invalid("network_backend ovn needs ovn_gateway_chassis: the chassis "
+                              "(system-id) that serve bare-metal ports, comma separated")
         if not 0 <= self.network_port <= 65535:
             raise Invalid("network_port must be a TCP port, 1-65535, or 0 for none")
         if self.network_port and self.network_port == self.port:
@@ -171,6 +188,11 @@ class Settings:
         if self.auth_strategy:
             return self.auth_strategy
         return "noauth" if self.on_loopback else "http_basic"
+
+    @property
+    def gateway_chassis(self) -> list[str]:
+        """``ovn_gateway_chassis`` as a list, highest priority first."""
+        return [c.strip() for c in self.ovn_gateway_chassis.split(",") if c.strip()]
 
     @property
     def boot_listen_addresses(self) -> list[str]:

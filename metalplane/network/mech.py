@@ -20,7 +20,7 @@ from metalplane.db.models import Network, NetworkSegment, Switch
 from metalplane.network.ovs import PortConfig
 from metalplane.network.switches import SwitchManager
 
-__all__ = ["Binding", "MechanismDriver", "OVSSwitchDriver", "PortContext"]
+__all__ = ["Binding", "MechanismDriver", "OVSSwitchDriver", "PortContext", "RouterState"]
 
 
 @dataclasses.dataclass
@@ -46,8 +46,61 @@ class Binding:
     vif_details: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
+@dataclasses.dataclass
+class RouterInterface:
+    """One port of a router on a subnet: ``cidr`` is the subnet's, ``ip_address`` the
+    router's address on it (the subnet's gateway for an internal interface)."""
+
+    port_id: str
+    mac_address: str
+    network_id: str
+    subnet_id: str
+    cidr: str
+    ip_address: str
+
+
+@dataclasses.dataclass
+class FloatingIP:
+    """A floating IP associated with a port: DNAT ``floating_ip_address`` to
+    ``fixed_ip_address`` of ``port_id`` (whose MAC is ``port_mac``)."""
+
+    id: str
+    floating_ip_address: str
+    fixed_ip_address: str
+    port_id: str
+    port_mac: str
+
+
+@dataclasses.dataclass
+class RouterState:
+    """Everything a datapath needs to realise one Neutron router: its internal interfaces,
+    its gateway port on an external network (with ``enable_snat``), its static routes
+    (``{"destination": CIDR, "nexthop": IP}``) and the floating IPs associated through it."""
+
+    id: str
+    name: str
+    admin_state_up: bool
+    interfaces: list[RouterInterface] = dataclasses.field(default_factory=list)
+    gateway: RouterInterface | None = None
+    gateway_next_hop: str | None = None  # the external subnet's gateway_ip
+    enable_snat: bool = True
+    routes: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    floating_ips: list[FloatingIP] = dataclasses.field(default_factory=list)
+
+
 class MechanismDriver(abc.ABC):
     name = ""
+    # whether this driver realises routers and floating IPs (Neutron's L3): the router
+    # API is served only when one does, as Neutron serves it only with an L3 plugin
+    supports_l3 = False
+
+    def router_postcommit(self, router: RouterState) -> None:
+        """After a router, its interfaces, gateway, routes or floating IPs changed: make the
+        datapath match ``router`` as a whole. Raises :class:`MetalplaneError` (503) when
+        the datapath cannot be reached."""
+
+    def delete_router_postcommit(self, router_id: str) -> None:
+        """After a router was deleted: remove what realised it."""
 
     def create_network_precommit(self, network: Network) -> None:
         """Inside the database transaction; raise to refuse the network."""
