@@ -9,6 +9,7 @@ APT_PACKAGES=(
     python3 python3-venv python3-dev gcc  # the Python environment
     postgresql                            # the several-conductor store; its tests use a real server
     openvswitch-switch                    # the top-of-rack switch of the tests and the lab
+    ovn-central ovn-host                  # OVN: the ovn backend (NB/SB, northd, controller)
     python3-openvswitch                   # its C JSON parser for OVSDB (see below)
     iproute2 iputils-ping ethtool         # namespaces, veth pairs, traffic checks
     dnsmasq-base isc-dhcp-client curl     # DHCP/TFTP for PXE, and a real client to test it

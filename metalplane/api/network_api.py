@@ -506,3 +506,15 @@ def register(app: FastAPI, conductor: Conductor) -> None:
     def sync_switches(request: Request) -> dict[str, Any]:
         policy.require(who(request), "metalplane:switch:sync")
         return {"repairs": conductor.sync_switches()}
+
+    @app.post("/v1/network/sync", tags=["switches"],
+              summary="Compare the datapaths with the database, and repair them")
+    def sync_network(request: Request,
+                     body: schemas.NetworkSyncRequest | None = None) -> dict[str, Any]:
+        """The top-of-rack switches and, with the ovn backend, OVN's Northbound database
+        against metalplane's database, as neutron-ovn-db-sync-util does: ``mode`` ``log``
+        reports the differences, ``repair`` (the default) also fixes them. 503 when OVN
+        cannot be reached."""
+        policy.require(who(request), "metalplane:network:sync")
+        mode = body.mode if body is not None else "repair"
+        return {"mode": mode, "differences": conductor.sync_network(mode == "repair")}

@@ -18,7 +18,7 @@ networks, extra DHCP options, security groups and rules).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -34,7 +34,8 @@ from pydantic_core import PydanticCustomError
 from metalplane.api.schemas_common import StrictishBool, printable
 
 __all__ = [
-    "NetworkCreateRequest", "NetworkUpdateRequest", "PortCreateRequest", "PortUpdateRequest",
+    "NetworkCreateRequest", "NetworkSyncRequest", "NetworkUpdateRequest", "PortCreateRequest",
+    "PortUpdateRequest",
     "SecurityGroupCreateRequest", "SecurityGroupRuleCreateRequest",
     "SecurityGroupUpdateRequest", "SubnetCreateRequest", "SubnetUpdateRequest",
     "plugin_body",
@@ -300,3 +301,10 @@ class SecurityGroupRuleCreate(NeutronAttributes):
 
 class SecurityGroupRuleCreateRequest(_Wrapper):
     security_group_rule: SecurityGroupRuleCreate
+
+
+class NetworkSyncRequest(BaseModel):
+    """``POST /v1/network/sync``: ``log`` reports drift, ``repair`` also fixes it."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["log", "repair"] = "repair"

@@ -283,6 +283,7 @@ RULES: dict[str, Rule] = {
     "metalplane:switch:create": _R(SYSTEM_ADMIN, "POST /v1/switches"),
     "metalplane:switch:delete": _R(SYSTEM_ADMIN, "DELETE /v1/switches/{id}"),
     "metalplane:switch:sync": _R(SYSTEM_ADMIN, "POST /v1/switches/sync"),
+    "metalplane:network:sync": _R(SYSTEM_ADMIN, "POST /v1/network/sync"),
     # networking; target: the resource (create: the project it is created in)
     "get_network": _R(READER_OR_PROJECT_READER | SHARED, "GET a network; lists"),
     "get_network:provider": _R(SYSTEM_READER, "provider:* attributes shown"),

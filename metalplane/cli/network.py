@@ -252,6 +252,21 @@ def switch_sync() -> None:
     console.print(f"{len(repairs)} port(s) repaired")
 
 
+@network_app.command("sync")
+def network_sync(
+    log_only: Annotated[bool, typer.Option(
+        "--log-only", help="Only report the differences; repair nothing.")] = False,
+) -> None:
+    """Compare the top-of-rack switches and OVN's Northbound database (ovn backend) with
+    metalplane's database, and repair them (neutron-ovn-db-sync-util's log and repair
+    modes). The server also does this at start and every network_sync_interval seconds."""
+    out = client().post("/v1/network/sync", {"mode": "log" if log_only else "repair"})
+    for line in out["differences"]:
+        console.print(line)
+    verb = "found" if log_only else "repaired"
+    console.print(f"{len(out['differences'])} difference(s) {verb}")
+
+
 # ---------------------------------------------------------------------------- VIFs
 @vif_app.command("attach")
 def vif_attach(node: str, vif: Annotated[str, typer.Argument(help="Network port ID.")]) -> None:

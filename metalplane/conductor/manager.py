@@ -100,7 +100,8 @@ class Conductor:
             _Periodic("power sync", settings.power_sync_interval, self.sync_power_states),
             _Periodic("wait timeouts", settings.timeout_check_interval, self.check_timeouts),
             _Periodic("orphan recovery", settings.heartbeat_timeout / 2, self._recover_dead),
-            _Periodic("switch drift repair", settings.network_sync_interval, self.sync_switches),
+            _Periodic("network drift repair", settings.network_sync_interval,
+                      self._sync_network_quietly),
         ]
 
     # ------------------------------------------------------------------ life of the process
@@ -525,6 +526,18 @@ class Conductor:
         except Exception:
             LOG.exception("switch drift repair failed")
             return []
+
+    def sync_network(self, repair: bool = True) -> list[str]:
+        """Drift repair of the switches and, with the ovn backend, OVN's NB database; with
+        ``repair`` False, only report. Raises :class:`MetalplaneError` when OVN cannot be
+        reached (the periodic run logs it)."""
+        return self.network.sync(repair)
+
+    def _sync_network_quietly(self) -> None:
+        try:
+            self.sync_network()
+        except Exception:
+            LOG.exception("network drift repair failed")
 
     def sync_power_states(self) -> None:
         """Read every idle node's power state from its BMC and record changes. Runs on the

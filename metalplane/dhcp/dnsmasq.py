@@ -172,11 +172,20 @@ class DnsmasqServer:
         with self._lock:
             self._start_locked()
 
-    def _start_locked(self) -> None:
+    def start_tftp(self) -> None:
+        """Start only the TFTP dnsmasq (idempotent): DHCP comes from elsewhere (OVN).
+        Raises :class:`DhcpError` if it exits at once."""
+        with self._lock:
+            self._start_tftp_locked()
+
+    def _start_tftp_locked(self) -> None:
         tftp = self.tftp_command()
         if tftp and (self._tftp is None or self._tftp.poll() is not None):
             self.dir.mkdir(parents=True, exist_ok=True)
             self._tftp = self._spawn(tftp, self.dir / "tftp.log", "tftp")
+
+    def _start_locked(self) -> None:
+        self._start_tftp_locked()
         if self._proc is not None and self._proc.poll() is None:
             return
         for d in (self.hosts_dir, self.opts_dir, self.tmp_dir):

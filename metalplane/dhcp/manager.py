@@ -3,7 +3,9 @@
 ``dhcp_bindings`` is ``network=netns:interface`` pairs, comma separated (``netns`` empty
 for the host's own namespace), e.g. ``provisioning=mplab-svc-prov:eth0``. Networks without
 a binding get no DHCP from metalplane. Instances start on first use and stop with the
-conductor.
+conductor. With the ``ovn`` network backend, OVN answers DHCP itself: dnsmasq then serves
+only TFTP (``--port=0``, no DHCP range) on each bound interface, for PXE firmware that
+loads ``undionly.kpxe``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class DhcpManager:
         self.bindings = parse_bindings(settings.dhcp_bindings)
         self._servers: dict[str, DnsmasqServer] = {}
         self._lock = threading.Lock()
+        self.tftp_only = settings.network_backend == "ovn"
 
     def serves(self, *names: str) -> str | None:
         """The binding key among ``names`` (a network's name or id), if any."""
@@ -55,6 +58,10 @@ class DhcpManager:
 
     def add(self, key: str, cidr: str, port_id: str, mac: str, ip: str | None,
             opts: list[dict[str, Any]]) -> None:
+        """Serve ``mac`` its address and options (TFTP-only: make sure TFTP runs)."""
+        if self.tftp_only:
+            self.server(key, cidr).start_tftp()
+            return
         self.server(key, cidr).add_host(port_id, mac, ip, opts)
 
     def remove(self, key: str, mac: str) -> None:

@@ -211,6 +211,8 @@ class NetworkInterface(abc.ABC):
         node = task.node
         todo = []
         for obj, members, vif in self._tenant_ports(node):
+            if vif.binding_vif_type in ("unbound", "binding_failed"):
+                self.plugin.set_mac_address(vif.id, obj.address or members[0].address)
             vif = self.plugin.update_port(vif.id, {
                 "binding:vnic_type": "baremetal", "binding:profile": self._profile(obj, members),
                 "device_id": node.uuid, "device_owner": "baremetal:none"})

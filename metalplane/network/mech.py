@@ -16,7 +16,7 @@ from collections import defaultdict
 from typing import Any
 
 from metalplane.common.exceptions import Invalid
-from metalplane.db.models import Network, NetworkSegment, Switch
+from metalplane.db.models import Network, NetworkPort, NetworkSegment, Subnet, Switch
 from metalplane.network.ovs import PortConfig
 from metalplane.network.switches import SwitchManager
 
@@ -106,7 +106,38 @@ class MechanismDriver(abc.ABC):
         """Inside the database transaction; raise to refuse the network."""
 
     def create_network_postcommit(self, network: Network) -> None:
-        """After the commit."""
+        """After the commit. Raising undoes the network."""
+
+    def delete_network_postcommit(self, network: Network, subnet_ids: list[str]) -> None:
+        """After ``network`` and its subnets ``subnet_ids`` were deleted."""
+
+    def subnet_postcommit(self, subnet: Subnet) -> None:
+        """After a subnet was created or changed."""
+
+    def delete_subnet_postcommit(self, subnet: Subnet) -> None:
+        """After a subnet was deleted."""
+
+    def port_postcommit(self, port: NetworkPort) -> None:
+        """After a port was created or changed (its fields; binding has its own hooks).
+        Raising at creation undoes the port."""
+
+    def delete_port_postcommit(self, port: NetworkPort) -> None:
+        """After a port was deleted."""
+
+    def bind_ports(self, ports: list[NetworkPort]) -> None:
+        """After the switch changes of binding ``ports`` were applied, before the binding
+        is recorded; raising fails the binding (the switch changes are undone)."""
+
+    def unbind_ports(self, ports: list[NetworkPort]) -> None:
+        """After the switch changes of unbinding ``ports`` were applied."""
+
+    def sync(self, repair: bool) -> list[str]:
+        """Compare the datapath with the database: one line per difference, each repaired
+        if ``repair``."""
+        return []
+
+    def close(self) -> None:
+        """Release connections."""
 
     @abc.abstractmethod
     def bind_port(self, ctx: PortContext) -> Binding | None:

@@ -41,6 +41,7 @@ from metalplane.network.mech import (
     PortContext,
     group_changes,
 )
+from metalplane.network.ovn_mech import OVNMechanismDriver
 from metalplane.network.ovs import PortConfig, SwitchError
 from metalplane.network.switches import SwitchManager
 from metalplane.network.types import TypeManager
@@ -97,9 +98,28 @@ class NetworkPlugin:
         self.types = TypeManager(settings)
         self.switches = SwitchManager(db, settings.parking_vlan)
         self.mechanism_drivers: list[MechanismDriver] = [OVSSwitchDriver(self.switches)]
+        if settings.network_backend == "ovn":
+            self.mechanism_drivers.append(OVNMechanismDriver(settings, self))
 
     def close(self) -> None:
         self.switches.close()
+        for drv in self.mechanism_drivers:
+            drv.close()
+
+    def _postcommit(self, hook: str, *args: Any) -> None:
+        """Run mechanism driver hook ``hook``; a datapath that fails raises
+        :class:`MetalplaneError` (503)."""
+        for drv in self.mechanism_drivers:
+            getattr(drv, hook)(*args)
+
+    def sync(self, repair: bool = True) -> list[str]:
+        """Drift between the database and the datapaths (top-of-rack switches, and OVN's
+        Northbound database with that backend): one line per difference, repaired if
+        ``repair``. Raises :class:`MetalplaneError` when OVN cannot be reached."""
+        lines = self.switches.sync() if repair else []
+        for drv in self.mechanism_drivers:
+            lines += drv.sync(repair)
+        return lines
 
     def _rows_by_id_or_name(self, model: Any, ident: str) -> list[Any]:
         """The row whose id is ``ident``, else those so named (detached)."""
@@ -146,8 +166,11 @@ class NetworkPlugin:
                 if wanted is not None and wanted.segmentation_id is not None:
                     raise
                 continue
-            for drv in self.mechanism_drivers:
-                drv.create_network_postcommit(net)
+            try:
+                self._postcommit("create_network_postcommit", net)
+            except MetalplaneError:
+                db_net.delete_network(self.db, net.id)  # ML2: a failed postcommit undoes it
+                raise
             LOG.info("network %s (%s) created on %s %s %s", net.name, net_id,
                      seg.network_type, seg.physical_network or "", seg.segmentation_id or "")
             return net
@@ -183,7 +206,9 @@ class NetworkPlugin:
     def delete_network(self, ident: str) -> None:
         """Raises :class:`Conflict` while ports use the network."""
         net = self.get_network(ident)
+        subnet_ids = [s.id for s in self.list_subnets({"network_id": net.id})]
         db_net.delete_network(self.db, net.id)
+        self._postcommit("delete_network_postcommit", net, subnet_ids)
 
     # ================================================================ subnets
     def create_subnet(self, body: dict[str, Any]) -> Subnet:
@@ -204,7 +229,13 @@ class NetworkPlugin:
                     "description": str(body.get("description") or ""),
                     **ipam.validate_subnet(body, others)}
 
-        return db_net.create_subnet(self.db, net.id, make)
+        sub = db_net.create_subnet(self.db, net.id, make)
+        try:
+            self._postcommit("subnet_postcommit", sub)
+        except MetalplaneError:
+            db_net.delete_subnet(self.db, sub.id)
+            raise
+        return sub
 
     def get_subnet(self, ident: str) -> Subnet:
         sub: Subnet = self._by_id_or_name(Subnet, ident, "Subnet")
@@ -252,11 +283,14 @@ class NetworkPlugin:
             db_net.update_subnet(self.db, sub.id, change)
         except NotFound:
             raise NotFound(f"Subnet {ident} could not be found.") from None
-        return self.get_subnet(sub.id)
+        sub = self.get_subnet(sub.id)
+        self._postcommit("subnet_postcommit", sub)
+        return sub
 
     def delete_subnet(self, ident: str) -> None:
         sub = self.get_subnet(ident)
         db_net.delete_subnet(self.db, sub.id)
+        self._postcommit("delete_subnet_postcommit", sub)
 
     # ================================================================ ports
     def _fixed_ips(self, reads: db_net.PortReads, net: Network, requested: Any,
@@ -375,6 +409,11 @@ class NetworkPlugin:
 
         db_net.create_port(self.db, values, prepare)  # checks and inserts: one transaction
         port = self.get_port(port_id)
+        try:
+            self._postcommit("port_postcommit", port)
+        except MetalplaneError:
+            db_net.delete_port(self.db, port_id)
+            raise
         if not port.binding_host_id:
             return port
         self._bind_recorded(port)
@@ -383,6 +422,15 @@ class NetworkPlugin:
     def get_port(self, ident: str) -> NetworkPort:
         port: NetworkPort = self._by_id_or_name(NetworkPort, ident, "Port")
         return port
+
+    def fixed_ips_of(self, port_ids: list[str]) -> list[dict[str, str]]:
+        """``{"port_id", "subnet_id", "ip_address"}`` of every address of ``port_ids``
+        (one query)."""
+        if not port_ids:
+            return []
+        return [{"port_id": a.port_id, "subnet_id": a.subnet_id, "ip_address": a.ip_address}
+                for a in db_api.rows_where(self.db, IPAllocation, order_by=("id",),
+                                           port_id=list(port_ids))]
 
     def fixed_ips(self, port_id: str) -> list[dict[str, str]]:
         return [{"subnet_id": a.subnet_id, "ip_address": a.ip_address}
@@ -428,6 +476,22 @@ class NetworkPlugin:
         if binding_changed and port.binding_host_id:
             self._bind_recorded(port)
             return self.get_port(port.id)
+        self._postcommit("port_postcommit", port)
+        return port
+
+    def set_mac_address(self, port_id: str, mac: str) -> NetworkPort:
+        """Give an unbound port the MAC of the NIC it will be bound to (as Ironic does for a
+        VIF it attaches: OVN answers an external port by its MAC). Raises
+        :class:`Conflict` for a bound port or a MAC taken on the network, :class:`Invalid`
+        for a malformed MAC."""
+        port = self.get_port(port_id)
+        mac = self._mac(mac)
+        if mac == port.mac_address:
+            return port
+        if port.binding_vif_type not in ("unbound", "binding_failed"):
+            raise Conflict(f"port {port.id} is bound: its MAC address cannot change")
+        port = db_api.update_row(self.db, NetworkPort, port.id, {"mac_address": mac}, "Port")
+        self._postcommit("port_postcommit", port)
         return port
 
     def delete_port(self, ident: str) -> None:
@@ -436,6 +500,7 @@ class NetworkPlugin:
         if port.binding_vif_type not in ("unbound", "binding_failed"):
             self.unbind(port)
         db_net.delete_port(self.db, port.id)
+        self._postcommit("delete_port_postcommit", port)
 
     # ================================================================ binding
     def _context(self, port: NetworkPort,
@@ -529,6 +594,16 @@ class NetworkPlugin:
         except SwitchError as exc:
             self._set_bindings(failed)
             raise BindingFailed(f"binding failed: {exc.message}", 503) from None
+        try:
+            self._postcommit("bind_ports", ports)
+        except MetalplaneError as exc:
+            try:  # the wire goes back to where nothing reaches it
+                self._switch_unbind(ports, nets)
+            except SwitchError as undo:
+                LOG.error("could not undo the switch change of a failed binding: %s",
+                          undo.message)
+            self._set_bindings(failed)
+            raise BindingFailed(f"binding failed: {exc.message}", 503) from None
         self._set_bindings([(p.id, b.vif_type, {**b.vif_details, "driver": b.driver}, "ACTIVE")
                             for p, b in zip(ports, bindings, strict=True)])
         for p, b in zip(ports, bindings, strict=True):
@@ -542,9 +617,19 @@ class NetworkPlugin:
         self.unbind_many([port])
 
     def unbind_many(self, ports: list[NetworkPort]) -> None:
-        """Unbind several ports, one transaction per switch. Raises :class:`BindingFailed`."""
+        """Unbind several ports, one transaction per switch (and one for OVN). Raises
+        :class:`BindingFailed`; the ports keep their binding then."""
+        try:
+            self._switch_unbind(ports, {})
+            self._postcommit("unbind_ports", ports)
+        except MetalplaneError as exc:  # a switch, or OVN
+            raise BindingFailed(f"unbinding failed: {exc.message}", 503) from None
+        self._set_bindings([(p.id, "unbound", {}, "DOWN") for p in ports])
+
+    def _switch_unbind(self, ports: list[NetworkPort],
+                       nets: dict[str, tuple[Network, NetworkSegment | None]]) -> None:
+        """Park the switch ports of ``ports``. Raises :class:`SwitchError`."""
         bindings: list[Binding] = []
-        nets: dict[str, tuple[Network, NetworkSegment | None]] = {}
         with self.switches.cached_lookups():
             for p in ports:
                 ctx = self._context(p, nets)
@@ -556,11 +641,7 @@ class NetworkPlugin:
                     break
         owners: dict[str, str | None] = {c.name: None for b in bindings
                                          for _, cfgs in b.changes.values() for c in cfgs}
-        try:
-            self._apply_all(group_changes(bindings), owners)
-        except SwitchError as exc:
-            raise BindingFailed(f"unbinding failed: {exc.message}", 503) from None
-        self._set_bindings([(p.id, "unbound", {}, "DOWN") for p in ports])
+        self._apply_all(group_changes(bindings), owners)
 
     def mark_bound_without_switch(self, port: NetworkPort, host: str) -> None:
         """A binding that needs no switch change (the flat network interface)."""

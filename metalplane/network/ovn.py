@@ -1,0 +1,369 @@
+"""OVN's Northbound database through ovsdbapp, with one transaction per change set.
+
+The OVN mechanism driver (:mod:`metalplane.network.ovn_mech`) describes what the NB database
+should hold for the networks, subnets and ports it was told about as plain rows
+(:class:`LogicalSwitch`, :class:`DhcpOptions`, :class:`LogicalSwitchPort`, ...) collected in a
+:class:`ChangeSet`; :meth:`Northbound.apply` writes a whole change set in one NB transaction:
+all of it or nothing. Names follow ML2/OVN's, so an operator's ``ovn-nbctl show`` reads as it
+does under Neutron: a network is the Logical_Switch ``neutron-<network id>``, a port the
+Logical_Switch_Port named by its id, a provider segment the localnet port
+``provnet-<segment id>``, a subnet's DHCP options the DHCP_Options row whose
+``external_ids:subnet_id`` names it (a port with ``extra_dhcp_opts`` has its own row with
+``external_ids:port_id`` too). Sources: ovn-nb(5) (Logical_Switch_Port ``type`` external and
+localnet, ``ha_chassis_group``, DHCP_Options and the types of its options), ovn-architecture(7),
+ovsdbapp's OVN_Northbound API.
+
+The connection is persistent; ovsdbapp's IDL reconnects by itself after the database server
+restarts and a transaction waits (up to ``timeout`` seconds) for it. A change set that cannot
+be committed raises :class:`OVNError` (HTTP 503) and leaves the database as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+from ovsdbapp.backend.ovs_idl import command as ovs_command
+from ovsdbapp.backend.ovs_idl import connection, idlutils
+from ovsdbapp.schema.ovn_northbound import impl_idl
+
+from metalplane.common.exceptions import MetalplaneError
+from metalplane.network.ovs import _Idl
+
+__all__ = ["ChangeSet", "DhcpOptions", "HAChassisGroup", "LogicalSwitch", "LogicalSwitchPort",
+           "Northbound", "OVNError", "dhcp_key", "dhcp_options_from_extra", "ovn_option_value"]
+
+LOG = logging.getLogger(__name__)
+
+# ovn-nb(5), "DHCP Options": options of type ``str`` (and ``domains``) are strings that must
+# be quoted inside the value; ``host_id`` (tftp_server) takes an address or a quoted string.
+STRING_OPTIONS = frozenset({
+    "bootfile_name", "bootfile_name_alt", "domain_name", "path_prefix", "hostname", "wpad",
+    "tftp_server", "domain_search_list", "broadcast_address_str"})
+
+# Neutron's extra_dhcp_opts names (dnsmasq's, as Ironic sends them) to OVN's DHCP options,
+# as ML2/OVN maps them. ``tag:ipxe,bootfile-name`` goes to an iPXE client: OVN sends
+# ``bootfile_name`` when the request carries iPXE's option 175 and ``bootfile_name_alt``
+# otherwise (ovn-nb(5), "bootfile_name_alt"), so plain PXE firmware (``tag:!ipxe``) gets the
+# alternative.
+NEUTRON_TO_OVN = {
+    "bootfile-name": "bootfile_name", "67": "bootfile_name",
+    "tag:ipxe,bootfile-name": "bootfile_name", "tag:!ipxe,bootfile-name": "bootfile_name_alt",
+    "tftp-server": "tftp_server", "66": "tftp_server",
+    "tftp-server-address": "tftp_server_address", "150": "tftp_server_address",
+    "server-ip-address": "next_server",
+    "router": "router", "3": "router", "dns-server": "dns_server", "6": "dns_server",
+    "domain-name": "domain_name", "15": "domain_name", "domain-search": "domain_search_list",
+    "119": "domain_search_list", "mtu": "mtu", "26": "mtu", "lease-time": "lease_time",
+    "51": "lease_time", "ntp-server": "ntp_server", "42": "ntp_server",
+    "classless-static-route": "classless_static_route", "121": "classless_static_route",
+    "arp-timeout": "arp_cache_timeout", "35": "arp_cache_timeout",
+    "default-ttl": "default_ttl", "23": "default_ttl", "ip-forward-enable": "ip_forward_enable",
+    "19": "ip_forward_enable", "path-prefix": "path_prefix", "210": "path_prefix",
+    "log-server": "log_server", "7": "log_server", "wpad": "wpad", "252": "wpad",
+}
+HA_GROUP = "default_ha_chassis_group"  # ML2/OVN's group of external ports
+
+
+class OVNError(MetalplaneError):
+    """OVN's Northbound database could not be reached or refused a change (HTTP 503);
+    nothing of the change set was applied."""
+
+    code = 503
+    retryable = True
+
+
+def ovn_option_value(name: str, value: str) -> str:
+    """``value`` as OVN stores DHCP option ``name``: string options quoted (ovn-nb(5))."""
+    value = str(value)
+    if name in STRING_OPTIONS:  # tftp_server too: unquoted, an address went out as 4 bytes
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if "," in value and not value.startswith("{"):
+        return "{" + value + "}"  # a list of addresses: dns_server={a, b}
+    return value
+
+
+def dhcp_options_from_extra(extra: list[dict[str, Any]]) -> tuple[dict[str, str], list[str]]:
+    """Neutron ``extra_dhcp_opts`` (IPv4 ones) as OVN DHCP options; second, the names OVN
+    has no option for (ML2/OVN ignores those too)."""
+    out: dict[str, str] = {}
+    skipped: list[str] = []
+    for opt in extra:
+        if int(opt.get("ip_version") or 4) != 4:
+            continue
+        key = ",".join(p.strip() for p in str(opt["opt_name"]).split(","))
+        name = NEUTRON_TO_OVN.get(key)
+        if name is None:
+            skipped.append(key)
+            continue
+        out[name] = ovn_option_value(name, str(opt["opt_value"]))
+    return out, skipped
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalnetPort:
+    """The localnet port of a VLAN or flat network: its ``physnet`` (``network_name``,
+    mapped to a bridge by ``ovn-bridge-mappings`` on the chassis) and VLAN ``tag``."""
+
+    name: str
+    physnet: str
+    tag: int | None
+
+
+@dataclasses.dataclass
+class LogicalSwitch:
+    name: str
+    external_ids: dict[str, str]
+    localnet: LocalnetPort | None = None
+    other_config: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class DhcpOptions:
+    """One DHCP_Options row: a subnet's (``port_id`` empty) or a port's own."""
+
+    subnet_id: str
+    port_id: str
+    cidr: str
+    options: dict[str, str]
+    external_ids: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.subnet_id, self.port_id)
+
+
+@dataclasses.dataclass
+class LogicalSwitchPort:
+    """A Logical_Switch_Port. ``dhcpv4``: the key of its DHCP_Options row, None for no
+    DHCP answer. ``ha_chassis_group``: for ``type`` external, the group hosting it."""
+
+    name: str
+    switch: str
+    type: str = ""
+    addresses: list[str] = dataclasses.field(default_factory=list)
+    port_security: list[str] = dataclasses.field(default_factory=list)
+    options: dict[str, str] = dataclasses.field(default_factory=dict)
+    dhcpv4: tuple[str, str] | None = None
+    ha_chassis_group: str | None = None
+    external_ids: dict[str, str] = dataclasses.field(default_factory=dict)
+    enabled: bool = True
+
+
+@dataclasses.dataclass
+class HAChassisGroup:
+    """An HA_Chassis_Group: ``chassis`` as ``(chassis name, priority)``."""
+
+    name: str
+    chassis: list[tuple[str, int]]
+
+
+@dataclasses.dataclass
+class ChangeSet:
+    """Rows to create or bring to the given state, and rows to delete, applied together.
+    A port to delete is ``(switch name, port name)``; a DHCP_Options row by its key."""
+
+    groups: list[HAChassisGroup] = dataclasses.field(default_factory=list)
+    switches: list[LogicalSwitch] = dataclasses.field(default_factory=list)
+    dhcp: list[DhcpOptions] = dataclasses.field(default_factory=list)
+    ports: list[LogicalSwitchPort] = dataclasses.field(default_factory=list)
+    del_ports: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    del_dhcp: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    del_switches: list[str] = dataclasses.field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return any(dataclasses.astuple(self))
+
+    def extend(self, other: ChangeSet) -> None:
+        for f in dataclasses.fields(self):
+            getattr(self, f.name).extend(getattr(other, f.name))
+
+
+def dhcp_key(row: Any) -> tuple[str, str] | None:
+    """The (subnet id, port id) a DHCP_Options row was written for; None if not ours."""
+    ids = row.external_ids
+    if "subnet_id" not in ids:
+        return None
+    return (ids["subnet_id"], ids.get("port_id", ""))
+
+
+def _get(row: Any, column: str, default: Any) -> Any:
+    """A column's value; ``default`` for a row inserted in this transaction and not
+    written yet (the IDL has no value for it)."""
+    try:
+        return getattr(row, column)
+    except AttributeError:
+        return default
+
+
+def _set_if(row: Any, column: str, value: Any) -> None:
+    """Write a column only when it differs: an unchanged write still costs OVSDB work."""
+    if _get(row, column, None) != value:
+        setattr(row, column, value)
+
+
+class _Apply(ovs_command.BaseCommand):  # type: ignore[misc]
+    """One command that brings every row of a change set to its wanted state."""
+
+    def __init__(self, api: Any, change: ChangeSet) -> None:
+        super().__init__(api)
+        self.change = change
+
+    def _switch(self, name: str) -> Any:
+        return idlutils.row_by_value(self.api.idl, "Logical_Switch", "name", name, None)
+
+    def _lsp(self, name: str) -> Any:
+        return idlutils.row_by_value(self.api.idl, "Logical_Switch_Port", "name", name, None)
+
+    def run_idl(self, txn: Any) -> None:
+        c = self.change
+        tables = self.api._tables
+        groups: dict[str, Any] = {}
+        for g in c.groups:
+            row = idlutils.row_by_value(self.api.idl, "HA_Chassis_Group", "name", g.name, None)
+            if row is None:
+                row = txn.insert(tables["HA_Chassis_Group"])
+                row.name = g.name
+            have = sorted((h.chassis_name, h.priority) for h in _get(row, "ha_chassis", []))
+            if have != sorted(g.chassis):
+                members = []
+                for chassis, prio in g.chassis:
+                    h = txn.insert(tables["HA_Chassis"])
+                    h.chassis_name = chassis
+                    h.priority = prio
+                    members.append(h)
+                row.ha_chassis = members
+            groups[g.name] = row
+        switches: dict[str, Any] = {}
+        for ls in c.switches:
+            row = self._switch(ls.name)
+            if row is None:
+                row = txn.insert(tables["Logical_Switch"])
+                row.name = ls.name
+            _set_if(row, "external_ids", ls.external_ids)
+            _set_if(row, "other_config", ls.other_config)
+            if ls.localnet is not None:
+                ln = self._lsp(ls.localnet.name)
+                if ln is None:
+                    ln = txn.insert(tables["Logical_Switch_Port"])
+                    ln.name = ls.localnet.name
+                    row.addvalue("ports", ln)
+                _set_if(ln, "type", "localnet")
+                _set_if(ln, "addresses", ["unknown"])
+                _set_if(ln, "options", {"network_name": ls.localnet.physnet})
+                _set_if(ln, "tag", [ls.localnet.tag] if ls.localnet.tag is not None else [])
+            switches[ls.name] = row
+        dhcp: dict[tuple[str, str], Any] = {}
+        if c.dhcp or c.del_dhcp or any(p.dhcpv4 for p in c.ports):
+            for r in tables["DHCP_Options"].rows.values():
+                key = dhcp_key(r)
+                if key is not None:
+                    dhcp[key] = r
+        for d in c.dhcp:
+            row = dhcp.get(d.key)
+            if row is None:
+                row = txn.insert(tables["DHCP_Options"])
+                dhcp[d.key] = row
+            _set_if(row, "cidr", d.cidr)
+            _set_if(row, "options", d.options)
+            ids = {**d.external_ids, "subnet_id": d.subnet_id,
+                   **({"port_id": d.port_id} if d.port_id else {})}
+            _set_if(row, "external_ids", ids)
+        for p in c.ports:
+            ls = switches.get(p.switch) or self._switch(p.switch)
+            if ls is None:
+                raise OVNError(f"logical switch {p.switch} of port {p.name} does not exist")
+            switches[p.switch] = ls
+            row = self._lsp(p.name)
+            if row is None:
+                row = txn.insert(tables["Logical_Switch_Port"])
+                row.name = p.name
+                ls.addvalue("ports", row)
+            _set_if(row, "type", p.type)
+            _set_if(row, "addresses", p.addresses)
+            _set_if(row, "port_security", p.port_security)
+            _set_if(row, "options", p.options)
+            _set_if(row, "external_ids", p.external_ids)
+            _set_if(row, "enabled", [p.enabled])
+            want_dhcp = [dhcp[p.dhcpv4]] if p.dhcpv4 and p.dhcpv4 in dhcp else []
+            if [r.uuid for r in _get(row, "dhcpv4_options", [])] != [r.uuid for r in want_dhcp]:
+                row.dhcpv4_options = want_dhcp
+            if p.ha_chassis_group:
+                g = groups.get(p.ha_chassis_group) or idlutils.row_by_value(
+                    self.api.idl, "HA_Chassis_Group", "name", p.ha_chassis_group, None)
+                if g is None:
+                    raise OVNError(f"HA chassis group {p.ha_chassis_group} does not exist")
+                have_group = _get(row, "ha_chassis_group", [])
+                if not have_group or have_group[0].uuid != g.uuid:
+                    row.ha_chassis_group = [g]
+            elif _get(row, "ha_chassis_group", []):
+                row.ha_chassis_group = []
+        for switch, name in c.del_ports:
+            row = self._lsp(name)
+            if row is None:
+                continue
+            ls = switches.get(switch) or self._switch(switch)
+            if ls is not None:
+                ls.delvalue("ports", row)
+            row.delete()
+        for key in c.del_dhcp:
+            row = dhcp.get(key)
+            if row is not None:
+                row.delete()
+        for name in c.del_switches:
+            row = self._switch(name)
+            if row is not None:
+                row.delete()
+
+
+class Northbound:
+    """A persistent connection to OVN's Northbound database at ``address``
+    (``unix:/path``, ``tcp:host:port``, ``ssl:host:port``).
+
+    Raises :class:`OVNError` when the database cannot be reached in ``timeout`` seconds.
+    """
+
+    def __init__(self, address: str, timeout: float = 10.0) -> None:
+        self.address = address
+        try:
+            helper = idlutils.get_schema_helper(address, "OVN_Northbound")
+        except Exception as exc:
+            raise OVNError(f"cannot reach OVN's Northbound database at {address}: "
+                           f"{exc}") from None
+        helper.register_all()
+        self._conn = connection.Connection(idl=_Idl(address, helper), timeout=int(timeout))
+        # ovsdbapp keeps the connection in a class attribute shared by every instance of a
+        # class: a class of its own keeps this connection this instance's (see ovs.py)
+        api_class = type("OvnNbApi", (impl_idl.OvnNbApiIdlImpl,), {"_ovsdb_connection": None})
+        try:
+            self.api = api_class(self._conn)
+        except Exception as exc:
+            self.close()
+            raise OVNError(f"cannot use OVN's Northbound database at {address}: "
+                           f"{exc}") from None
+        self.transactions = 0  # NB transactions committed (or tried)
+
+    def apply(self, change: ChangeSet) -> None:
+        """Write ``change`` in one transaction: all or nothing. Raises :class:`OVNError`."""
+        if not change:
+            return
+        self.transactions += 1
+        try:
+            with self.api.transaction(check_error=True) as txn:
+                txn.add(_Apply(self.api, change))
+        except OVNError:
+            raise
+        except Exception as exc:
+            raise OVNError(f"OVN's Northbound database at {self.address} refused the "
+                           f"change: {exc}") from None
+
+    def rows(self, table: str) -> list[Any]:
+        """The rows of ``table`` as the connection sees them now (read-only)."""
+        return list(self.api.tables[table].rows.values())
+
+    def close(self) -> None:
+        try:
+            self._conn.stop(timeout=5)
+        except Exception:
+            LOG.debug("closing the NB connection to %s failed", self.address, exc_info=True)

@@ -1,0 +1,382 @@
+"""The ``ovn`` mechanism driver: networks, subnets and ports as OVN Northbound rows.
+
+As ML2/OVN does it (``neutron/plugins/ml2/drivers/ovn``), with the rows of
+:mod:`metalplane.network.ovn`:
+
+* a network is a Logical_Switch; a VLAN or flat network also gets a localnet port on its
+  physical network (with the VLAN as ``tag``), which a chassis with an
+  ``ovn-bridge-mappings`` entry for that physnet plugs into its provider bridge;
+* a subnet with DHCP enabled is a DHCP_Options row: OVN's native DHCP answers for ports
+  that point at it (``server_id`` the gateway, ``router``, ``dns_server``, ``mtu``,
+  ``lease_time``, ``classless_static_route`` from ``host_routes``); a port with
+  ``extra_dhcp_opts`` gets a row of its own, the subnet's options plus its own (PXE's
+  ``bootfile_name``/``bootfile_name_alt``/``tftp_server``);
+* a port is a Logical_Switch_Port with its MAC and fixed IPs as addresses and port
+  security. A bound bare-metal port (``binding:vnic_type`` baremetal) is of type
+  ``external``: the chassis of the HA_Chassis_Group ``default_ha_chassis_group`` (the
+  configured gateway chassis, by priority) answer its DHCP and ARP and route for it, the
+  node's frames reaching them through the localnet port. Unbound, it is a plain port no
+  chassis claims: nothing answers the node then, and a provider-network port exists only
+  while its node is inspected, cleaned or deployed.
+
+The switch driver still sets the top-of-rack VLAN of the node's switch port: both drivers
+bind the same port, one for the physical wire, one for OVN.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import threading
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+from metalplane.common.config import Settings
+from metalplane.db.models import Network, NetworkPort, NetworkSegment, Subnet
+from metalplane.network.mech import Binding, MechanismDriver, PortContext
+from metalplane.network.ovn import (
+    HA_GROUP,
+    ChangeSet,
+    DhcpOptions,
+    HAChassisGroup,
+    LocalnetPort,
+    LogicalSwitch,
+    LogicalSwitchPort,
+    Northbound,
+    dhcp_key,
+    dhcp_options_from_extra,
+    ovn_option_value,
+)
+
+if TYPE_CHECKING:
+    from metalplane.network.plugin import NetworkPlugin
+
+__all__ = ["OVNMechanismDriver", "ls_name"]
+
+LOG = logging.getLogger(__name__)
+LEASE_TIME = 43200  # s, ML2/OVN's default (Neutron's dhcp_lease_duration)
+
+
+def ls_name(network_id: str) -> str:
+    """The Logical_Switch of a network: ``neutron-<network id>`` (ML2/OVN's name)."""
+    return f"neutron-{network_id}"
+
+
+def _server_mac(subnet_id: str) -> str:
+    """A stable locally administered MAC for a subnet's DHCP server (fa:16:3e: prefix, as
+    Neutron's base_mac)."""
+    h = hashlib.sha256(subnet_id.encode()).digest()
+    return "fa:16:3e:" + ":".join(f"{b:02x}" for b in h[:3])
+
+
+class _Batch:
+    """Networks, segments and subnets read once for a batch of ports."""
+
+    def __init__(self, plugin: NetworkPlugin) -> None:
+        self.plugin = plugin
+        self.nets: dict[str, tuple[Network, NetworkSegment | None]] = {}
+        self.subnets: dict[str, list[Subnet]] = {}
+
+    def network(self, net_id: str) -> tuple[Network, NetworkSegment | None]:
+        if net_id not in self.nets:
+            self.nets[net_id] = (self.plugin.get_network(net_id), self.plugin.segment(net_id))
+        return self.nets[net_id]
+
+    def subnets_of(self, net_id: str) -> list[Subnet]:
+        if net_id not in self.subnets:
+            self.subnets[net_id] = self.plugin.list_subnets({"network_id": net_id})
+        return self.subnets[net_id]
+
+
+class OVNMechanismDriver(MechanismDriver):
+    """OVN's Northbound database as the network's control plane (see the module's note).
+
+    Every hook turns its objects into one :class:`~metalplane.network.ovn.ChangeSet`
+    applied in one NB transaction; a failure raises :class:`OVNError` (503)."""
+
+    name = "ovn"
+
+    def __init__(self, settings: Settings, plugin: NetworkPlugin) -> None:
+        self.settings = settings
+        self.plugin = plugin
+        self._nb: Northbound | None = None
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------- the connection
+    @property
+    def nb(self) -> Northbound:
+        """The (lazily opened) NB connection. Raises :class:`OVNError`."""
+        with self._lock:
+            if self._nb is None:
+                self._nb = Northbound(self.settings.ovn_nb_connection)
+            return self._nb
+
+    def apply(self, change: ChangeSet) -> None:
+        """Apply ``change`` in one NB transaction. Raises :class:`OVNError`."""
+        self.nb.apply(change)
+
+    def close(self) -> None:
+        with self._lock:
+            nb, self._nb = self._nb, None
+        if nb is not None:
+            nb.close()
+
+    # ---------------------------------------------------------------- rows
+    def ha_group(self) -> HAChassisGroup:
+        chassis = self.settings.gateway_chassis
+        return HAChassisGroup(HA_GROUP, [(c, 32767 - i) for i, c in enumerate(chassis)])
+
+    def switch_row(self, net: Network, seg: NetworkSegment | None) -> LogicalSwitch:
+        localnet = None
+        if seg is not None and seg.network_type in ("vlan", "flat") and seg.physical_network:
+            localnet = LocalnetPort(f"provnet-{seg.id}", seg.physical_network,
+                                    seg.segmentation_id if seg.network_type == "vlan" else None)
+        return LogicalSwitch(
+            ls_name(net.id),
+            {"neutron:network_name": net.name, "neutron:mtu": str(net.mtu),
+             "neutron:project_id": net.project_id},
+            localnet, {"mcast_snoop": "false"})
+
+    def subnet_options(self, sub: Subnet, net: Network) -> dict[str, str]:
+        """A subnet's DHCP options in OVN's form (ovn-nb(5) "DHCP Options")."""
+        cidr = ipaddress.ip_network(sub.cidr)
+        server = sub.gateway_ip or str(cidr.broadcast_address - 1)
+        opts = {"server_id": server, "server_mac": _server_mac(sub.id),
+                "lease_time": str(LEASE_TIME), "mtu": str(net.mtu)}
+        if sub.gateway_ip:
+            opts["router"] = sub.gateway_ip
+        if sub.dns_nameservers:
+            opts["dns_server"] = ovn_option_value("dns_server", ",".join(sub.dns_nameservers))
+        routes = [f"{r['destination']},{r['nexthop']}" for r in sub.host_routes or []]
+        if routes:
+            if sub.gateway_ip:
+                routes.append(f"0.0.0.0/0,{sub.gateway_ip}")
+            opts["classless_static_route"] = "{" + ", ".join(routes) + "}"
+        return opts
+
+    def dhcp_row(self, sub: Subnet, net: Network) -> DhcpOptions | None:
+        if not sub.enable_dhcp or sub.ip_version != 4:
+            return None
+        return DhcpOptions(sub.id, "", sub.cidr, self.subnet_options(sub, net))
+
+    def port_rows(self, port: NetworkPort, bound: bool, batch: _Batch,
+                  ips: list[dict[str, str]]) -> tuple[LogicalSwitchPort, DhcpOptions | None]:
+        """The Logical_Switch_Port of ``port`` (``bound``: as its binding now is) and, if it
+        has ``extra_dhcp_opts``, its own DHCP_Options row."""
+        net, _seg = batch.network(port.network_id)
+        subnets = {s.id: s for s in batch.subnets_of(port.network_id)}
+        addrs = " ".join([port.mac_address, *(a["ip_address"] for a in ips)])
+        external = bound and port.binding_vnic_type == "baremetal"
+        lsp = LogicalSwitchPort(
+            name=port.id, switch=ls_name(port.network_id),
+            type="external" if external else "",
+            addresses=[addrs], port_security=[addrs],
+            options={"requested-chassis": port.binding_host_id}
+            if bound and not external and port.binding_host_id else {},
+            ha_chassis_group=HA_GROUP if external else None,
+            external_ids={"neutron:port_name": port.name, "neutron:device_id": port.device_id,
+                          "neutron:device_owner": port.device_owner,
+                          "neutron:project_id": port.project_id,
+                          "neutron:cidrs": " ".join(
+                              f"{a['ip_address']}/{ipaddress.ip_network(subnets[a['subnet_id']].cidr).prefixlen}"
+                              for a in ips if a["subnet_id"] in subnets),
+                          "neutron:security_group_ids": " ".join(port.security_groups or [])},
+            enabled=bool(port.admin_state_up))
+        own: DhcpOptions | None = None
+        v4 = next((a for a in ips if a["subnet_id"] in subnets
+                   and subnets[a["subnet_id"]].ip_version == 4), None)
+        sub = subnets[v4["subnet_id"]] if v4 else None
+        if sub is not None and sub.enable_dhcp:
+            lsp.dhcpv4 = (sub.id, "")
+            extra, skipped = dhcp_options_from_extra(port.extra_dhcp_opts or [])
+            if skipped:
+                LOG.info("port %s: OVN has no DHCP option for %s (ignored, as ML2/OVN does)",
+                         port.id, ", ".join(skipped))
+            if extra:
+                own = DhcpOptions(sub.id, port.id, sub.cidr,
+                                  {**self.subnet_options(sub, net), **extra})
+                lsp.dhcpv4 = own.key
+        return lsp, own
+
+    def ports_change(self, ports: list[NetworkPort], bound: dict[str, bool],
+                     batch: _Batch | None = None) -> ChangeSet:
+        """The change that brings the LSPs (and own DHCP rows) of ``ports`` to their state;
+        ``bound`` says per port id whether it is bound (default: as recorded)."""
+        batch = batch or _Batch(self.plugin)
+        change = ChangeSet()
+        ips_of: dict[str, list[dict[str, str]]] = defaultdict(list)
+        for a in self.plugin.fixed_ips_of([p.id for p in ports]):
+            ips_of[a["port_id"]].append(a)
+        if any(p.binding_vnic_type == "baremetal" for p in ports):
+            change.groups.append(self.ha_group())
+        for p in ports:
+            is_bound = bound.get(p.id, p.binding_vif_type not in ("unbound", "binding_failed"))
+            lsp, own = self.port_rows(p, is_bound, batch, ips_of[p.id])
+            change.ports.append(lsp)
+            if own is not None:
+                change.dhcp.append(own)
+            elif lsp.dhcpv4 is not None:
+                change.del_dhcp.append((lsp.dhcpv4[0], p.id))  # options no longer its own
+        return change
+
+    # ---------------------------------------------------------------- ML2 hooks
+    def create_network_postcommit(self, network: Network) -> None:
+        change = ChangeSet(groups=[self.ha_group()],
+                           switches=[self.switch_row(network, self.plugin.segment(network.id))])
+        self.apply(change)
+
+    def delete_network_postcommit(self, network: Network, subnet_ids: list[str]) -> None:
+        self.apply(ChangeSet(del_switches=[ls_name(network.id)],
+                             del_dhcp=self._dhcp_keys(set(subnet_ids))))
+
+    def _dhcp_keys(self, subnet_ids: set[str]) -> list[tuple[str, str]]:
+        return [(r.external_ids["subnet_id"], r.external_ids.get("port_id", ""))
+                for r in self.nb.rows("DHCP_Options")
+                if r.external_ids.get("subnet_id") in subnet_ids]
+
+    def subnet_postcommit(self, subnet: Subnet) -> None:
+        """A subnet was created or changed: its DHCP options, and the ports of its network
+        (their addresses and own DHCP rows derive from it)."""
+        batch = _Batch(self.plugin)
+        net, _ = batch.network(subnet.network_id)
+        row = self.dhcp_row(subnet, net)
+        ports = self.plugin.list_ports({"network_id": net.id})
+        change = self.ports_change(ports, {}, batch)
+        if row is not None:
+            change.dhcp.insert(0, row)
+        else:
+            change.del_dhcp.extend(self._dhcp_keys({subnet.id}))
+            for lsp in change.ports:
+                if lsp.dhcpv4 and lsp.dhcpv4[0] == subnet.id:
+                    lsp.dhcpv4 = None
+        self.apply(change)
+
+    def delete_subnet_postcommit(self, subnet: Subnet) -> None:
+        ports = self.plugin.list_ports({"network_id": subnet.network_id})
+        change = self.ports_change(ports, {})
+        change.del_dhcp.extend(self._dhcp_keys({subnet.id}))
+        self.apply(change)
+
+    def port_postcommit(self, port: NetworkPort) -> None:
+        """A port was created or changed (not its binding: see :meth:`bind_ports`)."""
+        self.apply(self.ports_change([port], {}))
+
+    def delete_port_postcommit(self, port: NetworkPort) -> None:
+        self.apply(ChangeSet(del_ports=[(ls_name(port.network_id), port.id)],
+                             del_dhcp=[k for k in self._dhcp_keys_of_port(port)]))
+
+    def _dhcp_keys_of_port(self, port: NetworkPort) -> list[tuple[str, str]]:
+        return [(r.external_ids["subnet_id"], port.id) for r in self.nb.rows("DHCP_Options")
+                if r.external_ids.get("port_id") == port.id]
+
+    def bind_port(self, ctx: PortContext) -> Binding | None:
+        """Ports that are not bare metal are bound by OVN itself: ovn-controller claims the
+        LSP on the chassis whose OVS interface has ``external_ids:iface-id`` = the port."""
+        if ctx.vnic_type == "baremetal":
+            return None  # the switch driver binds the wire; bind_ports does the OVN side
+        return Binding(vif_type="ovs", driver=self.name,
+                       vif_details={"port_filter": True, "connectivity": "l2"})
+
+    def unbind_port(self, ctx: PortContext) -> Binding:
+        return Binding(vif_type="unbound", driver=self.name)
+
+    def bind_ports(self, ports: list[NetworkPort]) -> None:
+        """After the switches took the bindings of ``ports``: their LSPs as bound (bare
+        metal: ``external`` on the gateway chassis' group), one NB transaction."""
+        self.apply(self.ports_change(ports, {p.id: True for p in ports}))
+
+    # ---------------------------------------------------------------- drift
+    def wanted(self) -> ChangeSet:
+        """Everything the NB database should hold for the database's networks, subnets and
+        ports (as :meth:`sync` compares it)."""
+        batch = _Batch(self.plugin)
+        change = ChangeSet(groups=[self.ha_group()])
+        for net in self.plugin.list_networks({}):
+            _, seg = batch.network(net.id)
+            change.switches.append(self.switch_row(net, seg))
+            for sub in batch.subnets_of(net.id):
+                row = self.dhcp_row(sub, net)
+                if row is not None:
+                    change.dhcp.append(row)
+        ports = self.ports_change(self.plugin.list_ports({}), {}, batch)
+        ports.del_dhcp.clear()
+        change.extend(ports)
+        return change
+
+    def sync(self, repair: bool) -> list[str]:
+        """Compare the NB database with metalplane's (as neutron-ovn-db-sync-util does):
+        missing or different logical switches, localnet ports, logical switch ports and
+        DHCP options, and stale ones of networks, ports or subnets that no longer exist.
+        One line per difference; with ``repair`` all are fixed in one transaction.
+        Raises :class:`OVNError`."""
+        want = self.wanted()
+        nb = self.nb
+        lines: list[str] = []
+        switches = {r.name: r for r in nb.rows("Logical_Switch")
+                    if str(r.name).startswith("neutron-")}
+        lsps = {r.name: r for ls in switches.values() for r in ls.ports}
+        dhcp = {k: r for r in nb.rows("DHCP_Options") if (k := dhcp_key(r)) is not None}
+        stale = ChangeSet()
+        wanted_lsps = {p.name for p in want.ports} | {
+            ls.localnet.name for ls in want.switches if ls.localnet}
+        for ls in want.switches:
+            row = switches.get(ls.name)
+            if row is None:
+                lines.append(f"OVN: logical switch {ls.name} missing")
+                continue
+            if ls.localnet is not None:
+                ln = lsps.get(ls.localnet.name)
+                tag = [ls.localnet.tag] if ls.localnet.tag is not None else []
+                if ln is None or ln.type != "localnet" or list(ln.tag) != tag or \
+                        ln.options.get("network_name") != ls.localnet.physnet:
+                    lines.append(f"OVN: localnet port {ls.localnet.name} of {ls.name} "
+                                 f"{'missing' if ln is None else 'differs'}")
+        for d in want.dhcp:
+            row = dhcp.get(d.key)
+            if row is None or dict(row.options) != d.options or row.cidr != d.cidr:
+                what = f"subnet {d.subnet_id}" + (f" port {d.port_id}" if d.port_id else "")
+                lines.append(f"OVN: DHCP options of {what} "
+                             f"{'missing' if row is None else 'differ'}")
+        for p in want.ports:
+            row = lsps.get(p.name)
+            if row is None:
+                lines.append(f"OVN: logical switch port {p.name} missing")
+                continue
+            have_dhcp = dhcp_key(row.dhcpv4_options[0]) if row.dhcpv4_options else None
+            have_group = row.ha_chassis_group[0].name if row.ha_chassis_group else None
+            diffs = [f"{col} {have!r}, wanted {wanted!r}" for col, have, wanted in (
+                ("type", row.type, p.type), ("addresses", list(row.addresses), p.addresses),
+                ("DHCP options", have_dhcp, p.dhcpv4),
+                ("HA chassis group", have_group, p.ha_chassis_group)) if have != wanted]
+            if diffs:
+                lines.append(f"OVN: logical switch port {p.name}: {'; '.join(diffs)}")
+        wanted_ls = {ls.name for ls in want.switches}
+        for name, row in switches.items():
+            if name not in wanted_ls:
+                lines.append(f"OVN: stale logical switch {name} (no such network)")
+                stale.del_switches.append(name)
+                continue
+            for lsp in row.ports:
+                if lsp.name not in wanted_lsps:
+                    lines.append(f"OVN: stale logical switch port {lsp.name} on {name}")
+                    stale.del_ports.append((name, lsp.name))
+        wanted_dhcp = {d.key for d in want.dhcp}
+        for key in dhcp:
+            if key not in wanted_dhcp:
+                lines.append(f"OVN: stale DHCP options of subnet {key[0]}"
+                             + (f" port {key[1]}" if key[1] else ""))
+                stale.del_dhcp.append(key)
+        if lines:
+            for line in lines:
+                (LOG.warning if repair else LOG.info)(
+                    "%s%s", "drift repaired: " if repair else "drift found: ", line)
+            if repair:
+                stale.extend(want)
+                self.apply(stale)
+        return lines
+
+    def unbind_ports(self, ports: list[NetworkPort]) -> None:
+        """Their LSPs as unbound (no chassis answers for them), one NB transaction."""
+        self.apply(self.ports_change(ports, {p.id: False for p in ports}))
+

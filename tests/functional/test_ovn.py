@@ -1,0 +1,212 @@
+"""OVN as the network's control plane, with real OVN (Debian's ovn-central and ovn-host) and
+real traffic.
+
+A private OVN (NB/SB ovsdb-servers, ovn-northd) runs beside the test rack, and a gateway
+chassis (ovn-controller) on the rack's Open vSwitch has ``physnet1`` mapped to a provider
+bridge trunked to the top-of-rack bridge. metalplane's server runs with the ``ovn`` backend:
+the switch driver sets the nodes' VLANs on the ToR, the OVN driver writes the NB database,
+and OVN's native DHCP answers the nodes through the localnet ports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from metalplane.lab.rack import dhclient_once
+from tests.functional.test_networking import (
+    CLEAN_VLAN,
+    PROV_VLAN,
+    SWITCH_ID,
+    attach,
+    drive,
+    enroll,
+    switch_port,
+    tenant_network,
+    wait_for,
+)
+from tests.helpers.ovn import OvnRack, ovn_rack, ovsdb_map, ovsdb_set
+from tests.helpers.server import RunningServer, running_server
+
+pytestmark = pytest.mark.functional
+
+IPXE_URL = "http://10.66.0.254:8080/boot/n.ipxe"
+PXE_OPTS = [{"opt_name": "tag:ipxe,bootfile-name", "opt_value": IPXE_URL},
+            {"opt_name": "tag:!ipxe,bootfile-name", "opt_value": "undionly.kpxe"},
+            {"opt_name": "tftp-server", "opt_value": "10.66.0.254"}]
+
+
+@contextlib.contextmanager
+def ovn_networked(tmp_path: Path, **overrides: Any) -> Iterator[tuple[RunningServer, OvnRack]]:
+    """The rack, OVN, a server with the ovn backend, the ToR registered, and the
+    provisioning and cleaning networks (VLANs 100 and 101, subnet 10.66.0.0/24 each)."""
+    with ovn_rack() as o:
+        o.rack.add_host("prov", ["10.66.0.254/24"], tag=PROV_VLAN)
+        settings: dict[str, Any] = dict(
+            network_vlan_ranges="physnet1:100:199", cleaning_network="cleaning",
+            provisioning_network="provisioning", default_network_interface="neutron",
+            fake_delays={"deploy": 1.5}, network_backend="ovn",
+            ovn_nb_connection=o.central.nb, ovn_gateway_chassis=o.gateway.name)
+        settings.update(overrides)
+        with running_server(tmp_path / "data", **settings) as server:
+            r = server.http.post("/v1/switches", json={
+                "name": "tor", "switch_id": SWITCH_ID, "address": o.rack.ovs.address,
+                "bridge": o.rack.ovs.bridge, "physical_networks": ["physnet1"]})
+            assert r.status_code == 201, r.text
+            for name, vlan in (("provisioning", PROV_VLAN), ("cleaning", CLEAN_VLAN)):
+                r = server.http.post("/v2.0/networks", json={"network": {
+                    "name": name, "provider:network_type": "vlan",
+                    "provider:physical_network": "physnet1",
+                    "provider:segmentation_id": vlan, "shared": True}})
+                assert r.status_code == 201, r.text
+                r = server.http.post("/v2.0/subnets", json={"subnet": {
+                    "network_id": r.json()["network"]["id"], "cidr": "10.66.0.0/24",
+                    "allocation_pools": [{"start": "10.66.0.100", "end": "10.66.0.199"}]}})
+                assert r.status_code == 201, r.text
+            yield server, o
+
+
+@pytest.fixture
+def olab(tmp_path: Path) -> Iterator[tuple[RunningServer, OvnRack]]:
+    with ovn_networked(tmp_path) as pair:
+        yield pair
+
+
+def net_id(server: RunningServer, name: str) -> str:
+    return str(server.http.get(f"/v2.0/networks?name={name}").json()["networks"][0]["id"])
+
+
+def lsps(o: OvnRack) -> dict[str, dict[str, Any]]:
+    """Logical switch ports by name, each with the name of its switch as ``_switch`` (two
+    reads: a port that comes between them is left out)."""
+    ports = {row["_uuid"][1]: row for row in o.nb_rows("Logical_Switch_Port")}
+    out = {}
+    for ls in o.nb_rows("Logical_Switch"):
+        for ref in ovsdb_set(ls["ports"]):
+            row = ports.get(ref[1])
+            if row is not None:
+                out[row["name"]] = {**row, "_switch": ls["name"]}
+    return out
+
+
+def lsp_of_mac(o: OvnRack, mac: str) -> dict[str, Any] | None:
+    return next((p for p in lsps(o).values()
+                 if any(str(a).startswith(mac) for a in ovsdb_set(p["addresses"]))), None)
+
+
+def test_nb_follows_the_lifecycle(olab: tuple[RunningServer, OvnRack]) -> None:
+    server, o = olab
+    prov, clean = net_id(server, "provisioning"), net_id(server, "cleaning")
+    switches = {ls["name"]: ls for ls in o.nb_rows("Logical_Switch")}
+    assert {f"neutron-{prov}", f"neutron-{clean}"} <= set(switches)
+    localnets = {p["_switch"]: p for p in lsps(o).values() if p["type"] == "localnet"}
+    assert ovsdb_set(localnets[f"neutron-{prov}"]["tag"]) == [PROV_VLAN]
+    assert ovsdb_map(localnets[f"neutron-{clean}"]["options"]) == {"network_name": "physnet1"}
+    subnets = {ovsdb_map(d["external_ids"])["subnet_id"]: d for d in o.nb_rows("DHCP_Options")}
+    assert {d["cidr"] for d in subnets.values()} == {"10.66.0.0/24"}
+    assert ovsdb_map(next(iter(subnets.values()))["options"])["router"] == "10.66.0.1"
+    groups = o.nb_rows("HA_Chassis_Group")
+    assert [g["name"] for g in groups] == ["default_ha_chassis_group"]
+
+    node = enroll(server, o.rack, "n1", "10.66.0.1/24")
+    mac = o.rack.hosts["n1"].macs["eth0"]
+    drive(server, ["n1"], "manage", "manageable")
+    assert server.provision("n1", "provide").status_code == 202
+    # cleaning: an external port on the cleaning network, with DHCP options
+    wait_for(lambda: (p := lsp_of_mac(o, mac)) is not None and p["type"] == "external")
+    lsp = lsp_of_mac(o, mac)
+    assert lsp is not None and lsp["_switch"] == f"neutron-{clean}"
+    assert ovsdb_set(lsp["dhcpv4_options"]) and ovsdb_set(lsp["ha_chassis_group"])
+    assert o.rack.ovs.tag(switch_port(o.rack, "n1")) == CLEAN_VLAN
+    server.wait_state("n1", "available")
+    assert lsp_of_mac(o, mac) is None  # off the cleaning network: no LSP, no DHCP answer
+
+    net_a = tenant_network(server, "tenant-a")
+    vif = attach(server, "n1", net_a["id"])
+    tenant_lsp = lsps(o)[vif]
+    assert tenant_lsp["type"] == "" and tenant_lsp["_switch"] == f"neutron-{net_a['id']}"
+    drive(server, ["n1"], "deploy", "active")
+    tenant_lsp = lsps(o)[vif]
+    assert tenant_lsp["type"] == "external"
+    assert lsp_of_mac(o, mac) == tenant_lsp or lsp_of_mac(o, mac)["name"] == vif
+    assert o.rack.ovs.tag(switch_port(o.rack, "n1")) == net_a["provider:segmentation_id"]
+
+    assert server.provision("n1", "undeploy").status_code == 202
+    server.wait_state("n1", "available")
+    assert lsps(o)[vif]["type"] == ""  # unbound: no chassis answers for it
+    assert server.http.delete(f"/v1/nodes/{node['uuid']}/vifs/{vif}").status_code == 204
+    assert server.http.delete(f"/v2.0/ports/{vif}").status_code == 204
+    assert vif not in lsps(o)
+    assert server.http.delete(f"/v2.0/networks/{net_a['id']}").status_code == 204
+    assert f"neutron-{net_a['id']}" not in {ls["name"] for ls in o.nb_rows("Logical_Switch")}
+    assert len(o.nb_rows("DHCP_Options")) == 2
+
+
+def test_pxe_and_ipxe_answers_come_from_ovn(olab: tuple[RunningServer, OvnRack],
+                                            tmp_path: Path) -> None:
+    server, o = olab
+    host = o.rack.add_host("pxe", [])
+    outside = host.nics["eth0"]
+    r = server.http.post("/v2.0/ports", json={"port": {
+        "network_id": net_id(server, "provisioning"), "mac_address": host.macs["eth0"],
+        "binding:vnic_type": "baremetal", "binding:host_id": "node-pxe",
+        "binding:profile": {"local_link_information": [
+            {"switch_id": SWITCH_ID, "port_id": outside, "switch_info": "tor"}]},
+        "extra_dhcp_opts": PXE_OPTS}})
+    assert r.status_code == 201, r.text
+    port = r.json()["port"]
+    assert port["binding:vif_type"] == "other", port
+    address = port["fixed_ips"][0]["ip_address"]
+    assert o.rack.ovs.tag(outside) == PROV_VLAN
+
+    firmware = dhclient_once(host.ns, tmp_path, "fw", ipxe=False, timeout=10)
+    assert f"fixed-address {address};" in firmware, firmware
+    assert 'bootfile-name "undionly.kpxe"' in firmware
+    assert 'tftp-server-name "10.66.0.254"' in firmware
+    assert "dhcp-server-identifier 10.66.0.1;" in firmware  # OVN, not a dnsmasq
+    ipxe = dhclient_once(host.ns, tmp_path, "ipxe", ipxe=True, timeout=10)
+    assert f'bootfile-name "{IPXE_URL}"' in ipxe, ipxe
+
+    # unbound (the node left the provisioning network): nobody answers
+    r = server.http.put(f"/v2.0/ports/{port['id']}", json={"port": {"binding:host_id": ""}})
+    assert r.status_code == 200, r.text
+    assert dhclient_once(host.ns, tmp_path, "gone", timeout=3) == ""
+    assert not list((Path(server.service.settings.data_dir) / "dhcp").glob("*/hosts/*"))
+
+
+def test_drift_is_found_and_repaired(olab: tuple[RunningServer, OvnRack]) -> None:
+    server, o = olab
+    prov = net_id(server, "provisioning")
+    r = server.http.post("/v2.0/ports", json={"port": {"network_id": prov,
+                                                       "extra_dhcp_opts": PXE_OPTS}})
+    assert r.status_code == 201, r.text
+    port = r.json()["port"]["id"]
+    assert server.http.post("/v1/network/sync", json={"mode": "log"}).json()[
+        "differences"] == []
+
+    o.central.nbctl("lsp-del", port)
+    o.central.nbctl("ls-add", "neutron-00000000-0000-0000-0000-00000000dead")
+    subnet_dhcp = next(d for d in o.nb_rows("DHCP_Options")
+                       if "port_id" not in ovsdb_map(d["external_ids"]))
+    o.central.nbctl("dhcp-options-set-options", subnet_dhcp["_uuid"][1], "lease_time=5")
+
+    logged = server.http.post("/v1/network/sync", json={"mode": "log"}).json()["differences"]
+    assert any(port in line and "missing" in line for line in logged), logged
+    assert any("stale logical switch neutron-00000000" in line for line in logged), logged
+    assert any("DHCP options of subnet" in line and "differ" in line for line in logged)
+    assert port not in lsps(o)  # log mode repairs nothing
+
+    repaired = server.http.post("/v1/network/sync", json={}).json()
+    assert repaired["mode"] == "repair" and len(repaired["differences"]) == len(logged)
+    assert lsps(o)[port]["_switch"] == f"neutron-{prov}"
+    assert ovsdb_set(lsps(o)[port]["dhcpv4_options"])
+    assert "neutron-00000000-0000-0000-0000-00000000dead" not in {
+        ls["name"] for ls in o.nb_rows("Logical_Switch")}
+    assert server.http.post("/v1/network/sync", json={"mode": "log"}).json()[
+        "differences"] == []
+    bad = server.http.post("/v1/network/sync", json={"mode": "fix"})
+    assert bad.status_code == 400 and "mode" in bad.text
