@@ -94,6 +94,7 @@ class Settings:
     # switch driver for the top-of-rack switch ports)
     network_backend: str = "ovs"
     ovn_nb_connection: str = ""  # OVSDB address of OVN's Northbound database
+    ovn_nb_timeout: float = 10.0  # s a change waits for the NB database (e.g. restarting)
     # chassis names (system-id) that host external ports and router gateways, by priority
     ovn_gateway_chassis: str = ""
     # boot server and agent. The boot server (iPXE scripts, images, kernels, ramdisks) has

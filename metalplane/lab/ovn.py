@@ -139,9 +139,11 @@ class Chassis:
                           *(f'external-ids:{k}="{v}"' for k, v in ids.items()))
         rundir = self.switch.rundir
         log = rundir / f"ovn-controller-{self.name}.log"
-        # ovn-controller finds br-int's OpenFlow socket under OVS_RUNDIR
+        # ovn-controller finds br-int's OpenFlow socket under OVS_RUNDIR. --monitor restarts
+        # it after a crash, as ovn-ctl runs it: 23.03.1 was seen to die of SIGSEGV when
+        # ovn-northd restarted after external ports had changed while it was away.
         _spawn(["ovn-controller", self.switch.address, f"--pidfile={self.pid_file}",
-                f"--log-file={log}"],
+                f"--log-file={log}", "--monitor"],
                {**os.environ, "OVS_RUNDIR": str(rundir), "OVN_RUNDIR": str(rundir)},
                rundir / f"ovn-controller-{self.name}.out")
         _wait_for(lambda: self.name in self.central.chassis_names(), timeout,

@@ -24,6 +24,7 @@ import dataclasses
 import logging
 from typing import Any
 
+from ovsdbapp import exceptions as ovsdbapp_exceptions
 from ovsdbapp.backend.ovs_idl import command as ovs_command
 from ovsdbapp.backend.ovs_idl import connection, idlutils
 from ovsdbapp.schema.ovn_northbound import impl_idl
@@ -332,7 +333,9 @@ class Northbound:
             raise OVNError(f"cannot reach OVN's Northbound database at {address}: "
                            f"{exc}") from None
         helper.register_all()
-        self._conn = connection.Connection(idl=_Idl(address, helper), timeout=int(timeout))
+        self.timeout = timeout
+        self._conn = connection.Connection(idl=_Idl(address, helper),
+                                           timeout=max(1, int(timeout)))
         # ovsdbapp keeps the connection in a class attribute shared by every instance of a
         # class: a class of its own keeps this connection this instance's (see ovs.py)
         api_class = type("OvnNbApi", (impl_idl.OvnNbApiIdlImpl,), {"_ovsdb_connection": None})
@@ -354,6 +357,9 @@ class Northbound:
                 txn.add(_Apply(self.api, change))
         except OVNError:
             raise
+        except ovsdbapp_exceptions.TimeoutException:
+            raise OVNError(f"OVN's Northbound database at {self.address} did not commit "
+                           f"the change within {self.timeout:g} s") from None
         except Exception as exc:
             raise OVNError(f"OVN's Northbound database at {self.address} refused the "
                            f"change: {exc}") from None

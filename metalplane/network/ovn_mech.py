@@ -109,7 +109,8 @@ class OVNMechanismDriver(MechanismDriver):
         """The (lazily opened) NB connection. Raises :class:`OVNError`."""
         with self._lock:
             if self._nb is None:
-                self._nb = Northbound(self.settings.ovn_nb_connection)
+                self._nb = Northbound(self.settings.ovn_nb_connection,
+                                      self.settings.ovn_nb_timeout)
             return self._nb
 
     def apply(self, change: ChangeSet) -> None:

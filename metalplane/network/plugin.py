@@ -618,11 +618,19 @@ class NetworkPlugin:
 
     def unbind_many(self, ports: list[NetworkPort]) -> None:
         """Unbind several ports, one transaction per switch (and one for OVN). Raises
-        :class:`BindingFailed`; the ports keep their binding then."""
+        :class:`BindingFailed`; the ports keep their binding then, on the switches and in
+        OVN alike."""
+        try:  # OVN first: if its database is away, nothing has changed yet
+            self._postcommit("unbind_ports", ports)
+        except MetalplaneError as exc:
+            raise BindingFailed(f"unbinding failed: {exc.message}", 503) from None
         try:
             self._switch_unbind(ports, {})
-            self._postcommit("unbind_ports", ports)
-        except MetalplaneError as exc:  # a switch, or OVN
+        except SwitchError as exc:
+            try:  # OVN back to what the wire still is
+                self._postcommit("bind_ports", ports)
+            except MetalplaneError as undo:
+                LOG.error("could not restore OVN after a failed unbinding: %s", undo.message)
             raise BindingFailed(f"unbinding failed: {exc.message}", 503) from None
         self._set_bindings([(p.id, "unbound", {}, "DOWN") for p in ports])
 

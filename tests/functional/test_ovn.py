@@ -11,6 +11,7 @@ and OVN's native DHCP answers the nodes through the localnet ports.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -210,3 +211,58 @@ def test_drift_is_found_and_repaired(olab: tuple[RunningServer, OvnRack]) -> Non
         "differences"] == []
     bad = server.http.post("/v1/network/sync", json={"mode": "fix"})
     assert bad.status_code == 400 and "mode" in bad.text
+
+
+def bindings_consistent(server: RunningServer, o: OvnRack) -> list[str]:
+    """Ports whose record, OVN row and switch port disagree: a bound bare-metal port is an
+    external LSP and its switch port is on its network's VLAN; an unbound one is neither."""
+    problems = []
+    nb = lsps(o)
+    tags = o.rack.ovs.tags()
+    vlans = {n["id"]: n["provider:segmentation_id"]
+             for n in server.http.get("/v2.0/networks").json()["networks"]}
+    for p in server.http.get("/v2.0/ports").json()["ports"]:
+        bound = p["binding:vif_type"] == "other"
+        lsp = nb.get(p["id"])
+        links = (p["binding:profile"] or {}).get("local_link_information") or []
+        if lsp is None:
+            problems.append(f"{p['id']}: no LSP")
+        elif (lsp["type"] == "external") != bound:
+            problems.append(f"{p['id']}: bound={bound} but LSP type {lsp['type']!r}")
+        for link in links if bound else []:
+            if tags.get(link["port_id"]) != vlans[p["network_id"]]:
+                problems.append(f"{p['id']}: switch port {link['port_id']} on VLAN "
+                                f"{tags.get(link['port_id'])}")
+    return problems
+
+
+@pytest.mark.parametrize(("restart", "outage"), [("nb", 1.0), ("nb", 5.0), ("northd", 5.0)])
+def test_ovn_restarted_in_the_middle_of_a_deploy(tmp_path: Path, restart: str,
+                                                 outage: float) -> None:
+    """The NB database (or northd) goes away while the node is on the provisioning network
+    and comes back ``outage`` seconds later. Changes wait for the NB database up to
+    ovn_nb_timeout (3 s here): a short outage is ridden out and the deploy completes; a
+    long one fails the deploy, cleanly. Either way every port's record, OVN row and switch
+    port agree, and OVN answers again afterwards."""
+    with ovn_networked(tmp_path, fake_delays={"deploy": 2}, ovn_nb_timeout=3) as (server, o):
+        enroll(server, o.rack, "n1", "10.66.0.1/24")
+        drive(server, ["n1"], "manage", "manageable")
+        drive(server, ["n1"], "provide", "available")
+        net_a = tenant_network(server, "tenant-a")
+        vif = attach(server, "n1", net_a["id"])
+        assert server.provision("n1", "deploy").status_code == 202
+        wait_for(lambda: o.rack.ovs.tag(switch_port(o.rack, "n1")) == PROV_VLAN)
+        o.central.stop_process(restart)
+        time.sleep(outage)
+        o.central.start_db(restart) if restart == "nb" else o.central.start_northd()
+        node = server.wait_state("n1", {"active", "deploy failed"}, timeout=90)
+        if restart == "nb" and outage > 3:
+            assert node["provision_state"] == "deploy failed"
+            assert "OVN's Northbound database" in node["last_error"], node["last_error"]
+        else:
+            assert node["provision_state"] == "active", node["last_error"]
+            assert lsps(o)[vif]["type"] == "external"
+            # OVN answers the node on its tenant network (northd programmed the chassis)
+            lease = dhclient_once(o.rack.hosts["n1"].ns, tmp_path, "after", timeout=10)
+            assert "fixed-address 10.66.0.2;" in lease, lease
+        assert bindings_consistent(server, o) == []
