@@ -338,7 +338,8 @@ class TorAcl:
         self.switches = switches
         self._ofctl = ofctl
         self._listening: set[str] = set()
-        self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._locks: dict[str, threading.Lock] = {}  # one per switch: compute + apply
+        self._locks_lock = threading.Lock()
         switches.drift_checks.append(self.repair)
 
     # ---------------------------------------------------------------- hooks
@@ -393,7 +394,7 @@ class TorAcl:
         :class:`SwitchError`."""
         wanted = self._bound_on(sw)
         ofctl = self._client(sw)
-        with self._locks[sw.id]:
+        with self._lock(sw):
             acls = self._acls(sw, [(p, place) for p, place in wanted])
             want_flows = (shared_flows() if acls else []) + [
                 f for a in acls.values() for f in port_flows(a)]
@@ -460,7 +461,7 @@ class TorAcl:
         for items in per_switch.values():
             sw = items[0][1].switch
             ofctl = self._client(sw)
-            with self._locks[sw.id]:
+            with self._lock(sw):
                 acls = self._acls(sw, [(p, pl) for p, pl in items
                                        if p is not None and p.security_groups])
                 bundle: list[str] = []
@@ -552,6 +553,10 @@ class TorAcl:
                 continue
             out.append((p, _Place(sw, r.port_name, tuple(sorted(r.bond_members or [])))))
         return out
+
+    def _lock(self, sw: Switch) -> threading.Lock:
+        with self._locks_lock:
+            return self._locks.setdefault(sw.id, threading.Lock())
 
     def _client(self, sw: Switch) -> Ofctl:
         """The OpenFlow client of ``sw``, its service listener added once (and waited

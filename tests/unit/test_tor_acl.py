@@ -16,6 +16,7 @@ from metalplane.network.tor_acl import (
     COOKIE_BASE,
     COOKIE_MASK,
     AclRule,
+    Ofctl,
     PortAcl,
     cookie_of,
     openflow_address,
@@ -173,3 +174,19 @@ def test_openflow_address() -> None:
         "ptcp:6641:192.0.2.1", "tcp:192.0.2.1:6641")
     with pytest.raises(SwitchError):
         openflow_address(switch("ssl:192.0.2.1:6640"))
+
+
+@pytest.mark.skipif(shutil.which("ovs-ofctl") is None, reason="ovs-ofctl not installed")
+def test_drift_is_found_per_cookie_whatever_the_text_form() -> None:
+    """``diff-flows`` compares parsed flows: the dump's normalised text of the same flows
+    is no drift; a missing or changed flow names its port's cookie."""
+    wanted = [*shared_flows(), *port_flows(acl())]
+    dumped = [f.replace("ip,nw_proto=1,", "icmp,").replace("table=0,", "")
+              for f in wanted]  # how dump-flows prints them
+    ofctl = Ofctl("unix:/nonexistent")
+    assert ofctl.differing_cookies(dumped, wanted) == set()
+    assert ofctl.differing_cookies(dumped[:-1], wanted) == {cookie_of("tor-p1")}
+    changed = [f.replace("actions=drop", "actions=NORMAL") for f in dumped]
+    assert ofctl.differing_cookies(changed, wanted) == {COOKIE_BASE, cookie_of("tor-p1")}
+    stray = [*dumped, f"cookie={cookie_of('gone'):#x},table=10,priority=5,ip,actions=drop"]
+    assert ofctl.differing_cookies(stray, wanted) == {cookie_of("gone")}
