@@ -234,6 +234,13 @@ class OVSSwitch:
         return {row.name: row.ofport[0] for row in rows
                 if row.name in wanted and row.ofport and row.ofport[0] > 0}
 
+    def controllers(self) -> list[str]:
+        """The targets of the bridge's controllers. Raises :class:`SwitchError`."""
+        try:
+            return list(self.api.get_controller(self.bridge).execute(check_error=True))
+        except Exception as exc:
+            raise SwitchError(f"cannot read switch {self.bridge}: {exc}") from None
+
     def add_service_controller(self, target: str) -> None:
         """Make sure the bridge has a controller listening at ``target`` (a passive
         ``punix:``/``ptcp:`` target: a *service* controller, which leaves fail_mode and

@@ -393,6 +393,8 @@ class TorAcl:
         those of ports that should have none. One line per repair. Raises
         :class:`SwitchError`."""
         wanted = self._bound_on(sw)
+        if not wanted and not self._ever_filtered(sw):
+            return []  # no OpenFlow listener, no call: a switch without ACLs costs nothing
         ofctl = self._client(sw)
         with self._lock(sw):
             acls = self._acls(sw, [(p, place) for p, place in wanted])
@@ -553,6 +555,17 @@ class TorAcl:
                 continue
             out.append((p, _Place(sw, r.port_name, tuple(sorted(r.bond_members or [])))))
         return out
+
+    def _ever_filtered(self, sw: Switch) -> bool:
+        """Whether metalplane ever filtered on ``sw``: its OpenFlow listener is there (it is
+        added before the first flow). Raises :class:`SwitchError`."""
+        if sw.id in self._listening:
+            return True
+        try:
+            listen, _ = openflow_address(sw)
+        except SwitchError:
+            return False
+        return listen in self.switches.batcher(sw).switch.controllers()
 
     def _lock(self, sw: Switch) -> threading.Lock:
         with self._locks_lock:

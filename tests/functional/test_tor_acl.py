@@ -153,3 +153,8 @@ def test_security_groups_filter_traffic_on_the_switch_port(
     assert resp.status_code == 200, resp.text
     assert r.switch.vsctl("get", "port", n1.port, "tag") == str(PARKING)
     assert not acl_flows(r, n1.port)
+    # with no filtered port left, drift repair takes the shared flows away too
+    server.http.post("/v1/switches/sync")
+    assert "cookie=" not in r.switch.ofctl("dump-flows", "cookie=0x4d50000000000000/"
+                                           "0xffff000000000000")
+    assert not reaches(n2.ns, n1.ip, tries=1)  # parked: the VLAN, not the ACL, now
