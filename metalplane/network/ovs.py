@@ -128,6 +128,23 @@ class _SetPorts(ovs_command.BaseCommand):  # type: ignore[misc]
             port.vlan_mode = ["access"]
 
 
+class _AddController(ovs_command.BaseCommand):  # type: ignore[misc]
+    """Add a Controller row with ``target`` to the bridge unless one is there already."""
+
+    def __init__(self, api: Any, bridge: str, target: str) -> None:
+        super().__init__(api)
+        self.bridge = bridge
+        self.target = target
+
+    def run_idl(self, txn: Any) -> None:
+        br = idlutils.row_by_value(self.api.idl, "Bridge", "name", self.bridge)
+        if any(c.target == self.target for c in br.controller):
+            return
+        row = txn.insert(self.api._tables["Controller"])
+        row.target = self.target
+        br.addvalue("controller", row)
+
+
 class _Idl(connection.OvsdbIdl):  # type: ignore[misc]
     """Seam on ovsdbapp's ``OvsdbIdl``: without its ``time.sleep(0)`` for every row of an
     update (a yield for eventlet's green threads; metalplane runs none).
@@ -156,7 +173,7 @@ class OVSSwitch:
             helper = idlutils.get_schema_helper(address, "Open_vSwitch")
         except Exception as exc:
             raise SwitchError(f"cannot reach OVSDB at {address}: {exc}") from None
-        for table in ("Open_vSwitch", "Bridge", "Port", "Interface"):
+        for table in ("Open_vSwitch", "Bridge", "Port", "Interface", "Controller"):
             helper.register_table(table)
         idl = _Idl(address, helper)
         self._conn = connection.Connection(idl=idl, timeout=int(timeout))
@@ -204,6 +221,37 @@ class OVSSwitch:
                 out[row.name] = {"vlan": row.tag[0] if row.tag else None,
                                  "members": sorted(i.name for i in row.interfaces)}
         return out
+
+    def ofports(self, interfaces: list[str]) -> dict[str, int]:
+        """``{interface name: OpenFlow port number}`` of each named interface that exists
+        and has one (``Interface.ofport``, ovs-vswitchd.conf.db(5)). Raises
+        :class:`SwitchError`."""
+        try:
+            rows = self.api.db_list_rows("Interface").execute(check_error=True)
+        except Exception as exc:
+            raise SwitchError(f"cannot read switch {self.bridge}: {exc}") from None
+        wanted = set(interfaces)
+        return {row.name: row.ofport[0] for row in rows
+                if row.name in wanted and row.ofport and row.ofport[0] > 0}
+
+    def controllers(self) -> list[str]:
+        """The targets of the bridge's controllers. Raises :class:`SwitchError`."""
+        try:
+            return list(self.api.get_controller(self.bridge).execute(check_error=True))
+        except Exception as exc:
+            raise SwitchError(f"cannot read switch {self.bridge}: {exc}") from None
+
+    def add_service_controller(self, target: str) -> None:
+        """Make sure the bridge has a controller listening at ``target`` (a passive
+        ``punix:``/``ptcp:`` target: a *service* controller, which leaves fail_mode and
+        the flow tables alone; ovs-vswitchd.conf.db(5), Controller ``type``). Other
+        controllers are kept. Raises :class:`SwitchError`."""
+        try:
+            with self.api.transaction(check_error=True) as txn:
+                txn.add(_AddController(self.api, self.bridge, target))
+        except Exception as exc:
+            raise SwitchError(f"switch {self.bridge} at {self.address} refused the OpenFlow "
+                              f"listener {target}: {exc}") from None
 
     def close(self) -> None:
         try:

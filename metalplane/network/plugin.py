@@ -44,6 +44,7 @@ from metalplane.network.mech import (
 from metalplane.network.ovn_mech import OVNMechanismDriver
 from metalplane.network.ovs import PortConfig, SwitchError
 from metalplane.network.switches import SwitchManager
+from metalplane.network.tor_acl import TorAcl
 from metalplane.network.types import TypeManager
 
 __all__ = ["BindingFailed", "NetworkPlugin"]
@@ -100,6 +101,7 @@ class NetworkPlugin:
         self.mechanism_drivers: list[MechanismDriver] = [OVSSwitchDriver(self.switches)]
         if settings.network_backend == "ovn":
             self.mechanism_drivers.append(OVNMechanismDriver(settings, self))
+        self.acl = TorAcl(db, self.switches)  # security groups on the ovs switch ports
 
     def close(self) -> None:
         self.switches.close()
@@ -414,6 +416,7 @@ class NetworkPlugin:
         except MetalplaneError:
             db_net.delete_port(self.db, port_id)
             raise
+        self.acl.ports_changed([], port.security_groups)  # remote_group_id members
         if not port.binding_host_id:
             return port
         self._bind_recorded(port)
@@ -469,6 +472,8 @@ class NetworkPlugin:
                 if "security_groups" in body else None,
                 (lambda reads: self._fixed_ips(reads, net, body["fixed_ips"], port_id))
                 if net is not None else None)
+            self.acl.ports_changed([port_id], {*port.security_groups,
+                                               *(body.get("security_groups") or [])})
         if binding_changed and port.binding_vif_type not in ("unbound", "binding_failed"):
             self.unbind(port)
         port = (db_api.update_row(self.db, NetworkPort, port.id, values, "Port") if values
@@ -501,6 +506,7 @@ class NetworkPlugin:
             self.unbind(port)
         db_net.delete_port(self.db, port.id)
         self._postcommit("delete_port_postcommit", port)
+        self.acl.ports_changed([], port.security_groups)
 
     # ================================================================ binding
     def _context(self, port: NetworkPort,
@@ -590,7 +596,8 @@ class NetworkPlugin:
         owners: dict[str, str | None] = {c.name: p.id for p, b in zip(ports, bindings, strict=True)
                   for _, cfgs in b.changes.values() for c in cfgs}
         try:
-            self._apply_all(group_changes(bindings), owners)
+            with self.acl.binding(list(zip(ports, bindings, strict=True))):
+                self._apply_all(group_changes(bindings), owners)
         except SwitchError as exc:
             self._set_bindings(failed)
             raise BindingFailed(f"binding failed: {exc.message}", 503) from None
@@ -649,7 +656,8 @@ class NetworkPlugin:
                     break
         owners: dict[str, str | None] = {c.name: None for b in bindings
                                          for _, cfgs in b.changes.values() for c in cfgs}
-        self._apply_all(group_changes(bindings), owners)
+        with self.acl.unbinding(ports, bindings):
+            self._apply_all(group_changes(bindings), owners)
 
     def mark_bound_without_switch(self, port: NetworkPort, host: str) -> None:
         """A binding that needs no switch change (the flat network interface)."""
@@ -712,6 +720,7 @@ class NetworkPlugin:
     def delete_security_group(self, ident: str) -> None:
         sg = self.get_security_group(ident)
         db_net.delete_security_group(self.db, sg.id)
+        self.acl.groups_changed([sg.id])
 
     def create_security_group_rule(self, body: dict[str, Any]) -> SecurityGroupRule:
         """Validated as Neutron does: direction, ethertype, protocol, port range (or ICMP
@@ -758,16 +767,20 @@ class NetworkPlugin:
             prefix = str(net)
         if body.get("remote_group_id") and prefix:
             raise Invalid("remote_ip_prefix and remote_group_id are mutually exclusive")
-        return db_net.create_security_group_rule(self.db, {
+        rule = db_net.create_security_group_rule(self.db, {
             "id": str(uuidlib.uuid4()), "security_group_id": sg.id,
             "project_id": _project(body) or sg.project_id, "direction": direction,
             "ethertype": ethertype, "protocol": proto, "port_range_min": lo,
             "port_range_max": hi, "remote_ip_prefix": prefix,
             "remote_group_id": body.get("remote_group_id"),
             "description": str(body.get("description") or "")})
+        self.acl.groups_changed([sg.id])
+        return rule
 
     def delete_security_group_rule(self, ident: str) -> None:
+        rule = self.get_security_group_rule(ident)
         db_net.delete_security_group_rule(self.db, ident)
+        self.acl.groups_changed([rule.security_group_id])
 
 
 def _is_net(value: Any) -> bool:

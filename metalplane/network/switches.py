@@ -15,7 +15,7 @@ import logging
 import re
 import threading
 import uuid as uuidlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from metalplane.common.exceptions import Conflict, Invalid
@@ -51,6 +51,9 @@ class SwitchManager:
         self._batchers: dict[str, SwitchBatcher] = {}
         self._lock = threading.Lock()
         self._local = threading.local()
+        # more drift checks run by sync() on each reachable switch (the ToR ACL's): each
+        # repairs what differs and returns one line per repair; raises SwitchError
+        self.drift_checks: list[Callable[[Switch], list[str]]] = []
 
     # ---------------------------------------------------------------- registry
     def create(self, body: dict[str, Any], check: bool = True) -> Switch:
@@ -181,8 +184,8 @@ class SwitchManager:
 
     def sync(self) -> list[str]:
         """Drift repair: put back every managed port whose VLAN or bond differs from what
-        was set. Returns one line per repair (also logged). Unreachable switches are
-        logged and skipped."""
+        was set, after the :attr:`drift_checks` (the ToR ACL flows) of its switch. Returns
+        one line per repair (also logged). Unreachable switches are logged and skipped."""
         repairs: list[str] = []
         for sw in self.list_switches():
             try:
@@ -190,6 +193,11 @@ class SwitchManager:
             except SwitchError as exc:
                 LOG.warning("drift check of switch %s skipped: %s", sw.name, exc.message)
                 continue
+            for check in self.drift_checks:
+                try:
+                    repairs.extend(check(sw))
+                except SwitchError as exc:
+                    LOG.error("drift repair on switch %s failed: %s", sw.name, exc.message)
             fixes: list[PortConfig] = []
             owners: dict[str, str | None] = {}
             for b in self.bindings(sw.id):
