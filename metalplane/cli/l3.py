@@ -100,7 +100,8 @@ def router_set(
     snat: Annotated[bool | None, typer.Option(
         "--enable-snat/--disable-snat", help="SNAT on the gateway (admin only).")] = None,
     no_external_gateway: Annotated[bool, typer.Option(
-        "--no-external-gateway", help="Remove the gateway (refused while floating IPs use it).")] = False,
+        "--no-external-gateway",
+        help="Remove the gateway (refused while floating IPs use it).")] = False,
     route: Annotated[list[str] | None, typer.Option(
         help="destination=CIDR,gateway=IP; repeatable; replaces the routes.")] = None,
     no_route: Annotated[bool, typer.Option("--no-route", help="Clear the routes.")] = False,

@@ -82,10 +82,8 @@ class L3Plugin:
 
     def get_floatingip(self, ident: str) -> FloatingIPRow:
         """By UUID. Raises :class:`NotFound` ("Floating IP X could not be found")."""
-        rows = db_api.rows_where(self.db, FloatingIPRow, id=ident)
-        if not rows:
-            raise NotFound(f"Floating IP {ident} could not be found")
-        fip: FloatingIPRow = rows[0]
+        fip: FloatingIPRow = self.core._by_id(FloatingIPRow, ident,
+                                              f"Floating IP {ident} could not be found")
         return fip
 
     def list_floatingips(self, filters: dict[str, Any]) -> list[FloatingIPRow]:

@@ -119,6 +119,13 @@ class NetworkPlugin:
         return (db_api.rows_where(self.db, model, id=ident)
                 or db_api.rows_where(self.db, model, name=ident))
 
+    def _by_id(self, model: Any, ident: str, missing: str) -> Any:
+        """The row whose id is ``ident`` (detached). Raises :class:`NotFound` (``missing``)."""
+        rows = db_api.rows_where(self.db, model, id=ident)
+        if not rows:
+            raise NotFound(missing)
+        return rows[0]
+
     def _by_id_or_name(self, model: Any, ident: str, what: str) -> Any:
         """The row whose id, else name, is ``ident`` (detached). Raises :class:`NotFound`."""
         rows = self._rows_by_id_or_name(model, ident)
@@ -650,10 +657,8 @@ class NetworkPlugin:
 
     def get_security_group_rule(self, ident: str) -> SecurityGroupRule:
         """Raises :class:`NotFound`."""
-        rows = db_api.rows_where(self.db, SecurityGroupRule, id=ident)
-        if not rows:
-            raise NotFound(f"Security group rule {ident} could not be found.")
-        rule: SecurityGroupRule = rows[0]
+        rule: SecurityGroupRule = self._by_id(
+            SecurityGroupRule, ident, f"Security group rule {ident} could not be found.")
         return rule
 
     def sg_rules(self, sg_id: str | None = None) -> list[SecurityGroupRule]:
