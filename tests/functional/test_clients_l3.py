@@ -102,6 +102,8 @@ def test_metalplane_cli_routers_and_floating_ips(server: RunningServer,
         assert res.returncode == 0, res.stderr
         return res.stdout
 
+    ok("network", "create", "public2", "--external")
+    assert shown(server, "networks", "public2")["router:external"] is True
     router = json.loads(ok("router", "create", "mp-r", "--external-gateway", "public",
                            "-o", "json"))
     assert router["external_gateway_info"]["network_id"] == pub["id"]
