@@ -4,8 +4,12 @@ registry (``/v1/switches``, an extension: neither Ironic nor Neutron has one).
 
 Bodies are wrapped as Neutron's (``{"network": {...}}``, lists as ``{"networks": [...]}``);
 errors under ``/v2.0`` answer ``{"NeutronError": {"type", "message", "detail"}}``.
+Routers and floating IPs (``/v2.0/routers``, ``/v2.0/floatingips``) are served only while a
+mechanism driver realises them (:attr:`NetworkPlugin.l3_enabled`); otherwise they answer
+404 and their extensions are not listed, as Neutron without an L3 plugin.
 Source: Networking API v2.0 reference (networks, subnets, ports, port binding extension,
-provider extension, security groups).
+provider extension, external networks, security groups, layer-3 networking: routers and
+floating IPs).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import Body, FastAPI, Request, Response
+from fastapi import Body, Depends, FastAPI, Request, Response
 
 from metalplane.api import network_schemas as schemas
 from metalplane.api import policy
@@ -23,20 +27,31 @@ from metalplane.api.views import timestamp as _ts
 from metalplane.common.exceptions import Invalid, NotFound
 from metalplane.conductor.manager import Conductor
 from metalplane.db import api as db_api
-from metalplane.db.models import Network, NetworkPort, SecurityGroup, SecurityGroupRule, Subnet
+from metalplane.db.models import (
+    FloatingIP,
+    Network,
+    NetworkPort,
+    Router,
+    SecurityGroup,
+    SecurityGroupRule,
+    Subnet,
+)
 
-__all__ = ["EXTENSIONS", "RESOURCES", "neutron_versions_document", "register"]
+__all__ = ["EXTENSIONS", "L3_EXTENSIONS", "L3_RESOURCES", "RESOURCES",
+           "neutron_versions_document", "register"]
 
-# The collections served under /v2.0, as Neutron lists them at GET /v2.0.
+# The collections served under /v2.0, as Neutron lists them at GET /v2.0; the L3 ones
+# while L3 is served.
 RESOURCES = (("network", "networks"), ("subnet", "subnets"), ("port", "ports"),
              ("security_group", "security-groups"),
              ("security_group_rule", "security-group-rules"))
+L3_RESOURCES = (("router", "routers"), ("floatingip", "floatingips"))
 
 _UPDATED = "2026-12-01T00:00:00-00:00"
 # The extensions this API really implements (alias, name, description). Left out on
 # purpose: port-security (no port_security_enabled), multi-provider (one segment a
-# network), external-net (router:external is shown, always false, not settable), router,
-# sorting, pagination, filter-validation, tag, qos, allowed-address-pairs.
+# network), sorting, pagination, filter-validation, tag, qos, allowed-address-pairs,
+# l3-ha, dvr, router-availability-zone, fip-port-details.
 EXTENSIONS: tuple[tuple[str, str, str], ...] = (
     ("provider", "Provider Network",
      "provider:network_type, provider:physical_network and provider:segmentation_id on "
@@ -60,6 +75,18 @@ EXTENSIONS: tuple[tuple[str, str, str], ...] = (
      "project_id alongside tenant_id on every resource, accepted at creation"),
     ("net-mtu", "Network MTU", "mtu on networks"),
     ("net-mtu-writable", "Network MTU (writable)", "mtu set at creation and by update"),
+    ("external-net", "Neutron external network",
+     "router:external on networks, set by the admin; external networks are visible to all"),
+)
+# Listed while L3 is served (neutron_lib/api/definitions: l3, l3_ext_gw_mode, extraroute).
+L3_EXTENSIONS: tuple[tuple[str, str, str], ...] = (
+    ("router", "Neutron L3 Router",
+     "Router abstraction for basic L3 forwarding between L2 Neutron networks and access to "
+     "external networks via a NAT gateway."),
+    ("ext-gw-mode", "Neutron L3 Configurable external gateway mode",
+     "Extension of the router abstraction for specifying whether SNAT should occur on the "
+     "external gateway"),
+    ("extraroute", "Neutron Extra Route", "Extra routes configuration for L3 router"),
 )
 
 
@@ -80,8 +107,21 @@ def _extension_view(alias: str, name: str, description: str) -> dict[str, Any]:
 
 
 # Query-string filters read as booleans (Neutron: convert_to_boolean), by collection.
-_BOOL_FILTERS = {"networks": ("shared", "admin_state_up"), "subnets": ("enable_dhcp",),
-                 "ports": ("admin_state_up",)}
+_BOOL_FILTERS = {"networks": ("shared", "admin_state_up", "router:external"),
+                 "subnets": ("enable_dhcp",), "ports": ("admin_state_up",),
+                 "routers": ("admin_state_up",)}
+
+
+def _pick(doc: dict[str, Any], request: Request) -> dict[str, Any]:
+    """``doc`` limited to the attributes of ``?fields=`` (repeatable, or comma-separated),
+    if any: Neutron's ``resource_fields``."""
+    wanted = {f.strip() for v in request.query_params.getlist("fields") for f in v.split(",")
+              if f.strip()}
+    return {k: v for k, v in doc.items() if k in wanted} if wanted else doc
+
+
+def _project_of(values: dict[str, Any]) -> str:
+    return str(values.get("project_id") or values.get("tenant_id") or "")
 
 
 def register(app: FastAPI, conductor: Conductor) -> None:
@@ -94,7 +134,7 @@ def register(app: FastAPI, conductor: Conductor) -> None:
         return policy.strip_attributes(p, "get_network:provider", {
             "id": n.id, "name": n.name, "project_id": n.project_id, "tenant_id": n.project_id,
             "shared": n.shared, "admin_state_up": n.admin_state_up, "status": n.status,
-            "mtu": n.mtu, "description": n.description, "router:external": False,
+            "mtu": n.mtu, "description": n.description, "router:external": n.router_external,
             "subnets": [s.id for s in plugin.list_subnets({"network_id": n.id})],
             "provider:network_type": seg.network_type if seg else None,
             "provider:physical_network": seg.physical_network if seg else None,
@@ -217,12 +257,15 @@ def register(app: FastAPI, conductor: Conductor) -> None:
         return p
 
     # ---------------------------------------------------------------- discovery
+    def served(common: tuple[Any, ...], l3: tuple[Any, ...]) -> tuple[Any, ...]:
+        return common + l3 if plugin.l3_enabled else common
+
     def resources_doc(request: Request) -> dict[str, Any]:
         base = str(request.base_url).rstrip("/")
         version = neutron_versions_document(base)["versions"][0]
         return {"resources": [{"name": name, "collection": coll,
                                "links": [{"href": f"{base}/v2.0/{coll}", "rel": "self"}]}
-                              for name, coll in RESOURCES],
+                              for name, coll in served(RESOURCES, L3_RESOURCES)],
                 "version": version}
 
     @app.get("/v2.0", summary="Networking API v2.0 resources", tags=["networking"])
@@ -242,14 +285,16 @@ def register(app: FastAPI, conductor: Conductor) -> None:
     @app.get("/v2.0/extensions", summary="List extensions", tags=["networking"])
     def list_extensions() -> dict[str, Any]:
         """``{"extensions": [{"alias", "name", "description", "updated", "links"}]}``:
-        the extensions implemented here (Networking API v2.0 reference, Extensions)."""
-        return {"extensions": [_extension_view(*e) for e in EXTENSIONS]}
+        the extensions implemented here (Networking API v2.0 reference, Extensions); the L3
+        ones while a mechanism driver realises routers."""
+        return {"extensions": [_extension_view(*e)
+                               for e in served(EXTENSIONS, L3_EXTENSIONS)]}
 
     @app.get("/v2.0/extensions/{alias}", summary="Show an extension", tags=["networking"])
     def show_extension(alias: str) -> dict[str, Any]:
         """``{"extension": {...}}``. Raises :class:`NotFound` (404) for an alias not
         implemented here."""
-        for ext in EXTENSIONS:
+        for ext in served(EXTENSIONS, L3_EXTENSIONS):
             if ext[0] == alias:
                 return {"extension": _extension_view(*ext)}
         raise NotFound(f"Extension with alias {printable(alias)} does not exist")
@@ -271,6 +316,8 @@ def register(app: FastAPI, conductor: Conductor) -> None:
             policy.require(p, "create_network:shared")
         if values.get("segments") or any(k in values for k in policy.NETWORK_PROVIDER_KEYS):
             policy.require(p, "create_network:provider")
+        if values.get("router:external"):
+            policy.require(p, "create_network:router:external")
         return {"network": network_view(plugin.create_network(values), p)}
 
     @app.get("/v2.0/networks/{ident}", tags=["networking"])
@@ -283,8 +330,9 @@ def register(app: FastAPI, conductor: Conductor) -> None:
                        body: schemas.NetworkUpdateRequest) -> dict[str, Any]:
         values = schemas.plugin_body(body)
         net = network(request, ident, "update_network")
-        if "shared" in values:
-            policy.require(who(request), "update_network:shared", net_target(net))
+        for key in ("shared", "router:external"):
+            if key in values:
+                policy.require(who(request), f"update_network:{key}", net_target(net))
         return {"network": network_view(plugin.update_network(net.id, values),
                                         who(request))}
 
@@ -430,6 +478,184 @@ def register(app: FastAPI, conductor: Conductor) -> None:
     def delete_rule(ident: str, request: Request) -> Response:
         plugin.delete_security_group_rule(sg_rule(request, ident,
                                                   "delete_security_group_rule").id)
+        return Response(status_code=204)
+
+    # ---------------------------------------------------------------- routers
+    l3 = plugin.l3
+
+    async def l3_served() -> None:
+        """404 for the L3 paths unless a mechanism driver realises routers (Neutron
+        without an L3 plugin has no such resources)."""
+        if not plugin.l3_enabled:
+            raise NotFound("The resource could not be found.")
+
+    L3 = [Depends(l3_served)]
+
+    def router_view(r: Router, gateway_ips: dict[str, list[dict[str, str]]]
+                    ) -> dict[str, Any]:
+        gateway = None if r.gw_network_id is None else {
+            "network_id": r.gw_network_id, "enable_snat": r.enable_snat,
+            "external_fixed_ips": gateway_ips.get(r.id, [])}
+        return {"id": r.id, "name": r.name, "project_id": r.project_id,
+                "tenant_id": r.project_id, "admin_state_up": r.admin_state_up,
+                "status": r.status, "description": r.description,
+                "external_gateway_info": gateway, "routes": r.routes or [],
+                "created_at": _ts(r.created_at), "updated_at": _ts(r.updated_at)}
+
+    def routers_view(rows: list[Router], request: Request) -> list[dict[str, Any]]:
+        ips = l3.gateway_ips([r.id for r in rows if r.gw_network_id])
+        return [_pick(router_view(r, ips), request) for r in rows]
+
+    def fip_view(f: FloatingIP, request: Request) -> dict[str, Any]:
+        return _pick({
+            "id": f.id, "project_id": f.project_id, "tenant_id": f.project_id,
+            "floating_ip_address": f.floating_ip_address,
+            "floating_network_id": f.floating_network_id, "router_id": f.router_id,
+            "port_id": f.port_id, "fixed_ip_address": f.fixed_ip_address, "status": f.status,
+            "description": f.description, "created_at": _ts(f.created_at),
+            "updated_at": _ts(f.updated_at)}, request)
+
+    def router(request: Request, ident: str, rule: str) -> Router:
+        row = l3.get_router(ident)
+        policy.require(who(request), rule, policy.owner_target(row.project_id),
+                       hidden=f"Router {ident} could not be found")
+        return row
+
+    def floatingip(request: Request, ident: str, rule: str) -> FloatingIP:
+        row = l3.get_floatingip(ident)
+        policy.require(who(request), rule, policy.owner_target(row.project_id),
+                       hidden=f"Floating IP {ident} could not be found")
+        return row
+
+    def gateway_rules(request: Request, values: dict[str, Any], action: str,
+                      target: policy.Target) -> None:
+        """The gateway's network must be one the caller sees; its SNAT and addresses are
+        the admin's to choose."""
+        info = values.get("external_gateway_info") or {}
+        for key in ("enable_snat", "external_fixed_ips"):
+            if key in info:
+                policy.require(who(request), f"{action}:external_gateway_info:{key}", target)
+        if info.get("network_id"):
+            network(request, str(info["network_id"]), "get_network")
+
+    @app.get("/v2.0/routers", summary="List routers", tags=["networking"], dependencies=L3)
+    def list_routers(request: Request) -> dict[str, Any]:
+        found = policy.visible(who(request), "get_router",
+                               l3.list_routers(filters(request, "routers")),
+                               lambda r: policy.owner_target(r.project_id))
+        return {"routers": routers_view(found, request)}
+
+    @app.post("/v2.0/routers", status_code=201, summary="Create a router",
+              tags=["networking"], dependencies=L3)
+    def create_router(request: Request, body: schemas.RouterCreateRequest) -> dict[str, Any]:
+        """400 for a gateway network that is not external (``router:external``)."""
+        values = schemas.plugin_body(body)
+        creating(request, values, "create_router")
+        gateway_rules(request, values, "create_router",
+                      policy.owner_target(_project_of(values)))
+        return {"router": routers_view([l3.create_router(values)], request)[0]}
+
+    @app.get("/v2.0/routers/{ident}", tags=["networking"], dependencies=L3)
+    def show_router(ident: str, request: Request) -> dict[str, Any]:
+        return {"router": routers_view([router(request, ident, "get_router")], request)[0]}
+
+    @app.put("/v2.0/routers/{ident}", tags=["networking"], dependencies=L3)
+    def update_router(ident: str, request: Request,
+                      body: schemas.RouterUpdateRequest) -> dict[str, Any]:
+        """name, description, admin_state_up, external_gateway_info (``{}`` or null
+        removes the gateway: 409 while floating IPs use it), routes (400 for a nexthop on
+        none of the router's subnets)."""
+        values = schemas.plugin_body(body)
+        row = router(request, ident, "update_router")
+        gateway_rules(request, values, "update_router", policy.owner_target(row.project_id))
+        return {"router": routers_view([l3.update_router(row.id, values)], request)[0]}
+
+    @app.delete("/v2.0/routers/{ident}", status_code=204, tags=["networking"],
+                dependencies=L3)
+    def delete_router(ident: str, request: Request) -> Response:
+        """409 while the router has interfaces (RouterInUse)."""
+        l3.delete_router(router(request, ident, "delete_router").id)
+        return Response(status_code=204)
+
+    @app.put("/v2.0/routers/{ident}/add_router_interface", tags=["networking"],
+             summary="Add an interface to a router", dependencies=L3)
+    def add_router_interface(ident: str, request: Request,
+                             body: schemas.RouterInterfaceRequest) -> dict[str, Any]:
+        """``{"subnet_id"}`` (the router takes the subnet's gateway_ip) or ``{"port_id"}``;
+        answers ``{"id", "tenant_id", "project_id", "port_id", "subnet_id", "subnet_ids",
+        "network_id"}``."""
+        row = router(request, ident, "add_router_interface")
+        values = body.model_dump(exclude_unset=True)
+        l3.interface_request(values, removal=False)
+        p = who(request)
+        if values.get("subnet_id"):
+            sub = subnet(request, values["subnet_id"], "get_subnet")
+            if not p.system and sub.project_id != p.project:
+                raise Invalid(f"Bad router request: Cannot add interface to router because "
+                              f"subnet {sub.id} is not owned by project making the request.")
+        if values.get("port_id"):
+            port(request, values["port_id"], "update_port")
+        return l3.add_router_interface(row.id, values)
+
+    @app.put("/v2.0/routers/{ident}/remove_router_interface", tags=["networking"],
+             summary="Remove an interface from a router", dependencies=L3)
+    def remove_router_interface(ident: str, request: Request,
+                                body: schemas.RouterInterfaceRequest) -> dict[str, Any]:
+        """As add_router_interface; 409 while floating IPs or routes need the interface."""
+        row = router(request, ident, "remove_router_interface")
+        return l3.remove_router_interface(row.id, body.model_dump(exclude_unset=True))
+
+    # ---------------------------------------------------------------- floating IPs
+    def association_rules(request: Request, values: dict[str, Any], project: str) -> None:
+        """The port must be one the caller sees and, for a project user, of the floating
+        IP's project."""
+        if values.get("port_id"):
+            row = port(request, str(values["port_id"]), "get_port")
+            if not who(request).system and row.project_id != project:
+                raise Invalid(f"Bad floatingip request: Cannot process floating IP "
+                              f"association with Port {row.id}, since that port is owned "
+                              "by a different project.")
+
+    @app.get("/v2.0/floatingips", summary="List floating IPs", tags=["networking"],
+             dependencies=L3)
+    def list_floatingips(request: Request) -> dict[str, Any]:
+        found = policy.visible(who(request), "get_floatingip",
+                               l3.list_floatingips(filters(request, "floatingips")),
+                               lambda f: policy.owner_target(f.project_id))
+        return {"floatingips": [fip_view(f, request) for f in found]}
+
+    @app.post("/v2.0/floatingips", status_code=201, summary="Create a floating IP",
+              tags=["networking"], dependencies=L3)
+    def create_floatingip(request: Request,
+                          body: schemas.FloatingIPCreateRequest) -> dict[str, Any]:
+        """400 for a network that is not external; with ``port_id``, 404 when no router
+        connects the port's subnet to the floating network."""
+        values = schemas.plugin_body(body)
+        p = creating(request, values, "create_floatingip")
+        network(request, str(values["floating_network_id"]), "get_network")
+        if values.get("floating_ip_address"):
+            policy.require(p, "create_floatingip:floating_ip_address")
+        association_rules(request, values, _project_of(values))
+        return {"floatingip": fip_view(l3.create_floatingip(values), request)}
+
+    @app.get("/v2.0/floatingips/{ident}", tags=["networking"], dependencies=L3)
+    def show_floatingip(ident: str, request: Request) -> dict[str, Any]:
+        return {"floatingip": fip_view(floatingip(request, ident, "get_floatingip"), request)}
+
+    @app.put("/v2.0/floatingips/{ident}", tags=["networking"], dependencies=L3)
+    def update_floatingip(ident: str, request: Request,
+                          body: schemas.FloatingIPUpdateRequest) -> dict[str, Any]:
+        """``port_id`` (null disassociates), ``fixed_ip_address``, description; 409 when
+        that fixed IP has a floating IP already."""
+        values = schemas.plugin_body(body)
+        row = floatingip(request, ident, "update_floatingip")
+        association_rules(request, values, row.project_id)
+        return {"floatingip": fip_view(l3.update_floatingip(row.id, values), request)}
+
+    @app.delete("/v2.0/floatingips/{ident}", status_code=204, tags=["networking"],
+                dependencies=L3)
+    def delete_floatingip(ident: str, request: Request) -> Response:
+        l3.delete_floatingip(floatingip(request, ident, "delete_floatingip").id)
         return Response(status_code=204)
 
     # ---------------------------------------------------------------- VIFs

@@ -13,7 +13,8 @@ maximum length, ``NaN``/``Infinity``, a lone UTF-16 surrogate.
 The plugin gets ``model.model_dump(by_alias=True, exclude_unset=True)`` (see
 :func:`plugin_body`): the attributes the client sent, by their Neutron names.
 Source: Networking API v2.0 reference (networks, subnets, ports, port binding, provider
-networks, extra DHCP options, security groups and rules).
+networks, external networks, extra DHCP options, security groups and rules, routers
+(router, ext-gw-mode, extraroute) and floating IPs).
 """
 
 from __future__ import annotations
@@ -34,11 +35,11 @@ from pydantic_core import PydanticCustomError
 from metalplane.api.schemas_common import StrictishBool, printable
 
 __all__ = [
-    "NetworkCreateRequest", "NetworkSyncRequest", "NetworkUpdateRequest", "PortCreateRequest",
-    "PortUpdateRequest",
+    "FloatingIPCreateRequest", "FloatingIPUpdateRequest", "NetworkCreateRequest",
+    "NetworkSyncRequest", "NetworkUpdateRequest", "PortCreateRequest", "PortUpdateRequest",
+    "RouterCreateRequest", "RouterInterfaceRequest", "RouterUpdateRequest",
     "SecurityGroupCreateRequest", "SecurityGroupRuleCreateRequest",
-    "SecurityGroupUpdateRequest", "SubnetCreateRequest", "SubnetUpdateRequest",
-    "plugin_body",
+    "SecurityGroupUpdateRequest", "SubnetCreateRequest", "SubnetUpdateRequest", "plugin_body",
 ]
 
 Str255 = Annotated[str, StringConstraints(max_length=255)]
@@ -129,7 +130,8 @@ class ProviderSegment(NeutronAttributes):
 
 
 class NetworkUpdate(NeutronAttributes):
-    """``PUT /v2.0/networks/{id}``: name, description, shared, admin_state_up, mtu."""
+    """``PUT /v2.0/networks/{id}``: name, description, shared, admin_state_up, mtu,
+    router:external."""
 
     _read_only = frozenset({"id", "project_id", "tenant_id", "status", "subnets",
                             "provider:network_type", "provider:physical_network",
@@ -140,6 +142,7 @@ class NetworkUpdate(NeutronAttributes):
     shared: StrictishBool = False
     admin_state_up: StrictishBool = True
     mtu: Mtu = 1500
+    router_external: StrictishBool = Field(False, alias="router:external")
 
 
 class NetworkCreate(NetworkUpdate):
@@ -301,6 +304,88 @@ class SecurityGroupRuleCreate(NeutronAttributes):
 
 class SecurityGroupRuleCreateRequest(_Wrapper):
     security_group_rule: SecurityGroupRuleCreate
+
+
+# ---------------------------------------------------------------- routers
+class GatewayFixedIP(NeutronAttributes):
+    subnet_id: Str255 = ""
+    ip_address: Str64 = ""
+
+
+class ExternalGatewayInfo(NeutronAttributes):
+    """``external_gateway_info``: ``{}`` (or null) is no gateway; else ``network_id``."""
+
+    network_id: Str255 = ""
+    enable_snat: StrictishBool = True
+    external_fixed_ips: list[GatewayFixedIP] = []
+
+
+class RouterUpdate(NeutronAttributes):
+    """``PUT /v2.0/routers/{id}``: name, description, admin_state_up, the gateway, routes."""
+
+    _read_only = frozenset({"id", "project_id", "tenant_id", "status", "created_at",
+                            "updated_at"})
+    name: Str255 = ""
+    description: Str255 = ""
+    admin_state_up: StrictishBool = True
+    external_gateway_info: ExternalGatewayInfo | None = None
+    routes: list[HostRoute] | None = None
+
+
+class RouterCreate(RouterUpdate):
+    """``POST /v2.0/routers`` (``routes`` are set by update only, as Neutron's)."""
+
+    _read_only = frozenset({"id", "status", "routes", "created_at", "updated_at"})
+    project_id: Str255 = ""
+    tenant_id: Str255 = ""
+
+
+class RouterCreateRequest(_Wrapper):
+    router: RouterCreate
+
+
+class RouterUpdateRequest(_Wrapper):
+    router: RouterUpdate
+
+
+class RouterInterfaceRequest(NeutronAttributes):
+    """``PUT /v2.0/routers/{id}/add_router_interface`` (and ``remove_``): not wrapped,
+    ``{"subnet_id": ...}`` or ``{"port_id": ...}``."""
+
+    subnet_id: Str255 = ""
+    port_id: Str255 = ""
+
+
+# ---------------------------------------------------------------- floating IPs
+class FloatingIPUpdate(NeutronAttributes):
+    """``PUT /v2.0/floatingips/{id}``: ``port_id`` (null: disassociate),
+    ``fixed_ip_address``, description."""
+
+    _read_only = frozenset({"id", "floating_ip_address", "floating_network_id", "subnet_id",
+                            "router_id", "project_id", "tenant_id", "status", "created_at",
+                            "updated_at"})
+    port_id: Str255 | None = None
+    fixed_ip_address: Str64 | None = None
+    description: Str255 = ""
+
+
+class FloatingIPCreate(FloatingIPUpdate):
+    """``POST /v2.0/floatingips``: ``floating_network_id`` is required."""
+
+    _read_only = frozenset({"id", "router_id", "status", "created_at", "updated_at"})
+    floating_network_id: Str255
+    floating_ip_address: Str64 | None = None
+    subnet_id: Str255 | None = None
+    project_id: Str255 = ""
+    tenant_id: Str255 = ""
+
+
+class FloatingIPCreateRequest(_Wrapper):
+    floatingip: FloatingIPCreate
+
+
+class FloatingIPUpdateRequest(_Wrapper):
+    floatingip: FloatingIPUpdate
 
 
 class NetworkSyncRequest(BaseModel):

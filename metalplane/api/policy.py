@@ -11,7 +11,8 @@ request may go on: :func:`require` (or :func:`may`) for one resource, :func:`sco
 A rule is checked against a *target*, the resource acted on: a node's ``owner`` and
 ``lessee`` (a port's or portgroup's node's), an allocation's ``owner``, a network
 resource's ``project_id`` (its *owner*), the project of its network (a subnet's or port's)
-or of its security group (a rule's) as *parent*, and whether its network is ``shared``.
+or of its security group (a rule's) as *parent*, and whether its network is ``shared`` or
+external.
 
 | persona | who (with that role or a higher one) |
 |---|---|
@@ -20,6 +21,7 @@ or of its security group (a rule's) as *parent*, and whether its network is ``sh
 | lessee admin, lessee member, lessee reader | a user of the node's lessee project |
 | parent member, parent reader | a user of the network's (security group's) project |
 | shared | anyone, when the network (of a subnet) is shared |
+| external | anyone, when the network (of a subnet) is external (``router:external``) |
 | anyone | any authenticated user |
 
 A resource the caller may not see (its ``get`` rule fails) answers 404, as if it did not
@@ -34,7 +36,7 @@ system reader, owner reader, lessee reader
 system reader, owner reader
     baremetal:node:get:driver_info, baremetal:node:get:driver_internal_info,
     baremetal:node:get:last_error, baremetal:node:get:reservation, baremetal:allocation:get,
-    get_security_group
+    get_security_group, get_router, get_floatingip
 system admin, owner admin
     baremetal:node:create, baremetal:node:delete, baremetal:port:create,
     baremetal:port:delete, baremetal:portgroup:create, baremetal:portgroup:delete
@@ -61,17 +63,25 @@ system admin
     baremetal:node:update:chassis_uuid, baremetal:node:update:shard,
     baremetal:node:disable_cleaning, metalplane:switch:get, metalplane:switch:create,
     metalplane:switch:delete, metalplane:switch:sync, create_network:shared,
-    create_network:provider, update_network:shared, create_port:binding, update_port:binding
+    create_network:provider, update_network:shared, create_network:router:external,
+    update_network:router:external, create_port:binding, update_port:binding,
+    create_router:external_gateway_info:enable_snat,
+    create_router:external_gateway_info:external_fixed_ips,
+    update_router:external_gateway_info:enable_snat,
+    update_router:external_gateway_info:external_fixed_ips,
+    create_floatingip:floating_ip_address
 anyone
     baremetal:conductor:get, baremetal:driver:get, baremetal:driver:get_properties
-system reader, owner reader, shared
+system reader, owner reader, shared, external
     get_network, get_subnet
 system reader
     get_network:provider, get_port:binding
 system admin, owner member
     create_network, update_network, delete_network, create_port, update_port,
     create_security_group, update_security_group, delete_security_group,
-    create_security_group_rule
+    create_security_group_rule, create_router, update_router, delete_router,
+    add_router_interface, remove_router_interface, create_floatingip, update_floatingip,
+    delete_floatingip
 system admin, parent member
     create_subnet, update_subnet, delete_subnet
 system reader, owner reader, parent reader
@@ -130,6 +140,7 @@ class Target:
     lessee: str | None = None
     parent: str | None = None
     shared: bool = False
+    external: bool = False
 
 
 @dataclass(frozen=True)
@@ -167,6 +178,7 @@ def _parent(role: str) -> _Persona:
 
 
 SHARED = _Persona("shared", lambda p, t: t.shared)
+EXTERNAL = _Persona("external", lambda p, t: t.external)
 ANYONE = _Persona("anyone", lambda p, t: True)
 
 # Ironic's composite check strings (ironic/common/policy.py), without the service and
@@ -285,15 +297,17 @@ RULES: dict[str, Rule] = {
     "metalplane:switch:sync": _R(SYSTEM_ADMIN, "POST /v1/switches/sync"),
     "metalplane:network:sync": _R(SYSTEM_ADMIN, "POST /v1/network/sync"),
     # networking; target: the resource (create: the project it is created in)
-    "get_network": _R(READER_OR_PROJECT_READER | SHARED, "GET a network; lists"),
+    "get_network": _R(READER_OR_PROJECT_READER | SHARED | EXTERNAL, "GET a network; lists"),
     "get_network:provider": _R(SYSTEM_READER, "provider:* attributes shown"),
     "create_network": _R(ADMIN_OR_PROJECT_MEMBER, "POST /v2.0/networks"),
     "create_network:shared": _R(SYSTEM_ADMIN, "... with shared true"),
     "create_network:provider": _R(SYSTEM_ADMIN, "... with provider:* or segments"),
     "update_network": _R(ADMIN_OR_PROJECT_MEMBER, "PUT a network"),
     "update_network:shared": _R(SYSTEM_ADMIN, "... changing shared"),
+    "create_network:router:external": _R(SYSTEM_ADMIN, "... with router:external true"),
+    "update_network:router:external": _R(SYSTEM_ADMIN, "... changing router:external"),
     "delete_network": _R(ADMIN_OR_PROJECT_MEMBER, "DELETE a network"),
-    "get_subnet": _R(READER_OR_PROJECT_READER | SHARED, "GET a subnet; lists"),
+    "get_subnet": _R(READER_OR_PROJECT_READER | SHARED | EXTERNAL, "GET a subnet; lists"),
     "create_subnet": _R(ADMIN_OR_NET_OWNER_MEMBER, "POST /v2.0/subnets"),
     "update_subnet": _R(ADMIN_OR_NET_OWNER_MEMBER, "PUT a subnet"),
     "delete_subnet": _R(ADMIN_OR_NET_OWNER_MEMBER, "DELETE a subnet"),
@@ -314,6 +328,33 @@ RULES: dict[str, Rule] = {
     "create_security_group_rule": _R(ADMIN_OR_PROJECT_MEMBER,
                                      "POST /v2.0/security-group-rules (in a group it sees)"),
     "delete_security_group_rule": _R(ADMIN_OR_PROJECT_OR_NET_OWNER_MEMBER, "DELETE a rule"),
+    # L3 (only when a mechanism driver realises routers); target: the router or floating IP
+    "get_router": _R(READER_OR_PROJECT_READER, "GET a router; lists"),
+    "create_router": _R(ADMIN_OR_PROJECT_MEMBER,
+                        "POST /v2.0/routers (a gateway on an external network it sees)"),
+    "create_router:external_gateway_info:enable_snat": _R(SYSTEM_ADMIN,
+                                                          "... with enable_snat"),
+    "create_router:external_gateway_info:external_fixed_ips": _R(
+        SYSTEM_ADMIN, "... with external_fixed_ips"),
+    "update_router": _R(ADMIN_OR_PROJECT_MEMBER, "PUT a router"),
+    "update_router:external_gateway_info:enable_snat": _R(SYSTEM_ADMIN,
+                                                          "... changing enable_snat"),
+    "update_router:external_gateway_info:external_fixed_ips": _R(
+        SYSTEM_ADMIN, "... changing external_fixed_ips"),
+    "delete_router": _R(ADMIN_OR_PROJECT_MEMBER, "DELETE a router"),
+    "add_router_interface": _R(ADMIN_OR_PROJECT_MEMBER,
+                               "PUT .../add_router_interface (a subnet of its project or a "
+                               "port it may update)"),
+    "remove_router_interface": _R(ADMIN_OR_PROJECT_MEMBER,
+                                  "PUT .../remove_router_interface"),
+    "get_floatingip": _R(READER_OR_PROJECT_READER, "GET a floating IP; lists"),
+    "create_floatingip": _R(ADMIN_OR_PROJECT_MEMBER,
+                            "POST /v2.0/floatingips (on an external network it sees)"),
+    "create_floatingip:floating_ip_address": _R(SYSTEM_ADMIN,
+                                                "... with floating_ip_address"),
+    "update_floatingip": _R(ADMIN_OR_PROJECT_MEMBER,
+                            "PUT a floating IP (a port of its project)"),
+    "delete_floatingip": _R(ADMIN_OR_PROJECT_MEMBER, "DELETE a floating IP"),
 }
 
 
@@ -356,6 +397,8 @@ def may(p: Principal, rule: str, target: Target | None = None) -> bool:
 
 def _read_rule(rule: str) -> str:
     """The rule that lets one see the resource ``rule`` is about."""
+    if rule in ("add_router_interface", "remove_router_interface"):
+        return "get_router"
     if rule.startswith("baremetal:"):
         kind = rule.split(":")[1]
         return "baremetal:node:get" if kind in ("port", "portgroup") else f"baremetal:{kind}:get"
@@ -507,7 +550,8 @@ def owner_target(owner: str | None) -> Target:
 
 
 def network_target(net: Any) -> Target:
-    return Target(owner=net.project_id, shared=bool(net.shared))
+    return Target(owner=net.project_id, shared=bool(net.shared),
+                  external=bool(net.router_external))
 
 
 def child_target(row: Any, parent: Any | None) -> Target:
@@ -515,7 +559,8 @@ def child_target(row: Any, parent: Any | None) -> Target:
     if parent is None:
         return Target(owner=row.project_id)
     return Target(owner=row.project_id, parent=parent.project_id,
-                  shared=bool(getattr(parent, "shared", False)))
+                  shared=bool(getattr(parent, "shared", False)),
+                  external=bool(getattr(parent, "router_external", False)))
 
 
 # ---------------------------------------------------------------- what a view hides

@@ -305,6 +305,57 @@ class SecurityGroup(_View):
     updated_at: str | None
 
 
+class RouterGateway(_View):
+    network_id: str
+    enable_snat: bool
+    external_fixed_ips: list[dict[str, str]]
+
+
+class Router(_View):
+    """A router (``?fields=`` may leave any attribute out)."""
+
+    id: str | None = None
+    name: str | None = None
+    project_id: str | None = None
+    tenant_id: str | None = None
+    admin_state_up: bool | None = None
+    status: str | None = None
+    description: str | None = None
+    external_gateway_info: RouterGateway | None = None
+    routes: list[dict[str, str]] | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class RouterInterfaceInfo(_View):
+    """What ``add_router_interface`` and ``remove_router_interface`` answer (unwrapped)."""
+
+    id: str
+    tenant_id: str
+    project_id: str
+    port_id: str
+    network_id: str
+    subnet_id: str | None
+    subnet_ids: list[str]
+
+
+class FloatingIP(_View):
+    """A floating IP (``?fields=`` may leave any attribute out)."""
+
+    id: str | None = None
+    project_id: str | None = None
+    tenant_id: str | None = None
+    floating_ip_address: str | None = None
+    floating_network_id: str | None = None
+    router_id: str | None = None
+    port_id: str | None = None
+    fixed_ip_address: str | None = None
+    status: str | None = None
+    description: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
 def _wrapped(name: str, key: str, model: type[BaseModel], many: bool) -> type[BaseModel]:
     """Neutron's wrapping: ``{"network": {...}}`` or ``{"networks": [...]}``."""
     kind: Any = list[model] if many else model  # type: ignore[valid-type]
@@ -315,7 +366,8 @@ def _wrapped(name: str, key: str, model: type[BaseModel], many: bool) -> type[Ba
 _NEUTRON: dict[str, tuple[str, type[BaseModel]]] = {
     "networks": ("network", Network), "subnets": ("subnet", Subnet),
     "ports": ("port", NetworkPort), "security-groups": ("security_group", SecurityGroup),
-    "security-group-rules": ("security_group_rule", SecurityGroupRule)}
+    "security-group-rules": ("security_group_rule", SecurityGroupRule),
+    "routers": ("router", Router), "floatingips": ("floatingip", FloatingIP)}
 
 # (method, path) -> (status, model) of the successful answer.
 RESPONSES: dict[tuple[str, str], tuple[str, type[BaseModel]]] = {
@@ -360,3 +412,5 @@ for _plural, (_key, _model) in _NEUTRON.items():
     RESPONSES[("get", f"/v2.0/{_plural}/{{ident}}")] = ("200", _one)
     if _plural != "security-group-rules":  # Neutron updates no rule either
         RESPONSES[("put", f"/v2.0/{_plural}/{{ident}}")] = ("200", _one)
+for _action in ("add_router_interface", "remove_router_interface"):
+    RESPONSES[("put", f"/v2.0/routers/{{ident}}/{_action}")] = ("200", RouterInterfaceInfo)

@@ -25,6 +25,7 @@ from metalplane.cli.common import (
     delete_each,
     kv,
 )
+from metalplane.cli.l3 import floating_app, router_app
 from metalplane.cli.lab import demo, lab_app
 from metalplane.cli.network import network_app, subnet_app, switch_app, vif_app
 from metalplane.cli.output import console, emit, err_console
@@ -51,6 +52,8 @@ app.add_typer(key_app, name="key")
 app.add_typer(network_app, name="network")
 app.add_typer(subnet_app, name="subnet")
 app.add_typer(switch_app, name="switch")
+app.add_typer(router_app, name="router")
+app.add_typer(floating_app, name="floating")
 app.add_typer(lab_app, name="lab")
 app.command("demo")(demo)
 node_app.add_typer(vif_app, name="vif")

@@ -42,12 +42,17 @@ def network_create(
     = None,
     provider_segment: Annotated[int | None, typer.Option(help="VLAN ID or VNI.")] = None,
     shared: Annotated[bool, typer.Option(help="Usable by every project.")] = False,
+    external: Annotated[bool, typer.Option(
+        "--external", help="router:external: routers' gateways and floating IPs take "
+                           "their addresses here (admin only).")] = False,
     project: Annotated[str | None, typer.Option(help="Owning project.")] = None,
     output: Output = "table",
 ) -> None:
     """Create a network (a provider network with --provider-*, else a tenant network)."""
     check_format(output)
     body: dict[str, Any] = {"name": name, "shared": shared}
+    if external:
+        body["router:external"] = True
     for key, value in (("provider:network_type", provider_network_type),
                        ("provider:physical_network", provider_physical_network),
                        ("provider:segmentation_id", provider_segment),

@@ -17,6 +17,7 @@ __all__ = [
     "Allocation",
     "Base",
     "Conductor",
+    "FloatingIP",
     "IPAllocation",
     "Network",
     "NetworkPort",
@@ -24,6 +25,7 @@ __all__ = [
     "Node",
     "Port",
     "Portgroup",
+    "Router",
     "SecurityGroup",
     "SecurityGroupRule",
     "SegmentAllocation",
@@ -205,6 +207,7 @@ class Network(_Timestamps, Base):
     status: Mapped[str] = mapped_column(sa.String(16), default="ACTIVE")
     mtu: Mapped[int] = mapped_column(default=1500)
     description: Mapped[str] = mapped_column(sa.String(255), default="")
+    router_external: Mapped[bool] = mapped_column(default=False)  # router:external
 
 
 class NetworkSegment(Base):
@@ -288,6 +291,45 @@ class IPAllocation(Base):
                                          index=True)
     subnet_id: Mapped[str] = mapped_column(sa.ForeignKey("subnets.id"), index=True)
     ip_address: Mapped[str] = mapped_column(sa.String(64))
+
+
+class Router(_Timestamps, Base):
+    """A Neutron router. Its interfaces and its gateway are network ports whose
+    ``device_id`` is the router's id (``device_owner`` ``network:router_interface`` or
+    ``network:router_gateway``); ``gw_network_id`` is the gateway's external network."""
+
+    __tablename__ = "routers"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(255), default="")
+    project_id: Mapped[str] = mapped_column(sa.String(255), default="", index=True)
+    admin_state_up: Mapped[bool] = mapped_column(default=True)
+    status: Mapped[str] = mapped_column(sa.String(16), default="ACTIVE")
+    description: Mapped[str] = mapped_column(sa.String(255), default="")
+    gw_network_id: Mapped[str | None] = mapped_column(sa.ForeignKey("networks.id"))
+    enable_snat: Mapped[bool] = mapped_column(default=True)
+    routes: Mapped[list[Any]] = mapped_column(sa.JSON, default=list)  # {destination, nexthop}
+
+
+class FloatingIP(_Timestamps, Base):
+    """A Neutron floating IP: the address of its own port (``network:floatingip``) on
+    ``floating_network_id``, associated (or not) with ``fixed_ip_address`` of ``port_id``
+    through ``router_id``. One per fixed IP of a port and external network."""
+
+    __tablename__ = "floatingips"
+    __table_args__ = (sa.UniqueConstraint("floating_network_id", "port_id", "fixed_ip_address",
+                                          name="uniq_floatingip_fixed_ip"),)
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(sa.String(255), default="", index=True)
+    floating_network_id: Mapped[str] = mapped_column(sa.ForeignKey("networks.id"), index=True)
+    floating_ip_address: Mapped[str] = mapped_column(sa.String(64))
+    floating_port_id: Mapped[str] = mapped_column(sa.ForeignKey("network_ports.id"))
+    port_id: Mapped[str | None] = mapped_column(sa.ForeignKey("network_ports.id"), index=True)
+    fixed_ip_address: Mapped[str | None] = mapped_column(sa.String(64))
+    router_id: Mapped[str | None] = mapped_column(sa.ForeignKey("routers.id"), index=True)
+    status: Mapped[str] = mapped_column(sa.String(16), default="DOWN")
+    description: Mapped[str] = mapped_column(sa.String(255), default="")
 
 
 class SecurityGroup(_Timestamps, Base):

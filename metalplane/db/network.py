@@ -26,6 +26,7 @@ from metalplane.common.exceptions import Conflict, NotFound
 from metalplane.db.api import update_many
 from metalplane.db.engine import Database
 from metalplane.db.models import (
+    FloatingIP,
     IPAllocation,
     Network,
     NetworkPort,
@@ -74,6 +75,7 @@ _IP_ALLOCATIONS: sa.Table = IPAllocation.__table__  # type: ignore[assignment]
 _NETWORK_PORTS: sa.Table = NetworkPort.__table__  # type: ignore[assignment]
 _SECURITY_GROUPS: sa.Table = SecurityGroup.__table__  # type: ignore[assignment]
 _SWITCH_PORTS: sa.Table = SwitchPortBinding.__table__  # type: ignore[assignment]
+_FLOATINGIPS: sa.Table = FloatingIP.__table__  # type: ignore[assignment]
 
 
 class SegmentTaken(Conflict):
@@ -234,6 +236,11 @@ def _port_statements() -> dict[str, Any]:
         "insert_allocs": sa.insert(alloc),
         "delete_allocs": sa.delete(alloc).where(alloc.c.port_id == sa.bindparam("port_id")),
         "delete_port": sa.delete(ports).where(ports.c.id == sa.bindparam("port_id")),
+        "fip_routers": sa.select(_FLOATINGIPS.c.router_id).where(
+            _FLOATINGIPS.c.port_id == sa.bindparam("fixed_port")),
+        "disassociate": sa.update(_FLOATINGIPS).where(
+            _FLOATINGIPS.c.port_id == sa.bindparam("fixed_port")).values(
+            port_id=None, fixed_ip_address=None, router_id=None, status="DOWN"),
     }
 
 
@@ -312,12 +319,19 @@ def update_port_addresses(
                 conn.execute(q["insert_allocs"], allocs)
 
 
-def delete_port(db: Database, port_id: str) -> None:
-    """Delete network port ``port_id`` and its addresses, in one transaction."""
+def delete_port(db: Database, port_id: str) -> set[str]:
+    """Delete network port ``port_id`` and its addresses, and disassociate the floating IPs
+    of its fixed IPs (no port, fixed IP nor router; status ``DOWN``), in one transaction.
+    Returns the routers those floating IPs were associated through."""
     q = _port_statements()
     with db.transaction() as conn:
+        routers = {r for r in conn.execute(q["fip_routers"], {"fixed_port": port_id})
+                   .scalars() if r}
+        if routers:
+            conn.execute(q["disassociate"], {"fixed_port": port_id})
         conn.execute(q["delete_allocs"], {"port_id": port_id})
         conn.execute(q["delete_port"], {"port_id": port_id})
+    return routers
 
 
 def list_ports(db: Database, equals: dict[str, Any]) -> list[NetworkPort]:

@@ -21,11 +21,11 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def parse_cidr(cidr: Any) -> IPNetwork:
+def parse_cidr(cidr: Any, field: str = "cidr") -> IPNetwork:
     try:
         return ipaddress.ip_network(str(cidr), strict=True)
     except ValueError as exc:
-        raise Invalid(f"cidr '{cidr}' is not a valid network address: {exc}") from None
+        raise Invalid(f"{field} '{cidr}' is not a valid network address: {exc}") from None
 
 
 def parse_ip(value: Any, field: str) -> IPAddress:

@@ -16,7 +16,7 @@ import random
 import re
 import uuid as uuidlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from metalplane.common.config import Settings
 from metalplane.common.exceptions import Conflict, Invalid, MetalplaneError, NotFound
@@ -47,6 +47,9 @@ from metalplane.network.switches import SwitchManager
 from metalplane.network.tor_acl import TorAcl
 from metalplane.network.types import TypeManager
 
+if TYPE_CHECKING:
+    from metalplane.network.l3 import L3Plugin
+
 __all__ = ["BindingFailed", "NetworkPlugin"]
 
 LOG = logging.getLogger(__name__)
@@ -55,7 +58,7 @@ VNIC_TYPES = ("normal", "baremetal", "direct", "macvtap")
 
 NETWORK_FIELDS = {"name", "project_id", "tenant_id", "shared", "admin_state_up", "mtu",
                   "description", "provider:network_type", "provider:physical_network",
-                  "provider:segmentation_id", "segments"}
+                  "provider:segmentation_id", "segments", "router:external"}
 SUBNET_FIELDS = {"name", "network_id", "project_id", "tenant_id", "cidr", "ip_version",
                  "gateway_ip", "allocation_pools", "dns_nameservers", "host_routes",
                  "enable_dhcp", "description"}
@@ -91,9 +94,12 @@ def _unknown(body: dict[str, Any], allowed: set[str], what: str) -> None:
 
 
 class NetworkPlugin:
-    """The network API's engine. ``mechanism_drivers`` run in order for binding."""
+    """The network API's engine. ``mechanism_drivers`` run in order for binding; ``l3``
+    serves routers and floating IPs (:mod:`metalplane.network.l3`)."""
 
     def __init__(self, settings: Settings, db: Database) -> None:
+        from metalplane.network.l3 import L3Plugin  # it builds on this module
+
         self.settings = settings
         self.db = db
         self.types = TypeManager(settings)
@@ -102,6 +108,13 @@ class NetworkPlugin:
         if settings.network_backend == "ovn":
             self.mechanism_drivers.append(OVNMechanismDriver(settings, self))
         self.acl = TorAcl(db, self.switches)  # security groups on the ovs switch ports
+        self.l3: L3Plugin = L3Plugin(self)
+
+    @property
+    def l3_enabled(self) -> bool:
+        """Whether routers and floating IPs are served: a mechanism driver realises them
+        (``supports_l3``), as Neutron serves its L3 API only with an L3 plugin loaded."""
+        return any(drv.supports_l3 for drv in self.mechanism_drivers)
 
     def close(self) -> None:
         self.switches.close()
@@ -128,6 +141,13 @@ class NetworkPlugin:
         return (db_api.rows_where(self.db, model, id=ident)
                 or db_api.rows_where(self.db, model, name=ident))
 
+    def _by_id(self, model: Any, ident: str, missing: str) -> Any:
+        """The row whose id is ``ident`` (detached). Raises :class:`NotFound` (``missing``)."""
+        rows = db_api.rows_where(self.db, model, id=ident)
+        if not rows:
+            raise NotFound(missing)
+        return rows[0]
+
     def _by_id_or_name(self, model: Any, ident: str, what: str) -> Any:
         """The row whose id, else name, is ``ident`` (detached). Raises :class:`NotFound`."""
         rows = self._rows_by_id_or_name(model, ident)
@@ -153,7 +173,8 @@ class NetworkPlugin:
                   "project_id": _project(body), "shared": bool(body.get("shared")),
                   "admin_state_up": bool(body.get("admin_state_up", True)),
                   "mtu": int(body.get("mtu") or 1500),
-                  "description": str(body.get("description") or "")}
+                  "description": str(body.get("description") or ""),
+                  "router_external": bool(body.get("router:external"))}
 
         def precommit(net: Network) -> None:
             for drv in self.mechanism_drivers:
@@ -194,15 +215,26 @@ class NetworkPlugin:
         return rows[0] if rows else None
 
     def list_networks(self, filters: dict[str, Any]) -> list[Network]:
-        return db_net.list_networks(self.db, {
-            key: filters[key] for key in ("name", "project_id", "shared", "admin_state_up", "id")
-            if key in filters})
+        """Networks whose ``name``, ``project_id``, ``shared``, ``admin_state_up``, ``id``
+        or ``router:external`` equal ``filters``' (other keys are ignored)."""
+        columns = {"name": "name", "project_id": "project_id", "shared": "shared",
+                   "admin_state_up": "admin_state_up", "id": "id",
+                   "router:external": "router_external"}
+        return db_net.list_networks(self.db, {col: filters[key] for key, col in columns.items()
+                                              if key in filters})
 
     def update_network(self, ident: str, body: dict[str, Any]) -> Network:
-        allowed = {"name", "description", "shared", "admin_state_up", "mtu"}
+        """Change name, description, shared, admin_state_up, mtu or ``router:external``.
+        Raises :class:`Invalid`, :class:`NotFound`, :class:`Conflict` (making a network
+        with routers' gateways or floating IPs non-external)."""
+        allowed = {"name", "description", "shared", "admin_state_up", "mtu", "router:external"}
         _unknown(body, allowed, "network update")
         net = self.get_network(ident)
-        db_net.update_network(self.db, net.id, body)
+        values = {("router_external" if k == "router:external" else k): v
+                  for k, v in body.items()}
+        if net.router_external and values.get("router_external") is False:
+            self.l3.check_external_unset(net.id)
+        db_net.update_network(self.db, net.id, values)
         return self.get_network(net.id)
 
     def delete_network(self, ident: str) -> None:
@@ -296,10 +328,11 @@ class NetworkPlugin:
 
     # ================================================================ ports
     def _fixed_ips(self, reads: db_net.PortReads, net: Network, requested: Any,
-                   port_id: str) -> list[dict[str, str]]:
+                   port_id: str, gateway_ok: bool = False) -> list[dict[str, str]]:
         """The ``ip_allocations`` rows (``port_id``, ``subnet_id``, ``ip_address``) for
         ``requested`` (Neutron's ``fixed_ips``; None: one address of the first subnet),
-        read in the caller's write transaction. Raises :class:`Invalid`, :class:`Conflict`."""
+        read in the caller's write transaction. A subnet's gateway_ip is refused unless
+        ``gateway_ok`` (a router's interface). Raises :class:`Invalid`, :class:`Conflict`."""
         subnets = reads.subnets(net.id)
         if requested is None:
             requested = [{"subnet_id": subnets[0].id}] if subnets else []
@@ -325,7 +358,7 @@ class NetworkPlugin:
                                   f"{net.name or net.id} "
                                   f"({', '.join(x.cidr for x in subnets) or 'none'})")
                 sub = sub or matching[0]
-                if str(addr) == sub.gateway_ip:
+                if str(addr) == sub.gateway_ip and not gateway_ok:
                     raise Invalid(f"IP address {addr} is the gateway of subnet {sub.cidr}")
                 if reads.address_used(sub.id, str(addr)):
                     raise Conflict(f"IP address {addr} already allocated in subnet {sub.id}")
@@ -394,14 +427,7 @@ class NetworkPlugin:
             raise Invalid("network_id is required")
         net = self.get_network(str(body["network_id"]))
         port_id = str(uuidlib.uuid4())
-        values: dict[str, Any] = {
-            "id": port_id, "network_id": net.id, "project_id": _project(body) or net.project_id,
-            "name": str(body.get("name") or ""), "mac_address": self._mac(body.get("mac_address")),
-            "admin_state_up": bool(body.get("admin_state_up", True)),
-            "device_id": str(body.get("device_id") or ""),
-            "device_owner": str(body.get("device_owner") or ""),
-            "description": str(body.get("description") or ""),
-        }
+        values = self._port_values(net, port_id, body)
         self._binding_fields(body, values)
 
         def prepare(reads: db_net.PortReads) -> list[dict[str, str]]:
@@ -421,6 +447,22 @@ class NetworkPlugin:
             return port
         self._bind_recorded(port)
         return self.get_port(port_id)
+
+    def _port_values(self, net: Network, port_id: str, body: dict[str, Any],
+                     project: str | None = None) -> dict[str, Any]:
+        """The columns of a new port ``port_id`` on ``net`` from ``body`` (Neutron's
+        attributes; no binding ones): its project (``project``, else ``body``'s, else
+        ``net``'s), name, MAC (a random one by default), device."""
+        return {
+            "id": port_id, "network_id": net.id,
+            "project_id": project if project is not None else (_project(body)
+                                                                or net.project_id),
+            "name": str(body.get("name") or ""), "mac_address": self._mac(body.get("mac_address")),
+            "admin_state_up": bool(body.get("admin_state_up", True)),
+            "device_id": str(body.get("device_id") or ""),
+            "device_owner": str(body.get("device_owner") or ""),
+            "description": str(body.get("description") or ""),
+        }
 
     def get_port(self, ident: str) -> NetworkPort:
         port: NetworkPort = self._by_id_or_name(NetworkPort, ident, "Port")
@@ -497,16 +539,21 @@ class NetworkPlugin:
             raise Conflict(f"port {port.id} is bound: its MAC address cannot change")
         port = db_api.update_row(self.db, NetworkPort, port.id, {"mac_address": mac}, "Port")
         self._postcommit("port_postcommit", port)
-        return port
+        return self.get_port(port.id)
 
     def delete_port(self, ident: str) -> None:
-        """Unbind (the switch port is parked) and delete, releasing its addresses."""
+        """Unbind (the switch port is parked) and delete, releasing its addresses; its
+        floating IPs are disassociated and their routers realised again. Raises
+        :class:`Conflict` for a router's or floating IP's own port (Neutron's
+        ServicePortInUse), :class:`BindingFailed`; a mechanism driver's error."""
         port = self.get_port(ident)
+        self.l3.check_port_deletable(port)
         if port.binding_vif_type not in ("unbound", "binding_failed"):
             self.unbind(port)
-        db_net.delete_port(self.db, port.id)
+        routers = db_net.delete_port(self.db, port.id)
         self._postcommit("delete_port_postcommit", port)
         self.acl.ports_changed([], port.security_groups)
+        self.l3.realise(routers)
 
     # ================================================================ binding
     def _context(self, port: NetworkPort,
@@ -708,10 +755,8 @@ class NetworkPlugin:
 
     def get_security_group_rule(self, ident: str) -> SecurityGroupRule:
         """Raises :class:`NotFound`."""
-        rows = db_api.rows_where(self.db, SecurityGroupRule, id=ident)
-        if not rows:
-            raise NotFound(f"Security group rule {ident} could not be found.")
-        rule: SecurityGroupRule = rows[0]
+        rule: SecurityGroupRule = self._by_id(
+            SecurityGroupRule, ident, f"Security group rule {ident} could not be found.")
         return rule
 
     def sg_rules(self, sg_id: str | None = None) -> list[SecurityGroupRule]:

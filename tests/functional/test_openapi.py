@@ -9,6 +9,7 @@ import jsonschema
 import pytest
 
 from metalplane.api import view_schemas
+from tests.helpers.l3 import enable_l3
 from tests.helpers.server import RunningServer
 
 
@@ -26,8 +27,10 @@ def check(doc: dict[str, Any], method: str, path: str, resp: Any) -> None:
 @pytest.fixture
 def populated(server: RunningServer) -> dict[str, str]:
     """A node with a port, a portgroup and traits, an allocation, and a network with a
-    subnet, a port and a security group with a rule."""
+    subnet, a port and a security group with a rule; L3 on, a router with a gateway and an
+    interface, and a floating IP of the port."""
     http = server.http
+    enable_l3(server)
     node = server.create_node(name="n1", resource_class="gold", description="d",
                               properties={"cpus": 2}, traits=["CUSTOM_A"])
     port = http.post("/v1/ports", json={"node_uuid": "n1", "address": "52:54:00:aa:00:01",
@@ -45,9 +48,19 @@ def populated(server: RunningServer) -> dict[str, str]:
     rule = http.post("/v2.0/security-group-rules", json={"security_group_rule": {
         "security_group_id": sg["id"], "direction": "ingress", "protocol": "tcp",
         "port_range_min": 22, "port_range_max": 22}}).json()["security_group_rule"]
+    ext = http.post("/v2.0/networks", json={"network": {"name": "ext",
+                                                         "router:external": True}}).json()
+    http.post("/v2.0/subnets", json={"subnet": {"network_id": ext["network"]["id"],
+                                                "cidr": "203.0.113.0/24"}})
+    router = http.post("/v2.0/routers", json={"router": {"name": "r", "external_gateway_info": {
+        "network_id": ext["network"]["id"]}}}).json()["router"]
+    http.put(f"/v2.0/routers/{router['id']}/add_router_interface", json={"subnet_id": sub["id"]})
+    fip = http.post("/v2.0/floatingips", json={"floatingip": {
+        "floating_network_id": ext["network"]["id"], "port_id": nport["id"]}}).json()
     return {"node": node["uuid"], "port": port["uuid"], "portgroup": pg["uuid"],
             "allocation": alloc["uuid"], "network": net["id"], "subnet": sub["id"],
-            "nport": nport["id"], "sg": sg["id"], "rule": rule["id"]}
+            "nport": nport["id"], "sg": sg["id"], "rule": rule["id"], "router": router["id"],
+            "fip": fip["floatingip"]["id"]}
 
 
 def test_every_documented_answer_matches_what_the_server_sends(
@@ -61,7 +74,9 @@ def test_every_documented_answer_matches_what_the_server_sends(
            "/v2.0/subnets/{ident}": populated["subnet"],
            "/v2.0/ports/{ident}": populated["nport"],
            "/v2.0/security-groups/{ident}": populated["sg"],
-           "/v2.0/security-group-rules/{ident}": populated["rule"]}
+           "/v2.0/security-group-rules/{ident}": populated["rule"],
+           "/v2.0/routers/{ident}": populated["router"],
+           "/v2.0/floatingips/{ident}": populated["fip"]}
     checked = 0
     for (method, path), (status, _) in view_schemas.RESPONSES.items():
         assert method in doc["paths"].get(path, {}), f"{method} {path} is not an operation"
@@ -89,6 +104,9 @@ def test_every_documented_answer_matches_what_the_server_sends(
     check(doc, "post", "/v2.0/networks",
           server.http.post("/v2.0/networks", json={"network": {"shared": "maybe"}}))
     check(doc, "post", "/v1/nodes", server.http.post("/v1/nodes", json={"driver": 1}))
+    check(doc, "put", "/v2.0/routers/{ident}/remove_router_interface", server.http.put(
+        f"/v2.0/routers/{populated['router']}/remove_router_interface",
+        json={"subnet_id": populated["subnet"]}))  # 409: the floating IP needs it
 
 
 def test_error_answers_are_documented_and_422_is_not(server: RunningServer) -> None:
