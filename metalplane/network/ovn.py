@@ -32,7 +32,8 @@ from ovsdbapp.schema.ovn_northbound import impl_idl
 from metalplane.common.exceptions import MetalplaneError
 from metalplane.network.ovs import _Idl
 
-__all__ = ["ChangeSet", "DhcpOptions", "HAChassisGroup", "LogicalSwitch", "LogicalSwitchPort",
+__all__ = ["ChangeSet", "DhcpOptions", "HAChassisGroup", "LogicalRouter", "LogicalRouterPort",
+           "LogicalSwitch", "LogicalSwitchPort",
            "Northbound", "OVNError", "dhcp_key", "dhcp_options_from_extra", "ovn_option_value"]
 
 LOG = logging.getLogger(__name__)
@@ -161,6 +162,34 @@ class HAChassisGroup:
 
 
 @dataclasses.dataclass
+class LogicalRouterPort:
+    """A Logical_Router_Port (``lrp-<port id>``): its MAC, ``networks`` (``ip/prefix``),
+    for a gateway port the chassis that may host it (``(name, priority)``), and options
+    (``reside-on-redirect-chassis``)."""
+
+    name: str
+    mac: str
+    networks: list[str]
+    gateway_chassis: list[tuple[str, int]] = dataclasses.field(default_factory=list)
+    options: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class LogicalRouter:
+    """A Logical_Router (``neutron-<router id>``) with all its ports, static routes
+    (``(prefix, nexthop)``) and NAT rules (``(type, external_ip, logical_ip)``); ports,
+    routes and NAT rules it has beyond these are removed, with the switch ports that led to
+    removed router ports."""
+
+    name: str
+    enabled: bool
+    external_ids: dict[str, str]
+    ports: list[LogicalRouterPort] = dataclasses.field(default_factory=list)
+    routes: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    nat: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
 class ChangeSet:
     """Rows to create or bring to the given state, and rows to delete, applied together.
     A port to delete is ``(switch name, port name)``; a DHCP_Options row by its key."""
@@ -172,6 +201,8 @@ class ChangeSet:
     del_ports: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     del_dhcp: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     del_switches: list[str] = dataclasses.field(default_factory=list)
+    routers: list[LogicalRouter] = dataclasses.field(default_factory=list)
+    del_routers: list[str] = dataclasses.field(default_factory=list)
 
     def __bool__(self) -> bool:
         return any(dataclasses.astuple(self))
@@ -316,6 +347,79 @@ class _Apply(ovs_command.BaseCommand):  # type: ignore[misc]
             row = self._switch(name)
             if row is not None:
                 row.delete()
+        for lr in c.routers:
+            self._router(txn, lr)
+        for name in c.del_routers:
+            row = idlutils.row_by_value(self.api.idl, "Logical_Router", "name", name, None)
+            if row is not None:
+                for lrp in row.ports:
+                    self._drop_router_lsp(lrp.name)
+                row.delete()
+
+    def _drop_router_lsp(self, lrp_name: str) -> None:
+        """Delete the switch port that led to router port ``lrp_name`` (``lrp-<id>``)."""
+        lsp = self._lsp(lrp_name.removeprefix("lrp-"))
+        if lsp is None or lsp.type != "router":
+            return
+        for ls in self.api._tables["Logical_Switch"].rows.values():
+            if lsp in ls.ports:
+                ls.delvalue("ports", lsp)
+                break
+        lsp.delete()
+
+    def _router(self, txn: Any, lr: LogicalRouter) -> None:
+        tables = self.api._tables
+        row = idlutils.row_by_value(self.api.idl, "Logical_Router", "name", lr.name, None)
+        if row is None:
+            row = txn.insert(tables["Logical_Router"])
+            row.name = lr.name
+        _set_if(row, "enabled", [lr.enabled])
+        _set_if(row, "external_ids", lr.external_ids)
+        wanted = {p.name for p in lr.ports}
+        for lrp in list(_get(row, "ports", [])):
+            if lrp.name not in wanted:
+                row.delvalue("ports", lrp)
+                self._drop_router_lsp(lrp.name)
+                lrp.delete()
+        for p in lr.ports:
+            lrp = idlutils.row_by_value(self.api.idl, "Logical_Router_Port", "name", p.name,
+                                        None)
+            if lrp is None:
+                lrp = txn.insert(tables["Logical_Router_Port"])
+                lrp.name = p.name
+                row.addvalue("ports", lrp)
+            _set_if(lrp, "mac", p.mac)
+            _set_if(lrp, "networks", p.networks)
+            _set_if(lrp, "options", p.options)
+            have = sorted((g.chassis_name, g.priority) for g in _get(lrp, "gateway_chassis", []))
+            if have != sorted(p.gateway_chassis):
+                members = []
+                for chassis, prio in p.gateway_chassis:
+                    g = txn.insert(tables["Gateway_Chassis"])
+                    g.name = f"{p.name}_{chassis}"
+                    g.chassis_name = chassis
+                    g.priority = prio
+                    members.append(g)
+                lrp.gateway_chassis = members
+        routes = [(r.ip_prefix, r.nexthop) for r in _get(row, "static_routes", [])]
+        if sorted(routes) != sorted(lr.routes):
+            new = []
+            for prefix, nexthop in lr.routes:
+                r = txn.insert(tables["Logical_Router_Static_Route"])
+                r.ip_prefix = prefix
+                r.nexthop = nexthop
+                new.append(r)
+            row.static_routes = new
+        nat = [(n.type, n.external_ip, n.logical_ip) for n in _get(row, "nat", [])]
+        if sorted(nat) != sorted(lr.nat):
+            new = []
+            for kind, external, logical in lr.nat:
+                n = txn.insert(tables["NAT"])
+                n.type = kind
+                n.external_ip = external
+                n.logical_ip = logical
+                new.append(n)
+            row.nat = new
 
 
 class Northbound:

@@ -34,13 +34,21 @@ from typing import TYPE_CHECKING
 
 from metalplane.common.config import Settings
 from metalplane.db.models import Network, NetworkPort, NetworkSegment, Subnet
-from metalplane.network.mech import Binding, MechanismDriver, PortContext
+from metalplane.network.mech import (
+    Binding,
+    MechanismDriver,
+    PortContext,
+    RouterInterface,
+    RouterState,
+)
 from metalplane.network.ovn import (
     HA_GROUP,
     ChangeSet,
     DhcpOptions,
     HAChassisGroup,
     LocalnetPort,
+    LogicalRouter,
+    LogicalRouterPort,
     LogicalSwitch,
     LogicalSwitchPort,
     Northbound,
@@ -56,6 +64,18 @@ __all__ = ["OVNMechanismDriver", "ls_name"]
 
 LOG = logging.getLogger(__name__)
 LEASE_TIME = 43200  # s, ML2/OVN's default (Neutron's dhcp_lease_duration)
+ROUTER_OWNERS = ("network:router_interface", "network:router_gateway")
+FLOATINGIP_OWNER = "network:floatingip"  # a floating IP's address holder: no LSP (ML2/OVN)
+
+
+def lr_name(router_id: str) -> str:
+    """The Logical_Router of a router: ``neutron-<router id>`` (ML2/OVN's name)."""
+    return f"neutron-{router_id}"
+
+
+def lrp_name(port_id: str) -> str:
+    """The Logical_Router_Port of a router's network port: ``lrp-<port id>``."""
+    return f"lrp-{port_id}"
 
 
 def ls_name(network_id: str) -> str:
@@ -96,6 +116,7 @@ class OVNMechanismDriver(MechanismDriver):
     applied in one NB transaction; a failure raises :class:`OVNError` (503)."""
 
     name = "ovn"
+    supports_l3 = True
 
     def __init__(self, settings: Settings, plugin: NetworkPlugin) -> None:
         self.settings = settings
@@ -166,6 +187,8 @@ class OVNMechanismDriver(MechanismDriver):
         """The Logical_Switch_Port of ``port`` (``bound``: as its binding now is) and, if it
         has ``extra_dhcp_opts``, its own DHCP_Options row."""
         net, _seg = batch.network(port.network_id)
+        if port.device_owner in ROUTER_OWNERS:
+            return self.router_lsp(port.id, port.network_id), None
         subnets = {s.id: s for s in batch.subnets_of(port.network_id)}
         addrs = " ".join([port.mac_address, *(a["ip_address"] for a in ips)])
         external = bound and port.binding_vnic_type == "baremetal"
@@ -209,6 +232,7 @@ class OVNMechanismDriver(MechanismDriver):
         ips_of: dict[str, list[dict[str, str]]] = defaultdict(list)
         for a in self.plugin.fixed_ips_of([p.id for p in ports]):
             ips_of[a["port_id"]].append(a)
+        ports = [p for p in ports if p.device_owner != FLOATINGIP_OWNER]
         if any(p.binding_vnic_type == "baremetal" for p in ports):
             change.groups.append(self.ha_group())
         for p in ports:
@@ -287,6 +311,61 @@ class OVNMechanismDriver(MechanismDriver):
         metal: ``external`` on the gateway chassis' group), one NB transaction."""
         self.apply(self.ports_change(ports, {p.id: True for p in ports}))
 
+    # ---------------------------------------------------------------- L3
+    @staticmethod
+    def router_lsp(port_id: str, network_id: str) -> LogicalSwitchPort:
+        """The switch side of a router port: type ``router``, ``router-port`` its LRP."""
+        return LogicalSwitchPort(name=port_id, switch=ls_name(network_id), type="router",
+                                 addresses=["router"],
+                                 options={"router-port": lrp_name(port_id)})
+
+    def router_rows(self, router: RouterState, batch: _Batch) -> tuple[LogicalRouter,
+                                                                        list[LogicalSwitchPort]]:
+        """The Logical_Router of ``router`` and the switch ports of its router ports.
+
+        Interfaces on a VLAN or flat network (a localnet port: bare metal reaches the router
+        through the gateway chassis) get ``reside-on-redirect-chassis``, so their traffic is
+        routed where the gateway port lives, as ML2/OVN does for VLAN tenant networks. The
+        gateway port is bound to the gateway chassis by priority; SNAT covers each IPv4
+        interface subnet when ``enable_snat``; each floating IP is a ``dnat_and_snat``."""
+        def lrp(iface: RouterInterface) -> LogicalRouterPort:
+            prefix = ipaddress.ip_network(iface.cidr).prefixlen
+            return LogicalRouterPort(lrp_name(iface.port_id), iface.mac_address,
+                                     [f"{iface.ip_address}/{prefix}"])
+
+        lr = LogicalRouter(lr_name(router.id), router.admin_state_up,
+                           {"neutron:router_name": router.name})
+        lsps = []
+        for iface in router.interfaces:
+            port = lrp(iface)
+            _net, seg = batch.network(iface.network_id)
+            if seg is not None and seg.network_type in ("vlan", "flat"):
+                port.options["reside-on-redirect-chassis"] = "true"
+            lr.ports.append(port)
+            lsps.append(self.router_lsp(iface.port_id, iface.network_id))
+        gw = router.gateway
+        if gw is not None:
+            port = lrp(gw)
+            port.gateway_chassis = self.ha_group().chassis
+            lr.ports.append(port)
+            lsps.append(self.router_lsp(gw.port_id, gw.network_id))
+            if router.gateway_next_hop:
+                lr.routes.append(("0.0.0.0/0", router.gateway_next_hop))
+            if router.enable_snat:
+                lr.nat += [("snat", gw.ip_address, i.cidr) for i in router.interfaces
+                           if ipaddress.ip_network(i.cidr).version == 4]
+            lr.nat += [("dnat_and_snat", f.floating_ip_address, f.fixed_ip_address)
+                       for f in router.floating_ips]
+        lr.routes += [(r["destination"], r["nexthop"]) for r in router.routes]
+        return lr, lsps
+
+    def router_postcommit(self, router: RouterState) -> None:
+        lr, lsps = self.router_rows(router, _Batch(self.plugin))
+        self.apply(ChangeSet(ports=lsps, routers=[lr]))
+
+    def delete_router_postcommit(self, router_id: str) -> None:
+        self.apply(ChangeSet(del_routers=[lr_name(router_id)]))
+
     # ---------------------------------------------------------------- drift
     def wanted(self) -> ChangeSet:
         """Everything the NB database should hold for the database's networks, subnets and
@@ -303,6 +382,9 @@ class OVNMechanismDriver(MechanismDriver):
         ports = self.ports_change(self.plugin.list_ports({}), {}, batch)
         ports.del_dhcp.clear()
         change.extend(ports)
+        for router in self.plugin.l3.list_routers({}):
+            lr, _lsps = self.router_rows(self.plugin.l3.router_state(router.id), batch)
+            change.routers.append(lr)
         return change
 
     def sync(self, repair: bool) -> list[str]:
@@ -362,6 +444,23 @@ class OVNMechanismDriver(MechanismDriver):
                 if lsp.name not in wanted_lsps:
                     lines.append(f"OVN: stale logical switch port {lsp.name} on {name}")
                     stale.del_ports.append((name, lsp.name))
+        routers = {r.name: r for r in nb.rows("Logical_Router")
+                   if str(r.name).startswith("neutron-")}
+        for lr in want.routers:
+            row = routers.get(lr.name)
+            if row is None:
+                lines.append(f"OVN: logical router {lr.name} missing")
+                continue
+            have_ports = sorted((p.name, tuple(p.networks)) for p in row.ports)
+            if have_ports != sorted((p.name, tuple(p.networks)) for p in lr.ports):
+                lines.append(f"OVN: logical router {lr.name}: ports differ")
+            if sorted((n.type, n.external_ip, n.logical_ip) for n in row.nat) != sorted(lr.nat):
+                lines.append(f"OVN: logical router {lr.name}: NAT rules differ")
+            if sorted((r.ip_prefix, r.nexthop) for r in row.static_routes) != sorted(lr.routes):
+                lines.append(f"OVN: logical router {lr.name}: static routes differ")
+        for name in sorted(set(routers) - {lr.name for lr in want.routers}):
+            lines.append(f"OVN: stale logical router {name} (no such router)")
+            stale.del_routers.append(name)
         wanted_dhcp = {d.key for d in want.dhcp}
         for key in dhcp:
             if key not in wanted_dhcp:

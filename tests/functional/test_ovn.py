@@ -11,6 +11,8 @@ and OVN's native DHCP answers the nodes through the localnet ports.
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -266,3 +268,137 @@ def test_ovn_restarted_in_the_middle_of_a_deploy(tmp_path: Path, restart: str,
             lease = dhclient_once(o.rack.hosts["n1"].ns, tmp_path, "after", timeout=10)
             assert "fixed-address 10.66.0.2;" in lease, lease
         assert bindings_consistent(server, o) == []
+
+
+class Http:
+    """``python3 -m http.server`` in a namespace; its log names each client's address."""
+
+    def __init__(self, ns: str, workdir: Path, port: int = 8000) -> None:
+        self.log = workdir / f"http-{ns}.log"
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                ["ip", "netns", "exec", ns, sys.executable, "-m", "http.server", str(port),
+                 "--directory", str(workdir)], stdout=subprocess.DEVNULL, stderr=log,
+                start_new_session=True)
+
+    def clients(self) -> list[str]:
+        return [line.split()[0] for line in self.log.read_text().splitlines()
+                if '"GET /' in line]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def fetch(ns: str, url: str) -> bool:
+    r = subprocess.run(["ip", "netns", "exec", ns, "curl", "-s", "-o", "/dev/null",
+                        "--max-time", "3", url], capture_output=True, timeout=20)
+    return r.returncode == 0
+
+
+def take_lease(o: OvnRack, host: str, workdir: Path) -> str:
+    """Ask OVN's DHCP for ``host``'s address and configure it with the default route; the
+    address."""
+    lease = dhclient_once(o.rack.hosts[host].ns, workdir, host, timeout=10)
+    fields = dict(line.strip().rstrip(";").removeprefix("option ").split(" ", 1)
+                  for line in lease.splitlines()
+                  if line.strip().startswith(("fixed-address", "option routers")))
+    assert "fixed-address" in fields, lease
+    ns = o.rack.hosts[host].ns
+    subprocess.run(["ip", "-n", ns, "addr", "flush", "dev", "eth0"], check=True)
+    subprocess.run(["ip", "-n", ns, "addr", "add", f"{fields['fixed-address']}/24", "dev",
+                    "eth0"], check=True)
+    subprocess.run(["ip", "-n", ns, "route", "add", "default", "via",
+                    fields["routers"]], check=True)
+    return fields["fixed-address"]
+
+
+def test_router_snat_and_floating_ip_with_traffic(olab: tuple[RunningServer, OvnRack],
+                                                  tmp_path: Path) -> None:
+    """A bare-metal node on a VLAN tenant network reaches an outside host through an OVN
+    router with SNAT (the outside sees the router's address, not the node's); a floating
+    IP brings the outside to the node (DNAT), the node seeing the outside's own address."""
+    server, o = olab
+    out = o.rack.add_host("outside", ["172.24.4.1/24"], tag=150)
+    r = server.http.post("/v2.0/networks", json={"network": {
+        "name": "public", "router:external": True, "provider:network_type": "vlan",
+        "provider:physical_network": "physnet1", "provider:segmentation_id": 150}})
+    assert r.status_code == 201, r.text
+    public = r.json()["network"]["id"]
+    r = server.http.post("/v2.0/subnets", json={"subnet": {
+        "network_id": public, "cidr": "172.24.4.0/24", "gateway_ip": "172.24.4.1",
+        "enable_dhcp": False,
+        "allocation_pools": [{"start": "172.24.4.10", "end": "172.24.4.99"}]}})
+    assert r.status_code == 201, r.text
+    net_a = tenant_network(server, "tenant-a")
+    sub_a = server.http.get(f"/v2.0/subnets?network_id={net_a['id']}").json()["subnets"][0]
+    router = server.http.post("/v2.0/routers", json={"router": {
+        "name": "r1", "external_gateway_info": {"network_id": public}}}).json()["router"]
+    gw_ip = router["external_gateway_info"]["external_fixed_ips"][0]["ip_address"]
+    r = server.http.put(f"/v2.0/routers/{router['id']}/add_router_interface",
+                        json={"subnet_id": sub_a["id"]})
+    assert r.status_code == 200, r.text
+
+    lr = next(x for x in o.nb_rows("Logical_Router") if x["name"] == f"neutron-{router['id']}")
+    nat = {(n["type"], n["external_ip"], n["logical_ip"]) for n in o.nb_rows("NAT")}
+    assert ("snat", gw_ip, sub_a["cidr"]) in nat
+    assert len(ovsdb_set(lr["ports"])) == 2
+    lrps = {p["name"]: p for p in o.nb_rows("Logical_Router_Port")}
+    inside = next(p for p in lrps.values()
+                  if ovsdb_set(p["networks"]) == [f"{sub_a['gateway_ip']}/24"])
+    assert ovsdb_map(inside["options"]) == {"reside-on-redirect-chassis": "true"}
+
+    host = o.rack.add_host("bm", [])
+    r = server.http.post("/v2.0/ports", json={"port": {
+        "network_id": net_a["id"], "mac_address": host.macs["eth0"], "project_id": "p1",
+        "binding:vnic_type": "baremetal", "binding:host_id": "node-bm",
+        "binding:profile": {"local_link_information": [
+            {"switch_id": SWITCH_ID, "port_id": host.nics["eth0"], "switch_info": "tor"}]}}})
+    assert r.status_code == 201, r.text
+    port = r.json()["port"]
+    assert port["binding:vif_type"] == "other"
+    node_ip = take_lease(o, "bm", tmp_path)
+    assert node_ip == port["fixed_ips"][0]["ip_address"]
+
+    web_out, web_node = Http(out.ns, tmp_path), Http(host.ns, tmp_path)
+    try:
+        assert wait_until(lambda: fetch(host.ns, "http://172.24.4.1:8000/"))
+        assert web_out.clients()[-1] == gw_ip  # SNAT: the router's address, not the node's
+        assert not fetch(out.ns, f"http://{node_ip}:8000/")  # no route in without a FIP
+
+        fip = server.http.post("/v2.0/floatingips", json={"floatingip": {
+            "floating_network_id": public, "port_id": port["id"]}})
+        assert fip.status_code == 201, fip.text
+        fip_ip = fip.json()["floatingip"]["floating_ip_address"]
+        assert ("dnat_and_snat", fip_ip, node_ip) in {
+            (n["type"], n["external_ip"], n["logical_ip"]) for n in o.nb_rows("NAT")}
+        assert wait_until(lambda: fetch(out.ns, f"http://{fip_ip}:8000/"))
+        assert web_node.clients()[-1] == "172.24.4.1"  # DNAT: the outside's own address
+        assert wait_until(lambda: fetch(host.ns, "http://172.24.4.1:8000/"))
+        assert web_out.clients()[-1] == fip_ip  # with a FIP the node leaves as its FIP
+
+        assert server.http.delete(f"/v2.0/floatingips/{fip.json()['floatingip']['id']}"
+                                  ).status_code == 204
+        assert wait_until(lambda: not fetch(out.ns, f"http://{fip_ip}:8000/"))
+    finally:
+        web_out.stop()
+        web_node.stop()
+    r = server.http.put(f"/v2.0/routers/{router['id']}/remove_router_interface",
+                        json={"subnet_id": sub_a["id"]})
+    assert r.status_code == 200, r.text
+    assert server.http.put(f"/v2.0/routers/{router['id']}", json={"router": {
+        "external_gateway_info": {}}}).status_code == 200
+    assert server.http.delete(f"/v2.0/routers/{router['id']}").status_code == 204
+    assert not o.nb_rows("Logical_Router") and not o.nb_rows("NAT")
+    assert not [p for p in lsps(o).values() if p["type"] == "router"]
+    assert server.http.post("/v1/network/sync", json={"mode": "log"}).json()[
+        "differences"] == []
+
+
+def wait_until(predicate: Any, timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
