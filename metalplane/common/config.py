@@ -95,6 +95,9 @@ class Settings:
     network_backend: str = "ovs"
     ovn_nb_connection: str = ""  # OVSDB address of OVN's Northbound database
     ovn_nb_timeout: float = 10.0  # s a change waits for the NB database (e.g. restarting)
+    # enforce security groups as OpenFlow rules on the ToR's switch ports (ovs switches),
+    # which also filters traffic between nodes on one VLAN; OVN's ACLs see routed traffic
+    tor_acl: bool = True
     # chassis names (system-id) that host external ports and router gateways, by priority
     ovn_gateway_chassis: str = ""
     # boot server and agent. The boot server (iPXE scripts, images, kernels, ramdisks) has

@@ -124,6 +124,10 @@ class MechanismDriver(abc.ABC):
     def delete_port_postcommit(self, port: NetworkPort) -> None:
         """After a port was deleted."""
 
+    def security_groups_postcommit(self, sg_ids: set[str]) -> None:
+        """After security groups ``sg_ids`` were created, deleted, got or lost rules or
+        member ports."""
+
     def bind_ports(self, ports: list[NetworkPort]) -> None:
         """After the switch changes of binding ``ports`` were applied, before the binding
         is recorded; raising fails the binding (the switch changes are undone)."""

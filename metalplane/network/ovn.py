@@ -32,9 +32,9 @@ from ovsdbapp.schema.ovn_northbound import impl_idl
 from metalplane.common.exceptions import MetalplaneError
 from metalplane.network.ovs import _Idl
 
-__all__ = ["ChangeSet", "DhcpOptions", "HAChassisGroup", "LogicalRouter", "LogicalRouterPort",
-           "LogicalSwitch", "LogicalSwitchPort",
-           "Northbound", "OVNError", "dhcp_key", "dhcp_options_from_extra", "ovn_option_value"]
+__all__ = ["Acl", "ChangeSet", "DhcpOptions", "HAChassisGroup", "LogicalRouter",
+           "LogicalRouterPort", "LogicalSwitch", "LogicalSwitchPort", "Northbound", "OVNError",
+           "PortGroup", "dhcp_key", "dhcp_options_from_extra", "ovn_option_value"]
 
 LOG = logging.getLogger(__name__)
 
@@ -189,6 +189,27 @@ class LogicalRouter:
     nat: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
 
 
+@dataclasses.dataclass(frozen=True)
+class Acl:
+    """An ACL: ``direction`` from-lport or to-lport, ``priority``, OVN ``match``,
+    ``action`` (allow-related, allow-stateless, allow, drop). Source: ovn-nb(5), ACL."""
+
+    direction: str
+    priority: int
+    match: str
+    action: str
+
+
+@dataclasses.dataclass
+class PortGroup:
+    """A Port_Group: its logical switch ports (by name) and its ACLs (the whole set)."""
+
+    name: str
+    ports: list[str]
+    acls: list[Acl]
+    external_ids: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
 @dataclasses.dataclass
 class ChangeSet:
     """Rows to create or bring to the given state, and rows to delete, applied together.
@@ -203,6 +224,8 @@ class ChangeSet:
     del_switches: list[str] = dataclasses.field(default_factory=list)
     routers: list[LogicalRouter] = dataclasses.field(default_factory=list)
     del_routers: list[str] = dataclasses.field(default_factory=list)
+    port_groups: list[PortGroup] = dataclasses.field(default_factory=list)
+    del_port_groups: list[str] = dataclasses.field(default_factory=list)
 
     def __bool__(self) -> bool:
         return any(dataclasses.astuple(self))
@@ -331,6 +354,12 @@ class _Apply(ovs_command.BaseCommand):  # type: ignore[misc]
                     row.ha_chassis_group = [g]
             elif _get(row, "ha_chassis_group", []):
                 row.ha_chassis_group = []
+        for pg in c.port_groups:
+            self._port_group(txn, pg)
+        for name in c.del_port_groups:
+            row = idlutils.row_by_value(self.api.idl, "Port_Group", "name", name, None)
+            if row is not None:
+                row.delete()
         for switch, name in c.del_ports:
             row = self._lsp(name)
             if row is None:
@@ -355,6 +384,25 @@ class _Apply(ovs_command.BaseCommand):  # type: ignore[misc]
                 for lrp in row.ports:
                     self._drop_router_lsp(lrp.name)
                 row.delete()
+
+    def _port_group(self, txn: Any, pg: PortGroup) -> None:
+        tables = self.api._tables
+        row = idlutils.row_by_value(self.api.idl, "Port_Group", "name", pg.name, None)
+        if row is None:
+            row = txn.insert(tables["Port_Group"])
+            row.name = pg.name
+        _set_if(row, "external_ids", pg.external_ids)
+        members = [r for r in (self._lsp(n) for n in pg.ports) if r is not None]
+        if sorted(r.uuid for r in _get(row, "ports", [])) != sorted(r.uuid for r in members):
+            row.ports = members
+        have = sorted((a.direction, a.priority, a.match, a.action) for a in _get(row, "acls", []))
+        if have != sorted(dataclasses.astuple(a) for a in pg.acls):
+            acls = []
+            for a in pg.acls:
+                acl = txn.insert(tables["ACL"])
+                acl.direction, acl.priority, acl.match, acl.action = dataclasses.astuple(a)
+                acls.append(acl)
+            row.acls = acls
 
     def _drop_router_lsp(self, lrp_name: str) -> None:
         """Delete the switch port that led to router port ``lrp_name`` (``lrp-<id>``)."""

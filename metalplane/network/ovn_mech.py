@@ -33,7 +33,13 @@ from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from metalplane.common.config import Settings
-from metalplane.db.models import Network, NetworkPort, NetworkSegment, Subnet
+from metalplane.db.models import (
+    Network,
+    NetworkPort,
+    NetworkSegment,
+    SecurityGroupRule,
+    Subnet,
+)
 from metalplane.network.mech import (
     Binding,
     MechanismDriver,
@@ -43,6 +49,7 @@ from metalplane.network.mech import (
 )
 from metalplane.network.ovn import (
     HA_GROUP,
+    Acl,
     ChangeSet,
     DhcpOptions,
     HAChassisGroup,
@@ -52,6 +59,7 @@ from metalplane.network.ovn import (
     LogicalSwitch,
     LogicalSwitchPort,
     Northbound,
+    PortGroup,
     dhcp_key,
     dhcp_options_from_extra,
     ovn_option_value,
@@ -66,6 +74,49 @@ LOG = logging.getLogger(__name__)
 LEASE_TIME = 43200  # s, ML2/OVN's default (Neutron's dhcp_lease_duration)
 ROUTER_OWNERS = ("network:router_interface", "network:router_gateway")
 FLOATINGIP_OWNER = "network:floatingip"  # a floating IP's address holder: no LSP (ML2/OVN)
+
+
+DROP_GROUP = "neutron_pg_drop"  # every port with security groups: default drop (ML2/OVN)
+PROTOCOL_NAMES = {"6": "tcp", "17": "udp", "132": "sctp", "1": "icmp", "58": "icmpv6"}
+
+
+def pg_name(sg_id: str) -> str:
+    """The Port_Group of a security group: ``pg_<id with underscores>`` (ML2/OVN's name;
+    OVN wants an identifier). northd keeps the address sets ``<name>_ip4``/``_ip6`` of its
+    ports' addresses, which remote-group rules match."""
+    return "pg_" + sg_id.replace("-", "_")
+
+
+def acl_match(rule: SecurityGroupRule) -> str:
+    """The OVN match of a security group rule on its group's ports (ovn-sb(5) "Logical_Flow
+    match" syntax; Neutron's rule semantics): ingress rules match traffic to the port
+    (``outport``, the remote as source), egress rules traffic from it."""
+    ingress = rule.direction == "ingress"
+    ip = "ip4" if rule.ethertype == "IPv4" else "ip6"
+    parts = [f"{'outport' if ingress else 'inport'} == @{pg_name(rule.security_group_id)}",
+             ip]
+    remote = f"{ip}.{'src' if ingress else 'dst'}"
+    if rule.remote_ip_prefix:
+        parts.append(f"{remote} == {rule.remote_ip_prefix}")
+    elif rule.remote_group_id:
+        parts.append(f"{remote} == ${pg_name(rule.remote_group_id)}_{ip}")
+    proto = PROTOCOL_NAMES.get(str(rule.protocol), rule.protocol)
+    lo, hi = rule.port_range_min, rule.port_range_max
+    if proto in ("icmp", "icmpv6"):
+        icmp = "icmp4" if ip == "ip4" else "icmp6"
+        parts.append(icmp)
+        if lo is not None:
+            parts.append(f"{icmp}.type == {lo}")
+        if hi is not None:
+            parts.append(f"{icmp}.code == {hi}")
+    elif proto in ("tcp", "udp", "sctp"):
+        parts.append(proto)
+        if lo is not None and hi is not None:
+            parts.append(f"{proto}.dst == {lo}" if lo == hi
+                         else f"{proto}.dst >= {lo} && {proto}.dst <= {hi}")
+    elif proto is not None:
+        parts.append(f"ip.proto == {proto}" if ip == "ip4" else f"ip6.nxt == {proto}")
+    return " && ".join(parts)
 
 
 def lr_name(router_id: str) -> str:
@@ -311,6 +362,40 @@ class OVNMechanismDriver(MechanismDriver):
         metal: ``external`` on the gateway chassis' group), one NB transaction."""
         self.apply(self.ports_change(ports, {p.id: True for p in ports}))
 
+    # ---------------------------------------------------------------- security groups
+    def group_rows(self, sg_ids: set[str] | None) -> tuple[list[PortGroup], list[str]]:
+        """The Port_Groups of security groups ``sg_ids`` (None: all) with their members and
+        ACLs, plus the drop group; second, the Port_Groups of groups that no longer exist."""
+        groups = {sg.id: sg for sg in self.plugin.list_security_groups()}
+        members: dict[str, list[str]] = defaultdict(list)
+        guarded = []
+        for p in self.plugin.list_ports({}):
+            if p.device_owner in (*ROUTER_OWNERS, FLOATINGIP_OWNER) or not p.security_groups:
+                continue
+            guarded.append(p.id)
+            for sg in p.security_groups:
+                members[sg].append(p.id)
+        wanted = set(groups) if sg_ids is None else sg_ids & set(groups)
+        rules: dict[str, list[SecurityGroupRule]] = defaultdict(list)
+        for rule in self.plugin.sg_rules():
+            rules[rule.security_group_id].append(rule)
+        out = [PortGroup(pg_name(i), sorted(members[i]), [
+            Acl("to-lport" if r.direction == "ingress" else "from-lport", 1002, acl_match(r),
+                "allow-related" if groups[i].stateful else "allow-stateless")
+            for r in rules[i]], {"neutron:security_group_id": i}) for i in sorted(wanted)]
+        out.append(PortGroup(DROP_GROUP, sorted(guarded), [
+            Acl("from-lport", 1001, f"inport == @{DROP_GROUP} && ip", "drop"),
+            Acl("to-lport", 1001, f"outport == @{DROP_GROUP} && ip", "drop"),
+            # a port's DHCP request reaches OVN's responder whatever its rules (as on the ToR)
+            Acl("from-lport", 1002, f"inport == @{DROP_GROUP} && ip4 && udp.src == 68 && "
+                "udp.dst == 67", "allow")]))
+        gone = [pg_name(i) for i in sorted((sg_ids or set()) - set(groups))]
+        return out, gone
+
+    def security_groups_postcommit(self, sg_ids: set[str]) -> None:
+        groups, gone = self.group_rows(set(sg_ids))
+        self.apply(ChangeSet(port_groups=groups, del_port_groups=gone))
+
     # ---------------------------------------------------------------- L3
     @staticmethod
     def router_lsp(port_id: str, network_id: str) -> LogicalSwitchPort:
@@ -382,6 +467,7 @@ class OVNMechanismDriver(MechanismDriver):
         ports = self.ports_change(self.plugin.list_ports({}), {}, batch)
         ports.del_dhcp.clear()
         change.extend(ports)
+        change.port_groups, _gone = self.group_rows(None)
         for router in self.plugin.l3.list_routers({}):
             lr, _lsps = self.router_rows(self.plugin.l3.router_state(router.id), batch)
             change.routers.append(lr)
@@ -458,6 +544,22 @@ class OVNMechanismDriver(MechanismDriver):
                 lines.append(f"OVN: logical router {lr.name}: NAT rules differ")
             if sorted((r.ip_prefix, r.nexthop) for r in row.static_routes) != sorted(lr.routes):
                 lines.append(f"OVN: logical router {lr.name}: static routes differ")
+        pgs = {r.name: r for r in nb.rows("Port_Group")
+               if str(r.name).startswith("pg_") or r.name == DROP_GROUP}
+        for pg in want.port_groups:
+            row = pgs.get(pg.name)
+            if row is None:
+                lines.append(f"OVN: port group {pg.name} missing")
+                continue
+            if sorted(p.name for p in row.ports) != sorted(
+                    n for n in pg.ports if n in lsps):
+                lines.append(f"OVN: port group {pg.name}: ports differ")
+            if sorted((a.direction, a.priority, a.match, a.action) for a in row.acls) != sorted(
+                    (a.direction, a.priority, a.match, a.action) for a in pg.acls):
+                lines.append(f"OVN: port group {pg.name}: ACLs differ")
+        for name in sorted(set(pgs) - {pg.name for pg in want.port_groups}):
+            lines.append(f"OVN: stale port group {name} (no such security group)")
+            stale.del_port_groups.append(name)
         for name in sorted(set(routers) - {lr.name for lr in want.routers}):
             lines.append(f"OVN: stale logical router {name} (no such router)")
             stale.del_routers.append(name)

@@ -107,7 +107,8 @@ class NetworkPlugin:
         self.mechanism_drivers: list[MechanismDriver] = [OVSSwitchDriver(self.switches)]
         if settings.network_backend == "ovn":
             self.mechanism_drivers.append(OVNMechanismDriver(settings, self))
-        self.acl = TorAcl(db, self.switches)  # security groups on the ovs switch ports
+        # security groups as OpenFlow rules on the top-of-rack switch ports
+        self.acl = TorAcl(db, self.switches, enabled=settings.tor_acl)
         self.l3: L3Plugin = L3Plugin(self)
 
     @property
@@ -126,6 +127,12 @@ class NetworkPlugin:
         :class:`MetalplaneError` (503)."""
         for drv in self.mechanism_drivers:
             getattr(drv, hook)(*args)
+
+    def _groups_changed(self, port_ids: list[str], sg_ids: Any) -> None:
+        """Security groups ``sg_ids`` changed (rules, members ``port_ids``): the ToR ACL and
+        the mechanism drivers follow."""
+        self.acl.ports_changed(port_ids, sg_ids)
+        self._postcommit("security_groups_postcommit", set(sg_ids))
 
     def sync(self, repair: bool = True) -> list[str]:
         """Drift between the database and the datapaths (top-of-rack switches, and OVN's
@@ -442,7 +449,7 @@ class NetworkPlugin:
         except MetalplaneError:
             db_net.delete_port(self.db, port_id)
             raise
-        self.acl.ports_changed([], port.security_groups)  # remote_group_id members
+        self._groups_changed([], port.security_groups)  # remote_group_id members
         if not port.binding_host_id:
             return port
         self._bind_recorded(port)
@@ -514,8 +521,8 @@ class NetworkPlugin:
                 if "security_groups" in body else None,
                 (lambda reads: self._fixed_ips(reads, net, body["fixed_ips"], port_id))
                 if net is not None else None)
-            self.acl.ports_changed([port_id], {*port.security_groups,
-                                               *(body.get("security_groups") or [])})
+            self._groups_changed([port_id], {*port.security_groups,
+                                             *(body.get("security_groups") or [])})
         if binding_changed and port.binding_vif_type not in ("unbound", "binding_failed"):
             self.unbind(port)
         port = (db_api.update_row(self.db, NetworkPort, port.id, values, "Port") if values
@@ -552,7 +559,7 @@ class NetworkPlugin:
             self.unbind(port)
         routers = db_net.delete_port(self.db, port.id)
         self._postcommit("delete_port_postcommit", port)
-        self.acl.ports_changed([], port.security_groups)
+        self._groups_changed([], port.security_groups)
         self.l3.realise(routers)
 
     # ================================================================ binding
@@ -765,7 +772,7 @@ class NetworkPlugin:
     def delete_security_group(self, ident: str) -> None:
         sg = self.get_security_group(ident)
         db_net.delete_security_group(self.db, sg.id)
-        self.acl.groups_changed([sg.id])
+        self._groups_changed([], [sg.id])
 
     def create_security_group_rule(self, body: dict[str, Any]) -> SecurityGroupRule:
         """Validated as Neutron does: direction, ethertype, protocol, port range (or ICMP
@@ -819,13 +826,13 @@ class NetworkPlugin:
             "port_range_max": hi, "remote_ip_prefix": prefix,
             "remote_group_id": body.get("remote_group_id"),
             "description": str(body.get("description") or "")})
-        self.acl.groups_changed([sg.id])
+        self._groups_changed([], [sg.id])
         return rule
 
     def delete_security_group_rule(self, ident: str) -> None:
         rule = self.get_security_group_rule(ident)
         db_net.delete_security_group_rule(self.db, ident)
-        self.acl.groups_changed([rule.security_group_id])
+        self._groups_changed([], [rule.security_group_id])
 
 
 def _is_net(value: Any) -> bool:

@@ -330,17 +330,20 @@ class _Place:
 class TorAcl:
     """Keeps the ToR ACLs of the ``ovs`` backend's bound ports equal to their security
     groups. ``ofctl(address)`` makes the OpenFlow client (default :class:`Ofctl`).
-    Registers :meth:`repair` as a drift check of ``switches``."""
+    Registers :meth:`repair` as a drift check of ``switches``. Not ``enabled``
+    (``tor_acl`` off), every hook does nothing."""
 
     def __init__(self, db: Database, switches: SwitchManager,
-                 ofctl: Callable[[str], Ofctl] = Ofctl) -> None:
+                 ofctl: Callable[[str], Ofctl] = Ofctl, enabled: bool = True) -> None:
+        self.enabled = enabled
         self.db = db
         self.switches = switches
         self._ofctl = ofctl
         self._listening: set[str] = set()
         self._locks: dict[str, threading.Lock] = {}  # one per switch: compute + apply
         self._locks_lock = threading.Lock()
-        switches.drift_checks.append(self.repair)
+        if enabled:
+            switches.drift_checks.append(self.repair)
 
     # ---------------------------------------------------------------- hooks
     @contextlib.contextmanager
@@ -350,7 +353,7 @@ class TorAcl:
         VLAN unfiltered; they are checked again after (a bond's interfaces may have been
         renumbered) and removed if the VLAN change raised. Raises :class:`SwitchError`."""
         places = [(port, place) for port, b in pairs if b.driver == "ovs"
-                  for place in _places(b) if port.security_groups]
+                  for place in _places(b) if port.security_groups] if self.enabled else []
         if not places:
             yield
             return
@@ -371,7 +374,7 @@ class TorAcl:
         a dissolved bond) go after the switch ports are parked. Raises
         :class:`SwitchError`."""
         yield
-        if any(p.security_groups for p in ports):
+        if self.enabled and any(p.security_groups for p in ports):
             self._apply([(None, place) for b in bindings if b.driver == "ovs"
                          for place in _places(b, released=True)])
 
@@ -426,7 +429,7 @@ class TorAcl:
 
     # ---------------------------------------------------------------- the work
     def _refresh(self, port_ids: set[str], groups: set[str]) -> None:
-        if not port_ids and not groups:
+        if not self.enabled or (not port_ids and not groups):
             return
         rules = db_api.rows_where(self.db, SecurityGroupRule)
         groups |= {r.security_group_id for r in rules if r.remote_group_id in groups}

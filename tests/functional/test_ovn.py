@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from metalplane.lab.rack import dhclient_once
+from metalplane.lab.rack import dhclient_once, reaches
 from tests.functional.test_networking import (
     CLEAN_VLAN,
     PROV_VLAN,
@@ -74,8 +74,9 @@ def ovn_networked(tmp_path: Path, **overrides: Any) -> Iterator[tuple[RunningSer
 
 
 @pytest.fixture
-def olab(tmp_path: Path) -> Iterator[tuple[RunningServer, OvnRack]]:
-    with ovn_networked(tmp_path) as pair:
+def olab(tmp_path: Path, request: pytest.FixtureRequest
+         ) -> Iterator[tuple[RunningServer, OvnRack]]:
+    with ovn_networked(tmp_path, **getattr(request, "param", {})) as pair:
         yield pair
 
 
@@ -313,11 +314,15 @@ def take_lease(o: OvnRack, host: str, workdir: Path) -> str:
     return fields["fixed-address"]
 
 
-def test_router_snat_and_floating_ip_with_traffic(olab: tuple[RunningServer, OvnRack],
-                                                  tmp_path: Path) -> None:
+def test_router_snat_floating_ip_and_security_group_with_traffic(
+        olab: tuple[RunningServer, OvnRack], tmp_path: Path) -> None:
     """A bare-metal node on a VLAN tenant network reaches an outside host through an OVN
     router with SNAT (the outside sees the router's address, not the node's); a floating
-    IP brings the outside to the node (DNAT), the node seeing the outside's own address."""
+    IP brings the outside to the node (DNAT), the node seeing the outside's own address; a
+    security group on the node's port becomes a port group with ACLs in OVN, and its rules
+    (ICMP only) hold for the routed traffic: on the ToR switch port, since an external
+    port's traffic crosses OVN through the localnet port, not the port's own pipeline (so
+    OVN's ACLs of the port do not see it; see docs/networking.md)."""
     server, o = olab
     out = o.rack.add_host("outside", ["172.24.4.1/24"], tag=150)
     r = server.http.post("/v2.0/networks", json={"network": {
@@ -376,6 +381,54 @@ def test_router_snat_and_floating_ip_with_traffic(olab: tuple[RunningServer, Ovn
         assert web_node.clients()[-1] == "172.24.4.1"  # DNAT: the outside's own address
         assert wait_until(lambda: fetch(host.ns, "http://172.24.4.1:8000/"))
         assert web_out.clients()[-1] == fip_ip  # with a FIP the node leaves as its FIP
+
+        # a security group that lets in ICMP only: routed traffic meets OVN's ACLs
+        sg = server.http.post("/v2.0/security-groups", json={"security_group": {
+            "name": "icmp-only", "project_id": "p1"}}).json()["security_group"]
+        for rule in ({"direction": "ingress", "protocol": "icmp"},
+                     {"direction": "egress"}):
+            r = server.http.post("/v2.0/security-group-rules", json={"security_group_rule": {
+                "security_group_id": sg["id"], "ethertype": "IPv4", **rule}})
+            assert r.status_code == 201, r.text
+        r = server.http.put(f"/v2.0/ports/{port['id']}",
+                            json={"port": {"security_groups": [sg["id"]]}})
+        assert r.status_code == 200, r.text
+        pg = next(g for g in o.nb_rows("Port_Group") if g["name"] == "pg_" + sg["id"].replace(
+            "-", "_"))
+        assert [lsps(o)[port["id"]]["_uuid"]] == ovsdb_set(pg["ports"])
+        matches = {a["match"] for a in o.nb_rows("ACL")}
+        assert f"outport == @{pg['name']} && ip4 && icmp4" in matches
+        assert "outport == @neutron_pg_drop && ip" in matches
+        assert wait_until(lambda: not fetch(out.ns, f"http://{fip_ip}:8000/"))
+        assert reaches(out.ns, fip_ip)  # ICMP is let in
+        assert fetch(host.ns, "http://172.24.4.1:8000/")  # egress allowed, replies related
+        r = server.http.put(f"/v2.0/ports/{port['id']}", json={"port": {"security_groups": []}})
+        assert r.status_code == 200, r.text
+        assert wait_until(lambda: fetch(out.ns, f"http://{fip_ip}:8000/"))
+
+        # a security group that lets in ICMP only
+        sg = server.http.post("/v2.0/security-groups", json={"security_group": {
+            "name": "icmp-only", "project_id": "p1"}}).json()["security_group"]
+        for rule in ({"direction": "ingress", "protocol": "icmp"},
+                     {"direction": "egress"}):
+            r = server.http.post("/v2.0/security-group-rules", json={"security_group_rule": {
+                "security_group_id": sg["id"], "ethertype": "IPv4", **rule}})
+            assert r.status_code == 201, r.text
+        r = server.http.put(f"/v2.0/ports/{port['id']}",
+                            json={"port": {"security_groups": [sg["id"]]}})
+        assert r.status_code == 200, r.text
+        pg = next(g for g in o.nb_rows("Port_Group") if g["name"] == "pg_" + sg["id"].replace(
+            "-", "_"))
+        assert [lsps(o)[port["id"]]["_uuid"]] == ovsdb_set(pg["ports"])
+        matches = {a["match"] for a in o.nb_rows("ACL")}
+        assert f"outport == @{pg['name']} && ip4 && icmp4" in matches
+        assert "outport == @neutron_pg_drop && ip" in matches
+        assert wait_until(lambda: not fetch(out.ns, f"http://{fip_ip}:8000/"))
+        assert reaches(out.ns, fip_ip)  # ICMP is let in
+        assert fetch(host.ns, "http://172.24.4.1:8000/")  # egress allowed, replies related
+        r = server.http.put(f"/v2.0/ports/{port['id']}", json={"port": {"security_groups": []}})
+        assert r.status_code == 200, r.text
+        assert wait_until(lambda: fetch(out.ns, f"http://{fip_ip}:8000/"))
 
         assert server.http.delete(f"/v2.0/floatingips/{fip.json()['floatingip']['id']}"
                                   ).status_code == 204
