@@ -455,3 +455,75 @@ def wait_until(predicate: Any, timeout: float = 20) -> bool:
             return True
         time.sleep(0.2)
     return False
+
+
+def test_overlay_workload_reaches_bare_metal_through_a_router(
+        olab: tuple[RunningServer, OvnRack], tmp_path: Path) -> None:
+    """The hybrid case: a geneve tenant network with a port bound on the chassis to a
+    namespace (a VM or a pod stand-in: a veth on br-int with ``iface-id``) reaches a
+    bare-metal node on a VLAN tenant network through an OVN router; both take their
+    addresses from OVN's DHCP. A security group on the workload's port (an ordinary
+    logical switch port) is enforced by OVN's ACLs: ICMP in, TCP not."""
+    server, o = olab
+    net_a = tenant_network(server, "tenant-a")
+    sub_a = server.http.get(f"/v2.0/subnets?network_id={net_a['id']}").json()["subnets"][0]
+    r = server.http.post("/v2.0/networks", json={"network": {
+        "name": "overlay", "project_id": "p1", "provider:network_type": "geneve"}})
+    assert r.status_code == 201, r.text
+    overlay = r.json()["network"]
+    assert overlay["provider:network_type"] == "geneve"
+    r = server.http.post("/v2.0/subnets", json={"subnet": {
+        "network_id": overlay["id"], "cidr": "10.77.0.0/24", "project_id": "p1"}})
+    assert r.status_code == 201, r.text
+    sub_o = r.json()["subnet"]
+    router = server.http.post("/v2.0/routers", json={"router": {"name": "r"}}).json()["router"]
+    for sub in (sub_a, sub_o):
+        r = server.http.put(f"/v2.0/routers/{router['id']}/add_router_interface",
+                            json={"subnet_id": sub["id"]})
+        assert r.status_code == 200, r.text
+    assert not [p for p in lsps(o).values()
+                if p["_switch"] == f"neutron-{overlay['id']}" and p["type"] == "localnet"]
+
+    bm = o.rack.add_host("bm", [])
+    r = server.http.post("/v2.0/ports", json={"port": {
+        "network_id": net_a["id"], "mac_address": bm.macs["eth0"], "project_id": "p1",
+        "binding:vnic_type": "baremetal", "binding:host_id": "node-bm",
+        "binding:profile": {"local_link_information": [
+            {"switch_id": SWITCH_ID, "port_id": bm.nics["eth0"], "switch_info": "tor"}]}}})
+    assert r.status_code == 201, r.text
+    bm_ip = take_lease(o, "bm", tmp_path)
+
+    # the workload: a namespace plugged into the chassis' integration bridge
+    r = server.http.post("/v2.0/ports", json={"port": {
+        "network_id": overlay["id"], "project_id": "p1",
+        "binding:host_id": o.gateway.name}})
+    assert r.status_code == 201, r.text
+    wport = r.json()["port"]
+    assert wport["binding:vif_type"] == "ovs", wport
+    pod = o.add_workload("pod", wport["id"], wport["mac_address"])
+    pod_ip = take_lease(o, "pod", tmp_path)
+    assert pod_ip == wport["fixed_ips"][0]["ip_address"]
+    assert wait_until(lambda: o.central.sbctl(  # claimed by the chassis
+        "--bare", "--columns=up", "find", "Port_Binding", f"logical_port={wport['id']}"
+    ) == "true")
+
+    web_bm, web_pod = Http(bm.ns, tmp_path), Http(pod.ns, tmp_path)
+    try:
+        assert wait_until(lambda: fetch(pod.ns, f"http://{bm_ip}:8000/"))
+        assert web_bm.clients()[-1] == pod_ip  # routed, not NATed
+        assert wait_until(lambda: fetch(bm.ns, f"http://{pod_ip}:8000/"))
+
+        sg = server.http.post("/v2.0/security-groups", json={"security_group": {
+            "name": "icmp-in", "project_id": "p1"}}).json()["security_group"]
+        for rule in ({"direction": "ingress", "protocol": "icmp"}, {"direction": "egress"}):
+            assert server.http.post("/v2.0/security-group-rules", json={"security_group_rule": {
+                "security_group_id": sg["id"], **rule}}).status_code == 201
+        r = server.http.put(f"/v2.0/ports/{wport['id']}",
+                            json={"port": {"security_groups": [sg["id"]]}})
+        assert r.status_code == 200, r.text
+        assert wait_until(lambda: not fetch(bm.ns, f"http://{pod_ip}:8000/"))
+        assert reaches(bm.ns, pod_ip)
+        assert fetch(pod.ns, f"http://{bm_ip}:8000/")  # its own egress, replies related
+    finally:
+        web_bm.stop()
+        web_pod.stop()

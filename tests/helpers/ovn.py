@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from metalplane.lab.ovn import Central, Chassis, patch
-from tests.helpers.rack import Rack, rack
+from metalplane.lab.rack import Switch, add_nic, run
+from tests.helpers.rack import Host, Rack, rack
 
 
 @dataclass
@@ -25,6 +26,21 @@ class OvnRack:
     rack: Rack
     central: Central
     gateway: Chassis
+
+    def add_workload(self, name: str, port_id: str, mac: str) -> Host:
+        """A namespace plugged into the gateway chassis' integration bridge, its interface
+        ``external_ids:iface-id`` = ``port_id`` (what ovn-controller binds), with ``mac``:
+        a VM or a pod as OVN sees one."""
+        ns = f"{self.rack.prefix}-{name}"
+        run("ip", "netns", "add", ns)
+        outside = f"{self.rack.prefix}{name}0"
+        host = Host(ns=ns, nics={"eth0": outside}, macs={"eth0": mac})
+        self.rack.hosts[name] = host
+        integration = Switch(self.rack.ovs.rundir, self.gateway.integration_bridge)
+        add_nic(integration, ns, "eth0", outside, None)
+        run("ip", "-n", ns, "link", "set", "eth0", "address", mac)
+        self.rack.ovs.vsctl("set", "interface", outside, f"external_ids:iface-id={port_id}")
+        return host
 
     def nb_rows(self, table: str) -> list[dict[str, Any]]:
         """Rows of an NB table as ovn-nbctl prints them (JSON, OVSDB's encoding)."""
