@@ -25,16 +25,23 @@ def _lab_error(exc: Exception) -> CliError:
     return CliError(str(exc))
 
 
+Backend = Annotated[str, typer.Option(
+    help="The network's control plane: ovs (the ToR switch and dnsmasq) or ovn (OVN's "
+         "NB/SB, northd and a gateway chassis beside the ToR; native DHCP, routers).")]
+
+
 @lab_app.command("up")
 def lab_up(
     nodes: Annotated[int, typer.Option(help="How many nodes (namespaces + BMCs).")] = 4,
     name: Name = "mplab",
+    backend: Backend = "ovs",
 ) -> None:
     """Build the rack. Prints the settings a `metalplane server` needs to drive it."""
     from metalplane.lab import lab
 
     try:
-        spec = lab.up(name, nodes, progress=lambda s: err_console.print(s, highlight=False))
+        spec = lab.up(name, nodes, progress=lambda s: err_console.print(s, highlight=False),
+                      backend=backend)
     except lab.LabError as exc:
         raise _lab_error(exc) from None
     console.print(f"lab {name} is up: {len(spec['nodes'])} node(s). Run a server for it with:")
@@ -78,14 +85,20 @@ def demo(
     keep: Annotated[bool, typer.Option(help="Leave the rack and the server running.")] = False,
     port: Annotated[int, typer.Option(help="The demo server's API port.")] = 6385,
     name: Name = "mplab",
+    backend: Backend = "ovs",
 ) -> None:
     """The main job: nodes from enroll to active on isolated tenant networks, on a virtual rack.
 
     Builds the rack, enrolls, inspects, cleans and deploys its nodes onto two tenant
     networks, checks the isolation with real traffic, undeploys one node and tears it all
-    down. Exit status 1 if a check failed. Needs root."""
+    down. With --backend ovn, OVN answers the nodes' PXE and tenant DHCP, tenant A reaches
+    an outside namespace through a router with SNAT, and a security group is checked with
+    traffic. Exit status 1 if a check failed. Needs root."""
     from metalplane.lab.demo import Demo
 
     if nodes < 2:
         raise CliError("--nodes must be at least 2 (one per tenant network)")
-    raise typer.Exit(Demo(nodes=nodes, name=name, port=port, keep=keep).run())
+    if backend not in ("ovs", "ovn"):
+        raise CliError(f"--backend must be ovs or ovn, not {backend!r}")
+    raise typer.Exit(Demo(nodes=nodes, name=name, port=port, keep=keep,
+                          backend=backend).run())

@@ -10,6 +10,13 @@
    image the demo builds with ``mkfs.ext4 -d``;
 5. checks with real traffic from the nodes' namespaces, then one node undeployed;
 6. a Metal3-style table and the time of each phase. Exit status 1 if any check failed.
+
+With ``backend="ovn"`` the rack has OVN beside its ToR: OVN's native DHCP answers the nodes
+on every network (dnsmasq only serves TFTP), tenant A has a gateway and an OVN router to a
+public network with SNAT, and the checks add: each node's DHCP answer on its tenant network
+comes from OVN; tenant A reaches the outside namespace, which sees the router's address; a
+security group that lets in only ICMP from across the router holds, for a floating IP from
+outside and for a neighbour on the same VLAN.
 """
 
 from __future__ import annotations
@@ -35,11 +42,12 @@ from metalplane.client.wait import WaitTimeout, failed, rests, wait_until_rest
 from metalplane.common import process
 from metalplane.common.bmc_address import parse_bmc_address
 from metalplane.lab import lab
-from metalplane.lab.rack import LabError, reaches, run
+from metalplane.lab.rack import LabError, dhclient_once, netns_exec, reaches, run
 
 __all__ = ["Demo", "DemoError"]
 
 TENANT_CIDR = "192.168.50.0/24"
+TENANT_A_GATEWAY = "192.168.50.1"  # with the ovn backend: tenant A's router interface
 TENANTS = (("tenant-a", "192.168.50.10", "192.168.50.99", "raw"),
            ("tenant-b", "192.168.50.100", "192.168.50.199", "qcow2"))
 METAL3_STATE = {  # Ironic provision state -> Metal3 BareMetalHost provisioning state
@@ -80,6 +88,7 @@ class Demo:
     keep: bool = False
     timeout: float = 240.0  # per phase
     cabled: bool = False  # enroll boot ports with their switch port (no LLDP needed)
+    backend: str = "ovs"  # or "ovn": OVN beside the ToR (see the module's note)
     console: Console = field(default_factory=lambda: Console(
         highlight=False, width=None if sys.stdout.isatty() else 160))
     checks: list[Check] = field(default_factory=list)
@@ -160,7 +169,7 @@ class Demo:
     def _bring_up(self) -> Client:
         """The rack, the server and its switch and networks; the server's client."""
         with self.phase("rack"):
-            self.spec = lab.up(self.name, self.nodes, progress=self.say)
+            self.spec = lab.up(self.name, self.nodes, progress=self.say, backend=self.backend)
         with self.phase("server"):
             client = self._start_server()
             self._networks(client)
@@ -183,6 +192,8 @@ class Demo:
             plan = self._deploy(client, names, images)
         with self.phase("checks"):
             self._check_tenants(client, plan)
+            if self.backend == "ovn":
+                self._check_ovn(client, plan)
         with self.phase("undeploy"):
             self._undeploy(client, plan)
         self._report(client)
@@ -235,13 +246,38 @@ class Demo:
                 "gateway_ip": net["gateway"],
                 "allocation_pools": [{"start": f"{base}.10", "end": f"{base}.250"}]}})
             self.say(f"provider network {net['name']}: VLAN {net['vlan']}, {net['cidr']}")
+        subnets = {}
         for name, start, end, _fmt in TENANTS:
             n = c.post("/v2.0/networks", {"network": {"name": name}})["network"]
-            c.post("/v2.0/subnets", {"subnet": {
-                "network_id": n["id"], "ip_version": 4, "cidr": TENANT_CIDR, "gateway_ip": None,
-                "allocation_pools": [{"start": start, "end": end}]}})
+            gateway = TENANT_A_GATEWAY if self.backend == "ovn" and name == "tenant-a" else None
+            subnets[name] = c.post("/v2.0/subnets", {"subnet": {
+                "network_id": n["id"], "ip_version": 4, "cidr": TENANT_CIDR,
+                "gateway_ip": gateway,
+                "allocation_pools": [{"start": start, "end": end}]}})["subnet"]
             self.say(f"tenant network {name}: VLAN {n['provider:segmentation_id']}, "
                      f"{TENANT_CIDR} (pool {start}-{end})")
+        if self.backend == "ovn":
+            self._router(c, subnets["tenant-a"])
+
+    def _router(self, c: Client, tenant_a: dict[str, Any]) -> None:
+        """The public network (the outside namespace's VLAN) and tenant A's router to it."""
+        pub = self.spec["outside"]
+        n = c.post("/v2.0/networks", {"network": {
+            "name": pub["name"], "router:external": True, "provider:network_type": "vlan",
+            "provider:physical_network": "physnet1",
+            "provider:segmentation_id": pub["vlan"]}})["network"]
+        base = pub["cidr"].rsplit(".", 1)[0]
+        c.post("/v2.0/subnets", {"subnet": {
+            "network_id": n["id"], "ip_version": 4, "cidr": pub["cidr"],
+            "gateway_ip": pub["gateway"], "enable_dhcp": False,
+            "allocation_pools": [{"start": f"{base}.10", "end": f"{base}.99"}]}})
+        r = c.post("/v2.0/routers", {"router": {
+            "name": "router-a", "external_gateway_info": {"network_id": n["id"]}}})["router"]
+        c.put(f"/v2.0/routers/{r['id']}/add_router_interface", {"subnet_id": tenant_a["id"]})
+        gw = r["external_gateway_info"]["external_fixed_ips"][0]["ip_address"]
+        self.spec["router"] = {"id": r["id"], "gateway_ip": gw, "public_network": n["id"]}
+        self.say(f"public network: VLAN {pub['vlan']}, {pub['cidr']}; router-a: tenant-a "
+                 f"({TENANT_A_GATEWAY}) to public ({gw}), SNAT")
 
     # ----------------------------------------------------------------- lifecycle
     def _enroll(self, c: Client) -> None:
@@ -440,6 +476,99 @@ class Demo:
                                                              borrow=pr[4]), probes))
         for (what, _n, _ip, want, _b), got in zip(probes, results, strict=True):
             self.check(what, got == want)
+
+    # ----------------------------------------------------------------- OVN
+    def _serve_http(self, ns: str, tag: str) -> tuple[subprocess.Popen[bytes], Path]:
+        """``python3 -m http.server 8000`` in namespace ``ns``; its log names each client."""
+        log = Path(self.spec["state_dir"]) / "logs" / f"http-{tag}.log"
+        with open(log, "wb") as out:
+            proc = process.spawn(netns_exec(ns, sys.executable, "-m", "http.server", "8000",
+                                            "--directory", "/nonexistent-mp"),
+                                 stdout=subprocess.DEVNULL, stderr=out)
+        return proc, log
+
+    @staticmethod
+    def _fetch(ns: str, url: str, tries: int = 3) -> bool:
+        """True if an HTTP request from namespace ``ns`` to ``url`` is answered (any of
+        ``tries``, 2 s each)."""
+        for _ in range(tries):
+            if subprocess.run(netns_exec(ns, "curl", "-s", "-o", "/dev/null", "--max-time",
+                                         "2", url), capture_output=True,
+                              timeout=10).returncode == 0:
+                return True
+        return False
+
+    def _check_ovn(self, c: Client, plan: dict[str, dict[str, Any]]) -> None:
+        """The ovn backend's checks: DHCP from OVN on the tenant networks (dnsmasq served no
+        DHCP), SNAT through tenant A's router, a security group with traffic."""
+        state = Path(self.spec["state_dir"])
+        dnsmasq_dhcp = list((state / "server" / "dhcp").glob("*/dnsmasq.log"))
+        self.check("no DHCP from dnsmasq: OVN answered every DHCP request (dnsmasq only "
+                   "serves TFTP)", not dnsmasq_dhcp, ", ".join(map(str, dnsmasq_dhcp)))
+        for name, p in plan.items():
+            lease = dhclient_once(self._node_spec(name)["namespace"], state / "logs",
+                                  f"{name}-tenant-dhcp", timeout=6)
+            server = re.search(r"dhcp-server-identifier (\S+);", lease)
+            self.check(f"{name}: OVN's DHCP answers on {p['tenant']} with {p['ip']}",
+                       f"fixed-address {p['ip']};" in lease,
+                       f"from {server.group(1)}" if server else "no answer")
+        router = self.spec["router"]
+        outside = self.spec["outside"]
+        a_nodes = [n for n, p in plan.items() if p["tenant"] == "tenant-a"]
+        first = a_nodes[0]
+        ns = self._node_spec(first)["namespace"]
+        run("ip", "-n", ns, "route", "replace", "default", "via", TENANT_A_GATEWAY)
+        web_out, out_log = self._serve_http(outside["namespace"], "outside")
+        web_node, _log = self._serve_http(ns, first)
+        try:
+            time.sleep(0.5)
+            ok = self._fetch(ns, f"http://{outside['gateway']}:8000/")
+            seen = re.findall(r"^(\S+) - - ", out_log.read_text(), re.M)
+            self.check(f"{first} reaches the outside ({outside['gateway']}) through router-a",
+                       ok)
+            self.check(f"the outside sees router-a's address {router['gateway_ip']}, not "
+                       f"{plan[first]['ip']} (SNAT)", bool(seen) and seen[-1] ==
+                       router["gateway_ip"], f"seen {seen[-1] if seen else 'nothing'}")
+            self._security_group(c, first, a_nodes, plan, outside)
+        finally:
+            process.stop(web_out, grace=5)
+            process.stop(web_node, grace=5)
+            run("ip", "-n", ns, "route", "del", "default", check=False)
+
+    def _security_group(self, c: Client, node: str, a_nodes: list[str],
+                        plan: dict[str, dict[str, Any]], outside: dict[str, Any]) -> None:
+        """A security group on ``node``'s VIF that lets in only ICMP from across the router
+        (the public network), checked from outside (a floating IP) and from a neighbour on
+        the same VLAN (the ToR ACL); then taken off again."""
+        vif = c.get(f"/v1/nodes/{node}/vifs")["vifs"][0]["id"]
+        fip = c.post("/v2.0/floatingips", {"floatingip": {
+            "floating_network_id": self.spec["router"]["public_network"],
+            "port_id": vif}})["floatingip"]
+        addr = fip["floating_ip_address"]
+        self.say(f"floating IP {addr} → {node} ({plan[node]['ip']})")
+        out_ns = outside["namespace"]
+        self.check(f"the outside reaches {node}'s web server at its floating IP {addr}",
+                   self._fetch(out_ns, f"http://{addr}:8000/"))
+        sg = c.post("/v2.0/security-groups", {"security_group": {
+            "name": "icmp-from-router"}})["security_group"]
+        for rule in ({"direction": "ingress", "protocol": "icmp",
+                      "remote_ip_prefix": outside["cidr"]}, {"direction": "egress"}):
+            c.post("/v2.0/security-group-rules", {"security_group_rule": {
+                "security_group_id": sg["id"], "ethertype": "IPv4", **rule}})
+        c.put(f"/v2.0/ports/{vif}", {"port": {"security_groups": [sg["id"]]}})
+        self.say(f"security group icmp-from-router on {node}: ICMP in from {outside['cidr']}")
+        self.check(f"the outside pings {node} at {addr} (ICMP through the router is allowed)",
+                   reaches(out_ns, addr))
+        self.check(f"the outside no longer reaches {node}'s web server (TCP is not allowed)",
+                   not self._fetch(out_ns, f"http://{addr}:8000/", tries=1))
+        for peer in a_nodes[1:2]:
+            self.check(f"{peer} no longer reaches {node} on their VLAN (the ToR ACL)",
+                       not self._reaches(peer, plan[node]["ip"], 1))
+        c.put(f"/v2.0/ports/{vif}", {"port": {"security_groups": []}})
+        self.check(f"without the group the outside reaches {node}'s web server again",
+                   self._fetch(out_ns, f"http://{addr}:8000/"))
+        c.delete(f"/v2.0/floatingips/{fip['id']}")
+        c.delete(f"/v2.0/security-groups/{sg['id']}")
 
     def _undeploy(self, c: Client, plan: dict[str, dict[str, Any]]) -> None:
         name = list(plan)[-1]

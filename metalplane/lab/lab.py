@@ -15,7 +15,13 @@
 - BMCs: sushy-tools' Redfish emulator (fake driver, one system per node, on loopback)
   whose external notifier tells the boot supervisor (:mod:`metalplane.lab.supervisor`)
   about power changes;
-- lldpd on the switch ports, so every node hears LLDP from "its" switch port.
+- lldpd on the switch ports, so every node hears LLDP from "its" switch port;
+- with ``--backend ovn``: OVN (:mod:`metalplane.lab.ovn`): NB and SB databases and
+  ovn-northd in ``<state_dir>/ovn``, and a gateway chassis ``<name>-gw`` (ovn-controller on
+  the lab's Open vSwitch: ``system-id`` set, ``ovn-bridge-mappings`` physnet1 to its
+  provider bridge ``<name>-ex``, ``enable-chassis-as-gw``), ``<name>-ex`` trunked to the
+  ToR by patch ports, as a gateway node's uplink is cabled to a ToR trunk port; and an
+  "outside" namespace ``<name>-outside`` on the public VLAN, what a router's SNAT leads to.
 
 Every name starts with ``<name>-`` and every process is started with the state directory
 on its command line, so ``down`` finds them all, also after a crash. Traffic stays on
@@ -39,6 +45,7 @@ from typing import Any
 
 import httpx
 
+from metalplane.lab.ovn import Central, Chassis, patch
 from metalplane.lab.rack import (
     LabError,
     Switch,
@@ -64,6 +71,8 @@ NETWORKS = (  # name, VLAN, CIDR, gateway (the service namespace)
     ("provisioning", 1100, "10.70.0.0/24", "10.70.0.1", "prov"),
     ("cleaning", 1101, "10.71.0.0/24", "10.71.0.1", "clean"),
 )
+PUBLIC_VLAN, PUBLIC_CIDR, PUBLIC_GATEWAY = 1200, "172.24.4.0/24", "172.24.4.1"  # ovn: outside
+BACKENDS = ("ovs", "ovn")
 _NAME = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 
 Progress = Callable[[str], None]
@@ -98,9 +107,10 @@ def load(name: str) -> dict[str, Any]:
     return data
 
 
-def up(name: str = "mplab", nodes: int = 4, progress: Progress = lambda _: None
-       ) -> dict[str, Any]:
+def up(name: str = "mplab", nodes: int = 4, progress: Progress = lambda _: None,
+       backend: str = "ovs") -> dict[str, Any]:
     """Build the rack; returns its description (also in ``<state_dir>/lab.json``).
+    ``backend``: ``ovs`` (the ToR and dnsmasq), or ``ovn`` (OVN beside them).
 
     Raises :class:`LabError` (root missing, a tool missing, the lab already up, a
     command failed); what was built is removed again in that case.
@@ -108,6 +118,8 @@ def up(name: str = "mplab", nodes: int = 4, progress: Progress = lambda _: None
     check_name(name)
     if not 1 <= nodes <= 200:
         raise LabError("--nodes must be between 1 and 200")
+    if backend not in BACKENDS:
+        raise LabError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     _need_root()
     state = lab_dir(name)
     if (state / "lab.json").exists():
@@ -115,16 +127,43 @@ def up(name: str = "mplab", nodes: int = 4, progress: Progress = lambda _: None
     down(name, quiet=True)  # what a crashed run may have left
     state.mkdir(parents=True)
     try:
-        return _build(name, nodes, state, progress)
+        return _build(name, nodes, state, progress, backend)
     except BaseException:
         down(name, quiet=True)
         raise
 
 
-def _build(name: str, count: int, state: Path, progress: Progress) -> dict[str, Any]:
+def _ovn(name: str, state: Path, switch: Switch, progress: Progress) -> dict[str, Any]:
+    """OVN beside the ToR, and the outside namespace; the spec's ``ovn`` and ``outside``."""
+    central = Central(state / "ovn")
+    central.start()
+    gw = Chassis(switch, f"{name}-gw", central, integration_bridge=f"{name}-int",
+                 bridge_mappings={"physnet1": f"{name}-ex"}, gateway=True)
+    gw.start()
+    patch(switch, switch.bridge, f"{name}-ex")
+    progress(f"OVN: NB {central.nb}, SB {central.sb}, ovn-northd; gateway chassis {gw.name} "
+             f"(physnet1 on {name}-ex, trunked to {switch.bridge})")
+    ns = f"{name}-outside"
+    run("ip", "netns", "add", ns)
+    run("ip", "-n", ns, "link", "set", "lo", "up")
+    add_nic(switch, ns, "eth0", f"{name}-o0", PUBLIC_VLAN)
+    prefix = PUBLIC_CIDR.split("/")[1]
+    run("ip", "-n", ns, "addr", "add", f"{PUBLIC_GATEWAY}/{prefix}", "dev", "eth0")
+    progress(f"outside namespace {ns}: {PUBLIC_GATEWAY} on the public VLAN {PUBLIC_VLAN}")
+    return {"ovn": {"nb": central.nb, "sb": central.sb, "gateway_chassis": gw.name,
+                    "bridge_mappings": f"physnet1:{name}-ex",
+                    "integration_bridge": gw.integration_bridge},
+            "outside": {"name": "public", "vlan": PUBLIC_VLAN, "cidr": PUBLIC_CIDR,
+                        "gateway": PUBLIC_GATEWAY, "namespace": ns,
+                        "switch_port": f"{name}-o0"}}
+
+
+def _build(name: str, count: int, state: Path, progress: Progress,
+           backend: str = "ovs") -> dict[str, Any]:
     switch = Switch(rundir=state / "ovs", bridge=f"{name}-tor")
     progress(f"switch {switch.bridge}: Open vSwitch, userspace datapath")
     switch.start()
+    extra = _ovn(name, state, switch, progress) if backend == "ovn" else {}
     for sub in ("disks", "logs", "nodes"):
         (state / sub).mkdir(exist_ok=True)
     sock, boot_sock = state / "api.sock", state / "boot.sock"
@@ -163,7 +202,8 @@ def _build(name: str, count: int, state: Path, progress: Progress) -> dict[str, 
     progress(f"lldpd: LLDP from every switch port (chassis {chassis})")
     sup_port, emu_port = free_port(), free_port()
     spec: dict[str, Any] = {
-        "name": name, "state_dir": str(state), "created_at": time.time(),
+        "name": name, "state_dir": str(state), "created_at": time.time(), "backend": backend,
+        **extra,
         "switch": {"name": switch.bridge, "bridge": switch.bridge, "address": switch.address,
                    "switch_id": chassis, "default_vlan": default_vlan},
         "boot_server": {"address": BOOT_ADDRESS, "port": BOOT_PORT,
@@ -259,7 +299,11 @@ def _start_emulator(state: Path, port: int, notify_port: int, nodes: list[dict[s
 def server_settings(spec: dict[str, Any]) -> dict[str, str]:
     """The ``METALPLANE_*`` settings a server needs to run this lab's nodes."""
     nets = {n["name"]: n for n in spec["networks"]}
-    return {
+    ovn = ({"METALPLANE_NETWORK_BACKEND": "ovn",
+            "METALPLANE_OVN_NB_CONNECTION": spec["ovn"]["nb"],
+            "METALPLANE_OVN_GATEWAY_CHASSIS": spec["ovn"]["gateway_chassis"]}
+           if spec.get("backend") == "ovn" else {})
+    return {**ovn,
         "METALPLANE_UNIX_SOCKET": spec["unix_socket"],
         "METALPLANE_BOOT_UNIX_SOCKET": spec["boot_server"]["unix_socket"],
         "METALPLANE_BOOT_SERVER_URL": spec["boot_server"]["url"],

@@ -82,8 +82,10 @@ class Node:
 
 def parse_lease(text: str) -> dict[str, str]:
     """The last lease of a dhclient lease file: ``fixed-address``, ``filename``,
-    ``subnet-mask``, ``routers``, ``tftp-server-name``, ``next-server``. Source:
-    dhclient.leases(5)."""
+    ``subnet-mask``, ``routers``, ``tftp-server-name``, ``next-server``. ``filename`` is
+    the boot file as firmware takes it: option 67 (``bootfile-name``; OVN's DHCP sends only
+    that), else the BOOTP header's file field (dnsmasq's). Source: dhclient.leases(5),
+    RFC 2132 section 9.5."""
     leases = text.split("lease {")
     if len(leases) < 2:
         return {}
@@ -93,6 +95,8 @@ def parse_lease(text: str) -> dict[str, str]:
         m = re.match(r'^(?:option\s+)?([\w-]+)\s+"?([^"]*)"?$', line)
         if m:
             out[m.group(1)] = m.group(2)
+    if out.get("bootfile-name"):
+        out["filename"] = out["bootfile-name"]
     return out
 
 

@@ -632,6 +632,9 @@ class NeutronNetwork(NetworkInterface):
                                           f"{kind}_vif_port_id": port.id})
             if to_bind:
                 self.plugin.bind_many([self._with_host(p, node.uuid) for p in to_bind])
+            unwired = [p for p in created if p not in to_bind]
+            if unwired:
+                self.plugin.host_unwired(unwired, node.uuid)
             if dhcp_key and subnets:
                 for p in created:
                     ips = self.plugin.fixed_ips(p.id)

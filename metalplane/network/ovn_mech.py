@@ -242,7 +242,9 @@ class OVNMechanismDriver(MechanismDriver):
             return self.router_lsp(port.id, port.network_id), None
         subnets = {s.id: s for s in batch.subnets_of(port.network_id)}
         addrs = " ".join([port.mac_address, *(a["ip_address"] for a in ips)])
-        external = bound and port.binding_vnic_type == "baremetal"
+        # bound, or hosted by a node whose wiring is not known yet (inspection)
+        external = port.binding_vnic_type == "baremetal" and (bound or bool(
+            port.binding_host_id and port.binding_vif_type == "unbound"))
         lsp = LogicalSwitchPort(
             name=port.id, switch=ls_name(port.network_id),
             type="external" if external else "",

@@ -727,6 +727,15 @@ class NetworkPlugin:
                                               {"binding_host_id": host}, "Port")
         return port
 
+    def host_unwired(self, ports: list[NetworkPort], host: str) -> None:
+        """Record ``binding:host_id`` of bare-metal ports no switch port is known for yet (a
+        node inspected before LLDP told its wiring: it sits on the ToR's default VLAN).
+        They stay unbound on the switches; OVN serves them as external ports. Raises
+        :class:`MetalplaneError` (503) when OVN cannot be reached."""
+        hosted = [self.set_binding_host(p.id, host) for p in ports]
+        for p in hosted:
+            self._postcommit("port_postcommit", p)
+
     def mark_unbound(self, port_id: str) -> None:
         self._set_binding(port_id, "unbound", {}, "DOWN")
 
