@@ -4,6 +4,7 @@ that each script finishes, prints and records what it measured)."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +93,16 @@ def test_auth_bench_runs_without_the_peer(tmp_path: Path) -> None:
     assert set(runs) == {"quiet", "one address", "own addresses"}
     assert all(r["gets"] > 0 and r["get_p99_ms"] > 0 for r in runs.values())
     assert sum(runs["one address"]["attacker_answers"].values()) > 0
+
+
+def test_ovn_bench_runs(tmp_path: Path) -> None:
+    need_root_and_ovs()
+    if shutil.which("ovn-northd") is None:
+        pytest.skip("OVN is not installed: run scripts/setup.sh")
+    result = bench("ovn.py", tmp_path / "ovn.json", "--ports", "5", "--lsps", "50",
+                   "--samples", "1")
+    assert result["results"]["bind_unbind"]["nb_transactions"] >= 4 and result["ratio"] > 0
+    join = result["results"]["join_to_dhcp_answer"]
+    assert join["metalplane"]["median_ms"] > 0 and join["per_call"]["median_ms"] > 0
+    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert "mpbo-" not in left, left
