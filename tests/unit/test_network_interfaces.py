@@ -118,14 +118,16 @@ def test_flat_binds_the_tenant_vifs_without_a_switch(tmp_path: Any) -> None:
     iface.add_network(task, "provisioning")  # type: ignore[arg-type]
     assert plugin.calls == []  # one flat network: no provider-network port, no switch
     iface.configure_tenant(task)  # type: ignore[arg-type]
-    assert plugin.calls == ["get_port", "update_port", "mark_bound_without_switch"]
+    assert plugin.calls == ["get_port", "set_mac_address", "update_port",
+                            "mark_bound_without_switch"]
 
 
 def test_neutron_binds_the_tenant_vifs_on_their_switch_ports(tmp_path: Any) -> None:
     plugin = RecordingPlugin({"vif-1": _vif()})
     iface = _iface(NeutronNetwork, tmp_path, plugin, [_vif_port()])
     iface.configure_tenant(_task(_node()))  # type: ignore[arg-type]
-    assert plugin.calls == ["get_port", "update_port", "set_binding_host", "bind_many"]
+    assert plugin.calls == ["get_port", "set_mac_address", "update_port", "set_binding_host",
+                            "bind_many"]
 
 
 def test_the_node_network_interface_picks_the_implementation(tmp_path: Any) -> None:
