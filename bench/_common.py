@@ -8,6 +8,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import threading
 import time
 from pathlib import Path
@@ -39,6 +40,13 @@ def write_result(out: Path, result: dict[str, Any]) -> None:
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     tmp.replace(out)
     print(f"wrote {out}")
+
+
+def ms_summary(values: list[float]) -> dict[str, float]:
+    """Median, p90 and max of ``values`` (seconds) in milliseconds."""
+    return {"median_ms": round(statistics.median(values) * 1000, 1),
+            "p90_ms": round(percentile(values, 90) * 1000, 1),
+            "max_ms": round(max(values) * 1000, 1)}
 
 
 def percentile(values: list[float], pct: float) -> float:

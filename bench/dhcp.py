@@ -37,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import RESULTS, header, machine, percentile, write_result
+from bench._common import RESULTS, header, machine, ms_summary, write_result
 from metalplane import __version__
 from metalplane.dhcp.dnsmasq import DnsmasqServer
 from metalplane.lab.rack import netns_exec, run
@@ -104,11 +104,6 @@ def timed_joins(work: Path, first: int, samples: int, join: Callable[[int], None
         out.append(t_join + dhclient(work, mac_of(i), timeout))
     return out
 
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {"median_ms": round(statistics.median(values) * 1000, 1),
-            "p90_ms": round(percentile(values, 90) * 1000, 1),
-            "max_ms": round(max(values) * 1000, 1)}
 
 
 def main() -> None:
@@ -186,8 +181,8 @@ def main() -> None:
             raise
         if peer.pid() is None or subprocess.run(["kill", "-0", str(peer.pid())]).returncode:
             raise RuntimeError("the peer's dnsmasq died under SIGHUP")
-        result["results"] = {"client_alone": summary(floor), "metalplane": summary(ours_s),
-                             "hostsfile_sighup": summary(peer_s),
+        result["results"] = {"client_alone": ms_summary(floor), "metalplane": ms_summary(ours_s),
+                             "hostsfile_sighup": ms_summary(peer_s),
                              "metalplane_load_s": round(load_s, 2)}
         result["ratio"] = round(statistics.median(peer_s) / statistics.median(ours_s), 2)
         for name, s in result["results"].items():

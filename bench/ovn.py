@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import RESULTS, header, machine, percentile, write_result
+from bench._common import RESULTS, header, machine, ms_summary, write_result
 from metalplane import __version__
 from metalplane.common.config import Settings
 from metalplane.db.engine import Database
@@ -109,11 +108,6 @@ def settle(central: Central) -> None:
     run("ovn-nbctl", f"--db={central.nb}", "--wait=hv", "--timeout=120", "sync", timeout=150)
     time.sleep(0.2)
 
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {"median_ms": round(statistics.median(values) * 1000, 1),
-            "p90_ms": round(percentile(values, 90) * 1000, 1),
-            "max_ms": round(max(values) * 1000, 1)}
 
 
 def main() -> None:
@@ -241,18 +235,18 @@ def main() -> None:
             sw.vsctl("set", "port", "mpbo-n0", "tag=4094")
             settle(central)
         print(f"join to first DHCP answer with {args.lsps} more LSPs: metalplane "
-              f"{summary(ours)}, per-call {summary(theirs)}", flush=True)
-        print(f"  of which the join call itself: metalplane {summary(our_calls)}, per-call "
-              f"{summary(their_calls)}; the rest is OVN (northd, ovn-controller)", flush=True)
+              f"{ms_summary(ours)}, per-call {ms_summary(theirs)}", flush=True)
+        print(f"  of which the join call itself: metalplane {ms_summary(our_calls)}, per-call "
+              f"{ms_summary(their_calls)}; the rest is OVN (northd, ovn-controller)", flush=True)
         result["results"] = {
             "bind_unbind": {"metalplane_bind_s": round(bind_s, 4),
                             "metalplane_unbind_s": round(unbind_s, 4),
                             "per_call_bind_s": round(peer_bind_s, 3),
                             "per_call_unbind_s": round(peer_unbind_s, 3),
                             "metalplane_nb_transactions": bind_txns + unbind_txns},
-            "join_to_dhcp_answer": {"metalplane": summary(ours), "per_call": summary(theirs),
-                                    "metalplane_join_call": summary(our_calls),
-                                    "per_call_join_call": summary(their_calls)}}
+            "join_to_dhcp_answer": {"metalplane": ms_summary(ours), "per_call": ms_summary(theirs),
+                                    "metalplane_join_call": ms_summary(our_calls),
+                                    "per_call_join_call": ms_summary(their_calls)}}
         result["ratio"] = ratio
         write_result(args.out, result)
     finally:

@@ -133,6 +133,16 @@ def up(name: str = "mplab", nodes: int = 4, progress: Progress = lambda _: None,
         raise
 
 
+def _host_on_vlan(switch: Switch, ns: str, port: str, vlan: int, cidr: str,
+                  address: str) -> None:
+    """Namespace ``ns`` whose eth0 is switch port ``port`` on ``vlan``, holding ``address``
+    in ``cidr``."""
+    run("ip", "netns", "add", ns)
+    run("ip", "-n", ns, "link", "set", "lo", "up")
+    add_nic(switch, ns, "eth0", port, vlan)
+    run("ip", "-n", ns, "addr", "add", f"{address}/{cidr.split('/')[1]}", "dev", "eth0")
+
+
 def _ovn(name: str, state: Path, switch: Switch, progress: Progress) -> dict[str, Any]:
     """OVN beside the ToR, and the outside namespace; the spec's ``ovn`` and ``outside``."""
     central = Central(state / "ovn")
@@ -144,11 +154,7 @@ def _ovn(name: str, state: Path, switch: Switch, progress: Progress) -> dict[str
     progress(f"OVN: NB {central.nb}, SB {central.sb}, ovn-northd; gateway chassis {gw.name} "
              f"(physnet1 on {name}-ex, trunked to {switch.bridge})")
     ns = f"{name}-outside"
-    run("ip", "netns", "add", ns)
-    run("ip", "-n", ns, "link", "set", "lo", "up")
-    add_nic(switch, ns, "eth0", f"{name}-o0", PUBLIC_VLAN)
-    prefix = PUBLIC_CIDR.split("/")[1]
-    run("ip", "-n", ns, "addr", "add", f"{PUBLIC_GATEWAY}/{prefix}", "dev", "eth0")
+    _host_on_vlan(switch, ns, f"{name}-o0", PUBLIC_VLAN, PUBLIC_CIDR, PUBLIC_GATEWAY)
     progress(f"outside namespace {ns}: {PUBLIC_GATEWAY} on the public VLAN {PUBLIC_VLAN}")
     return {"ovn": {"nb": central.nb, "sb": central.sb, "gateway_chassis": gw.name,
                     "bridge_mappings": f"physnet1:{name}-ex",
@@ -170,11 +176,7 @@ def _build(name: str, count: int, state: Path, progress: Progress,
     networks = []
     for j, (net, vlan, cidr, gateway, short) in enumerate(NETWORKS):
         ns = f"{name}-svc-{short}"
-        run("ip", "netns", "add", ns)
-        run("ip", "-n", ns, "link", "set", "lo", "up")
-        add_nic(switch, ns, "eth0", f"{name}-s{j}", vlan)
-        prefix = cidr.split("/")[1]
-        run("ip", "-n", ns, "addr", "add", f"{gateway}/{prefix}", "dev", "eth0")
+        _host_on_vlan(switch, ns, f"{name}-s{j}", vlan, cidr, gateway)
         run("ip", "-n", ns, "addr", "add", f"{BOOT_ADDRESS}/32", "dev", "eth0")
         for port, target, what in ((API_PORT, sock, "api"), (BOOT_PORT, boot_sock, "boot")):
             _spawn(netns_exec(ns, sys.executable, "-m", "metalplane.lab.forward", "--listen",

@@ -271,39 +271,55 @@ class _Apply(ovs_command.BaseCommand):  # type: ignore[misc]
     def _lsp(self, name: str) -> Any:
         return idlutils.row_by_value(self.api.idl, "Logical_Switch_Port", "name", name, None)
 
+    def _named(self, txn: Any, table: str, name: str) -> Any:
+        """The row of ``table`` named ``name``, inserted if there is none."""
+        row = idlutils.row_by_value(self.api.idl, table, "name", name, None)
+        if row is None:
+            row = txn.insert(self.api._tables[table])
+            row.name = name
+        return row
+
+    def _member(self, txn: Any, table: str, name: str, parent: Any) -> Any:
+        """The row of ``table`` named ``name``; a new one is added to ``parent.ports``."""
+        row = idlutils.row_by_value(self.api.idl, table, "name", name, None)
+        if row is None:
+            row = txn.insert(self.api._tables[table])
+            row.name = name
+            parent.addvalue("ports", row)
+        return row
+
+    def _children(self, txn: Any, parent: Any, column: str, table: str,
+                  fields: tuple[str, ...], wanted: list[tuple[Any, ...]]) -> None:
+        """Make ``parent.column`` (rows of ``table``) hold rows with ``fields`` equal to
+        ``wanted``: new rows replace the old ones if the sets differ (the old ones, not
+        referenced any more, are garbage collected)."""
+        have = sorted(tuple(getattr(r, f) for f in fields) for r in _get(parent, column, []))
+        if have == sorted(wanted):
+            return
+        rows = []
+        for values in wanted:
+            child = txn.insert(self.api._tables[table])
+            for f, v in zip(fields, values, strict=True):
+                setattr(child, f, v)
+            rows.append(child)
+        setattr(parent, column, rows)
+
     def run_idl(self, txn: Any) -> None:
         c = self.change
         tables = self.api._tables
         groups: dict[str, Any] = {}
         for g in c.groups:
-            row = idlutils.row_by_value(self.api.idl, "HA_Chassis_Group", "name", g.name, None)
-            if row is None:
-                row = txn.insert(tables["HA_Chassis_Group"])
-                row.name = g.name
-            have = sorted((h.chassis_name, h.priority) for h in _get(row, "ha_chassis", []))
-            if have != sorted(g.chassis):
-                members = []
-                for chassis, prio in g.chassis:
-                    h = txn.insert(tables["HA_Chassis"])
-                    h.chassis_name = chassis
-                    h.priority = prio
-                    members.append(h)
-                row.ha_chassis = members
+            row = self._named(txn, "HA_Chassis_Group", g.name)
+            self._children(txn, row, "ha_chassis", "HA_Chassis", ("chassis_name", "priority"),
+                           list(g.chassis))
             groups[g.name] = row
         switches: dict[str, Any] = {}
         for ls in c.switches:
-            row = self._switch(ls.name)
-            if row is None:
-                row = txn.insert(tables["Logical_Switch"])
-                row.name = ls.name
+            row = self._named(txn, "Logical_Switch", ls.name)
             _set_if(row, "external_ids", ls.external_ids)
             _set_if(row, "other_config", ls.other_config)
             if ls.localnet is not None:
-                ln = self._lsp(ls.localnet.name)
-                if ln is None:
-                    ln = txn.insert(tables["Logical_Switch_Port"])
-                    ln.name = ls.localnet.name
-                    row.addvalue("ports", ln)
+                ln = self._member(txn, "Logical_Switch_Port", ls.localnet.name, row)
                 _set_if(ln, "type", "localnet")
                 _set_if(ln, "addresses", ["unknown"])
                 _set_if(ln, "options", {"network_name": ls.localnet.physnet})
@@ -330,11 +346,7 @@ class _Apply(ovs_command.BaseCommand):  # type: ignore[misc]
             if ls is None:
                 raise OVNError(f"logical switch {p.switch} of port {p.name} does not exist")
             switches[p.switch] = ls
-            row = self._lsp(p.name)
-            if row is None:
-                row = txn.insert(tables["Logical_Switch_Port"])
-                row.name = p.name
-                ls.addvalue("ports", row)
+            row = self._member(txn, "Logical_Switch_Port", p.name, ls)
             _set_if(row, "type", p.type)
             _set_if(row, "addresses", p.addresses)
             _set_if(row, "port_security", p.port_security)
@@ -386,23 +398,13 @@ class _Apply(ovs_command.BaseCommand):  # type: ignore[misc]
                 row.delete()
 
     def _port_group(self, txn: Any, pg: PortGroup) -> None:
-        tables = self.api._tables
-        row = idlutils.row_by_value(self.api.idl, "Port_Group", "name", pg.name, None)
-        if row is None:
-            row = txn.insert(tables["Port_Group"])
-            row.name = pg.name
+        row = self._named(txn, "Port_Group", pg.name)
         _set_if(row, "external_ids", pg.external_ids)
         members = [r for r in (self._lsp(n) for n in pg.ports) if r is not None]
         if sorted(r.uuid for r in _get(row, "ports", [])) != sorted(r.uuid for r in members):
             row.ports = members
-        have = sorted((a.direction, a.priority, a.match, a.action) for a in _get(row, "acls", []))
-        if have != sorted(dataclasses.astuple(a) for a in pg.acls):
-            acls = []
-            for a in pg.acls:
-                acl = txn.insert(tables["ACL"])
-                acl.direction, acl.priority, acl.match, acl.action = dataclasses.astuple(a)
-                acls.append(acl)
-            row.acls = acls
+        self._children(txn, row, "acls", "ACL", ("direction", "priority", "match", "action"),
+                       [dataclasses.astuple(a) for a in pg.acls])
 
     def _drop_router_lsp(self, lrp_name: str) -> None:
         """Delete the switch port that led to router port ``lrp_name`` (``lrp-<id>``)."""
@@ -416,11 +418,7 @@ class _Apply(ovs_command.BaseCommand):  # type: ignore[misc]
         lsp.delete()
 
     def _router(self, txn: Any, lr: LogicalRouter) -> None:
-        tables = self.api._tables
-        row = idlutils.row_by_value(self.api.idl, "Logical_Router", "name", lr.name, None)
-        if row is None:
-            row = txn.insert(tables["Logical_Router"])
-            row.name = lr.name
+        row = self._named(txn, "Logical_Router", lr.name)
         _set_if(row, "enabled", [lr.enabled])
         _set_if(row, "external_ids", lr.external_ids)
         wanted = {p.name for p in lr.ports}
@@ -430,44 +428,17 @@ class _Apply(ovs_command.BaseCommand):  # type: ignore[misc]
                 self._drop_router_lsp(lrp.name)
                 lrp.delete()
         for p in lr.ports:
-            lrp = idlutils.row_by_value(self.api.idl, "Logical_Router_Port", "name", p.name,
-                                        None)
-            if lrp is None:
-                lrp = txn.insert(tables["Logical_Router_Port"])
-                lrp.name = p.name
-                row.addvalue("ports", lrp)
+            lrp = self._member(txn, "Logical_Router_Port", p.name, row)
             _set_if(lrp, "mac", p.mac)
             _set_if(lrp, "networks", p.networks)
             _set_if(lrp, "options", p.options)
-            have = sorted((g.chassis_name, g.priority) for g in _get(lrp, "gateway_chassis", []))
-            if have != sorted(p.gateway_chassis):
-                members = []
-                for chassis, prio in p.gateway_chassis:
-                    g = txn.insert(tables["Gateway_Chassis"])
-                    g.name = f"{p.name}_{chassis}"
-                    g.chassis_name = chassis
-                    g.priority = prio
-                    members.append(g)
-                lrp.gateway_chassis = members
-        routes = [(r.ip_prefix, r.nexthop) for r in _get(row, "static_routes", [])]
-        if sorted(routes) != sorted(lr.routes):
-            new = []
-            for prefix, nexthop in lr.routes:
-                r = txn.insert(tables["Logical_Router_Static_Route"])
-                r.ip_prefix = prefix
-                r.nexthop = nexthop
-                new.append(r)
-            row.static_routes = new
-        nat = [(n.type, n.external_ip, n.logical_ip) for n in _get(row, "nat", [])]
-        if sorted(nat) != sorted(lr.nat):
-            new = []
-            for kind, external, logical in lr.nat:
-                n = txn.insert(tables["NAT"])
-                n.type = kind
-                n.external_ip = external
-                n.logical_ip = logical
-                new.append(n)
-            row.nat = new
+            self._children(txn, lrp, "gateway_chassis", "Gateway_Chassis",
+                           ("name", "chassis_name", "priority"),
+                           [(f"{p.name}_{c}", c, prio) for c, prio in p.gateway_chassis])
+        self._children(txn, row, "static_routes", "Logical_Router_Static_Route",
+                       ("ip_prefix", "nexthop"), list(lr.routes))
+        self._children(txn, row, "nat", "NAT", ("type", "external_ip", "logical_ip"),
+                       list(lr.nat))
 
 
 class Northbound:

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -115,16 +116,21 @@ def test_status_of_a_lab_that_is_not_up(lab_name: str) -> None:
     assert bad.returncode == 1 and "lab name" in bad.stderr
 
 
-def test_demo_flow(lab_name: str) -> None:
+def run_demo(lab_name: str, **options: Any) -> tuple[Demo, str, str]:
+    """Run the demo with 4 nodes; it, its output and its checks' names (all passed)."""
     buf = io.StringIO()
     demo = Demo(nodes=4, name=lab_name, port=free_port(), timeout=200,
-                console=Console(file=buf, width=200, highlight=False))
-    t0 = time.monotonic()
+                console=Console(file=buf, width=200, highlight=False), **options)
     code = demo.run()
     out = buf.getvalue()
     failed = [c for c in demo.checks if not c.ok]
     assert code == 0 and not failed, out[-6000:]
-    whats = " | ".join(c.what for c in demo.checks)
+    return demo, out, " | ".join(c.what for c in demo.checks)
+
+
+def test_demo_flow(lab_name: str) -> None:
+    t0 = time.monotonic()
+    demo, out, whats = run_demo(lab_name)
     # isolation proven both ways, wiring learnt from LLDP, cleaning on its own VLAN
     assert "node-1 reaches node-2" in whats and "node-1 does not reach node-3" in whats
     assert "LLDP wired it" in whats and "cleaned on the cleaning network" in whats
@@ -140,14 +146,7 @@ def test_demo_flow_on_ovn(lab_name: str) -> None:
     IP, and the security group holds; every check of the default demo holds too."""
     if shutil.which("ovn-northd") is None:
         pytest.skip("OVN is not installed: run scripts/setup.sh")
-    buf = io.StringIO()
-    demo = Demo(nodes=4, name=lab_name, port=free_port(), timeout=200, backend="ovn",
-                console=Console(file=buf, width=200, highlight=False))
-    code = demo.run()
-    out = buf.getvalue()
-    failed = [c for c in demo.checks if not c.ok]
-    assert code == 0 and not failed, out[-6000:]
-    whats = " | ".join(c.what for c in demo.checks)
+    _demo, _out, whats = run_demo(lab_name, backend="ovn")
     assert "node-1 reaches node-2" in whats and "node-1 does not reach node-3" in whats
     assert "no DHCP from dnsmasq" in whats and "OVN's DHCP answers on tenant-a" in whats
     assert "(SNAT)" in whats and "TCP is not allowed" in whats and "the ToR ACL" in whats

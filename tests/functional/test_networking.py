@@ -47,21 +47,27 @@ def networked(tmp_path: Path, from_rack: Callable[[Rack], dict[str, Any]] | None
         settings.update(overrides)
         settings.update(from_rack(r) if from_rack else {})
         with running_server(tmp_path / "data", **settings) as server:
-            r_sw = server.http.post("/v1/switches", json={
-                "name": "tor", "switch_id": SWITCH_ID, "address": r.ovs.address,
-                "bridge": r.ovs.bridge, "physical_networks": ["physnet1"]})
-            assert r_sw.status_code == 201, r_sw.text
-            for name, vlan in (("provisioning", PROV_VLAN), ("cleaning", CLEAN_VLAN)):
-                r_net = server.http.post("/v2.0/networks", json={"network": {
-                    "name": name, "provider:network_type": "vlan",
-                    "provider:physical_network": "physnet1",
-                    "provider:segmentation_id": vlan, "shared": True}})
-                assert r_net.status_code == 201, r_net.text
-                r_sub = server.http.post("/v2.0/subnets", json={"subnet": {
-                    "network_id": r_net.json()["network"]["id"], "cidr": "10.66.0.0/24",
-                    "allocation_pools": [{"start": "10.66.0.100", "end": "10.66.0.199"}]}})
-                assert r_sub.status_code == 201, r_sub.text
+            register_tor_and_provider_networks(server, r)
             yield server, r
+
+
+def register_tor_and_provider_networks(server: RunningServer, r: Rack) -> None:
+    """The rack's switch registered as "tor", and the provisioning and cleaning networks
+    (VLANs 100 and 101, subnet 10.66.0.0/24 each, pool .100-.199)."""
+    r_sw = server.http.post("/v1/switches", json={
+        "name": "tor", "switch_id": SWITCH_ID, "address": r.ovs.address,
+        "bridge": r.ovs.bridge, "physical_networks": ["physnet1"]})
+    assert r_sw.status_code == 201, r_sw.text
+    for name, vlan in (("provisioning", PROV_VLAN), ("cleaning", CLEAN_VLAN)):
+        r_net = server.http.post("/v2.0/networks", json={"network": {
+            "name": name, "provider:network_type": "vlan",
+            "provider:physical_network": "physnet1",
+            "provider:segmentation_id": vlan, "shared": True}})
+        assert r_net.status_code == 201, r_net.text
+        r_sub = server.http.post("/v2.0/subnets", json={"subnet": {
+            "network_id": r_net.json()["network"]["id"], "cidr": "10.66.0.0/24",
+            "allocation_pools": [{"start": "10.66.0.100", "end": "10.66.0.199"}]}})
+        assert r_sub.status_code == 201, r_sub.text
 
 
 @pytest.fixture

@@ -28,11 +28,13 @@ from tests.functional.test_networking import (
     attach,
     drive,
     enroll,
+    register_tor_and_provider_networks,
     switch_port,
     tenant_network,
     wait_for,
 )
 from tests.helpers.ovn import OvnRack, ovn_rack, ovsdb_map, ovsdb_set
+from tests.helpers.rack import Host
 from tests.helpers.server import RunningServer, running_server
 
 pytestmark = pytest.mark.functional
@@ -56,27 +58,13 @@ def ovn_networked(tmp_path: Path, **overrides: Any) -> Iterator[tuple[RunningSer
             ovn_nb_connection=o.central.nb, ovn_gateway_chassis=o.gateway.name)
         settings.update(overrides)
         with running_server(tmp_path / "data", **settings) as server:
-            r = server.http.post("/v1/switches", json={
-                "name": "tor", "switch_id": SWITCH_ID, "address": o.rack.ovs.address,
-                "bridge": o.rack.ovs.bridge, "physical_networks": ["physnet1"]})
-            assert r.status_code == 201, r.text
-            for name, vlan in (("provisioning", PROV_VLAN), ("cleaning", CLEAN_VLAN)):
-                r = server.http.post("/v2.0/networks", json={"network": {
-                    "name": name, "provider:network_type": "vlan",
-                    "provider:physical_network": "physnet1",
-                    "provider:segmentation_id": vlan, "shared": True}})
-                assert r.status_code == 201, r.text
-                r = server.http.post("/v2.0/subnets", json={"subnet": {
-                    "network_id": r.json()["network"]["id"], "cidr": "10.66.0.0/24",
-                    "allocation_pools": [{"start": "10.66.0.100", "end": "10.66.0.199"}]}})
-                assert r.status_code == 201, r.text
+            register_tor_and_provider_networks(server, o.rack)
             yield server, o
 
 
 @pytest.fixture
-def olab(tmp_path: Path, request: pytest.FixtureRequest
-         ) -> Iterator[tuple[RunningServer, OvnRack]]:
-    with ovn_networked(tmp_path, **getattr(request, "param", {})) as pair:
+def olab(tmp_path: Path) -> Iterator[tuple[RunningServer, OvnRack]]:
+    with ovn_networked(tmp_path) as pair:
         yield pair
 
 
@@ -353,14 +341,7 @@ def test_router_snat_floating_ip_and_security_group_with_traffic(
                   if ovsdb_set(p["networks"]) == [f"{sub_a['gateway_ip']}/24"])
     assert ovsdb_map(inside["options"]) == {"reside-on-redirect-chassis": "true"}
 
-    host = o.rack.add_host("bm", [])
-    r = server.http.post("/v2.0/ports", json={"port": {
-        "network_id": net_a["id"], "mac_address": host.macs["eth0"], "project_id": "p1",
-        "binding:vnic_type": "baremetal", "binding:host_id": "node-bm",
-        "binding:profile": {"local_link_information": [
-            {"switch_id": SWITCH_ID, "port_id": host.nics["eth0"], "switch_info": "tor"}]}}})
-    assert r.status_code == 201, r.text
-    port = r.json()["port"]
+    host, port = bare_metal_host(server, o, net_a["id"])
     assert port["binding:vif_type"] == "other"
     node_ip = take_lease(o, "bm", tmp_path)
     assert node_ip == port["fixed_ips"][0]["ip_address"]
@@ -382,41 +363,8 @@ def test_router_snat_floating_ip_and_security_group_with_traffic(
         assert wait_until(lambda: fetch(host.ns, "http://172.24.4.1:8000/"))
         assert web_out.clients()[-1] == fip_ip  # with a FIP the node leaves as its FIP
 
-        # a security group that lets in ICMP only: routed traffic meets OVN's ACLs
-        sg = server.http.post("/v2.0/security-groups", json={"security_group": {
-            "name": "icmp-only", "project_id": "p1"}}).json()["security_group"]
-        for rule in ({"direction": "ingress", "protocol": "icmp"},
-                     {"direction": "egress"}):
-            r = server.http.post("/v2.0/security-group-rules", json={"security_group_rule": {
-                "security_group_id": sg["id"], "ethertype": "IPv4", **rule}})
-            assert r.status_code == 201, r.text
-        r = server.http.put(f"/v2.0/ports/{port['id']}",
-                            json={"port": {"security_groups": [sg["id"]]}})
-        assert r.status_code == 200, r.text
-        pg = next(g for g in o.nb_rows("Port_Group") if g["name"] == "pg_" + sg["id"].replace(
-            "-", "_"))
-        assert [lsps(o)[port["id"]]["_uuid"]] == ovsdb_set(pg["ports"])
-        matches = {a["match"] for a in o.nb_rows("ACL")}
-        assert f"outport == @{pg['name']} && ip4 && icmp4" in matches
-        assert "outport == @neutron_pg_drop && ip" in matches
-        assert wait_until(lambda: not fetch(out.ns, f"http://{fip_ip}:8000/"))
-        assert reaches(out.ns, fip_ip)  # ICMP is let in
-        assert fetch(host.ns, "http://172.24.4.1:8000/")  # egress allowed, replies related
-        r = server.http.put(f"/v2.0/ports/{port['id']}", json={"port": {"security_groups": []}})
-        assert r.status_code == 200, r.text
-        assert wait_until(lambda: fetch(out.ns, f"http://{fip_ip}:8000/"))
-
         # a security group that lets in ICMP only
-        sg = server.http.post("/v2.0/security-groups", json={"security_group": {
-            "name": "icmp-only", "project_id": "p1"}}).json()["security_group"]
-        for rule in ({"direction": "ingress", "protocol": "icmp"},
-                     {"direction": "egress"}):
-            r = server.http.post("/v2.0/security-group-rules", json={"security_group_rule": {
-                "security_group_id": sg["id"], "ethertype": "IPv4", **rule}})
-            assert r.status_code == 201, r.text
-        r = server.http.put(f"/v2.0/ports/{port['id']}",
-                            json={"port": {"security_groups": [sg["id"]]}})
-        assert r.status_code == 200, r.text
+        sg = icmp_only_group(server, port["id"])
         pg = next(g for g in o.nb_rows("Port_Group") if g["name"] == "pg_" + sg["id"].replace(
             "-", "_"))
         assert [lsps(o)[port["id"]]["_uuid"]] == ovsdb_set(pg["ports"])
@@ -446,6 +394,33 @@ def test_router_snat_floating_ip_and_security_group_with_traffic(
     assert not [p for p in lsps(o).values() if p["type"] == "router"]
     assert server.http.post("/v1/network/sync", json={"mode": "log"}).json()[
         "differences"] == []
+
+
+def bare_metal_host(server: RunningServer, o: OvnRack, network_id: str
+                    ) -> tuple[Host, dict[str, Any]]:
+    """A namespace "bm" on the ToR and a bare-metal port of project p1 on ``network_id``
+    bound to its switch port (its MAC, ``binding:host_id`` node-bm)."""
+    host = o.rack.add_host("bm", [])
+    r = server.http.post("/v2.0/ports", json={"port": {
+        "network_id": network_id, "mac_address": host.macs["eth0"], "project_id": "p1",
+        "binding:vnic_type": "baremetal", "binding:host_id": "node-bm",
+        "binding:profile": {"local_link_information": [
+            {"switch_id": SWITCH_ID, "port_id": host.nics["eth0"], "switch_info": "tor"}]}}})
+    assert r.status_code == 201, r.text
+    return host, dict(r.json()["port"])
+
+
+def icmp_only_group(server: RunningServer, port_id: str) -> dict[str, Any]:
+    """A security group of project p1 letting in ICMP and out anything, put on ``port_id``."""
+    sg: dict[str, Any] = server.http.post("/v2.0/security-groups", json={"security_group": {
+        "name": "icmp-only", "project_id": "p1"}}).json()["security_group"]
+    for rule in ({"direction": "ingress", "protocol": "icmp"}, {"direction": "egress"}):
+        r = server.http.post("/v2.0/security-group-rules", json={"security_group_rule": {
+            "security_group_id": sg["id"], "ethertype": "IPv4", **rule}})
+        assert r.status_code == 201, r.text
+    r = server.http.put(f"/v2.0/ports/{port_id}", json={"port": {"security_groups": [sg["id"]]}})
+    assert r.status_code == 200, r.text
+    return sg
 
 
 def wait_until(predicate: Any, timeout: float = 20) -> bool:
@@ -484,13 +459,7 @@ def test_overlay_workload_reaches_bare_metal_through_a_router(
     assert not [p for p in lsps(o).values()
                 if p["_switch"] == f"neutron-{overlay['id']}" and p["type"] == "localnet"]
 
-    bm = o.rack.add_host("bm", [])
-    r = server.http.post("/v2.0/ports", json={"port": {
-        "network_id": net_a["id"], "mac_address": bm.macs["eth0"], "project_id": "p1",
-        "binding:vnic_type": "baremetal", "binding:host_id": "node-bm",
-        "binding:profile": {"local_link_information": [
-            {"switch_id": SWITCH_ID, "port_id": bm.nics["eth0"], "switch_info": "tor"}]}}})
-    assert r.status_code == 201, r.text
+    bm, _port = bare_metal_host(server, o, net_a["id"])
     bm_ip = take_lease(o, "bm", tmp_path)
 
     # the workload: a namespace plugged into the chassis' integration bridge
@@ -513,14 +482,7 @@ def test_overlay_workload_reaches_bare_metal_through_a_router(
         assert web_bm.clients()[-1] == pod_ip  # routed, not NATed
         assert wait_until(lambda: fetch(bm.ns, f"http://{pod_ip}:8000/"))
 
-        sg = server.http.post("/v2.0/security-groups", json={"security_group": {
-            "name": "icmp-in", "project_id": "p1"}}).json()["security_group"]
-        for rule in ({"direction": "ingress", "protocol": "icmp"}, {"direction": "egress"}):
-            assert server.http.post("/v2.0/security-group-rules", json={"security_group_rule": {
-                "security_group_id": sg["id"], **rule}}).status_code == 201
-        r = server.http.put(f"/v2.0/ports/{wport['id']}",
-                            json={"port": {"security_groups": [sg["id"]]}})
-        assert r.status_code == 200, r.text
+        icmp_only_group(server, wport["id"])
         assert wait_until(lambda: not fetch(bm.ns, f"http://{pod_ip}:8000/"))
         assert reaches(bm.ns, pod_ip)
         assert fetch(pod.ns, f"http://{bm_ip}:8000/")  # its own egress, replies related
