@@ -6,8 +6,10 @@ ovn-northd from its own run directory, each database on a unix socket there. A
 (:class:`metalplane.lab.rack.Switch`): its ``system-id``, the SB address, geneve
 encapsulation on an address of its own, ``br-int`` on the userspace datapath
 (``ovn-bridge-datapath-type=netdev``) and, for a gateway chassis, ``ovn-bridge-mappings`` and
-``ovn-cms-options=enable-chassis-as-gw``. Sources: ovn-northd(8), ovn-controller(8) (the
-``external_ids`` it reads from the Open_vSwitch table), ovsdb-server(1).
+``ovn-cms-options=enable-chassis-as-gw``. Two chassis reach each other by geneve once
+each has a :func:`tunnel_endpoint` on its encap address. Sources: ovn-northd(8),
+ovn-controller(8) (the ``external_ids`` it reads from the Open_vSwitch table),
+ovsdb-server(1).
 """
 
 from __future__ import annotations
@@ -19,9 +21,18 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from metalplane.lab.rack import LabError, Switch, _spawn, _wait_for, kill_pids, reap, run
+from metalplane.lab.rack import (
+    LabError,
+    Switch,
+    _spawn,
+    _wait_for,
+    kill_pids,
+    netns_exec,
+    reap,
+    run,
+)
 
-__all__ = ["Central", "Chassis", "patch"]
+__all__ = ["Central", "Chassis", "patch", "tunnel_endpoint"]
 
 SCHEMAS = {"nb": "/usr/share/ovn/ovn-nb.ovsschema", "sb": "/usr/share/ovn/ovn-sb.ovsschema"}
 
@@ -109,7 +120,9 @@ class Chassis:
     ``bridge_mappings``: ``{physnet: bridge}`` (the bridges are created, netdev);
     ``gateway``: may host external ports and router gateways; ``integration_bridge``: the
     name of its br-int (a netdev bridge is a host network device too: names must not
-    clash between labs)."""
+    clash between labs). ovn-controller runs in the switch's network namespace, if any.
+    ``encap_ip``: where other chassis send geneve to; 127.0.0.1 for a chassis alone, else
+    the address of a :func:`tunnel_endpoint` of ``switch``."""
 
     switch: Switch
     name: str
@@ -142,12 +155,19 @@ class Chassis:
         # ovn-controller finds br-int's OpenFlow socket under OVS_RUNDIR. --monitor restarts
         # it after a crash, as ovn-ctl runs it: 23.03.1 was seen to die of SIGSEGV when
         # ovn-northd restarted after external ports had changed while it was away.
-        _spawn(["ovn-controller", self.switch.address, f"--pidfile={self.pid_file}",
-                f"--log-file={log}", "--monitor"],
+        cmd = ["ovn-controller", self.switch.address, f"--pidfile={self.pid_file}",
+               f"--log-file={log}", "--monitor"]
+        _spawn(netns_exec(self.switch.netns, *cmd) if self.switch.netns else cmd,
                {**os.environ, "OVS_RUNDIR": str(rundir), "OVN_RUNDIR": str(rundir)},
                rundir / f"ovn-controller-{self.name}.out")
         _wait_for(lambda: self.name in self.central.chassis_names(), timeout,
                   f"chassis {self.name} did not register: see {log}")
+
+    def set_encap_ip(self, ip: str) -> None:
+        """Move the chassis' tunnel endpoint to ``ip`` (ovn-controller updates its SB Encap
+        row, and the other chassis their tunnel ports)."""
+        self.encap_ip = ip
+        self.switch.vsctl("set", "open", ".", f'external-ids:ovn-encap-ip="{ip}"')
 
     def stop(self, remove_bridges: bool = True) -> None:
         """Stop ovn-controller (the chassis stays registered, as after a crash) and, with
@@ -168,3 +188,23 @@ def patch(switch: Switch, a: str, b: str) -> None:
                  f"{a}-{b}", "type=patch", f"options:peer={b}-{a}",
                  "--", "--may-exist", "add-port", b, f"{b}-{a}", "--", "set", "interface",
                  f"{b}-{a}", "type=patch", f"options:peer={a}-{b}")
+
+
+def tunnel_endpoint(switch: Switch, bridge: str, nic: str, cidr: str) -> None:
+    """Make ``switch``'s userspace datapath a tunnel endpoint at ``cidr`` (``ip/len``):
+    netdev bridge ``bridge`` holds the underlay NIC ``nic`` (a veth end, in the switch's
+    namespace) and the address goes on the bridge's internal port. The userspace datapath
+    sends tunnel packets itself (``tnl_push``): it routes the remote address through its
+    copy of its namespace's routing table (``ovs-appctl ovs/route/show``), which must
+    point at an OVS bridge, and learns the next hop's MAC by sending and snooping ARP on
+    that bridge (``tnl/arp/show``); geneve arriving for the address is decapsulated
+    (``tnl_pop``) before it would reach the internal port. The underlay needs an MTU
+    above the overlay's plus geneve's 58 bytes (ovs-vswitchd logs "error sending Ethernet
+    packet on <nic>: Message too long" otherwise); its NIC's tx offload does not matter
+    (OVS writes the outer headers and checksums), a workload's does (see
+    :func:`metalplane.lab.rack.disable_offload`). Source: Open vSwitch's
+    Documentation/howto/userspace-tunneling.rst."""
+    switch.vsctl("--may-exist", "add-br", bridge, "--", "set", "bridge", bridge,
+                 "datapath_type=netdev", "--", "--may-exist", "add-port", bridge, nic)
+    switch.ip("addr", "replace", cidr, "dev", bridge)
+    switch.ip("link", "set", bridge, "up")

@@ -63,10 +63,22 @@ def disable_offload(ns: str, inside: str, outside: str) -> None:
 
 @dataclass
 class Switch:
-    """A private Open vSwitch with one netdev bridge, run from ``rundir``."""
+    """A private Open vSwitch with one netdev bridge, run from ``rundir``; with ``netns``,
+    both daemons run in that (existing) network namespace: the userspace datapath's
+    ``ovs-netdev`` device and the bridges' internal ports live there, so a second switch
+    can run beside one in the host's namespace ("datapath ovs-netdev already exists"
+    otherwise). Its sockets are files, reachable from any namespace."""
 
     rundir: Path
     bridge: str
+    netns: str | None = None
+
+    def ip(self, *args: str, check: bool = True) -> str:
+        """``ip`` in the switch's namespace."""
+        return run("ip", *(("-n", self.netns) if self.netns else ()), *args, check=check)
+
+    def _in_ns(self, cmd: list[str]) -> list[str]:
+        return netns_exec(self.netns, *cmd) if self.netns else cmd
 
     @property
     def address(self) -> str:
@@ -87,18 +99,18 @@ class Switch:
         if not db.exists():
             run("ovsdb-tool", "create", str(db), OVS_SCHEMA)
         d = self.rundir
-        _spawn(["ovsdb-server", str(db), f"--remote=punix:{d / 'db.sock'}",
-                f"--unixctl={d / 'ovsdb.ctl'}", f"--log-file={d / 'ovsdb.log'}",
-                f"--pidfile={d / 'ovsdb.pid'}"], env, d / "ovsdb.out")
+        _spawn(self._in_ns(["ovsdb-server", str(db), f"--remote=punix:{d / 'db.sock'}",
+                            f"--unixctl={d / 'ovsdb.ctl'}", f"--log-file={d / 'ovsdb.log'}",
+                            f"--pidfile={d / 'ovsdb.pid'}"]), env, d / "ovsdb.out")
         _wait_for(lambda: (d / "db.sock").exists(), 15, "ovsdb-server did not start: "
                   f"see {d / 'ovsdb.log'}")
         self.vsctl("--no-wait", "init")
-        _spawn(["ovs-vswitchd", self.address, f"--unixctl={d / 'vswitchd.ctl'}",
-                f"--log-file={d / 'vswitchd.log'}", f"--pidfile={d / 'vswitchd.pid'}"],
-               env, d / "vswitchd.out")
+        _spawn(self._in_ns(["ovs-vswitchd", self.address, f"--unixctl={d / 'vswitchd.ctl'}",
+                            f"--log-file={d / 'vswitchd.log'}",
+                            f"--pidfile={d / 'vswitchd.pid'}"]), env, d / "vswitchd.out")
         self.vsctl("--may-exist", "add-br", self.bridge, "--", "set", "bridge", self.bridge,
                    "datapath_type=netdev")
-        run("ip", "link", "set", self.bridge, "up", check=False)
+        self.ip("link", "set", self.bridge, "up", check=False)
 
     def stop(self) -> None:
         """Delete the bridge (so ovs-vswitchd removes its internal ports' tap devices and the
@@ -107,7 +119,9 @@ class Switch:
             with contextlib.suppress(LabError):  # the daemons may be gone already
                 self.vsctl("--if-exists", "del-br", self.bridge)
         self.stop_daemons()
-        if Path(f"/sys/class/net/{self.bridge}").exists():  # the daemons died before del-br
+        if self.netns:  # the daemons died before del-br: the tap device stays
+            self.ip("link", "del", self.bridge, check=False)
+        elif Path(f"/sys/class/net/{self.bridge}").exists():
             run("ip", "link", "del", self.bridge, check=False)
         shutil.rmtree(self.rundir, ignore_errors=True)
 

@@ -33,7 +33,16 @@ from tests.functional.test_networking import (
     tenant_network,
     wait_for,
 )
-from tests.helpers.ovn import OvnRack, ovn_rack, ovsdb_map, ovsdb_set
+from tests.helpers.ovn import (
+    OvnRack,
+    ovn_rack,
+    ovsdb_map,
+    ovsdb_set,
+    second_chassis,
+    tunnel_interface,
+    tunnel_packets,
+    tunnel_remotes,
+)
 from tests.helpers.rack import Host
 from tests.helpers.server import RunningServer, running_server
 
@@ -489,3 +498,87 @@ def test_overlay_workload_reaches_bare_metal_through_a_router(
     finally:
         web_bm.stop()
         web_pod.stop()
+
+
+def test_overlay_across_two_chassis(olab: tuple[RunningServer, OvnRack],
+                                    tmp_path: Path) -> None:
+    """The hybrid case across two chassis: a workload bound on chassis-2 (its own
+    ovsdb-server, ovs-vswitchd and ovn-controller in a namespace of its own, no physical
+    network) to a port of a geneve network takes its address from OVN's DHCP and reaches a
+    bare-metal node on a VLAN network served by the gateway chassis, through an OVN router:
+    the traffic crosses geneve between the two userspace datapaths (tnl_push / tnl_pop
+    over a veth underlay; docs/networking.md, "Overlays on this machine").
+
+    The node is on the router's gateway network: chassis-2 hands what it routes there to
+    the distributed gateway port, on the gateway chassis, through the tunnel (where SNAT
+    applies). A node on a VLAN network that is one of the router's interfaces is out of
+    reach from a chassis without that physical network: OVN 23.03 routes on chassis-2 and
+    sends the packet to the network's localnet port there, which has no bridge (the
+    datapath drops it; reside-on-redirect-chassis concerns packets from the VLAN side)."""
+    server, o = olab
+    r = server.http.post("/v2.0/networks", json={"network": {
+        "name": "public", "router:external": True, "provider:network_type": "vlan",
+        "provider:physical_network": "physnet1", "provider:segmentation_id": 150}})
+    assert r.status_code == 201, r.text
+    public = r.json()["network"]["id"]
+    r = server.http.post("/v2.0/subnets", json={"subnet": {
+        "network_id": public, "cidr": "172.24.4.0/24", "gateway_ip": "172.24.4.1",
+        "allocation_pools": [{"start": "172.24.4.10", "end": "172.24.4.99"}]}})
+    assert r.status_code == 201, r.text
+    overlay = server.http.post("/v2.0/networks", json={"network": {
+        "name": "overlay", "project_id": "p1", "provider:network_type": "geneve"}}
+    ).json()["network"]
+    r = server.http.post("/v2.0/subnets", json={"subnet": {
+        "network_id": overlay["id"], "cidr": "10.77.0.0/24", "project_id": "p1"}})
+    assert r.status_code == 201, r.text
+    router = server.http.post("/v2.0/routers", json={"router": {
+        "name": "r", "project_id": "p1", "external_gateway_info": {"network_id": public}}}
+    ).json()["router"]
+    gw_ip = router["external_gateway_info"]["external_fixed_ips"][0]["ip_address"]
+    r = server.http.put(f"/v2.0/routers/{router['id']}/add_router_interface",
+                        json={"subnet_id": r.json()["subnet"]["id"]})
+    assert r.status_code == 200, r.text
+
+    bm = o.rack.add_host("bm", [])
+    r = server.http.post("/v2.0/ports", json={"port": {
+        "network_id": public, "mac_address": bm.macs["eth0"],
+        "binding:vnic_type": "baremetal", "binding:host_id": "node-bm",
+        "binding:profile": {"local_link_information": [
+            {"switch_id": SWITCH_ID, "port_id": bm.nics["eth0"], "switch_info": "tor"}]}}})
+    assert r.status_code == 201, r.text
+    bm_ip = take_lease(o, "bm", tmp_path)  # from OVN's DHCP, on the gateway chassis
+
+    with second_chassis(o) as c2:
+        assert sorted(o.central.chassis_names()) == sorted([o.gateway.name, c2.name])
+        encaps = o.central.sbctl("--bare", "--columns=ip", "list", "Encap").split()
+        assert sorted(encaps) == sorted([o.gateway.encap_ip, c2.encap_ip])
+        # ovn-controller made a tunnel port on each side, pointing at the other
+        assert wait_until(lambda: tunnel_remotes(o.gateway) == [c2.encap_ip])
+        assert wait_until(lambda: tunnel_remotes(c2) == [o.gateway.encap_ip])
+
+        r = server.http.post("/v2.0/ports", json={"port": {
+            "network_id": overlay["id"], "project_id": "p1", "binding:host_id": c2.name}})
+        assert r.status_code == 201, r.text
+        wport = r.json()["port"]
+        assert wport["binding:vif_type"] == "ovs", wport
+        pod = o.add_workload("pod", wport["id"], wport["mac_address"], chassis=c2)
+        pod_ip = take_lease(o, "pod", tmp_path)  # answered by chassis-2's ovn-controller
+        assert pod_ip == wport["fixed_ips"][0]["ip_address"]
+        c2_uuid = o.central.sbctl("--bare", "--columns=_uuid", "find", "Chassis",
+                                  f"name={c2.name}")
+        assert wait_until(lambda: o.central.sbctl(  # claimed by chassis-2
+            "--bare", "--columns=chassis,up", "find", "Port_Binding",
+            f"logical_port={wport['id']}").split() == [c2_uuid, "true"])
+
+        before = tunnel_packets(c2)
+        web_bm = Http(bm.ns, tmp_path)
+        try:
+            assert reaches(pod.ns, bm_ip)
+            assert wait_until(lambda: fetch(pod.ns, f"http://{bm_ip}:8000/"))
+            assert web_bm.clients()[-1] == gw_ip  # SNAT on the gateway chassis
+        finally:
+            web_bm.stop()
+        after = tunnel_packets(c2)
+        # the ping, the TCP handshake, request and answer: both ways through the tunnel
+        assert after[0] - before[0] >= 4 and after[1] - before[1] >= 4, (
+            tunnel_interface(c2), before, after)
