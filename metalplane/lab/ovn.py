@@ -131,6 +131,9 @@ class Chassis:
     encap_ip: str = "127.0.0.1"
     bridge_mappings: dict[str, str] = field(default_factory=dict)
     gateway: bool = False
+    # ``{physnet: MAC}``: the source MAC of what this chassis routes onto a VLAN network
+    # (ovn-controller(8), ovn-chassis-mac-mappings), for chassis that route distributed
+    chassis_macs: dict[str, str] = field(default_factory=dict)
 
     @property
     def pid_file(self) -> Path:
@@ -147,7 +150,9 @@ class Chassis:
                "ovn-bridge-datapath-type": "netdev", "ovn-bridge": self.integration_bridge,
                "ovn-bridge-mappings": ",".join(f"{p}:{b}"
                                                for p, b in self.bridge_mappings.items()),
-               "ovn-cms-options": "enable-chassis-as-gw" if self.gateway else ""}
+               "ovn-cms-options": "enable-chassis-as-gw" if self.gateway else "",
+               "ovn-chassis-mac-mappings": ",".join(f"{p}:{m}"
+                                                    for p, m in self.chassis_macs.items())}
         self.switch.vsctl("set", "open", ".",
                           *(f'external-ids:{k}="{v}"' for k, v in ids.items()))
         rundir = self.switch.rundir

@@ -582,3 +582,42 @@ def test_overlay_across_two_chassis(olab: tuple[RunningServer, OvnRack],
         # the ping, the TCP handshake, request and answer: both ways through the tunnel
         assert after[0] - before[0] >= 4 and after[1] - before[1] >= 4, (
             tunnel_interface(c2), before, after)
+
+
+def test_overlay_workload_on_a_compute_chassis_reaches_a_vlan_tenant_network(
+        olab: tuple[RunningServer, OvnRack], tmp_path: Path) -> None:
+    """The hybrid case as a cloud cables it: chassis-2 is a compute node with the physical
+    network too (``physnet1`` bridged to the ToR, ``ovn-chassis-mac-mappings``). A workload
+    on a geneve network there reaches a bare-metal node on a VLAN tenant network (one of the
+    router's interfaces) through the OVN router: chassis-2 routes and sends onto the VLAN
+    itself; the node's replies are routed on the gateway chassis and come back by geneve."""
+    server, o = olab
+    net_a = tenant_network(server, "tenant-a")
+    sub_a = server.http.get(f"/v2.0/subnets?network_id={net_a['id']}").json()["subnets"][0]
+    overlay = server.http.post("/v2.0/networks", json={"network": {
+        "name": "overlay", "project_id": "p1", "provider:network_type": "geneve"}}
+    ).json()["network"]
+    r = server.http.post("/v2.0/subnets", json={"subnet": {
+        "network_id": overlay["id"], "cidr": "10.77.0.0/24", "project_id": "p1"}})
+    assert r.status_code == 201, r.text
+    router = server.http.post("/v2.0/routers", json={"router": {"name": "r"}}).json()["router"]
+    for sub in (sub_a["id"], r.json()["subnet"]["id"]):
+        assert server.http.put(f"/v2.0/routers/{router['id']}/add_router_interface",
+                               json={"subnet_id": sub}).status_code == 200
+    bm, _port = bare_metal_host(server, o, net_a["id"])
+    bm_ip = take_lease(o, "bm", tmp_path)
+
+    with second_chassis(o, physnet=True) as c2:
+        r = server.http.post("/v2.0/ports", json={"port": {
+            "network_id": overlay["id"], "project_id": "p1", "binding:host_id": c2.name}})
+        assert r.status_code == 201, r.text
+        wport = r.json()["port"]
+        pod = o.add_workload("pod", wport["id"], wport["mac_address"], chassis=c2)
+        pod_ip = take_lease(o, "pod", tmp_path)
+        web_bm = Http(bm.ns, tmp_path)
+        try:
+            assert wait_until(lambda: reaches(pod.ns, bm_ip, tries=1))
+            assert wait_until(lambda: fetch(pod.ns, f"http://{bm_ip}:8000/"))
+            assert web_bm.clients()[-1] == pod_ip  # routed, not NATed
+        finally:
+            web_bm.stop()

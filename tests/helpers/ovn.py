@@ -131,7 +131,8 @@ def _free_underlay() -> str:
 
 
 @contextlib.contextmanager
-def second_chassis(o: OvnRack, name: str = "chassis-2") -> Iterator[Chassis]:
+def second_chassis(o: OvnRack, name: str = "chassis-2", physnet: bool = False
+                   ) -> Iterator[Chassis]:
     """A second chassis: ovsdb-server, ovs-vswitchd and ovn-controller (``system-id``
     ``name``) in namespace ``<prefix>-c2``, its integration bridge ``<prefix>in2``. A veth
     pair with MTU 9000 is the underlay: one end on netdev bridge ``<prefix>ph1`` of the
@@ -139,13 +140,19 @@ def second_chassis(o: OvnRack, name: str = "chassis-2") -> Iterator[Chassis]:
     each bridge with the chassis' encap address on a random 10.251.N.0/24 (the gateway's
     in the host's namespace; it was 127.0.0.1). OVN's tunnel ports then carry geneve
     between the two userspace datapaths (see :func:`metalplane.lab.ovn.tunnel_endpoint`).
+    With ``physnet``, chassis-2 is a compute node cabled to the ToR too: ``physnet1`` mapped
+    to its bridge ``<prefix>ex2``, trunked to the ToR by a veth pair, and both chassis get an
+    ``ovn-chassis-mac-mappings`` MAC (what they route onto a VLAN leaves with it).
     Removed on exit, even after a failure; the gateway keeps its new address."""
     p = o.rack.prefix
     ns, phy1, veth1, veth2 = f"{p}-c2", f"{p}ph1", f"{p}u1", f"{p}u2"
     net = _free_underlay()
     switch = Switch(Path(tempfile.mkdtemp(prefix="mp-c2-")), f"{p}ph2", netns=ns)
     chassis = Chassis(switch, name, o.central, integration_bridge=f"{p}in2",
-                      encap_ip=f"{net}.2")
+                      encap_ip=f"{net}.2",
+                      bridge_mappings={"physnet1": f"{p}ex2"} if physnet else {},
+                      chassis_macs={"physnet1": "0e:00:00:00:c2:02"} if physnet else {})
+    trunk1, trunk2 = f"{p}t1", f"{p}t2"
     try:
         run("ip", "netns", "add", ns)
         run("ip", "-n", ns, "link", "set", "lo", "up")
@@ -157,7 +164,20 @@ def second_chassis(o: OvnRack, name: str = "chassis-2") -> Iterator[Chassis]:
         tunnel_endpoint(o.rack.ovs, phy1, veth1, f"{net}.1/24")
         tunnel_endpoint(switch, switch.bridge, veth2, f"{net}.2/24")
         o.gateway.set_encap_ip(f"{net}.1")
+        if physnet:
+            o.gateway.chassis_macs = {"physnet1": "0e:00:00:00:c2:01"}
+            o.gateway.switch.vsctl("set", "open", ".",
+                                   'external-ids:ovn-chassis-mac-mappings="physnet1:'
+                                   '0e:00:00:00:c2:01"')
         chassis.start()
+        if physnet:
+            run("ip", "link", "add", trunk1, "type", "veth", "peer", "name", trunk2, "netns", ns)
+            run("ip", "link", "set", trunk1, "up")
+            switch.ip("link", "set", trunk2, "up")
+            run("ethtool", "-K", trunk1, "tx", "off", check=False)
+            run(*netns_exec(ns, "ethtool", "-K", trunk2, "tx", "off"), check=False)
+            o.rack.ovs.vsctl("add-port", o.rack.ovs.bridge, trunk1)
+            switch.vsctl("add-port", f"{p}ex2", trunk2)
         yield chassis
     finally:
         chassis.stop()
@@ -165,5 +185,5 @@ def second_chassis(o: OvnRack, name: str = "chassis-2") -> Iterator[Chassis]:
         with contextlib.suppress(Exception):
             o.rack.ovs.vsctl("--if-exists", "del-br", phy1)
         remove_prefixed(ns)  # whatever still runs there, then the namespace
-        for link in (veth1, phy1):
+        for link in (veth1, phy1, trunk1):
             run("ip", "link", "del", link, check=False)
