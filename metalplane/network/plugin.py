@@ -138,7 +138,7 @@ class NetworkPlugin:
         """Drift between the database and the datapaths (top-of-rack switches, and OVN's
         Northbound database with that backend): one line per difference, repaired if
         ``repair``. Raises :class:`MetalplaneError` when OVN cannot be reached."""
-        lines = self.switches.sync() if repair else []
+        lines = self.switches.sync(repair)
         for drv in self.mechanism_drivers:
             lines += drv.sync(repair)
         return lines

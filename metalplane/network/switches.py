@@ -182,10 +182,12 @@ class SwitchManager:
             self._forget(sw)
             raise
 
-    def sync(self) -> list[str]:
+    def sync(self, repair: bool = True) -> list[str]:
         """Drift repair: put back every managed port whose VLAN or bond differs from what
         was set, after the :attr:`drift_checks` (the ToR ACL flows) of its switch. Returns
-        one line per repair (also logged). Unreachable switches are logged and skipped."""
+        one line per repair (also logged). Unreachable switches are logged and skipped.
+        Without ``repair``, only the VLANs and bonds are compared, nothing is changed and
+        the lines say what would be restored."""
         repairs: list[str] = []
         for sw in self.list_switches():
             try:
@@ -193,7 +195,7 @@ class SwitchManager:
             except SwitchError as exc:
                 LOG.warning("drift check of switch %s skipped: %s", sw.name, exc.message)
                 continue
-            for check in self.drift_checks:
+            for check in self.drift_checks if repair else []:
                 try:
                     repairs.extend(check(sw))
                 except SwitchError as exc:
@@ -207,13 +209,14 @@ class SwitchManager:
                         not members or now["members"] == members):
                     continue
                 before = "missing" if now is None else f"VLAN {now['vlan']}"
-                line = (f"switch {sw.name} port {b.port_name}: {before}, restored VLAN {b.vlan}"
+                line = (f"switch {sw.name} port {b.port_name}: {before}, "
+                        f"{'restored' if repair else 'would restore'} VLAN {b.vlan}"
                         + (f" on bond of {', '.join(members)}" if members else ""))
                 fixes.append(PortConfig(b.port_name, b.vlan or self.parking_vlan,
                                         tuple(members), b.bond_mode))
                 owners[b.port_name] = b.network_port_id
                 repairs.append(line)
-            if fixes:
+            if fixes and repair:
                 try:
                     self.apply(sw, fixes, owners)
                 except SwitchError as exc:

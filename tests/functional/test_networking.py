@@ -195,6 +195,9 @@ def test_tenant_isolation_follows_the_lifecycle(lab: tuple[RunningServer, Rack])
 
     # drift: someone moves n2 to another VLAN by hand; the sync puts it back
     r.ovs.vsctl("set", "port", switch_port(r, "n2"), "tag=555")
+    logged = server.http.post("/v1/network/sync", json={"mode": "log"}).json()["differences"]
+    assert any(switch_port(r, "n2") in line and "would restore" in line for line in logged)
+    assert r.ovs.tag(switch_port(r, "n2")) == 555  # log mode changes nothing
     repairs = server.http.post("/v1/switches/sync").json()["repairs"]
     assert any(switch_port(r, "n2") in line and "555" in line for line in repairs)
     assert r.ovs.tag(switch_port(r, "n2")) == vlan_a
