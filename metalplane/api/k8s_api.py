@@ -63,8 +63,8 @@ _RESOURCE = {BMH: ("baremetalhosts", "metal3.io"), SECRET: ("secrets", ""),
              NAMESPACE: ("namespaces", "")}
 _REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
             405: "MethodNotAllowed", 406: "NotAcceptable", 409: "Conflict",
-            415: "UnsupportedMediaType", 422: "Invalid", 429: "TooManyRequests",
-            500: "InternalError", 503: "ServiceUnavailable"}
+            413: "RequestEntityTooLarge", 415: "UnsupportedMediaType", 422: "Invalid",
+            429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable"}
 
 
 class KubeError(Exception):
@@ -343,7 +343,10 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
                    server_address: str = "") -> FastAPI:
     """The Kubernetes-style API over ``store``. ``auth_strategy`` ``http_basic`` checks
     ``Authorization: Basic`` against ``users_file`` (system-scope users; ``reader`` may
-    only read); ``server_address`` (host:port) is what ``/api`` advertises."""
+    only read), and ``Authorization: Bearer <token>`` where the token is the same
+    base64 of ``user:password`` (kubectl since 1.19 sends no basic credentials from a
+    kubeconfig; ``metalplane kubeconfig`` writes such a token). ``server_address``
+    (host:port) is what ``/api`` advertises."""
     app = FastAPI(title="metalplane Kubernetes-style API", version=__version__,
                   openapi_url=None, docs_url=None, redoc_url=None)
     docs = _Docs(store)
@@ -354,9 +357,11 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
                                                                       "/healthz"):
             assert users_file is not None
             address = request.client.host if request.client else "local"
+            header = request.headers.get("Authorization") or ""
+            if header[:7].lower() == "bearer ":  # kubectl's token: base64 of user:password
+                header = "Basic " + header[7:].strip()
             try:
-                who = await users_file.authenticate(request.headers.get("Authorization"),
-                                                    address)
+                who = await users_file.authenticate(header, address)
             except TooManyAttempts as exc:
                 resp = KubeError(429, exc.message).response()
                 resp.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
@@ -377,6 +382,30 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
             request.state.principal = policy.NOAUTH
         answer: Response = await call_next(request)
         return answer
+
+    limit = store.c.settings.max_request_body_size
+
+    async def _read(request: Request) -> Any:
+        """The request's JSON body (at most ``max_request_body_size`` bytes, else 413).
+        Raises :class:`KubeError` 415 for another media type (protobuf, CBOR), 400 for
+        a body that does not parse."""
+        ctype = request.headers.get("content-type", "").split(";")[0].strip()
+        if ctype and not ctype.endswith("json"):
+            raise KubeError(415, f"the body of the request was in an unknown format - "
+                            f"accepted media types include: application/json, "
+                            f"application/merge-patch+json, application/json-patch+json "
+                            f"(not {ctype})", "UnsupportedMediaType")
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise KubeError(413, f"Request entity too large: limit is {limit} bytes "
+                                "(max_request_body_size)", "RequestEntityTooLarge")
+        try:
+            return json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise KubeError(400, f"the body of the request was in an unknown format: "
+                            f"{exc}") from None
 
     @app.exception_handler(KubeError)
     async def on_kube_error(request: Request, exc: KubeError) -> JSONResponse:
@@ -466,11 +495,7 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
         """``(name, metadata values, manifest)`` of a POST/PUT body. Raises
         :class:`KubeError` 400 (not JSON; wrong kind or apiVersion; namespace mismatch),
         422 (unknown top-level field or metadata field)."""
-        try:
-            doc = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise KubeError(400, f"the body of the request was in an unknown format: "
-                            f"{exc}") from None
+        doc = await _read(request)
         if not isinstance(doc, dict):
             raise KubeError(400, "the body of the request must be a JSON object")
         want = f"{group}/{VERSION}" if group else "v1"
@@ -529,11 +554,7 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
         :class:`KubeError` 415 for strategic merge patch and apply, 400/422 for a patch
         that does not parse or apply."""
         ctype = request.headers.get("content-type", "").split(";")[0].strip()
-        try:
-            patch = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise KubeError(400, f"the body of the request was in an unknown format: "
-                            f"{exc}") from None
+        patch = await _read(request)
         if ctype == "application/merge-patch+json":
             return dict(_merge(current, patch))
         if ctype == "application/json-patch+json":
