@@ -34,14 +34,16 @@ def k8s_server_url(api_url: str, k8s_port: int) -> str:
 def build_kubeconfig(server: str, username: str | None = None, password: str | None = None,
                      ca_pem: bytes | None = None, namespace: str = "default",
                      name: str = "metalplane") -> dict[str, Any]:
-    """A kubeconfig (``apiVersion: v1``, ``kind: Config``) for ``server`` with HTTP basic
-    credentials (if ``username``) and the CA certificate ``ca_pem`` (PEM) if given."""
+    """A kubeconfig (``apiVersion: v1``, ``kind: Config``) for ``server`` with the http_basic
+    credentials (if ``username``) as a bearer token, base64 of ``user:password`` (as HTTP
+    basic encodes them, RFC 7617), and the CA certificate ``ca_pem`` (PEM) if given."""
     cluster: dict[str, Any] = {"server": server}
     if ca_pem:
         cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
     user: dict[str, Any] = {}
-    if username:
-        user = {"username": username, "password": password or ""}
+    if username:  # kubectl >= 1.19 sends no basic credentials: the server takes them
+        # as a bearer token too (metalplane.api.k8s_api)
+        user = {"token": base64.b64encode(f"{username}:{password or ''}".encode()).decode()}
     return {"apiVersion": "v1", "kind": "Config", "preferences": {},
             "clusters": [{"name": name, "cluster": cluster}],
             "users": [{"name": name, "user": user}],
@@ -62,11 +64,12 @@ def kubeconfig(
     namespace: Annotated[str, typer.Option(help="The context's namespace.")] = "default",
 ) -> None:
     """Print a kubeconfig for kubectl: the server's Kubernetes-style API, its CA if TLS,
-    and the user of --username/--password (METALPLANE_USERNAME, METALPLANE_PASSWORD).
+    and the user of --username/--password (METALPLANE_USERNAME, METALPLANE_PASSWORD) as a
+    bearer token (base64 of user:password).
 
     kubectl --kubeconfig FILE then works, e.g. ``metalplane kubeconfig > mp.kubeconfig;
-    kubectl --kubeconfig mp.kubeconfig get bmh``. The password is written in clear: keep
-    the file private (mode 0600)."""
+    kubectl --kubeconfig mp.kubeconfig get bmh``. The token is the password, merely encoded:
+    keep the file private (mode 0600)."""
     url = server or k8s_server_url(str(STATE["url"]), k8s_port)
     ca = None
     if ca_file is not None:
