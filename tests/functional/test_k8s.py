@@ -253,3 +253,41 @@ def test_kubectl_with_a_users_credentials_over_tls(tmp_path: Path) -> None:
                            verify=ssl.create_default_context(cafile=str(ca)),
                            auth=("ops", "correct horse"))  # plain HTTP basic too
         assert answer.status_code == 200 and answer.json()["kind"] == "NamespaceList"
+
+
+def test_externally_provisioned_hosts_other_namespaces_and_deletes(
+        server: RunningServer, emulator: Emulator, tmp_path: Path) -> None:
+    kubectl = kubeconfig(server, tmp_path / "kubeconfig")
+    ns = tmp_path / "ns.yaml"  # ("kubectl create namespace" sends protobuf: later)
+    ns.write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: lab\n")
+    kubectl("create", "--validate=false", "-f", str(ns))
+    crs = manifests(emulator, tmp_path, 1, externallyProvisioned=True,
+                    consumerRef={"name": "ostest-master-0"},
+                    bootMACAddress=emulator.systems[1]["nics"][0]["mac"])
+    kubectl("create", "--validate=false", "-n", "lab", "-f", str(crs))
+    deadline = time.monotonic() + 60
+    while "externally provisioned" not in (out := kubectl("get", "bmh", "-A").stdout):
+        assert time.monotonic() < deadline, out
+        time.sleep(0.2)
+    row = out.splitlines()[1].split()
+    assert row[:6] == ["lab", HOST, "OK", "externally", "provisioned", "ostest-master-0"]
+    assert server.node(f"lab~{HOST}")["provision_state"] == "active"
+    assert "No resources found" in kubectl("get", "bmh").stderr  # not in default
+
+    # a host deployed through the Bare Metal API is not deleted from under its workload
+    kubectl("create", "--validate=false", "-f", str(manifests(emulator, tmp_path, 0)))
+    wait_state(kubectl, HOST, "available")
+    assert server.provision(HOST, "deploy").status_code == 202
+    server.wait_state(HOST, "active")
+    wait_state(kubectl, HOST, "provisioned")
+    r = kubectl("delete", "bmh", HOST, ok=False)
+    assert "Error from server (Conflict)" in r.stderr and "'active'" in r.stderr
+    assert server.provision(HOST, "undeploy").status_code == 202
+    server.wait_state(HOST, "available")
+    kubectl("delete", "bmh", HOST)
+
+    # an externally provisioned one is detached and deleted, its machine left running
+    kubectl("delete", "bmh", HOST, "-n", "lab")
+    assert server.http.get(f"/v1/nodes/lab~{HOST}").status_code == 404
+    r = kubectl("delete", "namespace", "default", ok=False)
+    assert "built in" in r.stderr
