@@ -56,7 +56,8 @@ _OBJECT_META = {"name", "namespace", "labels", "annotations", "finalizers",
                 "managedFields", "ownerReferences", "generateName", "deletionTimestamp",
                 "deletionGracePeriodSeconds"}
 _TOP = {BMH: {"apiVersion", "kind", "metadata", "spec", "status"},
-        SECRET: {"apiVersion", "kind", "metadata", "data", "stringData", "type", "immutable"},
+        # no "immutable" yet: refused as unknown rather than silently not honoured
+        SECRET: {"apiVersion", "kind", "metadata", "data", "stringData", "type"},
         NAMESPACE: {"apiVersion", "kind", "metadata", "spec", "status"}}
 # the resource name, group and apiVersion of each kind (for Status details and documents)
 _RESOURCE = {BMH: ("baremetalhosts", "metal3.io"), SECRET: ("secrets", ""),
