@@ -17,6 +17,7 @@ APT_PACKAGES=(
     e2fsprogs                             # mkfs.ext4: the demo builds its disk image
     fdisk                                 # sfdisk: the agent adds the config drive partition
     ipmitool                              # handy for checking an IPMI BMC by hand
+    kubernetes-client                     # kubectl: the Kubernetes-style API's tests (#19)
 )
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

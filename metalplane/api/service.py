@@ -15,6 +15,7 @@ import uvicorn
 
 from metalplane.api.app import create_app, create_boot_app
 from metalplane.api.auth import UsersFile
+from metalplane.api.k8s_api import create_k8s_app
 from metalplane.common.config import Settings
 from metalplane.common.files import private_dir
 from metalplane.common.secrets import (
@@ -23,6 +24,7 @@ from metalplane.common.secrets import (
     SecretBox,
     install_log_redaction,
 )
+from metalplane.conductor.hosts import KubeStore
 from metalplane.conductor.manager import Conductor
 from metalplane.db.engine import Database
 
@@ -90,19 +92,25 @@ class _Server(uvicorn.Server):
 
 
 class Servers:
-    """The API's server and, when it has listeners, the boot server's, on one event loop
-    (``run``); setting ``should_exit`` (or a signal) stops both."""
+    """The API's server and, when they have listeners, the boot server's and the
+    Kubernetes-style API's (``k8s``), on one event loop (``run``); setting
+    ``should_exit`` (or a signal) stops them all."""
 
     def __init__(self, api: _Server, boot: _Server | None = None,
-                 boot_sockets: list[socket.socket] | None = None) -> None:
+                 boot_sockets: list[socket.socket] | None = None,
+                 k8s: _Server | None = None,
+                 k8s_sockets: list[socket.socket] | None = None) -> None:
         self.api, self.boot, self.boot_sockets = api, boot, boot_sockets or []
-        if boot is not None:
-            api.linked.append(boot)
-            boot.linked.append(api)
+        self.k8s, self.k8s_sockets = k8s, k8s_sockets or []
+        for other in (boot, k8s):
+            if other is not None:
+                api.linked.append(other)
+                other.linked.append(api)
 
     @property
     def started(self) -> bool:
-        return self.api.started and (self.boot is None or self.boot.started)
+        return self.api.started and all(s.started for s in (self.boot, self.k8s)
+                                        if s is not None)
 
     @property
     def should_exit(self) -> bool:
@@ -119,11 +127,10 @@ class Servers:
             runner.run(self.serve(sockets))
 
     async def serve(self, sockets: list[socket.socket]) -> None:
-        if self.boot is None:
-            await self.api.serve(sockets=sockets)
-            return
-        await asyncio.gather(self.api.serve(sockets=sockets),
-                             self.boot.serve(sockets=self.boot_sockets))
+        await asyncio.gather(self.api.serve(sockets=sockets), *(
+            server.serve(sockets=socks) for server, socks in (
+                (self.boot, self.boot_sockets), (self.k8s, self.k8s_sockets))
+            if server is not None))
 
 
 class Service:
@@ -140,12 +147,17 @@ class Service:
         self.users = (UsersFile(settings.effective_users_file) if strategy == "http_basic"
                       else None)
         self.app = create_app(self.conductor, strategy, self.users)
+        self.kube = KubeStore(self.conductor) if settings.k8s_port else None
 
     def start(self, periodic: bool = True) -> None:
         self.db.upgrade()
         self.conductor.start(periodic=periodic)
+        if self.kube is not None:
+            self.kube.start()
 
     def stop(self) -> None:
+        if self.kube is not None:
+            self.kube.stop()
         self.conductor.stop()
         self.db.dispose()
         if self.users is not None:
@@ -196,6 +208,7 @@ class Service:
         if s.unix_socket:
             sockets.append(_unix_listener(s.unix_socket, "unix_socket", sockets))
             LOG.info("metalplane API also on unix socket %s", s.unix_socket)
+        k8s, k8s_sockets = self._k8s_server()
         boot_sockets: list[socket.socket] = []
         for address in s.boot_listen_addresses:
             host, _, port = address.rpartition(":")
@@ -203,14 +216,14 @@ class Service:
                 boot_sockets.append(_tcp_listener(host.strip("[]"), int(port)))
             except OSError as exc:
                 LOG.error("cannot listen on %s (boot_listen): %s", address, exc)
-                for other in (*sockets, *boot_sockets):
+                for other in (*sockets, *boot_sockets, *k8s_sockets):
                     other.close()
                 sys.exit(1)
         if s.boot_unix_socket:
             boot_sockets.append(_unix_listener(s.boot_unix_socket, "boot_unix_socket",
                                                [*sockets, *boot_sockets]))
         if not boot_sockets:
-            return Servers(_Server(config)), sockets
+            return Servers(_Server(config), k8s=k8s, k8s_sockets=k8s_sockets), sockets
         LOG.info("metalplane boot server on %s", ", ".join(
             [*(f"{'https' if s.boot_tls else 'http'}://{a}" for a in s.boot_listen_addresses),
              *([f"unix socket {s.boot_unix_socket}"] if s.boot_unix_socket else [])]))
@@ -219,7 +232,32 @@ class Service:
                                      access_log=False, timeout_graceful_shutdown=5,
                                      ssl_certfile=s.tls_cert_file if tls else None,
                                      ssl_keyfile=s.tls_key_file if tls else None)
-        return Servers(_Server(config), _Server(boot_config), boot_sockets), sockets
+        return Servers(_Server(config), _Server(boot_config), boot_sockets, k8s,
+                       k8s_sockets), sockets
+
+    def _k8s_server(self) -> tuple[_Server | None, list[socket.socket]]:
+        """The Kubernetes-style API's server and socket on ``host:k8s_port`` (TLS and
+        authentication as the API's), or ``(None, [])`` when ``k8s_port`` is 0. Not bound
+        is a warning (the other listeners still serve)."""
+        s = self.settings
+        if not s.k8s_port or self.kube is None:
+            return None, []
+        try:
+            sock = _tcp_listener(s.host, s.k8s_port)
+        except OSError as exc:
+            LOG.warning("no Kubernetes-style API on %s:%d (k8s_port): %s", s.host,
+                        s.k8s_port, exc)
+            return None, []
+        host = f"[{s.host}]" if ":" in s.host else s.host
+        app = create_k8s_app(self.kube, s.effective_auth_strategy, self.users,
+                             f"{host}:{s.k8s_port}")
+        config = uvicorn.Config(app, log_config=None, access_log=False,
+                                timeout_graceful_shutdown=5,
+                                ssl_certfile=s.tls_cert_file or None,
+                                ssl_keyfile=s.tls_key_file or None)
+        LOG.info("metalplane Kubernetes-style API on %s://%s:%d (k8s_port)", s.scheme,
+                 s.host, s.k8s_port)
+        return _Server(config), [sock]
 
 
 def _tcp_listener(host: str, port: int) -> socket.socket:

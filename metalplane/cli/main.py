@@ -25,6 +25,7 @@ from metalplane.cli.common import (
     delete_each,
     kv,
 )
+from metalplane.cli.kubeconfig import kubeconfig
 from metalplane.cli.l3 import floating_app, router_app
 from metalplane.cli.lab import demo, lab_app
 from metalplane.cli.network import network_app, subnet_app, switch_app, vif_app
@@ -56,6 +57,7 @@ app.add_typer(router_app, name="router")
 app.add_typer(floating_app, name="floating")
 app.add_typer(lab_app, name="lab")
 app.command("demo")(demo)
+app.command("kubeconfig")(kubeconfig)
 node_app.add_typer(vif_app, name="vif")
 
 NODE_COLUMNS = ("uuid", "name", "power_state", "provision_state", "maintenance")
@@ -90,6 +92,9 @@ def server(
     network_port: Annotated[int | None, typer.Option(
         help="The Networking API's own port, as Neutron's; 0 for none (/v2.0 is also "
         "served on --port) [default: 9696].")] = None,
+    k8s_port: Annotated[int | None, typer.Option(
+        help="The Kubernetes-style API's port (kubectl: BareMetalHosts); 0 for none "
+        "[default: 6443].")] = None,
     data_dir: Annotated[Path | None, typer.Option(
         envvar="METALPLANE_DATA_DIR", help="Store, secret key and users file "
         "[default: ~/.local/share/metalplane].")] = None,
@@ -120,7 +125,7 @@ def server(
 
     configure_logging(logging.DEBUG if debug else logging.INFO)
     settings = Settings.from_env(host=host, port=port, network_port=network_port,
-                                 data_dir=data_dir,
+                                 k8s_port=k8s_port, data_dir=data_dir,
                                  auth_strategy=auth_strategy, database_url=database_url,
                                  workers=workers, conductor_hostname=conductor_hostname,
                                  tls_cert_file=str(tls_cert_file) if tls_cert_file else None,

@@ -46,6 +46,9 @@ class Settings:
     port: int = 6385
     # the Networking API's own listener, as Neutron's (0: none; /v2.0 is on ``port`` too)
     network_port: int = 9696
+    # the Kubernetes-style API's own listener (kubectl: BareMetalHosts, Secrets), on
+    # ``host`` with the API's TLS and authentication (0: none)
+    k8s_port: int = 6443
     max_request_body_size: int = 114688  # bytes, as Ironic's [api]max_request_body_size
     auth_strategy: str = ""  # empty: noauth on loopback, http_basic elsewhere
     # TLS for the API's listeners (PEM files: the certificate chain, its private key)
@@ -175,6 +178,12 @@ class Settings:
         if self.network_port and self.network_port == self.port:
             raise Invalid(f"network_port and port are both {self.port}: the Networking "
                           "listener needs a port of its own (or 0 for none)")
+        if not 0 <= self.k8s_port <= 65535:
+            raise Invalid("k8s_port must be a TCP port, 1-65535, or 0 for none")
+        if self.k8s_port and self.k8s_port in (self.port, self.network_port):
+            raise Invalid(f"k8s_port {self.k8s_port} is also the API's port or "
+                          "network_port: the Kubernetes-style listener needs a port of its "
+                          "own (or 0 for none)")
         if self.max_request_body_size < 1024:
             raise Invalid("max_request_body_size must be at least 1024 bytes")
         if not 0 <= self.dhcp_restart_delay <= 60:

@@ -19,6 +19,8 @@ __all__ = [
     "Conductor",
     "FloatingIP",
     "IPAllocation",
+    "KubeObject",
+    "KubeRevision",
     "Network",
     "NetworkPort",
     "NetworkSegment",
@@ -386,3 +388,36 @@ class SwitchPortBinding(_Timestamps, Base):
     bond_members: Mapped[list[str]] = mapped_column(default=list)
     bond_mode: Mapped[str | None] = mapped_column(sa.String(32))
     network_port_id: Mapped[str | None] = mapped_column(sa.String(36))
+
+
+class KubeObject(Base):
+    """One object of the Kubernetes-style API (a Namespace, Secret or BareMetalHost): its
+    metadata and the part a user writes (``body``: a host's ``spec``, a Secret's ``type``
+    and its ``data`` sealed as one secret). A host's status is never stored: it is computed
+    from its node (``node_uuid``)."""
+
+    __tablename__ = "kube_objects"
+    __table_args__ = (sa.UniqueConstraint("kind", "namespace", "name", name="uniq_kube_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(64))
+    namespace: Mapped[str] = mapped_column(sa.String(253))  # "" for cluster-scoped kinds
+    name: Mapped[str] = mapped_column(sa.String(253))
+    uid: Mapped[str] = mapped_column(sa.String(36), unique=True)
+    resource_version: Mapped[int] = mapped_column()
+    generation: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    annotations: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    finalizers: Mapped[list[str]] = mapped_column(default=list)
+    body: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    node_uuid: Mapped[str | None] = mapped_column(sa.String(36))
+
+
+class KubeRevision(Base):
+    """The one counter ``resourceVersion`` values come from (one row, ``id`` 1)."""
+
+    __tablename__ = "kube_revision"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    value: Mapped[int] = mapped_column(default=0)

@@ -41,6 +41,7 @@ from metalplane.client.http import ApiError, Client
 from metalplane.client.wait import WaitTimeout, failed, rests, wait_until_rest
 from metalplane.common import process
 from metalplane.common.bmc_address import parse_bmc_address
+from metalplane.common.metal3 import METAL3_STATE
 from metalplane.lab import lab
 from metalplane.lab.rack import LabError, dhclient_once, netns_exec, reaches, run
 
@@ -50,14 +51,6 @@ TENANT_CIDR = "192.168.50.0/24"
 TENANT_A_GATEWAY = "192.168.50.1"  # with the ovn backend: tenant A's router interface
 TENANTS = (("tenant-a", "192.168.50.10", "192.168.50.99", "raw"),
            ("tenant-b", "192.168.50.100", "192.168.50.199", "qcow2"))
-METAL3_STATE = {  # Ironic provision state -> Metal3 BareMetalHost provisioning state
-    "enroll": "registering", "verifying": "registering", "manageable": "preparing",
-    "inspecting": "inspecting", "inspect wait": "inspecting", "inspect failed": "inspecting",
-    "cleaning": "preparing", "clean wait": "preparing", "clean failed": "preparing",
-    "available": "available", "deploying": "provisioning", "wait call-back": "provisioning",
-    "deploy failed": "provisioning", "active": "provisioned", "deleting": "deprovisioning",
-    "error": "deprovisioning",
-}
 
 
 WAIT_FIELDS = ("name,provision_state,target_provision_state,power_state,target_power_state,"

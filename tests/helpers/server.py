@@ -24,6 +24,7 @@ class RunningServer:
     service: Service
     http: httpx.Client
     boot: httpx.Client  # the boot server (its own listener: iPXE scripts, images, files)
+    k8s_url: str = ""  # the Kubernetes-style API's own listener (kubectl), "" if none
 
     @property
     def conductor(self) -> Any:
@@ -89,9 +90,9 @@ def distinct_free_ports(count: int) -> list[int]:
 @contextlib.contextmanager
 def running_server(data_dir: Path, **overrides: Any) -> Iterator[RunningServer]:
     periodic = bool(overrides.pop("periodic", False))
-    api_port, network_port, boot_port = distinct_free_ports(3)
+    api_port, network_port, boot_port, k8s_port = distinct_free_ports(4)
     values: dict[str, Any] = dict(data_dir=data_dir, host="127.0.0.1", port=api_port,
-                                  network_port=network_port,
+                                  network_port=network_port, k8s_port=k8s_port,
                                   boot_listen=f"127.0.0.1:{boot_port}",
                                   conductor_hostname="test-conductor",
                                   power_sync_interval=3600, timeout_check_interval=3600,
@@ -112,7 +113,9 @@ def running_server(data_dir: Path, **overrides: Any) -> Iterator[RunningServer]:
                          transport=httpx.HTTPTransport(uds=settings.boot_unix_socket)))
     try:
         yield RunningServer(url=url, network_url=f"http://127.0.0.1:{settings.network_port}",
-                            service=service, http=http, boot=boot)
+                            service=service, http=http, boot=boot,
+                            k8s_url=(f"http://127.0.0.1:{settings.k8s_port}"
+                                     if settings.k8s_port else ""))
     finally:
         http.close()
         boot.close()

@@ -1,0 +1,121 @@
+"""Metal3's view of a node: the BareMetalHost ``status`` computed from Ironic's fields.
+
+Pure data and functions (no I/O): the Kubernetes-style API, the demo's table and the
+tests share them. Names and meanings are Metal3's (metal3-io/baremetal-operator
+``apis/metal3.io/v1alpha1/baremetalhost_types.go``: ``ProvisioningState``,
+``OperationalStatus``, ``ErrorType``, ``HardwareDetails``). Metal3 names map onto the
+node model; they are a view, not a second store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+__all__ = ["ERROR_TYPE", "METAL3_STATE", "host_status", "provisioning_state"]
+
+METAL3_STATE = {  # Ironic provision state -> Metal3 BareMetalHost provisioning state
+    "enroll": "registering", "verifying": "registering", "manageable": "preparing",
+    "inspecting": "inspecting", "inspect wait": "inspecting", "inspect failed": "inspecting",
+    "cleaning": "preparing", "clean wait": "preparing", "clean failed": "preparing",
+    "available": "available", "deploying": "provisioning", "wait call-back": "provisioning",
+    "deploy failed": "provisioning", "active": "provisioned", "deleting": "deprovisioning",
+    "error": "deprovisioning", "adopting": "externally provisioned",
+    "adopt failed": "externally provisioned",
+}
+
+ERROR_TYPE = {  # Ironic failed state -> Metal3 ErrorType
+    "inspect failed": "inspection error", "clean failed": "preparation error",
+    "deploy failed": "provisioning error", "error": "provisioning error",
+    "adopt failed": "provisioned registration error",
+}
+
+
+def provisioning_state(node: Any, externally_provisioned: bool = False) -> str:
+    """Metal3's ``status.provisioning.state`` of ``node`` (an object with Ironic's
+    ``provision_state``): ``externally provisioned`` for an adopted (or adopting) node
+    whose host says ``spec.externallyProvisioned``, else :data:`METAL3_STATE`'s name."""
+    state = str(node.provision_state)
+    if externally_provisioned and state in ("active", "adopting", "adopt failed"):
+        return "externally provisioned"
+    return METAL3_STATE.get(state, state)
+
+
+def _error_type(node: Any) -> str:
+    state = str(node.provision_state)
+    if state in ERROR_TYPE:
+        return ERROR_TYPE[state]
+    if node.last_error and state in ("enroll", "verifying"):
+        return "registration error"  # manage failed: the BMC or its credentials
+    return ""
+
+
+def _hardware(properties: dict[str, Any]) -> dict[str, Any] | None:
+    """Metal3's ``HardwareDetails`` from Ironic's properties (after inspection)."""
+    if not properties.get("cpus") and not properties.get("memory_mb"):
+        return None
+    hw: dict[str, Any] = {
+        "cpu": {"arch": properties.get("cpu_arch", ""), "count": int(properties.get("cpus") or 0)},
+        "ramMebibytes": int(properties.get("memory_mb") or 0),
+        "storage": ([{"sizeBytes": int(properties["local_gb"]) * 1024 ** 3}]
+                    if properties.get("local_gb") else []),
+        "nics": [],
+    }
+    return hw
+
+
+def host_status(node: Any, spec: dict[str, Any], namespace: str = "default") -> dict[str, Any]:
+    """The BareMetalHost ``status`` of ``node`` (Ironic's fields: ``provision_state``,
+    ``power_state``, ``last_error``, ``maintenance``, ``properties``, ``updated_at``,
+    ``created_at``, ``driver``) for a host in ``namespace`` whose ``spec`` is given::
+
+        {"operationalStatus": "OK"|"error"|"detached"|"discovered",
+         "errorType": "", "errorMessage": "", "errorCount": int,
+         "provisioning": {"state": str, "ID": node uuid, "image": {...}},
+         "poweredOn": bool, "goodCredentials": {...}, "hardwareProfile": str,
+         "hardware": HardwareDetails (only once inspected), "lastUpdated": RFC 3339}
+
+    ``operationalStatus`` is ``detached`` in maintenance, ``error`` with an ``errorType``
+    (Metal3's ``ErrorType`` names), ``discovered`` without BMC credentials, else ``OK``.
+    """
+    error_type = _error_type(node)
+    state = str(node.provision_state)
+    if node.maintenance:
+        operational = "detached"
+    elif error_type:
+        operational = "error"
+    elif not (spec.get("bmc") or {}).get("credentialsName"):
+        operational = "discovered"
+    else:
+        operational = "OK"
+    registered = state not in ("enroll", "verifying")
+    bmc = spec.get("bmc") or {}
+    when = node.updated_at or node.created_at
+    status: dict[str, Any] = {
+        "operationalStatus": operational,
+        "errorType": error_type,
+        "errorMessage": (node.last_error or "") if error_type else "",
+        "errorCount": 1 if error_type else 0,
+        "provisioning": {
+            "state": provisioning_state(node, bool(spec.get("externallyProvisioned"))),
+            "ID": node.uuid,
+            "image": dict(spec.get("image") or {}) if state in ("active", "deploying",
+                                                                "wait call-back") else {},
+        },
+        "poweredOn": node.power_state == "power on",
+        "goodCredentials": ({"credentials": {"name": bmc.get("credentialsName", ""),
+                                             "namespace": namespace}}
+                            if registered and bmc.get("credentialsName") else {}),
+        "hardwareProfile": "" if spec.get("externallyProvisioned") else "unknown",
+        "lastUpdated": _rfc3339(when),
+    }
+    hardware = _hardware(dict(node.properties or {}))
+    if hardware is not None:
+        status["hardware"] = hardware
+    return status
+
+
+def _rfc3339(when: dt.datetime | None) -> str:
+    if when is None:
+        return ""
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,481 @@
+"""BareMetalHosts, Secrets and Namespaces of the Kubernetes-style API over the node store.
+
+A BareMetalHost (Metal3's ``metal3.io/v1alpha1``) is a view of one node: creating one
+enrolls a node (driver and driver_info from ``spec.bmc.address`` and the credentials in
+the Secret ``spec.bmc.credentialsName``) with a port for ``spec.bootMACAddress``, and a
+level-based reconcile (:meth:`KubeStore.reconcile_once`, run by a thread) takes one
+lifecycle step at a time towards ``available`` (manage, inspect, provide), or adopts it
+when ``spec.externallyProvisioned``. Its status is computed from the node
+(:func:`metalplane.common.metal3.host_status`), never stored.
+
+Secrets keep their ``data`` sealed (Fernet, as driver_info passwords) and decrypt it only
+for the API's GET and for enrolling. This module holds the rules; HTTP shapes (Status,
+Table, discovery) are the API's (:mod:`metalplane.api.k8s_api`). Sources: Metal3's
+``baremetalhost_types.go``; Kubernetes API conventions (metadata, Secret ``data``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import re
+import threading
+from typing import Any
+
+from metalplane.common.bmc_address import parse_bmc_address
+from metalplane.common.exceptions import Conflict, Invalid, MetalplaneError, NotFound
+from metalplane.common.metal3 import host_status
+from metalplane.conductor.manager import Conductor
+from metalplane.conductor.resources import DELETE_ALLOWED, NodeResources
+from metalplane.db import api as db_api
+from metalplane.db.kube import (
+    AlreadyExists,
+    kube_create,
+    kube_delete,
+    kube_get,
+    kube_list,
+    kube_update,
+)
+from metalplane.db.models import KubeObject, Node
+
+__all__ = ["BMH", "NAMESPACE", "SECRET", "FieldInvalid", "KubeStore", "check_spec"]
+
+LOG = logging.getLogger(__name__)
+
+BMH, SECRET, NAMESPACE = "BareMetalHost", "Secret", "Namespace"
+BUILTIN_NAMESPACES = ("default", "kube-system")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+
+_REF = {"name": str, "namespace": str}
+# spec fields of Metal3's BareMetalHostSpec served here; a nested dict is an object
+SPEC_FIELDS: dict[str, Any] = {
+    "online": bool,
+    "bmc": {"address": str, "credentialsName": str, "disableCertificateVerification": bool},
+    "bootMACAddress": str,
+    "image": {"url": str, "checksum": str, "checksumType": str, "format": str},
+    "userData": _REF, "networkData": _REF, "metaData": _REF,
+    "consumerRef": {"apiVersion": str, "kind": str, "name": str, "namespace": str,
+                    "uid": str, "resourceVersion": str, "fieldPath": str},
+    "externallyProvisioned": bool,
+    "rootDeviceHints": {"deviceName": str, "hctl": str, "model": str, "vendor": str,
+                        "serialNumber": str, "minSizeGigabytes": int, "wwn": str,
+                        "wwnWithExtension": str, "wwnVendorExtension": str,
+                        "rotational": bool},
+    "automatedCleaningMode": str,
+    "description": str,
+}
+_TYPE_NAMES = {bool: "boolean", str: "string", int: "integer"}
+# Metal3's RootDeviceHints -> Ironic's properties/root_device keys
+_ROOT_HINTS = {"deviceName": "name", "hctl": "hctl", "model": "model", "vendor": "vendor",
+               "serialNumber": "serial", "minSizeGigabytes": "size", "wwn": "wwn",
+               "wwnWithExtension": "wwn_with_extension",
+               "wwnVendorExtension": "wwn_vendor_extension", "rotational": "rotational"}
+IMMUTABLE = ("bmc.address", "bootMACAddress")  # as Metal3's webhook, once registered
+
+
+class FieldInvalid(Invalid):
+    """A field of a manifest is wrong (HTTP 422, reason Invalid); ``field`` is its path
+    (``spec.bmc.address``) and ``cause`` Kubernetes' ``FieldValueInvalid``,
+    ``FieldValueRequired``, ``FieldValueNotFound`` or ``FieldValueNotSupported``."""
+
+    code = 422
+
+    def __init__(self, field: str, message: str, cause: str = "FieldValueInvalid") -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.cause, self.detail = field, cause, message
+
+
+def check_spec(spec: Any, fields: dict[str, Any] = SPEC_FIELDS, path: str = "spec") -> None:
+    """Check a BareMetalHost ``spec`` against Metal3's field names and types (strict: an
+    unknown field is refused rather than dropped). Raises :class:`FieldInvalid` naming
+    the first wrong field."""
+    if not isinstance(spec, dict):
+        raise FieldInvalid(path, "must be an object")
+    for key, value in spec.items():
+        where = f"{path}.{key}"
+        if key not in fields:
+            raise FieldInvalid(where, f'unknown field "{key}"', "FieldValueNotSupported")
+        kind = fields[key]
+        if value is None:
+            continue
+        if isinstance(kind, dict):
+            check_spec(value, kind, where)
+        elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise FieldInvalid(where, f"must be a {_TYPE_NAMES[kind]}")
+    if path == "spec":
+        mode = spec.get("automatedCleaningMode")
+        if mode not in (None, "metadata", "disabled"):
+            raise FieldInvalid("spec.automatedCleaningMode",
+                               f'Unsupported value: "{mode}": supported values: '
+                               '"metadata", "disabled"', "FieldValueNotSupported")
+
+
+def check_name(name: Any, field: str = "metadata.name") -> str:
+    """``name`` if it is a DNS-1123 subdomain (Kubernetes' object names), else raises
+    :class:`FieldInvalid`."""
+    if not name:
+        raise FieldInvalid(field, "Required value: name is required", "FieldValueRequired")
+    if not isinstance(name, str) or len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
+        raise FieldInvalid(field, f"Invalid value: {name!r}: a lowercase RFC 1123 subdomain "
+                           "must consist of lower case alphanumeric characters, '-' or '.', "
+                           "and must start and end with an alphanumeric character")
+    return name
+
+
+def node_name(namespace: str, name: str) -> str:
+    """The node's name for host ``name`` of ``namespace`` (just ``name`` in ``default``;
+    ``~`` cannot occur in a Kubernetes name, so names never collide)."""
+    return name if namespace == "default" else f"{namespace}~{name}"
+
+
+class KubeStore:
+    """Namespaces, Secrets and BareMetalHosts over ``conductor``'s store; ``start()`` runs
+    the reconcile thread (``interval`` s between passes), ``stop()`` ends it."""
+
+    def __init__(self, conductor: Conductor, interval: float = 0.5) -> None:
+        self.c, self.db, self.interval = conductor, conductor.db, interval
+        self.res = NodeResources(conductor)
+        self._stop = threading.Event()
+        self._kick = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def ensure_namespaces(self) -> None:
+        """Create the built-in namespaces (``default``, ``kube-system``) if missing."""
+        for ns in BUILTIN_NAMESPACES:
+            try:
+                kube_get(self.db, NAMESPACE, "", ns)
+            except NotFound:
+                with contextlib.suppress(Conflict):  # another process made it meanwhile
+                    kube_create(self.db, NAMESPACE, "", ns)
+
+    # ---------------------------------------------------------------- generic
+    def get(self, kind: str, namespace: str, name: str) -> KubeObject:
+        """Raises :class:`NotFound`."""
+        return kube_get(self.db, kind, namespace, name)
+
+    def list_objects(self, kind: str, namespace: str | None = None,
+             name: str | None = None) -> list[KubeObject]:
+        return kube_list(self.db, kind, namespace, name)
+
+    def _check_namespace(self, namespace: str) -> None:
+        try:
+            kube_get(self.db, NAMESPACE, "", namespace)
+        except NotFound:
+            raise NotFound(f'namespaces "{namespace}" not found') from None
+
+    def create_namespace(self, name: str, meta: dict[str, Any]) -> KubeObject:
+        """Raises :class:`FieldInvalid`, ``AlreadyExists``."""
+        return kube_create(self.db, NAMESPACE, "", check_name(name), **meta)
+
+    def delete_namespace(self, name: str) -> KubeObject:
+        """Raises :class:`NotFound`, :class:`Conflict` while it holds objects or is one
+        of the built-in ones."""
+        if name in BUILTIN_NAMESPACES:
+            raise Conflict(f'namespace "{name}" is built in and cannot be deleted')
+        if self.list_objects(BMH, name) or self.list_objects(SECRET, name):
+            raise Conflict(f'namespace "{name}" still holds Secrets or BareMetalHosts')
+        return kube_delete(self.db, NAMESPACE, "", name)
+
+    def update_meta(self, kind: str, namespace: str, name: str, rv: int | None,
+                    meta: dict[str, Any]) -> KubeObject:
+        """Replace an object's labels, annotations and finalizers (a Namespace's whole
+        writable part). Raises :class:`NotFound`, ``StaleVersion``."""
+        return kube_update(self.db, kind, namespace, name, rv, **meta)
+
+    # ---------------------------------------------------------------- secrets
+    def _seal(self, data: dict[str, str]) -> str:
+        return str(self.c.secrets.encrypt(json.dumps(data, sort_keys=True)))
+
+    def secret_data(self, obj: KubeObject) -> dict[str, str]:
+        """A Secret's ``data`` (base64 values, as Kubernetes returns them), decrypted."""
+        sealed = (obj.body or {}).get("data")
+        if not sealed:
+            return {}
+        clear = self.c.secrets.decrypt_driver_info({"data_secret": sealed})["data_secret"]
+        return dict(json.loads(clear))
+
+    @staticmethod
+    def _secret_values(body: dict[str, Any]) -> dict[str, str]:
+        data = body.get("data") or {}
+        if not isinstance(data, dict):
+            raise FieldInvalid("data", "must be an object of base64 strings")
+        out: dict[str, str] = {}
+        for key, value in data.items():
+            if not _SECRET_KEY.match(str(key)):
+                raise FieldInvalid(f"data[{key}]", "a valid config key must consist of "
+                                   "alphanumeric characters, '-', '_' or '.'")
+            try:
+                base64.b64decode(str(value), validate=True)
+            except (binascii.Error, ValueError):
+                raise FieldInvalid(f"data[{key}]", "illegal base64 data") from None
+            out[str(key)] = str(value)
+        string_data = body.get("stringData") or {}
+        if not isinstance(string_data, dict):
+            raise FieldInvalid("stringData", "must be an object of strings")
+        for key, value in string_data.items():  # written into data, as Kubernetes does
+            out[str(key)] = base64.b64encode(str(value).encode()).decode()
+        return out
+
+    def create_secret(self, namespace: str, name: str, meta: dict[str, Any],
+                      body: dict[str, Any]) -> KubeObject:
+        """A Secret from a manifest's ``type``, ``data`` (base64) and ``stringData``.
+        Raises :class:`FieldInvalid`, :class:`NotFound` (namespace), ``AlreadyExists``."""
+        check_name(name)
+        self._check_namespace(namespace)
+        data = self._secret_values(body)
+        return kube_create(self.db, SECRET, namespace, name, **meta, body={
+            "type": body.get("type") or "Opaque", "data": self._seal(data)})
+
+    def replace_secret(self, namespace: str, name: str, rv: int | None,
+                       meta: dict[str, Any], body: dict[str, Any]) -> KubeObject:
+        """Raises :class:`FieldInvalid`, :class:`NotFound`, ``StaleVersion``."""
+        data = self._secret_values(body)
+        return kube_update(self.db, SECRET, namespace, name, rv, **meta, body={
+            "type": body.get("type") or "Opaque", "data": self._seal(data)})
+
+    def delete_secret(self, namespace: str, name: str) -> KubeObject:
+        return kube_delete(self.db, SECRET, namespace, name)
+
+    def _credentials(self, namespace: str, spec: dict[str, Any]) -> tuple[str | None,
+                                                                        str | None]:
+        secret_name = (spec.get("bmc") or {}).get("credentialsName")
+        if not secret_name:
+            return None, None
+        try:
+            secret = kube_get(self.db, SECRET, namespace, secret_name)
+        except NotFound:
+            raise FieldInvalid("spec.bmc.credentialsName", f'Secret "{secret_name}" not '
+                               f'found in namespace "{namespace}"', "FieldValueNotFound"
+                               ) from None
+        data = self.secret_data(secret)
+        try:
+            username = base64.b64decode(data.get("username", "")).decode() or None
+            password = base64.b64decode(data.get("password", "")).decode() or None
+        except UnicodeDecodeError:
+            raise FieldInvalid("spec.bmc.credentialsName", f'Secret "{secret_name}": '
+                               "username and password must be UTF-8 text") from None
+        if not username or not password:
+            raise FieldInvalid("spec.bmc.credentialsName", f'Secret "{secret_name}" needs '
+                               'both "username" and "password" in its data')
+        return username, password
+
+    # ---------------------------------------------------------------- hosts
+    @staticmethod
+    def _node_fields(spec: dict[str, Any]) -> dict[str, Any]:
+        """The node fields a host's spec sets beyond its BMC (description, cleaning,
+        root device hints, image, consumer)."""
+        hints = {_ROOT_HINTS[k]: v for k, v in (spec.get("rootDeviceHints") or {}).items()
+                 if v is not None}
+        image = spec.get("image") or {}
+        instance_info = {k: v for k, v in (("image_source", image.get("url")),
+                                           ("image_checksum", image.get("checksum")),
+                                           ("image_os_hash_algo", image.get("checksumType")),
+                                           ("image_disk_format", image.get("format"))) if v}
+        consumer = (spec.get("consumerRef") or {}).get("name")
+        return {"description": spec.get("description"),
+                "automated_clean": False if spec.get("automatedCleaningMode") == "disabled"
+                else None,
+                "properties": {"root_device": hints} if hints else {},
+                "instance_info": instance_info,
+                "extra": {"consumer": consumer} if consumer else {}}
+
+    def create_host(self, namespace: str, name: str, meta: dict[str, Any],
+                    spec: dict[str, Any]) -> KubeObject:
+        """Enroll a node for a new BareMetalHost (with a port for ``bootMACAddress``) and
+        store the host; the reconcile thread then drives the node. Raises
+        :class:`FieldInvalid` naming the field (unknown field, bad BMC address or MAC,
+        missing Secret), :class:`NotFound` (namespace), ``AlreadyExists``."""
+        check_name(name)
+        check_spec(spec)
+        self._check_namespace(namespace)
+        if kube_list(self.db, BMH, namespace, name):
+            raise AlreadyExists(f'baremetalhosts.metal3.io "{name}" already exists')
+        bmc = spec.get("bmc") or {}
+        if not bmc.get("address"):
+            raise FieldInvalid("spec.bmc.address", "Required value", "FieldValueRequired")
+        username, password = self._credentials(namespace, spec)
+        try:
+            driver, info = parse_bmc_address(bmc["address"], username, password)
+        except Invalid as exc:
+            raise FieldInvalid("spec.bmc.address", exc.message) from None
+        if bmc.get("disableCertificateVerification") and driver == "redfish":
+            info["redfish_verify_ca"] = False
+        values = {"name": node_name(namespace, name), "driver": driver, "driver_info": info,
+                  **{k: v for k, v in self._node_fields(spec).items() if v is not None}}
+        node = self.res.create_node(values)
+        try:
+            if spec.get("bootMACAddress"):
+                try:
+                    self.res.create_port({"node_uuid": node.uuid, "pxe_enabled": True,
+                                          "address": spec["bootMACAddress"]})
+                except Invalid as exc:
+                    raise FieldInvalid("spec.bootMACAddress", exc.message) from None
+                except Conflict as exc:
+                    raise FieldInvalid("spec.bootMACAddress", exc.message,
+                                       "FieldValueDuplicate") from None
+            obj = kube_create(self.db, BMH, namespace, name, **meta, body={"spec": spec},
+                              node_uuid=node.uuid)
+        except Exception:
+            self.res.delete_node(node.uuid)
+            raise
+        LOG.info("BareMetalHost %s/%s: node %s enrolled (%s)", namespace, name, node.uuid,
+                 driver)
+        self._kick.set()
+        return obj
+
+    def replace_host(self, namespace: str, name: str, rv: int | None, meta: dict[str, Any],
+                     spec: dict[str, Any]) -> KubeObject:
+        """Replace a host's metadata and spec (``rv`` None: no version check) and carry
+        the spec to its node. Raises :class:`FieldInvalid` (also for a change of
+        ``spec.bmc.address`` or ``spec.bootMACAddress``, which Metal3 refuses too),
+        :class:`NotFound`, ``StaleVersion``, ``NodeLocked``."""
+        check_spec(spec)
+        old = kube_get(self.db, BMH, namespace, name)
+        old_spec = (old.body or {}).get("spec") or {}
+        for path in IMMUTABLE:
+            if _dig(spec, path) != _dig(old_spec, path):
+                raise FieldInvalid(f"spec.{path}", "cannot be changed once the host is "
+                                   "registered; delete and create the host instead")
+        if rv is not None and rv != old.resource_version:  # before the node changes
+            return kube_update(self.db, BMH, namespace, name, rv, **meta, body={"spec": spec})
+        if old.node_uuid and self._node_fields(spec) != self._node_fields(old_spec):
+            ops = [{"op": "add", "path": f"/{k}", "value": v}
+                   for k, v in self._node_fields(spec).items()]
+            node = db_api.get_node(self.db, old.node_uuid)
+            props = {k: v for k, v in (node.properties or {}).items() if k != "root_device"}
+            for op in ops:
+                if op["path"] == "/properties":
+                    op["value"] = {**props, **op["value"]}
+            self.res.update_node(old.node_uuid, ops)
+        obj = kube_update(self.db, BMH, namespace, name, rv, **meta, body={"spec": spec})
+        self._kick.set()
+        return obj
+
+    def delete_host(self, namespace: str, name: str) -> KubeObject:
+        """Delete a host and its node. An externally provisioned (adopted) node is
+        detached (maintenance) and deleted without deprovisioning, as Metal3 does.
+        Raises :class:`NotFound`, :class:`Conflict` while the node is provisioned or busy
+        (deprovisioning on delete is left for later)."""
+        obj = kube_get(self.db, BMH, namespace, name)
+        spec = (obj.body or {}).get("spec") or {}
+        if obj.node_uuid:
+            try:
+                node = db_api.get_node(self.db, obj.node_uuid)
+            except NotFound:
+                node = None
+            if node is not None:
+                state = node.provision_state
+                if state not in DELETE_ALLOWED and not node.maintenance:
+                    if not (state == "active" and spec.get("externallyProvisioned")):
+                        raise Conflict(
+                            f'BareMetalHost "{name}" cannot be deleted while its node is '
+                            f"{state!r} (Metal3 state "
+                            f"{host_status(node, spec)['provisioning']['state']!r}); "
+                            "deprovision it first, or wait until it rests")
+                    self.res.set_maintenance(node.uuid, True, "BareMetalHost deleted")
+                self.res.delete_node(node.uuid)
+        return kube_delete(self.db, BMH, namespace, name)
+
+    def status(self, obj: KubeObject) -> dict[str, Any]:
+        """The host's status from its node (see :func:`host_status`)."""
+        spec = (obj.body or {}).get("spec") or {}
+        node = self._node(obj)
+        if node is None:
+            return {"operationalStatus": "error", "errorType": "registration error",
+                    "errorMessage": "its node no longer exists",
+                    "provisioning": {"state": "", "ID": obj.node_uuid or ""},
+                    "poweredOn": False}
+        return host_status(node, spec, obj.namespace)
+
+    def statuses(self, objs: list[KubeObject]) -> list[dict[str, Any]]:
+        """:meth:`status` of each of ``objs``, reading all their nodes at once."""
+        nodes = {n.uuid: n for n in db_api.rows_where(self.db, Node)} if objs else {}
+        out = []
+        for obj in objs:
+            node = nodes.get(obj.node_uuid or "")
+            spec = (obj.body or {}).get("spec") or {}
+            out.append(host_status(node, spec, obj.namespace) if node is not None
+                       else self.status(obj))
+        return out
+
+    def _node(self, obj: KubeObject) -> Node | None:
+        if not obj.node_uuid:
+            return None
+        try:
+            return db_api.get_node(self.db, obj.node_uuid)
+        except NotFound:
+            return None
+
+    # ---------------------------------------------------------------- reconcile
+    @staticmethod
+    def next_verb(node: Any, spec: dict[str, Any]) -> str | None:
+        """The one provision verb that moves ``node`` towards what ``spec`` asks (None:
+        nothing to do now). A resting node only: ``enroll`` → manage (unless the last
+        attempt failed: a registration error waits for the user); ``manageable`` → adopt
+        when externally provisioned, else inspect (once), then provide."""
+        if node.reservation or node.target_provision_state or node.maintenance:
+            return None
+        state = node.provision_state
+        if state == "enroll":
+            return None if node.last_error else "manage"
+        if state == "manageable":
+            if spec.get("externallyProvisioned"):
+                return "adopt"
+            return "inspect" if node.inspection_finished_at is None else "provide"
+        return None
+
+    def reconcile_once(self) -> int:
+        """One pass over every host: start the next step of each whose node rests.
+        Returns how many hosts there are (0: the thread may sleep longer)."""
+        objs = kube_list(self.db, BMH)
+        nodes = {n.uuid: n for n in db_api.rows_where(self.db, Node)} if objs else {}
+        for obj in objs:
+            node = nodes.get(obj.node_uuid or "")
+            if node is None:
+                continue
+            verb = self.next_verb(node, (obj.body or {}).get("spec") or {})
+            if verb is None:
+                continue
+            try:
+                self.c.provision(node.uuid, verb)
+            except MetalplaneError as exc:  # locked meanwhile, or refused: next pass
+                LOG.debug("BareMetalHost %s/%s: %s not started: %s", obj.namespace,
+                          obj.name, verb, exc.message)
+        return len(objs)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            hosts = 1
+            try:
+                hosts = self.reconcile_once()
+            except Exception:
+                LOG.exception("BareMetalHost reconcile pass failed")
+            self._kick.wait(self.interval if hosts else 10 * self.interval)
+            self._kick.clear()
+
+    def start(self) -> None:
+        """Create the built-in namespaces, then start the reconcile thread (a migrated
+        store is needed)."""
+        self.ensure_namespaces()
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="bmh-reconcile",
+                                            daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._kick.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+
+def _dig(doc: dict[str, Any], path: str) -> Any:
+    for part in path.split("."):
+        doc = (doc or {}).get(part) if isinstance(doc, dict) else None  # type: ignore[assignment]
+    return doc
