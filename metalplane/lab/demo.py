@@ -229,15 +229,7 @@ class Demo:
                                      "bridge": sw["bridge"], "physical_networks": ["physnet1"]})
         self.say(f"switch {sw['name']} registered (chassis {sw['switch_id']})")
         for net in self.spec["networks"]:
-            n = c.post("/v2.0/networks", {"network": {
-                "name": net["name"], "shared": True, "provider:network_type": "vlan",
-                "provider:physical_network": "physnet1",
-                "provider:segmentation_id": net["vlan"]}})["network"]
-            base = net["cidr"].rsplit(".", 1)[0]
-            c.post("/v2.0/subnets", {"subnet": {
-                "network_id": n["id"], "ip_version": 4, "cidr": net["cidr"],
-                "gateway_ip": net["gateway"],
-                "allocation_pools": [{"start": f"{base}.10", "end": f"{base}.250"}]}})
+            self._vlan_network(c, net, 250, shared=True)
             self.say(f"provider network {net['name']}: VLAN {net['vlan']}, {net['cidr']}")
         subnets = {}
         for name, start, end, _fmt in TENANTS:
@@ -252,18 +244,27 @@ class Demo:
         if self.backend == "ovn":
             self._router(c, subnets["tenant-a"])
 
+    @staticmethod
+    def _vlan_network(c: Client, net: dict[str, Any], last: int, shared: bool = False,
+                      external: bool = False) -> dict[str, Any]:
+        """A VLAN provider network on physnet1 (``net``: name, vlan, cidr, gateway) with one
+        subnet whose pool is .10-.``last``; an ``external`` one (a router's gateway side)
+        has no DHCP. The network."""
+        n: dict[str, Any] = c.post("/v2.0/networks", {"network": {
+            "name": net["name"], "shared": shared, "provider:network_type": "vlan",
+            "provider:physical_network": "physnet1", "provider:segmentation_id": net["vlan"],
+            **({"router:external": True} if external else {})}})["network"]
+        base = net["cidr"].rsplit(".", 1)[0]
+        c.post("/v2.0/subnets", {"subnet": {
+            "network_id": n["id"], "ip_version": 4, "cidr": net["cidr"],
+            "gateway_ip": net["gateway"], "enable_dhcp": not external,
+            "allocation_pools": [{"start": f"{base}.10", "end": f"{base}.{last}"}]}})
+        return n
+
     def _router(self, c: Client, tenant_a: dict[str, Any]) -> None:
         """The public network (the outside namespace's VLAN) and tenant A's router to it."""
         pub = self.spec["outside"]
-        n = c.post("/v2.0/networks", {"network": {
-            "name": pub["name"], "router:external": True, "provider:network_type": "vlan",
-            "provider:physical_network": "physnet1",
-            "provider:segmentation_id": pub["vlan"]}})["network"]
-        base = pub["cidr"].rsplit(".", 1)[0]
-        c.post("/v2.0/subnets", {"subnet": {
-            "network_id": n["id"], "ip_version": 4, "cidr": pub["cidr"],
-            "gateway_ip": pub["gateway"], "enable_dhcp": False,
-            "allocation_pools": [{"start": f"{base}.10", "end": f"{base}.99"}]}})
+        n = self._vlan_network(c, pub, 99, external=True)
         r = c.post("/v2.0/routers", {"router": {
             "name": "router-a", "external_gateway_info": {"network_id": n["id"]}}})["router"]
         c.put(f"/v2.0/routers/{r['id']}/add_router_interface", {"subnet_id": tenant_a["id"]})

@@ -328,16 +328,7 @@ def test_router_snat_floating_ip_and_security_group_with_traffic(
     OVN's ACLs of the port do not see it; see docs/networking.md)."""
     server, o = olab
     out = o.rack.add_host("outside", ["172.24.4.1/24"], tag=150)
-    r = server.http.post("/v2.0/networks", json={"network": {
-        "name": "public", "router:external": True, "provider:network_type": "vlan",
-        "provider:physical_network": "physnet1", "provider:segmentation_id": 150}})
-    assert r.status_code == 201, r.text
-    public = r.json()["network"]["id"]
-    r = server.http.post("/v2.0/subnets", json={"subnet": {
-        "network_id": public, "cidr": "172.24.4.0/24", "gateway_ip": "172.24.4.1",
-        "enable_dhcp": False,
-        "allocation_pools": [{"start": "172.24.4.10", "end": "172.24.4.99"}]}})
-    assert r.status_code == 201, r.text
+    public = public_network(server, dhcp=False)
     net_a = tenant_network(server, "tenant-a")
     sub_a = server.http.get(f"/v2.0/subnets?network_id={net_a['id']}").json()["subnets"][0]
     router = server.http.post("/v2.0/routers", json={"router": {
@@ -411,6 +402,34 @@ def test_router_snat_floating_ip_and_security_group_with_traffic(
         "differences"] == []
 
 
+def overlay_network(server: RunningServer) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A geneve network "overlay" of project p1 with subnet 10.77.0.0/24."""
+    r = server.http.post("/v2.0/networks", json={"network": {
+        "name": "overlay", "project_id": "p1", "provider:network_type": "geneve"}})
+    assert r.status_code == 201, r.text
+    overlay = dict(r.json()["network"])
+    r = server.http.post("/v2.0/subnets", json={"subnet": {
+        "network_id": overlay["id"], "cidr": "10.77.0.0/24", "project_id": "p1"}})
+    assert r.status_code == 201, r.text
+    return overlay, dict(r.json()["subnet"])
+
+
+def public_network(server: RunningServer, dhcp: bool) -> str:
+    """An external VLAN network "public" (VLAN 150, 172.24.4.0/24, gateway .1, pool
+    .10-.99) for routers' gateways and floating IPs; its id."""
+    r = server.http.post("/v2.0/networks", json={"network": {
+        "name": "public", "router:external": True, "provider:network_type": "vlan",
+        "provider:physical_network": "physnet1", "provider:segmentation_id": 150}})
+    assert r.status_code == 201, r.text
+    public = str(r.json()["network"]["id"])
+    r = server.http.post("/v2.0/subnets", json={"subnet": {
+        "network_id": public, "cidr": "172.24.4.0/24", "gateway_ip": "172.24.4.1",
+        "enable_dhcp": dhcp,
+        "allocation_pools": [{"start": "172.24.4.10", "end": "172.24.4.99"}]}})
+    assert r.status_code == 201, r.text
+    return public
+
+
 def bare_metal_host(server: RunningServer, o: OvnRack, network_id: str
                     ) -> tuple[Host, dict[str, Any]]:
     """A namespace "bm" on the ToR and a bare-metal port of project p1 on ``network_id``
@@ -457,15 +476,8 @@ def test_overlay_workload_reaches_bare_metal_through_a_router(
     server, o = olab
     net_a = tenant_network(server, "tenant-a")
     sub_a = server.http.get(f"/v2.0/subnets?network_id={net_a['id']}").json()["subnets"][0]
-    r = server.http.post("/v2.0/networks", json={"network": {
-        "name": "overlay", "project_id": "p1", "provider:network_type": "geneve"}})
-    assert r.status_code == 201, r.text
-    overlay = r.json()["network"]
+    overlay, sub_o = overlay_network(server)
     assert overlay["provider:network_type"] == "geneve"
-    r = server.http.post("/v2.0/subnets", json={"subnet": {
-        "network_id": overlay["id"], "cidr": "10.77.0.0/24", "project_id": "p1"}})
-    assert r.status_code == 201, r.text
-    sub_o = r.json()["subnet"]
     router = server.http.post("/v2.0/routers", json={"router": {"name": "r"}}).json()["router"]
     for sub in (sub_a, sub_o):
         r = server.http.put(f"/v2.0/routers/{router['id']}/add_router_interface",
@@ -522,27 +534,14 @@ def test_overlay_across_two_chassis(olab: tuple[RunningServer, OvnRack],
     sends the packet to the network's localnet port there, which has no bridge (the
     datapath drops it; reside-on-redirect-chassis concerns packets from the VLAN side)."""
     server, o = olab
-    r = server.http.post("/v2.0/networks", json={"network": {
-        "name": "public", "router:external": True, "provider:network_type": "vlan",
-        "provider:physical_network": "physnet1", "provider:segmentation_id": 150}})
-    assert r.status_code == 201, r.text
-    public = r.json()["network"]["id"]
-    r = server.http.post("/v2.0/subnets", json={"subnet": {
-        "network_id": public, "cidr": "172.24.4.0/24", "gateway_ip": "172.24.4.1",
-        "allocation_pools": [{"start": "172.24.4.10", "end": "172.24.4.99"}]}})
-    assert r.status_code == 201, r.text
-    overlay = server.http.post("/v2.0/networks", json={"network": {
-        "name": "overlay", "project_id": "p1", "provider:network_type": "geneve"}}
-    ).json()["network"]
-    r = server.http.post("/v2.0/subnets", json={"subnet": {
-        "network_id": overlay["id"], "cidr": "10.77.0.0/24", "project_id": "p1"}})
-    assert r.status_code == 201, r.text
+    public = public_network(server, dhcp=True)
+    overlay, overlay_subnet = overlay_network(server)
     router = server.http.post("/v2.0/routers", json={"router": {
         "name": "r", "project_id": "p1", "external_gateway_info": {"network_id": public}}}
     ).json()["router"]
     gw_ip = router["external_gateway_info"]["external_fixed_ips"][0]["ip_address"]
     r = server.http.put(f"/v2.0/routers/{router['id']}/add_router_interface",
-                        json={"subnet_id": r.json()["subnet"]["id"]})
+                        json={"subnet_id": overlay_subnet["id"]})
     assert r.status_code == 200, r.text
 
     bm = o.rack.add_host("bm", [])
@@ -604,14 +603,9 @@ def test_overlay_workload_on_a_compute_chassis_reaches_a_vlan_tenant_network(
     server, o = olab
     net_a = tenant_network(server, "tenant-a")
     sub_a = server.http.get(f"/v2.0/subnets?network_id={net_a['id']}").json()["subnets"][0]
-    overlay = server.http.post("/v2.0/networks", json={"network": {
-        "name": "overlay", "project_id": "p1", "provider:network_type": "geneve"}}
-    ).json()["network"]
-    r = server.http.post("/v2.0/subnets", json={"subnet": {
-        "network_id": overlay["id"], "cidr": "10.77.0.0/24", "project_id": "p1"}})
-    assert r.status_code == 201, r.text
+    overlay, overlay_subnet = overlay_network(server)
     router = server.http.post("/v2.0/routers", json={"router": {"name": "r"}}).json()["router"]
-    for sub in (sub_a["id"], r.json()["subnet"]["id"]):
+    for sub in (sub_a["id"], overlay_subnet["id"]):
         assert server.http.put(f"/v2.0/routers/{router['id']}/add_router_interface",
                                json={"subnet_id": sub}).status_code == 200
     bm, _port = bare_metal_host(server, o, net_a["id"])
