@@ -17,7 +17,6 @@ APT_PACKAGES=(
     e2fsprogs                             # mkfs.ext4: the demo builds its disk image
     fdisk                                 # sfdisk: the agent adds the config drive partition
     ipmitool                              # handy for checking an IPMI BMC by hand
-    kubernetes-client                     # kubectl: the Kubernetes-style API's tests (#19)
 )
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -26,6 +25,10 @@ missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# kubectl for the Kubernetes-style API's tests: Debian's kubernetes-client, unless a kubectl
+# is already there (another package, e.g. the Google Cloud SDK's, owns /usr/bin/kubectl and
+# dpkg refuses to overwrite it)
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup: installing Debian packages: ${missing[*]}"
     as_root apt-get update -qq
