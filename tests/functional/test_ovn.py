@@ -379,7 +379,8 @@ def test_router_snat_floating_ip_and_security_group_with_traffic(
         assert "outport == @neutron_pg_drop && ip" in matches
         assert wait_until(lambda: not fetch(out.ns, f"http://{fip_ip}:8000/"))
         assert reaches(out.ns, fip_ip)  # ICMP is let in
-        assert fetch(host.ns, "http://172.24.4.1:8000/")  # egress allowed, replies related
+        # egress allowed, replies related (the first SYN may meet the flows being replaced)
+        assert wait_until(lambda: fetch(host.ns, "http://172.24.4.1:8000/"))
         r = server.http.put(f"/v2.0/ports/{port['id']}", json={"port": {"security_groups": []}})
         assert r.status_code == 200, r.text
         assert wait_until(lambda: fetch(out.ns, f"http://{fip_ip}:8000/"))
@@ -512,7 +513,7 @@ def test_overlay_workload_reaches_bare_metal_through_a_router(
         icmp_only_group(server, wport["id"])
         assert wait_until(lambda: not fetch(bm.ns, f"http://{pod_ip}:8000/"))
         assert reaches(bm.ns, pod_ip)
-        assert fetch(pod.ns, f"http://{bm_ip}:8000/")  # its own egress, replies related
+        assert wait_until(lambda: fetch(pod.ns, f"http://{bm_ip}:8000/"))  # its egress
     finally:
         web_bm.stop()
         web_pod.stop()
