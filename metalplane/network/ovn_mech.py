@@ -30,6 +30,7 @@ import ipaddress
 import logging
 import threading
 from collections import defaultdict
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from metalplane.common.config import Settings
@@ -308,10 +309,12 @@ class OVNMechanismDriver(MechanismDriver):
         self.apply(ChangeSet(del_switches=[ls_name(network.id)],
                              del_dhcp=self._dhcp_keys(set(subnet_ids))))
 
-    def _dhcp_keys(self, subnet_ids: set[str]) -> list[tuple[str, str]]:
-        return [(r.external_ids["subnet_id"], r.external_ids.get("port_id", ""))
-                for r in self.nb.rows("DHCP_Options")
-                if r.external_ids.get("subnet_id") in subnet_ids]
+    def _dhcp_keys(self, subnet_ids: Collection[str] = (), port_id: str = ""
+                   ) -> list[tuple[str, str]]:
+        """The keys of our DHCP_Options rows of ``subnet_ids``, or of port ``port_id``."""
+        keys = (dhcp_key(r) for r in self.nb.rows("DHCP_Options"))
+        return [k for k in keys if k is not None
+                and (k[0] in subnet_ids or (port_id and k[1] == port_id))]
 
     def subnet_postcommit(self, subnet: Subnet) -> None:
         """A subnet was created or changed: its DHCP options, and the ports of its network
@@ -342,11 +345,7 @@ class OVNMechanismDriver(MechanismDriver):
 
     def delete_port_postcommit(self, port: NetworkPort) -> None:
         self.apply(ChangeSet(del_ports=[(ls_name(port.network_id), port.id)],
-                             del_dhcp=[k for k in self._dhcp_keys_of_port(port)]))
-
-    def _dhcp_keys_of_port(self, port: NetworkPort) -> list[tuple[str, str]]:
-        return [(r.external_ids["subnet_id"], port.id) for r in self.nb.rows("DHCP_Options")
-                if r.external_ids.get("port_id") == port.id]
+                             del_dhcp=self._dhcp_keys(port_id=port.id)))
 
     def bind_port(self, ctx: PortContext) -> Binding | None:
         """Ports that are not bare metal are bound by OVN itself: ovn-controller claims the
