@@ -12,7 +12,11 @@ networking-generic-switch's ACL support does on hardware switches):
   two filtered nodes on one VLAN are each filtered;
 - stateful groups use conntrack (``ct()``, one zone per switch port; the userspace
   datapath has its own conntrack): replies and related packets of allowed connections
-  pass, new connections need a rule, invalid packets drop;
+  pass, new connections need a rule, invalid packets drop. A port's zone is
+  :data:`ZONE_BASE` + its OpenFlow port number: conntrack zones are shared by every
+  bridge of one datapath, and an ovn-controller on the same ovs-vswitchd (the lab's
+  gateway chassis) hands out zones from 1 upwards to its logical ports and routers; a
+  shared zone let OVN's SNAT find the ToR's entry for the same connection and skip NAT;
 - IPv4/IPv6 matching no rule is dropped; ARP (and any other non-IP frame), DHCP from the
   node's client and to it from a server, and IPv6 neighbour discovery / MLD always pass;
   broadcast and multicast IP to the node is not filtered (its MAC is not the destination);
@@ -73,6 +77,7 @@ LOG = logging.getLogger(__name__)
 
 COOKIE_BASE = 0x4D50 << 48  # "MP": every flow of this module; the low 48 bits name the port
 COOKIE_MASK = 0xFFFF << 48
+ZONE_BASE = 0xF000  # conntrack zones 61440..65535, above those ovn-controller hands out
 TABLE_EGRESS = 10  # from the node, after ct() in its zone
 TABLE_TO_NODE = 11  # allowed so far: on to the destination's ingress check, else NORMAL
 TABLE_INGRESS = 12  # to the node, after ct() in its zone
@@ -186,6 +191,16 @@ class PortAcl:
     @property
     def cookie(self) -> int:
         return cookie_of(self.port_name)
+
+
+def zone_of(switch: str, ofport: int) -> int:
+    """The conntrack zone (16 bits, ovs-fields(7) ``ct_zone``) of the switch port numbered
+    ``ofport``: :data:`ZONE_BASE` + ``ofport``. Raises :class:`SwitchError` for a port
+    number of 4096 or more, which has no zone in that range."""
+    if not 0 < ofport < 0x10000 - ZONE_BASE:
+        raise SwitchError(f"switch {switch}: OpenFlow port {ofport} is beyond the "
+                          f"{0x10000 - ZONE_BASE - 1} ports a ToR ACL can filter")
+    return ZONE_BASE + ofport
 
 
 def shared_flows() -> list[str]:
@@ -508,7 +523,7 @@ class TorAcl:
                 port_name=place.port_name, ofports=nums,
                 macs=tuple(sorted({port.mac_address.lower()} | {
                     m for i in place.interfaces for m in macs.get(i, ())})),
-                zone=nums[0], stateful=any(groups[g].stateful for g in mine if g in groups),
+                zone=zone_of(sw.name, nums[0]), stateful=any(groups[g].stateful for g in mine if g in groups),
                 rules=tuple(AclRule.from_row(r, lambda g: member_ips.get(g, []))
                             for r in rules if r.security_group_id in mine))
         return out

@@ -379,7 +379,8 @@ def test_router_snat_floating_ip_and_security_group_with_traffic(
         assert "outport == @neutron_pg_drop && ip" in matches
         assert wait_until(lambda: not fetch(out.ns, f"http://{fip_ip}:8000/"))
         assert reaches(out.ns, fip_ip)  # ICMP is let in
-        # egress allowed, replies related (the first SYN may meet the flows being replaced)
+        # egress allowed, replies related (tracked by the ToR ACL and by OVN's SNAT, each
+        # in zones of its own: a shared zone once made SNAT skip the connection)
         assert wait_until(lambda: fetch(host.ns, "http://172.24.4.1:8000/"))
         r = server.http.put(f"/v2.0/ports/{port['id']}", json={"port": {"security_groups": []}})
         assert r.status_code == 200, r.text

@@ -15,12 +15,14 @@ from metalplane.network.ovs import SwitchError
 from metalplane.network.tor_acl import (
     COOKIE_BASE,
     COOKIE_MASK,
+    ZONE_BASE,
     AclRule,
     Ofctl,
     PortAcl,
     cookie_of,
     openflow_address,
     port_flows,
+    zone_of,
     port_masks,
     rule_matches,
     shared_flows,
@@ -145,6 +147,14 @@ def test_stateless_port_flows_and_bonds() -> None:
     assert any("in_port=4,ip," in f for f in flows) and any("in_port=7,ipv6," in f
                                                             for f in flows)
     assert any("ct_zone=4,ip,nw_proto=1,nw_src=10.66.0.0/24,actions=NORMAL" in f for f in flows)
+
+
+def test_zones_stay_clear_of_those_ovn_hands_out() -> None:
+    # ovn-controller on the same datapath allocates zones from 1 upwards
+    assert zone_of("tor", 3) == ZONE_BASE + 3 > 60000
+    assert zone_of("tor", 0xFFF) == 0xFFFF
+    with pytest.raises(SwitchError, match="OpenFlow port 4096"):
+        zone_of("tor", 0x1000)
 
 
 def test_cookies() -> None:
