@@ -391,10 +391,12 @@ class SwitchPortBinding(_Timestamps, Base):
 
 
 class KubeObject(Base):
-    """One object of the Kubernetes-style API (a Namespace, Secret or BareMetalHost): its
-    metadata and the part a user writes (``body``: a host's ``spec``, a Secret's ``type``
-    and its ``data`` sealed as one secret). A host's status is never stored: it is computed
-    from its node (``node_uuid``)."""
+    """One object of the Kubernetes-style API (a Namespace, Secret, BareMetalHost, ...): its
+    metadata, the part a user writes (``body``: a host's ``spec``, a Secret's ``type``
+    and its ``data`` sealed as one secret) and the part metalplane writes (``status``, the
+    status subresource; a host's is computed from its node, ``node_uuid``).
+    ``deleted_at`` is Kubernetes' ``metadata.deletionTimestamp``: set while finalizers hold
+    a deletion back."""
 
     __tablename__ = "kube_objects"
     __table_args__ = (sa.UniqueConstraint("kind", "namespace", "name", name="uniq_kube_name"),)
@@ -411,6 +413,9 @@ class KubeObject(Base):
     annotations: Mapped[dict[str, Any]] = mapped_column(default=dict)
     finalizers: Mapped[list[str]] = mapped_column(default=list)
     body: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[dict[str, Any]] = mapped_column(default=dict,
+                                                   server_default=sa.text("'{}'"))
+    deleted_at: Mapped[dt.datetime | None] = mapped_column()
     node_uuid: Mapped[str | None] = mapped_column(sa.String(36))
 
 
