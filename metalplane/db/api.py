@@ -8,6 +8,11 @@ Functions take a :class:`~metalplane.db.engine.Database` or a session and return
 objects detached from their session. Node locks are *reservations*: a conditional
 ``UPDATE nodes SET reservation=… WHERE reservation IS NULL``, which is atomic on SQLite
 and PostgreSQL alike, so several conductors can share one database.
+
+A change of a node's fields (:func:`update_node`, :func:`release_node` with values,
+:func:`destroy_node`) is announced to the ``"nodes"`` listeners
+(:mod:`metalplane.db.listeners`; no arguments), so a view kept from nodes (the
+BareMetalHosts' status) follows at once without the conductor knowing of it.
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 
 from metalplane.common.exceptions import Conflict, Invalid, NodeLocked, NotFound
 from metalplane.db.engine import Database
+from metalplane.db.listeners import notify
 from metalplane.db.models import Allocation, Conductor, Node, Port, Portgroup, utcnow
 
 __all__ = [
+    "NODES_TOPIC",
     "allocate_node",
     "allocation_candidates",
     "create_allocation",
@@ -54,6 +61,8 @@ __all__ = [
     "update_node",
     "update_row",
 ]
+
+NODES_TOPIC = "nodes"  # listeners told of a node's change (metalplane.db.listeners)
 
 NODE_SORT_KEYS = ("id", "uuid", "name", "created_at", "updated_at", "provision_state",
                   "power_state", "driver", "conductor_group", "owner", "resource_class")
@@ -261,6 +270,7 @@ def update_node(db: Database, node_id: int, values: dict[str, Any],
     if not rows:
         raise Conflict(f"node {node_id} changed under this update; try again")
     node: Node = _detached(Node, rows[0])
+    notify(db, NODES_TOPIC)
     return node
 
 
@@ -271,6 +281,7 @@ def destroy_node(db: Database, node_id: int) -> None:
         s.execute(sa.delete(Port).where(Port.node_id == node_id))
         s.execute(sa.delete(Portgroup).where(Portgroup.node_id == node_id))
         s.execute(sa.delete(Node).where(Node.id == node_id))
+    notify(db, NODES_TOPIC)
 
 
 # ---- locks ---------------------------------------------------------------------------
@@ -321,6 +332,8 @@ def release_node(db: Database, node_id: int, host: str,
     extra = {**values, "updated_at": utcnow()} if values else {}
     db.execute(_node_release(tuple(sorted(extra))),
                {**_set_params(extra), "_id": node_id, "_host": host}, write=True)
+    if extra:
+        notify(db, NODES_TOPIC)
 
 
 # ---- conductors ----------------------------------------------------------------------

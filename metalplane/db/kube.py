@@ -4,13 +4,24 @@ kind, namespace and name, with Kubernetes' optimistic concurrency.
 Every write takes the next value of one counter (``kube_revision``) as the object's
 ``resourceVersion``, in the same transaction, so versions only grow and a write that names
 a stale one is refused (Kubernetes API conventions, "Concurrency Control and
-Consistency"). This module knows nothing of the objects' contents (``body`` is opaque);
-validation lives in :mod:`metalplane.conductor.hosts` and the API.
+Consistency"). This module knows nothing of the objects' contents (``body`` and
+``status`` are opaque); validation lives in :mod:`metalplane.conductor.hosts` and the API.
+
+Every write (create, update, status, delete) ends in one hook: a :class:`KubeChange` to
+the ``"kube_objects"`` listeners of :mod:`metalplane.db.listeners` (the watch hub), after
+the commit and in ``resourceVersion`` order (this process's writes of one store take turns
+on a lock, write and hook together). ``generation`` grows only when ``body`` (what a user
+writes) changes, never for ``status`` or metadata (Kubernetes API conventions, "Metadata").
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import uuid as uuidlib
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,10 +30,58 @@ from sqlalchemy.orm import Session
 
 from metalplane.common.exceptions import Conflict, NotFound
 from metalplane.db.engine import Database
-from metalplane.db.models import KubeObject, KubeRevision
+from metalplane.db.listeners import notify
+from metalplane.db.models import KubeObject, KubeRevision, Node
 
-__all__ = ["AlreadyExists", "StaleVersion", "kube_create", "kube_delete", "kube_get",
-           "kube_list", "kube_update"]
+__all__ = [
+    "TOPIC",
+    "AlreadyExists",
+    "KubeChange",
+    "StaleVersion",
+    "kube_by_ids",
+    "kube_create",
+    "kube_delete",
+    "kube_get",
+    "kube_list",
+    "kube_revision",
+    "kube_set_statuses",
+    "kube_snapshot",
+    "kube_stamps",
+    "kube_update",
+    "node_stamps",
+]
+
+TOPIC = "kube_objects"  # the listeners' topic (metalplane.db.listeners)
+
+
+@dataclass(frozen=True)
+class KubeChange:
+    """One committed write: ``type`` ``ADDED``, ``MODIFIED`` or ``DELETED`` (a watch
+    event's names), ``obj`` the object after it (detached; for ``DELETED`` as it was, with
+    the deletion's ``resource_version``; listeners must not change it), ``prev_labels``
+    its labels before a ``MODIFIED`` (a label selector's watch turns a change of labels
+    into ``ADDED``/``DELETED``)."""
+
+    type: str
+    obj: KubeObject
+    prev_labels: dict[str, Any] | None = None
+
+
+_ORDER_LOCK = threading.Lock()
+_ORDER: weakref.WeakKeyDictionary[Database, threading.Lock] = weakref.WeakKeyDictionary()
+
+
+@contextlib.contextmanager
+def _ordered(db: Database) -> Iterator[list[KubeChange]]:
+    """A write and its hook as one turn: the changes the block appends are announced
+    after its transaction committed, before the next write of ``db`` in this process."""
+    with _ORDER_LOCK:
+        lock = _ORDER.setdefault(db, threading.Lock())
+    with lock:
+        changes: list[KubeChange] = []
+        yield changes
+        for change in changes:
+            notify(db, TOPIC, change)
 
 
 class AlreadyExists(Conflict):
@@ -35,9 +94,10 @@ class StaleVersion(Conflict):
     reason Conflict)."""
 
 
-def _next_revision(s: Session) -> int:
+def _next_revision(s: Session, count: int = 1) -> int:
+    """Take ``count`` versions; returns the last (the first is ``last - count + 1``)."""
     s.execute(sa.update(KubeRevision).where(KubeRevision.id == 1)
-              .values(value=KubeRevision.value + 1))
+              .values(value=KubeRevision.value + count))
     return int(s.execute(sa.select(KubeRevision.value).where(KubeRevision.id == 1))
                .scalar_one())
 
@@ -71,46 +131,132 @@ def kube_list(db: Database, kind: str, namespace: str | None = None,
         return list(s.execute(q.order_by(KubeObject.namespace, KubeObject.name)).scalars())
 
 
+def kube_stamps(db: Database, kind: str) -> list[tuple[int, str | None, int]]:
+    """``(id, node_uuid, generation)`` of every object of ``kind``: one light query (no
+    JSON decoded), to find whose spec changed since a pass."""
+    q = sa.select(KubeObject.id, KubeObject.node_uuid, KubeObject.generation).where(
+        KubeObject.kind == kind)
+    rows: list[Any] = db.execute(q)
+    return [(int(i), u, int(g)) for i, u, g in rows]
+
+
+def node_stamps(db: Database) -> dict[str, Any]:
+    """``{node uuid: updated_at}`` of every node: one light query."""
+    rows: list[Any] = db.execute(sa.select(Node.uuid, Node.updated_at))
+    return {u: t for u, t in rows}
+
+
+def kube_by_ids(db: Database, ids: list[int]) -> list[KubeObject]:
+    """The objects whose ``id`` is in ``ids`` (any order; those gone are left out)."""
+    out: list[KubeObject] = []
+    with db.read() as s:
+        for start in range(0, len(ids), 500):  # SQLite's bound-parameter limit
+            out.extend(s.execute(sa.select(KubeObject).where(
+                KubeObject.id.in_(ids[start:start + 500]))).scalars())
+    return out
+
+
+def kube_revision(db: Database) -> int:
+    """The store's latest ``resourceVersion`` (0 before any write)."""
+    with db.read() as s:
+        return int(s.execute(sa.select(KubeRevision.value).where(KubeRevision.id == 1))
+                   .scalar_one_or_none() or 0)
+
+
+def kube_snapshot(db: Database, kind: str, namespace: str | None = None,
+                  name: str | None = None) -> tuple[list[KubeObject], int]:
+    """:func:`kube_list` and the store's ``resourceVersion`` read in one transaction: the
+    objects are exactly those of that version (a list's ``metadata.resourceVersion``, from
+    which a watch goes on)."""
+    q = sa.select(KubeObject).where(KubeObject.kind == kind)
+    if namespace is not None:
+        q = q.where(KubeObject.namespace == namespace)
+    if name is not None:
+        q = q.where(KubeObject.name == name)
+    with db.read() as s:
+        s.connection()  # the transaction (and, on SQLite, its snapshot) begins here
+        rv = int(s.execute(sa.select(KubeRevision.value).where(KubeRevision.id == 1))
+                 .scalar_one_or_none() or 0)
+        objs = list(s.execute(q.order_by(KubeObject.namespace, KubeObject.name)).scalars())
+        return objs, rv
+
+
 def kube_create(db: Database, kind: str, namespace: str, name: str,
                 **values: Any) -> KubeObject:
     """Insert an object; ``values`` are further columns (``labels``, ``annotations``,
-    ``finalizers``, ``body``, ``node_uuid``). Raises :class:`AlreadyExists`."""
-    try:
-        with db.write() as s:
-            obj = KubeObject(kind=kind, namespace=namespace, name=name,
-                             uid=str(uuidlib.uuid4()), generation=1,
-                             resource_version=_next_revision(s), **values)
-            s.add(obj)
-            s.flush()
-            return obj
-    except IntegrityError:
-        raise AlreadyExists(f'{kind} "{name}" already exists') from None
+    ``finalizers``, ``body``, ``status``, ``node_uuid``). Raises :class:`AlreadyExists`."""
+    with _ordered(db) as changes:
+        try:
+            with db.write() as s:
+                obj = KubeObject(kind=kind, namespace=namespace, name=name,
+                                 uid=str(uuidlib.uuid4()), generation=1,
+                                 resource_version=_next_revision(s), **values)
+                s.add(obj)
+                s.flush()
+        except IntegrityError:
+            raise AlreadyExists(f'{kind} "{name}" already exists') from None
+        changes.append(KubeChange("ADDED", obj))
+        return obj
 
 
 def kube_update(db: Database, kind: str, namespace: str, name: str,
                 resource_version: int | None, **values: Any) -> KubeObject:
     """Replace the given columns of an object; its ``generation`` grows when ``body``
-    changes. ``resource_version`` None skips the check (a patch applies to the current
-    object). Raises :class:`NotFound`, :class:`StaleVersion`."""
-    with db.write() as s:
-        obj = _one(s, kind, namespace, name)
-        if resource_version is not None and resource_version != obj.resource_version:
-            raise StaleVersion(
-                f'Operation cannot be fulfilled on {kind.lower()} "{name}": the object has '
-                "been modified; please apply your changes to the latest version and try "
-                "again")
-        if "body" in values and values["body"] != obj.body:
-            obj.generation += 1
-        for key, value in values.items():
-            setattr(obj, key, value)
-        obj.resource_version = _next_revision(s)
-        s.flush()
+    changes (not for ``status``, labels, annotations or finalizers). ``resource_version``
+    None skips the check (a patch applies to the current object). Raises
+    :class:`NotFound`, :class:`StaleVersion`."""
+    with _ordered(db) as changes:
+        with db.write() as s:
+            obj = _one(s, kind, namespace, name)
+            if resource_version is not None and resource_version != obj.resource_version:
+                raise StaleVersion(
+                    f'Operation cannot be fulfilled on {kind.lower()} "{name}": the object '
+                    "has been modified; please apply your changes to the latest version and "
+                    "try again")
+            prev_labels = dict(obj.labels or {})
+            if "body" in values and values["body"] != obj.body:
+                obj.generation += 1
+            for key, value in values.items():
+                setattr(obj, key, value)
+            obj.resource_version = _next_revision(s)
+            s.flush()
+        changes.append(KubeChange("MODIFIED", obj, prev_labels))
         return obj
 
 
+def kube_set_statuses(db: Database, statuses: dict[int, dict[str, Any]]
+                      ) -> list[KubeObject]:
+    """Write ``status`` of each object (by ``id``: ``{id: status}``) in one transaction,
+    each with a ``resourceVersion`` of its own and its ``generation`` unchanged (the
+    status subresource). Objects deleted meanwhile are skipped. Returns those written."""
+    if not statuses:
+        return []
+    out: list[KubeObject] = []
+    with _ordered(db) as changes:
+        with db.write() as s:
+            ids = sorted(statuses)
+            for start in range(0, len(ids), 500):  # SQLite's bound-parameter limit
+                out.extend(s.execute(sa.select(KubeObject).where(
+                    KubeObject.id.in_(ids[start:start + 500]))).scalars())
+            if out:
+                first = _next_revision(s, len(out)) - len(out) + 1
+                for rv, obj in enumerate(out, start=first):
+                    obj.status = statuses[obj.id]
+                    obj.resource_version = rv
+            s.flush()
+        changes.extend(KubeChange("MODIFIED", o, dict(o.labels or {})) for o in out)
+    return out
+
+
 def kube_delete(db: Database, kind: str, namespace: str, name: str) -> KubeObject:
-    """Delete an object and return it as it was. Raises :class:`NotFound`."""
-    with db.write() as s:
-        obj = _one(s, kind, namespace, name)
-        s.delete(obj)
+    """Delete an object and return it as it was, with the deletion's
+    ``resource_version``. Raises :class:`NotFound`."""
+    with _ordered(db) as changes:
+        with db.write() as s:
+            obj = _one(s, kind, namespace, name)
+            rv = _next_revision(s)
+            s.delete(obj)
+            s.flush()
+        obj.resource_version = rv
+        changes.append(KubeChange("DELETED", obj))
         return obj
