@@ -6,7 +6,9 @@ the Secret ``spec.bmc.credentialsName``) with a port for ``spec.bootMACAddress``
 level-based reconcile (:meth:`KubeStore.reconcile_once`, run by a thread) takes one
 lifecycle step at a time towards ``available`` (manage, inspect, provide), or adopts it
 when ``spec.externallyProvisioned``. Its status is computed from the node
-(:func:`metalplane.common.metal3.host_status`), never stored.
+(:func:`metalplane.common.metal3.host_status`) and stored by the status writer
+(:mod:`metalplane.conductor.kube_status`) whenever it changes; every write reaches the
+watch hub (:mod:`metalplane.conductor.kube_watch`).
 
 Secrets keep their ``data`` sealed (Fernet, as driver_info passwords) and decrypt it only
 for the API's GET and for enrolling. This module holds the rules; HTTP shapes (Status,
@@ -28,6 +30,8 @@ from typing import Any
 from metalplane.common.bmc_address import parse_bmc_address
 from metalplane.common.exceptions import Conflict, Invalid, MetalplaneError, NotFound
 from metalplane.common.metal3 import host_status
+from metalplane.conductor.kube_status import StatusWriter
+from metalplane.conductor.kube_watch import WatchHub
 from metalplane.conductor.manager import Conductor
 from metalplane.conductor.resources import DELETE_ALLOWED, NodeResources
 from metalplane.db import api as db_api
@@ -37,6 +41,7 @@ from metalplane.db.kube import (
     kube_delete,
     kube_get,
     kube_list,
+    kube_snapshot,
     kube_update,
 )
 from metalplane.db.models import KubeObject, Node
@@ -142,6 +147,8 @@ class KubeStore:
         self._stop = threading.Event()
         self._kick = threading.Event()
         self._thread: threading.Thread | None = None
+        self.hub = WatchHub(self.db)
+        self.status_writer = StatusWriter(self.db, BMH, self.computed_status)
 
     def ensure_namespaces(self) -> None:
         """Create the built-in namespaces (``default``, ``kube-system``) if missing."""
@@ -160,6 +167,12 @@ class KubeStore:
     def list_objects(self, kind: str, namespace: str | None = None,
              name: str | None = None) -> list[KubeObject]:
         return kube_list(self.db, kind, namespace, name)
+
+    def snapshot(self, kind: str, namespace: str | None = None,
+                 name: str | None = None) -> tuple[list[KubeObject], int]:
+        """The objects and the store's ``resourceVersion`` they are at (one read)."""
+        objs, rv = kube_snapshot(self.db, kind, namespace, name)
+        return (self.with_status(objs) if kind == BMH else objs), rv
 
     def _check_namespace(self, namespace: str) -> None:
         try:
@@ -380,10 +393,27 @@ class KubeStore:
                 self.res.delete_node(node.uuid)
         return kube_delete(self.db, BMH, namespace, name)
 
+    def with_status(self, objs: list[KubeObject]) -> list[KubeObject]:
+        """``objs`` (hosts), those whose stored status is still empty given it now."""
+        return self.status_writer.fill(objs)
+
+    def replace_status(self, namespace: str, name: str, rv: int | None,
+                       status: dict[str, Any]) -> KubeObject:
+        """Write a host's status subresource as given (spec and ``generation``
+        untouched; the status writer overwrites it once the node or the spec changes).
+        Raises :class:`FieldInvalid`, :class:`NotFound`, ``StaleVersion``."""
+        if not isinstance(status, dict):
+            raise FieldInvalid("status", "must be an object")
+        return kube_update(self.db, BMH, namespace, name, rv, status=status)
+
     def status(self, obj: KubeObject) -> dict[str, Any]:
-        """The host's status from its node (see :func:`host_status`)."""
+        """The host's stored status (computed and stored first if still empty)."""
+        return dict(self.with_status([obj])[0].status or {})
+
+    def computed_status(self, obj: KubeObject, node: Node | None) -> dict[str, Any]:
+        """The host's status from its node (see :func:`host_status`; an error status
+        when the node is gone)."""
         spec = (obj.body or {}).get("spec") or {}
-        node = self._node(obj)
         if node is None:
             return {"operationalStatus": "error", "errorType": "registration error",
                     "errorMessage": "its node no longer exists",
@@ -392,15 +422,8 @@ class KubeStore:
         return host_status(node, spec, obj.namespace)
 
     def statuses(self, objs: list[KubeObject]) -> list[dict[str, Any]]:
-        """:meth:`status` of each of ``objs``, reading all their nodes at once."""
-        nodes = {n.uuid: n for n in db_api.rows_where(self.db, Node)} if objs else {}
-        out = []
-        for obj in objs:
-            node = nodes.get(obj.node_uuid or "")
-            spec = (obj.body or {}).get("spec") or {}
-            out.append(host_status(node, spec, obj.namespace) if node is not None
-                       else self.status(obj))
-        return out
+        """:meth:`status` of each of ``objs`` (those still empty filled at once)."""
+        return [dict(o.status or {}) for o in self.with_status(objs)]
 
     def _node(self, obj: KubeObject) -> Node | None:
         if not obj.node_uuid:
@@ -461,6 +484,8 @@ class KubeStore:
         """Create the built-in namespaces, then start the reconcile thread (a migrated
         store is needed)."""
         self.ensure_namespaces()
+        self.hub.start()
+        self.status_writer.start()
         if self._thread is None:
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="bmh-reconcile",
@@ -468,6 +493,8 @@ class KubeStore:
             self._thread.start()
 
     def stop(self) -> None:
+        self.hub.stop()
+        self.status_writer.stop()
         self._stop.set()
         self._kick.set()
         if self._thread is not None:
