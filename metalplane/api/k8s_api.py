@@ -11,7 +11,11 @@ concurrency control, merge patch) and Metal3's ``baremetalhost_types.go`` (its
 printer columns). ``metalkube.org/v1alpha1`` (the group of Metal3's first demo) serves
 the same hosts as ``metal3.io/v1alpha1``.
 
-Not served yet (answered with a ``Status``): watch, strategic merge patch (415, as
+Watches (``?watch=true`` on every list) are :mod:`metalplane.api.k8s_watch`'s; a host's
+``status`` is the status subresource (``.../baremetalhosts/{name}/status``), written by
+metalplane, ignored in the main resource's PUT and PATCH as kube-apiserver does.
+
+Not served yet (answered with a ``Status``): strategic merge patch (415, as
 kube-apiserver answers for custom resources), ``/openapi/v2`` (404: use
 ``kubectl --validate=false``), MachineSets and Machines.
 """
@@ -35,6 +39,7 @@ from metalplane import __version__
 from metalplane.api import policy
 from metalplane.api.app import _BLOCKING
 from metalplane.api.auth import TooManyAttempts, UsersFile
+from metalplane.api.k8s_watch import WatchBadRequest, WatchSpec, is_watch, watch_response
 from metalplane.common.exceptions import (
     Conflict,
     Forbidden,
@@ -50,7 +55,7 @@ __all__ = ["GROUPS", "KubeError", "create_k8s_app", "human_duration", "match_lab
 
 GROUPS = ("metal3.io", "metalkube.org")  # the second: an alias serving the same hosts
 VERSION = "v1alpha1"
-_VERBS = ["create", "delete", "get", "list", "patch", "update"]
+_VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 _OBJECT_META = {"name", "namespace", "labels", "annotations", "finalizers",
                 "resourceVersion", "uid", "generation", "creationTimestamp", "selfLink",
                 "managedFields", "ownerReferences", "generateName", "deletionTimestamp",
@@ -271,7 +276,7 @@ class _Docs:
              ) -> dict[str, Any]:
         return {"apiVersion": f"{group}/{VERSION}", "kind": BMH, "metadata": _metadata(obj),
                 "spec": (obj.body or {}).get("spec") or {},
-                "status": status_ if status_ is not None else self.store.status(obj)}
+                "status": status_ if status_ is not None else dict(obj.status or {})}
 
     def secret(self, obj: Any) -> dict[str, Any]:
         doc = {"apiVersion": "v1", "kind": SECRET, "metadata": _metadata(obj),
@@ -309,16 +314,23 @@ _NS_COLUMNS = [("Name", "string", "name", "Name"), ("Status", "string", "", "Pha
                ("Age", "date", "", "Age")]
 
 
+def _columns(columns: list[tuple[str, str, str, str]]) -> list[dict[str, Any]]:
+    return [{"name": n, "type": t, "format": f, "description": d, "priority": 0}
+            for n, t, f, d in columns]
+
+
+def _row_object(obj: Any) -> dict[str, Any]:
+    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+            "metadata": _metadata(obj)}
+
+
 def _table(columns: list[tuple[str, str, str, str]], rows: list[tuple[Any, list[Any]]],
            rv: int) -> dict[str, Any]:
     """A ``meta.k8s.io/v1`` ``Table``, each row's object as ``PartialObjectMetadata``."""
     return {"kind": "Table", "apiVersion": "meta.k8s.io/v1",
             "metadata": {"resourceVersion": str(rv)},
-            "columnDefinitions": [{"name": n, "type": t, "format": f, "description": d,
-                                   "priority": 0} for n, t, f, d in columns],
-            "rows": [{"cells": cells, "object": {
-                "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                "metadata": _metadata(obj)}} for obj, cells in rows]}
+            "columnDefinitions": _columns(columns),
+            "rows": [{"cells": cells, "object": _row_object(obj)} for obj, cells in rows]}
 
 
 def _age(obj: Any) -> str:
@@ -450,6 +462,9 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
         doc: dict[str, Any] = {"name": name, "singularName": kind.lower(),
                                "namespaced": namespaced, "kind": kind, "verbs": _VERBS,
                                "shortNames": short}
+        if "/" in name:  # a subresource
+            doc.update(singularName="", verbs=["get", "patch", "update"])
+            del doc["shortNames"]
         if categories:
             doc["categories"] = categories
         return doc
@@ -488,7 +503,8 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
                     # the alias group has no short names: "bmh" means metal3.io's
                     _resource("baremetalhosts", BMH, True,
                               ["bmh", "bmhost"] if group == GROUPS[0] else [],
-                              ["metal3"] if group == GROUPS[0] else None)]}
+                              ["metal3"] if group == GROUPS[0] else None),
+                    _resource("baremetalhosts/status", BMH, True, [])]}
 
     # ------------------------------------------------------------ shared handlers
     async def _body(request: Request, kind: str, group: str,
@@ -529,24 +545,40 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
             raise KubeError(400, f"metadata.resourceVersion: Invalid value: {raw!r}: must "
                             "be the resourceVersion of a GET") from None
 
-    def _filtered(request: Request, objs: list[Any]) -> list[Any]:
+    def _selector(request: Request) -> Callable[[Any, dict[str, Any]], bool]:
+        """Whether an object with given labels passes the request's ``labelSelector``
+        and ``fieldSelector``. Raises :class:`KubeError` 400 for one that does not
+        parse."""
         labels = request.query_params.get("labelSelector") or ""
         fields = _field_filter(request.query_params.get("fieldSelector") or "")
-        if request.query_params.get("watch") in ("true", "1"):
-            raise KubeError(405, "watch is not served yet by metalplane's Kubernetes-style "
-                            "API (list and poll instead)", "MethodNotAllowed")
-        out = []
-        for obj in objs:
-            if labels and not match_labels(labels, obj.labels or {}):
-                continue
+        match_labels(labels, {})  # a selector that does not parse: 400 now, not mid-stream
+
+        def matches(obj: Any, obj_labels: dict[str, Any]) -> bool:
+            if labels and not match_labels(labels, obj_labels):
+                return False
             values = {"metadata.name": obj.name, "metadata.namespace": obj.namespace}
-            if all((values[f] == v) == eq for f, eq, v in fields):
-                out.append(obj)
-        return out
+            return all((values[f] == v) == eq for f, eq, v in fields)
+        return matches
+
+    def _filtered(request: Request, objs: list[Any]) -> list[Any]:
+        matches = _selector(request)
+        return [o for o in objs if matches(o, o.labels or {})]
+
+    def _watch(request: Request, kind: str, namespace: str | None,
+               render: Callable[[Any], dict[str, Any]],
+               columns: list[tuple[str, str, str, str]],
+               cells: Callable[[Any], list[Any]]) -> Response:
+        """The watch ``request`` asks for (``?watch=true``) of ``kind``."""
+        spec = WatchSpec(kind=kind, render=render, columns=_columns(columns), cells=cells,
+                         row_object=_row_object, matches=_selector(request),
+                         snapshot=lambda ns: store.snapshot(kind, ns))
+        try:
+            return watch_response(request, store.hub, spec, namespace)
+        except WatchBadRequest as exc:
+            raise KubeError(400, str(exc), "BadRequest") from None
 
     def _list_doc(kind: str, api_version: str, items: list[dict[str, Any]],
-                  objs: list[Any]) -> dict[str, Any]:
-        rv = max((o.resource_version for o in objs), default=0)
+                  rv: int) -> dict[str, Any]:
         return {"apiVersion": api_version, "kind": f"{kind}List",
                 "metadata": {"resourceVersion": str(rv)}, "items": items}
 
@@ -573,11 +605,14 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
     # ------------------------------------------------------------ namespaces
     @app.get("/api/v1/namespaces")
     async def list_namespaces(request: Request) -> Any:
-        objs = _filtered(request, await _blocking(NAMESPACE, "", store.list_objects, NAMESPACE))
-        rv = max((o.resource_version for o in objs), default=0)
+        if is_watch(request):
+            return _watch(request, NAMESPACE, None, docs.namespace, _NS_COLUMNS,
+                          lambda o: [o.name, "Active", _age(o)])
+        objs, rv = await _blocking(NAMESPACE, "", store.snapshot, NAMESPACE)
+        objs = _filtered(request, objs)
         if _wants_table(request):
             return _table(_NS_COLUMNS, [(o, [o.name, "Active", _age(o)]) for o in objs], rv)
-        return _list_doc(NAMESPACE, "v1", [docs.namespace(o) for o in objs], objs)
+        return _list_doc(NAMESPACE, "v1", [docs.namespace(o) for o in objs], rv)
 
     @app.get("/api/v1/namespaces/{name}")
     async def get_namespace(name: str, request: Request) -> Any:
@@ -605,12 +640,14 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
                 len(store.secret_data(obj)), _age(obj)]
 
     async def _list_secrets(request: Request, namespace: str | None) -> Any:
-        objs = _filtered(request, await _blocking(SECRET, "", store.list_objects, SECRET,
-                                                  namespace))
+        if is_watch(request):
+            return _watch(request, SECRET, namespace, docs.secret, _SECRET_COLUMNS,
+                          _secret_cells)
+        objs, rv = await _blocking(SECRET, "", store.snapshot, SECRET, namespace)
+        objs = _filtered(request, objs)
         if _wants_table(request):
-            return _table(_SECRET_COLUMNS, [(o, _secret_cells(o)) for o in objs],
-                          max((o.resource_version for o in objs), default=0))
-        return _list_doc(SECRET, "v1", [docs.secret(o) for o in objs], objs)
+            return _table(_SECRET_COLUMNS, [(o, _secret_cells(o)) for o in objs], rv)
+        return _list_doc(SECRET, "v1", [docs.secret(o) for o in objs], rv)
 
     @app.get("/api/v1/secrets")
     async def list_all_secrets(request: Request) -> Any:
@@ -672,15 +709,15 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
 
     async def _list_hosts(request: Request, group: str, namespace: str | None) -> Any:
         _group(group)
-        objs = _filtered(request, await _blocking(BMH, "", store.list_objects, BMH, namespace))
-        statuses = await _blocking(BMH, "", store.statuses, objs)
+        if is_watch(request):
+            return _watch(request, BMH, namespace, lambda o: docs.host(o, group),
+                          _BMH_COLUMNS, lambda o: _host_cells(o, o.status or {}))
+        objs, rv = await _blocking(BMH, "", store.snapshot, BMH, namespace)
+        objs = _filtered(request, objs)
         if _wants_table(request):
-            return _table(_BMH_COLUMNS, [(o, _host_cells(o, s)) for o, s in
-                                         zip(objs, statuses, strict=True)],
-                          max((o.resource_version for o in objs), default=0))
-        return _list_doc(BMH, f"{group}/{VERSION}",
-                         [docs.host(o, group, s) for o, s in zip(objs, statuses, strict=True)],
-                         objs)
+            return _table(_BMH_COLUMNS, [(o, _host_cells(o, o.status or {})) for o in objs],
+                          rv)
+        return _list_doc(BMH, f"{group}/{VERSION}", [docs.host(o, group) for o in objs], rv)
 
     @app.get(f"/apis/{{group}}/{VERSION}/baremetalhosts")
     async def list_all_hosts(group: str, request: Request) -> Any:
@@ -702,10 +739,11 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
     async def get_host(group: str, namespace: str, name: str, request: Request) -> Any:
         _group(group)
         obj = await _blocking(BMH, name, store.get, BMH, namespace, name)
-        st = await _blocking(BMH, name, store.status, obj)
+        [obj] = await _blocking(BMH, name, store.with_status, [obj])
         if _wants_table(request):
-            return _table(_BMH_COLUMNS, [(obj, _host_cells(obj, st))], obj.resource_version)
-        return docs.host(obj, group, st)
+            return _table(_BMH_COLUMNS, [(obj, _host_cells(obj, obj.status or {}))],
+                          obj.resource_version)
+        return docs.host(obj, group)
 
     async def _replace_host(group: str, namespace: str, name: str, doc: dict[str, Any],
                             rv: int | None) -> Any:
@@ -734,6 +772,41 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
         # the current resourceVersion, unless the patch carries one (a precondition)
         return await _replace_host(group, namespace, name, doc,
                                    _rv(doc.get("metadata") or {}))
+
+    # the status subresource: only status is written, the rest of the body is ignored
+    _status_path = (f"/apis/{{group}}/{VERSION}/namespaces/{{namespace}}/baremetalhosts/"
+                    "{name}/status")
+
+    @app.get(_status_path)
+    async def get_host_status(group: str, namespace: str, name: str) -> Any:
+        _group(group)
+        obj = await _blocking(BMH, name, store.get, BMH, namespace, name)
+        [obj] = await _blocking(BMH, name, store.with_status, [obj])
+        return docs.host(obj, group)
+
+    async def _write_status(group: str, namespace: str, name: str, doc: dict[str, Any]
+                            ) -> Any:
+        meta = doc.get("metadata") or {}
+        if meta.get("name") not in (None, name):
+            raise KubeError(400, "the name of the object does not match the name on the URL")
+        obj = await _blocking(BMH, name, store.replace_status, namespace, name, _rv(meta),
+                              doc.get("status") or {})
+        return docs.host(obj, group)
+
+    @app.put(_status_path)
+    async def replace_host_status(group: str, namespace: str, name: str,
+                                  request: Request) -> Any:
+        _, _meta, doc = await _body(request, BMH, _group(group), namespace)
+        return await _write_status(group, namespace, name, doc)
+
+    @app.patch(_status_path)
+    async def patch_host_status(group: str, namespace: str, name: str,
+                                request: Request) -> Any:
+        _group(group)
+        obj = await _blocking(BMH, name, store.get, BMH, namespace, name)
+        [obj] = await _blocking(BMH, name, store.with_status, [obj])
+        doc = await _patched(request, docs.host(obj, group))
+        return await _write_status(group, namespace, name, doc)
 
     @app.delete(f"/apis/{{group}}/{VERSION}/namespaces/{{namespace}}/baremetalhosts/{{name}}")
     async def delete_host(group: str, namespace: str, name: str) -> Any:

@@ -63,6 +63,7 @@ class _Server(uvicorn.Server):
         self._wake: asyncio.Event | None = None
         self._exit = False
         self.linked: list[_Server] = []  # servers that stop with this one
+        self.on_exit: list[Any] = []  # called (any thread) when asked to stop: end streams
         super().__init__(config)
 
     @property  # type: ignore[override]
@@ -72,6 +73,9 @@ class _Server(uvicorn.Server):
     @should_exit.setter
     def should_exit(self, value: bool) -> None:
         self._exit = value
+        if value:  # before uvicorn waits for open responses (watches) to end
+            for hook in self.on_exit:
+                hook()
         for other in self.linked:
             if other._exit != value:
                 other.should_exit = value
@@ -257,7 +261,9 @@ class Service:
                                 ssl_keyfile=s.tls_key_file or None)
         LOG.info("metalplane Kubernetes-style API on %s://%s:%d (k8s_port)", s.scheme,
                  s.host, s.k8s_port)
-        return _Server(config), [sock]
+        server = _Server(config)
+        server.on_exit.append(self.kube.hub.close)  # open watches end at once
+        return server, [sock]
 
 
 def _tcp_listener(host: str, port: int) -> socket.socket:
