@@ -2,10 +2,13 @@
 (the status subresource, ``kube_objects.status``) equal to what metalplane computes from
 its node, so that a node's change becomes a change of the object, which a watch sees.
 
-A pass makes two light queries (the objects' ``(id, node, generation)``, the nodes'
-``(uuid, updated_at)``), recomputes only the objects whose spec or node changed since the
-last pass, and writes, in one transaction, only the statuses that differ from the stored
-ones (``lastUpdated`` is then the time of the write: it follows the last change of the
+A pass first asks two aggregates (count and newest version of the objects, count and
+newest ``updated_at`` of the nodes) and stops there when nothing moved; otherwise it reads
+the ``(id, node, generation)`` of the objects and the ``(uuid, updated_at)`` of the nodes
+written since (all of them after a deletion, and every ``full_interval`` s, which also
+catches a node written with a clock behind), recomputes only the objects whose spec or
+node changed, and writes, in one transaction, only the statuses that differ from the
+stored ones (``lastUpdated`` is then the time of the write: it follows the last change of the
 status, not every touch of the node). A status write bumps ``resourceVersion``, never
 ``generation``. Passes run in a thread, woken by the ``"nodes"`` hook of
 :mod:`metalplane.db.listeners` (the conductor does not know of this view) and by the
@@ -29,6 +32,7 @@ from metalplane.db.kube import (
     TOPIC,
     KubeChange,
     kube_by_ids,
+    kube_marks,
     kube_set_statuses,
     kube_stamps,
     node_stamps,
@@ -59,10 +63,14 @@ class StatusWriter:
     passes in a thread, ``stop()`` ends it."""
 
     def __init__(self, db: Database, kind: str, compute: Compute, interval: float = 2.0,
-                 min_gap: float = 0.1) -> None:
+                 min_gap: float = 0.1, full_interval: float = 60.0,
+                 clock_margin: float = 5.0) -> None:
         self.db, self.kind, self.compute = db, kind, compute
         self.interval, self.min_gap = interval, min_gap
+        self.full_interval, self.clock_margin = full_interval, clock_margin
         self._seen: dict[int, tuple[int, Any]] = {}  # id -> (generation, node updated_at)
+        self._marks: tuple[int, int, int, Any] | None = None  # kube_marks of the last pass
+        self._next_full = 0.0  # monotonic time of the next pass that reads every row
         self._pass_lock = threading.Lock()
         self._kick = threading.Event()
         self._stop = threading.Event()
@@ -80,34 +88,52 @@ class StatusWriter:
     def write_pass(self) -> int:
         """Compare and write once. Returns the number of statuses written."""
         with self._pass_lock:
-            stamps = kube_stamps(self.db, self.kind)
-            if not stamps:
-                self._seen.clear()
-                return 0
-            nodes = node_stamps(self.db)
-            todo = [i for i, uuid, gen in stamps
-                    if self._seen.get(i) != (gen, nodes.get(uuid or ""))]
-            if len(self._seen) > len(stamps):  # forget deleted objects
+            marks = kube_marks(self.db, self.kind)
+            now_mono = time.monotonic()
+            prev = self._marks
+            if marks == prev and now_mono < self._next_full:
+                return 0  # nothing written since the last pass: two aggregate queries
+            if (prev is None or now_mono >= self._next_full or marks[0] < prev[0]
+                    or marks[2] < prev[2]):  # the first, a periodic one, or a deletion
+                stamps = kube_stamps(self.db, self.kind)
+                nodes = node_stamps(self.db)
                 alive = {i for i, _, _ in stamps}
                 self._seen = {i: v for i, v in self._seen.items() if i in alive}
+                self._next_full = now_mono + self.full_interval
+            else:
+                # node clocks are read before their write's turn: look a little back
+                since = prev[3] - dt.timedelta(seconds=self.clock_margin) if prev[3] \
+                    else None
+                nodes = node_stamps(self.db, since=since)
+                by_id = {s[0]: s for s in kube_stamps(self.db, self.kind, since_rv=prev[1])}
+                by_id.update((s[0], s) for s in kube_stamps(self.db, self.kind,
+                                                             node_uuids=sorted(nodes)))
+                stamps = list(by_id.values())
+                missing = sorted({u for _, u, _ in stamps if u and u not in nodes})
+                if missing:
+                    nodes.update(node_stamps(self.db, uuids=missing))
+            todo = [i for i, uuid, gen in stamps
+                    if self._seen.get(i) != (gen, nodes.get(uuid or ""))]
             if not todo:
+                self._marks = marks
                 return 0
             objs = kube_by_ids(self.db, todo)
             uuids = sorted({o.node_uuid for o in objs if o.node_uuid})
-            full: dict[str, Node] = {}
+            rows: dict[str, Node] = {}
             for start in range(0, len(uuids), 500):
-                full.update((n.uuid, n) for n in db_api.rows_where(
+                rows.update((n.uuid, n) for n in db_api.rows_where(
                     self.db, Node, uuid=uuids[start:start + 500]))
             writes: dict[int, dict[str, Any]] = {}
             now = _now()
             for obj in objs:
-                node = full.get(obj.node_uuid or "")
+                node = rows.get(obj.node_uuid or "")
                 status = self.compute(obj, node)
                 if not same_status(status, obj.status):
                     writes[obj.id] = {**status, "lastUpdated": now}
                 self._seen[obj.id] = (obj.generation,
                                       node.updated_at if node is not None else None)
             kube_set_statuses(self.db, writes)
+            self._marks = marks
             return len(writes)
 
     def fill(self, objs: list[KubeObject]) -> list[KubeObject]:

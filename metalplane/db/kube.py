@@ -43,6 +43,7 @@ __all__ = [
     "kube_delete",
     "kube_get",
     "kube_list",
+    "kube_marks",
     "kube_revision",
     "kube_set_statuses",
     "kube_snapshot",
@@ -131,18 +132,49 @@ def kube_list(db: Database, kind: str, namespace: str | None = None,
         return list(s.execute(q.order_by(KubeObject.namespace, KubeObject.name)).scalars())
 
 
-def kube_stamps(db: Database, kind: str) -> list[tuple[int, str | None, int]]:
-    """``(id, node_uuid, generation)`` of every object of ``kind``: one light query (no
-    JSON decoded), to find whose spec changed since a pass."""
+def kube_marks(db: Database, kind: str) -> tuple[int, int, int, Any]:
+    """``(objects of kind, their newest resource_version, nodes, newest node
+    updated_at)``: two aggregate queries that tell whether anything changed since the
+    last look, without reading the rows."""
+    objs: list[Any] = db.execute(
+        sa.select(sa.func.count(), sa.func.max(KubeObject.resource_version))
+        .where(KubeObject.kind == kind))
+    nodes: list[Any] = db.execute(sa.select(sa.func.count(), sa.func.max(Node.updated_at)))
+    return int(objs[0][0]), int(objs[0][1] or 0), int(nodes[0][0]), nodes[0][1]
+
+
+def kube_stamps(db: Database, kind: str, since_rv: int | None = None,
+                node_uuids: list[str] | None = None) -> list[tuple[int, str | None, int]]:
+    """``(id, node_uuid, generation)`` of the objects of ``kind`` (only those written
+    after ``since_rv``, or only those of the nodes ``node_uuids``, if given): light
+    queries (no JSON decoded), to find whose spec or node changed since a pass."""
     q = sa.select(KubeObject.id, KubeObject.node_uuid, KubeObject.generation).where(
         KubeObject.kind == kind)
-    rows: list[Any] = db.execute(q)
+    if since_rv is not None:
+        q = q.where(KubeObject.resource_version > since_rv)
+    if node_uuids is None:
+        rows: list[Any] = db.execute(q)
+    else:
+        rows = []
+        for start in range(0, len(node_uuids), 500):  # SQLite's bound-parameter limit
+            rows += db.execute(q.where(KubeObject.node_uuid.in_(
+                node_uuids[start:start + 500])))
     return [(int(i), u, int(g)) for i, u, g in rows]
 
 
-def node_stamps(db: Database) -> dict[str, Any]:
-    """``{node uuid: updated_at}`` of every node: one light query."""
-    rows: list[Any] = db.execute(sa.select(Node.uuid, Node.updated_at))
+def node_stamps(db: Database, since: Any = None, uuids: list[str] | None = None
+                ) -> dict[str, Any]:
+    """``{node uuid: updated_at}`` of every node (only those updated at or after
+    ``since``, or only ``uuids``, if given): light queries."""
+    q = sa.select(Node.uuid, Node.updated_at)
+    if since is not None:
+        q = q.where(Node.updated_at >= since)
+    if uuids is None:
+        rows: list[Any] = db.execute(q)
+    else:
+        rows = []
+        for start in range(0, len(uuids), 500):
+            rows += db.execute(q.where(Node.uuid.in_(uuids[start:start + 500])))
     return {u: t for u, t in rows}
 
 
