@@ -64,7 +64,7 @@ class StatusWriter:
 
     def __init__(self, db: Database, kind: str, compute: Compute, interval: float = 2.0,
                  min_gap: float = 0.1, full_interval: float = 60.0,
-                 clock_margin: float = 5.0) -> None:
+                 clock_margin: float = 2.0) -> None:
         self.db, self.kind, self.compute = db, kind, compute
         self.interval, self.min_gap = interval, min_gap
         self.full_interval, self.clock_margin = full_interval, clock_margin
