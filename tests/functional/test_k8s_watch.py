@@ -179,6 +179,8 @@ def test_watch_timeouts_too_old_versions_and_selectors(
     r = kubectl("get", "bmh", "-w", "--request-timeout=2s", ok=False)
     assert 1.5 < time.monotonic() - started < 15
     assert HOST in r.stdout
+    hub = server.service.kube.hub  # the server's side ended with its client
+    wait_for(lambda: hub.stats()["watchers"] == 0, "no watcher left", timeout=5)
     started = time.monotonic()
     listed = httpx.get(f"{base}{HOSTS}").json()
     rv = listed["metadata"]["resourceVersion"]
