@@ -564,13 +564,15 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
         matches = _selector(request)
         return [o for o in objs if matches(o, o.labels or {})]
 
-    def _watch(request: Request, kind: str, namespace: str | None,
+    def _watch(request: Request, kind: str, api_version: str, namespace: str | None,
                render: Callable[[Any], dict[str, Any]],
                columns: list[tuple[str, str, str, str]],
                cells: Callable[[Any], list[Any]]) -> Response:
-        """The watch ``request`` asks for (``?watch=true``) of ``kind``."""
-        spec = WatchSpec(kind=kind, render=render, columns=_columns(columns), cells=cells,
-                         row_object=_row_object, matches=_selector(request),
+        """The watch ``request`` asks for (``?watch=true``) of ``kind``; any kind stored
+        in ``kube_objects`` (see :mod:`metalplane.api.k8s_watch`)."""
+        spec = WatchSpec(kind=kind, api_version=api_version, render=render,
+                         columns=_columns(columns), cells=cells, row_object=_row_object,
+                         matches=_selector(request),
                          snapshot=lambda ns: store.snapshot(kind, ns))
         try:
             return watch_response(request, store.hub, spec, namespace)
@@ -606,7 +608,7 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
     @app.get("/api/v1/namespaces")
     async def list_namespaces(request: Request) -> Any:
         if is_watch(request):
-            return _watch(request, NAMESPACE, None, docs.namespace, _NS_COLUMNS,
+            return _watch(request, NAMESPACE, "v1", None, docs.namespace, _NS_COLUMNS,
                           lambda o: [o.name, "Active", _age(o)])
         objs, rv = await _blocking(NAMESPACE, "", store.snapshot, NAMESPACE)
         objs = _filtered(request, objs)
@@ -641,7 +643,7 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
 
     async def _list_secrets(request: Request, namespace: str | None) -> Any:
         if is_watch(request):
-            return _watch(request, SECRET, namespace, docs.secret, _SECRET_COLUMNS,
+            return _watch(request, SECRET, "v1", namespace, docs.secret, _SECRET_COLUMNS,
                           _secret_cells)
         objs, rv = await _blocking(SECRET, "", store.snapshot, SECRET, namespace)
         objs = _filtered(request, objs)
@@ -710,7 +712,8 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
     async def _list_hosts(request: Request, group: str, namespace: str | None) -> Any:
         _group(group)
         if is_watch(request):
-            return _watch(request, BMH, namespace, lambda o: docs.host(o, group),
+            return _watch(request, BMH, f"{group}/{VERSION}", namespace,
+                          lambda o: docs.host(o, group),
                           _BMH_COLUMNS, lambda o: _host_cells(o, o.status or {}))
         objs, rv = await _blocking(BMH, "", store.snapshot, BMH, namespace)
         objs = _filtered(request, objs)

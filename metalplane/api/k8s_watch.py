@@ -16,7 +16,9 @@ the API conventions' "Watch" section):
   stops matching;
 - ``Accept: application/json;as=Table;v=v1;g=meta.k8s.io``: each event's object is a
   one-row ``Table``; only the first carries ``columnDefinitions``;
-- ``allowWatchBookmarks`` is accepted; no ``BOOKMARK`` is sent (they are optional).
+- ``allowWatchBookmarks=true``: after a quiet :data:`BOOKMARK_INTERVAL` s, a ``BOOKMARK``
+  whose object has only ``kind``, ``apiVersion`` and ``metadata.resourceVersion`` (the
+  version a client may resume from); not in the Table form (kubectl asks for none).
 
 A watch is an async generator: it holds no executor thread while it waits, and ends when
 the client goes, its timeout passes or the hub closes (server stop). Event objects are
@@ -42,9 +44,11 @@ from metalplane.conductor.kube_watch import TooOld, WatchHub
 from metalplane.db.kube import KubeChange
 from metalplane.db.models import KubeObject
 
-__all__ = ["MIN_REQUEST_TIMEOUT", "WatchBadRequest", "WatchSpec", "is_watch", "watch_response"]
+__all__ = ["BOOKMARK_INTERVAL", "MIN_REQUEST_TIMEOUT", "WatchBadRequest", "WatchSpec",
+           "is_watch", "watch_response"]
 
 MIN_REQUEST_TIMEOUT = 1800.0  # kube-apiserver's --min-request-timeout default, in seconds
+BOOKMARK_INTERVAL = 60.0  # seconds without an event before a BOOKMARK (kube-apiserver: ~1 min)
 
 
 class WatchBadRequest(ValueError):
@@ -60,9 +64,11 @@ class WatchSpec:
     ``columns`` and ``cells(obj)`` its Table form (``columns`` as
     ``meta.k8s.io/v1`` ``TableColumnDefinition`` dicts, the cells of one row);
     ``row_object(obj)`` the row's ``object`` (``PartialObjectMetadata``); ``matches(obj,
-    labels)`` whether an object with those labels passes the request's selectors."""
+    labels)`` whether an object with those labels passes the request's selectors;
+    ``api_version`` the kind's (``metal3.io/v1alpha1``), for bookmarks."""
 
     kind: str
+    api_version: str
     snapshot: Callable[[str | None], tuple[list[KubeObject], int]]
     render: Callable[[KubeObject], dict[str, Any]]
     columns: list[dict[str, Any]]
@@ -116,7 +122,10 @@ def watch_response(request: Request, hub: WatchHub, spec: WatchSpec,
     ``timeoutSeconds`` or ``resourceVersion``."""
     timeout, since = _timeout(request), _since(request)
     table = "as=Table" in request.headers.get("accept", "")
-    stream = _events(hub, spec, namespace, since, time.monotonic() + timeout, table)
+    bookmarks = (request.query_params.get("allowWatchBookmarks", "").lower() in ("true", "1")
+                 and not table)
+    stream = _events(hub, spec, namespace, since, time.monotonic() + timeout, table,
+                     bookmarks)
     return StreamingResponse(stream, media_type="application/json",
                              headers={"Cache-Control": "no-cache, private"})
 
@@ -142,8 +151,9 @@ def _transition(change: KubeChange, spec: WatchSpec, namespace: str | None) -> s
 
 
 async def _events(hub: WatchHub, spec: WatchSpec, namespace: str | None, since: int | None,
-                  deadline: float, table: bool) -> AsyncIterator[bytes]:
+                  deadline: float, table: bool, bookmarks: bool) -> AsyncIterator[bytes]:
     first = True
+    quiet_since = time.monotonic()
 
     def doc(obj: KubeObject) -> dict[str, Any]:
         nonlocal first
@@ -169,6 +179,7 @@ async def _events(hub: WatchHub, spec: WatchSpec, namespace: str | None, since: 
         else:
             cursor = since
         while True:
+            seen = hub.revision  # every change of the kind up to it is in what follows
             try:
                 changes = hub.changes_after(spec.kind, cursor)
             except TooOld as exc:
@@ -179,9 +190,16 @@ async def _events(hub: WatchHub, spec: WatchSpec, namespace: str | None, since: 
                 kind = _transition(change, spec, namespace)
                 if kind is not None:
                     yield _line(kind, doc(change.obj))
-            left = deadline - time.monotonic()
+                    quiet_since = time.monotonic()
+            now = time.monotonic()
+            if bookmarks and now - quiet_since >= BOOKMARK_INTERVAL:
+                cursor = max(cursor, seen)
+                yield _line("BOOKMARK", {"kind": spec.kind, "apiVersion": spec.api_version,
+                                         "metadata": {"resourceVersion": str(cursor)}})
+                quiet_since = now
+            left = deadline - now
             if hub.closed or left <= 0:
                 return
-            await watcher.wait(left)
+            await watcher.wait(min(left, BOOKMARK_INTERVAL) if bookmarks else left)
     finally:
         hub.unsubscribe(watcher)

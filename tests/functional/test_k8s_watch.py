@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from metalplane.api import k8s_watch
 from tests.functional.test_k8s import HOST, Kubectl, kubeconfig, manifests, wait_state
 from tests.helpers.peers import Emulator, sushy_emulator
 from tests.helpers.server import RunningServer, running_server
@@ -168,7 +169,8 @@ def test_kubectl_watch_sees_every_state_of_a_new_host(
 
 
 def test_watch_timeouts_too_old_versions_and_selectors(
-        server: RunningServer, emulator: Emulator, tmp_path: Path) -> None:
+        server: RunningServer, emulator: Emulator, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     kubectl = kubeconfig(server, tmp_path / "kubeconfig")
     base = server.k8s_url
     kubectl("create", "--validate=false", "-f", str(manifests(emulator, tmp_path)))
@@ -187,6 +189,12 @@ def test_watch_timeouts_too_old_versions_and_selectors(
     assert watch_lines(f"{base}{HOSTS}?watch=true&timeoutSeconds=1&resourceVersion={rv}"
                        ) == []
     assert time.monotonic() - started < 5
+    monkeypatch.setattr(k8s_watch, "BOOKMARK_INTERVAL", 0.3)  # kube-apiserver: a minute
+    events = watch_lines(f"{base}{HOSTS}?watch=1&timeoutSeconds=1&allowWatchBookmarks=true"
+                         f"&resourceVersion={rv}")
+    assert events and {e["type"] for e in events} == {"BOOKMARK"}
+    assert events[0]["object"] == {"kind": "BareMetalHost", "apiVersion": "metal3.io/v1alpha1",
+                                   "metadata": {"resourceVersion": rv}}
     r = httpx.get(f"{base}{HOSTS}?watch=1&timeoutSeconds=soon")
     assert r.status_code == 400 and r.json()["reason"] == "BadRequest"
     assert "timeoutSeconds" in r.json()["message"]
