@@ -13,7 +13,9 @@ status, not every touch of the node). A status write bumps ``resourceVersion``, 
 ``generation``. Passes run in a thread, woken by the ``"nodes"`` hook of
 :mod:`metalplane.db.listeners` (the conductor does not know of this view) and by the
 kind's own spec changes, at most every ``min_gap`` s, and at least every ``interval`` s
-(changes made by another process). Source: Kubernetes API conventions ("Spec and
+(changes made by another process). The hook also says which provision state was set: a
+state the node went through between two passes is still written, one per pass, in
+order, so a watch sees every one. Source: Kubernetes API conventions ("Spec and
 Status"), Metal3's ``BareMetalHostStatus.LastUpdated``.
 """
 
@@ -24,7 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from metalplane.db import api as db_api
 from metalplane.db.engine import Database
@@ -45,6 +47,16 @@ __all__ = ["StatusWriter", "same_status"]
 LOG = logging.getLogger(__name__)
 
 Compute = Callable[[KubeObject, Node | None], dict[str, Any]]
+
+
+class _AsIf:
+    """A node as it was while in ``provision_state`` (its other fields as now)."""
+
+    def __init__(self, node: Node, provision_state: str) -> None:
+        self._node, self.provision_state = node, provision_state
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._node, name)
 
 
 def same_status(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
@@ -71,15 +83,49 @@ class StatusWriter:
         self._seen: dict[int, tuple[int, Any]] = {}  # id -> (generation, node updated_at)
         self._marks: tuple[int, int, int, Any] | None = None  # kube_marks of the last pass
         self._next_full = 0.0  # monotonic time of the next pass that reads every row
+        self._pending: dict[int, list[str]] = {}  # node id -> states set since the pass
+        self._pending_lock = threading.Lock()
         self._pass_lock = threading.Lock()
         self._kick = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._unhooks: list[Callable[[], None]] = []
 
-    def kick(self) -> None:
+    def kick(self, *_: Any) -> None:
         """Ask for a pass soon (any thread; cheap)."""
         self._kick.set()
+
+    def node_changed(self, node_id: int, values: dict[str, Any] | None) -> None:
+        """The ``"nodes"`` listener: remember each provision state set, so that a state
+        the node passes through between two passes is still shown (one per pass)."""
+        if values and "provision_state" in values:
+            with self._pending_lock:
+                self._pending.setdefault(node_id, []).append(str(values["provision_state"]))
+        self._kick.set()
+
+    def _take_pending(self) -> dict[int, list[str]]:
+        with self._pending_lock:
+            pending, self._pending = self._pending, {}
+        return pending
+
+    def _requeue(self, node_id: int, states: list[str]) -> None:
+        with self._pending_lock:
+            self._pending[node_id] = [*states, *self._pending.get(node_id, [])]
+        self._kick.set()
+
+    def _next_status(self, obj: KubeObject, node: Node | None,
+                     states: list[str]) -> tuple[dict[str, Any], list[str]]:
+        """The status to write now and the states left to show after it: that of the
+        first of ``states`` (in the order the node went through them) whose status
+        differs from the stored one, unless it is the last (then the node's status as it
+        is now)."""
+        final = self.compute(obj, node)
+        if node is not None:
+            for at, state in enumerate(states[:-1]):
+                passing = self.compute(obj, cast(Node, _AsIf(node, state)))
+                if not same_status(passing, obj.status):
+                    return passing, states[at + 1:]
+        return final, []
 
     def _on_change(self, change: KubeChange) -> None:
         if change.obj.kind == self.kind and threading.current_thread() is not self._thread:
@@ -88,10 +134,11 @@ class StatusWriter:
     def write_pass(self) -> int:
         """Compare and write once. Returns the number of statuses written."""
         with self._pass_lock:
+            pending = self._take_pending()  # before the nodes are read
             marks = kube_marks(self.db, self.kind)
             now_mono = time.monotonic()
             prev = self._marks
-            if marks == prev and now_mono < self._next_full:
+            if marks == prev and now_mono < self._next_full and not pending:
                 return 0  # nothing written since the last pass: two aggregate queries
             if (prev is None or now_mono >= self._next_full or marks[0] < prev[0]
                     or marks[2] < prev[2]):  # the first, a periodic one, or a deletion
@@ -112,8 +159,17 @@ class StatusWriter:
                 missing = sorted({u for _, u, _ in stamps if u and u not in nodes})
                 if missing:
                     nodes.update(node_stamps(self.db, uuids=missing))
+            passed: dict[str, tuple[int, list[str]]] = {}  # node uuid -> (id, states)
+            if pending:
+                ids = sorted(pending)
+                for start in range(0, len(ids), 500):
+                    passed.update((n.uuid, (n.id, pending[n.id])) for n in db_api.rows_where(
+                        self.db, Node, id=ids[start:start + 500]))
+                known = {i for i, _, _ in stamps}
+                stamps = [*stamps, *(s for s in kube_stamps(
+                    self.db, self.kind, node_uuids=sorted(passed)) if s[0] not in known)]
             todo = [i for i, uuid, gen in stamps
-                    if self._seen.get(i) != (gen, nodes.get(uuid or ""))]
+                    if self._seen.get(i) != (gen, nodes.get(uuid or "")) or uuid in passed]
             if not todo:
                 self._marks = marks
                 return 0
@@ -127,7 +183,10 @@ class StatusWriter:
             now = _now()
             for obj in objs:
                 node = rows.get(obj.node_uuid or "")
-                status = self.compute(obj, node)
+                node_id, states = passed.get(obj.node_uuid or "", (0, []))
+                status, left = self._next_status(obj, node, states)
+                if left:
+                    self._requeue(node_id, left)
                 if not same_status(status, obj.status):
                     writes[obj.id] = {**status, "lastUpdated": now}
                 self._seen[obj.id] = (obj.generation,
@@ -173,7 +232,7 @@ class StatusWriter:
         if self._thread is not None:
             return
         self._stop.clear()
-        self._unhooks = [listen(self.db, db_api.NODES_TOPIC, self.kick),
+        self._unhooks = [listen(self.db, db_api.NODES_TOPIC, self.node_changed),
                          listen(self.db, TOPIC, self._on_change)]
         self._thread = threading.Thread(target=self._run, name=f"{self.kind}-status",
                                         daemon=True)

@@ -11,8 +11,9 @@ and PostgreSQL alike, so several conductors can share one database.
 
 A change of a node's fields (:func:`update_node`, :func:`release_node` with values,
 :func:`destroy_node`) is announced to the ``"nodes"`` listeners
-(:mod:`metalplane.db.listeners`; no arguments), so a view kept from nodes (the
-BareMetalHosts' status) follows at once without the conductor knowing of it.
+(:mod:`metalplane.db.listeners`, with the node's ``id`` and the values written, None
+for a deletion), so a view kept from nodes (the BareMetalHosts' status) follows at once,
+every provision state included, without the conductor knowing of it.
 """
 
 from __future__ import annotations
@@ -270,7 +271,7 @@ def update_node(db: Database, node_id: int, values: dict[str, Any],
     if not rows:
         raise Conflict(f"node {node_id} changed under this update; try again")
     node: Node = _detached(Node, rows[0])
-    notify(db, NODES_TOPIC)
+    notify(db, NODES_TOPIC, node_id, values)
     return node
 
 
@@ -281,7 +282,7 @@ def destroy_node(db: Database, node_id: int) -> None:
         s.execute(sa.delete(Port).where(Port.node_id == node_id))
         s.execute(sa.delete(Portgroup).where(Portgroup.node_id == node_id))
         s.execute(sa.delete(Node).where(Node.id == node_id))
-    notify(db, NODES_TOPIC)
+    notify(db, NODES_TOPIC, node_id, None)
 
 
 # ---- locks ---------------------------------------------------------------------------
@@ -333,7 +334,7 @@ def release_node(db: Database, node_id: int, host: str,
     db.execute(_node_release(tuple(sorted(extra))),
                {**_set_params(extra), "_id": node_id, "_host": host}, write=True)
     if extra:
-        notify(db, NODES_TOPIC)
+        notify(db, NODES_TOPIC, node_id, extra)
 
 
 # ---- conductors ----------------------------------------------------------------------

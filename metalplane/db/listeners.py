@@ -2,10 +2,11 @@
 status writer) learns that rows changed without the writers knowing who listens.
 
 A listener is a plain callable registered on one :class:`~metalplane.db.engine.Database`
-for one topic (``"nodes"``: a node row changed, no arguments; ``"kube_objects"``: one
-:class:`metalplane.db.kube.KubeChange`). :func:`notify` runs after the change committed,
-in the writer's thread: a listener must be quick (set an event, append to a list) and must
-not write to the store. This module must not know any topic's meaning.
+for one topic (``"nodes"``: a node row changed, with its ``id`` and the values
+written; ``"kube_objects"``: one :class:`metalplane.db.kube.KubeChange`). :func:`notify`
+runs after the change committed, in the writer's thread: a listener must be quick (set
+an event, append to a list) and must not write to the store. This module must not know
+any topic's meaning.
 """
 
 from __future__ import annotations

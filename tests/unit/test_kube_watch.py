@@ -181,6 +181,27 @@ def test_the_writer_thread_follows_a_node_change_at_once_and_fill_writes_once(
         writer.stop()
 
 
+def test_every_state_a_node_passes_between_two_passes_is_shown_in_order(db: Database
+                                                                        ) -> None:
+    node = _node(db, "00000007-0000-0000-0000-000000000000")
+    kube_create(db, "BareMetalHost", "default", "h", node_uuid=node.uuid)
+    writer = StatusWriter(db, "BareMetalHost", _compute)
+    listen(db, db_api.NODES_TOPIC, writer.node_changed)  # as start() does
+    assert writer.write_pass() == 1
+    states = ["verifying", "manageable", "inspecting", "inspect wait", "manageable",
+              "cleaning", "clean wait", "available"]
+    for state in states:  # faster than any pass
+        db_api.update_node(db, node.id, {"provision_state": state})
+    db_api.update_node(db, node.id, {"power_state": "power off"})  # not a state: nothing
+    seen: list[KubeChange] = []
+    listen(db, TOPIC, seen.append)
+    for _ in range(3 * len(states)):
+        if not writer.write_pass():
+            break
+    assert [c.obj.status["state"] for c in seen] == states
+    assert writer.write_pass() == 0
+
+
 def test_same_status_ignores_last_updated() -> None:
     assert same_status({"a": 1, "lastUpdated": "x"}, {"a": 1, "lastUpdated": "y"})
     assert not same_status({"a": 1}, {"a": 2})
