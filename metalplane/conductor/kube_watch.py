@@ -59,7 +59,8 @@ class Watcher:
         self.pending = False  # a wake is scheduled; guarded by the hub's lock
 
     def wake(self) -> None:
-        """From any thread, with the hub's lock held."""
+        """From any thread (with the hub's lock held, or from ``close``: a wake more or
+        less is harmless, the watch looks at the hub after each)."""
         if not self.pending:
             self.pending = True
             with contextlib.suppress(RuntimeError):  # its loop closed: nobody waits
@@ -104,11 +105,12 @@ class WatchHub:
 
     def close(self) -> None:
         """End every watch (each sees ``closed`` and returns) and refuse new ones'
-        waiting; safe from any thread."""
-        with self._lock:
-            self.closed = True
-            for w in self._watchers:
-                w.wake()
+        waiting; safe from any thread and from a signal handler (uvicorn's SIGTERM sets
+        ``should_exit``, whose hook calls this): it takes no lock, since the handler may
+        run on the event loop's thread while that holds the hub's lock."""
+        self.closed = True
+        for w in list(self._watchers):  # one C-level copy: no bytecode runs in between
+            w.wake()
 
     def stop(self) -> None:
         self.close()

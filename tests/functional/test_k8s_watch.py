@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,8 +24,8 @@ import pytest
 
 from metalplane.api import k8s_watch
 from tests.functional.test_k8s import HOST, Kubectl, kubeconfig, manifests, wait_state
-from tests.helpers.peers import Emulator, sushy_emulator
-from tests.helpers.server import RunningServer, running_server
+from tests.helpers.peers import Emulator, stop_process, sushy_emulator, wait_http
+from tests.helpers.server import RunningServer, distinct_free_ports, running_server
 
 pytestmark = [pytest.mark.functional,
               pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl")]
@@ -342,3 +345,37 @@ def test_a_server_stop_ends_open_watches_at_once(tmp_path: Path) -> None:
     finally:
         for w in watches:
             w.close()
+
+
+def test_sigterm_stops_a_server_process_with_open_watches_at_once(tmp_path: Path) -> None:
+    """The real signal path: uvicorn's SIGTERM handler sets ``should_exit`` on the event
+    loop's thread, whose hook closes the hub (it must take no lock there)."""
+    port, network_port, k8s_port = distinct_free_ports(3)
+    env = {**os.environ, "METALPLANE_DATA_DIR": str(tmp_path / "data"),
+           "METALPLANE_NETWORK_PORT": str(network_port), "METALPLANE_K8S_PORT": str(k8s_port),
+           "METALPLANE_BOOT_LISTEN": ""}
+    log = tmp_path / "server.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "metalplane.cli.main", "server",
+                                 "--port", str(port)], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    watches: list[Background] = []
+    try:
+        wait_http(f"http://127.0.0.1:{k8s_port}/version", proc, log, "server")
+        url = f"http://127.0.0.1:{k8s_port}"
+        watches = [Background(f"{url}/api/v1/namespaces?watch=true"),
+                   Background(f"{url}{HOSTS}?watch=true&resourceVersion=0")]
+        wait_for(lambda: len(watches[0].events) == 2, "the namespaces' ADDED events")
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+        took = time.monotonic() - started
+        for w in watches:
+            w.thread.join(timeout=5)
+            assert not w.thread.is_alive()
+        assert took < 4, f"SIGTERM took {took:.1f}s with open watches (uvicorn waits 5)"
+        assert proc.returncode == 0, log.read_text()[-2000:]
+    finally:
+        for w in watches:
+            w.close()
+        stop_process(proc)
