@@ -185,12 +185,14 @@ async def _events(hub: WatchHub, spec: WatchSpec, namespace: str | None, since: 
             except TooOld as exc:
                 yield _line("ERROR", _expired(str(exc)))
                 return
-            for change in changes:
+            for n, change in enumerate(changes):
                 cursor = change.obj.resource_version
                 kind = _transition(change, spec, namespace)
                 if kind is not None:
                     yield _line(kind, doc(change.obj))
                     quiet_since = time.monotonic()
+                if n % 200 == 199:
+                    await asyncio.sleep(0)
             now = time.monotonic()
             if bookmarks and now - quiet_since >= BOOKMARK_INTERVAL:
                 cursor = max(cursor, seen)
