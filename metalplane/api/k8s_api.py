@@ -608,8 +608,9 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
                 doc = k8s_patch.strategic_merge_patch(
                     current, patch, k8s_openapi.definitions()[info.definition],
                     k8s_openapi.resolve)
-        except k8s_patch.PatchError as exc:
-            raise KubeError(exc.code, exc.message) from None
+        except k8s_patch.PatchError as exc:  # the cause too: kubectl prints it for 422
+            raise KubeError(exc.code, exc.message, details={"causes": [
+                {"reason": "UnexpectedServerResponse", "message": exc.message}]}) from None
         if not isinstance(doc, dict):
             raise KubeError(422, "the patch must leave an object", "Invalid")
         _strict(request, kind, doc, creating=False)
