@@ -36,7 +36,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from metalplane import __version__
-from metalplane.api import k8s_openapi, k8s_patch, k8s_proto, policy
+from metalplane.api import k8s_openapi, k8s_openapi_pb, k8s_patch, k8s_protobuf, policy
 from metalplane.api.app import _BLOCKING
 from metalplane.api.auth import TooManyAttempts, UsersFile
 from metalplane.common.exceptions import (
@@ -330,7 +330,7 @@ def _table(columns: list[tuple[str, str, str, str]], rows: list[tuple[Any, list[
 
 @functools.cache
 def _openapi_protobuf() -> bytes:
-    return k8s_proto.encode_document(k8s_openapi.openapi_v2())
+    return k8s_openapi_pb.encode_document(k8s_openapi.openapi_v2())
 
 
 def _age(obj: Any) -> str:
@@ -394,7 +394,8 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
         Raises :class:`KubeError` 415 for another media type (protobuf, CBOR), 400 for
         a body that does not parse."""
         ctype = request.headers.get("content-type", "").split(";")[0].strip()
-        if ctype and not ctype.endswith("json"):
+        protobuf = ctype == k8s_protobuf.CONTENT_TYPE  # kubectl's typed verbs
+        if ctype and not ctype.endswith("json") and not protobuf:
             raise KubeError(415, f"the body of the request was in an unknown format - "
                             f"accepted media types include: application/json, "
                             f"application/merge-patch+json, application/json-patch+json "
@@ -405,6 +406,14 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
             if len(body) > limit:
                 raise KubeError(413, f"Request entity too large: limit is {limit} bytes "
                                 "(max_request_body_size)", "RequestEntityTooLarge")
+        if protobuf:
+            if request.method != "POST":
+                raise KubeError(415, "protobuf bodies are served for create only",
+                                "UnsupportedMediaType")
+            try:
+                return k8s_protobuf.decode_object(body)
+            except k8s_protobuf.BodyError as exc:
+                raise KubeError(exc.code, exc.message) from None
         try:
             return json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -448,8 +457,8 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
         it (kubectl asks for ``application/com.github.proto-openapi.spec.v2@v1.0+protobuf``
         first), else JSON."""
         accept = request.headers.get("accept", "")
-        if any(media in accept for media in k8s_proto.ACCEPTED):
-            return Response(_openapi_protobuf(), media_type=k8s_proto.CONTENT_TYPE)
+        if any(media in accept for media in k8s_openapi_pb.ACCEPTED):
+            return Response(_openapi_protobuf(), media_type=k8s_openapi_pb.CONTENT_TYPE)
         return JSONResponse(k8s_openapi.openapi_v2())
 
     @app.get("/api")

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from metalplane.api.k8s_proto import ACCEPTED, CONTENT_TYPE, decode_document
+from metalplane.api.k8s_openapi_pb import ACCEPTED, CONTENT_TYPE, decode_document
 from tests.functional.test_k8s import (  # the fixtures and helpers of the first slice
     HOST,
     emulator,  # noqa: F401  (a fixture, used by name)
@@ -208,3 +208,25 @@ def test_patch_types(server: RunningServer, emulator: Emulator,  # noqa: F811
                     headers={"Content-Type": "application/strategic-merge-patch+json"})
     assert r.status_code == 415 and r.json()["reason"] == "UnsupportedMediaType"
     assert kubectl("get", "bmh", HOST, "-o", "jsonpath={.spec.online}").stdout == "false"
+
+
+def test_typed_verbs_send_protobuf(server: RunningServer, tmp_path: Path) -> None:
+    """``kubectl create namespace`` and ``create secret generic`` send their object as
+    ``application/vnd.kubernetes.protobuf`` (kubectl 1.32; 1.20 sends JSON)."""
+    kubectl = kubeconfig(server, tmp_path / "kubeconfig")
+    assert kubectl("create", "namespace", "lab").stdout.strip() == "namespace/lab created"
+    r = kubectl("create", "secret", "generic", "creds", "-n", "lab",
+                "--from-literal=username=admin", "--from-literal=password=pw")
+    assert r.stdout.strip() == "secret/creds created"
+    secret = yaml.safe_load(kubectl("get", "secret", "creds", "-n", "lab", "-o",
+                                    "yaml").stdout)
+    assert secret["data"] == {"username": "YWRtaW4=", "password": "cHc="}
+    assert secret["type"] == "Opaque" and secret["metadata"]["namespace"] == "lab"
+    r = kubectl("create", "secret", "generic", "x", "-n", "nope", "--from-literal=a=b",
+                ok=False)
+    assert r.returncode != 0 and 'namespaces "nope" not found' in r.stderr
+    r = kubectl("create", "namespace", "lab", ok=False)
+    assert "AlreadyExists" in r.stderr
+    r = httpx.post(f"{server.k8s_url}/api/v1/namespaces", content=b"k8s\x00\x0a\xff",
+                   headers={"Content-Type": "application/vnd.kubernetes.protobuf"})
+    assert r.status_code == 400 and r.json()["kind"] == "Status"

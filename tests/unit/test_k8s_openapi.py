@@ -1,5 +1,5 @@
 """The /openapi/v2 document built from the table of kinds (metalplane.api.k8s_openapi) and
-its gnostic protobuf form (metalplane.api.k8s_proto): what kubectl reads from it."""
+its gnostic protobuf form (metalplane.api.k8s_openapi_pb): what kubectl reads from it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from metalplane.api.k8s_openapi import KINDS, definitions, openapi_v2, unknown_fields
-from metalplane.api.k8s_proto import decode_document, encode_document
+from metalplane.api.k8s_openapi_pb import decode_document, encode_document
 
 
 def test_every_kind_and_alias_has_a_definition_and_paths_with_its_gvk() -> None:

@@ -7,7 +7,8 @@ compiler's mapping of Swagger onto those messages (maps as repeated ``Named*`` p
 ``type`` as a ``TypeItem``, ``$ref`` as ``_ref``, vendor extensions as ``NamedAny`` whose
 ``Any.yaml`` holds the value as YAML, which kube-openapi reads back). Only the messages and
 fields metalplane's document uses are declared; the message classes are built at run time
-from that table with the ``protobuf`` package (no generated code, no protoc). This module
+from that table with the ``protobuf`` package (:func:`k8s_protobuf.build_messages`: no
+generated code, no protoc). This module
 encodes; it neither builds the document (:mod:`metalplane.api.k8s_openapi`) nor serves it.
 """
 
@@ -17,7 +18,8 @@ import functools
 from typing import Any
 
 import yaml
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+from metalplane.api.k8s_protobuf import build_messages
 
 __all__ = ["ACCEPTED", "CONTENT_TYPE", "decode_document", "encode_document"]
 
@@ -78,37 +80,12 @@ _MESSAGES: dict[str, list[tuple[str, int, str]]] = {
 }
 _ONEOF = {"AdditionalPropertiesItem", "ParametersItem", "Parameter", "NonBodyParameter",
           "ResponseValue", "SchemaItem"}  # gnostic's "oneof oneof { ... }" messages
-_SCALARS = {"string": descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
-            "bool": descriptor_pb2.FieldDescriptorProto.TYPE_BOOL}
-_PACKAGE = "openapi.v2"
 
 
 @functools.cache
 def _classes() -> dict[str, Any]:
-    """The message classes of :data:`_MESSAGES`, built once from a file descriptor."""
-    fdp = descriptor_pb2.FileDescriptorProto(name="metalplane/openapiv2.proto",
-                                             package=_PACKAGE, syntax="proto3")
-    for name, fields in _MESSAGES.items():
-        msg = fdp.message_type.add(name=name)
-        if name in _ONEOF:
-            msg.oneof_decl.add(name="oneof")
-        for field, number, kind in fields:
-            repeated = kind.startswith("*")
-            kind = kind.lstrip("*")
-            f = msg.field.add(name=field, number=number, label=(
-                descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED if repeated
-                else descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL))
-            if kind in _SCALARS:
-                f.type = _SCALARS[kind]
-            else:
-                f.type = descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE
-                f.type_name = f".{_PACKAGE}.{kind}"
-            if name in _ONEOF:
-                f.oneof_index = 0
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    return {name: message_factory.GetMessageClass(
-        pool.FindMessageTypeByName(f"{_PACKAGE}.{name}")) for name in _MESSAGES}
+    """The message classes of :data:`_MESSAGES`, built once."""
+    return build_messages("openapi.v2", "proto3", _MESSAGES, frozenset(_ONEOF))
 
 
 def _any(value: Any) -> Any:
