@@ -16,6 +16,8 @@ table of kinds in :mod:`metalplane.api.k8s_openapi`, which also gives ``fieldVal
 its unknown fields; the patch types are :mod:`metalplane.api.k8s_patch`'s (strategic merge
 patch for the built-in kinds only, 415 for BareMetalHosts as kube-apiserver answers for
 custom resources). Events are listed (an empty ``EventList``: none are recorded yet).
+Protobuf request bodies of Namespaces and Secrets (kubectl's typed creates) are decoded by
+:mod:`metalplane.api.k8s_protobuf`.
 
 Not served yet (answered with a ``Status``): watch, server-side apply, dry run, MachineSets
 and Machines.
@@ -391,8 +393,9 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
 
     async def _read(request: Request) -> Any:
         """The request's JSON body (at most ``max_request_body_size`` bytes, else 413).
-        Raises :class:`KubeError` 415 for another media type (protobuf, CBOR), 400 for
-        a body that does not parse."""
+        A protobuf body (kubectl's typed creates of Namespaces and Secrets) is decoded
+        into the same JSON shape. Raises :class:`KubeError` 415 for another media type
+        (CBOR; protobuf for other kinds or verbs), 400 for a body that does not parse."""
         ctype = request.headers.get("content-type", "").split(";")[0].strip()
         protobuf = ctype == k8s_protobuf.CONTENT_TYPE  # kubectl's typed verbs
         if ctype and not ctype.endswith("json") and not protobuf:
