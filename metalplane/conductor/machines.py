@@ -613,12 +613,12 @@ class _Pass:
         m3 = self.template(m)
         conditions: dict[str, str] = {}
         secret, why = self.user_data(m, m3 or {})
+        if secret is None:
+            conditions["BootstrapReady"] = why
         if m3 is None:
             ref = ((m.body or {}).get("spec") or {}).get("infrastructureRef") or {}
             conditions["InfrastructureReady"] = (f'{M3MT} "{ref.get("name", "")}" not found')
-        elif secret is None:
-            conditions["BootstrapReady"] = why
-        else:
+        elif secret is not None:
             if not m.node_uuid:
                 m = self.claim(m, m3) or m
                 if not m.node_uuid:
@@ -717,6 +717,9 @@ class _Pass:
             if node is not None and host is not None else {}
         state = (st.get("provisioning") or {}).get("state", "")
         failed = st.get("errorType") == "provisioning error"
+        failure = st.get("errorMessage") or "its BareMetalHost failed to provision"
+        if m.node_uuid and host is None:  # claimed, then the host was deleted under it
+            failed, failure = True, "the BareMetalHost it consumed was deleted"
         if host is not None and not self._ours(host, m) and \
                 ((host.body or {}).get("spec") or {}).get("consumerRef"):
             reasons["InfrastructureReady"] = f'BareMetalHost "{host.name}" is consumed by ' \
@@ -737,7 +740,7 @@ class _Pass:
         if addresses:
             status["addresses"] = addresses
         if failed:
-            status.update(failureReason="CreateError", failureMessage=st.get("errorMessage"))
+            status.update(failureReason="CreateError", failureMessage=failure)
         status["conditions"] = _conditions(old.get("conditions") or [], reasons,
                                            ("BootstrapReady", "InfrastructureReady"))
         if status != old:
@@ -789,6 +792,11 @@ class _Pass:
             self.ctl.allocations.delete(m.uid)
 
 
+# Cluster API's fallback reasons of a condition that is not true yet
+_WAITING = {"BootstrapReady": "WaitingForDataSecret",
+            "InfrastructureReady": "WaitingForInfrastructure"}
+
+
 def _conditions(old: list[dict[str, Any]], reasons: dict[str, str],
                 types: tuple[str, ...]) -> list[dict[str, Any]]:
     """Cluster API conditions (``type``, ``status``, ``reason``, ``message``,
@@ -803,8 +811,9 @@ def _conditions(old: list[dict[str, Any]], reasons: dict[str, str],
                                         else "")
         cond: dict[str, Any] = {"type": kind, "status": "False" if message else "True"}
         if message:
-            cond.update(reason="Waiting" if kind != "Ready" else "NotReady",
-                        message=message, severity="Info")
+            reason = _WAITING.get(kind) or next(
+                (_WAITING[k] for k in types if reasons.get(k)), "")
+            cond.update(reason=reason, message=message, severity="Info")
         prev = before.get(kind) or {}
         cond["lastTransitionTime"] = prev.get("lastTransitionTime", now) \
             if prev.get("status") == cond["status"] else now

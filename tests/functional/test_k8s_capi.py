@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -267,3 +268,36 @@ def test_bad_manifests_get_a_status_naming_the_field(server: RunningServer,
     assert "patched" in r.stdout
     assert kubectl("get", "ms", "workers", "-o",
                    "jsonpath={.spec.deletePolicy}").stdout == "Oldest"
+
+    # a stale Scale is refused as any stale object (kubectl checks its own precondition
+    # first, so this asks the server directly)
+    url = (f"{server.k8s_url}/apis/cluster.x-k8s.io/v1beta1/namespaces/default/machinesets/"
+           "workers/scale")
+    r = httpx.put(url, json={"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": {
+        "name": "workers", "resourceVersion": "1"}, "spec": {"replicas": 2}}, timeout=30)
+    assert r.status_code == 409 and r.json()["reason"] == "Conflict"
+    r = httpx.patch(url, content='{"spec": {"replicas": "two"}}', timeout=30,
+                    headers={"Content-Type": "application/merge-patch+json"})
+    assert r.status_code == 422 and r.json()["details"]["causes"][0]["field"] == \
+        "spec.replicas"
+
+    # a Machine made by hand gets the finalizer and says why it waits
+    lone = tmp_path / "lone.yaml"
+    lone.write_text(yaml.safe_dump({
+        "apiVersion": "cluster.x-k8s.io/v1beta1", "kind": "Machine",
+        "metadata": {"name": "lone"}, "spec": {"clusterName": "ostest", "infrastructureRef": {
+            "kind": "Metal3MachineTemplate", "name": "nothere"}}}))
+    kubectl("create", "--validate=false", "-f", str(lone))
+    machine = until("the Machine reconciled", lambda: (m := json.loads(kubectl(
+        "get", "ma", "lone", "-o", "json").stdout)).get("status") and m)
+    assert machine["metadata"]["finalizers"] == ["machine.cluster.x-k8s.io"]
+    assert machine["status"]["phase"] == "Pending"
+    conditions = {c["type"]: c for c in machine["status"]["conditions"]}
+    assert conditions["InfrastructureReady"]["status"] == "False"
+    assert conditions["InfrastructureReady"]["message"] == \
+        'Metal3MachineTemplate "nothere" not found'
+    assert conditions["BootstrapReady"]["status"] == "False"
+    assert "no user data" in conditions["BootstrapReady"]["message"]
+    assert kubectl("delete", "ma", "lone").stdout.strip() == \
+        'machine.cluster.x-k8s.io "lone" deleted'
+    assert kubectl("get", "ma", "-o", "name").stdout == ""
