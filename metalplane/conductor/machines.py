@@ -448,7 +448,7 @@ class MachineController:
         machines = kube_list(self.db, MACHINE)
         if not sets and not machines:
             return 0
-        pass_ = _Pass(self, sets)
+        pass_ = _Pass(self, machines)
         set_uids = {s.uid for s in sets}
         for m in machines:  # the garbage collector: a Machine whose set is gone goes too
             owner = _owner(m)
@@ -456,7 +456,8 @@ class MachineController:
                 self._guard(m, self.delete, MACHINE, m.namespace, m.name)
         for ms in sets:
             self._guard(ms, pass_.scale_set, ms)
-        for m in kube_list(self.db, MACHINE):
+        pass_.machines = kube_list(self.db, MACHINE)  # with the new ones
+        for m in pass_.machines:
             self._guard(m, pass_.machine, m)
         for ms in sets:
             self._guard(ms, pass_.set_status, ms)
@@ -499,19 +500,25 @@ class MachineController:
 
 
 class _Pass:
-    """One reconcile pass: the hosts and nodes read once, the Machines' new statuses."""
+    """One reconcile pass: the Machines, hosts, nodes, templates and Secrets read once
+    (a pass costs a few queries, not a few per Machine), the Machines' new statuses."""
 
-    def __init__(self, ctl: MachineController, sets: list[KubeObject]) -> None:
+    def __init__(self, ctl: MachineController, machines: list[KubeObject]) -> None:
         self.ctl, self.db, self.store = ctl, ctl.db, ctl.store
+        self.machines = machines
         self.hosts = kube_list(self.db, BMH)
         self.nodes = {n.uuid: n for n in db_api.rows_where(self.db, Node)}
         self.statuses: dict[str, dict[str, Any]] = {}  # Machine uid -> its status
         self.taken: set[str] = set()  # nodes claimed in this pass
+        self._templates = {(t.namespace, t.name): dict(
+            ((t.body or {}).get("spec") or {}).get("template", {}).get("spec") or {})
+            for t in kube_list(self.db, M3MT)}
+        self._secrets = {(o.namespace, o.name) for o in kube_list(self.db, SECRET)}
+        self._free: list[tuple[KubeObject, Node]] | None = None
 
     # ------------------------------------------------------------ MachineSets
     def owned(self, ms: KubeObject) -> list[KubeObject]:
-        return [m for m in kube_list(self.db, MACHINE, ms.namespace)
-                if (_owner(m) or {}).get("uid") == ms.uid]
+        return [m for m in self.machines if (_owner(m) or {}).get("uid") == ms.uid]
 
     def scale_set(self, ms: KubeObject) -> None:
         spec = (ms.body or {}).get("spec") or {}
@@ -582,12 +589,7 @@ class _Pass:
 
     def template(self, m: KubeObject) -> dict[str, Any] | None:
         ref = ((m.body or {}).get("spec") or {}).get("infrastructureRef") or {}
-        try:
-            obj = kube_get(self.db, M3MT, ref.get("namespace") or m.namespace,
-                           ref.get("name", ""))
-        except NotFound:
-            return None
-        return dict(((obj.body or {}).get("spec") or {}).get("template", {}).get("spec") or {})
+        return self._templates.get((ref.get("namespace") or m.namespace, ref.get("name", "")))
 
     def user_data(self, m: KubeObject, m3: dict[str, Any]) -> tuple[str | None, str]:
         """``(Secret name or None, why not ready)``: the template's ``userData``, else
@@ -597,9 +599,7 @@ class _Pass:
         if not name:
             return None, ("no user data: set spec.bootstrap.dataSecretName or the "
                           "Metal3MachineTemplate's spec.template.spec.userData")
-        try:
-            kube_get(self.db, SECRET, m.namespace, name)
-        except NotFound:
+        if (m.namespace, name) not in self._secrets:
             return None, f'user data Secret "{name}" not found'
         return name, ""
 
@@ -633,19 +633,21 @@ class _Pass:
         """The nodes of the hosts a Machine may claim (CAPM3's chooseHost): in its
         namespace, ``available`` and ``OK``, no consumerRef, matching ``hostSelector``,
         their node free (no allocation, not in maintenance)."""
-        out = []
-        for h in self.hosts:
-            node = self.nodes.get(h.node_uuid or "")
-            spec = (h.body or {}).get("spec") or {}
-            if (node is None or h.namespace != m.namespace or spec.get("consumerRef")
-                    or node.uuid in self.taken or node.allocation_id is not None
-                    or node.instance_uuid or node.maintenance
-                    or not selector_matches(m3.get("hostSelector"), h.labels or {})):
-                continue
-            st = host_status(node, spec, h.namespace)
-            if st["provisioning"]["state"] == "available" and st["operationalStatus"] == "OK":
-                out.append(node)
-        return out
+        if self._free is None:
+            self._free = []
+            for h in self.hosts:
+                node = self.nodes.get(h.node_uuid or "")
+                spec = (h.body or {}).get("spec") or {}
+                if (node is None or spec.get("consumerRef") or node.allocation_id is not None
+                        or node.instance_uuid or node.maintenance):
+                    continue
+                st = host_status(node, spec, h.namespace)
+                if st["provisioning"]["state"] == "available" and \
+                        st["operationalStatus"] == "OK":
+                    self._free.append((h, node))
+        return [node for h, node in self._free
+                if h.namespace == m.namespace and node.uuid not in self.taken
+                and selector_matches(m3.get("hostSelector"), h.labels or {})]
 
     def claim(self, m: KubeObject, m3: dict[str, Any]) -> KubeObject | None:
         """Claim a host's node for ``m`` through an allocation whose UUID is the
