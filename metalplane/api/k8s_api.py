@@ -13,7 +13,7 @@ the same hosts as ``metal3.io/v1alpha1``.
 
 Not served yet (answered with a ``Status``): watch, strategic merge patch (415, as
 kube-apiserver answers for custom resources), ``/openapi/v2`` (404: use
-``kubectl --validate=false``), MachineSets and Machines.
+``kubectl --validate=false``). Cluster API's groups are :mod:`metalplane.api.k8s_capi`'s.
 """
 
 from __future__ import annotations
