@@ -218,7 +218,11 @@ def register(app: FastAPI, machines: MachineController, h: Handlers) -> None:
     async def patch_scale(namespace: str, name: str, request: Request) -> Any:
         current = scale_doc(await _blocking(MACHINE_SET, name, store.get, MACHINE_SET,
                                             namespace, name))
-        return await scale_to(namespace, name, await h.patched(request, current))
+        doc = await h.patched(request, current)
+        meta, now = doc.get("metadata"), current["metadata"]["resourceVersion"]
+        if isinstance(meta, dict) and meta.get("resourceVersion") == now:
+            meta.pop("resourceVersion")  # no precondition of the patch's own
+        return await scale_to(namespace, name, doc)
 
 
 def _routes(app: FastAPI, k: _Kind, machines: MachineController, h: Handlers) -> None:
@@ -267,6 +271,9 @@ def _routes(app: FastAPI, k: _Kind, machines: MachineController, h: Handlers) ->
         _, _, doc = await h.body(request, k.kind, k.group, namespace)
         return await replaced(namespace, name, doc)
 
+    def written(obj: Any) -> tuple[Any, ...]:
+        return (obj.body, obj.labels, obj.annotations, obj.finalizers, obj.deleted_at)
+
     async def patch(namespace: str, name: str, request: Request) -> Any:
         obj = await _blocking(k.kind, name, store.get, k.kind, namespace, name)
         doc = await h.patched(request, _doc(obj, k.kind, k.group, k.status))
@@ -274,7 +281,20 @@ def _routes(app: FastAPI, k: _Kind, machines: MachineController, h: Handlers) ->
         if unknown:
             raise KubeError(422, f'{k.kind} "{name}" is invalid: {unknown[0]}: unknown field '
                             f'"{unknown[0]}"', "Invalid")
-        return await replaced(namespace, name, doc)
+        if h.rv(doc.get("metadata") or {}) != obj.resource_version:
+            return await replaced(namespace, name, doc)  # the patch's own precondition
+        for _ in range(9):  # as the apiserver, a patch outlives the controller's status writes
+            try:
+                return await replaced(namespace, name, doc)
+            except KubeError as exc:
+                if exc.reason != "Conflict":
+                    raise
+                now = await _blocking(k.kind, name, store.get, k.kind, namespace, name)
+                if written(now) != written(obj):  # a user's write: the patch is stale
+                    raise
+                doc["metadata"]["resourceVersion"] = str(now.resource_version)
+                obj = now
+        raise KubeError(409, f'{k.kind} "{name}" kept changing; try again', "Conflict")
 
     async def delete(namespace: str, name: str) -> Any:
         obj = await _blocking(k.kind, name, machines.delete, k.kind, namespace, name)

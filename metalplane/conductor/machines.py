@@ -40,7 +40,14 @@ from metalplane.common.metal3 import host_status
 from metalplane.conductor.allocations import ACTIVE, Allocations
 from metalplane.conductor.hosts import BMH, NAMESPACE, SECRET, FieldInvalid, KubeStore, check_name
 from metalplane.db import api as db_api
-from metalplane.db.kube import kube_create, kube_delete, kube_get, kube_list, kube_update
+from metalplane.db.kube import (
+    StaleVersion,
+    kube_create,
+    kube_delete,
+    kube_get,
+    kube_list,
+    kube_update,
+)
 from metalplane.db.models import KubeObject, Node, utcnow
 
 __all__ = ["CAPI_GROUP", "FINALIZER", "INFRA_GROUP", "M3MT", "MACHINE", "MACHINE_SET",
@@ -394,12 +401,18 @@ class MachineController:
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
             raise FieldInvalid("spec.replicas", f"Invalid value: {replicas}: must be greater "
                                "than or equal to 0")
-        obj = kube_get(self.db, MACHINE_SET, namespace, name)
-        body = dict(obj.body or {})
-        body["spec"] = {**body.get("spec", {}), "replicas": replicas}
-        return self._written(kube_update(self.db, MACHINE_SET, namespace, name,
-                                         obj.resource_version if rv is None else rv,
-                                         body=body))
+        for _ in range(9):  # without a precondition, retried over the status writes
+            obj = kube_get(self.db, MACHINE_SET, namespace, name)
+            body = dict(obj.body or {})
+            body["spec"] = {**body.get("spec", {}), "replicas": replicas}
+            try:
+                return self._written(kube_update(self.db, MACHINE_SET, namespace, name,
+                                                 obj.resource_version if rv is None else rv,
+                                                 body=body))
+            except StaleVersion:
+                if rv is not None:
+                    raise
+        raise Conflict(f'MachineSet "{name}" kept changing; try again')
 
     def create_machine(self, namespace: str, name: str, meta: dict[str, Any],
                        doc: dict[str, Any]) -> KubeObject:

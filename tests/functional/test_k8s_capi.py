@@ -273,13 +273,15 @@ def test_bad_manifests_get_a_status_naming_the_field(server: RunningServer,
     # first, so this asks the server directly)
     url = (f"{server.k8s_url}/apis/cluster.x-k8s.io/v1beta1/namespaces/default/machinesets/"
            "workers/scale")
-    r = httpx.put(url, json={"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": {
-        "name": "workers", "resourceVersion": "1"}, "spec": {"replicas": 2}}, timeout=30)
-    assert r.status_code == 409 and r.json()["reason"] == "Conflict"
-    r = httpx.patch(url, content='{"spec": {"replicas": "two"}}', timeout=30,
-                    headers={"Content-Type": "application/merge-patch+json"})
-    assert r.status_code == 422 and r.json()["details"]["causes"][0]["field"] == \
-        "spec.replicas"
+    answer = httpx.put(url, json={
+        "kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {"name": "workers", "resourceVersion": "1"}, "spec": {"replicas": 2}},
+        timeout=30)
+    assert answer.status_code == 409 and answer.json()["reason"] == "Conflict"
+    answer = httpx.patch(url, content='{"spec": {"replicas": "two"}}', timeout=30,
+                         headers={"Content-Type": "application/merge-patch+json"})
+    assert answer.status_code == 422
+    assert answer.json()["details"]["causes"][0]["field"] == "spec.replicas"
 
     # a Machine made by hand gets the finalizer and says why it waits
     lone = tmp_path / "lone.yaml"
@@ -301,3 +303,25 @@ def test_bad_manifests_get_a_status_naming_the_field(server: RunningServer,
     assert kubectl("delete", "ma", "lone").stdout.strip() == \
         'machine.cluster.x-k8s.io "lone" deleted'
     assert kubectl("get", "ma", "-o", "name").stdout == ""
+
+
+def test_patches_and_scales_outlive_the_controllers_status_writes(
+        server: RunningServer, tmp_path: Path) -> None:
+    """A patch without a resourceVersion of its own applies to the latest object, as the
+    apiserver retries it: the controller's status writes (Machines made and deleted as
+    the set scales) never turn ``kubectl scale`` or ``kubectl patch`` into a 409."""
+    kubectl = kubeconfig(server, tmp_path / "kubeconfig")
+    kubectl("create", "--validate=false", "-f", str(MACHINESET))
+    url = f"{server.k8s_url}/apis/cluster.x-k8s.io/v1beta1/namespaces/default/machinesets/" \
+        "workers"
+    merge = {"Content-Type": "application/merge-patch+json"}
+    answers = []
+    with httpx.Client(timeout=30, headers=merge) as http:
+        for i in range(40):
+            answers.append(http.patch(f"{url}/scale", content=json.dumps(
+                {"spec": {"replicas": i % 4}})).status_code)
+            answers.append(http.patch(url, content=json.dumps(
+                {"metadata": {"labels": {"round": str(i)}}})).status_code)
+    assert answers == [200] * 80
+    assert kubectl("get", "ms", "workers", "-o", "jsonpath={.spec.replicas}").stdout == "3"
+    until("three Machines", lambda: len(items(kubectl, "machines")) == 3)
