@@ -11,9 +11,17 @@ concurrency control, merge patch) and Metal3's ``baremetalhost_types.go`` (its
 printer columns). ``metalkube.org/v1alpha1`` (the group of Metal3's first demo) serves
 the same hosts as ``metal3.io/v1alpha1``.
 
-Not served yet (answered with a ``Status``): watch, strategic merge patch (415, as
-kube-apiserver answers for custom resources), ``/openapi/v2`` (404: use
-``kubectl --validate=false``). Cluster API's groups are :mod:`metalplane.api.k8s_capi`'s.
+``/openapi/v2`` (JSON, or gnostic's protobuf that kubectl asks for first) is built from the
+table of kinds in :mod:`metalplane.api.k8s_openapi`, which also gives ``fieldValidation=Strict``
+its unknown fields; the patch types are :mod:`metalplane.api.k8s_patch`'s (strategic merge
+patch for the built-in kinds only, 415 for BareMetalHosts as kube-apiserver answers for
+custom resources). Events are listed (an empty ``EventList``: none are recorded yet).
+Protobuf request bodies of Namespaces and Secrets (kubectl's typed creates) are decoded by
+:mod:`metalplane.api.k8s_protobuf`.
+
+Cluster API's MachineSets and Machines and CAPM3's Metal3MachineTemplates are
+:mod:`metalplane.api.k8s_capi`'s. Not served yet (answered with a ``Status``): watch,
+server-side apply, dry run.
 """
 
 from __future__ import annotations
@@ -28,12 +36,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import jsonpatch
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from metalplane import __version__
-from metalplane.api import policy
+from metalplane.api import k8s_openapi, k8s_openapi_pb, k8s_patch, k8s_protobuf, policy
 from metalplane.api.app import _BLOCKING
 from metalplane.api.auth import TooManyAttempts, UsersFile
 from metalplane.common.exceptions import (
@@ -90,13 +97,13 @@ class Handlers:
     """The request helpers of :func:`create_k8s_app`, for the modules serving further
     groups: ``read`` (the JSON body), ``body`` (a POST/PUT manifest checked: name,
     metadata, document), ``rv`` (a metadata's resourceVersion), ``filtered`` (label and
-    field selectors), ``patched`` (a merge or JSON patch applied), ``list_doc``."""
+    field selectors), ``patched`` (a patch of a kind applied), ``list_doc``."""
 
     read: Callable[[Request], Awaitable[Any]]
     body: Callable[..., Awaitable[tuple[str, dict[str, Any], dict[str, Any]]]]
     rv: Callable[[dict[str, Any]], int | None]
     filtered: Callable[[Request, list[Any]], list[Any]]
-    patched: Callable[[Request, dict[str, Any]], Awaitable[dict[str, Any]]]
+    patched: Callable[[Request, str, dict[str, Any]], Awaitable[dict[str, Any]]]
     list_doc: Callable[[str, str, list[dict[str, Any]], list[Any]], dict[str, Any]]
 
 
@@ -337,6 +344,9 @@ _BMH_COLUMNS = [  # Metal3's printer columns (and the seed demo's HARDWARE PROFI
 ]
 _SECRET_COLUMNS = [("Name", "string", "name", "Name"), ("Type", "string", "", "Type"),
                    ("Data", "string", "", "Number of keys"), ("Age", "date", "", "Age")]
+_EVENT_COLUMNS = [("Last Seen", "string", "", "Time"), ("Type", "string", "", "Type"),
+                  ("Reason", "string", "", "Reason"), ("Object", "string", "", "Object"),
+                  ("Message", "string", "", "Message")]
 _NS_COLUMNS = [("Name", "string", "name", "Name"), ("Status", "string", "", "Phase"),
                ("Age", "date", "", "Age")]
 
@@ -353,21 +363,13 @@ def _table(columns: list[tuple[str, str, str, str]], rows: list[tuple[Any, list[
                 "metadata": _metadata(obj)}} for obj, cells in rows]}
 
 
+@functools.cache
+def _openapi_protobuf() -> bytes:
+    return k8s_openapi_pb.encode_document(k8s_openapi.openapi_v2())
+
+
 def _age(obj: Any) -> str:
     return human_duration((dt.datetime.now(dt.UTC) - obj.created_at).total_seconds())
-
-
-def _merge(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch of ``target`` by ``patch``."""
-    if not isinstance(patch, dict):
-        return patch
-    out = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = _merge(out.get(key), value)
-    return out
 
 
 # ---------------------------------------------------------------- the app
@@ -415,6 +417,10 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
             request.state.principal = who
         else:
             request.state.principal = policy.NOAUTH
+        if request.method != "GET" and request.query_params.get("dryRun"):
+            # not declared in /openapi/v2 (kubectl refuses --dry-run=server itself); a
+            # client that sends it anyway must not have the write done for real
+            return KubeError(400, "dryRun is not supported by this server").response()
         answer: Response = await call_next(request)
         return answer
 
@@ -422,10 +428,12 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
 
     async def _read(request: Request) -> Any:
         """The request's JSON body (at most ``max_request_body_size`` bytes, else 413).
-        Raises :class:`KubeError` 415 for another media type (protobuf, CBOR), 400 for
-        a body that does not parse."""
+        A protobuf body (kubectl's typed creates of Namespaces and Secrets) is decoded
+        into the same JSON shape. Raises :class:`KubeError` 415 for another media type
+        (CBOR; protobuf for other kinds or verbs), 400 for a body that does not parse."""
         ctype = request.headers.get("content-type", "").split(";")[0].strip()
-        if ctype and not ctype.endswith("json"):
+        protobuf = ctype == k8s_protobuf.CONTENT_TYPE  # kubectl's typed verbs
+        if ctype and not ctype.endswith("json") and not protobuf:
             raise KubeError(415, f"the body of the request was in an unknown format - "
                             f"accepted media types include: application/json, "
                             f"application/merge-patch+json, application/json-patch+json "
@@ -436,6 +444,14 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
             if len(body) > limit:
                 raise KubeError(413, f"Request entity too large: limit is {limit} bytes "
                                 "(max_request_body_size)", "RequestEntityTooLarge")
+        if protobuf:
+            if request.method != "POST":
+                raise KubeError(415, "protobuf bodies are served for create only",
+                                "UnsupportedMediaType")
+            try:
+                return k8s_protobuf.decode_object(body)
+            except k8s_protobuf.BodyError as exc:
+                raise KubeError(exc.code, exc.message) from None
         try:
             return json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -473,6 +489,16 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
     async def healthz() -> Response:
         return Response("ok", media_type="text/plain")
 
+    @app.get("/openapi/v2")
+    async def openapi_v2(request: Request) -> Response:
+        """The Swagger 2.0 document of the served kinds: gnostic's protobuf when asked for
+        it (kubectl asks for ``application/com.github.proto-openapi.spec.v2@v1.0+protobuf``
+        first), else JSON."""
+        accept = request.headers.get("accept", "")
+        if any(media in accept for media in k8s_openapi_pb.ACCEPTED):
+            return Response(_openapi_protobuf(), media_type=k8s_openapi_pb.CONTENT_TYPE)
+        return JSONResponse(k8s_openapi.openapi_v2())
+
     @app.get("/api")
     async def api_versions() -> dict[str, Any]:
         return {"kind": "APIVersions", "versions": ["v1"],
@@ -492,7 +518,8 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
     async def core_v1() -> dict[str, Any]:
         return {"kind": "APIResourceList", "groupVersion": "v1", "resources": [
             _resource("namespaces", NAMESPACE, False, ["ns"]),
-            _resource("secrets", SECRET, True, [])]}
+            _resource("secrets", SECRET, True, []),
+            {**_resource("events", "Event", True, ["ev"]), "verbs": ["get", "list"]}]}
 
     @app.get("/apis")
     async def api_groups() -> dict[str, Any]:
@@ -540,8 +567,9 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
         if doc.get("kind") not in (None, kind) or doc.get("apiVersion") not in (None, want):
             raise KubeError(400, f"the API version in the data ({doc.get('apiVersion')}) "
                             f"and kind ({doc.get('kind')}) do not match {want} {kind}")
+        _strict(request, kind, doc, creating=True)
         unknown = sorted(set(doc) - _TOP[kind])
-        if unknown:
+        if unknown:  # the server's own refusal (without fieldValidation=Strict)
             raise KubeError(422, f'{kind} is invalid: {unknown[0]}: unknown field '
                             f'"{unknown[0]}"', "Invalid",
                             {"kind": _RESOURCE[kind][0], "causes": [
@@ -555,6 +583,23 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
             raise KubeError(400, "the namespace of the provided object does not match the "
                             "namespace sent on the request")
         return str(meta.get("name") or ""), meta, doc
+
+    def _strict(request: Request, kind: str, doc: dict[str, Any], creating: bool) -> None:
+        """With ``fieldValidation=Strict``, every unknown field of ``doc`` refused at once,
+        as kube-apiserver's strict decoding does: 400 BadRequest ``<Kind> in version "<v>"
+        cannot be handled as a <Kind>: strict decoding error: unknown field "spec.foo"``
+        (a patch: without the prefix). Other values leave it to the checks of the store."""
+        if request.query_params.get("fieldValidation", "").lower() != "strict":
+            return
+        unknown = k8s_openapi.unknown_fields(kind, doc)
+        if unknown:
+            message = "strict decoding error: " + ", ".join(
+                f'unknown field "{f}"' for f in unknown)
+            if creating:
+                version = k8s_openapi.kind_info(kind).version
+                message = f'{kind} in version "{version}" cannot be handled as a {kind}: ' \
+                    + message
+            raise KubeError(400, message, "BadRequest")
 
     def _rv(meta: dict[str, Any]) -> int | None:
         raw = meta.get("resourceVersion")
@@ -587,25 +632,39 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
         return {"apiVersion": api_version, "kind": f"{kind}List",
                 "metadata": {"resourceVersion": str(rv)}, "items": items}
 
-    async def _patched(request: Request, current: dict[str, Any]) -> dict[str, Any]:
-        """``current`` with the request's patch applied (merge or JSON patch). Raises
-        :class:`KubeError` 415 for strategic merge patch and apply, 400/422 for a patch
-        that does not parse or apply."""
+    async def _patched(request: Request, kind: str, current: dict[str, Any]
+                       ) -> dict[str, Any]:
+        """``current`` with the request's patch applied: merge patch, JSON patch, and for
+        the built-in kinds strategic merge patch (:mod:`k8s_patch`). Raises
+        :class:`KubeError` 415 for another media type (strategic merge patch of a custom
+        resource, as kube-apiserver answers; server-side apply), 400/422 for a patch that
+        does not parse or apply, 400 for unknown fields under ``fieldValidation=Strict``."""
         ctype = request.headers.get("content-type", "").split(";")[0].strip()
+        info = k8s_openapi.kind_info(kind)
+        accepted = ["application/json-patch+json", "application/merge-patch+json"]
+        if info.strategic:
+            accepted.append("application/strategic-merge-patch+json")
+        if ctype not in accepted:
+            raise KubeError(415, "the body of the request was in an unknown format - "
+                            "accepted media types include: " + ", ".join(accepted),
+                            "UnsupportedMediaType")
         patch = await _read(request)
-        if ctype == "application/merge-patch+json":
-            return dict(_merge(current, patch))
-        if ctype == "application/json-patch+json":
-            try:
-                return dict(jsonpatch.apply_patch(current, patch))
-            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException,
-                    TypeError) as exc:
-                raise KubeError(422, f"the patch does not apply: {exc}", "Invalid") from None
-        raise KubeError(415, f'the body of the request was in an unknown format - accepted '
-                        f'media types include: application/json-patch+json, '
-                        f'application/merge-patch+json (not {ctype or "none"}: strategic '
-                        f'merge patch and server-side apply are not served yet; use '
-                        f'kubectl patch --type merge)', "UnsupportedMediaType")
+        try:
+            if ctype == "application/merge-patch+json":
+                doc = k8s_patch.merge_patch(current, patch)
+            elif ctype == "application/json-patch+json":
+                doc = k8s_patch.json_patch(current, patch)
+            else:
+                doc = k8s_patch.strategic_merge_patch(
+                    current, patch, k8s_openapi.definitions()[info.definition],
+                    k8s_openapi.resolve)
+        except k8s_patch.PatchError as exc:  # the cause too: kubectl prints it for 422
+            raise KubeError(exc.code, exc.message, details={"causes": [
+                {"reason": "UnexpectedServerResponse", "message": exc.message}]}) from None
+        if not isinstance(doc, dict):
+            raise KubeError(422, "the patch must leave an object", "Invalid")
+        _strict(request, kind, doc, creating=False)
+        return dict(doc)
 
     # ------------------------------------------------------------ namespaces
     @app.get("/api/v1/namespaces")
@@ -631,10 +690,47 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
                               _meta_values(meta))
         return JSONResponse(docs.namespace(obj), status_code=201)
 
+    async def _update_namespace(name: str, doc: dict[str, Any]) -> Any:
+        """A Namespace's writable part is its metadata (labels, annotations, finalizers)."""
+        meta = doc.get("metadata") or {}
+        if not isinstance(meta, dict) or meta.get("name") not in (None, name):
+            raise KubeError(400, "the name of the object does not match the name on the URL")
+        obj = await _blocking(NAMESPACE, name, store.update_meta, NAMESPACE, "", name,
+                              _rv(meta), _meta_values(meta))
+        return docs.namespace(obj)
+
+    @app.put("/api/v1/namespaces/{name}")
+    async def replace_namespace(name: str, request: Request) -> Any:
+        _, _, doc = await _body(request, NAMESPACE, "", None)
+        return await _update_namespace(name, doc)
+
+    @app.patch("/api/v1/namespaces/{name}")
+    async def patch_namespace(name: str, request: Request) -> Any:
+        current = docs.namespace(await _blocking(NAMESPACE, name, store.get, NAMESPACE, "",
+                                                 name))
+        doc = await _patched(request, NAMESPACE, current)
+        if doc == current:
+            return current
+        return await _update_namespace(name, doc)
+
     @app.delete("/api/v1/namespaces/{name}")
     async def delete_namespace(name: str) -> Any:
         obj = await _blocking(NAMESPACE, name, store.delete_namespace, name)
         return docs.namespace(obj)
+
+    # ------------------------------------------------------------ events
+    @app.get("/api/v1/events")
+    @app.get("/api/v1/namespaces/{namespace}/events")
+    async def list_events(request: Request, namespace: str = "") -> Any:
+        """Events (what ``kubectl describe`` lists under an object): none are recorded
+        yet, so an empty ``EventList`` (any ``fieldSelector`` on ``involvedObject.*``
+        matches nothing)."""
+        if namespace:
+            await _blocking(NAMESPACE, namespace, store.get, NAMESPACE, "", namespace)
+        if _wants_table(request):
+            return _table(_EVENT_COLUMNS, [], 0)
+        return {"apiVersion": "v1", "kind": "EventList", "metadata": {"resourceVersion": "0"},
+                "items": []}
 
     # ------------------------------------------------------------ secrets
     def _secret_cells(obj: Any) -> list[Any]:
@@ -689,7 +785,9 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
     async def patch_secret(namespace: str, name: str, request: Request) -> Any:
         current = docs.secret(await _blocking(SECRET, name, store.get, SECRET, namespace,
                                               name))
-        doc = await _patched(request, current)  # a patch may carry a resourceVersion
+        doc = await _patched(request, SECRET, current)  # may carry a resourceVersion
+        if doc == current:  # nothing changes: no write, the same resourceVersion
+            return current
         return await _replace_secret(namespace, name, doc, _rv(doc.get("metadata") or {}))
 
     @app.delete("/api/v1/namespaces/{namespace}/secrets/{name}")
@@ -763,7 +861,9 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
         _group(group)
         obj = await _blocking(BMH, name, store.get, BMH, namespace, name)
         current = docs.host(obj, group, {})
-        doc = await _patched(request, current)
+        doc = await _patched(request, BMH, current)
+        if doc == current:  # nothing changes: no write, the same resourceVersion
+            return docs.host(obj, group)
         unknown = sorted(set(doc) - _TOP[BMH])
         if unknown:
             raise KubeError(422, f'{BMH} "{name}" is invalid: {unknown[0]}: unknown field '

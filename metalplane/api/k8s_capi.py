@@ -218,7 +218,7 @@ def register(app: FastAPI, machines: MachineController, h: Handlers) -> None:
     async def patch_scale(namespace: str, name: str, request: Request) -> Any:
         current = scale_doc(await _blocking(MACHINE_SET, name, store.get, MACHINE_SET,
                                             namespace, name))
-        doc = await h.patched(request, current)
+        doc = await h.patched(request, MACHINE_SET, current)  # a merge or JSON patch
         meta, now = doc.get("metadata"), current["metadata"]["resourceVersion"]
         if isinstance(meta, dict) and meta.get("resourceVersion") == now:
             meta.pop("resourceVersion")  # no precondition of the patch's own
@@ -276,7 +276,7 @@ def _routes(app: FastAPI, k: _Kind, machines: MachineController, h: Handlers) ->
 
     async def patch(namespace: str, name: str, request: Request) -> Any:
         obj = await _blocking(k.kind, name, store.get, k.kind, namespace, name)
-        doc = await h.patched(request, _doc(obj, k.kind, k.group, k.status))
+        doc = await h.patched(request, k.kind, _doc(obj, k.kind, k.group, k.status))
         unknown = sorted(set(doc) - _TOP)
         if unknown:
             raise KubeError(422, f'{k.kind} "{name}" is invalid: {unknown[0]}: unknown field '

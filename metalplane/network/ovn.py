@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from typing import Any
 
 from ovsdbapp import exceptions as ovsdbapp_exceptions
@@ -492,7 +493,23 @@ class Northbound:
         return list(self.api.tables[table].rows.values())
 
     def close(self) -> None:
-        try:
-            self._conn.stop(timeout=5)
-        except Exception:
-            LOG.debug("closing the NB connection to %s failed", self.address, exc_info=True)
+        """Stop the connection's thread, waiting at most about ``timeout`` + 5 s.
+
+        ovsdbapp's ``Connection.stop`` queues a stop marker with a blocking put: when a
+        change is being committed and another waits in its one-slot queue (a deploy's
+        cleanup during an NB outage, as the server stops), the thread ends after the
+        first without taking the marker and the put never returns. The stop runs on a
+        thread of its own, so closing is bounded whatever the connection's state."""
+        def stop() -> None:
+            try:
+                self._conn.stop(timeout=5)
+            except Exception:
+                LOG.debug("closing the NB connection to %s failed", self.address,
+                          exc_info=True)
+
+        stopper = threading.Thread(target=stop, name="ovn-nb-close", daemon=True)
+        stopper.start()
+        stopper.join(self.timeout + 5)
+        if stopper.is_alive():
+            LOG.warning("the NB connection to %s did not stop within %g s; left to end "
+                        "with the process", self.address, self.timeout + 5)

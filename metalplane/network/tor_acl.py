@@ -523,7 +523,8 @@ class TorAcl:
                 port_name=place.port_name, ofports=nums,
                 macs=tuple(sorted({port.mac_address.lower()} | {
                     m for i in place.interfaces for m in macs.get(i, ())})),
-                zone=zone_of(sw.name, nums[0]), stateful=any(groups[g].stateful for g in mine if g in groups),
+                zone=zone_of(sw.name, nums[0]),
+                stateful=any(groups[g].stateful for g in mine if g in groups),
                 rules=tuple(AclRule.from_row(r, lambda g: member_ips.get(g, []))
                             for r in rules if r.security_group_id in mine))
         return out

@@ -3,12 +3,14 @@ security group rules as OVN ACL matches (ML2/OVN's shapes)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from metalplane.network.ovn import dhcp_options_from_extra, ovn_option_value
+from metalplane.network.ovn import Northbound, dhcp_options_from_extra, ovn_option_value
 from metalplane.network.ovn_mech import acl_match, pg_name
 
 SG = "6b1d0c9e-0000-4000-8000-000000000001"
@@ -78,3 +80,22 @@ def test_rules_become_ovn_matches(kw: dict[str, Any], match: str) -> None:
 def test_port_group_names_are_identifiers() -> None:
     assert PG == "pg_6b1d0c9e_0000_4000_8000_000000000001"
     assert PG.replace("_", "").isalnum()
+
+
+def test_closing_is_bounded_when_the_connections_stop_blocks() -> None:
+    """ovsdbapp's stop can block for ever (a full queue, the thread gone): close returns."""
+    release = threading.Event()
+
+    class StuckConnection:
+        def stop(self, timeout: float | None = None) -> bool:
+            release.wait(30)
+            return False
+
+    nb = Northbound.__new__(Northbound)
+    nb.address, nb.timeout, nb._conn = "unix:/nowhere", 0.1, StuckConnection()
+    try:
+        started = time.monotonic()
+        nb.close()
+        assert time.monotonic() - started < 10
+    finally:
+        release.set()

@@ -22,10 +22,10 @@ from metalplane.network.tor_acl import (
     cookie_of,
     openflow_address,
     port_flows,
-    zone_of,
     port_masks,
     rule_matches,
     shared_flows,
+    zone_of,
 )
 
 
