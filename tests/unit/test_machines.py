@@ -193,3 +193,23 @@ def test_check_fields_types() -> None:
         with pytest.raises(FieldInvalid) as err:
             check_fields(value, schema, "spec")
         assert err.value.field == field, value
+
+
+def test_conditions_ready_mirrors_the_first_waiting_reason_and_keeps_transition_times() -> None:
+    from metalplane.conductor.machines import _conditions
+    types = ("BootstrapReady", "InfrastructureReady")
+    first = _conditions([], {"InfrastructureReady": "no host matches"}, types)
+    by_type = {c["type"]: c for c in first}
+    assert by_type["Ready"]["status"] == "False"
+    assert by_type["Ready"]["reason"] == "WaitingForInfrastructure"
+    assert by_type["Ready"]["message"] == "no host matches"
+    assert by_type["BootstrapReady"] == {"type": "BootstrapReady", "status": "True",
+                                         "lastTransitionTime": by_type["Ready"][
+                                             "lastTransitionTime"]}
+    old = [{**c, "lastTransitionTime": "2000-01-01T00:00:00Z"} for c in first]
+    again = {c["type"]: c for c in _conditions(old, {"InfrastructureReady": "x"}, types)}
+    assert again["InfrastructureReady"]["lastTransitionTime"] == "2000-01-01T00:00:00Z"
+    done = {c["type"]: c for c in _conditions(old, {}, types)}
+    assert done["Ready"]["status"] == "True" and "reason" not in done["Ready"]
+    assert done["InfrastructureReady"]["lastTransitionTime"] != "2000-01-01T00:00:00Z"
+    assert done["BootstrapReady"]["lastTransitionTime"] == "2000-01-01T00:00:00Z"
