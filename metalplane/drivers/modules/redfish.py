@@ -394,4 +394,30 @@ class RedfishInspect(_RedfishMixin, base.InspectInterface):
             props["local_gb"] = max(0, max(disks) // (1024**3) - 1)
         nics = optional(lambda: system.ethernet_interfaces.summary) or {}
         macs = sorted(str(m).lower() for m in nics)
-        return done_with(base.InspectionResult(properties=props, macs=macs))
+        return done_with(base.InspectionResult(
+            properties=props, macs=macs,
+            inventory=_inventory(system, props, macs, disks or [], optional),
+            plugin_data={"macs": macs}))
+
+
+def _inventory(system: Any, props: dict[str, Any], macs: list[str], disks: list[int],
+               optional: Any) -> dict[str, Any]:
+    """The inventory in ironic-python-agent's shape from what the BMC publishes (as
+    Ironic's redfish inspect stores one): ``cpu`` {count, architecture}, ``memory``
+    {physical_mb}, ``disks`` [{size}], ``interfaces`` [{name, mac_address}],
+    ``system_vendor`` {manufacturer, product_name, serial_number}; unknown values null."""
+    vendor = {
+        "manufacturer": optional(lambda: system.manufacturer),
+        "product_name": optional(lambda: system.model),
+        "serial_number": optional(lambda: system.serial_number),
+    }
+    return {
+        "cpu": {"count": props.get("cpus"), "architecture": props.get("cpu_arch"),
+                "model_name": None, "frequency": None, "flags": []},
+        "memory": {"physical_mb": props.get("memory_mb"),
+                   "total": (props["memory_mb"] << 20) if props.get("memory_mb") else None},
+        "disks": [{"name": f"disk{i}", "size": size} for i, size in enumerate(disks)],
+        "interfaces": [{"name": f"nic{i}", "mac_address": mac} for i, mac in enumerate(macs)],
+        "system_vendor": vendor,
+        "boot": {"current_boot_mode": None, "pxe_interface": None},
+    }
