@@ -408,6 +408,12 @@ class _Context:
             return [self.resolve(v, op) for v in value]
         if not isinstance(value, str):
             return value
+        out = self._one(value, op)
+        if "item" in self.vars and isinstance(out, str) and out != value and "{" in out:
+            out = self._one(out, op)  # a loop item's own references (Ironic formats twice)
+        return out
+
+    def _one(self, value: str, op: str) -> Any:
         single = _SINGLE_REF.match(value)
         if single and single.group(1) in self.vars:
             keys = re.findall(r"\[([^\]]*)\]", single.group(2))
