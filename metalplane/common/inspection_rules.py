@@ -193,6 +193,8 @@ def validate_rule(rule: Any) -> dict[str, Any]:
                                            or len(out["description"]) > 255):
         raise RuleError("description", "must be a string of at most 255 characters")
     prio = out["priority"]
+    if isinstance(prio, str) and prio.strip().isdigit():  # python-ironicclient sends text
+        prio = out["priority"] = int(prio)
     if isinstance(prio, bool) or not isinstance(prio, int) or not 0 <= prio <= MAX_PRIORITY:
         raise RuleError("priority", f"must be an integer from 0 to {MAX_PRIORITY}")
     if out["phase"] not in PHASES:
