@@ -75,7 +75,8 @@ def _hardware_from_inventory(inv: dict[str, Any]) -> dict[str, Any]:
     vendor = inv.get("system_vendor") or {}
     firmware = vendor.get("firmware") or {}
     mem = inv.get("memory") or {}
-    pxe = str((inv.get("boot") or {}).get("pxe_interface") or "").lower()
+    # the PXE NIC's MAC, also in pxelinux's 01-aa-bb-cc-dd-ee-ff form
+    pxe = str((inv.get("boot") or {}).get("pxe_interface") or "").lower().replace("-", ":")
     try:
         mhz = float(cpu.get("frequency") or 0)
     except (TypeError, ValueError):
@@ -92,7 +93,8 @@ def _hardware_from_inventory(inv: dict[str, Any]) -> dict[str, Any]:
                   "ip": n.get("ipv4_address") or n.get("ipv6_address") or "",
                   "speedGbps": int(n.get("speed_mbps") or 0) // 1000,
                   "model": " ".join(str(x) for x in (n.get("vendor"), n.get("product")) if x),
-                  "pxe": bool(pxe) and str(n.get("mac_address") or "").lower() in pxe}
+                  "pxe": bool(n.get("mac_address")) and pxe.endswith(
+                      str(n.get("mac_address")).lower())}
                  for n in inv.get("interfaces") or [] if isinstance(n, dict)],
         "storage": [{"name": d.get("name") or "", "rotational": bool(d.get("rotational")),
                      "sizeBytes": int(d.get("size") or 0), "model": d.get("model") or "",
