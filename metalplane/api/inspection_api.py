@@ -24,8 +24,8 @@ import jsonpatch
 from fastapi import Body, FastAPI, Request, Response
 
 from metalplane.api import policy, views
-from metalplane.api.allocation_api import _fields, _limit, _require
-from metalplane.common.exceptions import Invalid, NotFound
+from metalplane.api.versions import API_VERSION_STATE, MAX_VERSION
+from metalplane.common.exceptions import Invalid, MetalplaneError, NotFound
 from metalplane.common.inspection_rules import RuleError, validate_rule
 from metalplane.conductor.manager import Conductor
 from metalplane.db import api as db_api
@@ -39,6 +39,29 @@ RULE_FIELDS = ("uuid", "description", "priority", "phase", "sensitive", "conditi
                "actions", "created_at", "updated_at", "links")
 RULE_LIST_FIELDS = ("uuid", "priority", "phase", "description")
 WRITABLE = ("uuid", "description", "priority", "phase", "sensitive", "conditions", "actions")
+
+
+class _NotAllowed(MetalplaneError):
+    code = 405
+
+
+def _require(request: Request, minimum: tuple[int, int], what: str, code: int = 404) -> None:
+    """Ironic's answer to a micro-version that predates ``what``: 404 (or 405)."""
+    version: tuple[int, int] = getattr(request.state, API_VERSION_STATE, MAX_VERSION)
+    if version < minimum:
+        message = f"The API version does not allow {what}"
+        raise (_NotAllowed(message) if code == 405 else NotFound(message))
+
+
+def _fields(fields: str | None) -> list[str] | None:
+    """The ``?fields=`` list. Raises :class:`Invalid` naming unknown ones."""
+    if fields is None:
+        return None
+    wanted = [f.strip() for f in fields.split(",") if f.strip()]
+    bad = [f for f in wanted if f not in RULE_FIELDS]
+    if bad:
+        raise Invalid(f'Field(s) "{", ".join(bad)}" are not valid')
+    return wanted
 
 
 def _checked(body: Any) -> dict[str, Any]:
@@ -109,14 +132,16 @@ def register(app: FastAPI, conductor: Conductor) -> None:
                    sort_key: str = "id", sort_dir: str = "asc",
                    phase: str | None = None) -> dict[str, Any]:
         _rules_allowed(request, "baremetal:inspection_rule:get")
-        wanted = _fields(fields, RULE_FIELDS)
+        wanted = _fields(fields)
         if wanted is not None and detail:
             raise Invalid("Can not specify ?detail=True and fields in the same request.")
         if wanted is None and not detail:
             wanted = [*RULE_LIST_FIELDS, "links"]
         if sort_key in ("actions", "conditions"):
             raise Invalid(f"The sort_key value {sort_key} is an invalid field for sorting")
-        size = _limit(limit)
+        if limit is not None and limit < 0:
+            raise Invalid(f"Value must be positive: limit {limit}")
+        size = min(limit or views.MAX_LIMIT, views.MAX_LIMIT)
         rows = db_inspection.list_rules(db, phase, size, marker, sort_key, sort_dir)
         base = views.base_url(request)
         out: dict[str, Any] = {"inspection_rules": [rule_view(r, base, wanted) for r in rows]}
@@ -127,7 +152,7 @@ def register(app: FastAPI, conductor: Conductor) -> None:
     @app.get("/v1/inspection_rules/{uuid}", tags=["inspection"], summary="Show a rule")
     def show_rule(request: Request, uuid: str, fields: str | None = None) -> dict[str, Any]:
         _rules_allowed(request, "baremetal:inspection_rule:get")
-        wanted = _fields(fields, RULE_FIELDS)
+        wanted = _fields(fields)
         return rule_view(db_inspection.get_rule(db, uuid), views.base_url(request), wanted)
 
     @app.post("/v1/inspection_rules", status_code=201, tags=["inspection"],

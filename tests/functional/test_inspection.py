@@ -272,3 +272,31 @@ def test_python_ironicclient_inspection_rule_commands(server: RunningServer) -> 
     assert bm(server, "inspection", "rule", "show", uuid)["description"] is None
     bm_do(server, "inspection", "rule", "delete", uuid)
     assert bm(server, "inspection", "rule", "list") == []
+
+
+# openstacksdk warns about its own internals (InfluxDB support), as test_clients_baremetal
+@pytest.mark.filterwarnings("ignore::openstack.warnings.RemovedInSDK50Warning")
+@pytest.mark.filterwarnings("ignore::openstack.warnings.RemovedInSDK60Warning")
+def test_openstacksdk_inspection_rules_and_inventory(server: RunningServer) -> None:
+    """openstacksdk's baremetal proxy, unmodified: inspection rules (1.96) and a node's
+    inventory (1.81; NotFound before any inspection)."""
+    import openstack
+    from openstack import exceptions as os_exc
+
+    conn = openstack.connection.Connection(auth_type="none",
+                                           baremetal_endpoint_override=server.url)
+    try:
+        rule_ = conn.baremetal.create_inspection_rule(
+            description="sdk", priority=3,
+            actions=[{"op": "add-trait", "args": {"name": "CUSTOM_SDK"}}])
+        assert rule_.priority == 3 and rule_.id
+        assert [r.id for r in conn.baremetal.inspection_rules()] == [rule_.id]
+        conn.baremetal.update_inspection_rule(rule_.id, priority=9)
+        assert conn.baremetal.get_inspection_rule(rule_.id).priority == 9
+        conn.baremetal.delete_inspection_rule(rule_.id)
+        assert list(conn.baremetal.inspection_rules()) == []
+        server.create_node(name="sdk-node")
+        with pytest.raises(os_exc.NotFoundException):
+            conn.baremetal.get_node_inventory("sdk-node")
+    finally:
+        conn.close()
