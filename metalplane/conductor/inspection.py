@@ -41,39 +41,47 @@ def rule_dict(rule: Any) -> dict[str, Any]:
 def store_and_apply_rules(task: NodeTask, inventory: dict[str, Any],
                           plugin_data: dict[str, Any]) -> list[str]:
     """Store the node's ``inventory`` and ``plugin_data``, then apply the rules of phase
-    ``main``; returns the UUIDs of the rules applied. Raises :class:`RuleFailed` (the node
-    keeps what earlier rules changed, as in Ironic)."""
+    ``main``, highest priority first, each rule's changes saved before the next rule reads
+    the node; returns the UUIDs of the rules applied. Raises :class:`RuleFailed` naming the
+    rule that failed, or whose changes the node refused (an unknown driver, a bad trait):
+    the node keeps what earlier rules changed, as in Ironic."""
     db = task.conductor.db
     node = task.node
     db_inspection.save_inventory(db, node.id, inventory, plugin_data)
-    rules = [rule_dict(r) for r in db_inspection.list_rules(db, phase="main")]
-    if not rules:
-        return []
+    rules = sorted((rule_dict(r) for r in db_inspection.list_rules(db, phase="main")),
+                   key=lambda r: -int(r["priority"] or 0))
+    applied: list[str] = []
+    for rule in rules:
+        applied += _apply_one(task, rule, inventory, plugin_data)
+    if applied:
+        LOG.info("Node %s: inspection rules applied: %s", node.uuid, ", ".join(applied))
+    return applied
+
+
+def _apply_one(task: NodeTask, rule: dict[str, Any], inventory: dict[str, Any],
+               plugin_data: dict[str, Any]) -> list[str]:
     from metalplane.conductor.resources import NODE_CREATE_FIELDS  # resources imports us
 
+    node, db = task.node, task.conductor.db
     fields = {k: copy.deepcopy(getattr(node, k, None)) for k in NODE_CREATE_FIELDS}
     ports = {p.uuid: {"_id": p.id, **{k: copy.deepcopy(getattr(p, k)) for k in PORT_KEYS}}
              for p in db_api.list_ports(db, node_id=node.id)}
     data = NodeData(fields=fields, ports=copy.deepcopy(ports))
-    failure: RuleFailed | None = None
-    applied: list[str] = []
     try:
-        applied = apply_rules(rules, data, inventory, plugin_data)
-    except RuleFailed as exc:
-        failure = exc
-    for level, text in data.logs:
-        getattr(LOG, level if level in ("debug", "info", "warning", "error") else "error")(
-            "Node %s: inspection rule: %s", node.uuid, text)
-    try:
-        _write_back(task, data, ports)
-    except MetalplaneError as exc:
-        if failure is None:
-            raise RuleFailed(f"the inspection rules' changes were refused: {exc.message}"
-                             ) from None
-    if failure is not None:
-        raise failure
+        applied = apply_rules([rule], data, inventory, plugin_data)
+    finally:
+        for level, text in data.logs:
+            getattr(LOG, level if level in ("debug", "info", "warning", "error") else "error")(
+                "Node %s: inspection rule %s: %s", node.uuid, rule["uuid"], text)
     if applied:
-        LOG.info("Node %s: inspection rules applied: %s", node.uuid, ", ".join(applied))
+        try:
+            _write_back(task, data, ports)
+        except MetalplaneError as exc:
+            name = str(rule["uuid"]) + (f" ({rule['description']})" if rule["description"]
+                                        else "")
+            what = "" if rule["sensitive"] else f": {exc.message}"
+            raise RuleFailed(f"inspection rule {name}: the node refused its changes{what}"
+                             ) from None
     return applied
 
 

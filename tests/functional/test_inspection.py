@@ -240,6 +240,19 @@ def test_agent_inventory_and_rules_on_a_node(server: RunningServer, tmp_path: Pa
     assert node["provision_state"] == "inspect failed"
     assert failing["uuid"] in node["last_error"] and "no R640 here" in node["last_error"]
     assert "LAB-0001 is retired" in node["last_error"]
+    # the seed's actions without its auto_discovered condition: no idrac hardware type
+    # here, so the node refuses the change and the rule is named
+    assert server.http.delete(f"/v1/inspection_rules/{failing['uuid']}",
+                              headers=V).status_code == 204
+    idrac = rule(server, {"description": "Dell: idrac", "priority": 2, "actions": [
+        {"op": "set-attribute", "args": {"path": "driver", "value": "idrac"}},
+        {"op": "set-attribute", "args": {"path": "driver_info/drac_address",
+                                         "value": "{inventory[bmc_address]}"}}]})
+    node = _inspect_with_agent(server, tmp_path, "r640")  # from inspect failed
+    assert node["provision_state"] == "inspect failed"
+    assert f"inspection rule {idrac['uuid']} (Dell: idrac)" in node["last_error"]
+    assert "idrac" in node["last_error"].split("refused its changes")[1]
+    assert node["driver"] == "fake-hardware" and "drac_address" not in node["driver_info"]
 
 
 def test_inventory_404_before_inspection(server: RunningServer) -> None:
