@@ -90,6 +90,8 @@ def _write_back(task: NodeTask, data: NodeData, before: dict[str, dict[str, Any]
 
     node = task.node
     new = dict(data.fields)
+    if new.get("driver") != node.driver:
+        _reset_interfaces(task, new)
     for key, default in NODE_DEFAULTS.items():
         if new.get(key) is None:
             new[key] = copy.deepcopy(default)
@@ -103,3 +105,18 @@ def _write_back(task: NodeTask, data: NodeData, before: dict[str, dict[str, Any]
         values = {k: port.get(k) for k in PORT_KEYS if k != "address" and port.get(k) != old.get(k)}
         if values:
             db_api.update_row(task.conductor.db, Port, int(old["_id"]), values, "port")
+
+
+def _reset_interfaces(task: NodeTask, new: dict[str, Any]) -> None:
+    """A rule changed the driver: the interfaces it did not set and the new hardware type
+    does not support go back to its defaults (Ironic's ``reset_interfaces`` on a driver
+    change). An unknown driver is left for the checks to refuse."""
+    try:
+        hw = task.conductor.registry.hardware_type(str(new.get("driver")))
+    except MetalplaneError:
+        return
+    node = task.node
+    for kind, names in hw.supported.items():
+        key = f"{kind}_interface"
+        if new.get(key) == getattr(node, key, None) and new.get(key) not in (None, *names):
+            new[key] = None

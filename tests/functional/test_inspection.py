@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -240,18 +241,17 @@ def test_agent_inventory_and_rules_on_a_node(server: RunningServer, tmp_path: Pa
     assert node["provision_state"] == "inspect failed"
     assert failing["uuid"] in node["last_error"] and "no R640 here" in node["last_error"]
     assert "LAB-0001 is retired" in node["last_error"]
-    # the seed's actions without its auto_discovered condition: no idrac hardware type
-    # here, so the node refuses the change and the rule is named
+    # a change the node refuses (a hardware type that does not exist): the rule is named
     assert server.http.delete(f"/v1/inspection_rules/{failing['uuid']}",
                               headers=V).status_code == 204
-    idrac = rule(server, {"description": "Dell: idrac", "priority": 2, "actions": [
-        {"op": "set-attribute", "args": {"path": "driver", "value": "idrac"}},
+    drac = rule(server, {"description": "Dell: drac", "priority": 2, "actions": [
+        {"op": "set-attribute", "args": {"path": "driver", "value": "drac"}},
         {"op": "set-attribute", "args": {"path": "driver_info/drac_address",
                                          "value": "{inventory[bmc_address]}"}}]})
     node = _inspect_with_agent(server, tmp_path, "r640")  # from inspect failed
     assert node["provision_state"] == "inspect failed"
-    assert f"inspection rule {idrac['uuid']} (Dell: idrac)" in node["last_error"]
-    assert "idrac" in node["last_error"].split("refused its changes")[1]
+    assert f"inspection rule {drac['uuid']} (Dell: drac)" in node["last_error"]
+    assert "drac" in node["last_error"].split("refused its changes")[1]
     assert node["driver"] == "fake-hardware" and "drac_address" not in node["driver_info"]
 
 
@@ -313,3 +313,68 @@ def test_openstacksdk_inspection_rules_and_inventory(server: RunningServer) -> N
             conn.baremetal.get_node_inventory("sdk-node")
     finally:
         conn.close()
+
+
+def test_the_seed_rule_makes_a_dell_node_idrac_reaching_its_bmc(server: RunningServer,
+                                                                tmp_path: Path) -> None:
+    """The seed's rule, imported as is, and a copy without its ``auto_discovered``
+    condition (discovery is not there yet): an inspected Dell becomes ``idrac`` with its
+    drac_* credentials and its BMC address from the inventory; the drac_* aliases then
+    reach the BMC (sushy-tools) through Redfish."""
+    from metalplane.drivers.registry import hardware_types
+    from tests.helpers.peers import sushy_emulator
+
+    assert "idrac" in hardware_types(), \
+        "the idrac entry points are not installed: pip install -e . (see pyproject.toml)"
+    nics = local_interfaces()
+    if not nics:
+        pytest.skip("this host has no NIC with a MAC for the agent's lookup")
+    mac = next(iter(nics.values()))
+    with sushy_emulator(tmp_path, count=1) as emulator:
+        system = emulator.systems[0]
+        server.create_node(name="dell", boot_interface="ipxe", inspect_interface="agent",
+                           network_interface="noop")
+        r = server.http.post("/v1/ports", json={"address": mac,
+                                                "node_uuid": server.node("dell")["uuid"]})
+        assert r.status_code == 201, r.text
+        assert server.provision("dell", "manage").status_code == 202
+        server.wait_state("dell", "manageable")
+        rules = tmp_path / "rules.json"
+        # the copy also says where the emulator listens (an iDRAC's https on 443 is the
+        # aliases' default): ending inspection powers the node off through its new driver
+        port = emulator.url.rsplit(":", 1)[1]
+        copy_ = {**SEED[0], "description": "Dell, discovered or not",
+                 "conditions": SEED[0]["conditions"][1:],
+                 "actions": [*SEED[0]["actions"],
+                             {"action": "set-attribute", "path": "driver_info/drac_protocol",
+                              "value": "http"},
+                             {"action": "set-attribute", "path": "driver_info/drac_port",
+                              "value": port},
+                             {"action": "set-attribute",
+                              "path": "driver_info/redfish_system_id",
+                              "value": f"/redfish/v1/Systems/{system['uuid']}"}]}
+        rules.write_text(json.dumps([*SEED, copy_]))
+        out = run("inspection", "rule", "import", str(rules), url=server.url)
+        assert out.returncode == 0, out.stderr
+        global HARDWARE
+        saved, HARDWARE = HARDWARE, {**HARDWARE, "bmc_address": "127.0.0.1"}
+        try:
+            node = _inspect_with_agent(server, tmp_path, "dell")
+        finally:
+            HARDWARE = saved
+        assert node["provision_state"] == "manageable", node["last_error"]
+        assert node["driver"] == "idrac"
+        assert node["power_interface"] == "idrac-redfish"  # reset to the type's default
+        assert node["inspect_interface"] == "agent"  # supported by idrac: kept
+        info = node["driver_info"]
+        assert info["drac_username"] == "root" and info["drac_address"] == "127.0.0.1"
+        assert info["drac_password"] == "******"  # sealed, never shown
+        # inspection ended powering it off through the aliases (else: inspect failed);
+        # power on the same way, and the BMC shows it
+        r = server.http.put("/v1/nodes/dell/states/power", json={"target": "power on"})
+        assert r.status_code == 202, r.text
+        deadline = time.monotonic() + 60
+        while server.node("dell")["power_state"] != "power on":
+            assert time.monotonic() < deadline, server.node("dell")["last_error"]
+            time.sleep(0.2)
+        assert emulator.system(system["uuid"])["PowerState"] == "On"
