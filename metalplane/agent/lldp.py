@@ -13,7 +13,7 @@ import socket
 import time
 from typing import Any
 
-__all__ = ["listen", "parse_lldp"]
+__all__ = ["listen", "listen_raw", "parse_lldp", "raw_tlvs"]
 
 ETH_P_LLDP = 0x88CC
 
@@ -49,9 +49,34 @@ def parse_lldp(frame: bytes) -> dict[str, Any]:
     return out
 
 
+def raw_tlvs(frame: bytes) -> list[list[Any]]:
+    """The TLVs of an LLDP Ethernet frame as ironic-python-agent reports them:
+    ``[[type, "hex of the value"], ...]`` in frame order, the End TLV included. Raises
+    ValueError for a frame that is not LLDP."""
+    if len(frame) < 16 or int.from_bytes(frame[12:14], "big") != ETH_P_LLDP:
+        raise ValueError("not an LLDP frame")
+    out: list[list[Any]] = []
+    buff = frame[14:]
+    while len(buff) >= 2:
+        header = int.from_bytes(buff[:2], "big")
+        ttype, length = header >> 9, header & 0x1FF
+        out.append([ttype, buff[2:2 + length].hex()])
+        buff = buff[2 + length:]
+        if ttype == 0:
+            break
+    return out
+
+
 def listen(interfaces: list[str], seconds: float) -> dict[str, dict[str, Any]]:
     """Wait up to ``seconds`` for one LLDP frame per interface; ``{iface: neighbour}``
-    for those that heard one. Needs CAP_NET_RAW; an interface that cannot be opened is
+    (:func:`parse_lldp`) for those that heard one. Needs CAP_NET_RAW; an interface that
+    cannot be opened is skipped."""
+    return {iface: parse_lldp(frame) for iface, frame in listen_raw(interfaces, seconds).items()}
+
+
+def listen_raw(interfaces: list[str], seconds: float) -> dict[str, bytes]:
+    """Wait up to ``seconds`` for one LLDP frame per interface; ``{iface: frame}`` for
+    those that heard one. Needs CAP_NET_RAW; an interface that cannot be opened is
     skipped."""
     socks: dict[socket.socket, str] = {}
     for iface in interfaces:
@@ -62,7 +87,7 @@ def listen(interfaces: list[str], seconds: float) -> dict[str, dict[str, Any]]:
             socks[s] = iface
         except OSError:
             continue
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, bytes] = {}
     deadline = time.monotonic() + seconds
     try:
         while socks and time.monotonic() < deadline:
@@ -70,9 +95,10 @@ def listen(interfaces: list[str], seconds: float) -> dict[str, dict[str, Any]]:
             for s in ready:
                 try:
                     frame = s.recv(9000)
-                    found[socks[s]] = parse_lldp(frame)
+                    parse_lldp(frame)  # an LLDP frame, else keep listening
                 except (OSError, ValueError):
                     continue
+                found[socks[s]] = frame
                 s.close()
                 del socks[s]
     finally:

@@ -2,8 +2,9 @@
 
 It finds its node by the MACs of its NICs, is issued the token of this boot by that first
 lookup (as ironic-python-agent is), proves itself with it on every heartbeat, and runs the
-commands the conductor leaves for it: ``inspect`` (CPUs, memory, disks, NICs and their
-LLDP neighbours), ``erase`` (the disk's metadata) and ``deploy``
+commands the conductor leaves for it: ``inspect`` (the inventory in ironic-python-agent's
+shape: CPUs, memory, disks, NICs with their raw LLDP TLVs, DMI identity, boot mode, BMC
+address; :mod:`metalplane.agent.inventory`), ``erase`` (the disk's metadata) and ``deploy``
 (image and config drive). Every loop is bounded by ``--max-runtime``. It talks to the API
 over HTTP only and imports nothing of the server.
 """
@@ -11,9 +12,9 @@ over HTTP only and imports nothing of the server.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
-import platform
 import shutil
 import sys
 import threading
@@ -23,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from metalplane.agent import configdrive, image, lldp
+from metalplane.agent import configdrive, image, inventory, lldp
 
 __all__ = ["Agent", "main"]
 
@@ -62,12 +63,14 @@ def memory_mb() -> int:
 
 class Agent:
     def __init__(self, api_url: str, token: str | None, disk: str, work_dir: Path,
-                 lldp_wait: float = 5.0, max_runtime: float = 3600.0) -> None:
+                 lldp_wait: float = 5.0, max_runtime: float = 3600.0,
+                 hardware: dict[str, Any] | None = None) -> None:
         self.api = api_url.rstrip("/")
         self.token = token
         self.disk = disk
         self.work_dir = work_dir
         self.lldp_wait = lldp_wait
+        self.hardware = hardware or {}  # the hardware file's overrides of the inventory
         self.deadline = time.monotonic() + max_runtime
         self.http = httpx.Client(timeout=30,
                                  headers={"X-Agent-Token": token} if token else {})
@@ -150,18 +153,15 @@ class Agent:
         self._finished.set()
 
     def do_inspect(self, params: dict[str, Any]) -> dict[str, Any]:
+        """What ironic-python-agent posts after inspecting: ``{"inventory": ...,
+        "boot_interface", "root_disk"}`` (:mod:`metalplane.agent.inventory`)."""
         nics = local_interfaces()
-        neighbours = lldp.listen(list(nics), self.lldp_wait)
-        size = image.disk_size(self.disk)
-        return {
-            "cpus": os.cpu_count() or 1, "cpu_arch": platform.machine(),
-            "memory_mb": memory_mb(),
-            "disks": [{"name": self.disk, "size": size, "model": "virtual disk" if
-                       os.path.isfile(self.disk) else "block device",
-                       "rotational": False}],
-            "interfaces": [{"name": n, "mac_address": m, "lldp": neighbours.get(n) or {}}
-                           for n, m in nics.items()],
-        }
+        frames = lldp.listen_raw(list(nics), self.lldp_wait)
+        tlvs = {n: lldp.raw_tlvs(f) for n, f in frames.items()}
+        inv = inventory.collect(nics, tlvs, self.disk, image.disk_size(self.disk),
+                                self.hardware)
+        return {"inventory": inv, "boot_interface": inv["boot"].get("pxe_interface"),
+                "root_disk": inv["disks"][0] if inv.get("disks") else None}
 
     def do_erase(self, params: dict[str, Any]) -> dict[str, Any]:
         size = image.disk_size(self.disk)
@@ -240,7 +240,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lldp-wait", type=float, default=5.0,
                         help="seconds to listen for LLDP during inspection")
     parser.add_argument("--max-runtime", type=float, default=3600.0)
+    parser.add_argument("--hardware", type=Path, default=None,
+                        help="a JSON file whose keys override the inventory's (DMI identity, "
+                             "BMC address...): the lab's fake hardware")
     args = parser.parse_args(argv)
+    hardware = json.loads(args.hardware.read_text()) if args.hardware else {}
+    if not isinstance(hardware, dict):
+        parser.error("--hardware must hold a JSON object")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s agent %(levelname)s %(message)s")
     if not shutil.which("qemu-img"):
         LOG.warning("qemu-img not found: qcow2 images cannot be written")
@@ -248,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
         if not shutil.which(tool):
             LOG.warning("%s not found: config drives cannot be written", tool)
     agent = Agent(args.api_url, args.token, args.disk, args.work_dir, args.lldp_wait,
-                  args.max_runtime)
+                  args.max_runtime, hardware)
     sys.exit(agent.run())
 
 

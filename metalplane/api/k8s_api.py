@@ -22,8 +22,9 @@ Protobuf request bodies of Namespaces and Secrets (kubectl's typed creates) are 
 (``.../baremetalhosts/{name}/status``), written by metalplane, ignored in the main
 resource's PUT and PATCH as kube-apiserver does.
 
-Not served yet (answered with a ``Status``): server-side apply, dry run, MachineSets and
-Machines.
+Cluster API's MachineSets and Machines and CAPM3's Metal3MachineTemplates are
+:mod:`metalplane.api.k8s_capi`'s. Not served yet (answered with a ``Status``): server-side
+apply, dry run.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ import functools
 import json
 import math
 import re
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -56,7 +58,11 @@ from metalplane.common.exceptions import (
 from metalplane.conductor.hosts import BMH, NAMESPACE, SECRET, FieldInvalid, KubeStore
 from metalplane.db.kube import AlreadyExists, StaleVersion
 
-__all__ = ["GROUPS", "KubeError", "create_k8s_app", "human_duration", "match_labels"]
+if TYPE_CHECKING:
+    from metalplane.conductor.machines import MachineController
+
+__all__ = ["GROUPS", "Handlers", "KubeError", "create_k8s_app", "human_duration",
+           "match_labels", "serve_group"]
 
 GROUPS = ("metal3.io", "metalkube.org")  # the second: an alias serving the same hosts
 VERSION = "v1alpha1"
@@ -72,10 +78,40 @@ _TOP = {BMH: {"apiVersion", "kind", "metadata", "spec", "status"},
 # the resource name, group and apiVersion of each kind (for Status details and documents)
 _RESOURCE = {BMH: ("baremetalhosts", "metal3.io"), SECRET: ("secrets", ""),
              NAMESPACE: ("namespaces", "")}
+# groups served by other modules (k8s_capi): group -> version (serve_group)
+_GROUP_VERSIONS: dict[str, str] = {}
 _REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
             405: "MethodNotAllowed", 406: "NotAcceptable", 409: "Conflict",
             413: "RequestEntityTooLarge", 415: "UnsupportedMediaType", 422: "Invalid",
             429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable"}
+
+
+def serve_group(group: str, version: str, kinds: dict[str, tuple[str, set[str]]]) -> None:
+    """Make the shared handlers know a group another module serves (discovery in
+    ``/apis``, manifests' ``apiVersion``, ``Status`` details): ``kinds`` maps each kind to
+    its resource name and the top-level fields of its manifests."""
+    _GROUP_VERSIONS[group] = version
+    for kind, (resource, top) in kinds.items():
+        _RESOURCE[kind] = (resource, group)
+        _TOP[kind] = top
+
+
+@dataclass(frozen=True)
+class Handlers:
+    """The request helpers of :func:`create_k8s_app`, for the modules serving further
+    groups: ``read`` (the JSON body), ``body`` (a POST/PUT manifest checked: name,
+    metadata, document), ``rv`` (a metadata's resourceVersion), ``filtered`` (label and
+    field selectors), ``patched`` (a patch of a kind applied), ``list_doc`` (a list at a
+    ``resourceVersion``), ``watch`` (a watch of a kind: ``request, kind, apiVersion,
+    namespace, render(obj), columns, cells(obj)``; see :mod:`metalplane.api.k8s_watch`)."""
+
+    read: Callable[[Request], Awaitable[Any]]
+    body: Callable[..., Awaitable[tuple[str, dict[str, Any], dict[str, Any]]]]
+    rv: Callable[[dict[str, Any]], int | None]
+    filtered: Callable[[Request, list[Any]], list[Any]]
+    patched: Callable[[Request, str, dict[str, Any]], Awaitable[dict[str, Any]]]
+    list_doc: Callable[[str, str, list[dict[str, Any]], int], dict[str, Any]]
+    watch: Callable[..., Response]
 
 
 class KubeError(Exception):
@@ -322,9 +358,11 @@ _NS_COLUMNS = [("Name", "string", "name", "Name"), ("Status", "string", "", "Pha
                ("Age", "date", "", "Age")]
 
 
-def _columns(columns: list[tuple[str, str, str, str]]) -> list[dict[str, Any]]:
-    return [{"name": n, "type": t, "format": f, "description": d, "priority": 0}
-            for n, t, f, d in columns]
+def _columns(columns: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """``TableColumnDefinition`` dicts of ``(name, type, format, description[,
+    priority])`` tuples."""
+    return [{"name": c[0], "type": c[1], "format": c[2], "description": c[3],
+             "priority": c[4] if len(c) > 4 else 0} for c in columns]
 
 
 def _row_object(obj: Any) -> dict[str, Any]:
@@ -353,13 +391,15 @@ def _age(obj: Any) -> str:
 # ---------------------------------------------------------------- the app
 def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
                    users_file: UsersFile | None = None,
-                   server_address: str = "") -> FastAPI:
+                   server_address: str = "",
+                   machines: MachineController | None = None) -> FastAPI:
     """The Kubernetes-style API over ``store``. ``auth_strategy`` ``http_basic`` checks
     ``Authorization: Basic`` against ``users_file`` (system-scope users; ``reader`` may
     only read), and ``Authorization: Bearer <token>`` where the token is the same
     base64 of ``user:password`` (kubectl since 1.19 sends no basic credentials from a
     kubeconfig; ``metalplane kubeconfig`` writes such a token). ``server_address``
-    (host:port) is what ``/api`` advertises."""
+    (host:port) is what ``/api`` advertises; ``machines`` serves Cluster API's groups
+    (:mod:`metalplane.api.k8s_capi`; one over ``store`` without its thread if None)."""
     app = FastAPI(title="metalplane Kubernetes-style API", version=__version__,
                   openapi_url=None, docs_url=None, redoc_url=None)
     docs = _Docs(store)
@@ -505,7 +545,10 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
         return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
             {"name": g, "versions": [{"groupVersion": f"{g}/{VERSION}", "version": VERSION}],
              "preferredVersion": {"groupVersion": f"{g}/{VERSION}", "version": VERSION}}
-            for g in GROUPS]}
+            for g in GROUPS] + [
+            {"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v}],
+             "preferredVersion": {"groupVersion": f"{g}/{v}", "version": v}}
+            for g, v in _GROUP_VERSIONS.items()]}
 
     def _group(group: str) -> str:
         if group not in GROUPS:
@@ -515,8 +558,8 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
 
     @app.get("/apis/{group}")
     async def api_group(group: str) -> dict[str, Any]:
-        _group(group)
-        gv = {"groupVersion": f"{group}/{VERSION}", "version": VERSION}
+        version = _GROUP_VERSIONS.get(group) or (_group(group) and VERSION)
+        gv = {"groupVersion": f"{group}/{version}", "version": version}
         return {"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": [gv],
                 "preferredVersion": gv}
 
@@ -540,7 +583,7 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
         doc = await _read(request)
         if not isinstance(doc, dict):
             raise KubeError(400, "the body of the request must be a JSON object")
-        want = f"{group}/{VERSION}" if group else "v1"
+        want = f"{group}/{_GROUP_VERSIONS.get(group, VERSION)}" if group else "v1"
         if doc.get("kind") not in (None, kind) or doc.get("apiVersion") not in (None, want):
             raise KubeError(400, f"the API version in the data ({doc.get('apiVersion')}) "
                             f"and kind ({doc.get('kind')}) do not match {want} {kind}")
@@ -609,7 +652,7 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
 
     def _watch(request: Request, kind: str, api_version: str, namespace: str | None,
                render: Callable[[Any], dict[str, Any]],
-               columns: list[tuple[str, str, str, str]],
+               columns: list[tuple[Any, ...]],
                cells: Callable[[Any], list[Any]]) -> Response:
         """The watch ``request`` asks for (``?watch=true``) of ``kind``; any kind stored
         in ``kube_objects`` (see :mod:`metalplane.api.k8s_watch`)."""
@@ -915,4 +958,8 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
         obj = await _blocking(BMH, name, store.delete_host, namespace, name)
         return docs.host(obj, group, {})
 
+    from metalplane.api import k8s_capi  # it imports this module
+    from metalplane.conductor.machines import MachineController
+    k8s_capi.register(app, machines or MachineController(store),
+                      Handlers(_read, _body, _rv, _filtered, _patched, _list_doc, _watch))
     return app

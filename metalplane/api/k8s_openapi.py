@@ -28,6 +28,17 @@ from typing import Any
 
 from metalplane import __version__
 from metalplane.conductor.hosts import BMH, NAMESPACE, SECRET, SPEC_FIELDS
+from metalplane.conductor.machines import (
+    CAPI_GROUP,
+    INFRA_GROUP,
+    M3MT,
+    M3MT_SPEC,
+    MACHINE,
+    MACHINE_SET,
+    MACHINE_SET_SPEC,
+    MACHINE_SPEC,
+    MAP,
+)
 
 __all__ = ["KINDS", "META", "KindInfo", "definitions", "kind_info", "openapi_v2",
            "resolve", "unknown_fields"]
@@ -192,6 +203,56 @@ _BMH_STATUS: dict[str, Any] = {
     },
 }
 
+# ---------------------------------------------------------------- Cluster API's fields
+def _capi(kind: Any, description: str = "") -> dict[str, Any]:
+    """A schema from the field tables of :mod:`metalplane.conductor.machines` (an object
+    of fields, ``[item]``, ``MAP``, ``str``/``int``/``bool``)."""
+    if isinstance(kind, dict):
+        schema: dict[str, Any] = {"type": "object", "properties": {
+            k: _capi(v) for k, v in kind.items()}}
+    elif isinstance(kind, list):
+        schema = {"type": "array", "items": _capi(kind[0])}
+    elif kind == MAP:
+        schema = {"type": "object", "additionalProperties": {"type": "string"}}
+    else:
+        schema = {"type": _JSON_TYPES[kind], **({"format": "int32"} if kind is int else {})}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+_CONDITIONS = {"type": "array", "description": "Conditions defines current service state.",
+               "items": {"type": "object", "properties": {
+                   k: {"type": "string"} for k in ("type", "status", "severity", "reason",
+                                                   "message", "lastTransitionTime")}}}
+_MS_STATUS = {"type": "object", "description": "MachineSetStatus defines the observed state "
+              "of MachineSet (written by metalplane).", "properties": {
+                  "selector": _str("The selector in the query-parameter syntax."),
+                  **{k: {"type": "integer", "format": "int32"} for k in (
+                      "replicas", "fullyLabeledReplicas", "readyReplicas",
+                      "availableReplicas")},
+                  "observedGeneration": {"type": "integer", "format": "int64"},
+                  "failureReason": {"type": "string"}, "failureMessage": {"type": "string"},
+                  "conditions": _CONDITIONS}}
+_MACHINE_STATUS = {"type": "object", "description": "MachineStatus defines the observed "
+                   "state of Machine (written by metalplane).", "properties": {
+                       "phase": _str("Phase represents the current phase of machine "
+                                     "actuation: Pending, Provisioning, Provisioned, "
+                                     "Running, Deleting, Failed."),
+                       "bootstrapReady": {"type": "boolean"},
+                       "infrastructureReady": {"type": "boolean"},
+                       "addresses": {"type": "array", "items": {"type": "object",
+                                                                "properties": {
+                                                                    "type": {"type": "string"},
+                                                                    "address": {
+                                                                        "type": "string"}}}},
+                       "nodeRef": {"type": "object"},
+                       "lastUpdated": _str("When the phase last changed.", format="date-time"),
+                       "failureReason": {"type": "string"},
+                       "failureMessage": {"type": "string"},
+                       "observedGeneration": {"type": "integer", "format": "int64"},
+                       "conditions": _CONDITIONS}}
+
 KINDS: tuple[KindInfo, ...] = (
     KindInfo(
         kind=NAMESPACE, plural="namespaces", groups=("",), version="v1", namespaced=False,
@@ -236,6 +297,30 @@ KINDS: tuple[KindInfo, ...] = (
                      "properties": _from_fields(SPEC_FIELDS, _BMH_DOC)},
             "status": _BMH_STATUS,
         }),
+    KindInfo(
+        kind=MACHINE_SET, plural="machinesets", groups=(CAPI_GROUP,), version="v1beta1",
+        namespaced=True, definition="io.x-k8s.cluster.v1beta1.MachineSet",
+        description="MachineSet is the Schema for the machinesets API (Cluster API): it "
+                    "keeps replicas Machines, each claiming a BareMetalHost.",
+        fields={"spec": _capi(MACHINE_SET_SPEC, "MachineSetSpec defines the desired state "
+                              "of MachineSet."),
+                "status": _MS_STATUS}),
+    KindInfo(
+        kind=MACHINE, plural="machines", groups=(CAPI_GROUP,), version="v1beta1",
+        namespaced=True, definition="io.x-k8s.cluster.v1beta1.Machine",
+        description="Machine is the Schema for the machines API (Cluster API): one "
+                    "BareMetalHost claimed through an allocation and provisioned.",
+        fields={"spec": _capi(MACHINE_SPEC, "MachineSpec defines the desired state of "
+                              "Machine."),
+                "status": _MACHINE_STATUS}),
+    KindInfo(
+        kind=M3MT, plural="metal3machinetemplates", groups=(INFRA_GROUP,), version="v1beta1",
+        namespaced=True,
+        definition="io.x-k8s.cluster.infrastructure.v1beta1.Metal3MachineTemplate",
+        description="Metal3MachineTemplate is the Schema for the metal3machinetemplates API "
+                    "(CAPM3): the image, user data and host selector of Machines.",
+        fields={"spec": _capi(M3MT_SPEC, "Metal3MachineTemplateSpec defines the desired "
+                              "state of Metal3MachineTemplate.")}),
 )
 
 

@@ -36,7 +36,7 @@ system reader, owner reader, lessee reader
 system reader, owner reader
     baremetal:node:get:driver_info, baremetal:node:get:driver_internal_info,
     baremetal:node:get:last_error, baremetal:node:get:reservation, baremetal:allocation:get,
-    get_security_group, get_router, get_floatingip
+    baremetal:node:inventory:get, get_security_group, get_router, get_floatingip
 system admin, owner admin
     baremetal:node:create, baremetal:node:delete, baremetal:port:create,
     baremetal:port:delete, baremetal:portgroup:create, baremetal:portgroup:delete
@@ -61,21 +61,23 @@ system member
     baremetal:node:update:parent_node
 system admin
     baremetal:node:update:chassis_uuid, baremetal:node:update:shard,
-    baremetal:node:disable_cleaning, metalplane:switch:get, metalplane:switch:create,
-    metalplane:switch:delete, metalplane:switch:sync, metalplane:network:sync,
-    create_network:shared, create_network:provider, update_network:shared,
-    create_network:router:external, update_network:router:external, create_port:binding,
-    update_port:binding, create_router:external_gateway_info:enable_snat,
+    baremetal:node:disable_cleaning, baremetal:inspection_rule:create,
+    baremetal:inspection_rule:update, baremetal:inspection_rule:delete,
+    metalplane:switch:get, metalplane:switch:create, metalplane:switch:delete,
+    metalplane:switch:sync, metalplane:network:sync, create_network:shared,
+    create_network:provider, update_network:shared, create_network:router:external,
+    update_network:router:external, create_port:binding, update_port:binding,
+    create_router:external_gateway_info:enable_snat,
     create_router:external_gateway_info:external_fixed_ips,
     update_router:external_gateway_info:enable_snat,
     update_router:external_gateway_info:external_fixed_ips,
     create_floatingip:floating_ip_address
+system reader
+    baremetal:inspection_rule:get, get_network:provider, get_port:binding
 anyone
     baremetal:conductor:get, baremetal:driver:get, baremetal:driver:get_properties
 system reader, owner reader, shared, external
     get_network, get_subnet
-system reader
-    get_network:provider, get_port:binding
 system admin, owner member
     create_network, update_network, delete_network, create_port, update_port,
     create_security_group, update_security_group, delete_security_group,
@@ -286,6 +288,12 @@ RULES: dict[str, Rule] = {
     "baremetal:allocation:update": _R(SYSTEM_MEMBER_OR_OWNER_MEMBER, "PATCH an allocation"),
     "baremetal:allocation:delete": _R(SYSTEM_MEMBER_OR_OWNER_MEMBER,
                                       "DELETE an allocation, a node's allocation"),
+    # inspection: a node's inventory (target: the node), the rules (system-wide)
+    "baremetal:node:inventory:get": _R(SYSTEM_OR_OWNER_READER, "GET /v1/nodes/{id}/inventory"),
+    "baremetal:inspection_rule:get": _R(SYSTEM_READER, "GET an inspection rule; lists"),
+    "baremetal:inspection_rule:create": _R(SYSTEM_ADMIN, "POST /v1/inspection_rules"),
+    "baremetal:inspection_rule:update": _R(SYSTEM_ADMIN, "PATCH an inspection rule"),
+    "baremetal:inspection_rule:delete": _R(SYSTEM_ADMIN, "DELETE an inspection rule"),
     # read-only registries
     "baremetal:conductor:get": _R(ANYONE, "GET /v1/conductors[/{hostname}]"),
     "baremetal:driver:get": _R(ANYONE, "GET /v1/drivers[/{name}]"),

@@ -25,6 +25,7 @@ from metalplane.common.secrets import (
     install_log_redaction,
 )
 from metalplane.conductor.hosts import KubeStore
+from metalplane.conductor.machines import MachineController
 from metalplane.conductor.manager import Conductor
 from metalplane.db.engine import Database
 
@@ -152,14 +153,19 @@ class Service:
                       else None)
         self.app = create_app(self.conductor, strategy, self.users)
         self.kube = KubeStore(self.conductor) if settings.k8s_port else None
+        self.machines = MachineController(self.kube) if self.kube is not None else None
 
     def start(self, periodic: bool = True) -> None:
         self.db.upgrade()
         self.conductor.start(periodic=periodic)
         if self.kube is not None:
             self.kube.start()
+        if self.machines is not None:
+            self.machines.start()
 
     def stop(self) -> None:
+        if self.machines is not None:
+            self.machines.stop()
         if self.kube is not None:
             self.kube.stop()
         self.conductor.stop()
@@ -254,7 +260,7 @@ class Service:
             return None, []
         host = f"[{s.host}]" if ":" in s.host else s.host
         app = create_k8s_app(self.kube, s.effective_auth_strategy, self.users,
-                             f"{host}:{s.k8s_port}")
+                             f"{host}:{s.k8s_port}", self.machines)
         config = uvicorn.Config(app, log_config=None, access_log=False,
                                 timeout_graceful_shutdown=5,
                                 ssl_certfile=s.tls_cert_file or None,

@@ -25,6 +25,7 @@ from metalplane.cli.common import (
     delete_each,
     kv,
 )
+from metalplane.cli.inspection import inspection_app
 from metalplane.cli.kubeconfig import kubeconfig
 from metalplane.cli.l3 import floating_app, router_app
 from metalplane.cli.lab import demo, lab_app
@@ -56,6 +57,7 @@ app.add_typer(switch_app, name="switch")
 app.add_typer(router_app, name="router")
 app.add_typer(floating_app, name="floating")
 app.add_typer(lab_app, name="lab")
+app.add_typer(inspection_app, name="inspection")
 app.command("demo")(demo)
 app.command("kubeconfig")(kubeconfig)
 node_app.add_typer(vif_app, name="vif")

@@ -50,8 +50,14 @@ def _error_type(node: Any) -> str:
     return ""
 
 
-def _hardware(properties: dict[str, Any]) -> dict[str, Any] | None:
-    """Metal3's ``HardwareDetails`` from Ironic's properties (after inspection)."""
+def _hardware(properties: dict[str, Any], inventory: dict[str, Any] | None = None
+              ) -> dict[str, Any] | None:
+    """Metal3's ``HardwareDetails`` from the node's inventory (ironic-python-agent's shape,
+    as baremetal-operator's ironic provisioner maps it: ``systemVendor``, ``firmware``,
+    ``ramMebibytes``, ``nics``, ``storage``, ``cpu``, ``hostname``), else from Ironic's
+    properties (after an inspection that gave no inventory)."""
+    if inventory:
+        return _hardware_from_inventory(inventory)
     if not properties.get("cpus") and not properties.get("memory_mb"):
         return None
     hw: dict[str, Any] = {
@@ -64,7 +70,46 @@ def _hardware(properties: dict[str, Any]) -> dict[str, Any] | None:
     return hw
 
 
-def host_status(node: Any, spec: dict[str, Any], namespace: str = "default") -> dict[str, Any]:
+def _hardware_from_inventory(inv: dict[str, Any]) -> dict[str, Any]:
+    cpu = inv.get("cpu") or {}
+    vendor = inv.get("system_vendor") or {}
+    firmware = vendor.get("firmware") or {}
+    mem = inv.get("memory") or {}
+    # the PXE NIC's MAC, also in pxelinux's 01-aa-bb-cc-dd-ee-ff form
+    pxe = str((inv.get("boot") or {}).get("pxe_interface") or "").lower().replace("-", ":")
+    try:
+        mhz = float(cpu.get("frequency") or 0)
+    except (TypeError, ValueError):
+        mhz = 0.0
+    return {
+        "systemVendor": {"manufacturer": vendor.get("manufacturer") or "",
+                         "productName": vendor.get("product_name") or "",
+                         "serialNumber": vendor.get("serial_number") or ""},
+        "firmware": {"bios": {"vendor": firmware.get("vendor") or "",
+                              "version": firmware.get("version") or "",
+                              "date": firmware.get("build_date") or ""}},
+        "ramMebibytes": int(mem.get("physical_mb") or 0) or int(mem.get("total") or 0) >> 20,
+        "nics": [{"name": n.get("name") or "", "mac": n.get("mac_address") or "",
+                  "ip": n.get("ipv4_address") or n.get("ipv6_address") or "",
+                  "speedGbps": int(n.get("speed_mbps") or 0) // 1000,
+                  "model": " ".join(str(x) for x in (n.get("vendor"), n.get("product")) if x),
+                  "pxe": bool(n.get("mac_address")) and pxe.endswith(
+                      str(n.get("mac_address")).lower())}
+                 for n in inv.get("interfaces") or [] if isinstance(n, dict)],
+        "storage": [{"name": d.get("name") or "", "rotational": bool(d.get("rotational")),
+                     "sizeBytes": int(d.get("size") or 0), "model": d.get("model") or "",
+                     "vendor": d.get("vendor") or "", "serialNumber": d.get("serial") or "",
+                     "wwn": d.get("wwn") or "", "hctl": d.get("hctl") or ""}
+                    for d in inv.get("disks") or [] if isinstance(d, dict)],
+        "cpu": {"arch": cpu.get("architecture") or "", "model": cpu.get("model_name") or "",
+                "clockMegahertz": mhz, "flags": sorted(cpu.get("flags") or []),
+                "count": int(cpu.get("count") or 0)},
+        "hostname": inv.get("hostname") or "",
+    }
+
+
+def host_status(node: Any, spec: dict[str, Any], namespace: str = "default",
+                inventory: dict[str, Any] | None = None) -> dict[str, Any]:
     """The BareMetalHost ``status`` of ``node`` (Ironic's fields: ``provision_state``,
     ``power_state``, ``last_error``, ``maintenance``, ``properties``, ``updated_at``,
     ``created_at``, ``driver``) for a host in ``namespace`` whose ``spec`` is given::
@@ -75,6 +120,8 @@ def host_status(node: Any, spec: dict[str, Any], namespace: str = "default") -> 
          "poweredOn": bool, "goodCredentials": {...}, "hardwareProfile": str,
          "hardware": HardwareDetails (only once inspected), "lastUpdated": RFC 3339}
 
+    ``inventory``: the node's (ironic-python-agent's shape, ``GET /v1/nodes/{id}/inventory``)
+    for ``hardware``, which is otherwise made from ``properties``.
     ``operationalStatus`` is ``detached`` in maintenance, ``error`` with an ``errorType``
     (Metal3's ``ErrorType`` names), ``discovered`` without BMC credentials, else ``OK``.
     """
@@ -109,7 +156,7 @@ def host_status(node: Any, spec: dict[str, Any], namespace: str = "default") -> 
         "hardwareProfile": "" if spec.get("externallyProvisioned") else "unknown",
         "lastUpdated": _rfc3339(when),
     }
-    hardware = _hardware(dict(node.properties or {}))
+    hardware = _hardware(dict(node.properties or {}), inventory)
     if hardware is not None:
         status["hardware"] = hardware
     return status

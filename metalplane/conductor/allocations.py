@@ -149,6 +149,20 @@ class Allocations:
             return self._backfill(alloc, node)
         return self._allocate(alloc)
 
+    def claim(self, resource_class: str | None, candidate_nodes: list[str], uuid: str,
+              extra: dict[str, Any]) -> Allocation:
+        """Allocate one of ``candidate_nodes`` (node UUIDs of ``resource_class``) for a
+        consumer inside metalplane: the Machine controller claiming a BareMetalHost's node
+        (:mod:`metalplane.conductor.machines`). Unlike :meth:`create` (the API's, which
+        Ironic's rule binds) ``resource_class`` may be None: a host's node has none, as
+        Metal3's hosts have none. Returns the allocation, ``active`` or ``error``. Raises
+        :class:`Conflict` for a duplicate ``uuid``."""
+        alloc = db_api.create_allocation(self.db, {
+            "uuid": uuid, "resource_class": resource_class, "traits": [],
+            "candidate_nodes": list(candidate_nodes), "extra": dict(extra),
+            "state": ALLOCATING})
+        return self._allocate(alloc)
+
     def _candidate_uuids(self, idents: list[str]) -> list[str]:
         out: list[str] = []
         for ident in idents:

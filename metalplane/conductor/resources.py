@@ -182,6 +182,12 @@ class NodeResources:
         values["driver_info"] = self.c.secrets.encrypt_driver_info(info)
         return values
 
+    def check_node_values(self, values: dict[str, Any]) -> dict[str, Any]:
+        """A node's whole set of fields (``NODE_CREATE_FIELDS``) checked as a PATCH's are:
+        driver and interfaces resolved, traits checked, driver_info secrets sealed.
+        Returns the values to store. Raises :class:`Invalid`."""
+        return self._validate_node_values(dict(values))
+
     def create_node(self, body: dict[str, Any]) -> Node:
         """Enroll a node. Raises :class:`Invalid` (400) or :class:`Conflict` (409)."""
         unknown = sorted(set(body) - NODE_CREATE_FIELDS)

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from metalplane.common.exceptions import Invalid, MetalplaneError
+from metalplane.conductor.inspection import RuleFailed, store_and_apply_rules
 from metalplane.conductor.task import NodeTask
 from metalplane.db import api as db_api
 from metalplane.db.engine import Database
@@ -181,7 +182,8 @@ class StepEngine:
             return
         if task.node.provision_state in RESUMES:
             task.process_event("resume")
-        self._take(task, outcome)
+        if not self._take(task, outcome):
+            return
         steps_key, index_key = _keys(phase)
         internal = task.node.driver_internal_info or {}
         plan = [Step.from_dict(s) for s in internal.get(steps_key) or []]
@@ -211,7 +213,8 @@ class StepEngine:
                 if task.node.provision_state not in states.WAIT_STATES:
                     task.process_event("wait")
                 return
-            self._take(task, outcome)
+            if not self._take(task, outcome):
+                return
         self._finish(task, phase, plan)
 
     @staticmethod
@@ -236,9 +239,19 @@ class StepEngine:
     def _failed(task: NodeTask, phase: str, step: Step, reason: str) -> None:
         task.fail(f"{phase} step '{step.label}' failed: {reason}")
 
-    def _take(self, task: NodeTask, outcome: StepResult) -> None:
+    def _take(self, task: NodeTask, outcome: StepResult) -> bool:
+        """Take what a step learned; False when that failed the node (an inspection rule
+        that failed: ``inspect failed``, the rule named in ``last_error``)."""
         if isinstance(outcome.data, InspectionResult):
             self.apply_inspection(task, outcome.data)
+            if outcome.data.inventory is not None:
+                try:
+                    store_and_apply_rules(task, outcome.data.inventory,
+                                          outcome.data.plugin_data)
+                except RuleFailed as exc:
+                    task.fail(str(exc))
+                    return False
+        return True
 
     def _finish(self, task: NodeTask, phase: str, plan: list[Step]) -> None:
         state = PHASE_STATE[phase]

@@ -19,12 +19,14 @@ __all__ = [
     "Conductor",
     "FloatingIP",
     "IPAllocation",
+    "InspectionRule",
     "KubeObject",
     "KubeRevision",
     "Network",
     "NetworkPort",
     "NetworkSegment",
     "Node",
+    "NodeInventory",
     "Port",
     "Portgroup",
     "Router",
@@ -124,6 +126,38 @@ class Node(_Timestamps, Base):
     # written and cleared together, with the allocation's node_id, in one transaction.
     allocation_id: Mapped[int | None] = mapped_column(index=True)
     allocation_uuid: Mapped[str | None] = mapped_column(sa.String(36))
+
+
+class NodeInventory(_Timestamps, Base):
+    """What a node's last inspection reported (Ironic's ``node_inventory`` table): the
+    ``inventory`` in ironic-python-agent's shape and the ``plugin_data`` processed from it
+    (``all_interfaces``, ``parsed_lldp``, ...). One row per node, replaced by the next
+    inspection, gone with the node."""
+
+    __tablename__ = "node_inventory"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node_id: Mapped[int] = mapped_column(sa.ForeignKey("nodes.id", ondelete="CASCADE"),
+                                         unique=True)
+    inventory_data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    plugin_data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class InspectionRule(_Timestamps, Base):
+    """An inspection rule (Ironic's ``inspection_rules`` table): ``conditions`` and
+    ``actions`` in Ironic's built-in shape (``{"op", "args", "loop"?, "multiple"?}``),
+    applied in ``priority`` order (highest first) in ``phase`` ``main``."""
+
+    __tablename__ = "inspection_rules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uuid: Mapped[str] = mapped_column(sa.String(36), unique=True)
+    description: Mapped[str | None] = mapped_column(sa.String(255))
+    priority: Mapped[int] = mapped_column(default=0)
+    phase: Mapped[str] = mapped_column(sa.String(16), default="main", index=True)
+    sensitive: Mapped[bool] = mapped_column(default=False)
+    conditions: Mapped[list[Any]] = mapped_column(sa.JSON, default=list)
+    actions: Mapped[list[Any]] = mapped_column(sa.JSON, default=list)
 
 
 class Portgroup(_Timestamps, Base):

@@ -135,11 +135,15 @@ class InspectionResult:
     """What inspection learned: ``properties`` to merge into the node (cpus, cpu_arch,
     memory_mb, local_gb), the MAC addresses of its NICs (ports to create) and, from LLDP,
     the ``local_link_connection`` of each NIC wired to a switch (``{mac: {"switch_id",
-    "port_id", "switch_info"?}}``)."""
+    "port_id", "switch_info"?}}``), and the ``inventory`` in ironic-python-agent's shape
+    with the ``plugin_data`` processed from it (:mod:`metalplane.drivers.inventory`;
+    ``None``: the inspection gave none, and no rule is applied)."""
 
     properties: dict[str, Any]
     macs: list[str]
     wiring: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
+    inventory: dict[str, Any] | None = None
+    plugin_data: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class BaseInterface(abc.ABC):

@@ -7,7 +7,8 @@ field picks one of them.
 
 from __future__ import annotations
 
-__all__ = ["FakeHardware", "HardwareType", "IPMIHardware", "RedfishHardware"]
+__all__ = ["FakeHardware", "HardwareType", "IDRACHardware", "ILOHardware", "IPMIHardware",
+           "RedfishHardware"]
 
 
 class HardwareType:
@@ -45,6 +46,36 @@ class RedfishHardware(HardwareType):
         "boot": ["fake", "ipxe"],
         "deploy": ["fake", "direct"],  # direct: the ramdisk agent writes the image
         "inspect": ["redfish", "agent", "no-inspect"],
+        "bios": ["no-bios"],
+    }
+
+
+class IDRACHardware(HardwareType):
+    """A Dell server with an iDRAC, through its Redfish service (Ironic's ``idrac`` with
+    its ``idrac-redfish`` interfaces; :mod:`metalplane.drivers.modules.idrac`)."""
+
+    name = "idrac"
+    supported = {
+        "power": ["idrac-redfish"],
+        "management": ["idrac-redfish"],
+        "boot": ["fake", "ipxe"],
+        "deploy": ["fake", "direct"],
+        "inspect": ["idrac-redfish", "agent", "no-inspect"],
+        "bios": ["no-bios"],
+    }
+
+
+class ILOHardware(HardwareType):
+    """An HPE server with an iLO 5 or later, through its Redfish service (Ironic's ``ilo``;
+    :mod:`metalplane.drivers.modules.ilo`)."""
+
+    name = "ilo"
+    supported = {
+        "power": ["ilo"],
+        "management": ["ilo"],
+        "boot": ["fake", "ipxe"],
+        "deploy": ["fake", "direct"],
+        "inspect": ["ilo", "agent", "no-inspect"],
         "bios": ["no-bios"],
     }
 

@@ -348,6 +348,17 @@ class Demo:
             self.check(f"{n['name']}: LLDP wired it to {sw['name']} port {n['switch_port']}",
                        llc.get("switch_id") == sw["switch_id"]
                        and llc.get("port_id") == n["switch_port"], str(llc or "no LLDP"))
+            hw = n.get("hardware") or {}
+            if hw:  # the inventory in IPA's shape, with this node's own DMI identity and BMC
+                inv = c.get(f"/v1/nodes/{n['name']}/inventory")["inventory"]
+                vendor, want = inv.get("system_vendor") or {}, hw["system_vendor"]
+                self.check(f"{n['name']}: its inventory says {want['manufacturer']} "
+                           f"{want['product_name']} {want['serial_number']}, BMC "
+                           f"{hw['bmc_address']}",
+                           all(vendor.get(k) == v for k, v in want.items())
+                           and inv.get("bmc_address") == hw["bmc_address"],
+                           f"{vendor.get('manufacturer')} {vendor.get('product_name')} "
+                           f"{vendor.get('serial_number')}, BMC {inv.get('bmc_address')}")
 
     def _lease_addresses(self, node: str) -> list[str]:
         """The addresses the node got from DHCP, oldest first (the supervisor's log)."""

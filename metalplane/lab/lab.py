@@ -197,7 +197,7 @@ def _build(name: str, count: int, state: Path, progress: Progress,
             f.truncate(DISK_SIZE)
         node_specs.append({"name": f"node-{i}", "uuid": str(uuidlib.uuid4()), "namespace": ns,
                            "mac": mac, "switch_port": f"{name}-n{i}", "disk": str(disk),
-                           "disk_size": DISK_SIZE})
+                           "disk_size": DISK_SIZE, "hardware": node_hardware(name, i, mac)})
     progress(f"{count} node namespace(s) {name}-node1..{count}, each a NIC on the switch "
              "and a disk file")
     chassis = _start_lldpd(name, state)
@@ -231,6 +231,24 @@ def _build(name: str, count: int, state: Path, progress: Progress,
                state / "logs" / "emulator.log", "sushy-emulator")
     progress(f"BMCs: sushy-tools Redfish emulator at {spec['emulator']['url']}")
     return spec
+
+
+# The lab's servers, by turns: what each node's DMI says it is (its agent reports it).
+LAB_MODELS = (("Dell Inc.", "PowerEdge R640"), ("HPE", "ProLiant DL360 Gen10"),
+              ("Supermicro", "SYS-1029P-WTR"))
+
+
+def node_hardware(lab: str, i: int, mac: str) -> dict[str, Any]:
+    """Node ``i``'s own identity, as its agent's hardware file gives it (the nodes are
+    namespaces of one host, which has one DMI): ``system_vendor`` (manufacturer and
+    product by turns from :data:`LAB_MODELS`, serial ``<LAB>-<i>``), a BMC address
+    ``127.0.10.<i>`` and BMC MAC of its own (stand-ins: the lab's BMCs are one Redfish
+    emulator), and the NIC it PXE-boots from."""
+    maker, product = LAB_MODELS[(i - 1) % len(LAB_MODELS)]
+    return {"system_vendor": {"manufacturer": maker, "product_name": product,
+                              "serial_number": f"{lab.upper()}-{i:04d}"},
+            "bmc_address": f"127.0.10.{i}", "bmc_mac": f"02:00:00:0a:00:{i:02x}",
+            "boot": {"pxe_interface": mac}}
 
 
 def _start_lldpd(name: str, state: Path) -> str:

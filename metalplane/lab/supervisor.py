@@ -242,11 +242,14 @@ class Supervisor:
             return
         work = self.state_dir / "agent" / node.name
         work.mkdir(parents=True, exist_ok=True)
+        hardware = work / "hardware.json"  # the node's own DMI identity and BMC
+        hardware.write_text(json.dumps(node.spec.get("hardware") or {}))
         with open(self.state_dir / "logs" / f"{node.name}-agent.log", "ab") as out:
             node.agent = process.spawn(
                 netns_exec(node.ns, sys.executable, "-m", "metalplane.agent.main",
                            f"--api-url={api.group(1)}",
-                           f"--disk={node.disk}", f"--work-dir={work}", "--lldp-wait=10"),
+                           f"--disk={node.disk}", f"--work-dir={work}", "--lldp-wait=10",
+                           f"--hardware={hardware}"),
                 stdout=out, stderr=subprocess.STDOUT)
         node.set_state("agent", f"metalplane-agent (pid {node.agent.pid}) talking to "
                        f"{api.group(1)}")

@@ -135,6 +135,9 @@ def test_demo_flow(lab_name: str) -> None:
     assert "node-1 reaches node-2" in whats and "node-1 does not reach node-3" in whats
     assert "LLDP wired it" in whats and "cleaned on the cleaning network" in whats
     assert "off its tenant VLAN after undeploy" in whats
+    # each node's inventory (IPA's shape) has its own DMI identity and BMC
+    assert "node-1: its inventory says Dell Inc. PowerEdge R640" in whats
+    assert "node-2: its inventory says HPE ProLiant DL360 Gen10" in whats
     for phase in ("rack", "inspect", "clean", "deploy", "undeploy"):
         assert phase in dict(demo.phases)
     assert "BareMetalHosts" in out and "provisioned" in out

@@ -30,6 +30,7 @@ from typing import Any
 
 from metalplane.common.exceptions import Invalid
 from metalplane.drivers import base
+from metalplane.drivers.inventory import process
 from metalplane.drivers.modules.image_cache import cache_image, parse_checksum
 from metalplane.drivers.steps import (
     DONE,
@@ -250,7 +251,8 @@ class AgentDeploy(base.DeployInterface):
 
 
 class AgentInspect(base.InspectInterface):
-    """In-band inspection: the agent reports CPUs, memory, disks, NICs and LLDP."""
+    """In-band inspection: the agent reports its inventory in ironic-python-agent's shape
+    (CPUs, memory, disks, NICs with raw LLDP, DMI identity, boot mode, BMC address)."""
 
     name = "agent"
 
@@ -276,30 +278,9 @@ class AgentInspect(base.InspectInterface):
 
 
 def parse_inventory(data: dict[str, Any]) -> base.InspectionResult:
-    """Properties, NIC MACs and LLDP wiring from the agent's inventory (its shape:
-    ``metalplane.agent.main``: ``cpus``, ``cpu_arch``, ``memory_mb``, ``disks[].size`` in
-    bytes, ``interfaces[]{mac_address, lldp{chassis_id, port_id, system_name}}``).
-    ``local_gb`` is the largest disk less 1 GiB, as Ironic reports it."""
-    props: dict[str, Any] = {}
-    if data.get("cpus"):
-        props["cpus"] = int(data["cpus"])
-    if data.get("cpu_arch"):
-        props["cpu_arch"] = str(data["cpu_arch"])
-    if data.get("memory_mb"):
-        props["memory_mb"] = int(data["memory_mb"])
-    disks = [int(d.get("size") or 0) for d in data.get("disks") or []]
-    if disks:
-        props["local_gb"] = max(0, max(disks) // (1024**3) - 1)
-    macs, wiring = [], {}
-    for nic in data.get("interfaces") or []:
-        if not nic.get("mac_address"):
-            continue
-        mac = str(nic["mac_address"]).lower()
-        macs.append(mac)
-        lldp = nic.get("lldp") or {}
-        if lldp.get("chassis_id") and lldp.get("port_id"):
-            llc = {"switch_id": str(lldp["chassis_id"]).lower(), "port_id": str(lldp["port_id"])}
-            if lldp.get("system_name"):
-                llc["switch_info"] = str(lldp["system_name"])
-            wiring[mac] = llc
-    return base.InspectionResult(props, macs, wiring)
+    """Properties, NIC MACs, LLDP wiring, the inventory and its plugin data from what the
+    agent posted: ironic-python-agent's shape (:func:`metalplane.drivers.inventory.process`)."""
+    done = process(data)
+    return base.InspectionResult(done.properties, done.macs, done.wiring,
+                                 inventory=done.inventory or None,
+                                 plugin_data=done.plugin_data)

@@ -40,7 +40,8 @@ from metalplane.common.exceptions import BMCError, Invalid
 from metalplane.drivers import base
 from metalplane.drivers.steps import StepResult, done_with
 
-__all__ = ["RedfishInspect", "RedfishManagement", "RedfishPower", "parse_driver_info"]
+__all__ = ["RedfishInspect", "RedfishManagement", "RedfishMixin", "RedfishPower",
+           "parse_driver_info"]
 
 _TRANSIENT: tuple[type[BaseException], ...] = (
     sushy_exc.ConnectionError,
@@ -213,17 +214,17 @@ _FRESH = 10.0  # s: how old a System reading a task may act on without a new GET
 _CACHE_KEY = "redfish_system"
 
 
-def _system(task: base.Task, settings: Any, max_age: float = _FRESH) -> Any:
+def _system(task: base.Task, iface: RedfishMixin, max_age: float = _FRESH) -> Any:
     """The node's sushy ``System``, fetched once per task and refreshed when its reading is
     older than ``max_age`` s (0: always read now). Raises :class:`base.BMCError`."""
     cached = task.cache.get(_CACHE_KEY)
     if cached is None:
-        system = _fetch(task, settings)
+        system = _fetch(task, iface)
         _read(task, system)
         return system
     system, read_at = cached
     if max_age <= 0 or time.monotonic() - read_at > max_age:
-        _refresh(task, settings, system)
+        _refresh(task, iface, system)
     return system
 
 
@@ -232,25 +233,26 @@ def _read(task: base.Task, system: Any) -> None:
     task.cache[_CACHE_KEY] = (system, time.monotonic())
 
 
-def _refresh(task: base.Task, settings: Any, system: Any) -> None:
+def _refresh(task: base.Task, iface: RedfishMixin, system: Any) -> None:
     """Read ``system`` from the BMC again. Raises :class:`base.BMCError`."""
-    base.bmc_call(settings, f"Redfish refresh on node {task.node.uuid}", system.refresh,
-                  _TRANSIENT, _PERMANENT, bmc=_address(task))
+    base.bmc_call(iface.settings, f"Redfish refresh on node {task.node.uuid}", system.refresh,
+                  _TRANSIENT, _PERMANENT, bmc=_address(task, iface))
     _read(task, system)
 
 
-def _address(task: base.Task) -> str:
+def _address(task: base.Task, iface: RedfishMixin) -> str:
     """The key of the task's node's call slots: its Redfish service and system, so the
     systems behind one service (a chassis manager, an emulator) do not share two slots."""
-    return _slot_key(parse_driver_info(task.driver_info))
+    return _slot_key(parse_driver_info(iface.redfish_info(task.driver_info)))
 
 
 def _slot_key(info: dict[str, Any]) -> str:
     return f"{info['address']} {info['system_id']}"
 
 
-def _fetch(task: base.Task, settings: Any) -> Any:
-    info = parse_driver_info(task.driver_info)
+def _fetch(task: base.Task, iface: RedfishMixin) -> Any:
+    settings = iface.settings
+    info = parse_driver_info(iface.redfish_info(task.driver_info))
     key = _conn_key(settings, info)
 
     def get() -> Any:
@@ -273,29 +275,37 @@ def _power_of(system: Any) -> str:
     return base.POWER_OFF
 
 
-class _RedfishMixin(base.BaseInterface):
+class RedfishMixin(base.BaseInterface):
+    """What the Redfish interfaces share: driver_info parsing (through
+    :meth:`redfish_info`, which a vendor's interfaces override) and bounded BMC calls."""
+
     def get_properties(self) -> dict[str, str]:
         return dict(_PROPERTIES)
 
+    def redfish_info(self, info: dict[str, Any]) -> dict[str, Any]:
+        """The node's driver_info in the ``redfish_*`` keys :func:`parse_driver_info` reads.
+        A vendor's hardware type (its own module) maps its keys here; Redfish's are kept."""
+        return info
+
     def validate_driver_info(self, info: dict[str, Any], partial: bool = False) -> None:
-        parse_driver_info(info, partial)
+        parse_driver_info(self.redfish_info(info), partial)
 
     def _call(self, task: base.Task, what: str, fn: Any) -> Any:
         return base.bmc_call(self.settings, f"Redfish {what} on node {task.node.uuid}", fn,
-                             _TRANSIENT, _PERMANENT, bmc=_address(task))
+                             _TRANSIENT, _PERMANENT, bmc=_address(task, self))
 
 
-class RedfishPower(_RedfishMixin, base.PowerInterface):
+class RedfishPower(RedfishMixin, base.PowerInterface):
     name = "redfish"
 
     def get_power_state(self, task: base.Task) -> str:
         """The power state read from the BMC now (never a reading kept by the task)."""
-        system = _system(task, self.settings, max_age=0.0)
+        system = _system(task, self, max_age=0.0)
         return str(self._call(task, "power state", lambda: _power_of(system)))
 
     def _wait(self, task: base.Task, system: Any, target: str) -> None:
         def reached() -> bool:
-            _refresh(task, self.settings, system)
+            _refresh(task, self, system)
             return _power_of(system) == target
 
         timeout = self.settings.power_state_change_timeout
@@ -305,7 +315,7 @@ class RedfishPower(_RedfishMixin, base.PowerInterface):
     def set_power_state(self, task: base.Task, state: str) -> None:
         if state not in (base.POWER_ON, base.POWER_OFF):
             raise Invalid(f"unsupported power state {state!r}")
-        system = _system(task, self.settings)
+        system = _system(task, self)
         if _power_of(system) == state:
             return
         reset = sushy.ResetType.ON if state == base.POWER_ON else sushy.ResetType.FORCE_OFF
@@ -313,7 +323,7 @@ class RedfishPower(_RedfishMixin, base.PowerInterface):
         self._wait(task, system, state)
 
     def reboot(self, task: base.Task, wait: bool = True) -> bool:
-        system = _system(task, self.settings)
+        system = _system(task, self)
         if _power_of(system) == base.POWER_ON:
             reset = sushy.ResetType.FORCE_RESTART
         else:
@@ -324,13 +334,13 @@ class RedfishPower(_RedfishMixin, base.PowerInterface):
         return wait
 
 
-class RedfishManagement(_RedfishMixin, base.ManagementInterface):
+class RedfishManagement(RedfishMixin, base.ManagementInterface):
     name = "redfish"
 
     def set_boot_device(self, task: base.Task, device: str, persistent: bool = False) -> None:
         if device not in _BOOT_TO_REDFISH:
             raise Invalid(f"boot device {device!r} is not one of {', '.join(_BOOT_TO_REDFISH)}")
-        system = _system(task, self.settings)
+        system = _system(task, self)
         enabled = (sushy.BootSourceOverrideEnabled.CONTINUOUS if persistent
                    else sushy.BootSourceOverrideEnabled.ONCE)
         self._call(task, f"set boot device {device}",
@@ -338,7 +348,7 @@ class RedfishManagement(_RedfishMixin, base.ManagementInterface):
                                                           enabled=enabled))
 
     def get_boot_device(self, task: base.Task) -> dict[str, Any]:
-        system = _system(task, self.settings)
+        system = _system(task, self)
         boot = system.boot
         enabled = boot.enabled
         return {
@@ -356,7 +366,7 @@ _ARCH = {
 }
 
 
-class RedfishInspect(_RedfishMixin, base.InspectInterface):
+class RedfishInspect(RedfishMixin, base.InspectInterface):
     """Out-of-band inspection: CPUs and arch, memory, local disk size and NIC MACs.
 
     A value the BMC does not publish is left out of the result (and so left unchanged on
@@ -366,7 +376,7 @@ class RedfishInspect(_RedfishMixin, base.InspectInterface):
     name = "redfish"
 
     def inspect_hardware(self, task: base.Task) -> StepResult:
-        system = _system(task, self.settings)
+        system = _system(task, self)
         props: dict[str, Any] = {}
 
         def optional(fn: Any) -> Any:
@@ -394,4 +404,30 @@ class RedfishInspect(_RedfishMixin, base.InspectInterface):
             props["local_gb"] = max(0, max(disks) // (1024**3) - 1)
         nics = optional(lambda: system.ethernet_interfaces.summary) or {}
         macs = sorted(str(m).lower() for m in nics)
-        return done_with(base.InspectionResult(properties=props, macs=macs))
+        return done_with(base.InspectionResult(
+            properties=props, macs=macs,
+            inventory=_inventory(system, props, macs, disks or [], optional),
+            plugin_data={"macs": macs}))
+
+
+def _inventory(system: Any, props: dict[str, Any], macs: list[str], disks: list[int],
+               optional: Any) -> dict[str, Any]:
+    """The inventory in ironic-python-agent's shape from what the BMC publishes (as
+    Ironic's redfish inspect stores one): ``cpu`` {count, architecture}, ``memory``
+    {physical_mb}, ``disks`` [{size}], ``interfaces`` [{name, mac_address}],
+    ``system_vendor`` {manufacturer, product_name, serial_number}; unknown values null."""
+    vendor = {
+        "manufacturer": optional(lambda: system.manufacturer),
+        "product_name": optional(lambda: system.model),
+        "serial_number": optional(lambda: system.serial_number),
+    }
+    return {
+        "cpu": {"count": props.get("cpus"), "architecture": props.get("cpu_arch"),
+                "model_name": None, "frequency": None, "flags": []},
+        "memory": {"physical_mb": props.get("memory_mb"),
+                   "total": (props["memory_mb"] << 20) if props.get("memory_mb") else None},
+        "disks": [{"name": f"disk{i}", "size": size} for i, size in enumerate(disks)],
+        "interfaces": [{"name": f"nic{i}", "mac_address": mac} for i, mac in enumerate(macs)],
+        "system_vendor": vendor,
+        "boot": {"current_boot_mode": None, "pxe_interface": None},
+    }
