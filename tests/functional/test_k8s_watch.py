@@ -31,6 +31,7 @@ pytestmark = [pytest.mark.functional,
               pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl")]
 
 HOSTS = "/apis/metal3.io/v1alpha1/namespaces/default/baremetalhosts"
+MACHINESET = Path(__file__).parents[2] / "examples" / "metal3" / "machineset.yaml"
 
 
 @pytest.fixture
@@ -248,6 +249,11 @@ def test_watch_timeouts_too_old_versions_and_selectors(
     events = watch_lines(f"{base}/api/v1/namespaces?watch=true&timeoutSeconds=1"
                          "&fieldSelector=metadata.name%3Ddefault")
     assert [e["object"]["metadata"]["name"] for e in events] == ["default"]
+    kubectl("create", "--validate=false", "-f", str(MACHINESET))  # Cluster API's kinds too
+    events = watch_lines(f"{base}/apis/cluster.x-k8s.io/v1beta1/namespaces/default/"
+                         "machinesets?watch=true&timeoutSeconds=1")
+    assert [(e["type"], e["object"]["kind"], e["object"]["metadata"]["name"])
+            for e in events] == [("ADDED", "MachineSet", "workers")]
 
 
 def test_status_subresource_is_apart_from_spec(
