@@ -11,7 +11,7 @@ validation lives in :mod:`metalplane.conductor.hosts` and the API.
 from __future__ import annotations
 
 import uuid as uuidlib
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -19,10 +19,19 @@ from sqlalchemy.orm import Session
 
 from metalplane.common.exceptions import Conflict, NotFound
 from metalplane.db.engine import Database
-from metalplane.db.models import KubeObject, KubeRevision
+from metalplane.db.models import KubeObject, KubeRevision, Node
 
-__all__ = ["AlreadyExists", "StaleVersion", "kube_create", "kube_delete", "kube_get",
-           "kube_list", "kube_update"]
+__all__ = [
+    "AlreadyExists",
+    "NodeLinks",
+    "StaleVersion",
+    "kube_create",
+    "kube_delete",
+    "kube_get",
+    "kube_list",
+    "kube_node_links",
+    "kube_update",
+]
 
 
 class AlreadyExists(Conflict):
@@ -114,3 +123,35 @@ def kube_delete(db: Database, kind: str, namespace: str, name: str) -> KubeObjec
         obj = _one(s, kind, namespace, name)
         s.delete(obj)
         return obj
+
+
+
+class NodeLinks(NamedTuple):
+    """How objects of one kind and nodes point at each other (:func:`kube_node_links`)."""
+
+    free: list[Node]  # nodes no object points at
+    orphans: list[KubeObject]  # objects whose node no longer exists
+    mirrors: list[KubeObject]  # objects whose body says "mirror": their spec is the node's
+    pending: list[tuple[str, str]]  # (namespace, name) of objects whose node is being made
+    names: set[str]  # names taken in namespace "default"
+
+
+def kube_node_links(db: Database, kind: str) -> NodeLinks:
+    """:class:`NodeLinks` of ``kind``, in one read. An object without a ``node_uuid`` is
+    pending (its node being created), neither free nor orphaned."""
+    linked = sa.select(KubeObject.node_uuid).where(KubeObject.kind == kind,
+                                                   KubeObject.node_uuid.is_not(None))
+    of_kind = KubeObject.kind == kind
+    with db.read() as s:
+        free = list(s.execute(sa.select(Node).where(Node.uuid.not_in(linked))).scalars())
+        orphans = list(s.execute(sa.select(KubeObject).where(
+            of_kind, KubeObject.node_uuid.is_not(None),
+            KubeObject.node_uuid.not_in(sa.select(Node.uuid)))).scalars())
+        mirrors = list(s.execute(sa.select(KubeObject).where(
+            of_kind, KubeObject.body["mirror"].as_boolean().is_(True))).scalars())
+        pending = [(r.namespace, r.name) for r in s.execute(
+            sa.select(KubeObject.namespace, KubeObject.name).where(
+                of_kind, KubeObject.node_uuid.is_(None)))]
+        names = set(s.execute(sa.select(KubeObject.name).where(
+            of_kind, KubeObject.namespace == "default")).scalars())
+    return NodeLinks(free, orphans, mirrors, pending, names)
