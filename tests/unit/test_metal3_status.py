@@ -89,8 +89,9 @@ def test_detached_powered_discovered_and_hardware() -> None:
     assert hw["cpu"] == {"arch": "x86_64", "count": 8}
     assert hw["ramMebibytes"] == 16384
     assert hw["storage"] == [{"sizeBytes": 100 * 1024 ** 3}]
-    st = host_status(node(provision_state="active"), {**SPEC, "image": {"url": "http://i"}})
-    assert st["provisioning"]["image"] == {"url": "http://i"}
+    st = host_status(node(provision_state="active", instance_info={"image_source": "http://i"}),
+                     {**SPEC, "image": {"url": "http://j"}})
+    assert st["provisioning"]["image"] == {"url": "http://i"}  # what is deployed
 
 
 def test_decide_takes_one_step_towards_available_or_adopted() -> None:
