@@ -254,9 +254,10 @@ class HostReconciler:
         if node is None and obj.node_uuid is None and not deleting:
             return  # being created
         spec = dict(body.get("spec") or {})
-        if node is not None and not deleting and self._carry_credentials(obj, node, spec,
-                                                                         secrets):
-            return
+        if node is not None and not deleting and not node.reservation and (
+                self._carry_credentials(obj, node, spec, secrets)
+                or self.store.carry_spec(node, spec)):
+            return  # the node changed: the next pass sees it
         step = decide(node, spec, deleting,
                       drive=lambda: self._drive(obj, spec, secrets),
                       powered_off_tried=node is not None and node.uuid in self._powered_off)
@@ -313,12 +314,14 @@ class HostReconciler:
         """Drop metalplane's finalizer from a deleted host; the host goes when no
         finalizer is left (another's keeps it until a write removes it)."""
         left = [f for f in obj.finalizers or [] if f != FINALIZER]
+        if left and len(left) == len(obj.finalizers or []) and obj.node_uuid is None:
+            return  # done: another's finalizer holds it
         self._good_secret.pop(obj.uid, None)
         self._said.pop(obj.uid, None)
         with contextlib.suppress(NotFound, StaleVersion):
             if left:
                 kube_update(self.db, "BareMetalHost", obj.namespace, obj.name,
-                            obj.resource_version, finalizers=left)
+                            obj.resource_version, finalizers=left, node_uuid=None)
             else:
                 current = kube_get(self.db, "BareMetalHost", obj.namespace, obj.name)
                 if current.resource_version == obj.resource_version:

@@ -26,7 +26,7 @@ import threading
 from typing import Any
 
 from metalplane.common.bmc_address import parse_bmc_address
-from metalplane.common.exceptions import Conflict, Invalid, NotFound
+from metalplane.common.exceptions import Conflict, Invalid, NodeLocked, NotFound
 from metalplane.common.metal3 import host_status
 from metalplane.conductor.host_reconcile import FINALIZER, HostReconciler, mirror_spec
 from metalplane.conductor.manager import Conductor
@@ -303,6 +303,16 @@ class KubeStore:
                 "automated_clean": fields["automated_clean"], "properties": props,
                 "extra": extra}
 
+    def carry_spec(self, node: Node, spec: dict[str, Any]) -> bool:
+        """Write the node fields of ``spec`` (:meth:`_node_fields`) to ``node`` where they
+        differ; returns whether it changed. Raises ``NodeLocked``, :class:`NotFound`."""
+        values = self._node_values(node, self._node_fields(spec))
+        ops = [{"op": "add", "path": f"/{k}", "value": v} for k, v in values.items()
+               if getattr(node, k) != v]
+        if ops:
+            self.res.update_node(node.uuid, ops)
+        return bool(ops)
+
     def create_host(self, namespace: str, name: str, meta: dict[str, Any],
                     spec: dict[str, Any]) -> KubeObject:
         """Store a new BareMetalHost (with metalplane's finalizer,
@@ -380,15 +390,12 @@ class KubeStore:
                                    f"finalizers {added}", "FieldValueForbidden")
         if rv is not None and rv != old.resource_version:  # before the node changes
             return kube_update(self.db, BMH, namespace, name, rv, **meta, body={"spec": spec})
-        fields = self._node_fields(spec)
-        if old.node_uuid and (fields != self._node_fields(old_spec)
+        if old.node_uuid and (self._node_fields(spec) != self._node_fields(old_spec)
                               or (old.body or {}).get("mirror")):
-            node = db_api.get_node(self.db, old.node_uuid)
-            values = self._node_values(node, fields)
-            ops = [{"op": "add", "path": f"/{k}", "value": v} for k, v in values.items()
-                   if getattr(node, k) != v]
-            if ops:
-                self.res.update_node(old.node_uuid, ops)
+            node = self._node(old)
+            if node is not None:
+                with contextlib.suppress(NodeLocked):  # busy: the reconcile carries it
+                    self.carry_spec(node, spec)
         # a user's write: the spec is the user's from now on (a mirror no more)
         obj = kube_update(self.db, BMH, namespace, name, rv, **meta, body={"spec": spec})
         if obj.deleted_at is not None and not obj.finalizers:
@@ -438,6 +445,8 @@ class KubeStore:
         links = kube_node_links(self.db, BMH)
         pending = {node_name(ns, n) for ns, n in links.pending}
         for obj in links.orphans:
+            if obj.deleted_at is not None:
+                continue  # being deleted: the reconcile drops its finalizer
             with contextlib.suppress(NotFound):
                 kube_delete(self.db, BMH, obj.namespace, obj.name)
                 LOG.info("BareMetalHost %s/%s: its node %s was deleted", obj.namespace,
