@@ -7,9 +7,10 @@ with its image and config drive, a power change, deleting the node, dropping the
 finalizer) or none. :class:`HostReconciler` runs one pass over every host, carries
 changed BMC credentials to the node and executes the steps through the conductor, never
 over HTTP. Being level-based it needs no memory to survive a restart: a pass after a
-restart sees the node where it stopped (a deploy the restart interrupted is recovered by
-the conductor as ``deploy failed``, and retried because its inputs are unchanged...
-see :func:`decide`). The only memory kept is a power-retry backoff, lost harmlessly.
+restart sees the node where it stopped and takes the next step (a graceful stop lets the
+running step finish; a deploy cut by a crash is ``deploy failed``, Metal3's provisioning
+error, retried like any failed deploy: when the spec changes). The only memory kept is
+a retry backoff and what was logged, lost harmlessly.
 
 Sources: Metal3 baremetal-operator ``host_state_machine.go`` (states, deletion with a
 finalizer, detaching externally provisioned hosts) and ``pkg/provisioner/ironic``
@@ -59,7 +60,7 @@ _ROOT_HINTS = {"name": "deviceName", "hctl": "hctl", "model": "model", "vendor":
                "wwn_vendor_extension": "wwnVendorExtension", "rotational": "rotational"}
 _BUSY_DEPLOY = frozenset({states.DEPLOYING, states.DEPLOY_WAIT})
 _POWER = {True: "power on", False: "power off"}
-POWER_BACKOFF = (1.0, 60.0)  # seconds: first retry of a power change that did not take, cap
+RETRY_BACKOFF = (1.0, 60.0)  # seconds: first retry of a step that did not take, and the cap
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,8 +103,9 @@ def decide(node: Any, spec: dict[str, Any], deleting: bool = False,
     - ``deleting`` (the host has a ``deletionTimestamp``): an externally provisioned host
       is detached and its node deleted; a deployed node (``active``, ``deploy failed``,
       ``error``) is undeployed first (deleting, then cleaning); a resting node is powered
-      off once (``powered_off_tried``: a failed power off does not block the deletion),
-      then deleted; with no node left, the finalizer goes.
+      off once (``powered_off_tried``: a failed power off does not block the deletion;
+      not for an externally provisioned host), then deleted; with no node left, the
+      finalizer goes.
     - the lifecycle: ``enroll`` → manage (not after a failure: a registration error waits
       for new credentials); ``manageable`` → adopt (``externallyProvisioned``), else
       inspect once, then provide.
@@ -130,7 +132,7 @@ def decide(node: Any, spec: dict[str, Any], deleting: bool = False,
             return Step("verb", "undeploy")
         if state in DELETE_ALLOWED:
             if (node.power_state == _POWER[True] and state != states.ENROLL
-                    and not powered_off_tried):
+                    and not powered_off_tried and not external):
                 return Step("power", _POWER[False])
             return Step("delete_node")
         if state in states.FAILED_STATES:
@@ -217,7 +219,7 @@ class HostReconciler:
 
     def __init__(self, store: KubeStore) -> None:
         self.store, self.c, self.db = store, store.c, store.db
-        self._power_retry: dict[str, tuple[float, float]] = {}  # uuid -> (not before, wait)
+        self._retry: dict[str, tuple[float, float]] = {}  # "uuid:what" -> (not before, wait)
         self._powered_off: set[str] = set()  # nodes of deleted hosts already asked off
         self._good_secret: dict[str, int] = {}  # host uid -> Secret resourceVersion applied
         self._said: dict[str, str] = {}  # host uid -> last problem logged (logged once)
@@ -261,9 +263,11 @@ class HostReconciler:
         step = decide(node, spec, deleting,
                       drive=lambda: self._drive(obj, spec, secrets),
                       powered_off_tried=node is not None and node.uuid in self._powered_off)
+        resting = node is not None and not (node.reservation or node.target_provision_state
+                                            or node.target_power_state)
+        if resting and (step is None or step.kind != "power"):
+            self._retry.pop(f"{obj.node_uuid}:power", None)  # power as wanted: forget
         if step is None:
-            if node is not None:
-                self._power_retry.pop(node.uuid, None)
             return
         self._do(obj, node, spec, step, secrets)
 
@@ -277,25 +281,24 @@ class HostReconciler:
             self.c.provision(node.uuid, step.arg)
         elif step.kind == "deploy":
             drive = self._drive(obj, spec, secrets)
-            if drive is None:
+            if drive is None or not self._may_try(node.uuid, "deploy"):
                 return
-            with self.c.acquire(node.uuid, "BareMetalHost image") as task:
-                info = {k: v for k, v in (task.node.instance_info or {}).items()
-                        if k not in IMAGE_KEYS}
-                task.save(instance_info={**info, **image_info(spec)})
+            if not same_image(node, spec):
+                with self.c.acquire(node.uuid, "BareMetalHost image") as task:
+                    info = {k: v for k, v in (task.node.instance_info or {}).items()
+                            if k not in IMAGE_KEYS}
+                    task.save(instance_info={**info, **image_info(spec)})
             LOG.info("%s: deploying %s on node %s", where, image_info(spec)["image_source"],
                      node.uuid)
             try:
                 self.c.provision(node.uuid, "deploy", configdrive=drive)
-            except Invalid as exc:  # the driver refuses this image: say so once
+            except Invalid as exc:  # the driver refuses this image: said once, backed off
                 self._say(obj, f"cannot provision: {exc.message}")
-        elif step.kind == "power":
-            now = time.monotonic()
-            not_before, wait = self._power_retry.get(node.uuid, (0.0, POWER_BACKOFF[0] / 2))
-            if now < not_before:
                 return
-            wait = min(wait * 2, POWER_BACKOFF[1])
-            self._power_retry[node.uuid] = (now + wait, wait)
+            self._retry.pop(f"{node.uuid}:deploy", None)
+        elif step.kind == "power":
+            if not self._may_try(node.uuid, "power"):
+                return
             if obj.deleted_at is not None:
                 self._powered_off.add(node.uuid)
             LOG.info("%s: %s node %s", where, step.arg, node.uuid)
@@ -306,9 +309,21 @@ class HostReconciler:
                 self.store.res.set_maintenance(node.uuid, True, "BareMetalHost deleted")
             self.store.res.delete_node(node.uuid)
             self._powered_off.discard(node.uuid)
-            self._power_retry.pop(node.uuid, None)
+            self._retry.pop(f"{node.uuid}:power", None)
             LOG.info("%s: node %s deleted", where, node.uuid)
             self.finalize(obj)
+
+    def _may_try(self, uuid: str, what: str) -> bool:
+        """Whether ``what`` (``power``, ``deploy``) may be tried on node ``uuid`` now: a
+        step that did not take is tried again after 1, 2, 4... s (at most 60 s,
+        :data:`RETRY_BACKOFF`); the wait is forgotten once the step is not needed."""
+        now = time.monotonic()
+        not_before, wait = self._retry.get(f"{uuid}:{what}", (0.0, RETRY_BACKOFF[0] / 2))
+        if now < not_before:
+            return False
+        wait = min(wait * 2, RETRY_BACKOFF[1])
+        self._retry[f"{uuid}:{what}"] = (now + wait, wait)
+        return True
 
     def finalize(self, obj: KubeObject) -> None:
         """Drop metalplane's finalizer from a deleted host; the host goes when no

@@ -222,7 +222,7 @@ def test_a_provisioned_host_deleted_is_deprovisioned_first(tmp_path: Path) -> No
         create(kubectl, tmp_path, secret("w1-bmc", username=USER, password=PASSWORD),
                host("w1", emulator, 1, image=IMAGE))
         seen = states_until(kubectl, "w1", "provisioned", timeout=90)
-        assert seen[-3:] == ["available", "provisioning", "provisioned"], seen
+        assert seen[-2:] == ["provisioning", "provisioned"], seen
         kubectl("delete", "bmh", "w1", "--wait=false")
         seen = states_until(kubectl, "w1", "<gone>", timeout=90)
         assert "deprovisioning" in seen, seen
@@ -251,6 +251,17 @@ def test_registration_retried_with_new_credentials_and_a_failed_deploy(
         assert doc["status"]["operationalStatus"] == "OK" and not doc["status"]["errorType"]
         info = server.node("w0")["driver_info"]
         assert info["redfish_username"] == USER and info["redfish_password"] == "******"
+
+        # the BMC refuses a power change: a power management error, retried (backing
+        # off) until the BMC takes it
+        htpasswd.write_text(f"{USER}:{hash_password('rotated')}\n")
+        patch(kubectl, "w0", {"spec": {"online": True}})
+        states_until(kubectl, "w0", "power management error", field="{.status.errorType}")
+        assert get(kubectl, "w0")["status"]["poweredOn"] is False
+        htpasswd.write_text(f"{USER}:{hash_password(PASSWORD)}\n")
+        states_until(kubectl, "w0", "true", field="{.status.poweredOn}")
+        assert get(kubectl, "w0")["status"]["operationalStatus"] == "OK"
+        assert bmc_power(emulator, 0) == "On"
 
         # the BMC's password changes under a deploy: provisioning error, not retried
         htpasswd.write_text(f"{USER}:{hash_password('rotated')}\n")
