@@ -225,11 +225,14 @@ class HostReconciler:
         self._said: dict[str, str] = {}  # host uid -> last problem logged (logged once)
 
     def run(self) -> int:
-        """Reconcile every host once; returns how many there are. A host's failure is
-        logged and does not stop the others."""
+        """Reconcile every host once; returns how many are driven (those a user
+        declared, and any being deleted). A host's failure is logged and does not stop
+        the others."""
         self.store.sync_nodes()
-        objs = kube_list(self.db, "BareMetalHost")
-        nodes = {n.uuid: n for n in db_api.rows_where(self.db, Node)} if objs else {}
+        objs = [o for o in kube_list(self.db, "BareMetalHost")  # not mirrors: nothing asked
+                if not (o.body or {}).get("mirror") or o.deleted_at is not None]
+        nodes = {n.uuid: n for n in db_api.rows_where(
+            self.db, Node, uuid=[o.node_uuid for o in objs if o.node_uuid])} if objs else {}
         secrets = {(o.namespace, o.name): o for o in kube_list(self.db, "Secret")} \
             if objs else {}
         for obj in objs:

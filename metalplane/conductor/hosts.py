@@ -40,6 +40,7 @@ from metalplane.db.kube import (
     kube_list,
     kube_node_links,
     kube_update,
+    nodes_fingerprint,
 )
 from metalplane.db.models import KubeObject, Node, Port, utcnow
 
@@ -142,6 +143,7 @@ class KubeStore:
         self.c, self.db, self.interval = conductor, conductor.db, interval
         self.res = NodeResources(conductor)
         self.reconciler = HostReconciler(self)
+        self._mirrored: tuple[Any, ...] = ()  # nodes_fingerprint() of the last refresh
         self._stop = threading.Event()
         self._kick = threading.Event()
         self._thread: threading.Thread | None = None
@@ -160,7 +162,7 @@ class KubeStore:
         """Raises :class:`NotFound`. Hosts are first synced with the nodes
         (:meth:`sync_nodes`), so the two views never disagree."""
         if kind == BMH:
-            self.sync_nodes()
+            self.sync_nodes((namespace, name))
         return kube_get(self.db, kind, namespace, name)
 
     def list_objects(self, kind: str, namespace: str | None = None,
@@ -436,13 +438,14 @@ class KubeStore:
             self.res.delete_node(node.uuid)
         return kube_delete(self.db, BMH, namespace, name)
 
-    def sync_nodes(self) -> None:
+    def sync_nodes(self, only: tuple[str, str] | None = None) -> None:
         """One store: a host for each node made through the Bare Metal API (namespace
         ``default``, named as the node if that is a DNS-1123 subdomain not taken, else by
         its UUID; its spec mirrors the node, :func:`mirror_spec`, and is refreshed while
-        no user wrote it), and no host whose node was deleted. Called by the reconcile
-        and before each read of hosts."""
-        links = kube_node_links(self.db, BMH)
+        no user wrote it: all of them, or only host ``only`` = (namespace, name)), and no
+        host whose node was deleted. Called by the reconcile and before each read of
+        hosts."""
+        links = kube_node_links(self.db, BMH, only)
         pending = {node_name(ns, n) for ns, n in links.pending}
         for obj in links.orphans:
             if obj.deleted_at is not None:
@@ -451,6 +454,7 @@ class KubeStore:
                 kube_delete(self.db, BMH, obj.namespace, obj.name)
                 LOG.info("BareMetalHost %s/%s: its node %s was deleted", obj.namespace,
                          obj.name, obj.node_uuid)
+        free_boot = self._boot_macs([n.id for n in links.free]) if links.free else {}
         for node in links.free:
             if node.name in pending:
                 continue  # create_host is making it
@@ -459,27 +463,42 @@ class KubeStore:
                                  and _DNS_SUBDOMAIN.match(node.name)) else node.uuid
             try:
                 kube_create(self.db, BMH, "default", name, finalizers=[FINALIZER],
-                            body={"spec": self._mirror(node), "mirror": True},
+                            body={"spec": mirror_spec(node, free_boot.get(node.id)),
+                                  "mirror": True},
                             node_uuid=node.uuid)
             except Conflict:  # made meanwhile (another pass), or the name is taken
                 continue
             links.names.add(name)
             LOG.info("BareMetalHost default/%s: shows node %s of the Bare Metal API", name,
                      node.uuid)
+        if not links.mirrors:
+            return
+        if only is None:  # all of them: only when a node or port changed since
+            seen = nodes_fingerprint(self.db)
+            if seen == self._mirrored and not links.free:
+                return
+            self._mirrored = seen
+        uuids = [o.node_uuid for o in links.mirrors if o.node_uuid]
+        nodes = {n.uuid: n for n in db_api.rows_where(self.db, Node, uuid=uuids)}
+        boot = self._boot_macs([n.id for n in nodes.values()])
         for obj in links.mirrors:
-            shown = self._node(obj)
+            shown = nodes.get(obj.node_uuid or "")
             if shown is None:
                 continue
-            spec = self._mirror(shown)
+            spec = mirror_spec(shown, boot.get(shown.id))
             if spec != (obj.body or {}).get("spec"):
                 with contextlib.suppress(NotFound, Conflict):
                     kube_update(self.db, BMH, obj.namespace, obj.name, obj.resource_version,
                                 body={"spec": spec, "mirror": True})
 
-    def _mirror(self, node: Node) -> dict[str, Any]:
-        ports = sorted(db_api.rows_where(self.db, Port, node_id=node.id), key=lambda p: p.id)
-        boot = next((p.address for p in ports if p.pxe_enabled), None)
-        return mirror_spec(node, boot)
+    def _boot_macs(self, node_ids: list[int]) -> dict[int, str]:
+        """Node id -> the MAC of its first PXE-enabled port (Metal3's bootMACAddress)."""
+        boot: dict[int, str] = {}
+        for port in sorted(db_api.rows_where(self.db, Port, node_id=node_ids),
+                           key=lambda p: p.id):
+            if port.pxe_enabled:
+                boot.setdefault(port.node_id, port.address)
+        return boot
 
     def status(self, obj: KubeObject) -> dict[str, Any]:
         """The host's status from its node (see :func:`host_status`)."""

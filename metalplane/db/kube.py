@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from metalplane.common.exceptions import Conflict, NotFound
 from metalplane.db.engine import Database
-from metalplane.db.models import KubeObject, KubeRevision, Node
+from metalplane.db.models import KubeObject, KubeRevision, Node, Port
 
 __all__ = [
     "AlreadyExists",
@@ -136,9 +136,11 @@ class NodeLinks(NamedTuple):
     names: set[str]  # names taken in namespace "default"
 
 
-def kube_node_links(db: Database, kind: str) -> NodeLinks:
-    """:class:`NodeLinks` of ``kind``, in one read. An object without a ``node_uuid`` is
-    pending (its node being created), neither free nor orphaned."""
+def kube_node_links(db: Database, kind: str,
+                    only: tuple[str, str] | None = None) -> NodeLinks:
+    """:class:`NodeLinks` of ``kind``, in one read (``mirrors`` only the object
+    ``only`` = (namespace, name) if given). An object without a ``node_uuid`` is pending
+    (its node being created), neither free nor orphaned."""
     linked = sa.select(KubeObject.node_uuid).where(KubeObject.kind == kind,
                                                    KubeObject.node_uuid.is_not(None))
     of_kind = KubeObject.kind == kind
@@ -147,11 +149,26 @@ def kube_node_links(db: Database, kind: str) -> NodeLinks:
         orphans = list(s.execute(sa.select(KubeObject).where(
             of_kind, KubeObject.node_uuid.is_not(None),
             KubeObject.node_uuid.not_in(sa.select(Node.uuid)))).scalars())
-        mirrors = list(s.execute(sa.select(KubeObject).where(
-            of_kind, KubeObject.body["mirror"].as_boolean().is_(True))).scalars())
+        mirrored = sa.select(KubeObject).where(
+            of_kind, KubeObject.body["mirror"].as_boolean().is_(True))
+        if only is not None:
+            mirrored = mirrored.where(KubeObject.namespace == only[0],
+                                      KubeObject.name == only[1])
+        mirrors = list(s.execute(mirrored).scalars())
         pending = [(r.namespace, r.name) for r in s.execute(
             sa.select(KubeObject.namespace, KubeObject.name).where(
                 of_kind, KubeObject.node_uuid.is_(None)))]
         names = set(s.execute(sa.select(KubeObject.name).where(
             of_kind, KubeObject.namespace == "default")).scalars())
     return NodeLinks(free, orphans, mirrors, pending, names)
+
+
+def nodes_fingerprint(db: Database) -> tuple[Any, ...]:
+    """A value that changes whenever a node or a port is created, changed or deleted
+    (their counts and latest timestamps), to skip work when nothing did."""
+    with db.read() as s:
+        nodes = s.execute(sa.select(sa.func.count(Node.id), sa.func.max(Node.updated_at),
+                                    sa.func.max(Node.created_at))).one()
+        ports = s.execute(sa.select(sa.func.count(Port.id), sa.func.max(Port.updated_at),
+                                    sa.func.max(Port.created_at))).one()
+    return (*nodes, *ports)
