@@ -15,10 +15,13 @@ from typing import Any
 __all__ = ["ERROR_TYPE", "METAL3_STATE", "PROVISIONING_STATES", "host_status",
            "provisioning_state"]
 
-# Metal3's ProvisioningState values (baremetalhost_types.go), those metalplane shows
-PROVISIONING_STATES = ("registering", "inspecting", "preparing", "available",
-                       "provisioning", "provisioned", "deprovisioning",
-                       "externally provisioned", "powering off before delete", "deleting")
+# Metal3's ProvisioningState values (baremetalhost_types.go). metalplane shows all but
+# "", "unmanaged" (a host needs a BMC address here), "match profile" and "ready" (older
+# names of what is now "available").
+PROVISIONING_STATES = ("", "unmanaged", "registering", "match profile", "preparing", "ready",
+                       "available", "provisioning", "provisioned", "externally provisioned",
+                       "deprovisioning", "inspecting", "powering off before delete",
+                       "deleting")
 
 METAL3_STATE = {  # Ironic provision state -> Metal3 BareMetalHost provisioning state
     "enroll": "registering", "verifying": "registering", "manageable": "preparing",
