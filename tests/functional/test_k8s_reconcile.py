@@ -223,7 +223,13 @@ def test_a_provisioned_host_deleted_is_deprovisioned_first(tmp_path: Path) -> No
                host("w1", emulator, 1, image=IMAGE))
         seen = states_until(kubectl, "w1", "provisioned", timeout=90)
         assert seen[-2:] == ["provisioning", "provisioned"], seen
-        kubectl("delete", "bmh", "w1", "--wait=false")
+        r = httpx.delete(f"{server.k8s_url}/apis/metal3.io/v1alpha1/namespaces/default/"
+                         "baremetalhosts/w1")
+        assert r.status_code == 200  # the object, held by the finalizer, as kube-apiserver
+        doc = r.json()
+        assert doc["kind"] == "BareMetalHost" and doc["metadata"]["deletionTimestamp"]
+        assert doc["metadata"]["finalizers"] == ["baremetalhost.metal3.io"]
+        assert doc["status"]["provisioning"]["state"] == "deprovisioning"
         seen = states_until(kubectl, "w1", "<gone>", timeout=90)
         assert "deprovisioning" in seen, seen
         assert server.http.get("/v1/nodes/w1").status_code == 404
