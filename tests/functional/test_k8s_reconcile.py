@@ -135,6 +135,7 @@ def test_the_spec_provisions_powers_deprovisions_and_deletes(tmp_path: Path) -> 
         create(kubectl, tmp_path, secret("w0-bmc", username=USER, password=PASSWORD),
                secret("w0-user-data", userData="#cloud-config\nhostname: w0\n"),
                secret("w0-network-data", networkData=json.dumps({"links": [], "networks": []})),
+               secret("w0-meta-data", metaData="role: worker\nrack: r3\n"),
                host("w0", emulator, 0))
         seen = states_until(kubectl, "w0", "available")
         assert "inspecting" in seen and seen[-1] == "available"
@@ -150,7 +151,7 @@ def test_the_spec_provisions_powers_deprovisions_and_deletes(tmp_path: Path) -> 
         # image + userData + networkData + consumerRef + online: provisioned
         patch(kubectl, "w0", {"spec": {
             "image": IMAGE, "online": True, "userData": {"name": "w0-user-data"},
-            "networkData": {"name": "w0-network-data"},
+            "networkData": {"name": "w0-network-data"}, "metaData": {"name": "w0-meta-data"},
             "consumerRef": {"apiVersion": "cluster.x-k8s.io/v1beta1", "kind": "Machine",
                             "name": "workers-0", "namespace": "default"}}})
         seen = states_until(kubectl, "w0", "provisioned")
@@ -167,6 +168,7 @@ def test_the_spec_provisions_powers_deprovisions_and_deletes(tmp_path: Path) -> 
         assert drive["user_data"] == "#cloud-config\nhostname: w0\n"
         assert drive["network_data"] == {"links": [], "networks": []}
         assert drive["meta_data"]["metal3-name"] == "w0"
+        assert drive["meta_data"]["role"] == "worker" and drive["meta_data"]["rack"] == "r3"
         assert drive["meta_data"]["uuid"] == doc["metadata"]["uid"]
         assert node.extra["consumer"] == "workers-0"
         shown = server.node("w0")
