@@ -308,9 +308,19 @@ class KubeStore:
     def carry_spec(self, node: Node, spec: dict[str, Any]) -> bool:
         """Write the node fields of ``spec`` (:meth:`_node_fields`) to ``node`` where they
         differ; returns whether it changed. Raises ``NodeLocked``, :class:`NotFound`."""
-        values = self._node_values(node, self._node_fields(spec))
-        ops = [{"op": "add", "path": f"/{k}", "value": v} for k, v in values.items()
-               if getattr(node, k) != v]
+        fields = self._node_fields(spec)
+        ops: list[dict[str, Any]] = [
+            {"op": "add", "path": f"/{k}", "value": fields[k]}
+            for k in ("description", "automated_clean") if getattr(node, k) != fields[k]]
+        # keys inside properties and extra, so the patch (applied under the node's lock)
+        # keeps whatever else changed there meanwhile (inspection results)
+        for column, key, field in (("properties", "root_device", "root_device"),
+                                   ("extra", "consumer", "consumer")):
+            have = (getattr(node, column) or {}).get(key)
+            if fields[field] and have != fields[field]:
+                ops.append({"op": "add", "path": f"/{column}/{key}", "value": fields[field]})
+            elif not fields[field] and have is not None:
+                ops.append({"op": "remove", "path": f"/{column}/{key}"})
         if ops:
             self.res.update_node(node.uuid, ops)
         return bool(ops)
