@@ -284,6 +284,9 @@ def _metadata(obj: Any) -> dict[str, Any]:
                        ("finalizers", obj.finalizers)):
         if value:
             meta[key] = value
+    if getattr(obj, "deleted_at", None) is not None:
+        meta["deletionTimestamp"] = _ts(obj.deleted_at)
+        meta["deletionGracePeriodSeconds"] = 0
     return meta
 
 
@@ -956,7 +959,11 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
     async def delete_host(group: str, namespace: str, name: str) -> Any:
         _group(group)
         obj = await _blocking(BMH, name, store.delete_host, namespace, name)
-        return docs.host(obj, group, {})
+        if obj.deleted_at is None:  # gone at once
+            return docs.host(obj, group, {})
+        # held by finalizers: 200 with the object and its deletionTimestamp, as
+        # kube-apiserver answers
+        return docs.host(obj, group, await _blocking(BMH, name, store.status, obj))
 
     from metalplane.api import k8s_capi  # it imports this module
     from metalplane.conductor.machines import MachineController

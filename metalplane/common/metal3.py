@@ -12,7 +12,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-__all__ = ["ERROR_TYPE", "METAL3_STATE", "host_status", "provisioning_state"]
+__all__ = ["ERROR_TYPE", "METAL3_STATE", "PROVISIONING_STATES", "host_status",
+           "provisioning_state"]
+
+# Metal3's ProvisioningState values (baremetalhost_types.go). metalplane shows all but
+# "", "unmanaged" (a host needs a BMC address here), "match profile" and "ready" (older
+# names of what is now "available").
+PROVISIONING_STATES = ("", "unmanaged", "registering", "match profile", "preparing", "ready",
+                       "available", "provisioning", "provisioned", "externally provisioned",
+                       "deprovisioning", "inspecting", "powering off before delete",
+                       "deleting")
 
 METAL3_STATE = {  # Ironic provision state -> Metal3 BareMetalHost provisioning state
     "enroll": "registering", "verifying": "registering", "manageable": "preparing",
@@ -31,23 +40,55 @@ ERROR_TYPE = {  # Ironic failed state -> Metal3 ErrorType
 }
 
 
-def provisioning_state(node: Any, externally_provisioned: bool = False) -> str:
+_UNDEPLOYED = ("cleaning", "clean wait", "clean failed")  # after an undeploy: deprovisioning
+
+
+def provisioning_state(node: Any, externally_provisioned: bool = False,
+                       deleting: bool = False) -> str:
     """Metal3's ``status.provisioning.state`` of ``node`` (an object with Ironic's
-    ``provision_state``): ``externally provisioned`` for an adopted (or adopting) node
-    whose host says ``spec.externallyProvisioned``, else :data:`METAL3_STATE`'s name."""
+    ``provision_state``, ``power_state``, ``instance_info``): ``externally provisioned``
+    for an adopted (or adopting) node whose host says ``spec.externallyProvisioned``;
+    ``deprovisioning`` also for the cleaning that follows an undeploy (the node still
+    names its image); for a host being deleted (``deleting``), ``deprovisioning`` while
+    its image goes, ``powering off before delete``, then ``deleting``; else
+    :data:`METAL3_STATE`'s name."""
     state = str(node.provision_state)
+    if deleting:
+        if externally_provisioned and state in ("active", "adopting", "adopt failed"):
+            return "deleting"  # detached, not deprovisioned
+        if state in ("active", "deploy failed", "error", "deleting", *_UNDEPLOYED):
+            return "deprovisioning"
+        if node.power_state == "power on" and state != "enroll":
+            return "powering off before delete"
+        return "deleting"
     if externally_provisioned and state in ("active", "adopting", "adopt failed"):
         return "externally provisioned"
+    if state in _UNDEPLOYED and (getattr(node, "instance_info", None) or {}).get(
+            "image_source"):
+        return "deprovisioning"
     return METAL3_STATE.get(state, state)
 
 
-def _error_type(node: Any) -> str:
+def _error_type(node: Any, spec: dict[str, Any]) -> str:
     state = str(node.provision_state)
     if state in ERROR_TYPE:
         return ERROR_TYPE[state]
     if node.last_error and state in ("enroll", "verifying"):
         return "registration error"  # manage failed: the BMC or its credentials
+    if (node.last_error and state in ("available", "active") and "online" in spec
+            and (node.power_state == "power on") != bool(spec["online"])
+            and not getattr(node, "target_power_state", None)):
+        return "power management error"  # a power change the BMC refused
     return ""
+
+
+def _image(node: Any) -> dict[str, Any]:
+    """Metal3's ``Image`` of what the node is deployed with (its instance_info)."""
+    info = getattr(node, "instance_info", None) or {}
+    return {field: info[key] for field, key in (
+        ("url", "image_source"), ("checksum", "image_checksum"),
+        ("checksumType", "image_os_hash_algo"), ("format", "image_disk_format"))
+        if info.get(key)}
 
 
 def _hardware(properties: dict[str, Any], inventory: dict[str, Any] | None = None
@@ -109,7 +150,8 @@ def _hardware_from_inventory(inv: dict[str, Any]) -> dict[str, Any]:
 
 
 def host_status(node: Any, spec: dict[str, Any], namespace: str = "default",
-                inventory: dict[str, Any] | None = None) -> dict[str, Any]:
+                inventory: dict[str, Any] | None = None, deleting: bool = False
+                ) -> dict[str, Any]:
     """The BareMetalHost ``status`` of ``node`` (Ironic's fields: ``provision_state``,
     ``power_state``, ``last_error``, ``maintenance``, ``properties``, ``updated_at``,
     ``created_at``, ``driver``) for a host in ``namespace`` whose ``spec`` is given::
@@ -123,19 +165,21 @@ def host_status(node: Any, spec: dict[str, Any], namespace: str = "default",
     ``inventory``: the node's (ironic-python-agent's shape, ``GET /v1/nodes/{id}/inventory``)
     for ``hardware``, which is otherwise made from ``properties``.
     ``operationalStatus`` is ``detached`` in maintenance, ``error`` with an ``errorType``
-    (Metal3's ``ErrorType`` names), ``discovered`` without BMC credentials, else ``OK``.
+    (Metal3's ``ErrorType`` names), ``discovered`` for an unregistered node without BMC
+    credentials, else ``OK``. ``deleting``: the host has a ``deletionTimestamp`` (see
+    :func:`provisioning_state`).
     """
-    error_type = _error_type(node)
+    error_type = _error_type(node, spec)
     state = str(node.provision_state)
+    registered = state not in ("enroll", "verifying")
     if node.maintenance:
         operational = "detached"
     elif error_type:
         operational = "error"
-    elif not (spec.get("bmc") or {}).get("credentialsName"):
+    elif not (spec.get("bmc") or {}).get("credentialsName") and not registered:
         operational = "discovered"
     else:
         operational = "OK"
-    registered = state not in ("enroll", "verifying")
     bmc = spec.get("bmc") or {}
     when = node.updated_at or node.created_at
     status: dict[str, Any] = {
@@ -144,10 +188,11 @@ def host_status(node: Any, spec: dict[str, Any], namespace: str = "default",
         "errorMessage": (node.last_error or "") if error_type else "",
         "errorCount": 1 if error_type else 0,
         "provisioning": {
-            "state": provisioning_state(node, bool(spec.get("externallyProvisioned"))),
+            "state": provisioning_state(node, bool(spec.get("externallyProvisioned")),
+                                        deleting),
             "ID": node.uuid,
-            "image": dict(spec.get("image") or {}) if state in ("active", "deploying",
-                                                                "wait call-back") else {},
+            "image": _image(node) if state in ("active", "deploying", "wait call-back",
+                                               "deploy failed") else {},
         },
         "poweredOn": node.power_state == "power on",
         "goodCredentials": ({"credentials": {"name": bmc.get("credentialsName", ""),

@@ -3,12 +3,12 @@
 A BareMetalHost (Metal3's ``metal3.io/v1alpha1``) is a view of one node: creating one
 enrolls a node (driver and driver_info from ``spec.bmc.address`` and the credentials in
 the Secret ``spec.bmc.credentialsName``) with a port for ``spec.bootMACAddress``, and a
-level-based reconcile (:meth:`KubeStore.reconcile_once`, run by a thread) takes one
-lifecycle step at a time towards ``available`` (manage, inspect, provide), or adopts it
-when ``spec.externallyProvisioned``. Its status is computed from the node
-(:func:`metalplane.common.metal3.host_status`) and stored by the status writer
-(:mod:`metalplane.conductor.kube_status`) whenever it changes; every write reaches the
-watch hub (:mod:`metalplane.conductor.kube_watch`).
+level-based reconcile (:mod:`metalplane.conductor.host_reconcile`, run by a thread) takes
+one step at a time towards what the spec asks (available, provisioned, powered, deleted).
+A node made through the Bare Metal API shows as a host too (:meth:`KubeStore.sync_nodes`).
+Its status is computed from the node (:func:`metalplane.common.metal3.host_status`) and
+stored by the status writer (:mod:`metalplane.conductor.kube_status`) whenever it
+changes; every write reaches the watch hub (:mod:`metalplane.conductor.kube_watch`).
 
 Secrets keep their ``data`` sealed (Fernet, as driver_info passwords) and decrypt it only
 for the API's GET and for enrolling. This module holds the rules; HTTP shapes (Status,
@@ -28,23 +28,27 @@ import threading
 from typing import Any
 
 from metalplane.common.bmc_address import parse_bmc_address
-from metalplane.common.exceptions import Conflict, Invalid, MetalplaneError, NotFound
+from metalplane.common.exceptions import Conflict, Invalid, NodeLocked, NotFound
 from metalplane.common.metal3 import host_status
+from metalplane.conductor.host_reconcile import FINALIZER, HostReconciler, mirror_spec
 from metalplane.conductor.kube_status import StatusWriter
 from metalplane.conductor.kube_watch import WatchHub
 from metalplane.conductor.manager import Conductor
 from metalplane.conductor.resources import DELETE_ALLOWED, NodeResources
 from metalplane.db import api as db_api
+from metalplane.db.inspection import get_inventory
 from metalplane.db.kube import (
     AlreadyExists,
     kube_create,
     kube_delete,
     kube_get,
     kube_list,
+    kube_node_links,
     kube_snapshot,
     kube_update,
+    nodes_fingerprint,
 )
-from metalplane.db.models import KubeObject, Node
+from metalplane.db.models import KubeObject, Node, Port, utcnow
 
 __all__ = ["BMH", "NAMESPACE", "SECRET", "FieldInvalid", "KubeStore", "check_spec"]
 
@@ -144,6 +148,8 @@ class KubeStore:
     def __init__(self, conductor: Conductor, interval: float = 0.5) -> None:
         self.c, self.db, self.interval = conductor, conductor.db, interval
         self.res = NodeResources(conductor)
+        self.reconciler = HostReconciler(self)
+        self._mirrored: tuple[Any, ...] = ()  # nodes_fingerprint() of the last refresh
         self._stop = threading.Event()
         self._kick = threading.Event()
         self._thread: threading.Thread | None = None
@@ -161,11 +167,17 @@ class KubeStore:
 
     # ---------------------------------------------------------------- generic
     def get(self, kind: str, namespace: str, name: str) -> KubeObject:
-        """Raises :class:`NotFound`."""
+        """Raises :class:`NotFound`. Hosts are first synced with the nodes
+        (:meth:`sync_nodes`), so the two views never disagree."""
+        if kind == BMH:
+            self.sync_nodes((namespace, name))
         return kube_get(self.db, kind, namespace, name)
 
     def list_objects(self, kind: str, namespace: str | None = None,
              name: str | None = None) -> list[KubeObject]:
+        """Objects of ``kind`` (hosts synced with the nodes first, as :meth:`get`)."""
+        if kind == BMH:
+            self.sync_nodes()
         return kube_list(self.db, kind, namespace, name)
 
     def snapshot(self, kind: str, namespace: str | None = None,
@@ -279,27 +291,59 @@ class KubeStore:
     # ---------------------------------------------------------------- hosts
     @staticmethod
     def _node_fields(spec: dict[str, Any]) -> dict[str, Any]:
-        """The node fields a host's spec sets beyond its BMC (description, cleaning,
-        root device hints, image, consumer)."""
+        """The node fields a host's spec sets beyond its BMC: ``description``,
+        ``automated_clean``, ``properties.root_device`` (from ``rootDeviceHints``) and
+        ``extra.consumer`` (``consumerRef.name``). The image reaches ``instance_info`` only
+        when the reconcile deploys it (so instance_info says what was deployed)."""
         hints = {_ROOT_HINTS[k]: v for k, v in (spec.get("rootDeviceHints") or {}).items()
                  if v is not None}
-        image = spec.get("image") or {}
-        instance_info = {k: v for k, v in (("image_source", image.get("url")),
-                                           ("image_checksum", image.get("checksum")),
-                                           ("image_os_hash_algo", image.get("checksumType")),
-                                           ("image_disk_format", image.get("format"))) if v}
-        consumer = (spec.get("consumerRef") or {}).get("name")
         return {"description": spec.get("description"),
                 "automated_clean": False if spec.get("automatedCleaningMode") == "disabled"
                 else None,
-                "properties": {"root_device": hints} if hints else {},
-                "instance_info": instance_info,
-                "extra": {"consumer": consumer} if consumer else {}}
+                "root_device": hints or None,
+                "consumer": (spec.get("consumerRef") or {}).get("name") or None}
+
+    @staticmethod
+    def _node_values(node: Node | None, fields: dict[str, Any]) -> dict[str, Any]:
+        """``fields`` (:meth:`_node_fields`) as node columns, merged into ``node``'s
+        properties and extra (other keys kept)."""
+        props = {k: v for k, v in ((node.properties if node else None) or {}).items()
+                 if k != "root_device"}
+        extra = {k: v for k, v in ((node.extra if node else None) or {}).items()
+                 if k != "consumer"}
+        if fields["root_device"]:
+            props["root_device"] = fields["root_device"]
+        if fields["consumer"]:
+            extra["consumer"] = fields["consumer"]
+        return {"description": fields["description"],
+                "automated_clean": fields["automated_clean"], "properties": props,
+                "extra": extra}
+
+    def carry_spec(self, node: Node, spec: dict[str, Any]) -> bool:
+        """Write the node fields of ``spec`` (:meth:`_node_fields`) to ``node`` where they
+        differ; returns whether it changed. Raises ``NodeLocked``, :class:`NotFound`."""
+        fields = self._node_fields(spec)
+        ops: list[dict[str, Any]] = [
+            {"op": "add", "path": f"/{k}", "value": fields[k]}
+            for k in ("description", "automated_clean") if getattr(node, k) != fields[k]]
+        # keys inside properties and extra, so the patch (applied under the node's lock)
+        # keeps whatever else changed there meanwhile (inspection results)
+        for column, key, field in (("properties", "root_device", "root_device"),
+                                   ("extra", "consumer", "consumer")):
+            have = (getattr(node, column) or {}).get(key)
+            if fields[field] and have != fields[field]:
+                ops.append({"op": "add", "path": f"/{column}/{key}", "value": fields[field]})
+            elif not fields[field] and have is not None:
+                ops.append({"op": "remove", "path": f"/{column}/{key}"})
+        if ops:
+            self.res.update_node(node.uuid, ops)
+        return bool(ops)
 
     def create_host(self, namespace: str, name: str, meta: dict[str, Any],
                     spec: dict[str, Any]) -> KubeObject:
-        """Enroll a node for a new BareMetalHost (with a port for ``bootMACAddress``) and
-        store the host; the reconcile thread then drives the node. Raises
+        """Store a new BareMetalHost (with metalplane's finalizer,
+        ``baremetalhost.metal3.io``) and enroll its node (with a port for
+        ``bootMACAddress``); the reconcile thread then drives the node. Raises
         :class:`FieldInvalid` naming the field (unknown field, bad BMC address or MAC,
         missing Secret), :class:`NotFound` (namespace), ``AlreadyExists``."""
         check_name(name)
@@ -318,9 +362,15 @@ class KubeStore:
         if bmc.get("disableCertificateVerification") and driver == "redfish":
             info["redfish_verify_ca"] = False
         values = {"name": node_name(namespace, name), "driver": driver, "driver_info": info,
-                  **{k: v for k, v in self._node_fields(spec).items() if v is not None}}
-        node = self.res.create_node(values)
+                  **{k: v for k, v in self._node_values(None, self._node_fields(spec)).items()
+                     if v not in (None, {})}}
+        meta = {**meta, "finalizers": [*(f for f in meta.get("finalizers") or []
+                                         if f != FINALIZER), FINALIZER]}
+        # the host first, without a node: sync_nodes() leaves a node being made alone
+        kube_create(self.db, BMH, namespace, name, **meta, body={"spec": spec})
+        node = None
         try:
+            node = self.res.create_node(values)
             if spec.get("bootMACAddress"):
                 try:
                     self.res.create_port({"node_uuid": node.uuid, "pxe_enabled": True,
@@ -330,10 +380,12 @@ class KubeStore:
                 except Conflict as exc:
                     raise FieldInvalid("spec.bootMACAddress", exc.message,
                                        "FieldValueDuplicate") from None
-            obj = kube_create(self.db, BMH, namespace, name, **meta, body={"spec": spec},
-                              node_uuid=node.uuid)
+            obj = kube_update(self.db, BMH, namespace, name, None, node_uuid=node.uuid)
         except Exception:
-            self.res.delete_node(node.uuid)
+            if node is not None:
+                self.res.delete_node(node.uuid)
+            with contextlib.suppress(NotFound):
+                kube_delete(self.db, BMH, namespace, name)
             raise
         LOG.info("BareMetalHost %s/%s: node %s enrolled (%s)", namespace, name, node.uuid,
                  driver)
@@ -343,9 +395,12 @@ class KubeStore:
     def replace_host(self, namespace: str, name: str, rv: int | None, meta: dict[str, Any],
                      spec: dict[str, Any]) -> KubeObject:
         """Replace a host's metadata and spec (``rv`` None: no version check) and carry
-        the spec to its node. Raises :class:`FieldInvalid` (also for a change of
-        ``spec.bmc.address`` or ``spec.bootMACAddress``, which Metal3 refuses too),
-        :class:`NotFound`, ``StaleVersion``, ``NodeLocked``."""
+        the spec's node fields (:meth:`_node_fields`) to its node; the reconcile does the
+        rest. A host being deleted goes once its last finalizer is removed, and takes no
+        new finalizer. Raises :class:`FieldInvalid` (also for a change of
+        ``spec.bmc.address`` or ``spec.bootMACAddress``, which Metal3 refuses too, or a
+        new finalizer on a deleted host), :class:`NotFound`, ``StaleVersion``,
+        ``NodeLocked``."""
         check_spec(spec)
         old = kube_get(self.db, BMH, namespace, name)
         old_spec = (old.body or {}).get("spec") or {}
@@ -353,44 +408,58 @@ class KubeStore:
             if _dig(spec, path) != _dig(old_spec, path):
                 raise FieldInvalid(f"spec.{path}", "cannot be changed once the host is "
                                    "registered; delete and create the host instead")
+        if old.deleted_at is not None:
+            added = sorted(set(meta.get("finalizers") or []) - set(old.finalizers or []))
+            if added:
+                raise FieldInvalid("metadata.finalizers", "Forbidden: no new finalizers can "
+                                   "be added if the object is being deleted, found new "
+                                   f"finalizers {added}", "FieldValueForbidden")
         if rv is not None and rv != old.resource_version:  # before the node changes
             return kube_update(self.db, BMH, namespace, name, rv, **meta, body={"spec": spec})
-        if old.node_uuid and self._node_fields(spec) != self._node_fields(old_spec):
-            ops = [{"op": "add", "path": f"/{k}", "value": v}
-                   for k, v in self._node_fields(spec).items()]
-            node = db_api.get_node(self.db, old.node_uuid)
-            props = {k: v for k, v in (node.properties or {}).items() if k != "root_device"}
-            for op in ops:
-                if op["path"] == "/properties":
-                    op["value"] = {**props, **op["value"]}
-            self.res.update_node(old.node_uuid, ops)
+        if old.node_uuid and (self._node_fields(spec) != self._node_fields(old_spec)
+                              or (old.body or {}).get("mirror")):
+            node = self._node(old)
+            if node is not None:
+                with contextlib.suppress(NodeLocked):  # busy: the reconcile carries it
+                    self.carry_spec(node, spec)
+        # a user's write: the spec is the user's from now on (a mirror no more)
         obj = kube_update(self.db, BMH, namespace, name, rv, **meta, body={"spec": spec})
+        if obj.deleted_at is not None and not obj.finalizers:
+            with contextlib.suppress(NotFound):
+                kube_delete(self.db, BMH, namespace, name)
         self._kick.set()
         return obj
 
     def delete_host(self, namespace: str, name: str) -> KubeObject:
-        """Delete a host and its node. An externally provisioned (adopted) node is
-        detached (maintenance) and deleted without deprovisioning, as Metal3 does.
-        Raises :class:`NotFound`, :class:`Conflict` while the node is provisioned or busy
-        (deprovisioning on delete is left for later)."""
+        """Delete a host, as kube-apiserver does: with finalizers (metalplane's,
+        ``baremetalhost.metal3.io``, is added at creation) it gets
+        ``metadata.deletionTimestamp`` and stays until the reconcile has deprovisioned
+        (if it holds an image) and deleted its node, and every finalizer is gone;
+        without any, it goes at once with its node (an externally provisioned one
+        detached first, as Metal3 does). Returns the object as it now is (or was).
+        Raises :class:`NotFound`, :class:`Conflict` for a host without finalizers whose
+        node is busy or deployed."""
         obj = kube_get(self.db, BMH, namespace, name)
+        if obj.finalizers:
+            if obj.deleted_at is None:
+                obj = kube_update(self.db, BMH, namespace, name, None,
+                                  deleted_at=utcnow())
+                LOG.info("BareMetalHost %s/%s: deletion requested", namespace, name)
+                self._kick.set()
+            return obj
         spec = (obj.body or {}).get("spec") or {}
-        if obj.node_uuid:
-            try:
-                node = db_api.get_node(self.db, obj.node_uuid)
-            except NotFound:
-                node = None
-            if node is not None:
-                state = node.provision_state
-                if state not in DELETE_ALLOWED and not node.maintenance:
-                    if not (state == "active" and spec.get("externallyProvisioned")):
-                        raise Conflict(
-                            f'BareMetalHost "{name}" cannot be deleted while its node is '
-                            f"{state!r} (Metal3 state "
-                            f"{host_status(node, spec)['provisioning']['state']!r}); "
-                            "deprovision it first, or wait until it rests")
-                    self.res.set_maintenance(node.uuid, True, "BareMetalHost deleted")
-                self.res.delete_node(node.uuid)
+        node = self._node(obj)
+        if node is not None:
+            state = node.provision_state
+            if state not in DELETE_ALLOWED and not node.maintenance:
+                if not (state == "active" and spec.get("externallyProvisioned")):
+                    raise Conflict(
+                        f'BareMetalHost "{name}" (without finalizers) cannot be deleted '
+                        f"while its node is {state!r} (Metal3 state "
+                        f"{host_status(node, spec)['provisioning']['state']!r}); "
+                        "deprovision it first, or wait until it rests")
+                self.res.set_maintenance(node.uuid, True, "BareMetalHost deleted")
+            self.res.delete_node(node.uuid)
         return kube_delete(self.db, BMH, namespace, name)
 
     def with_status(self, objs: list[KubeObject]) -> list[KubeObject]:
@@ -406,6 +475,68 @@ class KubeStore:
             raise FieldInvalid("status", "must be an object")
         return kube_update(self.db, BMH, namespace, name, rv, status=status)
 
+    def sync_nodes(self, only: tuple[str, str] | None = None) -> None:
+        """One store: a host for each node made through the Bare Metal API (namespace
+        ``default``, named as the node if that is a DNS-1123 subdomain not taken, else by
+        its UUID; its spec mirrors the node, :func:`mirror_spec`, and is refreshed while
+        no user wrote it: all of them, or only host ``only`` = (namespace, name)), and no
+        host whose node was deleted. Called by the reconcile and before each read of
+        hosts."""
+        links = kube_node_links(self.db, BMH, only)
+        pending = {node_name(ns, n) for ns, n in links.pending}
+        for obj in links.orphans:
+            if obj.deleted_at is not None:
+                continue  # being deleted: the reconcile drops its finalizer
+            with contextlib.suppress(NotFound):
+                kube_delete(self.db, BMH, obj.namespace, obj.name)
+                LOG.info("BareMetalHost %s/%s: its node %s was deleted", obj.namespace,
+                         obj.name, obj.node_uuid)
+        free_boot = self._boot_macs([n.id for n in links.free]) if links.free else {}
+        for node in links.free:
+            if node.name in pending:
+                continue  # create_host is making it
+            name = node.name if (node.name and node.name not in links.names
+                                 and len(node.name) <= 253
+                                 and _DNS_SUBDOMAIN.match(node.name)) else node.uuid
+            try:
+                kube_create(self.db, BMH, "default", name, finalizers=[FINALIZER],
+                            body={"spec": mirror_spec(node, free_boot.get(node.id)),
+                                  "mirror": True},
+                            node_uuid=node.uuid)
+            except Conflict:  # made meanwhile (another pass), or the name is taken
+                continue
+            links.names.add(name)
+            LOG.info("BareMetalHost default/%s: shows node %s of the Bare Metal API", name,
+                     node.uuid)
+        if not links.mirrors:
+            return
+        if only is None:  # all of them: only when a node or port changed since
+            seen = nodes_fingerprint(self.db)
+            if seen == self._mirrored and not links.free:
+                return
+            self._mirrored = seen
+        uuids = [o.node_uuid for o in links.mirrors if o.node_uuid]
+        nodes = {n.uuid: n for n in db_api.rows_where(self.db, Node, uuid=uuids)}
+        boot = self._boot_macs([n.id for n in nodes.values()])
+        for obj in links.mirrors:
+            shown = nodes.get(obj.node_uuid or "")
+            if shown is None:
+                continue
+            spec = mirror_spec(shown, boot.get(shown.id))
+            if spec != (obj.body or {}).get("spec"):
+                with contextlib.suppress(NotFound, Conflict):
+                    kube_update(self.db, BMH, obj.namespace, obj.name, obj.resource_version,
+                                body={"spec": spec, "mirror": True})
+
+    def _boot_macs(self, node_ids: list[int]) -> dict[int, str]:
+        """Node id -> the MAC of its first PXE-enabled port (Metal3's bootMACAddress)."""
+        boot: dict[int, str] = {}
+        for port in sorted(db_api.rows_where(self.db, Port, node_id=node_ids),
+                           key=lambda p: p.id):
+            if port.pxe_enabled:
+                boot.setdefault(port.node_id, port.address)
+        return boot
+
     def status(self, obj: KubeObject) -> dict[str, Any]:
         """The host's stored status (computed and stored first if still empty)."""
         return dict(self.with_status([obj])[0].status or {})
@@ -415,11 +546,19 @@ class KubeStore:
         when the node is gone)."""
         spec = (obj.body or {}).get("spec") or {}
         if node is None:
+            if obj.node_uuid is None or obj.deleted_at is not None:  # being made or gone
+                return {"operationalStatus": "OK", "errorType": "",
+                        "provisioning": {"state": "deleting" if obj.deleted_at
+                                         else "registering", "ID": obj.node_uuid or ""},
+                        "poweredOn": False}
             return {"operationalStatus": "error", "errorType": "registration error",
                     "errorMessage": "its node no longer exists",
                     "provisioning": {"state": "", "ID": obj.node_uuid or ""},
                     "poweredOn": False}
-        return host_status(node, spec, obj.namespace)
+        inventory = get_inventory(self.db, node.id)
+        return host_status(node, spec, obj.namespace,
+                           inventory.inventory_data if inventory is not None else None,
+                           deleting=obj.deleted_at is not None)
 
     def statuses(self, objs: list[KubeObject]) -> list[dict[str, Any]]:
         """:meth:`status` of each of ``objs`` (those still empty filled at once)."""
@@ -434,41 +573,11 @@ class KubeStore:
             return None
 
     # ---------------------------------------------------------------- reconcile
-    @staticmethod
-    def next_verb(node: Any, spec: dict[str, Any]) -> str | None:
-        """The one provision verb that moves ``node`` towards what ``spec`` asks (None:
-        nothing to do now). A resting node only: ``enroll`` → manage (unless the last
-        attempt failed: a registration error waits for the user); ``manageable`` → adopt
-        when externally provisioned, else inspect (once), then provide."""
-        if node.reservation or node.target_provision_state or node.maintenance:
-            return None
-        state = node.provision_state
-        if state == "enroll":
-            return None if node.last_error else "manage"
-        if state == "manageable":
-            if spec.get("externallyProvisioned"):
-                return "adopt"
-            return "inspect" if node.inspection_finished_at is None else "provide"
-        return None
-
     def reconcile_once(self) -> int:
-        """One pass over every host: start the next step of each whose node rests.
-        Returns how many hosts there are (0: the thread may sleep longer)."""
-        objs = kube_list(self.db, BMH)
-        nodes = {n.uuid: n for n in db_api.rows_where(self.db, Node)} if objs else {}
-        for obj in objs:
-            node = nodes.get(obj.node_uuid or "")
-            if node is None:
-                continue
-            verb = self.next_verb(node, (obj.body or {}).get("spec") or {})
-            if verb is None:
-                continue
-            try:
-                self.c.provision(node.uuid, verb)
-            except MetalplaneError as exc:  # locked meanwhile, or refused: next pass
-                LOG.debug("BareMetalHost %s/%s: %s not started: %s", obj.namespace,
-                          obj.name, verb, exc.message)
-        return len(objs)
+        """One pass over every host (:class:`HostReconciler`): each takes the next step
+        towards its spec. Returns how many hosts there are (0: the thread may sleep
+        longer)."""
+        return self.reconciler.run()
 
     def _run(self) -> None:
         while not self._stop.is_set():

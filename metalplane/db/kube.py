@@ -22,7 +22,7 @@ import uuid as uuidlib
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -31,12 +31,13 @@ from sqlalchemy.orm import Session
 from metalplane.common.exceptions import Conflict, NotFound
 from metalplane.db.engine import Database
 from metalplane.db.listeners import notify
-from metalplane.db.models import KubeObject, KubeRevision, Node
+from metalplane.db.models import KubeObject, KubeRevision, Node, Port
 
 __all__ = [
     "TOPIC",
     "AlreadyExists",
     "KubeChange",
+    "NodeLinks",
     "StaleVersion",
     "kube_by_ids",
     "kube_create",
@@ -44,6 +45,7 @@ __all__ = [
     "kube_get",
     "kube_list",
     "kube_marks",
+    "kube_node_links",
     "kube_revision",
     "kube_set_statuses",
     "kube_snapshot",
@@ -292,3 +294,52 @@ def kube_delete(db: Database, kind: str, namespace: str, name: str) -> KubeObjec
         obj.resource_version = rv
         changes.append(KubeChange("DELETED", obj))
         return obj
+
+
+
+class NodeLinks(NamedTuple):
+    """How objects of one kind and nodes point at each other (:func:`kube_node_links`)."""
+
+    free: list[Node]  # nodes no object points at
+    orphans: list[KubeObject]  # objects whose node no longer exists
+    mirrors: list[KubeObject]  # objects whose body says "mirror": their spec is the node's
+    pending: list[tuple[str, str]]  # (namespace, name) of objects whose node is being made
+    names: set[str]  # names taken in namespace "default"
+
+
+def kube_node_links(db: Database, kind: str,
+                    only: tuple[str, str] | None = None) -> NodeLinks:
+    """:class:`NodeLinks` of ``kind``, in one read (``mirrors`` only the object
+    ``only`` = (namespace, name) if given). An object without a ``node_uuid`` is pending
+    (its node being created), neither free nor orphaned."""
+    linked = sa.select(KubeObject.node_uuid).where(KubeObject.kind == kind,
+                                                   KubeObject.node_uuid.is_not(None))
+    of_kind = KubeObject.kind == kind
+    with db.read() as s:
+        free = list(s.execute(sa.select(Node).where(Node.uuid.not_in(linked))).scalars())
+        orphans = list(s.execute(sa.select(KubeObject).where(
+            of_kind, KubeObject.node_uuid.is_not(None),
+            KubeObject.node_uuid.not_in(sa.select(Node.uuid)))).scalars())
+        mirrored = sa.select(KubeObject).where(
+            of_kind, KubeObject.body["mirror"].as_boolean().is_(True))
+        if only is not None:
+            mirrored = mirrored.where(KubeObject.namespace == only[0],
+                                      KubeObject.name == only[1])
+        mirrors = list(s.execute(mirrored).scalars())
+        pending = [(r.namespace, r.name) for r in s.execute(
+            sa.select(KubeObject.namespace, KubeObject.name).where(
+                of_kind, KubeObject.node_uuid.is_(None)))]
+        names = set(s.execute(sa.select(KubeObject.name).where(
+            of_kind, KubeObject.namespace == "default")).scalars())
+    return NodeLinks(free, orphans, mirrors, pending, names)
+
+
+def nodes_fingerprint(db: Database) -> tuple[Any, ...]:
+    """A value that changes whenever a node or a port is created, changed or deleted
+    (their counts and latest timestamps), to skip work when nothing did."""
+    with db.read() as s:
+        nodes = s.execute(sa.select(sa.func.count(Node.id), sa.func.max(Node.updated_at),
+                                    sa.func.max(Node.created_at))).one()
+        ports = s.execute(sa.select(sa.func.count(Port.id), sa.func.max(Port.updated_at),
+                                    sa.func.max(Port.created_at))).one()
+    return (*nodes, *ports)

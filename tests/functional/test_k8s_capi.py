@@ -187,9 +187,6 @@ def test_scale_claims_and_releases_worker_hosts(server: RunningServer, emulator:
           and not items(kubectl, "machines"), timeout=90)
 
 
-@pytest.mark.xfail(strict=True, reason="needs the host reconcile that provisions from "
-                   "spec (consumerRef + image + online), built apart in hosts.py for #19: "
-                   "remove this mark once it is merged")
 def test_scale_provisions_and_deprovisions_hosts(server: RunningServer, emulator: Emulator,
                                                  tmp_path: Path) -> None:
     """End to end, as the Metal3 demo: scaling to 1 provisions a worker, 0 deprovisions

@@ -11,7 +11,8 @@ import pytest
 
 from metalplane.api.k8s_api import KubeError, human_duration, match_labels
 from metalplane.common.metal3 import host_status, provisioning_state
-from metalplane.conductor.hosts import FieldInvalid, KubeStore, check_name, check_spec
+from metalplane.conductor.host_reconcile import Step, bmc_address, decide, mirror_spec
+from metalplane.conductor.hosts import FieldInvalid, check_name, check_spec
 
 SPEC = {"online": True, "bmc": {"address": "ipmi://192.0.2.1", "credentialsName": "bmc"}}
 WHEN = dt.datetime(2026, 12, 1, 14, 0, tzinfo=dt.UTC)
@@ -21,7 +22,8 @@ def node(**fields: Any) -> SimpleNamespace:
     values: dict[str, Any] = dict(
         uuid="u-1", provision_state="available", target_provision_state=None,
         power_state="power off", last_error=None, maintenance=False, properties={},
-        created_at=WHEN, updated_at=None, reservation=None, inspection_finished_at=WHEN)
+        created_at=WHEN, updated_at=None, reservation=None, inspection_finished_at=WHEN,
+        target_power_state=None, instance_info={})
     values.update(fields)
     return SimpleNamespace(**values)
 
@@ -77,20 +79,26 @@ def test_wrong_credentials_are_a_registration_error_without_good_credentials() -
 
 def test_detached_powered_discovered_and_hardware() -> None:
     assert host_status(node(maintenance=True), SPEC)["operationalStatus"] == "detached"
-    assert host_status(node(), {"bmc": {"address": "ipmi://x"}})["operationalStatus"] == \
-        "discovered"
+    assert host_status(node(provision_state="enroll"), {"bmc": {"address": "ipmi://x"}}
+                       )["operationalStatus"] == "discovered"
+    # registered without a Secret (a node of the Bare Metal API): its BMC answers
+    assert host_status(node(), {"bmc": {"address": "ipmi://x"}})["operationalStatus"] == "OK"
     assert host_status(node(power_state="power on"), SPEC)["poweredOn"] is True
     hw = host_status(node(properties={"cpus": 8, "memory_mb": 16384, "local_gb": 100,
                                       "cpu_arch": "x86_64"}), SPEC)["hardware"]
     assert hw["cpu"] == {"arch": "x86_64", "count": 8}
     assert hw["ramMebibytes"] == 16384
     assert hw["storage"] == [{"sizeBytes": 100 * 1024 ** 3}]
-    st = host_status(node(provision_state="active"), {**SPEC, "image": {"url": "http://i"}})
-    assert st["provisioning"]["image"] == {"url": "http://i"}
+    st = host_status(node(provision_state="active", instance_info={"image_source": "http://i"}),
+                     {**SPEC, "image": {"url": "http://j"}})
+    assert st["provisioning"]["image"] == {"url": "http://i"}  # what is deployed
 
 
-def test_next_verb_takes_one_step_towards_available_or_adopted() -> None:
-    verb = KubeStore.next_verb
+def test_decide_takes_one_step_towards_available_or_adopted() -> None:
+    def verb(n: SimpleNamespace, spec: dict[str, Any]) -> str | None:
+        step = decide(n, spec)
+        return step.arg if step is not None and step.kind == "verb" else None
+
     assert verb(node(provision_state="enroll"), SPEC) == "manage"
     assert verb(node(provision_state="enroll", last_error="x"), SPEC) is None
     assert verb(node(provision_state="manageable", inspection_finished_at=None), SPEC) == \
@@ -98,10 +106,84 @@ def test_next_verb_takes_one_step_towards_available_or_adopted() -> None:
     assert verb(node(provision_state="manageable"), SPEC) == "provide"
     assert verb(node(provision_state="manageable"), {**SPEC, "externallyProvisioned": True}
                 ) == "adopt"
-    assert verb(node(provision_state="verifying", reservation="c"), SPEC) is None
-    assert verb(node(provision_state="enroll", maintenance=True), SPEC) is None
-    for state in ("available", "active", "inspect failed", "clean failed"):
-        assert verb(node(provision_state=state), SPEC) is None
+    assert decide(node(provision_state="verifying", reservation="c"), SPEC) is None
+    assert decide(node(provision_state="enroll", maintenance=True), SPEC) is None
+    for state in ("inspect failed", "clean failed"):
+        assert decide(node(provision_state=state), SPEC) is None
+
+
+IMAGE = {"url": "http://i/a.qcow2", "checksum": "sha256:ab", "format": "qcow2"}
+DEPLOYED = {"image_source": "http://i/a.qcow2", "image_checksum": "sha256:ab",
+            "image_disk_format": "qcow2"}
+
+
+def test_decide_provisions_deprovisions_and_powers() -> None:
+    online = {**SPEC, "online": True}
+    assert decide(node(), {**online, "image": IMAGE}) == Step("deploy")
+    assert decide(node(), online) == Step("power", "power on")  # no image: just power
+    assert decide(node(power_state="power on"), online) is None
+    active = node(provision_state="active", power_state="power on", instance_info=DEPLOYED)
+    assert decide(active, {**online, "image": IMAGE}) is None
+    assert decide(active, {**online, "image": IMAGE, "online": False}) == \
+        Step("power", "power off")
+    assert decide(active, online) == Step("verb", "undeploy")  # image removed
+    assert decide(active, {**online, "image": {**IMAGE, "url": "http://i/b"}}) == \
+        Step("verb", "undeploy")  # image changed: deprovision first
+    assert decide(node(provision_state="active"), {**online, "externallyProvisioned": True}
+                  ) == Step("power", "power on")  # adopted: power only
+    assert decide(node(provision_state="active", target_power_state="power on"),
+                  online) is None  # moving: wait
+
+
+def test_a_failed_deploy_is_retried_only_for_new_inputs() -> None:
+    drive = {"meta_data": {"name": "h"}}
+    failed = node(provision_state="deploy failed", last_error="boom",
+                  instance_info={**DEPLOYED, "configdrive": drive})
+    spec = {**SPEC, "image": IMAGE}
+    assert decide(failed, spec, drive=lambda: drive) is None
+    assert decide(failed, spec, drive=lambda: {"user_data": "new"}) == Step("deploy")
+    assert decide(failed, {**spec, "image": {**IMAGE, "checksum": "sha256:cd"}},
+                  drive=lambda: drive) == Step("deploy")
+    assert decide(failed, SPEC) == Step("verb", "undeploy")
+
+
+def test_decide_on_a_deleted_host() -> None:
+    active = node(provision_state="active", instance_info=DEPLOYED)
+    assert decide(active, {**SPEC, "image": IMAGE}, deleting=True) == Step("verb", "undeploy")
+    assert decide(active, {**SPEC, "externallyProvisioned": True}, deleting=True) == \
+        Step("delete_node", "detach")
+    on = node(power_state="power on")
+    assert decide(on, SPEC, deleting=True) == Step("power", "power off")
+    assert decide(on, SPEC, deleting=True, powered_off_tried=True) == Step("delete_node")
+    assert decide(node(), SPEC, deleting=True) == Step("delete_node")
+    assert decide(None, SPEC, deleting=True) == Step("finalize")
+    assert decide(None, SPEC) is None
+    st = host_status(on, SPEC, deleting=True)
+    assert st["provisioning"]["state"] == "powering off before delete"
+    assert host_status(node(provision_state="cleaning", instance_info=DEPLOYED), SPEC
+                       )["provisioning"]["state"] == "deprovisioning"
+    assert host_status(active, SPEC, deleting=True)["provisioning"]["state"] == \
+        "deprovisioning"
+
+
+def test_a_node_of_the_bare_metal_api_as_a_host_spec() -> None:
+    n = node(driver="redfish", driver_info={"redfish_address": "http://10.0.0.1:8000",
+                                            "redfish_system_id": "/redfish/v1/Systems/s1",
+                                            "redfish_password": "secret"},
+             power_state="power on", instance_info={}, description=None, extra={},
+             automated_clean=None)
+    assert mirror_spec(n, "52:54:00:00:00:01") == {  # type: ignore[arg-type]
+        "online": True, "bootMACAddress": "52:54:00:00:00:01",
+        "bmc": {"address": "redfish+http://10.0.0.1:8000/redfish/v1/Systems/s1"}}
+    assert bmc_address("ipmi", {"ipmi_address": "10.0.0.2", "ipmi_port": 6230}) == \
+        "ipmi://10.0.0.2:6230"
+    assert bmc_address("fake-hardware", {}) == ""
+    adopted = node(driver="fake-hardware", driver_info={}, provision_state="active",
+                   instance_info={}, description="d", extra={"consumer": "m"},
+                   automated_clean=False)
+    assert mirror_spec(adopted, None) == {  # type: ignore[arg-type]
+        "online": False, "externallyProvisioned": True, "description": "d",
+        "consumerRef": {"name": "m"}, "automatedCleaningMode": "disabled"}
 
 
 def test_spec_check_names_the_field() -> None:
