@@ -182,7 +182,10 @@ class KubeStore:
 
     def snapshot(self, kind: str, namespace: str | None = None,
                  name: str | None = None) -> tuple[list[KubeObject], int]:
-        """The objects and the store's ``resourceVersion`` they are at (one read)."""
+        """The objects and the store's ``resourceVersion`` they are at (one read; hosts
+        synced with the nodes first, as :meth:`get`)."""
+        if kind == BMH:
+            self.sync_nodes()
         objs, rv = kube_snapshot(self.db, kind, namespace, name)
         return (self.with_status(objs) if kind == BMH else objs), rv
 

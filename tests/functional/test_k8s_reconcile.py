@@ -113,8 +113,11 @@ def patch(kubectl: Kubectl, name: str, doc: dict[str, Any], kind: str = "bmh") -
 
 
 def states_until(kubectl: Kubectl, name: str, state: str, timeout: float = 60,
-                 field: str = "{.status.provisioning.state}") -> list[str]:
-    """The distinct values of ``field`` seen, polling, until it is ``state``."""
+                 field: str = "{.status.provisioning.state}", again: bool = False
+                 ) -> list[str]:
+    """The distinct values of ``field`` seen, polling, until it is ``state`` (``again``:
+    until it is ``state`` after another value, for a round trip; the status is written
+    after the reconcile acted, so right after a patch it may still be the old one)."""
     seen: list[str] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -122,7 +125,7 @@ def states_until(kubectl: Kubectl, name: str, state: str, timeout: float = 60,
         value = r.stdout if r.returncode == 0 else "<gone>"
         if not seen or seen[-1] != value:
             seen.append(value)
-        if value == state:
+        if value == state and (not again or len(seen) > 1):
             return seen
         time.sleep(0.1)
     raise AssertionError(f"{name}: {field} went {seen}, never {state!r} in {timeout}s")
@@ -186,7 +189,7 @@ def test_the_spec_provisions_powers_deprovisions_and_deletes(tmp_path: Path) -> 
         # a new image: deprovisioned, then provisioned with it
         new = {**IMAGE, "url": "http://images.example/worker-2.qcow2"}
         patch(kubectl, "w0", {"spec": {"image": new}})
-        seen = states_until(kubectl, "w0", "provisioned", timeout=90)
+        seen = states_until(kubectl, "w0", "provisioned", timeout=90, again=True)
         assert "deprovisioning" in seen and "provisioning" in seen, seen
         assert seen.index("deprovisioning") < seen.index("provisioning")
         assert get(kubectl, "w0")["status"]["provisioning"]["image"] == new
@@ -231,7 +234,6 @@ def test_a_provisioned_host_deleted_is_deprovisioned_first(tmp_path: Path) -> No
         doc = r.json()
         assert doc["kind"] == "BareMetalHost" and doc["metadata"]["deletionTimestamp"]
         assert doc["metadata"]["finalizers"] == ["baremetalhost.metal3.io"]
-        assert doc["status"]["provisioning"]["state"] == "deprovisioning"
         seen = states_until(kubectl, "w1", "<gone>", timeout=90)
         assert "deprovisioning" in seen, seen
         assert server.http.get("/v1/nodes/w1").status_code == 404
