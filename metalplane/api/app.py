@@ -243,7 +243,13 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
             hw = conductor.registry.hardware_type(driver)
         except MetalplaneError:
             return {}
-        return {**{f"{k}_interface": hw.default(k) for k in INTERFACE_KINDS},
+        defaults = {}
+        for k in INTERFACE_KINDS:
+            try:
+                defaults[f"{k}_interface"] = conductor.registry.default_interface(hw, k)
+            except MetalplaneError:
+                defaults[f"{k}_interface"] = hw.default(k)
+        return {**defaults,
                 **{f"{k}_interface": v for k, v in NOOP_INTERFACES.items()},
                 "network_interface": conductor.settings.default_network_interface}
 
@@ -647,7 +653,11 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
         if detail:
             hw = conductor.registry.hardware_type(name)
             for kind in INTERFACE_KINDS:
-                doc[f"default_{kind}_interface"] = hw.default(kind)
+                try:
+                    doc[f"default_{kind}_interface"] = conductor.registry.default_interface(
+                        hw, kind)
+                except MetalplaneError:  # a configured default this type cannot take
+                    doc[f"default_{kind}_interface"] = None
                 doc[f"enabled_{kind}_interfaces"] = list(hw.supported[kind])
             for kind, noop in NOOP_INTERFACES.items():
                 doc[f"default_{kind}_interface"] = noop

@@ -87,6 +87,12 @@ class Settings:
     tenant_network_types: str = "vlan"  # tried in order for networks without provider attrs
     parking_vlan: int = 4094  # access VLAN of switch ports no network uses
     default_network_interface: str = "flat"  # noop, flat or neutron
+    # Ironic's [DEFAULT]default_<kind>_interface: a node created without that interface
+    # gets this one ("" = its hardware type's own default); it must be one the node's
+    # hardware type supports, else the node is refused (as Ironic refuses it)
+    default_boot_interface: str = ""  # e.g. ipxe (hardware types default to fake)
+    default_deploy_interface: str = ""  # e.g. direct
+    default_inspect_interface: str = ""  # e.g. agent
     inspection_network: str = ""  # network name or UUID
     cleaning_network: str = ""
     provisioning_network: str = ""

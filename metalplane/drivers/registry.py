@@ -51,13 +51,27 @@ class DriverRegistry:
             )
         return types[name]
 
+    def default_interface(self, hw: type[HardwareType], kind: str) -> str:
+        """The ``kind`` interface a node of hardware type ``hw`` gets when created without
+        one: the setting ``default_<kind>_interface`` if set, else the type's own default
+        (Ironic's ``default_interface``). Raises :class:`DriverNotFound` when the setting
+        names an interface ``hw`` does not support."""
+        configured = str(getattr(self.settings, f"default_{kind}_interface", "") or "")
+        if not configured:
+            return hw.default(kind)
+        if configured not in hw.supported[kind]:
+            raise DriverNotFound(
+                f"default_{kind}_interface '{configured}' is not supported by hardware "
+                f"type '{hw.name}'; supported: {', '.join(hw.supported[kind])}")
+        return configured
+
     def resolve_interfaces(self, driver: str, chosen: dict[str, Any]) -> dict[str, str]:
         """Interface names for ``driver`` given the node's ``<kind>_interface`` values (None
         means default). Raises :class:`DriverNotFound` for an unsupported choice."""
         hw = self.hardware_type(driver)
         out = {}
         for kind in base.INTERFACE_KINDS:
-            name = chosen.get(f"{kind}_interface") or hw.default(kind)
+            name = chosen.get(f"{kind}_interface") or self.default_interface(hw, kind)
             if name not in hw.supported[kind]:
                 raise DriverNotFound(
                     f"{kind}_interface '{name}' is not supported by hardware type '{driver}'; "
@@ -118,5 +132,6 @@ class DriverRegistry:
         hw = self.hardware_type(driver)
         props: dict[str, str] = {}
         for kind in base.INTERFACE_KINDS:
-            props.update(self._instance(kind, hw.default(kind)).get_properties())
+            props.update(self._instance(kind, self.default_interface(hw, kind))
+                         .get_properties())
         return props

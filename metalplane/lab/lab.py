@@ -334,6 +334,10 @@ def server_settings(spec: dict[str, Any]) -> dict[str, str]:
         "METALPLANE_PROVISIONING_NETWORK": "provisioning",
         "METALPLANE_CLEANING_NETWORK": "cleaning",
         "METALPLANE_DEFAULT_NETWORK_INTERFACE": "neutron",
+        # nodes made by a BareMetalHost (kubectl) boot the agent too, as BMO sets them
+        "METALPLANE_DEFAULT_BOOT_INTERFACE": "ipxe",
+        "METALPLANE_DEFAULT_DEPLOY_INTERFACE": "direct",
+        "METALPLANE_DEFAULT_INSPECT_INTERFACE": "agent",
     }
 
 

@@ -41,3 +41,18 @@ def test_load_all_reports_an_interface_that_fails_to_import(
     monkeypatch.undo()
     with pytest.raises(DriverNotFound, match="no power interface named"):
         reg._instance("power", "no-such-interface")
+
+
+def test_configured_default_interfaces_as_ironic_applies_them(tmp_path: Any) -> None:
+    plain = DriverRegistry(Settings(data_dir=tmp_path))
+    assert plain.resolve_interfaces("redfish", {})["boot"] == "fake"  # the type's own
+    reg = DriverRegistry(Settings(data_dir=tmp_path, default_boot_interface="ipxe",
+                                  default_deploy_interface="direct",
+                                  default_inspect_interface="agent"))
+    chosen = reg.resolve_interfaces("redfish", {})
+    assert (chosen["boot"], chosen["deploy"], chosen["inspect"]) == ("ipxe", "direct", "agent")
+    assert reg.resolve_interfaces("redfish", {"boot_interface": "fake"})["boot"] == "fake"
+    # a default the hardware type cannot take refuses the node, naming the setting
+    odd = DriverRegistry(Settings(data_dir=tmp_path, default_inspect_interface="redfish"))
+    with pytest.raises(DriverNotFound, match="default_inspect_interface 'redfish'"):
+        odd.resolve_interfaces("fake-hardware", {})
