@@ -86,6 +86,10 @@ def demo(
     port: Annotated[int, typer.Option(help="The demo server's API port.")] = 6385,
     name: Name = "mplab",
     backend: Backend = "ovs",
+    kubectl: Annotated[bool, typer.Option(
+        "--kubectl/--no-kubectl",
+        help="Enroll half the nodes as BareMetalHosts with kubectl and deploy them by "
+             "scaling a MachineSet (skipped, with a note, where kubectl is absent).")] = True,
 ) -> None:
     """The main job: nodes from enroll to active on isolated tenant networks, on a virtual rack.
 
@@ -93,7 +97,9 @@ def demo(
     networks, checks the isolation with real traffic, undeploys one node and tears it all
     down. With --backend ovn, OVN answers the nodes' PXE and tenant DHCP, tenant A reaches
     an outside namespace through a router with SNAT, and a security group is checked with
-    traffic. Exit status 1 if a check failed. Needs root."""
+    traffic. Half the nodes speak Kubernetes: enrolled with `kubectl create -f` as Metal3
+    BareMetalHosts and deployed by `kubectl scale machineset` (--no-kubectl: all through
+    the Bare Metal API). Exit status 1 if a check failed. Needs root."""
     from metalplane.lab.demo import Demo
 
     if nodes < 2:
@@ -101,4 +107,4 @@ def demo(
     if backend not in ("ovs", "ovn"):
         raise CliError(f"--backend must be ovs or ovn, not {backend!r}")
     raise typer.Exit(Demo(nodes=nodes, name=name, port=port, keep=keep,
-                          backend=backend).run())
+                          backend=backend, kubectl=kubectl).run())

@@ -11,6 +11,14 @@
 5. checks with real traffic from the nodes' namespaces, then one node undeployed;
 6. a Metal3-style table and the time of each phase. Exit status 1 if any check failed.
 
+Both languages: where kubectl is installed (and unless ``kubectl=False``), half the nodes
+are enrolled as Metal3 BareMetalHosts with ``kubectl create -f`` (a Secret and a host per
+node, labelled ``role: worker``), which metalplane's reconcile registers, inspects and
+cleans by itself; they are deployed onto tenant B by scaling a Cluster API MachineSet
+(a Metal3MachineTemplate naming the qcow2 image) with ``kubectl scale``, and the report
+ends with ``kubectl get baremetalhosts,machines,machinesets``. The other half goes
+through the Bare Metal API as before, onto tenant A.
+
 With ``backend="ovn"`` the rack has OVN beside its ToR: OVN's native DHCP answers the nodes
 on every network (dnsmasq only serves TFTP), tenant A has a gateway and an OVN router to a
 public network with SNAT, and the checks add: each node's DHCP answer on its tenant network
@@ -22,8 +30,10 @@ outside and for a neighbour on the same VLAN.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -43,7 +53,7 @@ from metalplane.common import process
 from metalplane.common.bmc_address import parse_bmc_address
 from metalplane.common.metal3 import METAL3_STATE
 from metalplane.lab import lab
-from metalplane.lab.rack import LabError, dhclient_once, netns_exec, reaches, run
+from metalplane.lab.rack import LabError, dhclient_once, free_port, netns_exec, reaches, run
 
 __all__ = ["Demo", "DemoError"]
 
@@ -82,6 +92,7 @@ class Demo:
     timeout: float = 240.0  # per phase
     cabled: bool = False  # enroll boot ports with their switch port (no LLDP needed)
     backend: str = "ovs"  # or "ovn": OVN beside the ToR (see the module's note)
+    kubectl: bool = True  # half the nodes through kubectl (if installed), see the module
     console: Console = field(default_factory=lambda: Console(
         highlight=False, width=None if sys.stdout.isatty() else 160))
     checks: list[Check] = field(default_factory=list)
@@ -90,6 +101,8 @@ class Demo:
     uuids: dict[str, str] = field(default_factory=dict)  # node name -> the server's UUID
     server: subprocess.Popen[bytes] | None = None
     client: Client | None = None
+    k8s_port: int = 0
+    kube: list[str] = field(default_factory=list)  # nodes enrolled with kubectl
     started: float = field(default_factory=time.monotonic)
 
     # ----------------------------------------------------------------- output
@@ -171,20 +184,35 @@ class Demo:
     def _run(self) -> int:
         client = self._bring_up()
         names = [n["name"] for n in self.spec["nodes"]]
+        half = (len(names) + 1) // 2
+        if self.kubectl and shutil.which("kubectl") is None:
+            self.say("kubectl is not installed: every node goes through the Bare Metal API "
+                     "(install Debian's kubernetes-client, or pass --no-kubectl)")
+            self.kubectl = False
+        self.kube = names[half:] if self.kubectl else []
+        api = [n for n in names if n not in self.kube]
         with self.phase("enroll"):
-            self._enroll(client)
-            self._provision(client, names, "manage", "manageable")
+            self._enroll(client, api)
+            if self.kube:
+                self._enroll_hosts(self.kube)
+            self._provision(client, api, "manage", "manageable")
         with self.phase("inspect"):
-            self._provision(client, names, "inspect", "manageable")
-            self._check_wiring(client)
+            self._provision(client, api, "inspect", "manageable")
         with self.phase("clean"):
-            self._provision(client, names, "provide", "available")
+            self._provision(client, api, "provide", "available")
+            if self.kube:  # registered, inspected and cleaned by the reconcile meanwhile
+                self._wait(client, self.kube, "available", "the BareMetalHosts' reconcile")
+            self._check_wiring(client)
             self._check_cleaning_network()
         with self.phase("deploy"):
             images = self._images()
-            plan = self._deploy(client, names, images)
+            tenants = {n: TENANTS[0] if (n in api if self.kube else i < half) else TENANTS[1]
+                       for i, n in enumerate(names)}
+            plan = self._deploy(client, names, images, tenants)
         with self.phase("checks"):
             self._check_tenants(client, plan)
+            if self.kube:
+                self._check_machines()
             if self.backend == "ovn":
                 self._check_ovn(client, plan)
         with self.phase("undeploy"):
@@ -200,6 +228,8 @@ class Demo:
                "METALPLANE_INSPECT_WAIT_TIMEOUT": "180",
                "METALPLANE_CLEAN_CALLBACK_TIMEOUT": "180",
                "METALPLANE_DEPLOY_CALLBACK_TIMEOUT": "180"}
+        self.k8s_port = free_port()
+        env["METALPLANE_K8S_PORT"] = str(self.k8s_port)
         log = state / "logs" / "server.log"
         with open(log, "ab") as out:
             self.server = process.spawn(
@@ -274,9 +304,9 @@ class Demo:
                  f"({TENANT_A_GATEWAY}) to public ({gw}), SNAT")
 
     # ----------------------------------------------------------------- lifecycle
-    def _enroll(self, c: Client) -> None:
+    def _enroll(self, c: Client, names: list[str]) -> None:
         sw = self.spec["switch"]
-        for n in self.spec["nodes"]:
+        for n in (self._node_spec(name) for name in names):
             driver, info = parse_bmc_address(n["bmc_address"], "admin", "password")
             node = c.post("/v1/nodes", {
                 "name": n["name"], "driver": driver, "driver_info": info,
@@ -291,6 +321,143 @@ class Demo:
                                                  "switch_info": sw["name"]}
             c.post("/v1/ports", port)
             self.say(f"{n['name']} enrolled: {n['bmc_address']}, boot MAC {n['mac']}")
+
+    # ----------------------------------------------------------------- kubectl
+    def _kubectl(self, *args: str, stdin: str | None = None) -> str:
+        """Run kubectl with the demo's kubeconfig; its output. Raises DemoError."""
+        state = Path(self.spec["state_dir"])
+        config = state / "kubeconfig"
+        if not config.exists():
+            r = subprocess.run([sys.executable, "-m", "metalplane.cli.main", "--url",
+                                f"http://127.0.0.1:{self.port}", "kubeconfig", "--k8s-port",
+                                str(self.k8s_port)], capture_output=True, text=True,
+                               timeout=60)
+            if r.returncode:
+                raise DemoError(f"metalplane kubeconfig failed: {r.stderr.strip()}")
+            config.write_text(r.stdout)
+        r = subprocess.run(["kubectl", "--kubeconfig", str(config), "--cache-dir",
+                            str(state / "kube-cache"), *args], input=stdin,
+                           capture_output=True, text=True, timeout=120)
+        if r.returncode:
+            raise DemoError(f"kubectl {' '.join(args)} failed: {r.stderr.strip()}")
+        return r.stdout
+
+    def _check_machines(self) -> None:
+        """Each host of the MachineSet is provisioned with a Machine as its consumer, and
+        each Machine runs on a host of its own (``kubectl get -o json``)."""
+        hosts = {h["metadata"]["name"]: h for h in json.loads(
+            self._kubectl("get", "baremetalhosts", "-o", "json"))["items"]}
+        machines = json.loads(self._kubectl("get", "machines", "-o", "json"))["items"]
+        consumers = set()
+        for name in self.kube:
+            st, ref = hosts[name].get("status") or {}, hosts[name]["spec"].get("consumerRef")
+            consumers.add((ref or {}).get("name"))
+            self.check(f"{name}: BareMetalHost provisioned for Machine "
+                       f"{(ref or {}).get('name', '?')}",
+                       (st.get("provisioning") or {}).get("state") == "provisioned"
+                       and (ref or {}).get("kind") == "Machine",
+                       f"{(st.get('provisioning') or {}).get('state')}, consumer {ref}")
+        phases = {m["metadata"]["name"]: (m.get("status") or {}).get("phase")
+                  for m in machines}
+        self.check(f"MachineSet workers: {len(self.kube)} Machines running, one per host",
+                   len(phases) == len(self.kube) and set(phases) == consumers
+                   and set(phases.values()) <= {"Running", "Provisioned"}, str(phases))
+        self.console.print("$ kubectl get baremetalhosts,machines,machinesets")
+        self.console.print(self._kubectl("get", "baremetalhosts,machines,machinesets"),
+                           markup=False)
+
+    def _enroll_hosts(self, names: list[str]) -> None:
+        """``kubectl create -f``: a BMC Secret and a BareMetalHost per node, shaped as the
+        seed's worker_crs.yaml, labelled ``role: worker``."""
+        docs = []
+        for n in (self._node_spec(name) for name in names):
+            docs.append(f"""---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: {n['name']}-bmc-secret
+type: Opaque
+stringData:
+  username: admin
+  password: password
+---
+apiVersion: metal3.io/v1alpha1
+kind: BareMetalHost
+metadata:
+  name: {n['name']}
+  labels:
+    role: worker
+spec:
+  online: true
+  bmc:
+    address: {n['bmc_address']}
+    credentialsName: {n['name']}-bmc-secret
+  bootMACAddress: {n['mac']}
+""")
+        path = Path(self.spec["state_dir"]) / "hosts.yaml"
+        path.write_text("".join(docs))
+        for line in self._kubectl("create", "-f", str(path)).splitlines():
+            self.say(f"kubectl: {line}")
+
+    def _scale_machines(self, images: dict[str, tuple[Path, str]], replicas: int) -> None:
+        """A Metal3MachineTemplate (the qcow2 image, hosts labelled ``role: worker``) and
+        the MachineSet ``workers``, then ``kubectl scale`` to ``replicas``."""
+        path, digest = images["qcow2"]
+        manifest = Path(self.spec["state_dir"]) / "machineset.yaml"
+        manifest.write_text(f"""---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: workers-user-data
+type: Opaque
+stringData:
+  userData: |
+    #cloud-config
+    hostname: worker
+---
+apiVersion: infrastructure.cluster.x-k8s.io/v1beta1
+kind: Metal3MachineTemplate
+metadata:
+  name: workers
+spec:
+  template:
+    spec:
+      image:
+        url: file://{path}
+        checksum: {digest}
+        checksumType: sha256
+        format: qcow2
+      userData:
+        name: workers-user-data
+      hostSelector:
+        matchLabels:
+          role: worker
+---
+apiVersion: cluster.x-k8s.io/v1beta1
+kind: MachineSet
+metadata:
+  name: workers
+spec:
+  clusterName: demo
+  replicas: 0
+  selector:
+    matchLabels:
+      machineset: workers
+  template:
+    metadata:
+      labels:
+        machineset: workers
+    spec:
+      clusterName: demo
+      infrastructureRef:
+        apiVersion: infrastructure.cluster.x-k8s.io/v1beta1
+        kind: Metal3MachineTemplate
+        name: workers
+""")
+        for line in self._kubectl("apply", "-f", str(manifest)).splitlines():
+            self.say(f"kubectl: {line}")
+        out = self._kubectl("scale", "machineset", "workers", f"--replicas={replicas}")
+        self.say(f"kubectl: {out.strip()}")
 
     def _provision(self, c: Client, names: list[str], verb: str, want: str,
                    body: Callable[[str], dict[str, Any]] | None = None) -> None:
@@ -395,33 +562,38 @@ class Demo:
                      f"sha256 {out[fmt][1][:12]}…")
         return out
 
-    def _deploy(self, c: Client, names: list[str], images: dict[str, tuple[Path, str]]
-                ) -> dict[str, dict[str, Any]]:
+    def _deploy(self, c: Client, names: list[str], images: dict[str, tuple[Path, str]],
+                tenants: dict[str, tuple[str, str, str, str]]) -> dict[str, dict[str, Any]]:
+        """Each node's VIF on its tenant network; the Bare Metal API's nodes deployed with
+        their image, the BareMetalHosts by scaling the MachineSet; waits until all are
+        active. The plan: node -> tenant, VLAN, IP, image format."""
         nets = {n["name"]: n for n in c.get("/v2.0/networks")["networks"]}
         plan: dict[str, dict[str, Any]] = {}
-        for i, name in enumerate(names):
-            tenant, _s, _e, fmt = TENANTS[0] if i < (len(names) + 1) // 2 else TENANTS[1]
+        for name in names:
+            tenant, _s, _e, fmt = tenants[name]
             net = nets[tenant]
             port = c.post("/v2.0/ports", {"port": {"network_id": net["id"],
                                                         "name": f"{name}-vif"}})["port"]
             c.post(f"/v1/nodes/{name}/vifs", {"id": port["id"]})
+            plan[name] = {"tenant": tenant, "vlan": net["provider:segmentation_id"],
+                          "ip": port["fixed_ips"][0]["ip_address"], "format": fmt}
+            how = "by the MachineSet" if name in self.kube else "by the Bare Metal API"
+            self.say(f"{name} → {tenant} (VLAN {net['provider:segmentation_id']}, "
+                     f"{plan[name]['ip']}), {fmt} image, {how}")
+            if name in self.kube:
+                continue
             path, digest = images[fmt]
             c.patch(f"/v1/nodes/{name}", [
                 {"op": "add", "path": "/instance_info", "value": {
                     "image_source": str(path), "image_checksum": f"sha256:{digest}",
                     "image_disk_format": fmt}},
                 {"op": "add", "path": "/extra/consumer", "value": f"{tenant}/{name}"}])
-            plan[name] = {"tenant": tenant, "vlan": net["provider:segmentation_id"],
-                          "ip": port["fixed_ips"][0]["ip_address"], "format": fmt}
-            self.say(f"{name} → {tenant} (VLAN {net['provider:segmentation_id']}, "
-                     f"{plan[name]['ip']}), {fmt} image")
-
-        def body(name: str) -> dict[str, Any]:
-            return {"target": "active", "configdrive": {
+            c.put(f"/v1/nodes/{name}/states/provision", {"target": "active", "configdrive": {
                 "user_data": f"#cloud-config\nhostname: {name}\n",
-                "meta_data": {"consumer": plan[name]["tenant"]}}}
-
-        self._provision(c, names, "deploy", "active", body)
+                "meta_data": {"consumer": tenant}}})
+        if self.kube:
+            self._scale_machines(images, len(self.kube))
+        self._wait(c, names, "active", "deploy")
         return plan
 
     def _node_spec(self, name: str) -> dict[str, Any]:
@@ -576,17 +748,38 @@ class Demo:
         c.delete(f"/v2.0/security-groups/{sg['id']}")
 
     def _undeploy(self, c: Client, plan: dict[str, dict[str, Any]]) -> None:
-        name = list(plan)[-1]
-        peer = next((n for n, p in plan.items() if n != name
-                     and p["tenant"] == plan[name]["tenant"]), None)
-        self._provision(c, [name], "deleted", "available")
-        c.patch(f"/v1/nodes/{name}", [{"op": "remove", "path": "/extra/consumer"}])
-        st = {n["name"]: n for n in lab.status(self.name)["nodes"]}[name]
-        self.check(f"{name}: off its tenant VLAN after undeploy", st["vlan"] != plan[name]["vlan"],
-                   f"switch port on VLAN {st['vlan']}")
-        if peer:
-            self.check(f"{peer} no longer reaches {name}",
-                       not self._reaches(peer, plan[name]["ip"], 1))
+        """The last node of the Bare Metal API undeployed through it; the MachineSet's
+        hosts released by scaling it to 0 (deprovisioned: available again)."""
+        api = [n for n in plan if n not in self.kube]
+        gone = api[-1:]
+        self._provision(c, gone, "deleted", "available")
+        c.patch(f"/v1/nodes/{gone[0]}", [{"op": "remove", "path": "/extra/consumer"}])
+        if self.kube:
+            out = self._kubectl("scale", "machineset", "workers", "--replicas=0")
+            self.say(f"kubectl: {out.strip()}")
+            self._wait_hosts(c, self.kube, "available")
+            gone += self.kube
+        st = {n["name"]: n for n in lab.status(self.name)["nodes"]}
+        for name in gone:
+            self.check(f"{name}: off its tenant VLAN after undeploy",
+                       st[name]["vlan"] != plan[name]["vlan"],
+                       f"switch port on VLAN {st[name]['vlan']}")
+            peer = next((n for n, p in plan.items() if n not in gone
+                         and p["tenant"] == plan[name]["tenant"]), None)
+            if peer:
+                self.check(f"{peer} no longer reaches {name}",
+                           not self._reaches(peer, plan[name]["ip"], 1))
+
+    def _wait_hosts(self, c: Client, names: list[str], want: str) -> None:
+        """Wait until the hosts' nodes went through a deprovision and rest in ``want``
+        (the reconcile starts it a moment after the scale)."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the undeploy has begun on every one
+            nodes = {d["name"]: d for d in c.list_all("/v1/nodes", "nodes", fields=WAIT_FIELDS)}
+            if all(nodes[n]["provision_state"] != "active" for n in names):
+                break
+            time.sleep(0.5)
+        self._wait(c, names, want, "the MachineSet scaled to 0")
 
     # ----------------------------------------------------------------- report
     def _report(self, c: Client) -> None:
@@ -602,6 +795,13 @@ class Demo:
                       self._node_spec(n["name"])["bmc_address"],
                       "true" if n.get("power_state") == "power on" else "false", error[:60])
         self.console.print(t)
+        if self.kube:
+            self.console.print("$ kubectl get baremetalhosts,machines,machinesets")
+            try:
+                self.console.print(self._kubectl("get", "baremetalhosts,machines,machinesets"),
+                                   markup=False)
+            except DemoError as exc:
+                self.check("kubectl get baremetalhosts,machines,machinesets", False, str(exc))
         times = Table(title="phases")
         times.add_column("PHASE")
         times.add_column("SECONDS", justify="right")

@@ -141,6 +141,12 @@ def test_demo_flow(lab_name: str) -> None:
     for phase in ("rack", "inspect", "clean", "deploy", "undeploy"):
         assert phase in dict(demo.phases)
     assert "BareMetalHosts" in out and "provisioned" in out
+    if shutil.which("kubectl"):  # half the nodes spoke Kubernetes
+        assert "kubectl: baremetalhost.metal3.io/node-3 created" in out
+        assert "node-3: BareMetalHost provisioned for Machine workers-" in whats
+        assert "MachineSet workers: 2 Machines running, one per host" in whats
+        assert "node-4: off its tenant VLAN after undeploy" in whats  # scaled back to 0
+        assert "machineset.cluster.x-k8s.io/workers" in out
     print(f"demo with 4 nodes: {time.monotonic() - t0:.0f}s")
 
 
