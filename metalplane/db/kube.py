@@ -125,13 +125,19 @@ def kube_list(db: Database, kind: str, namespace: str | None = None,
               name: str | None = None) -> list[KubeObject]:
     """Objects of ``kind`` (in ``namespace``, all namespaces if None; named ``name`` if
     given), by namespace then name."""
+    with db.read() as s:
+        return list(s.execute(_select(kind, namespace, name)).scalars())
+
+
+def _select(kind: str, namespace: str | None, name: str | None) -> Any:
+    """The query of objects of ``kind`` (in ``namespace``, named ``name`` where given), by
+    namespace then name."""
     q = sa.select(KubeObject).where(KubeObject.kind == kind)
     if namespace is not None:
         q = q.where(KubeObject.namespace == namespace)
     if name is not None:
         q = q.where(KubeObject.name == name)
-    with db.read() as s:
-        return list(s.execute(q.order_by(KubeObject.namespace, KubeObject.name)).scalars())
+    return q.order_by(KubeObject.namespace, KubeObject.name)
 
 
 def kube_marks(db: Database, kind: str) -> tuple[int, int, int, Any]:
@@ -202,17 +208,12 @@ def kube_snapshot(db: Database, kind: str, namespace: str | None = None,
     """:func:`kube_list` and the store's ``resourceVersion`` read in one transaction: the
     objects are exactly those of that version (a list's ``metadata.resourceVersion``, from
     which a watch goes on)."""
-    q = sa.select(KubeObject).where(KubeObject.kind == kind)
-    if namespace is not None:
-        q = q.where(KubeObject.namespace == namespace)
-    if name is not None:
-        q = q.where(KubeObject.name == name)
+    q = _select(kind, namespace, name)
     with db.read() as s:
         s.connection()  # the transaction (and, on SQLite, its snapshot) begins here
         rv = int(s.execute(sa.select(KubeRevision.value).where(KubeRevision.id == 1))
                  .scalar_one_or_none() or 0)
-        objs = list(s.execute(q.order_by(KubeObject.namespace, KubeObject.name)).scalars())
-        return objs, rv
+        return list(s.execute(q).scalars()), rv
 
 
 def kube_create(db: Database, kind: str, namespace: str, name: str,

@@ -23,17 +23,9 @@ from tests.helpers.server import RunningServer, running_server
 
 pytestmark = pytest.mark.functional
 V = {"X-OpenStack-Ironic-API-Version": "1.96"}
-SEED = [{"description": "Set the vendor driver for Dell hardware",
-         "conditions": [{"op": "eq", "field": "data://auto_discovered", "value": True},
-                        {"op": "eq", "field": "data://inventory.system_vendor.manufacturer",
-                         "value": "Dell Inc."}],
-         "actions": [{"action": "set-attribute", "path": "driver", "value": "idrac"},
-                     {"action": "set-attribute", "path": "driver_info/drac_username",
-                      "value": "root"},
-                     {"action": "set-attribute", "path": "driver_info/drac_password",
-                      "value": "calvin"},
-                     {"action": "set-attribute", "path": "driver_info/drac_address",
-                      "value": "{data[inventory][bmc_address]}"}]}]
+# the rules.json, as is
+SEED = json.loads((Path(__file__).parents[1] / "unit" / "fixtures" / "seed_rules.json")
+                  .read_text())
 HARDWARE = {"system_vendor": {"manufacturer": "Dell Inc.", "product_name": "PowerEdge R640",
                               "serial_number": "LAB-0001"},
             "bmc_address": "192.0.2.31", "bmc_mac": "02:00:00:0a:00:01"}

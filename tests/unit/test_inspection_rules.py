@@ -24,17 +24,8 @@ from metalplane.common.inspection_rules import (
 from metalplane.drivers.inventory import parse_lldp_tlvs, process, pxe_mac
 
 DATA = json.loads((Path(__file__).parent / "fixtures" / "ipa_inventory.json").read_text())
-SEED = [{"description": "Set the vendor driver for Dell hardware",
-         "conditions": [{"op": "eq", "field": "data://auto_discovered", "value": True},
-                        {"op": "eq", "field": "data://inventory.system_vendor.manufacturer",
-                         "value": "Dell Inc."}],
-         "actions": [{"action": "set-attribute", "path": "driver", "value": "idrac"},
-                     {"action": "set-attribute", "path": "driver_info/drac_username",
-                      "value": "root"},
-                     {"action": "set-attribute", "path": "driver_info/drac_password",
-                      "value": "calvin"},
-                     {"action": "set-attribute", "path": "driver_info/drac_address",
-                      "value": "{data[inventory][bmc_address]}"}]}]
+# the rules.json, as is
+SEED = json.loads((Path(__file__).parent / "fixtures" / "seed_rules.json").read_text())
 PORT = "9d3f0a52-7d4e-4b55-a4a8-0d7b3c6b0001"
 
 
