@@ -20,7 +20,7 @@ from metalplane.conductor.manager import Conductor
 __all__ = ["BOOT_PREFIXES", "PUBLIC_PREFIXES", "register", "register_boot"]
 
 PUBLIC_PREFIXES = ("/v1/lookup", "/v1/heartbeat/")
-BOOT_PREFIXES = ("/boot/", "/images/", "/files/")
+BOOT_PREFIXES = ("/boot/", "/images/", "/files/", "/redfish/")
 _FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
 
 
@@ -62,9 +62,11 @@ def register(app: FastAPI, conductor: Conductor) -> None:
 
 
 def register_boot(app: FastAPI, conductor: Conductor) -> None:
-    """The boot server's paths, on its own listener: iPXE scripts, images, files."""
+    """The boot server's paths, on its own listener: iPXE scripts, images, files, and the
+    virtual media images of nodes booting the agent from an ISO."""
     images = conductor.settings.data_dir / "images"
     files = conductor.settings.data_dir / "files"
+    vmedia = conductor.settings.data_dir / "redfish"
 
     @app.get("/boot/{node}.ipxe", tags=["boot"], response_class=PlainTextResponse,
              summary="The iPXE script of a node booting the ramdisk agent")
@@ -84,3 +86,11 @@ def register_boot(app: FastAPI, conductor: Conductor) -> None:
     @app.get("/files/{name}", tags=["boot"], summary="Kernels and ramdisks of the boot server")
     def boot_file(name: str) -> Response:
         return _serve(files, name)
+
+    @app.get("/redfish/{name}", tags=["boot"],
+             summary="A node's virtual media image (boot-<node>.iso, config-<node>.img), "
+                     "while it boots the agent from it")
+    def vmedia_file(name: str) -> Response:
+        if not name.startswith(("boot-", "config-")):
+            raise NotFound(f"{name} is not on the boot server")
+        return _serve(vmedia, name)

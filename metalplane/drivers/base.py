@@ -216,6 +216,9 @@ class BootInterface(BaseInterface):
     instance. The fake one does nothing; PXE/iPXE comes with the ramdisk agent."""
 
     kind = "boot"
+    # the device the node boots the ramdisk agent from once prepare_ramdisk is done
+    # ("pxe", "cdrom"); "" for an interface that does not boot the agent
+    agent_boot_device: str = ""
 
     @abc.abstractmethod
     def prepare_ramdisk(self, task: Task) -> None: ...

@@ -43,7 +43,7 @@ class RedfishHardware(HardwareType):
     supported = {
         "power": ["redfish"],
         "management": ["redfish"],
-        "boot": ["fake", "ipxe"],
+        "boot": ["fake", "ipxe", "redfish-virtual-media"],
         "deploy": ["fake", "direct"],  # direct: the ramdisk agent writes the image
         "inspect": ["redfish", "agent", "no-inspect"],
         "bios": ["no-bios"],
@@ -58,7 +58,7 @@ class IDRACHardware(HardwareType):
     supported = {
         "power": ["idrac-redfish"],
         "management": ["idrac-redfish"],
-        "boot": ["fake", "ipxe"],
+        "boot": ["fake", "ipxe", "idrac-redfish-virtual-media"],
         "deploy": ["fake", "direct"],
         "inspect": ["idrac-redfish", "agent", "no-inspect"],
         "bios": ["no-bios"],
@@ -73,7 +73,7 @@ class ILOHardware(HardwareType):
     supported = {
         "power": ["ilo"],
         "management": ["ilo"],
-        "boot": ["fake", "ipxe"],
+        "boot": ["fake", "ipxe", "ilo-virtual-media"],
         "deploy": ["fake", "direct"],
         "inspect": ["ilo", "agent", "no-inspect"],
         "bios": ["no-bios"],

@@ -43,7 +43,8 @@ from metalplane.drivers.steps import (
     failed,
 )
 
-__all__ = ["AgentDeploy", "AgentInspect", "IPXEBoot", "api_url", "boot_url", "queue_command"]
+__all__ = ["AgentDeploy", "AgentInspect", "IPXEBoot", "agent_params", "api_url", "boot_url",
+           "end_agent_boot", "queue_command", "start_agent_boot"]
 
 # driver_internal_info keys: this boot of the ramdisk (its script is served while set), the
 # SHA-256 of the token issued to its first lookup, and the command queued for the agent
@@ -83,14 +84,17 @@ def queue_command(task: base.Task, name: str, params: dict[str, Any]) -> None:
 
 
 def boot_ramdisk(task: base.Task) -> None:
-    """PXE-boot the node into the agent (a fresh token).
+    """Boot the node into the agent (a fresh token) from the device its boot interface
+    prepared (:attr:`base.BootInterface.agent_boot_device`: PXE, virtual media).
 
     The reboot does not wait for the BMC to report the power on: the agent's lookup is
     that report (and, should it not come, the conductor asks the BMC once
     ``power_state_change_timeout`` after the reboot). Polling a BMC through the seconds a
     power-on takes would hold the node, and a worker, for nothing."""
-    task.driver.boot.prepare_ramdisk(task)
-    task.driver.management.set_boot_device(task, "pxe", persistent=False)
+    boot = task.driver.boot
+    boot.prepare_ramdisk(task)
+    task.driver.management.set_boot_device(task, boot.agent_boot_device or "pxe",
+                                           persistent=False)
     base.power_action(task, base.REBOOT, wait=False)
 
 
@@ -107,8 +111,33 @@ def command_result(command: str, result: dict[str, Any]) -> StepResult:
     return failed(f"the agent's {command} failed: {result.get('error') or 'no error given'}")
 
 
+def start_agent_boot(task: base.Task) -> None:
+    """Record a new boot of the ramdisk: its boot files are served, its lookup answered,
+    and no token is issued yet."""
+    internal = dict(task.node.driver_internal_info or {})
+    internal.pop(TOKEN_HASH_KEY, None)
+    internal[BOOT_KEY] = str(uuidlib.uuid4())
+    task.save(driver_internal_info=internal)
+
+
+def end_agent_boot(task: base.Task) -> None:
+    """The boot of the ramdisk is over: its token is revoked, its command dropped."""
+    internal = dict(task.node.driver_internal_info or {})
+    for key in (BOOT_KEY, TOKEN_HASH_KEY, COMMAND_KEY, "agent_progress",
+                "agent_last_heartbeat"):
+        internal.pop(key, None)
+    task.save(driver_internal_info=internal)
+
+
+def agent_params(node: Any, api: str) -> str:
+    """The agent's kernel command line parameters for ``node``: the API's URL ``api``
+    and the node (no secret), and the serial console."""
+    return f"metalplane.api_url={api} metalplane.node={node.uuid} console=ttyS0"
+
+
 class IPXEBoot(base.BootInterface):
     name = "ipxe"
+    agent_boot_device = "pxe"
 
     def validate(self, task: base.Task) -> None:
         super().validate(task)
@@ -119,18 +148,11 @@ class IPXEBoot(base.BootInterface):
 
     def prepare_ramdisk(self, task: base.Task) -> None:
         """A new boot of the ramdisk: its script is served, and no token is issued yet."""
-        internal = dict(task.node.driver_internal_info or {})
-        internal.pop(TOKEN_HASH_KEY, None)
-        internal[BOOT_KEY] = str(uuidlib.uuid4())
-        task.save(driver_internal_info=internal)
+        start_agent_boot(task)
 
     def clean_up_ramdisk(self, task: base.Task) -> None:
         """The boot is over: its script is no longer served and its token is revoked."""
-        internal = dict(task.node.driver_internal_info or {})
-        for key in (BOOT_KEY, TOKEN_HASH_KEY, COMMAND_KEY, "agent_progress",
-                    "agent_last_heartbeat"):
-            internal.pop(key, None)
-        task.save(driver_internal_info=internal)
+        end_agent_boot(task)
 
     def prepare_instance(self, task: base.Task) -> None:
         task.driver.management.set_boot_device(task, "disk", persistent=True)
@@ -163,17 +185,18 @@ def ipxe_script(node: Any, boot: str, api: str) -> str:
     return (
         "#!ipxe\n"
         f"# metalplane: ramdisk agent for node {node.uuid}\n"
-        f"kernel {kernel} initrd=agent.initramfs metalplane.api_url={api} "
-        f"metalplane.node={node.uuid} console=ttyS0\n"
+        f"kernel {kernel} initrd=agent.initramfs {agent_params(node, api)}\n"
         f"initrd {ramdisk}\n"
         "boot\n"
     )
 
 
 def require_ipxe(task: base.Task, what: str) -> None:
-    """Raise :class:`Invalid` unless the node boots the agent over iPXE."""
-    if task.driver.boot.name != "ipxe":
-        raise Invalid(f"{what} needs boot_interface ipxe, not '{task.driver.boot.name}'")
+    """Raise :class:`Invalid` unless the node's boot interface boots the agent (iPXE,
+    virtual media)."""
+    if not task.driver.boot.agent_boot_device:
+        raise Invalid(f"{what} needs a boot_interface that boots the ramdisk agent (ipxe, "
+                      f"redfish-virtual-media), not '{task.driver.boot.name}'")
 
 
 class AgentDeploy(base.DeployInterface):

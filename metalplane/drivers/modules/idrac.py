@@ -23,9 +23,11 @@ from metalplane.drivers.modules.redfish import (
     RedfishMixin,
     RedfishPower,
 )
+from metalplane.drivers.modules.redfish_vmedia import PROPERTIES as VMEDIA_PROPERTIES
+from metalplane.drivers.modules.redfish_vmedia import RedfishVirtualMediaBoot
 
 __all__ = ["DEFAULT_SYSTEM_ID", "IDRACInspect", "IDRACManagement", "IDRACPower",
-           "redfish_info"]
+           "IDRACVirtualMediaBoot", "redfish_info"]
 
 DEFAULT_SYSTEM_ID = "/redfish/v1/Systems/System.Embedded.1"
 _PROPERTIES = {
@@ -91,3 +93,12 @@ class IDRACManagement(_IDRACMixin, RedfishManagement):
 
 class IDRACInspect(_IDRACMixin, RedfishInspect):
     name = "idrac-redfish"
+
+
+class IDRACVirtualMediaBoot(_IDRACMixin, RedfishVirtualMediaBoot):
+    """Virtual media boot of the agent (Ironic's ``idrac-redfish-virtual-media``)."""
+
+    name = "idrac-redfish-virtual-media"
+
+    def get_properties(self) -> dict[str, str]:
+        return {**super().get_properties(), **VMEDIA_PROPERTIES}

@@ -21,8 +21,11 @@ from metalplane.drivers.modules.redfish import (
     RedfishMixin,
     RedfishPower,
 )
+from metalplane.drivers.modules.redfish_vmedia import PROPERTIES as VMEDIA_PROPERTIES
+from metalplane.drivers.modules.redfish_vmedia import RedfishVirtualMediaBoot
 
-__all__ = ["DEFAULT_SYSTEM_ID", "ILOInspect", "ILOManagement", "ILOPower", "redfish_info"]
+__all__ = ["DEFAULT_SYSTEM_ID", "ILOInspect", "ILOManagement", "ILOPower",
+           "ILOVirtualMediaBoot", "redfish_info"]
 
 DEFAULT_SYSTEM_ID = "/redfish/v1/Systems/1"
 _PROPERTIES = {
@@ -76,3 +79,12 @@ class ILOManagement(_ILOMixin, RedfishManagement):
 
 class ILOInspect(_ILOMixin, RedfishInspect):
     name = "ilo"
+
+
+class ILOVirtualMediaBoot(_ILOMixin, RedfishVirtualMediaBoot):
+    """Virtual media boot of the agent (Ironic's ``ilo-virtual-media``)."""
+
+    name = "ilo-virtual-media"
+
+    def get_properties(self) -> dict[str, str]:
+        return {**super().get_properties(), **VMEDIA_PROPERTIES}
