@@ -5,10 +5,8 @@ shows the inserted image, the boot device and the eject afterwards."""
 from __future__ import annotations
 
 import io
-import sys
 import time
 from collections.abc import Iterator
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,6 @@ import httpx
 import pycdlib
 import pytest
 
-from metalplane.drivers import registry
 from tests.helpers.peers import Emulator, sushy_emulator
 from tests.helpers.server import RunningServer, running_server
 
@@ -24,36 +21,6 @@ pytestmark = pytest.mark.functional
 
 KERNEL = b"fake-kernel\x00" * 1000
 RAMDISK = b"fake-ramdisk\x00" * 3000
-BOOT_ENTRY_POINTS = {
-    "redfish-virtual-media": "metalplane.drivers.modules.redfish_vmedia:RedfishVirtualMediaBoot",
-}
-
-
-@pytest.fixture(autouse=True)
-def boot_entry_points(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The interface's entry point, when the installed metadata predates it (an editable
-    install made before it was added; ``pip install -e .`` refreshes it): a dist-info
-    directory holding only these entry points, on sys.path for this test."""
-    group = "metalplane.hardware.interfaces.boot"
-    if {ep.name for ep in entry_points(group=group)} >= set(BOOT_ENTRY_POINTS):
-        yield
-        return
-    where = tmp_path_factory.mktemp("entry-points")
-    info = where / "metalplane_vmedia_test-0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: metalplane-vmedia-test\n"
-                                   "Version: 0\n")
-    (info / "entry_points.txt").write_text(
-        f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in BOOT_ENTRY_POINTS.items()))
-    sys.path.insert(0, str(where))
-    registry._implementations.cache_clear()
-    try:
-        yield
-    finally:
-        sys.path.remove(str(where))
-        registry._implementations.cache_clear()
-
-
 @pytest.fixture
 def emulator(tmp_path: Path) -> Iterator[Emulator]:
     with sushy_emulator(tmp_path, count=2) as emu:

@@ -113,8 +113,9 @@ def build_boot_iso(out: Path, kernel: Path, ramdisk: Path, params: str,
             if esp is not None:
                 iso.add_fp(esp, os.fstat(esp.fileno()).st_size, "/EFIBOOT.IMG;1",
                            rr_name="efiboot.img", joliet_path="/efiboot.img")
-                iso.add_eltorito("/EFIBOOT.IMG;1", bootcatfile="/BOOT.CAT;1", efi=True,
-                                 media_name="noemul")
+                # platform 0xEF: EFI (El Torito as extended by UEFI 2.x, 13.3.2.1)
+                iso.add_eltorito("/EFIBOOT.IMG;1", bootcatfile="/BOOT.CAT;1",
+                                 platform_id=0xEF, efi=True, media_name="noemul")
             out.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
             try:

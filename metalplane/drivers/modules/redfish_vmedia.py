@@ -245,11 +245,10 @@ class RedfishVirtualMediaBoot(RedfishMixin, base.BootInterface):
 
     # -- the boot interface ----------------------------------------------------------
 
-    def prepare_ramdisk(self, task: base.Task) -> None:
-        """Build (or reuse) the node's ISO and insert it in the CD/DVD device. Raises
-        :class:`Invalid` (a missing kernel, ramdisk or device) and :class:`BMCError`
-        naming the Redfish call that failed."""
-        self.validate(task)
+    def prepare_images(self, task: base.Task) -> tuple[str, str | None]:
+        """Build (or reuse) the node's images; return the URLs of the CD's image (the boot
+        ISO, or ``deploy_iso``) and of the configuration image (None when it is not
+        used). Raises :class:`Invalid` naming the driver_info key whose file is missing."""
         info = task.driver_info
         node = task.node
         params = _params(self.settings, node, info)
@@ -261,12 +260,23 @@ class RedfishVirtualMediaBoot(RedfishMixin, base.BootInterface):
             _cached(path, _digest(kernel, ramdisk, loader, params),
                     lambda out: boot_iso.build_boot_iso(out, kernel, ramdisk, params, loader))
             cd_url = iso_url(self.settings, path)
+        if not _uses_removable(info):
+            return cd_url, None
+        config = config_image_path(self.settings, node)
+        _cached(config, _digest(params),
+                lambda out: _write(out, boot_iso.build_config_image(params)))
+        return cd_url, iso_url(self.settings, config)
+
+    def prepare_ramdisk(self, task: base.Task) -> None:
+        """Build (or reuse) the node's images and insert them: the ISO in the CD/DVD
+        device, the configuration image (if used) in a USBStick or Floppy one. Raises
+        :class:`Invalid` (a missing kernel, ramdisk or device) and :class:`BMCError`
+        naming the Redfish call that failed."""
+        self.validate(task)
+        cd_url, config_url = self.prepare_images(task)
         agent.start_agent_boot(task)
-        if _uses_removable(info):
-            config = config_image_path(self.settings, node)
-            _cached(config, _digest(params),
-                    lambda out: _write(out, boot_iso.build_config_image(params)))
-            self._insert(task, REMOVABLE_TYPES, iso_url(self.settings, config))
+        if config_url:
+            self._insert(task, REMOVABLE_TYPES, config_url)
         self._insert(task, CD_TYPES, cd_url)
 
     def clean_up_ramdisk(self, task: base.Task) -> None:
