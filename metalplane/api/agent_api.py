@@ -91,6 +91,7 @@ def register_boot(app: FastAPI, conductor: Conductor) -> None:
              summary="A node's virtual media image (boot-<node>.iso, config-<node>.img), "
                      "while it boots the agent from it")
     def vmedia_file(name: str) -> Response:
-        if not name.startswith(("boot-", "config-")):
+        if not ((name.startswith("boot-") and name.endswith(".iso"))
+                or (name.startswith("config-") and name.endswith(".img"))):
             raise NotFound(f"{name} is not on the boot server")
         return _serve(vmedia, name)

@@ -119,6 +119,8 @@ def test_inspection_boots_the_agent_from_the_inserted_iso_and_ejects_it_after(
     assert f"metalplane.node={uuid}" in params
     assert f"metalplane.api_url={server.url}" in params
     assert f"linux /vmlinuz {' '.join(params)}" in files["/boot/grub/grub.cfg"].decode()
+    # only the node's images: not their build stamps, not other files
+    assert server.boot.get(f"/redfish/boot-{uuid}.iso.sha256").status_code == 404
 
     assert server.provision(uuid, "abort").status_code == 202
     server.wait_state(uuid, "inspect failed")
