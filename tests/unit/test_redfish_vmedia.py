@@ -162,3 +162,78 @@ def test_vendor_variants_read_their_vendors_keys(settings: Settings) -> None:
     assert "redfish-virtual-media" in RedfishHardware.supported["boot"]
     assert "idrac-redfish-virtual-media" in IDRACHardware.supported["boot"]
     assert "ilo-virtual-media" in ILOHardware.supported["boot"]
+
+
+class _Media:
+    def __init__(self, path: str, types: list[Any], image: str = "") -> None:
+        self.path, self.media_types, self.image = path, types, image
+        self.inserted = bool(image)
+        self.calls: list[tuple[str, str]] = []
+
+    def eject_media(self) -> None:
+        self.calls.append(("eject", self.image))
+        self.image, self.inserted = "", False
+
+    def insert_media(self, url: str, inserted: bool = True,
+                     write_protected: bool = True) -> None:
+        self.calls.append(("insert", url))
+        self.image, self.inserted = url, inserted
+
+
+class _Owner:
+    def __init__(self, path: str, media: list[_Media] | None) -> None:
+        self.path, self._media = path, media
+
+    @property
+    def virtual_media(self) -> Any:
+        if self._media is None:  # a resource without a VirtualMedia link, as sushy says
+            from sushy import exceptions
+
+            raise exceptions.MissingAttributeError(attribute="VirtualMedia",
+                                                   resource=self.path)
+        return _Collection(self._media)
+
+
+@dataclass
+class _Collection:
+    members: list[_Media]
+
+    def get_members(self) -> list[_Media]:
+        return list(self.members)
+
+
+@dataclass
+class _BMCTask(_Task):
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, **fields: Any) -> None:
+        for name, value in fields.items():
+            setattr(self.node, name, value)
+
+
+def test_older_bmcs_have_the_cd_on_the_manager_and_what_it_holds_is_ejected_first(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sushy
+
+    from metalplane.drivers.modules import redfish_vmedia
+
+    floppy = _Media("/Managers/1/VirtualMedia/Floppy", [sushy.VirtualMediaType.FLOPPY])
+    cd = _Media("/Managers/1/VirtualMedia/Cd",
+                [sushy.VirtualMediaType.CD, sushy.VirtualMediaType.DVD], image="http://old")
+    system = _Owner("/Systems/1", None)
+    system.managers = [_Owner("/Managers/1", [floppy, cd])]  # type: ignore[attr-defined]
+    monkeypatch.setattr(redfish_vmedia, "_system", lambda task, iface: system)
+    task = _BMCTask({"redfish_address": "http://bmc"})
+    iface = RedfishVirtualMediaBoot(settings)
+    iface.prepare_ramdisk(task)  # type: ignore[arg-type]
+    url = f"http://192.0.2.1:8089/redfish/boot-{task.node.uuid}.iso"
+    assert cd.calls == [("eject", "http://old"), ("insert", url)] and floppy.calls == []
+    assert task.node.driver_internal_info.get("agent_boot")  # the agent's lookup is answered
+    iface.clean_up_ramdisk(task)  # type: ignore[arg-type]
+    assert cd.calls[-1] == ("eject", url) and not cd.inserted
+    assert not boot_iso_path(settings, task.node).exists()
+    assert "agent_boot" not in task.node.driver_internal_info
+
+    system.managers = [_Owner("/Managers/1", [floppy])]  # type: ignore[attr-defined]
+    with pytest.raises(Invalid, match="no VirtualMedia device for CD, DVD"):
+        iface.prepare_ramdisk(task)  # type: ignore[arg-type]
