@@ -12,11 +12,13 @@ from typing import Any
 
 import pycdlib
 import pytest
+import sushy
+from sushy import exceptions as sushy_exc
 
 from metalplane.common.config import Settings
 from metalplane.common.exceptions import Invalid
 from metalplane.drivers.hardware import IDRACHardware, ILOHardware, RedfishHardware
-from metalplane.drivers.modules import boot_iso, idrac, ilo
+from metalplane.drivers.modules import boot_iso, idrac, ilo, redfish_vmedia
 from metalplane.drivers.modules.redfish_vmedia import (
     RedfishVirtualMediaBoot,
     boot_iso_path,
@@ -187,9 +189,7 @@ class _Owner:
     @property
     def virtual_media(self) -> Any:
         if self._media is None:  # a resource without a VirtualMedia link, as sushy says
-            from sushy import exceptions
-
-            raise exceptions.MissingAttributeError(attribute="VirtualMedia",
+            raise sushy_exc.MissingAttributeError(attribute="VirtualMedia",
                                                    resource=self.path)
         return _Collection(self._media)
 
@@ -213,10 +213,6 @@ class _BMCTask(_Task):
 
 def test_older_bmcs_have_the_cd_on_the_manager_and_what_it_holds_is_ejected_first(
         settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sushy
-
-    from metalplane.drivers.modules import redfish_vmedia
-
     floppy = _Media("/Managers/1/VirtualMedia/Floppy", [sushy.VirtualMediaType.FLOPPY])
     cd = _Media("/Managers/1/VirtualMedia/Cd",
                 [sushy.VirtualMediaType.CD, sushy.VirtualMediaType.DVD], image="http://old")
