@@ -107,3 +107,16 @@ def test_ovn_bench_runs(tmp_path: Path) -> None:
     assert join["metalplane"]["median_ms"] > 0 and join["per_call"]["median_ms"] > 0
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert "mpbo-" not in left, left
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl")
+def test_k8s_bench_runs(tmp_path: Path) -> None:
+    result = bench("k8s.py", tmp_path / "k8s.json", "--hosts", "3", "--get-hosts", "5",
+                   "--samples", "2", "--watch-samples", "2", "--poll", "0.3")
+    figures = result["figures"]
+    assert figures["create"]["until_all_available_s"] >= figures["create"]["kubectl_create_s"]
+    assert figures["scale"]["up_until_all_provisioned_s"] > 0
+    assert figures["get_at_hosts"]["hosts"] == 3 and figures["get_at_get_hosts"]["hosts"] == 5
+    assert figures["extra_hosts"]["states"] == {"available/OK": 3, "registering/error": 2}
+    assert figures["watch"]["samples"] == 2
+    assert [row["met"] for row in result["comparison"]] == [None] * 6  # no target at 3 hosts
