@@ -275,12 +275,24 @@ def gets(kubectl: Kubectl, http: httpx.Client, count: int, samples: int) -> dict
     rows = len(kubectl("get", "bmh").splitlines()) - 1
     if rows != count:
         raise BenchError(f"kubectl get bmh printed {rows} rows, not {count}")
-    out = {"kubectl_get_bmh": median_s(lambda: kubectl("get", "bmh"), samples),
-           "httpx_json_list": median_s(lambda: http.get(BMH).raise_for_status(), samples),
-           "json_list_bytes": len(http.get(BMH).content)}
-    print(f"  get with {count} hosts: kubectl get bmh {out['kubectl_get_bmh']['median_ms']} "
-          f"ms, JSON list {out['httpx_json_list']['median_ms']} ms", flush=True)
-    return out
+    table = median_s(lambda: kubectl("get", "bmh"), samples)
+    plain = median_s(lambda: http.get(BMH).raise_for_status(), samples)
+    print(f"  get with {count} hosts: kubectl get bmh {table['median_ms']} ms, JSON list "
+          f"{plain['median_ms']} ms", flush=True)
+    return {"kubectl_get_bmh": table, "httpx_json_list": plain,
+            "json_list_bytes": len(http.get(BMH).content)}
+
+
+def labelled(name: str, value: str) -> Callable[[dict[str, Any]], bool]:
+    """Whether a watched object is host ``name`` with label ``bench: value``."""
+    return lambda o: bool(o["metadata"]["name"] == name
+                          and o["metadata"].get("labels", {}).get("bench") == value)
+
+
+def operational(name: str, want: str) -> Callable[[dict[str, Any]], bool]:
+    """Whether a watched object is host ``name`` with ``operationalStatus`` ``want``."""
+    return lambda o: bool(o["metadata"]["name"] == name
+                          and (o.get("status") or {}).get("operationalStatus") == want)
 
 
 def watch_latency(url: str, http: httpx.Client, api: httpx.Client, hosts: Hosts,
@@ -299,8 +311,7 @@ def watch_latency(url: str, http: httpx.Client, api: httpx.Client, hosts: Hosts,
             patch_s.append(time.perf_counter() - t0)
             if r.status_code != 200:
                 raise BenchError(f"PATCH {target}: HTTP {r.status_code} {r.text[:300]}")
-            at = watch.wait_for(lambda o, v=value: o["metadata"]["name"] == target
-                                and o["metadata"].get("labels", {}).get("bench") == v)
+            at = watch.wait_for(labelled(target, value))
             label_s.append(at - t0)
             time.sleep(0.05)
         for i in range(samples):
@@ -311,8 +322,7 @@ def watch_latency(url: str, http: httpx.Client, api: httpx.Client, hosts: Hosts,
             answered = time.perf_counter()
             if r.status_code != 202:
                 raise BenchError(f"maintenance {target}: HTTP {r.status_code} {r.text[:300]}")
-            at = watch.wait_for(lambda o, w=want: o["metadata"]["name"] == target
-                                and (o.get("status") or {}).get("operationalStatus") == w)
+            at = watch.wait_for(operational(target, want))
             state_s.append(at - answered)
             time.sleep(0.05)
     out = {"host": target, "label_patch_to_event": ms_summary(label_s),
