@@ -304,9 +304,11 @@ class Demo:
                  f"({TENANT_A_GATEWAY}) to public ({gw}), SNAT")
 
     # ----------------------------------------------------------------- lifecycle
-    def _enroll(self, c: Client, names: list[str]) -> None:
+    def _enroll(self, c: Client, names: list[str] | None = None) -> None:
+        """Enroll ``names`` (every node of the rack if None) through the Bare Metal API."""
         sw = self.spec["switch"]
-        for n in (self._node_spec(name) for name in names):
+        for n in (self.spec["nodes"] if names is None
+                  else [self._node_spec(name) for name in names]):
             driver, info = parse_bmc_address(n["bmc_address"], "admin", "password")
             node = c.post("/v1/nodes", {
                 "name": n["name"], "driver": driver, "driver_info": info,
@@ -563,10 +565,15 @@ spec:
         return out
 
     def _deploy(self, c: Client, names: list[str], images: dict[str, tuple[Path, str]],
-                tenants: dict[str, tuple[str, str, str, str]]) -> dict[str, dict[str, Any]]:
-        """Each node's VIF on its tenant network; the Bare Metal API's nodes deployed with
-        their image, the BareMetalHosts by scaling the MachineSet; waits until all are
-        active. The plan: node -> tenant, VLAN, IP, image format."""
+                tenants: dict[str, tuple[str, str, str, str]] | None = None
+                ) -> dict[str, dict[str, Any]]:
+        """Each node's VIF on its tenant network (``tenants``: node -> an entry of
+        TENANTS; None: the first half on tenant A, the rest on B); the Bare Metal API's
+        nodes deployed with their image, the BareMetalHosts by scaling the MachineSet;
+        waits until all are active. The plan: node -> tenant, VLAN, IP, image format."""
+        if tenants is None:
+            half = (len(names) + 1) // 2
+            tenants = {n: TENANTS[0] if i < half else TENANTS[1] for i, n in enumerate(names)}
         nets = {n["name"]: n for n in c.get("/v2.0/networks")["networks"]}
         plan: dict[str, dict[str, Any]] = {}
         for name in names:
