@@ -130,7 +130,10 @@ def test_kubectl_watch_sees_every_state_of_a_new_host(
             kubectl_watch(kubectl, tmp_path / "table", "get", "bmh", "-w") as table, \
             kubectl_watch(kubectl, tmp_path / "json", "get", "bmh", "-w", "-o",
                           "json") as docs:
-        time.sleep(1)  # the watches are open (an initial empty list, then the stream)
+        # the three watches are open (an initial empty list, then the stream; kubectl can
+        # take seconds to start on a loaded machine)
+        wait_for(lambda: server.service.kube.hub.stats()["watchers"] >= 3, "three watches",
+                 timeout=60)
         kubectl("create", "--validate=false", "-f", str(manifests(emulator, tmp_path)))
         wait_state(kubectl, HOST, "available")
         with kubectl_watch(kubectl, tmp_path / "one", "get", "bmh", HOST, "-w",
