@@ -168,7 +168,10 @@ def test_kubectl_watch_sees_every_state_of_a_new_host(
     versions = [int(o["metadata"]["resourceVersion"]) for o in objs]
     assert versions == sorted(versions) and len(set(versions)) == len(versions)
     assert "provisioning" not in objs[0]["status"]  # just created: metalplane writes it
-    assert objs[-2]["status"]["provisioning"]["state"] == "available"
+    # the last state before the deletion (then deletionTimestamp, maybe "deleting", gone)
+    before = [o for o in objs if "deletionTimestamp" not in o["metadata"]]
+    assert before[-1]["status"]["provisioning"]["state"] == "available"
+    assert all(o["metadata"].get("deletionTimestamp") for o in objs[len(before):]), objs
 
     # the named watch (a fieldSelector) began with the host as it was
     # (MODIFIED while the finalizer holds the deletion: deletionTimestamp, then "deleting")
