@@ -14,6 +14,7 @@ import httpx
 import pycdlib
 import pytest
 
+from tests.helpers.iso import iso_files
 from tests.helpers.peers import Emulator, sushy_emulator
 from tests.helpers.server import RunningServer, running_server
 
@@ -78,20 +79,6 @@ def _media(emulator: Emulator, uuid: str, device: str) -> dict[str, Any]:
     return dict(r.json())
 
 
-def _iso_files(data: bytes, paths: list[str]) -> dict[str, bytes]:
-    iso = pycdlib.PyCdlib()
-    iso.open_fp(io.BytesIO(data))
-    try:
-        out = {}
-        for path in paths:
-            buf = io.BytesIO()
-            iso.get_file_from_iso_fp(buf, rr_path=path)
-            out[path] = buf.getvalue()
-        return out
-    finally:
-        iso.close()
-
-
 def test_inspection_boots_the_agent_from_the_inserted_iso_and_ejects_it_after(
         vm_server: RunningServer, emulator: Emulator) -> None:
     server = vm_server
@@ -112,7 +99,7 @@ def test_inspection_boots_the_agent_from_the_inserted_iso_and_ejects_it_after(
     # what the BMC fetched is the ISO the boot server serves: the agent and its parameters
     r = server.boot.get(f"/redfish/boot-{uuid}.iso")
     assert r.status_code == 200
-    files = _iso_files(r.content, ["/vmlinuz", "/initrd", "/boot/grub/grub.cfg",
+    files = iso_files(r.content, ["/vmlinuz", "/initrd", "/boot/grub/grub.cfg",
                                    "/parameters.txt"])
     assert files["/vmlinuz"] == KERNEL and files["/initrd"] == RAMDISK
     params = files["/parameters.txt"].decode().split()
@@ -151,7 +138,7 @@ def test_a_prebuilt_deploy_iso_gets_its_parameters_on_a_config_image(
     iso.open_fp(io.BytesIO(config.content))
     assert iso.pvd.volume_identifier.decode().strip() == "ir-vfd-dev"
     iso.close()
-    params = _iso_files(config.content, ["/parameters.txt"])["/parameters.txt"].decode()
+    params = iso_files(config.content, ["/parameters.txt"])["/parameters.txt"].decode()
     assert f"metalplane.node={uuid}" in params.split()
 
     assert server.provision(uuid, "abort").status_code == 202

@@ -24,6 +24,7 @@ from metalplane.drivers.modules.redfish_vmedia import (
     boot_iso_path,
     config_image_path,
 )
+from tests.helpers.iso import iso_files
 
 KERNEL = b"kernel-bytes" * 500
 RAMDISK = b"ramdisk-bytes" * 900
@@ -53,27 +54,13 @@ def settings(tmp_path: Path) -> Settings:
     return s
 
 
-def _read(data: bytes, paths: list[str]) -> dict[str, bytes]:
-    iso = pycdlib.PyCdlib()
-    iso.open_fp(io.BytesIO(data))
-    try:
-        out = {}
-        for path in paths:
-            buf = io.BytesIO()
-            iso.get_file_from_iso_fp(buf, rr_path=path)
-            out[path] = buf.getvalue()
-        return out
-    finally:
-        iso.close()
-
-
 def test_the_iso_holds_the_kernel_ramdisk_and_the_nodes_parameters(settings: Settings) -> None:
     task = _Task({"redfish_address": "http://bmc", "kernel_append_params": "ipa-debug=1"})
     cd_url, config_url = RedfishVirtualMediaBoot(settings).prepare_images(task)  # type: ignore[arg-type]
     node = task.node.uuid
     assert cd_url == f"http://192.0.2.1:8089/redfish/boot-{node}.iso" and config_url is None
     path = boot_iso_path(settings, task.node)
-    files = _read(path.read_bytes(), ["/vmlinuz", "/initrd", "/parameters.txt",
+    files = iso_files(path.read_bytes(), ["/vmlinuz", "/initrd", "/parameters.txt",
                                       "/boot/grub/grub.cfg", "/isolinux/isolinux.cfg"])
     assert files["/vmlinuz"] == KERNEL and files["/initrd"] == RAMDISK
     params = files["/parameters.txt"].decode().strip()
@@ -99,7 +86,7 @@ def test_the_iso_is_reused_until_its_inputs_change(settings: Settings) -> None:
     task.driver_info["kernel_append_params"] = "nofb"
     iface.prepare_images(task)  # type: ignore[arg-type]
     assert path.stat().st_mtime_ns != 1
-    assert b"nofb" in _read(path.read_bytes(), ["/parameters.txt"])["/parameters.txt"]
+    assert b"nofb" in iso_files(path.read_bytes(), ["/parameters.txt"])["/parameters.txt"]
 
 
 def test_a_bootloader_image_makes_the_iso_uefi_bootable(settings: Settings,
@@ -132,7 +119,7 @@ def test_a_deploy_iso_is_inserted_as_is_and_the_parameters_go_on_a_config_image(
     iso.open_fp(io.BytesIO(data))
     assert iso.pvd.volume_identifier.decode().strip() == boot_iso.CONFIG_LABEL
     iso.close()
-    params = _read(data, ["/parameters.txt"])["/parameters.txt"].decode().split()
+    params = iso_files(data, ["/parameters.txt"])["/parameters.txt"].decode().split()
     assert f"metalplane.node={task.node.uuid}" in params
 
 
