@@ -284,6 +284,14 @@ def test_status_subresource_is_apart_from_spec(
     assert doc["status"]["provisioning"]["state"] == "available"
     assert doc["status"]["lastUpdated"]
 
+    # metalplane's status writer is paused while the test writes status itself (it writes
+    # its own over it at the next change of the node, checked at the end; on a loaded
+    # machine a pass could otherwise land between a GET and its PUT)
+    writer = server.service.kube.status_writer
+    writer.write_pass()
+    writer.stop()
+    doc = httpx.get(f"{base}{HOSTS}/{HOST}").json()
+
     # the main resource ignores status (PUT and merge PATCH)
     put = json.loads(json.dumps(doc))
     put["status"]["operationalStatus"] = "detached"
@@ -327,6 +335,7 @@ def test_status_subresource_is_apart_from_spec(
     got = yaml_of(kubectl, HOST)
     assert got["status"]["hardwareProfile"] == "dell" and got["spec"]["online"] is True
 
+    writer.start()
     # a change of the node is written over it again by metalplane, generation unchanged
     # (409 while the reconcile holds the node's lock, as Ironic answers: try again)
     wait_for(lambda: server.http.put(f"/v1/nodes/{HOST}/maintenance",
