@@ -344,9 +344,9 @@ def test_status_subresource_is_apart_from_spec(
     # (409 while the reconcile holds the node's lock, as Ironic answers: try again)
     wait_for(lambda: server.http.put(f"/v1/nodes/{HOST}/maintenance",
                                      json={"reason": "checked"}).status_code == 202,
-             "maintenance set", timeout=10)
+             "maintenance set", timeout=60)
     fresh = wait_for(lambda: (d := httpx.get(f"{base}{HOSTS}/{HOST}").json())["status"].get(
-        "operationalStatus") == "detached" and d, "status rewritten from the node", timeout=5)
+        "operationalStatus") == "detached" and d, "status rewritten from the node", timeout=30)
     assert fresh["status"]["hardwareProfile"] == "unknown"
     assert "errorMessage" not in fresh["status"] or fresh["status"]["errorMessage"] != "checked"
     assert fresh["metadata"]["generation"] == 2
