@@ -24,7 +24,6 @@ import contextlib
 import json
 import logging
 import re
-import threading
 from typing import Any
 
 from metalplane.common.bmc_address import parse_bmc_address
@@ -34,6 +33,7 @@ from metalplane.conductor.host_reconcile import FINALIZER, HostReconciler, mirro
 from metalplane.conductor.kube_status import StatusWriter
 from metalplane.conductor.kube_watch import WatchHub
 from metalplane.conductor.manager import Conductor
+from metalplane.conductor.pass_loop import PassLoop
 from metalplane.conductor.resources import DELETE_ALLOWED, NodeResources
 from metalplane.db import api as db_api
 from metalplane.db.inspection import get_inventory
@@ -150,9 +150,8 @@ class KubeStore:
         self.res = NodeResources(conductor)
         self.reconciler = HostReconciler(self)
         self._mirrored: tuple[Any, ...] = ()  # nodes_fingerprint() of the last refresh
-        self._stop = threading.Event()
-        self._kick = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = PassLoop("bmh-reconcile", self.reconcile_once, interval,
+                              "BareMetalHost reconcile pass")
         self.hub = WatchHub(self.db)
         self.status_writer = StatusWriter(self.db, BMH, self.computed_status)
 
@@ -392,7 +391,7 @@ class KubeStore:
             raise
         LOG.info("BareMetalHost %s/%s: node %s enrolled (%s)", namespace, name, node.uuid,
                  driver)
-        self._kick.set()
+        self._loop.kick()
         return obj
 
     def replace_host(self, namespace: str, name: str, rv: int | None, meta: dict[str, Any],
@@ -430,7 +429,7 @@ class KubeStore:
         if obj.deleted_at is not None and not obj.finalizers:
             with contextlib.suppress(NotFound):
                 kube_delete(self.db, BMH, namespace, name)
-        self._kick.set()
+        self._loop.kick()
         return obj
 
     def delete_host(self, namespace: str, name: str) -> KubeObject:
@@ -448,7 +447,7 @@ class KubeStore:
                 obj = kube_update(self.db, BMH, namespace, name, None,
                                   deleted_at=utcnow())
                 LOG.info("BareMetalHost %s/%s: deletion requested", namespace, name)
-                self._kick.set()
+                self._loop.kick()
             return obj
         spec = (obj.body or {}).get("spec") or {}
         node = self._node(obj)
@@ -582,36 +581,18 @@ class KubeStore:
         longer)."""
         return self.reconciler.run()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            hosts = 1
-            try:
-                hosts = self.reconcile_once()
-            except Exception:
-                LOG.exception("BareMetalHost reconcile pass failed")
-            self._kick.wait(self.interval if hosts else 10 * self.interval)
-            self._kick.clear()
-
     def start(self) -> None:
         """Create the built-in namespaces, then start the reconcile thread (a migrated
         store is needed)."""
         self.ensure_namespaces()
         self.hub.start()
         self.status_writer.start()
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="bmh-reconcile",
-                                            daemon=True)
-            self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
         self.hub.stop()
         self.status_writer.stop()
-        self._stop.set()
-        self._kick.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._loop.stop()
 
 
 def _dig(doc: dict[str, Any], path: str) -> Any:

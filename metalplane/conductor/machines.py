@@ -30,7 +30,6 @@ import contextlib
 import datetime as dt
 import logging
 import random
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +38,7 @@ from metalplane.common.exceptions import Conflict, MetalplaneError, NotFound
 from metalplane.common.metal3 import host_status
 from metalplane.conductor.allocations import ACTIVE, Allocations
 from metalplane.conductor.hosts import BMH, NAMESPACE, SECRET, FieldInvalid, KubeStore, check_name
+from metalplane.conductor.pass_loop import PassLoop
 from metalplane.db import api as db_api
 from metalplane.db.kube import (
     StaleVersion,
@@ -342,9 +342,8 @@ class MachineController:
     def __init__(self, store: KubeStore, interval: float = 0.5) -> None:
         self.store, self.db, self.interval = store, store.db, interval
         self.allocations = Allocations(store.c)
-        self._stop = threading.Event()
-        self._kick = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = PassLoop("machine-reconcile", self.reconcile_once, interval,
+                              "Machine reconcile pass")
 
     # ------------------------------------------------------------ API writes
     def _namespace(self, namespace: str) -> None:
@@ -354,7 +353,7 @@ class MachineController:
             raise NotFound(f'namespaces "{namespace}" not found') from None
 
     def _written(self, obj: KubeObject) -> KubeObject:
-        self._kick.set()
+        self._loop.kick()
         return obj
 
     def create_template(self, namespace: str, name: str, meta: dict[str, Any],
@@ -486,30 +485,12 @@ class MachineController:
             LOG.debug("%s %s/%s: retried on the next pass: %s", obj.kind, obj.namespace,
                       obj.name, exc.message)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            count = 1
-            try:
-                count = self.reconcile_once()
-            except Exception:
-                LOG.exception("Machine reconcile pass failed")
-            self._kick.wait(self.interval if count else 10 * self.interval)
-            self._kick.clear()
-
     def start(self) -> None:
         """Start the controller's thread (a migrated store is needed)."""
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="machine-reconcile",
-                                            daemon=True)
-            self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._kick.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._loop.stop()
 
 
 class _Pass:
