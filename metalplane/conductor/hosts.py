@@ -47,6 +47,7 @@ from metalplane.db.kube import (
     kube_snapshot,
     kube_update,
     nodes_fingerprint,
+    store_fingerprint,
 )
 from metalplane.db.models import KubeObject, Node, Port, utcnow
 
@@ -151,7 +152,8 @@ class KubeStore:
         self.reconciler = HostReconciler(self)
         self._mirrored: tuple[Any, ...] = ()  # nodes_fingerprint() of the last refresh
         self._loop = PassLoop("bmh-reconcile", self.reconcile_once, interval,
-                              "BareMetalHost reconcile pass")
+                              "BareMetalHost reconcile pass",
+                              fingerprint=lambda: store_fingerprint(self.db))
         self.hub = WatchHub(self.db)
         self.status_writer = StatusWriter(self.db, BMH, self.computed_status)
 

@@ -47,6 +47,7 @@ from metalplane.db.kube import (
     kube_get,
     kube_list,
     kube_update,
+    store_fingerprint,
 )
 from metalplane.db.models import KubeObject, Node, utcnow
 
@@ -343,7 +344,8 @@ class MachineController:
         self.store, self.db, self.interval = store, store.db, interval
         self.allocations = Allocations(store.c)
         self._loop = PassLoop("machine-reconcile", self.reconcile_once, interval,
-                              "Machine reconcile pass")
+                              "Machine reconcile pass",
+                              fingerprint=lambda: store_fingerprint(self.db))
 
     # ------------------------------------------------------------ API writes
     def _namespace(self, namespace: str) -> None:

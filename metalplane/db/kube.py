@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from metalplane.common.exceptions import Conflict, NotFound
 from metalplane.db.engine import Database
 from metalplane.db.listeners import notify
-from metalplane.db.models import KubeObject, KubeRevision, Node, Port
+from metalplane.db.models import Allocation, KubeObject, KubeRevision, Node, Port
 
 __all__ = [
     "TOPIC",
@@ -52,6 +52,8 @@ __all__ = [
     "kube_stamps",
     "kube_update",
     "node_stamps",
+    "nodes_fingerprint",
+    "store_fingerprint",
 ]
 
 TOPIC = "kube_objects"  # the listeners' topic (metalplane.db.listeners)
@@ -344,3 +346,13 @@ def nodes_fingerprint(db: Database) -> tuple[Any, ...]:
         ports = s.execute(sa.select(sa.func.count(Port.id), sa.func.max(Port.updated_at),
                                     sa.func.max(Port.created_at))).one()
     return (*nodes, *ports)
+
+
+def store_fingerprint(db: Database) -> tuple[Any, ...]:
+    """A value that changes whenever an object of the Kubernetes-style store, a node, a
+    port or an allocation is written (the store's revision, then counts and latest
+    timestamps): a level-based controller with nothing new to see may skip its pass."""
+    with db.read() as s:
+        allocations = s.execute(sa.select(sa.func.count(Allocation.id),
+                                          sa.func.max(Allocation.updated_at))).one()
+    return (kube_revision(db), *nodes_fingerprint(db), *allocations)
