@@ -382,6 +382,13 @@ def _table(columns: list[tuple[str, str, str, str]], rows: list[tuple[Any, list[
             "rows": [{"cells": cells, "object": _row_object(obj)} for obj, cells in rows]}
 
 
+def sent(doc: dict[str, Any]) -> JSONResponse:
+    """``doc`` (plain JSON types only) as the response itself: FastAPI walks a returned
+    dict through ``jsonable_encoder`` first, which costs ten times the encoding on a list
+    of thousands of objects."""
+    return JSONResponse(doc)
+
+
 @functools.cache
 def _openapi_protobuf() -> bytes:
     return k8s_openapi_pb.encode_document(k8s_openapi.openapi_v2())
@@ -788,8 +795,8 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
         objs, rv = await _blocking(SECRET, "", store.snapshot, SECRET, namespace)
         objs = _filtered(request, objs)
         if _wants_table(request):
-            return _table(_SECRET_COLUMNS, [(o, _secret_cells(o)) for o in objs], rv)
-        return _list_doc(SECRET, "v1", [docs.secret(o) for o in objs], rv)
+            return sent(_table(_SECRET_COLUMNS, [(o, _secret_cells(o)) for o in objs], rv))
+        return sent(_list_doc(SECRET, "v1", [docs.secret(o) for o in objs], rv))
 
     @app.get("/api/v1/secrets")
     async def list_all_secrets(request: Request) -> Any:
@@ -860,9 +867,10 @@ def create_k8s_app(store: KubeStore, auth_strategy: str = "noauth",
         objs, rv = await _blocking(BMH, "", store.snapshot, BMH, namespace)
         objs = _filtered(request, objs)
         if _wants_table(request):
-            return _table(_BMH_COLUMNS, [(o, _host_cells(o, o.status or {})) for o in objs],
-                          rv)
-        return _list_doc(BMH, f"{group}/{VERSION}", [docs.host(o, group) for o in objs], rv)
+            return sent(_table(_BMH_COLUMNS,
+                               [(o, _host_cells(o, o.status or {})) for o in objs], rv))
+        return sent(_list_doc(BMH, f"{group}/{VERSION}", [docs.host(o, group) for o in objs],
+                              rv))
 
     @app.get(f"/apis/{{group}}/{VERSION}/baremetalhosts")
     async def list_all_hosts(group: str, request: Request) -> Any:

@@ -31,6 +31,7 @@ from metalplane.api.k8s_api import (
     _table,
     _ts,
     _wants_table,
+    sent,
     serve_group,
 )
 from metalplane.api.k8s_watch import is_watch
@@ -240,9 +241,9 @@ def _routes(app: FastAPI, k: _Kind, machines: MachineController, h: Handlers) ->
         objs, rv = await _blocking(k.kind, "", store.snapshot, k.kind, namespace)
         objs = h.filtered(request, objs)
         if _wants_table(request):
-            return _columns_table(k.columns, objs, k.cells, rv)
-        return h.list_doc(k.kind, f"{k.group}/{VERSION}",
-                          [_doc(o, k.kind, k.group, k.status) for o in objs], rv)
+            return sent(_columns_table(k.columns, objs, k.cells, rv))
+        return sent(h.list_doc(k.kind, f"{k.group}/{VERSION}",
+                               [_doc(o, k.kind, k.group, k.status) for o in objs], rv))
 
     async def list_all(request: Request) -> Any:
         return await listed(request, None)
