@@ -21,11 +21,13 @@ brings it to head.
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -38,9 +40,20 @@ __all__ = ["Database"]
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+def json_loads(text: str | bytes) -> Any:
+    """A JSON column's value: parsed by orjson (a quarter of the stdlib's time; a list of
+    10,000 objects reads five JSON columns each), by the stdlib where orjson refuses what
+    the stdlib wrote (NaN, integers beyond 64 bits). Raises ``ValueError`` for bad JSON."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def _sqlite_engine(url: str, begin: str | None) -> sa.Engine:
     engine = sa.create_engine(
         url,
+        json_deserializer=json_loads,
         connect_args={"check_same_thread": False, "timeout": 30},
         pool_size=20,
         max_overflow=40,
@@ -88,7 +101,8 @@ class Database:
             self.write_engine = _sqlite_engine(url, "BEGIN IMMEDIATE")
             self._single = _sqlite_engine(url, None)
         else:
-            self.engine = sa.create_engine(url, pool_size=20, max_overflow=40, pool_pre_ping=True)
+            self.engine = sa.create_engine(url, pool_size=20, max_overflow=40, pool_pre_ping=True,
+                                           json_deserializer=json_loads)
             self.write_engine = self._single = self.engine
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self.write_engine, expire_on_commit=False)
