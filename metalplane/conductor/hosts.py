@@ -24,6 +24,8 @@ import contextlib
 import json
 import logging
 import re
+import threading
+from collections import OrderedDict
 from typing import Any
 
 from metalplane.common.bmc_address import parse_bmc_address
@@ -44,6 +46,7 @@ from metalplane.db.kube import (
     kube_get,
     kube_list,
     kube_node_links,
+    kube_revision,
     kube_snapshot,
     kube_update,
     nodes_fingerprint,
@@ -57,6 +60,7 @@ LOG = logging.getLogger(__name__)
 
 BMH, SECRET, NAMESPACE = "BareMetalHost", "Secret", "Namespace"
 BUILTIN_NAMESPACES = ("default", "kube-system")
+LIST_CACHE_SIZE = 8  # lists kept, see KubeStore.snapshot
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 
@@ -151,6 +155,10 @@ class KubeStore:
         self.res = NodeResources(conductor)
         self.reconciler = HostReconciler(self)
         self._mirrored: tuple[Any, ...] = ()  # nodes_fingerprint() of the last refresh
+        # (kind, namespace, name) -> (resourceVersion, objects) of the latest lists
+        self._lists: OrderedDict[tuple[str, str | None, str | None],
+                                 tuple[int, list[KubeObject]]] = OrderedDict()
+        self._lists_lock = threading.Lock()
         self._loop = PassLoop("bmh-reconcile", self.reconcile_once, interval,
                               "BareMetalHost reconcile pass",
                               fingerprint=lambda: store_fingerprint(self.db))
@@ -184,11 +192,25 @@ class KubeStore:
     def snapshot(self, kind: str, namespace: str | None = None,
                  name: str | None = None) -> tuple[list[KubeObject], int]:
         """The objects and the store's ``resourceVersion`` they are at (one read; hosts
-        synced with the nodes first, as :meth:`get`)."""
+        synced with the nodes first, as :meth:`get`). The last lists are kept: while the
+        store's revision has not moved, a list is answered from them (as kube-apiserver
+        serves lists from its watch cache); the objects are shared, not to be changed."""
         if kind == BMH:
             self.sync_nodes()
+        key = (kind, namespace, name)
+        with self._lists_lock:
+            cached = self._lists.get(key)
+        if cached is not None and cached[0] == kube_revision(self.db):
+            return list(cached[1]), cached[0]  # nothing written since: the same objects
         objs, rv = kube_snapshot(self.db, kind, namespace, name)
-        return (self.with_status(objs) if kind == BMH else objs), rv
+        if kind == BMH:
+            objs = self.with_status(objs)  # a status written here moves the revision on
+        with self._lists_lock:
+            self._lists[key] = (rv, objs)
+            self._lists.move_to_end(key)
+            while len(self._lists) > LIST_CACHE_SIZE:
+                self._lists.popitem(last=False)
+        return list(objs), rv
 
     def _check_namespace(self, namespace: str) -> None:
         try:

@@ -303,3 +303,34 @@ def test_externally_provisioned_hosts_other_namespaces_and_deletes(
     assert server.http.get(f"/v1/nodes/lab~{HOST}").status_code == 404
     r = kubectl("delete", "namespace", "default", ok=False)
     assert "built in" in r.stderr
+
+
+def test_repeated_lists_follow_every_write(server: RunningServer) -> None:
+    """Lists at an unchanged resourceVersion are answered from the last one (as
+    kube-apiserver's watch cache): each write, of any object, still shows in the next."""
+    url = f"{server.k8s_url}/api/v1/namespaces/default/secrets"
+
+    def listed() -> tuple[int, dict[str, dict[str, Any]]]:
+        doc = httpx.get(url).json()
+        return int(doc["metadata"]["resourceVersion"]), {
+            s["metadata"]["name"]: s for s in doc["items"]}
+
+    assert httpx.post(url, json={"metadata": {"name": "a"},
+                                 "stringData": {"k": "v"}}).status_code == 201
+    rv1, first = listed()
+    rv2, second = listed()
+    assert rv1 == rv2 and first == second and list(first) == ["a"]
+    patch = {"metadata": {"labels": {"role": "x"}}}
+    assert httpx.patch(f"{url}/a", json=patch, headers={
+        "Content-Type": "application/merge-patch+json"}).status_code == 200
+    rv3, third = listed()
+    assert rv3 > rv2 and third["a"]["metadata"]["labels"] == {"role": "x"}
+    assert httpx.post(url, json={"metadata": {"name": "b"}}).status_code == 201
+    rv4, fourth = listed()
+    assert rv4 > rv3 and sorted(fourth) == ["a", "b"]
+    assert httpx.delete(f"{url}/a").status_code == 200
+    rv5, fifth = listed()
+    assert rv5 > rv4 and list(fifth) == ["b"]
+    # another namespace's list is its own
+    other = f"{server.k8s_url}/api/v1/namespaces/kube-system/secrets"
+    assert httpx.get(other).json()["items"] == []
