@@ -358,7 +358,8 @@ class Supervisor:
                 return
             self._configure(node, lease["fixed-address"],
                             lease.get("subnet-mask", "255.255.255.0"), lease.get("routers"))
-            node.set_state("vmedia", f"DHCP: {lease['fixed-address']}")
+            node.set_state("vmedia", f"DHCP: {lease['fixed-address']} from "
+                           f"{lease.get('dhcp-server-identifier', '?')}")
         if self._current(node, generation):
             self._start_agent(node, api)
 

@@ -140,3 +140,33 @@ def test_a_virtual_media_node_boots_the_agent_dhcp_less_and_is_inspected(demo: D
     assert f"cannot boot {bogus}: not an ISO 9660 image" in runtime["detail"]
     assert runtime["agent_pid"] is None
     print(f"virtual media lab test: {time.monotonic() - t0:.0f}s")
+
+
+def test_the_demo_with_a_virtual_media_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``metalplane demo --vmedia``: node-1 is inspected, cleaned (on the cleaning VLAN),
+    and deployed with every ramdisk booted from virtual media, its addresses
+    generated from its provider network ports (no network_data field), no DHCP."""
+    need_root_and_ovs()
+    root = Path("/tmp") / f"mpl-{secrets.token_hex(3)}"
+    monkeypatch.setenv("METALPLANE_LAB_ROOT", str(root))
+    name = "v" + secrets.token_hex(3)
+    buf = io.StringIO()
+    demo = Demo(nodes=2, name=name, port=free_port(), timeout=150, kubectl=False,
+                vmedia=True, console=Console(file=buf, width=200, highlight=False))
+    t0 = time.monotonic()
+    try:
+        code = demo.run()
+    finally:
+        lab.down(name, quiet=True)
+        assert_nothing_left(name, root)
+        root.rmdir() if root.exists() else None
+    out = buf.getvalue()
+    failed = [c for c in demo.checks if not c.ok]
+    assert code == 0 and not failed, out[-6000:]
+    whats = " | ".join(c.what for c in demo.checks)
+    assert "node-1: its ramdisk booted from virtual media 3 times" in whats
+    assert "node-1: no DHCP exchange with dnsmasq" in whats
+    assert "node-1 was cleaned on the cleaning network" in whats
+    assert "deploy: 2 node(s) active" in whats
+    assert "node-1: booted its disk with 192.168.50." in whats  # then from its disk
+    print(f"demo --vmedia with 2 nodes: {time.monotonic() - t0:.0f}s")

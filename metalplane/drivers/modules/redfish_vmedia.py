@@ -25,9 +25,11 @@ made the ISO's El Torito boot image), ``kernel_append_params`` (more kernel para
 ``external_http_url`` setting, else ``boot_server_url``: Ironic's ``[deploy]
 external_http_url`` and the driver_info key of the same name).
 
-DHCP-less boot (Ironic's "Layer 3 or DHCP-less ramdisk booting"): a node whose
-``network_data`` field is set gets it on its boot ISO as
-``openstack/latest/network_data.json``, and the ISO is then labelled ``config-2``: the
+DHCP-less boot (Ironic's "Layer 3 or DHCP-less ramdisk booting"): the node's network
+configuration from its network interface (its ``network_data`` field; with ``neutron``,
+failing that, the addresses its ports were given on the provider network of the step)
+goes on its boot ISO as ``openstack/latest/network_data.json``, and the ISO is then
+labelled ``config-2``: the
 ramdisk sets its addresses from it (glean's job in ironic-python-agent's ramdisk;
 :mod:`metalplane.agent.vmedia`) and asks no DHCP server. A prebuilt ``deploy_iso`` cannot
 carry it (a warning is logged, as Ironic does).
@@ -272,7 +274,7 @@ class RedfishVirtualMediaBoot(RedfishMixin, base.BootInterface):
         info = task.driver_info
         node = task.node
         params = _params(self.settings, node, info)
-        network_data = dict(getattr(node, "network_data", None) or {})
+        network_data = task.network.get_node_network_data(task)
         if info.get("deploy_iso"):
             cd_url = str(info["deploy_iso"])
             if network_data:
