@@ -326,8 +326,8 @@ class Demo:
             driver, info = parse_bmc_address(n["bmc_address"], "admin", "password")
             node = c.post("/v1/nodes", {
                 "name": n["name"], "driver": driver, "driver_info": info,
-                "boot_interface": "redfish-virtual-media" if self.vmedia and n is
-                self.spec["nodes"][0] else "ipxe", "deploy_interface": "direct",
+                "boot_interface": "redfish-virtual-media" if self.vmedia and n["name"]
+                == self.spec["nodes"][0]["name"] else "ipxe", "deploy_interface": "direct",
                 "inspect_interface": "agent", "network_interface": "neutron"})
             self.uuids[n["name"]] = node["uuid"]
             port: dict[str, Any] = {"address": n["mac"], "node_uuid": node["uuid"],

@@ -29,10 +29,9 @@ DHCP-less boot (Ironic's "Layer 3 or DHCP-less ramdisk booting"): the node's net
 configuration from its network interface (its ``network_data`` field; with ``neutron``,
 failing that, the addresses its ports were given on the provider network of the step)
 goes on its boot ISO as ``openstack/latest/network_data.json``, and the ISO is then
-labelled ``config-2``: the
-ramdisk sets its addresses from it (glean's job in ironic-python-agent's ramdisk;
-:mod:`metalplane.agent.vmedia`) and asks no DHCP server. A prebuilt ``deploy_iso`` cannot
-carry it (a warning is logged, as Ironic does).
+labelled ``config-2``: the ramdisk sets its addresses from it (glean's job in
+ironic-python-agent's ramdisk; :mod:`metalplane.agent.vmedia`) and asks no DHCP server. A
+prebuilt ``deploy_iso`` cannot carry it (a warning is logged, as Ironic does).
 
 Sources: DMTF Redfish ``VirtualMedia`` schema (``MediaTypes``, ``Inserted``, ``Image``,
 actions ``VirtualMedia.InsertMedia`` / ``VirtualMedia.EjectMedia``),
