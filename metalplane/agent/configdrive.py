@@ -39,12 +39,12 @@ import os
 import re
 import subprocess
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import pycdlib
 
 __all__ = ["LABEL", "RESERVED", "Partition", "build", "find", "partitions", "probe", "read",
-           "table", "write"]
+           "read_iso", "table", "write"]
 
 RESERVED = 64 << 20  # bytes at the end of the disk kept for the config drive
 LABEL = "config-2"
@@ -232,11 +232,23 @@ def read(disk: str, size: int) -> dict[str, Any]:
     with open(disk, "rb") as f:
         f.seek(part.offset)
         region = io.BytesIO(f.read(part.size))
+    try:
+        return read_iso(region)
+    except ValueError as exc:
+        raise ValueError(f"no config drive on {disk}: {exc}") from None
+
+
+def read_iso(fp: BinaryIO) -> dict[str, Any]:
+    """The contents of the config drive ISO in ``fp`` (a seekable binary file):
+    ``meta_data`` and ``network_data`` (dicts) and ``user_data`` (str), each present only
+    if its file (``openstack/latest/...``) is. Also reads an ISO that holds more (the
+    virtual media boot ISO labelled ``config-2``). Raises ValueError if ``fp`` is no ISO
+    9660 image or a JSON file does not parse."""
     iso = pycdlib.PyCdlib()
     try:
-        iso.open_fp(region)
+        iso.open_fp(fp)
     except pycdlib.pycdlibexception.PyCdlibException as exc:
-        raise ValueError(f"no config drive on {disk}: {exc}") from None
+        raise ValueError(f"not an ISO 9660 image: {exc}") from None
     out: dict[str, Any] = {}
     try:
         for name, key in (("meta_data.json", "meta_data"),
@@ -246,8 +258,11 @@ def read(disk: str, size: int) -> dict[str, Any]:
                 iso.get_file_from_iso_fp(buf, rr_path=f"/openstack/latest/{name}")
             except pycdlib.pycdlibexception.PyCdlibException:
                 continue
-            text = buf.getvalue().decode()
-            out[key] = json.loads(text) if name.endswith(".json") else text
+            text = buf.getvalue().decode(errors="replace")
+            try:
+                out[key] = json.loads(text) if name.endswith(".json") else text
+            except ValueError:
+                raise ValueError(f"openstack/latest/{name} is not JSON") from None
     finally:
         iso.close()
     return out

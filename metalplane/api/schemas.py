@@ -74,6 +74,7 @@ class NodeCreate(_Body):
     maintenance: StrictishBool | None = None
     maintenance_reason: Annotated[str, Field(max_length=4096)] | None = None
     automated_clean: StrictishBool | None = None
+    network_data: dict[str, Any] | None = None
     traits: list[Str255] | None = None
     resource_class: Annotated[str, Field(max_length=80)] | None = None
     conductor_group: Str255 | None = None

@@ -42,6 +42,7 @@ class _Node(_View):
     extra: Json | None = None
     maintenance: bool | None = None
     automated_clean: bool | None = None
+    network_data: Json | None = None
     traits: list[str] | None = None
     links: list[Link] | None = None
     ports: list[Link] | None = None

@@ -32,7 +32,7 @@ NODE_FIELDS = (
     "owner", "lessee", "inspection_started_at", "inspection_finished_at", "created_at",
     "updated_at", "network_interface", *(f"{k}_interface" for k in INTERFACE_KINDS),
     *(f"{k}_interface" for k in NOOP_INTERFACES), "description", "automated_clean",
-    "allocation_uuid",
+    "allocation_uuid", "network_data",
 )
 
 
@@ -45,7 +45,7 @@ DERIVED_NODE_FIELDS = {"clean_step": ("provision_state", "driver_internal_info")
 UNSUPPORTED_NODE_FIELDS: dict[str, Any] = {
     "boot_mode": None, "secure_boot": None, "chassis_uuid": None,
     "console_enabled": False, "fault": None,
-    "firmware_interface": "no-firmware", "network_data": {}, "parent_node": None,
+    "firmware_interface": "no-firmware", "parent_node": None,
     "protected": False, "protected_reason": None, "raid_config": {},
     "target_raid_config": {}, "retired": False, "retired_reason": None, "shard": None,
 }
@@ -116,6 +116,8 @@ def node_view(node: Node, base: str, fields: list[str] | None = None,
             value = driver_defaults.get(f)
         elif isinstance(value, dt.datetime):
             value = timestamp(value)
+        elif f == "network_data" and value is None:
+            value = {}
         out[f] = value
     if fields is None or "links" in fields:
         out["links"] = links(base, "nodes", node.uuid)

@@ -90,6 +90,9 @@ def demo(
         "--kubectl/--no-kubectl",
         help="Enroll half the nodes as BareMetalHosts with kubectl and deploy them by "
              "scaling a MachineSet (skipped, with a note, where kubectl is absent).")] = True,
+    vmedia: Annotated[bool, typer.Option(
+        "--vmedia", help="node-1 boots its ramdisk from Redfish virtual media, DHCP-less "
+                         "(boot interface redfish-virtual-media).")] = False,
 ) -> None:
     """The main job: nodes from enroll to active on isolated tenant networks, on a virtual rack.
 
@@ -107,4 +110,4 @@ def demo(
     if backend not in ("ovs", "ovn"):
         raise CliError(f"--backend must be ovs or ovn, not {backend!r}")
     raise typer.Exit(Demo(nodes=nodes, name=name, port=port, keep=keep,
-                          backend=backend, kubectl=kubectl).run())
+                          backend=backend, kubectl=kubectl, vmedia=vmedia).run())

@@ -118,6 +118,9 @@ class Settings:
     # CA: an iPXE built with it embedded; PXE firmware's own TFTP stays as it is)
     boot_tls: bool = False
     boot_server_url: str = ""  # how nodes reach the boot server; empty: http://<boot_listen>
+    # how BMCs reach the boot server, for the virtual media images they fetch (Ironic's
+    # [deploy]external_http_url); empty: boot_server_url
+    external_http_url: str = ""
     agent_api_url: str = ""  # how the agent reaches the API; empty: <scheme>://host:port
     # the agent reports a finished command at once; beats carry liveness and progress
     agent_heartbeat_interval: float = 10.0
@@ -155,6 +158,10 @@ class Settings:
             host, _, port = address.rpartition(":")
             if not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise Invalid(f"boot_listen takes host:port[,host:port...], not '{address}'")
+        if self.external_http_url and not self.external_http_url.startswith(
+                ("http://", "https://")):
+            raise Invalid(f"external_http_url must be an http(s) URL, not "
+                          f"{self.external_http_url!r}")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise Invalid("TLS needs both tls_cert_file and tls_key_file")
         if self.boot_tls and not self.tls_cert_file:

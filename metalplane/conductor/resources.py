@@ -16,6 +16,7 @@ from typing import Any
 import jsonpatch
 
 from metalplane.common.exceptions import Conflict, Invalid, InvalidState, NotFound
+from metalplane.common.network_data import check_network_data
 from metalplane.common.secrets import MASK, is_sealed, is_secret_key
 from metalplane.conductor.manager import Conductor
 from metalplane.db import api as db_api
@@ -43,6 +44,7 @@ NODE_CREATE_FIELDS = frozenset({
     "conductor_group", "owner", "lessee", "network_interface",
     *(f"{k}_interface" for k in drivers_base.INTERFACE_KINDS),
     *(f"{k}_interface" for k in drivers_base.NOOP_INTERFACES), "description", "automated_clean",
+    "network_data",
 })
 NODE_READONLY_FIELDS = frozenset({
     "provision_state", "target_provision_state", "provision_updated_at", "power_state",
@@ -53,7 +55,7 @@ NODE_READONLY_FIELDS = frozenset({
 # What a node field removed or set to null by a PATCH goes back to (the others: null).
 NODE_DEFAULTS: dict[str, Any] = {"conductor_group": "", "maintenance": False, "traits": [],
                                  "driver_info": {}, "properties": {}, "instance_info": {},
-                                 "extra": {}}
+                                 "extra": {}, "network_data": {}}
 # Ironic's update_port: where a port's wiring may change outside maintenance
 PORT_CHANGE_STATES = (states.ENROLL, states.INSPECTING, states.INSPECT_WAIT, states.MANAGEABLE)
 CONNECTIVITY_FIELDS = frozenset({"portgroup_id", "pxe_enabled", "local_link_connection",
@@ -168,6 +170,8 @@ class NodeResources:
         for key in ("driver_info", "properties", "instance_info", "extra"):
             if not isinstance(values.get(key) or {}, dict):
                 raise Invalid(f"{key} must be an object")
+        if "network_data" in values:
+            values["network_data"] = check_network_data(values["network_data"])
         traits = values.get("traits") or []
         if not isinstance(traits, list):
             raise Invalid("traits must be a list of strings")

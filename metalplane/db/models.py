@@ -126,6 +126,9 @@ class Node(_Timestamps, Base):
     # written and cleared together, with the allocation's node_id, in one transaction.
     allocation_id: Mapped[int | None] = mapped_column(index=True)
     allocation_uuid: Mapped[str | None] = mapped_column(sa.String(36))
+    # Ironic's network_data (API 1.66): the OpenStack network_data.json a virtual media
+    # boot puts on the ramdisk's ISO for a DHCP-less boot; null is shown as {}
+    network_data: Mapped[dict[str, Any] | None] = mapped_column(default=dict)
 
 
 class NodeInventory(_Timestamps, Base):

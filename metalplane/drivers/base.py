@@ -94,6 +94,11 @@ class NodeNetwork(Protocol):
     def configure_tenant(self, task: Task) -> None:
         """Bind the node's tenant VIFs (the node must be powered off)."""
 
+    def get_node_network_data(self, task: Task) -> dict[str, Any]:
+        """The node's network configuration for its ramdisk (``network_data.json``
+        format; ``{}``: none, the ramdisk asks DHCP): a virtual media boot's DHCP-less
+        configuration."""
+
 
 class Task(Protocol):
     """What a driver sees while the conductor holds a node's lock."""

@@ -19,6 +19,12 @@ cleans by itself; they are deployed onto tenant B by scaling a Cluster API Machi
 ends with ``kubectl get baremetalhosts,machines,machinesets``. The other half goes
 through the Bare Metal API as before, onto tenant A.
 
+With ``vmedia=True`` (``--vmedia``) node-1 boots its ramdisk from Redfish virtual media
+instead of PXE (boot interface ``redfish-virtual-media``): its BMC fetches the ISO
+metalplane builds, and with no DHCP at all, since the ISO carries the addresses that the
+provider network of each step gave its port (``network_data.json``, Ironic's DHCP-less
+boot). A check reads its boot log and dnsmasq's.
+
 With ``backend="ovn"`` the rack has OVN beside its ToR: OVN's native DHCP answers the nodes
 on every network (dnsmasq only serves TFTP), tenant A has a gateway and an OVN router to a
 public network with SNAT, and the checks add: each node's DHCP answer on its tenant network
@@ -93,6 +99,7 @@ class Demo:
     cabled: bool = False  # enroll boot ports with their switch port (no LLDP needed)
     backend: str = "ovs"  # or "ovn": OVN beside the ToR (see the module's note)
     kubectl: bool = True  # half the nodes through kubectl (if installed), see the module
+    vmedia: bool = False  # node-1 boots its ramdisk from virtual media, DHCP-less
     console: Console = field(default_factory=lambda: Console(
         highlight=False, width=None if sys.stdout.isatty() else 160))
     checks: list[Check] = field(default_factory=list)
@@ -215,6 +222,8 @@ class Demo:
                 self._check_machines()
             if self.backend == "ovn":
                 self._check_ovn(client, plan)
+            if self.vmedia:
+                self._check_vmedia()
         with self.phase("undeploy"):
             self._undeploy(client, plan)
         self._report(client)
@@ -231,6 +240,11 @@ class Demo:
         self.k8s_port = free_port()
         env["METALPLANE_K8S_PORT"] = str(self.k8s_port)
         log = state / "logs" / "server.log"
+        if self.vmedia:  # what the ISO carries; the lab's ramdisk is the agent process
+            files = state / "server" / "files"
+            files.mkdir(parents=True, exist_ok=True)
+            for name in ("agent.kernel", "agent.initramfs"):
+                (files / name).write_bytes(f"lab {name} stand-in\n".encode() * 64)
         with open(log, "ab") as out:
             self.server = process.spawn(
                 [sys.executable, "-m", "metalplane.cli.main", "server", "--port", str(self.port),
@@ -312,7 +326,8 @@ class Demo:
             driver, info = parse_bmc_address(n["bmc_address"], "admin", "password")
             node = c.post("/v1/nodes", {
                 "name": n["name"], "driver": driver, "driver_info": info,
-                "boot_interface": "ipxe", "deploy_interface": "direct",
+                "boot_interface": "redfish-virtual-media" if self.vmedia and n["name"]
+                == self.spec["nodes"][0]["name"] else "ipxe", "deploy_interface": "direct",
                 "inspect_interface": "agent", "network_interface": "neutron"})
             self.uuids[n["name"]] = node["uuid"]
             port: dict[str, Any] = {"address": n["mac"], "node_uuid": node["uuid"],
@@ -530,10 +545,30 @@ spec:
                            f"{vendor.get('serial_number')}, BMC {inv.get('bmc_address')}")
 
     def _lease_addresses(self, node: str) -> list[str]:
-        """The addresses the node got from DHCP, oldest first (the supervisor's log)."""
+        """The addresses the node's ramdisk got, from DHCP or its virtual media's
+        network_data, oldest first (the supervisor's log)."""
         log = Path(self.spec["state_dir"]) / "logs" / f"{node}.log"
         text = log.read_text() if log.exists() else ""
-        return re.findall(r"DHCP: (\d+\.\d+\.\d+\.\d+) from", text)
+        return re.findall(r"(?:DHCP|network_data): (\d+\.\d+\.\d+\.\d+)[/ ]", text)
+
+    def _check_vmedia(self) -> None:
+        """node-1 booted each ramdisk (inspect, clean, deploy) from virtual media with its
+        addresses from the ISO, and never asked DHCP on a provider network."""
+        n = self.spec["nodes"][0]
+        state = Path(self.spec["state_dir"])
+        log = (state / "logs" / f"{n['name']}.log").read_text()
+        boots = re.findall(r"booted from virtual media \S+ \(volume config-2\)", log)
+        static = re.findall(r"network_data: \S+ \(static, no DHCP\)", log)
+        self.check(f"{n['name']}: its ramdisk booted from virtual media {len(boots)} times "
+                   "(inspect, clean, deploy), addresses from the ISO's network_data",
+                   len(boots) >= 3 and len(static) == len(boots) and " pxe" not in log,
+                   f"{len(boots)} boots, {len(static)} static")
+        seen = [p.parent.name for p in (state / "server" / "dhcp").rglob("*")
+                if p.name in ("dnsmasq.log", "leases")
+                and n["mac"] in p.read_text(errors="replace").lower()]
+        self.check(f"{n['name']}: no DHCP exchange with dnsmasq on any provider network",
+                   not seen, f"its MAC in dnsmasq's files of {', '.join(seen)}" if seen
+                   else "")
 
     def _check_cleaning_network(self) -> None:
         cleaning = next(n for n in self.spec["networks"] if n["name"] == "cleaning")
@@ -542,7 +577,7 @@ spec:
             got = [a for a in self._lease_addresses(n["name"]) if a.startswith(prefix)]
             self.check(f"{n['name']} was cleaned on the cleaning network (VLAN "
                        f"{cleaning['vlan']})", bool(got),
-                       f"DHCP gave {got[-1]}" if got else "no address from the cleaning network")
+                       f"it got {got[-1]}" if got else "no address from the cleaning network")
 
     def _images(self) -> dict[str, tuple[Path, str]]:
         """An ext4 disk image with a small root file system, as raw and qcow2."""

@@ -14,7 +14,9 @@
   server's to the server's unix sockets;
 - BMCs: sushy-tools' Redfish emulator (fake driver, one system per node, on loopback)
   whose external notifier tells the boot supervisor (:mod:`metalplane.lab.supervisor`)
-  about power changes;
+  about power changes; the BMCs reach the boot server (the virtual media images they
+  fetch) through a forwarder on loopback, the lab's management network
+  (``boot_server.external_url``, the server's ``external_http_url``);
 - lldpd on the switch ports, so every node hears LLDP from "its" switch port;
 - with ``--backend ovn``: OVN (:mod:`metalplane.lab.ovn`): NB and SB databases and
   ovn-northd in ``<state_dir>/ovn``, and a gateway chassis ``<name>-gw`` (ovn-controller on
@@ -185,6 +187,9 @@ def _build(name: str, count: int, state: Path, progress: Progress,
         networks.append({"name": net, "vlan": vlan, "cidr": cidr, "gateway": gateway,
                          "namespace": ns, "interface": "eth0", "switch_port": f"{name}-s{j}"})
         progress(f"provider network {net}: VLAN {vlan}, {cidr}, service namespace {ns}")
+    bmc_side = free_port()  # the BMCs' way to the boot server: the management network
+    _spawn([sys.executable, "-m", "metalplane.lab.forward", "--listen", f"127.0.0.1:{bmc_side}",
+            "--unix", str(boot_sock)], None, state / "logs" / "forward-bmc-boot.log")
     default_vlan = NETWORKS[0][1]
     node_specs = []
     for i in range(1, count + 1):
@@ -210,7 +215,8 @@ def _build(name: str, count: int, state: Path, progress: Progress,
                    "switch_id": chassis, "default_vlan": default_vlan},
         "boot_server": {"address": BOOT_ADDRESS, "port": BOOT_PORT,
                         "url": f"http://{BOOT_ADDRESS}:{BOOT_PORT}",
-                        "unix_socket": str(boot_sock)},
+                        "unix_socket": str(boot_sock),
+                        "external_url": f"http://127.0.0.1:{bmc_side}"},
         "agent_api_url": f"http://{BOOT_ADDRESS}:{API_PORT}",
         "unix_socket": str(sock),
         "networks": networks,
@@ -327,6 +333,7 @@ def server_settings(spec: dict[str, Any]) -> dict[str, str]:
         "METALPLANE_UNIX_SOCKET": spec["unix_socket"],
         "METALPLANE_BOOT_UNIX_SOCKET": spec["boot_server"]["unix_socket"],
         "METALPLANE_BOOT_SERVER_URL": spec["boot_server"]["url"],
+        "METALPLANE_EXTERNAL_HTTP_URL": spec["boot_server"].get("external_url", ""),
         "METALPLANE_AGENT_API_URL": spec["agent_api_url"],
         "METALPLANE_DHCP_BINDINGS": ",".join(f"{n}={v['namespace']}:{v['interface']}"
                                              for n, v in nets.items()),

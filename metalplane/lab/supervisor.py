@@ -10,6 +10,16 @@ notifications into what a machine would do, in the node's namespace:
   script's ``metalplane.api_url`` starts ``metalplane-agent`` (its first lookup is issued
   the token) in the namespace, on the node's disk file. No answer: the node stays dark, as
   a real one would.
+- power on, boot device ``Cd``: what firmware booting Redfish virtual media, then the
+  ramdisk, do. The image inserted in the BMC's CD/DVD device (its ``VirtualMedia``
+  resource's ``Image``, read over Redfish: the fake driver's notification holds only its
+  own local copy of it) is fetched from its URL, as the BMC does, from the lab's host
+  side; the agent's parameters come from its ``parameters.txt`` (or from a configuration
+  image ``ir-vfd-dev`` inserted in a Floppy/USBStick device). An ISO labelled
+  ``config-2`` with ``network_data.json`` is a DHCP-less boot: the NIC gets the static
+  addresses and routes of its MAC's link, as glean sets them, and no DHCP is asked; without
+  it the ramdisk asks DHCP (no PXE). Then ``metalplane-agent`` starts as after PXE. No
+  media, or one that cannot be fetched or read: the node stays dark, logged.
 - power on, boot device ``Hdd``: the installed OS comes up. The config drive at the end
   of the disk gives the tenant addresses (``network_data.json``), set on the NIC.
 - power off: the agent is killed and the NIC loses its addresses.
@@ -42,12 +52,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from metalplane.agent import configdrive
+from metalplane.agent import configdrive, vmedia
 from metalplane.common import process
 from metalplane.lab.rack import dhclient_once, netns_exec, run
 
 LOG = logging.getLogger("metalplane.lab.supervisor")
 EXT4_MAGIC_OFFSET = 1080  # s_magic in the superblock at 1024 (ext4(5))
+MAX_MEDIA_BYTES = 1 << 30  # a virtual media image larger than this is not fetched
+CD_TYPES = ("CD", "DVD")
+REMOVABLE_TYPES = ("USBStick", "Floppy")
 
 
 class Node:
@@ -164,6 +177,8 @@ class Supervisor:
                     self._boot_pxe(node, generation)
                 elif job == "boot-hdd":
                     self._boot_disk(node)
+                elif job == "boot-cd":
+                    self._boot_vmedia(node, generation)
                 else:
                     node.set_state("halted", f"cannot boot from {job[5:]}")
             except Exception as exc:  # a node's failure must not stop the lab
@@ -240,6 +255,10 @@ class Supervisor:
             return
         if not self._current(node, generation):
             return
+        self._start_agent(node, api.group(1))
+
+    def _start_agent(self, node: Node, api_url: str) -> None:
+        """``metalplane-agent`` in the node's namespace, on its disk, talking to ``api_url``."""
         work = self.state_dir / "agent" / node.name
         work.mkdir(parents=True, exist_ok=True)
         hardware = work / "hardware.json"  # the node's own DMI identity and BMC
@@ -247,12 +266,102 @@ class Supervisor:
         with open(self.state_dir / "logs" / f"{node.name}-agent.log", "ab") as out:
             node.agent = process.spawn(
                 netns_exec(node.ns, sys.executable, "-m", "metalplane.agent.main",
-                           f"--api-url={api.group(1)}",
+                           f"--api-url={api_url}",
                            f"--disk={node.disk}", f"--work-dir={work}", "--lldp-wait=10",
                            f"--hardware={hardware}"),
                 stdout=out, stderr=subprocess.STDOUT)
         node.set_state("agent", f"metalplane-agent (pid {node.agent.pid}) talking to "
-                       f"{api.group(1)}")
+                       f"{api_url}")
+
+    # ----------------------------------------------------------------- virtual media
+    def _redfish(self, path: str) -> dict[str, Any]:
+        """GET ``path`` of the emulator (the BMC); its JSON. Raises OSError, ValueError."""
+        with urllib.request.urlopen(f"{self.spec['emulator']['url']}{path}",
+                                    timeout=10) as r:
+            data = json.loads(r.read())
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} is not a Redfish resource")
+        return data
+
+    def _inserted_media(self, node: Node) -> list[tuple[set[str], str]]:
+        """``(MediaTypes, Image URL)`` of each VirtualMedia device of the node's system
+        holding an inserted image. Raises OSError, ValueError."""
+        collection = self._redfish(f"/redfish/v1/Systems/{node.spec['uuid']}/VirtualMedia")
+        out = []
+        for member in collection.get("Members") or []:
+            device = self._redfish(str(member.get("@odata.id")))
+            if device.get("Inserted") and device.get("Image"):
+                out.append((set(device.get("MediaTypes") or ()), str(device["Image"])))
+        return out
+
+    @staticmethod
+    def _fetch(url: str) -> bytes:
+        """The image at ``url``, as the BMC fetches it. Raises OSError, ValueError."""
+        with urllib.request.urlopen(url, timeout=30) as r:
+            data: bytes = r.read(MAX_MEDIA_BYTES + 1)
+        if len(data) > MAX_MEDIA_BYTES:
+            raise ValueError(f"larger than {MAX_MEDIA_BYTES >> 20} MiB")
+        return data
+
+    def _boot_vmedia(self, node: Node, generation: int) -> None:
+        node.set_state("vmedia", "boot from the virtual CD")
+        try:
+            media = self._inserted_media(node)
+        except (OSError, ValueError) as exc:
+            LOG.warning("node %s: cannot read its VirtualMedia: %s", node.name, exc)
+            node.set_state("halted", f"virtual media: the BMC's VirtualMedia cannot be read: "
+                           f"{exc}")
+            return
+        cd = next((url for types, url in media if types & set(CD_TYPES)), None)
+        if cd is None:
+            node.set_state("halted", "virtual media: no image inserted in a CD/DVD device")
+            return
+        try:
+            boot = vmedia.read(self._fetch(cd))
+            params = dict(boot.parameters)
+            if "metalplane.api_url" not in params:  # a prebuilt ISO: the config image
+                for types, url in media:
+                    if types & set(REMOVABLE_TYPES):
+                        params.update(vmedia.read(self._fetch(url)).parameters)
+            nets = (vmedia.static_networks(boot.network_data, node.mac)
+                    if boot.network_data else [])
+        except (OSError, ValueError) as exc:
+            LOG.warning("node %s: cannot boot virtual media %s: %s", node.name, cd, exc)
+            node.set_state("halted", f"virtual media: cannot boot {cd}: {exc}")
+            return
+        api = params.get("metalplane.api_url")
+        if not api:
+            node.set_state("halted", f"virtual media: {cd} has no metalplane.api_url")
+            return
+        node.set_state("vmedia", f"booted from virtual media {cd} (volume {boot.label})")
+        if not self._current(node, generation):
+            return
+        if boot.network_data is not None:
+            if not nets:
+                node.set_state("halted", f"virtual media: network_data has no static IPv4 "
+                               f"network for {node.mac}")
+                return
+            for net in nets:
+                run("ip", "-n", node.ns, "addr", "replace", f"{net.address}/{net.prefixlen}",
+                    "dev", "eth0")
+                for dest, via in net.routes:
+                    run("ip", "-n", node.ns, "route", "replace", dest, "via", via, check=False)
+                if net.gateway:
+                    run("ip", "-n", node.ns, "route", "replace", "default", "via", net.gateway,
+                        check=False)
+            node.set_state("vmedia", "network_data: " + ", ".join(
+                f"{n.address}/{n.prefixlen}" for n in nets) + " (static, no DHCP)")
+        else:
+            lease = self._dhcp(node, ipxe=False)  # the ramdisk's own DHCP, no PXE
+            if not lease.get("fixed-address"):
+                node.set_state("halted", "virtual media: no network_data and no DHCP answer")
+                return
+            self._configure(node, lease["fixed-address"],
+                            lease.get("subnet-mask", "255.255.255.0"), lease.get("routers"))
+            node.set_state("vmedia", f"DHCP: {lease['fixed-address']} from "
+                           f"{lease.get('dhcp-server-identifier', '?')}")
+        if self._current(node, generation):
+            self._start_agent(node, api)
 
     # ----------------------------------------------------------------- local disk
     def _boot_disk(self, node: Node) -> None:

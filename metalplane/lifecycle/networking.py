@@ -446,6 +446,52 @@ class NetworkInterface(abc.ABC):
         return {"meta_data": meta, "network_data": network_data,
                 "user_data": user.get("user_data")}
 
+    def get_node_network_data(self, task: Task) -> dict[str, Any]:
+        """The node's network configuration for its ramdisk, in ``network_data.json``
+        format, which a virtual media boot puts on the ISO for a DHCP-less boot (Ironic's
+        ``NetworkInterface.get_node_network_data``): the node's ``network_data`` field;
+        ``{}`` when it has none."""
+        return dict(task.node.network_data or {})
+
+    def _provider_network_data(self, node: Node) -> dict[str, Any]:
+        """``network_data`` of the network ports the node's ports have on the provider
+        network it is on now (Ironic's ``get_neutron_port_data`` of ``get_current_vif``):
+        a ``phy`` link per port (a ``bond`` per portgroup) and its fixed IPs, with the
+        subnet's gateway as default route and its DNS servers."""
+        out: dict[str, list[dict[str, Any]]] = {"links": [], "networks": [], "services": []}
+        for obj, _members in self._wired(node, pxe_only=False):
+            info = obj.internal_info or {}
+            vif_id = next((info[f"{kind}_vif_port_id"] for kind in PROVIDER_KINDS
+                           if info.get(f"{kind}_vif_port_id")), None)
+            if vif_id is None:
+                continue
+            try:
+                vif = self.plugin.get_port(str(vif_id))
+            except MetalplaneError as exc:
+                LOG.warning("Node %s: network port %s of its provider network is gone: %s",
+                            node.uuid, vif_id, exc.message)
+                continue
+            link_id = f"port-{obj.uuid}"
+            out["links"].append({"id": link_id,
+                                 "type": "bond" if isinstance(obj, Portgroup) else "phy",
+                                 "ethernet_mac_address": obj.address or vif.mac_address,
+                                 "vif_id": vif.id, "mtu": 1500})
+            for k, ip in enumerate(self.plugin.fixed_ips(vif.id)):
+                sub = self.plugin.get_subnet(ip["subnet_id"])
+                net = ipaddress.ip_network(sub.cidr)
+                routes = ([{"network": "0.0.0.0" if net.version == 4 else "::",
+                            "netmask": "0.0.0.0" if net.version == 4 else "::",
+                            "gateway": sub.gateway_ip}] if sub.gateway_ip else [])
+                out["networks"].append({"id": f"network-{obj.uuid}-{k}",
+                                        "type": f"ipv{net.version}", "link": link_id,
+                                        "ip_address": ip["ip_address"],
+                                        "netmask": str(net.netmask), "routes": routes,
+                                        "network_id": vif.network_id})
+                out["services"] += [{"type": "dns", "address": d}
+                                    for d in sub.dns_nameservers
+                                    if {"type": "dns", "address": d} not in out["services"]]
+        return out if out["links"] else {}
+
     def check_project(self, node: Node, vif: NetworkPort) -> None:
         net = self.plugin.get_network(vif.network_id)
         projects = {p for p in (node.owner, node.lessee) if p}
@@ -646,6 +692,12 @@ class NeutronNetwork(NetworkInterface):
             self._forget(node, f"{kind}_vif_port_id", objects)
             raise
         LOG.info("Node %s: %d port(s) on %s network %s", node.uuid, len(created), kind, net.name)
+
+    def get_node_network_data(self, task: Task) -> dict[str, Any]:
+        """The node's ``network_data`` field if set, else what its ports have on the
+        provider network it is on now (Ironic's ``NeutronVIFPortIDMixin``): the addresses
+        the provisioning (cleaning, ...) network's IPAM gave them."""
+        return super().get_node_network_data(task) or self._provider_network_data(task.node)
 
     def _bind_tenant(self, node: Node, vifs: list[NetworkPort]) -> None:
         bound = [self._with_host(v, node.uuid) for v in vifs]

@@ -5,6 +5,10 @@ shows the inserted image, the boot device and the eject afterwards."""
 from __future__ import annotations
 
 import io
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +18,7 @@ import httpx
 import pycdlib
 import pytest
 
+from metalplane.agent import vmedia
 from tests.helpers.iso import iso_files
 from tests.helpers.peers import Emulator, sushy_emulator
 from tests.helpers.server import RunningServer, running_server
@@ -159,3 +164,56 @@ def test_a_bmc_that_cannot_fetch_the_iso_fails_the_node_naming_the_call(
     failed = server.wait_state(uuid, "inspect failed")
     assert "VirtualMedia.InsertMedia" in failed["last_error"]
     assert missing in failed["last_error"]
+
+
+NETWORK_DATA = {
+    "links": [{"id": "port-0", "type": "phy", "ethernet_mac_address": "52:54:00:aa:00:00"}],
+    "networks": [{"id": "net0", "type": "ipv4", "link": "port-0", "network_id": "prov",
+                  "ip_address": "192.0.2.50", "netmask": "255.255.255.0",
+                  "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0",
+                              "gateway": "192.0.2.1"}]}],
+    "services": []}
+
+
+def _baremetal(server: RunningServer, *args: str) -> subprocess.CompletedProcess[str]:
+    """python-ironicclient's ``baremetal`` against ``server`` (noauth)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    return subprocess.run([str(Path(sys.executable).parent / "baremetal"), "--os-auth-type",
+                           "none", "--os-endpoint", server.url, *args], capture_output=True,
+                          text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
+
+
+def test_network_data_goes_on_the_iso_for_a_dhcp_less_boot(
+        vm_server: RunningServer, emulator: Emulator, tmp_path: Path) -> None:
+    server = vm_server
+    node = _node(server, emulator, 0, external_http_url="http://127.0.0.1:1/bmc-side")
+    uuid, system = node["uuid"], emulator.systems[0]["uuid"]
+    # python-ironicclient's --network-data (API 1.66) takes a file
+    (tmp_path / "nd.json").write_text(json.dumps(NETWORK_DATA))
+    r = _baremetal(server, "node", "set", uuid, "--network-data", str(tmp_path / "nd.json"))
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    shown = _baremetal(server, "node", "show", uuid, "--fields", "network_data", "-f", "json")
+    assert json.loads(shown.stdout)["network_data"] == NETWORK_DATA
+    # bad network_data: 400 naming the path, nothing stored
+    bad = {**NETWORK_DATA, "networks": [{**NETWORK_DATA["networks"][0], "link": "nope"}]}
+    r2 = server.http.patch(f"/v1/nodes/{uuid}", json=[
+        {"op": "replace", "path": "/network_data", "value": bad}])
+    assert r2.status_code == 400 and "network_data/networks/0/link" in r2.text
+    assert server.node(uuid)["network_data"] == NETWORK_DATA
+
+    assert server.provision(uuid, "inspect").status_code == 202
+    failed = server.wait_state(uuid, "inspect failed")
+    # the BMC is given the URL under driver_info external_http_url, which nothing serves
+    assert "http://127.0.0.1:1/bmc-side/redfish/boot-" in failed["last_error"]
+    server.http.patch(f"/v1/nodes/{uuid}", json=[
+        {"op": "remove", "path": "/driver_info/external_http_url"}]).raise_for_status()
+    assert server.provision(uuid, "manage").status_code == 202
+    server.wait_state(uuid, "manageable")
+    assert server.provision(uuid, "inspect").status_code == 202
+    _waiting(server, uuid)
+    assert _media(emulator, system, "Cd")["Image"] == f"{_boot(server)}/redfish/boot-{uuid}.iso"
+    media = vmedia.read(server.boot.get(f"/redfish/boot-{uuid}.iso").content)
+    assert media.label == "config-2" and media.network_data == NETWORK_DATA
+    assert media.parameters["metalplane.node"] == uuid
+    assert server.provision(uuid, "abort").status_code == 202
+    server.wait_state(uuid, "inspect failed")

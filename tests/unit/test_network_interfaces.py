@@ -150,3 +150,48 @@ def test_the_state_map_covers_the_provider_phases(tmp_path: Any) -> None:
         assert kind in PROVIDER_KINDS and hasattr(settings, f"{kind}_network")
     for state in PROVIDER_NETWORK:
         assert state in states.TRANSIENT_STATES
+
+
+class _ProvisioningPlugin:
+    """The provisioning network's port of the node: one fixed IP on a subnet with a
+    gateway and a DNS server."""
+
+    def get_port(self, ident: str) -> Any:
+        assert ident == "prov-port"
+        return SimpleNamespace(id="prov-port", mac_address="52:54:00:00:00:07",
+                               network_id="net-prov")
+
+    def fixed_ips(self, ident: str) -> list[dict[str, str]]:
+        return [{"subnet_id": "sub-prov", "ip_address": "10.70.0.23"}]
+
+    def get_subnet(self, ident: str) -> Any:
+        return SimpleNamespace(cidr="10.70.0.0/24", gateway_ip="10.70.0.1",
+                               dns_nameservers=["10.70.0.1"])
+
+
+def test_network_data_for_a_dhcp_less_ramdisk(tmp_path: Any) -> None:
+    """neutron: the node's network_data field, else its provider network port's address
+    (Ironic's get_node_network_data); flat: the field only."""
+    port = _vif_port()
+    port.internal_info = {"provisioning_vif_port_id": "prov-port"}
+    plugin = _ProvisioningPlugin()
+    neutron = _iface(NeutronNetwork, tmp_path, plugin, [port])  # type: ignore[arg-type]
+    flat = _iface(FlatNetwork, tmp_path, plugin, [port])  # type: ignore[arg-type]
+    task = _task(_node(network_data=None))
+    assert flat.get_node_network_data(task) == {}  # type: ignore[arg-type]
+    data = neutron.get_node_network_data(task)  # type: ignore[arg-type]
+    assert data == {
+        "links": [{"id": "port-port-7", "type": "phy", "vif_id": "prov-port", "mtu": 1500,
+                   "ethernet_mac_address": "52:54:00:00:00:07"}],
+        "networks": [{"id": "network-port-7-0", "type": "ipv4", "link": "port-port-7",
+                      "ip_address": "10.70.0.23", "netmask": "255.255.255.0",
+                      "network_id": "net-prov",
+                      "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0",
+                                  "gateway": "10.70.0.1"}]}],
+        "services": [{"type": "dns", "address": "10.70.0.1"}]}
+    port.internal_info = {}  # on no provider network: nothing (the ramdisk asks DHCP)
+    assert neutron.get_node_network_data(task) == {}  # type: ignore[arg-type]
+    mine = {"links": [], "networks": [], "services": []}
+    task = _task(_node(network_data=mine))
+    assert neutron.get_node_network_data(task) == mine  # type: ignore[arg-type]
+    assert flat.get_node_network_data(task) == mine  # type: ignore[arg-type]

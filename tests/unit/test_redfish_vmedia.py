@@ -36,12 +36,20 @@ class _Node:
     driver_internal_info: dict[str, Any] = field(default_factory=dict)
 
 
+class _Network:
+    """A network interface giving no network_data (the ramdisk asks DHCP)."""
+
+    def get_node_network_data(self, task: Any) -> dict[str, Any]:
+        return {}
+
+
 @dataclass
 class _Task:
     """The part of a task prepare_images reads."""
 
     driver_info: dict[str, Any]
     node: _Node = field(default_factory=_Node)
+    network: _Network = field(default_factory=_Network)
 
 
 @pytest.fixture

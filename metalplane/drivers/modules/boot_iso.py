@@ -6,7 +6,10 @@ Two images, as Ironic's ``drivers/modules/image_utils.py`` makes them:
   (``/initrd``), the agent's parameters as the kernel command line in the boot loaders'
   configurations (GRUB's ``/boot/grub/grub.cfg``, ISOLINUX's ``/isolinux/isolinux.cfg``)
   and the same line in ``/parameters.txt``; with an EFI System Partition image it is
-  bootable by UEFI firmware (El Torito, no emulation);
+  bootable by UEFI firmware (El Torito, no emulation); with the node's network
+  configuration for a DHCP-less boot, ``/openstack/latest/network_data.json`` too, and
+  the volume is then labelled ``config-2`` so that the ramdisk finds it as a config drive
+  (Ironic's ``images._label``; glean reads it);
 - the *configuration image* (:func:`build_config_image`): a small ISO 9660 image labelled
   ``ir-vfd-dev`` holding ``parameters.txt``, the label and file ironic-python-agent looks
   for on a removable device when the boot ISO cannot carry the parameters (a prebuilt
@@ -15,25 +18,33 @@ Two images, as Ironic's ``drivers/modules/image_utils.py`` makes them:
 The images carry no secret (the agent's token is issued to its first lookup, as with
 iPXE). Sources: ECMA-119 (ISO 9660) and the El Torito specification through pycdlib;
 Ironic's ``image_utils.prepare_configure_image`` and ironic-python-agent's
-``utils._get_vmedia_params`` for the label and ``parameters.txt``. This module builds
+``utils._get_vmedia_params`` for the label and ``parameters.txt``. The names come from
+:mod:`metalplane.agent.vmedia`, the ramdisk's reader of these images. This module builds
 bytes and files; it does not talk to BMCs or serve anything.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pycdlib
 
-__all__ = ["BOOT_LABEL", "CONFIG_LABEL", "PARAMETERS_FILE", "build_boot_iso",
-           "build_config_image", "grub_config", "isolinux_config"]
+from metalplane.agent.vmedia import (
+    CONFIG_DRIVE_LABEL,
+    CONFIG_LABEL,
+    NETWORK_DATA_FILE,
+    PARAMETERS_FILE,
+)
+
+__all__ = ["BOOT_LABEL", "CONFIG_DRIVE_LABEL", "CONFIG_LABEL", "PARAMETERS_FILE",
+           "build_boot_iso", "build_config_image", "grub_config", "isolinux_config"]
 
 BOOT_LABEL = "METALPLANE_AGENT"
-CONFIG_LABEL = "ir-vfd-dev"  # ironic-python-agent's label of the virtual media config device
-PARAMETERS_FILE = "parameters.txt"
 
 
 def grub_config(params: str) -> str:
@@ -89,14 +100,18 @@ def build_config_image(params: str) -> bytes:
 
 
 def build_boot_iso(out: Path, kernel: Path, ramdisk: Path, params: str,
-                   efiboot: Path | None = None) -> None:
+                   efiboot: Path | None = None,
+                   network_data: dict[str, Any] | None = None) -> None:
     """Write the boot ISO to ``out`` (atomically: a reader sees the old file or the new
     one, never a part). ``kernel`` and ``ramdisk`` are files (read while writing, not
     held in memory); ``params`` the agent's kernel command line; ``efiboot`` an EFI System
-    Partition image (FAT, with ``EFI/BOOT/BOOTX64.EFI``) made the El Torito boot image.
+    Partition image (FAT, with ``EFI/BOOT/BOOTX64.EFI``) made the El Torito boot image;
+    ``network_data`` (OpenStack ``network_data.json`` format) the ramdisk's network
+    configuration for a DHCP-less boot, written to ``/openstack/latest/network_data.json``
+    of a volume labelled ``config-2``.
 
     Raises :class:`OSError` for a file that cannot be read or written."""
-    iso = _new(BOOT_LABEL)
+    iso = _new(CONFIG_DRIVE_LABEL if network_data else BOOT_LABEL)
     with open(kernel, "rb") as k, open(ramdisk, "rb") as r:
         iso.add_fp(k, os.fstat(k.fileno()).st_size, "/VMLINUZ.;1", rr_name="vmlinuz",
                    joliet_path="/vmlinuz")
@@ -105,6 +120,10 @@ def build_boot_iso(out: Path, kernel: Path, ramdisk: Path, params: str,
         _add_bytes(iso, f"/{PARAMETERS_FILE}", (params + "\n").encode(), "PARAMETE.TXT")
         _add_dir(iso, "/boot/grub")
         _add_bytes(iso, "/boot/grub/grub.cfg", grub_config(params).encode(), "GRUB.CFG")
+        if network_data:
+            _add_dir(iso, "/" + NETWORK_DATA_FILE.rpartition("/")[0])
+            _add_bytes(iso, "/" + NETWORK_DATA_FILE,
+                       json.dumps(network_data, indent=2).encode(), "NETWORK_.JSO")
         _add_dir(iso, "/isolinux")
         _add_bytes(iso, "/isolinux/isolinux.cfg", isolinux_config(params).encode(),
                    "ISOLINUX.CFG")

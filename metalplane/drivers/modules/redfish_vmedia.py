@@ -20,7 +20,18 @@ as it is; the parameters then go on the configuration image, ``ir-vfd-dev``, ins
 a removable device (``USBStick`` or ``Floppy``) and served at
 ``<boot server>/redfish/config-<node>.img``), ``config_via_removable`` (bool: insert the
 configuration image with a built ISO too), ``bootloader`` (an EFI System Partition image
-made the ISO's El Torito boot image), ``kernel_append_params`` (more kernel parameters).
+made the ISO's El Torito boot image), ``kernel_append_params`` (more kernel parameters),
+``external_http_url`` (the boot server's URL as this node's BMC reaches it; default the
+``external_http_url`` setting, else ``boot_server_url``: Ironic's ``[deploy]
+external_http_url`` and the driver_info key of the same name).
+
+DHCP-less boot (Ironic's "Layer 3 or DHCP-less ramdisk booting"): the node's network
+configuration from its network interface (its ``network_data`` field; with ``neutron``,
+failing that, the addresses its ports were given on the provider network of the step)
+goes on its boot ISO as ``openstack/latest/network_data.json``, and the ISO is then
+labelled ``config-2``: the ramdisk sets its addresses from it (glean's job in
+ironic-python-agent's ramdisk; :mod:`metalplane.agent.vmedia`) and asks no DHCP server. A
+prebuilt ``deploy_iso`` cannot carry it (a warning is logged, as Ironic does).
 
 Sources: DMTF Redfish ``VirtualMedia`` schema (``MediaTypes``, ``Inserted``, ``Image``,
 actions ``VirtualMedia.InsertMedia`` / ``VirtualMedia.EjectMedia``),
@@ -32,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import urllib.parse
@@ -51,6 +63,8 @@ from metalplane.drivers.modules.redfish import RedfishMixin, _system
 __all__ = ["CD_TYPES", "PROPERTIES", "REMOVABLE_TYPES", "RedfishVirtualMediaBoot",
            "agent_iso_inputs", "boot_iso_path", "config_image_path", "iso_url"]
 
+LOG = logging.getLogger(__name__)
+
 CD_TYPES = frozenset({sushy.VirtualMediaType.CD, sushy.VirtualMediaType.DVD})
 REMOVABLE_TYPES = frozenset({sushy.VirtualMediaType.USB_STICK,
                              sushy.VirtualMediaType.FLOPPY})
@@ -68,6 +82,8 @@ PROPERTIES = {
     "bootloader": "An EFI System Partition image (a URL or a path), the ISO's UEFI boot "
     "image. Optional.",
     "kernel_append_params": "More kernel parameters for the agent. Optional.",
+    "external_http_url": "The boot server's URL as the BMC reaches it, for the images it "
+    "fetches. Default the external_http_url setting, else boot_server_url.",
 }
 
 
@@ -81,9 +97,13 @@ def config_image_path(settings: Any, node: Any) -> Path:
     return Path(settings.data_dir) / _DIR / f"config-{node.uuid}.img"
 
 
-def iso_url(settings: Any, path: Path) -> str:
-    """The URL the BMC fetches ``path`` (under ``<data_dir>/redfish``) from."""
-    return f"{agent.boot_url(settings)}/{_DIR}/{path.name}"
+def iso_url(settings: Any, path: Path, info: dict[str, Any] | None = None) -> str:
+    """The URL the BMC fetches ``path`` (under ``<data_dir>/redfish``) from: under
+    driver_info ``external_http_url``, else the ``external_http_url`` setting, else the
+    boot server's URL as nodes reach it."""
+    base = str((info or {}).get("external_http_url") or settings.external_http_url
+               or agent.boot_url(settings)).rstrip("/")
+    return f"{base}/{_DIR}/{path.name}"
 
 
 def _truthy(value: Any) -> bool:
@@ -190,10 +210,11 @@ class RedfishVirtualMediaBoot(RedfishMixin, base.BootInterface):
 
     def validate_driver_info(self, info: dict[str, Any], partial: bool = False) -> None:
         super().validate_driver_info(info, partial)
-        iso = info.get("deploy_iso")
-        if iso and not str(iso).startswith(("http://", "https://")):
-            raise Invalid(f"driver_info/deploy_iso {iso!r} is not an http:// or https:// URL "
-                          "the BMC can fetch")
+        for key in ("deploy_iso", "external_http_url"):
+            url = info.get(key)
+            if url and not str(url).startswith(("http://", "https://")):
+                raise Invalid(f"driver_info/{key} {url!r} is not an http:// or https:// URL "
+                              "the BMC can fetch")
 
     def validate(self, task: base.Task) -> None:
         super().validate(task)
@@ -252,20 +273,25 @@ class RedfishVirtualMediaBoot(RedfishMixin, base.BootInterface):
         info = task.driver_info
         node = task.node
         params = _params(self.settings, node, info)
+        network_data = task.network.get_node_network_data(task)
         if info.get("deploy_iso"):
             cd_url = str(info["deploy_iso"])
+            if network_data:
+                LOG.warning("node %s: the prebuilt deploy_iso cannot carry its network_data; "
+                            "its ramdisk must find its address another way", node.uuid)
         else:
             kernel, ramdisk, loader, params = agent_iso_inputs(self.settings, node, info)
             path = boot_iso_path(self.settings, node)
-            _cached(path, _digest(kernel, ramdisk, loader, params),
-                    lambda out: boot_iso.build_boot_iso(out, kernel, ramdisk, params, loader))
-            cd_url = iso_url(self.settings, path)
+            _cached(path, _digest(kernel, ramdisk, loader, params, network_data),
+                    lambda out: boot_iso.build_boot_iso(out, kernel, ramdisk, params, loader,
+                                                        network_data or None))
+            cd_url = iso_url(self.settings, path, info)
         if not _uses_removable(info):
             return cd_url, None
         config = config_image_path(self.settings, node)
         _cached(config, _digest(params),
                 lambda out: _write(out, boot_iso.build_config_image(params)))
-        return cd_url, iso_url(self.settings, config)
+        return cd_url, iso_url(self.settings, config, info)
 
     def prepare_ramdisk(self, task: base.Task) -> None:
         """Build (or reuse) the node's images and insert them: the ISO in the CD/DVD
