@@ -1,4 +1,5 @@
-"""JSON columns read back through orjson, with the stdlib for what orjson refuses."""
+"""JSON through orjson, with the stdlib for what orjson refuses: the store's JSON columns
+read back, and the Kubernetes-style API's lists sent."""
 
 from __future__ import annotations
 
@@ -24,3 +25,11 @@ def test_what_orjson_refuses_but_the_stdlib_wrote_still_reads() -> None:
 def test_bad_json_raises_value_error() -> None:
     with pytest.raises(ValueError):
         json_loads("{not json")
+
+
+def test_k8s_lists_are_sent_as_the_stdlib_would_encode_them() -> None:
+    from metalplane.api.k8s_api import sent
+
+    doc = {"items": [{"name": "é", "n": 1.5, "ok": True, "none": None}]}
+    assert json.loads(sent(doc).body) == doc
+    assert json.loads(sent({"size": 2 ** 70}).body) == {"size": 2 ** 70}  # the fallback
