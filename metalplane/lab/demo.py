@@ -93,6 +93,7 @@ class Demo:
     cabled: bool = False  # enroll boot ports with their switch port (no LLDP needed)
     backend: str = "ovs"  # or "ovn": OVN beside the ToR (see the module's note)
     kubectl: bool = True  # half the nodes through kubectl (if installed), see the module
+    discovery: bool = False  # the variant: one node nobody enrolled (lab.discovery_demo)
     console: Console = field(default_factory=lambda: Console(
         highlight=False, width=None if sys.stdout.isatty() else 160))
     checks: list[Check] = field(default_factory=list)
@@ -150,7 +151,7 @@ class Demo:
         that name it (its UUID or MAC)."""
         state = Path(self.spec["state_dir"])
         logs = state / "logs"
-        specs = {n["name"]: n for n in self.spec["nodes"]}
+        specs = {n["name"]: n for n in [*self.spec["nodes"], *self.spec.get("undiscovered", [])]}
         for node in nodes:
             spec = specs.get(node, {})
             keys = [k for k in (self.uuids.get(node), spec.get("mac")) if k]
@@ -175,7 +176,8 @@ class Demo:
     def _bring_up(self) -> Client:
         """The rack, the server and its switch and networks; the server's client."""
         with self.phase("rack"):
-            self.spec = lab.up(self.name, self.nodes, progress=self.say, backend=self.backend)
+            self.spec = lab.up(self.name, self.nodes, progress=self.say, backend=self.backend,
+                               undiscovered=1 if self.discovery else 0)
         with self.phase("server"):
             client = self._start_server()
             self._networks(client)
@@ -183,6 +185,10 @@ class Demo:
 
     def _run(self) -> int:
         client = self._bring_up()
+        if self.discovery:
+            from metalplane.lab import discovery_demo
+
+            return discovery_demo.run(self, client)
         names = [n["name"] for n in self.spec["nodes"]]
         half = (len(names) + 1) // 2
         if self.kubectl and shutil.which("kubectl") is None:
@@ -604,7 +610,8 @@ spec:
         return plan
 
     def _node_spec(self, name: str) -> dict[str, Any]:
-        return next(n for n in self.spec["nodes"] if n["name"] == name)
+        return next(n for n in [*self.spec["nodes"], *self.spec.get("undiscovered", [])]
+                    if n["name"] == name)
 
     def _reaches(self, name: str, ip: str, tries: int = 3, borrow: str | None = None) -> bool:
         """True if ``ip`` answers a ping from the node's namespace (any of ``tries``).

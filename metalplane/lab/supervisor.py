@@ -42,8 +42,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from metalplane.agent import configdrive
 from metalplane.common import process
+from metalplane.lab import idrac
 from metalplane.lab.rack import dhclient_once, netns_exec, run
 
 LOG = logging.getLogger("metalplane.lab.supervisor")
@@ -105,7 +108,8 @@ class Supervisor:
         self.state_dir = state_dir
         spec = json.loads((state_dir / "lab.json").read_text())
         self.spec = spec
-        self.nodes = {str(n["uuid"]): Node(n, state_dir) for n in spec["nodes"]}
+        self.nodes = {str(n["uuid"]): Node(n, state_dir)
+                      for n in [*spec["nodes"], *spec.get("undiscovered", [])]}
         self.lock = threading.Lock()
         for sub in ("nodes", "logs", "dhcp"):
             (state_dir / sub).mkdir(exist_ok=True)
@@ -143,9 +147,12 @@ class Supervisor:
 
         def tick() -> None:
             try:
+                if "idrac" in node.spec:  # its own BMC, over TLS with credentials
+                    idrac.tick(node.spec["idrac"])
+                    return
                 with urllib.request.urlopen(url, timeout=10) as r:
                     r.read()
-            except OSError as exc:  # URLError and timeouts are OSErrors
+            except (OSError, httpx.HTTPError) as exc:  # URLError and timeouts: OSErrors
                 LOG.warning("node %s: BMC clock tick failed: %s", node.name, exc)
 
         delay = max(0.0, apply_time - time.time()) + 0.05  # the driver compares with >=
@@ -244,12 +251,16 @@ class Supervisor:
         work.mkdir(parents=True, exist_ok=True)
         hardware = work / "hardware.json"  # the node's own DMI identity and BMC
         hardware.write_text(json.dumps(node.spec.get("hardware") or {}))
+        # the discovery script's: where the inventory goes if no node has this MAC
+        callback = re.search(r"metalplane\.inspection_callback_url=(\S+)", script)
         with open(self.state_dir / "logs" / f"{node.name}-agent.log", "ab") as out:
             node.agent = process.spawn(
                 netns_exec(node.ns, sys.executable, "-m", "metalplane.agent.main",
                            f"--api-url={api.group(1)}",
                            f"--disk={node.disk}", f"--work-dir={work}", "--lldp-wait=10",
-                           f"--hardware={hardware}"),
+                           f"--hardware={hardware}",
+                           *([f"--inspection-callback-url={callback.group(1)}"]
+                             if callback else [])),
                 stdout=out, stderr=subprocess.STDOUT)
         node.set_state("agent", f"metalplane-agent (pid {node.agent.pid}) talking to "
                        f"{api.group(1)}")
