@@ -609,6 +609,10 @@ spec:
         self._wait(c, names, "active", "deploy")
         return plan
 
+    def _names(self) -> list[str]:
+        """The rack's nodes, the undiscovered ones last."""
+        return [n["name"] for n in [*self.spec["nodes"], *self.spec.get("undiscovered", [])]]
+
     def _node_spec(self, name: str) -> dict[str, Any]:
         return next(n for n in [*self.spec["nodes"], *self.spec.get("undiscovered", [])]
                     if n["name"] == name)
@@ -838,7 +842,7 @@ spec:
             f"\nThe rack is still up (--keep). Look around:\n"
             f"  metalplane lab status --name {self.name}\n"
             f"  METALPLANE_URL=http://127.0.0.1:{self.port} metalplane node list\n"
-            f"  ip netns exec {self.spec['nodes'][0]['namespace']} ip addr\n"
+            f"  ip netns exec {self._node_spec(self._names()[0])['namespace']} ip addr\n"
             f"  logs: {self.spec['state_dir']}/logs/\n"
             f"Server settings used: {' '.join(f'{k}={v}' for k, v in env.items())}\n"
             f"Tear down: metalplane lab down --name {self.name}")

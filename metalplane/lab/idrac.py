@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,8 @@ def write_emulator_config(state: Path, node: dict[str, Any], notify_url: str) ->
 
 def _client(bmc: dict[str, Any]) -> httpx.Client:
     # follow_redirects: sushy-tools answers a system by its name with a 307 to its UUID
-    return httpx.Client(verify=bmc["ca"], auth=(bmc["username"], bmc["password"]), timeout=10,
+    return httpx.Client(verify=ssl.create_default_context(cafile=bmc["ca"]),
+                        auth=(bmc["username"], bmc["password"]), timeout=10,
                         follow_redirects=True)
 
 
