@@ -196,3 +196,18 @@ def test_discovery_script_only_when_enabled(make: Any) -> None:
     assert ("metalplane.inspection_callback_url=http://10.69.0.1:6385/v1/continue_inspection"
             in script)
     assert "token" not in script
+
+
+def test_discovered_node_left_manageable_when_configured(make: Any) -> None:
+    import time
+
+    c = make(discovery_enabled=True, discovery_provision_state="manageable")
+    node, _ = c.discovery.continue_inspection(body())
+    deadline = time.monotonic() + 20
+    while True:  # managed on a worker: enroll -> verifying -> manageable, lock released
+        now = db_api.get_node(c.db, node.uuid)
+        if now.provision_state == "manageable" and not now.reservation:
+            break
+        assert time.monotonic() < deadline, (now.provision_state, now.last_error)
+        time.sleep(0.05)
+    assert now.power_state is not None and now.last_error is None
