@@ -209,9 +209,9 @@ class Discovery:
             else set()
         if bmcs:
             wanted = {b.lower() for b in bmcs}
+            # addresses are never sealed (only passwords, keys, secrets, tokens are)
             for n in db_api.list_nodes(self.c.db, columns=("id", "driver_info")):
-                info = self.c.secrets.decrypt_driver_info(dict(n.driver_info or {}))
-                if _bmc_hosts(info) & wanted:
+                if _bmc_hosts(dict(n.driver_info or {})) & wanted:
                     ids.add(n.id)
         if len(ids) > 1:
             LOG.error("Inspection data with MACs %s, BMC %s matches several nodes",
