@@ -131,3 +131,18 @@ def test_a_known_node_in_inspect_wait_finishes_with_the_posted_data(
     assert inv["inventory"]["system_vendor"]["serial_number"] == "8XK4L33"
     assert "auto_discovered" not in inv["plugin_data"]
     assert len(server.http.get("/v1/nodes").json()["nodes"]) == 1
+
+
+def test_public_like_lookup_under_http_basic(tmp_path: Path) -> None:
+    """No operator credentials are asked (an unknown machine has none); the rest of the API
+    still wants them."""
+    from metalplane.api.auth import hash_password
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "htpasswd").write_text(f"ops:{hash_password('correct horse')}\n")
+    with running_server(data, auth_strategy="http_basic", discovery_enabled=True) as srv:
+        assert srv.http.get("/v1/nodes").status_code == 401
+        r = srv.http.post("/v1/continue_inspection", json=captured())
+        assert r.status_code == 202, r.text
+        assert r.json()["config"]["agent_token"] == "******"
