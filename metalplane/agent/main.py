@@ -5,8 +5,11 @@ lookup (as ironic-python-agent is), proves itself with it on every heartbeat, an
 commands the conductor leaves for it: ``inspect`` (the inventory in ironic-python-agent's
 shape: CPUs, memory, disks, NICs with their raw LLDP TLVs, DMI identity, boot mode, BMC
 address; :mod:`metalplane.agent.inventory`), ``erase`` (the disk's metadata) and ``deploy``
-(image and config drive). Every loop is bounded by ``--max-runtime``. It talks to the API
-over HTTP only and imports nothing of the server.
+(image and config drive). In discovery mode (``--inspection-callback-url``, which the
+discovery iPXE script passes as ``metalplane.inspection_callback_url``), a lookup that finds
+no node makes it inspect and post the inventory there once, then look up again, as
+ironic-python-agent does for auto-discovery. Every loop is bounded by ``--max-runtime``.
+It talks to the API over HTTP only and imports nothing of the server.
 """
 
 from __future__ import annotations
@@ -64,8 +67,12 @@ def memory_mb() -> int:
 class Agent:
     def __init__(self, api_url: str, token: str | None, disk: str, work_dir: Path,
                  lldp_wait: float = 5.0, max_runtime: float = 3600.0,
-                 hardware: dict[str, Any] | None = None) -> None:
+                 hardware: dict[str, Any] | None = None,
+                 inspection_callback_url: str | None = None) -> None:
         self.api = api_url.rstrip("/")
+        # discovery mode: where the inventory goes when no node has our MACs
+        self.callback = inspection_callback_url
+        self.discovered = False
         self.token = token
         self.disk = disk
         self.work_dir = work_dir
@@ -113,10 +120,38 @@ class Agent:
                 self.interval = float(found["config"].get("heartbeat_interval", 2))
                 LOG.info("I am node %s", self.node)
                 return
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code == 404 and self.callback and not self.discovered:
+                    self.discover()
+                else:
+                    LOG.warning("lookup failed, retrying: %s", exc)
+                    time.sleep(1)
             except (httpx.HTTPError, KeyError) as exc:
                 LOG.warning("lookup failed, retrying: %s", exc)
                 time.sleep(1)
         raise SystemExit("metalplane-agent: no node found before --max-runtime")
+
+    def discover(self) -> None:
+        """No node has our MACs: inspect and post the inventory to the inspection callback
+        (``POST /v1/continue_inspection``, as ironic-python-agent does with
+        ``ipa-inspection-callback-url``), then go on looking up. A refusal is logged and
+        the post is tried again at the next lookup that finds nothing (a 429 after its
+        ``Retry-After``)."""
+        assert self.callback is not None
+        data = self.do_inspect({})
+        try:
+            r = self.http.post(self.callback, json=data)
+        except httpx.HTTPError as exc:
+            LOG.warning("posting the inventory to %s failed, retrying: %s", self.callback, exc)
+            time.sleep(2)
+            return
+        if r.status_code == 202:
+            self.discovered = True
+            LOG.info("inventory posted to %s: %s", self.callback, r.text[:200])
+            return
+        LOG.warning("the inspection callback answered %s: %s", r.status_code, r.text[:300])
+        wait = r.headers.get("Retry-After", "2")
+        time.sleep(min(60.0, float(wait)) if wait.isdigit() else 2.0)
 
     def heartbeat(self) -> dict[str, Any] | None:
         with self._lock:
@@ -240,6 +275,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lldp-wait", type=float, default=5.0,
                         help="seconds to listen for LLDP during inspection")
     parser.add_argument("--max-runtime", type=float, default=3600.0)
+    parser.add_argument("--inspection-callback-url", default=None,
+                        help="discovery mode: when no node has this machine's MACs, post the "
+                             "inventory here (metalplane's or Ironic's /v1/continue_inspection)"
+                             ", then keep looking up")
     parser.add_argument("--hardware", type=Path, default=None,
                         help="a JSON file whose keys override the inventory's (DMI identity, "
                              "BMC address...): the lab's fake hardware")
@@ -254,7 +293,7 @@ def main(argv: list[str] | None = None) -> None:
         if not shutil.which(tool):
             LOG.warning("%s not found: config drives cannot be written", tool)
     agent = Agent(args.api_url, args.token, args.disk, args.work_dir, args.lldp_wait,
-                  args.max_runtime, hardware)
+                  args.max_runtime, hardware, args.inspection_callback_url)
     sys.exit(agent.run())
 
 

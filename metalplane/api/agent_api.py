@@ -1,4 +1,5 @@
-"""What nodes booting the ramdisk reach: the agent's lookup and heartbeat (on the API), and
+"""What nodes booting the ramdisk reach: the agent's lookup and heartbeat and the inspection
+data it posts (``continue_inspection``, also auto-discovery) on the API, and
 the boot server (per-node iPXE scripts, the image cache, kernels and ramdisks), which
 answers on listeners of its own (``boot_listen``, ``boot_unix_socket``), never on the
 API's. These paths take no operator credentials; the agent proves itself with the token
@@ -13,13 +14,15 @@ from typing import Any
 from fastapi import Body, FastAPI, Header, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse
 
+from metalplane.api.versions import API_VERSION_STATE, MAX_VERSION
 from metalplane.common.exceptions import Invalid, NotFound
 from metalplane.common.secrets import MASK
 from metalplane.conductor.manager import Conductor
 
 __all__ = ["BOOT_PREFIXES", "PUBLIC_PREFIXES", "register", "register_boot"]
 
-PUBLIC_PREFIXES = ("/v1/lookup", "/v1/heartbeat/")
+PUBLIC_PREFIXES = ("/v1/lookup", "/v1/heartbeat/", "/v1/continue_inspection")
+CONTINUE_INSPECTION_VERSION = (1, 84)
 BOOT_PREFIXES = ("/boot/", "/images/", "/files/", "/redfish/")
 _FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
 
@@ -59,6 +62,28 @@ def register(app: FastAPI, conductor: Conductor) -> None:
         token = x_agent_token or body.get("agent_token")
         return conductor.agent_heartbeat(node, token, body)
 
+    @app.post("/v1/continue_inspection", tags=["agent"], status_code=202,
+              summary="The ramdisk's inspection data: a node waiting for it, or a new node "
+                      "(auto-discovery)")
+    def continue_inspection(request: Request, body: Any = Body(None)) -> dict[str, Any]:
+        """Ironic's ``POST /v1/continue_inspection`` (API 1.84; 1.1 as ironic-inspector's
+        callback): body ``{"inventory": {...}, ...plugin data}``; 202 with the node as the
+        lookup shows it (``{"uuid"}`` at 1.1), its agent token never (``******``). 400
+        naming the field, 404 when no node waits for it (or discovery is off), 429 when
+        discovery is over ``discovery_max_per_minute``. See
+        :mod:`metalplane.conductor.discovery`."""
+        version = getattr(request.state, API_VERSION_STATE, MAX_VERSION)
+        if (1, 1) < version < CONTINUE_INSPECTION_VERSION:
+            raise NotFound("API version 1.84 or newer is required")
+        node, _new = conductor.discovery.continue_inspection(body)
+        if version == (1, 1):
+            return {"uuid": node.uuid}
+        return {"node": {"uuid": node.uuid, "name": node.name,
+                         "properties": node.properties or {},
+                         "provision_state": node.provision_state},
+                "config": {"heartbeat_interval": conductor.settings.agent_heartbeat_interval,
+                           "agent_token": MASK, "agent_token_required": True}}
+
 
 
 def register_boot(app: FastAPI, conductor: Conductor) -> None:
@@ -67,6 +92,11 @@ def register_boot(app: FastAPI, conductor: Conductor) -> None:
     images = conductor.settings.data_dir / "images"
     files = conductor.settings.data_dir / "files"
     vmedia = conductor.settings.data_dir / "redfish"
+
+    @app.get("/boot/discovery.ipxe", tags=["boot"], response_class=PlainTextResponse,
+             summary="The iPXE script of machines nobody enrolled (auto-discovery)")
+    def discovery_script() -> PlainTextResponse:
+        return PlainTextResponse(conductor.discovery.script())
 
     @app.get("/boot/{node}.ipxe", tags=["boot"], response_class=PlainTextResponse,
              summary="The iPXE script of a node booting the ramdisk agent")

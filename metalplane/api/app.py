@@ -182,7 +182,8 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
             LOG.warning("request failed: %s", exc.message)
         resp = error_response(exc.code, exc.message, request.url.path)
         if exc.retryable:  # typed, for clients (the agent) that must not parse messages
-            resp.headers.setdefault("Retry-After", "1")
+            wait = getattr(exc, "retry_after", 1)
+            resp.headers.setdefault("Retry-After", str(max(1, math.ceil(wait))))
         return resp
 
     @app.exception_handler(RequestValidationError)

@@ -35,13 +35,17 @@ def lab_up(
     nodes: Annotated[int, typer.Option(help="How many nodes (namespaces + BMCs).")] = 4,
     name: Name = "mplab",
     backend: Backend = "ovs",
+    undiscovered: Annotated[int, typer.Option(
+        help="Nodes more that nobody enrolls, for auto-discovery: Dell servers, each with "
+             "an iDRAC of its own (https://127.0.10.N, root/calvin, the lab's CA). The "
+             "printed settings then turn discovery on.")] = 0,
 ) -> None:
     """Build the rack. Prints the settings a `metalplane server` needs to drive it."""
     from metalplane.lab import lab
 
     try:
         spec = lab.up(name, nodes, progress=lambda s: err_console.print(s, highlight=False),
-                      backend=backend)
+                      backend=backend, undiscovered=undiscovered)
     except lab.LabError as exc:
         raise _lab_error(exc) from None
     console.print(f"lab {name} is up: {len(spec['nodes'])} node(s). Run a server for it with:")
@@ -93,6 +97,10 @@ def demo(
     vmedia: Annotated[bool, typer.Option(
         "--vmedia", help="node-1 boots its ramdisk from Redfish virtual media, DHCP-less "
                          "(boot interface redfish-virtual-media).")] = False,
+    discovery: Annotated[bool, typer.Option(
+        "--discovery", help="The auto-discovery variant instead: one node nobody enrolled "
+        "is powered on through its iDRAC, discovered, made idrac by the seed's inspection "
+        "rule and brought to available (--nodes is ignored).")] = False,
 ) -> None:
     """The main job: nodes from enroll to active on isolated tenant networks, on a virtual rack.
 
@@ -105,6 +113,12 @@ def demo(
     the Bare Metal API). Exit status 1 if a check failed. Needs root."""
     from metalplane.lab.demo import Demo
 
+    if discovery:
+        if backend != "ovs":
+            raise CliError("--discovery runs on the ovs backend (OVN's DHCP answers no "
+                           "unknown MAC)")
+        raise typer.Exit(Demo(nodes=0, name=name, port=port, keep=keep,
+                              discovery=True).run())
     if nodes < 2:
         raise CliError("--nodes must be at least 2 (one per tenant network)")
     if backend not in ("ovs", "ovn"):

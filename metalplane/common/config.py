@@ -128,6 +128,20 @@ class Settings:
     dhcp_restart_delay: float = 2.0  # s a host removal waits to share dnsmasq's restart
     tftp_root: str = "/usr/lib/ipxe"
     unix_socket: str = ""  # also serve the API on this unix socket (the lab's namespaces)
+    # auto-discovery (Ironic's [auto_discovery]): machines nobody enrolled that PXE-boot on
+    # the inspection network get the agent and are enrolled from what it reports (off by
+    # default); the driver they get, the state they are left in (enroll or manageable),
+    # the DHCP range unknown MACs lease from ("start,end"; empty: the largest block of the
+    # inspection subnet outside its allocation pools and gateway), and at most this many
+    # nodes enrolled by discovery per minute (the endpoint takes no credentials)
+    discovery_enabled: bool = False
+    discovery_driver: str = "fake-hardware"
+    discovery_provision_state: str = "enroll"
+    discovery_dhcp_range: str = ""
+    discovery_max_per_minute: int = 30
+    # the CA bundle that verifies Redfish BMCs' certificates when a node's driver_info has
+    # no redfish_verify_ca (empty: the system's trust store, requests' default)
+    redfish_verify_ca: str = ""
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -205,6 +219,13 @@ class Settings:
                      "api_bmc_wait"):
             if not getattr(self, name) > 0:
                 raise Invalid(f"{name} must be a positive number of seconds")
+        if self.discovery_provision_state not in ("enroll", "manageable"):
+            raise Invalid("discovery_provision_state must be enroll or manageable, not "
+                          f"{self.discovery_provision_state!r}")
+        if self.discovery_max_per_minute < 1:
+            raise Invalid("discovery_max_per_minute must be at least 1")
+        if self.redfish_verify_ca and not Path(self.redfish_verify_ca).is_file():
+            raise Invalid(f"redfish_verify_ca {self.redfish_verify_ca} is not a readable file")
         if self.bmc_max_concurrent_calls < 1:
             raise Invalid("bmc_max_concurrent_calls must be at least 1")
 

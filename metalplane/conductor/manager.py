@@ -33,6 +33,7 @@ from metalplane.common.exceptions import (
     NotFound,
 )
 from metalplane.common.secrets import SecretBox
+from metalplane.conductor.discovery import Discovery
 from metalplane.conductor.steps import PHASE_OF_STATE, StepEngine, current_step
 from metalplane.conductor.task import NodeTask
 from metalplane.db import api as db_api
@@ -89,6 +90,7 @@ class Conductor:
         self.network = NetworkPlugin(settings, db)
         self.networking = NodeNetworking(settings, self.network, db)
         self.steps = StepEngine(db)
+        self.discovery = Discovery(self)
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.workers, thread_name_prefix="conductor")
         self._stop = threading.Event()
@@ -103,6 +105,9 @@ class Conductor:
             _Periodic("network drift repair", settings.network_sync_interval,
                       self._sync_network_quietly),
         ]
+        if settings.discovery_enabled:  # unknown MACs answered once the network exists
+            self._periodics.append(_Periodic("discovery DHCP", 5.0,
+                                             self.discovery.ensure_dhcp))
 
     # ------------------------------------------------------------------ life of the process
     def start(self, periodic: bool = True) -> None:

@@ -14,7 +14,10 @@ left the network by then), and adding a host with the MAC or address of one remo
 at once, so no host is refused for a lease still held. Every restart forgets the leases of
 MACs that have no file any more.
 ``--dhcp-ignore=tag:!known`` means a MAC with no file gets no answer at all: a node that is
-not being inspected, cleaned or deployed is not PXE-booted.
+not being inspected, cleaned or deployed is not PXE-booted. With auto-discovery
+(:meth:`DnsmasqServer.set_discovery`) the inspection network's dnsmasq instead has a
+dynamic range for MACs with no file, and options tagged ``!known`` that boot them into the
+agent in discovery mode (as ironic-inspector's dnsmasq with unknown hosts allowed).
 TFTP is a second dnsmasq on the same interface (``--port=0``, no DHCP range), started once:
 a restart of the DHCP one would cut every transfer in flight, and a PXE ROM whose TFTP read
 fails gives up on the network boot (seen in the 20-node lab while nodes left the networks).
@@ -117,6 +120,8 @@ class DnsmasqServer:
         self.restart_delay = restart_delay
         self._removed: set[str] = set()  # MACs and addresses dnsmasq may still hold
         self._timer: threading.Timer | None = None
+        # auto-discovery: (first, last address of the dynamic range, options for unknown MACs)
+        self.discovery: tuple[str, str, tuple[tuple[str, str], ...]] | None = None
 
     @property
     def log_file(self) -> Path:
@@ -138,10 +143,39 @@ class DnsmasqServer:
             f"--dhcp-range=set:{self.name},{self.net.network_address},static,"
             f"{self.net.netmask},600",
             f"--dhcp-hostsdir={self.hosts_dir}", f"--dhcp-optsdir={self.opts_dir}",
-            "--dhcp-userclass=set:ipxe,iPXE", "--dhcp-ignore=tag:!known",
+            "--dhcp-userclass=set:ipxe,iPXE", *self._unknown_hosts(),
             "--dhcp-no-override", "--dhcp-broadcast", "--log-dhcp",
             f"--dhcp-leasefile={self.dir / 'leases'}",
         ])
+
+    def _unknown_hosts(self) -> list[str]:
+        """What MACs with no host file get: nothing, or with discovery a lease from the
+        dynamic range and the discovery options (``--dhcp-option=tag:!known,...``)."""
+        if self.discovery is None:
+            return ["--dhcp-ignore=tag:!known"]
+        first, last, opts = self.discovery
+        lines = format_options("!known", [{"opt_name": n, "opt_value": v} for n, v in opts])
+        return [f"--dhcp-range=set:{self.name}-discovery,{first},{last},{self.net.netmask},600",
+                *(f"--dhcp-option={line}" for line in lines)]
+
+    def set_discovery(self, first: str | None, last: str | None = None,
+                      opts: list[tuple[str, str]] | None = None) -> None:
+        """Answer MACs with no host file from ``first``-``last`` (addresses of the served
+        network) with ``opts`` (``(opt_name, value)`` as in ``extra_dhcp_opts``); ``first``
+        None: ignore them again. Starts or restarts dnsmasq when this changes. Raises
+        :class:`Invalid` for a range outside the network, :class:`DhcpError`."""
+        want = None
+        if first is not None:
+            if last is None or not all(ipaddress.ip_address(a) in self.net for a in (first, last)):
+                raise Invalid(f"discovery range {first}-{last} is not in {self.net} served by "
+                              f"dnsmasq {self.name}")
+            format_options("!known", [{"opt_name": n, "opt_value": v} for n, v in opts or []])
+            want = (first, last, tuple(opts or ()))
+        with self._lock:
+            if want == self.discovery and self._proc is not None and self._proc.poll() is None:
+                return
+            self.discovery = want
+            self._restart_locked(())
 
     def tftp_command(self) -> list[str] | None:
         """The TFTP dnsmasq's command line (no DNS, no DHCP), or None without a root."""

@@ -64,6 +64,16 @@ class DhcpManager:
             return
         self.server(key, cidr).add_host(port_id, mac, ip, opts)
 
+    def set_discovery(self, key: str, cidr: str, first: str | None, last: str | None = None,
+                      opts: list[tuple[str, str]] | None = None) -> bool:
+        """Answer unknown MACs on ``key``'s network (see
+        :meth:`DnsmasqServer.set_discovery`); False where dnsmasq serves no DHCP (the ovn
+        backend: OVN answers only the ports it knows)."""
+        if self.tftp_only:
+            return False
+        self.server(key, cidr).set_discovery(first, last, opts)
+        return True
+
     def remove(self, key: str, mac: str) -> None:
         with self._lock:
             srv = self._servers.get(key)

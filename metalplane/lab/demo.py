@@ -100,6 +100,7 @@ class Demo:
     backend: str = "ovs"  # or "ovn": OVN beside the ToR (see the module's note)
     kubectl: bool = True  # half the nodes through kubectl (if installed), see the module
     vmedia: bool = False  # node-1 boots its ramdisk from virtual media, DHCP-less
+    discovery: bool = False  # the variant: one node nobody enrolled (lab.discovery_demo)
     console: Console = field(default_factory=lambda: Console(
         highlight=False, width=None if sys.stdout.isatty() else 160))
     checks: list[Check] = field(default_factory=list)
@@ -157,7 +158,7 @@ class Demo:
         that name it (its UUID or MAC)."""
         state = Path(self.spec["state_dir"])
         logs = state / "logs"
-        specs = {n["name"]: n for n in self.spec["nodes"]}
+        specs = {n["name"]: n for n in [*self.spec["nodes"], *self.spec.get("undiscovered", [])]}
         for node in nodes:
             spec = specs.get(node, {})
             keys = [k for k in (self.uuids.get(node), spec.get("mac")) if k]
@@ -182,7 +183,8 @@ class Demo:
     def _bring_up(self) -> Client:
         """The rack, the server and its switch and networks; the server's client."""
         with self.phase("rack"):
-            self.spec = lab.up(self.name, self.nodes, progress=self.say, backend=self.backend)
+            self.spec = lab.up(self.name, self.nodes, progress=self.say, backend=self.backend,
+                               undiscovered=1 if self.discovery else 0)
         with self.phase("server"):
             client = self._start_server()
             self._networks(client)
@@ -190,6 +192,10 @@ class Demo:
 
     def _run(self) -> int:
         client = self._bring_up()
+        if self.discovery:
+            from metalplane.lab import discovery_demo
+
+            return discovery_demo.run(self, client)
         names = [n["name"] for n in self.spec["nodes"]]
         half = (len(names) + 1) // 2
         if self.kubectl and shutil.which("kubectl") is None:
@@ -638,8 +644,13 @@ spec:
         self._wait(c, names, "active", "deploy")
         return plan
 
+    def _names(self) -> list[str]:
+        """The rack's nodes, the undiscovered ones last."""
+        return [n["name"] for n in [*self.spec["nodes"], *self.spec.get("undiscovered", [])]]
+
     def _node_spec(self, name: str) -> dict[str, Any]:
-        return next(n for n in self.spec["nodes"] if n["name"] == name)
+        return next(n for n in [*self.spec["nodes"], *self.spec.get("undiscovered", [])]
+                    if n["name"] == name)
 
     def _reaches(self, name: str, ip: str, tries: int = 3, borrow: str | None = None) -> bool:
         """True if ``ip`` answers a ping from the node's namespace (any of ``tries``).
@@ -866,7 +877,7 @@ spec:
             f"\nThe rack is still up (--keep). Look around:\n"
             f"  metalplane lab status --name {self.name}\n"
             f"  METALPLANE_URL=http://127.0.0.1:{self.port} metalplane node list\n"
-            f"  ip netns exec {self.spec['nodes'][0]['namespace']} ip addr\n"
+            f"  ip netns exec {self._node_spec(self._names()[0])['namespace']} ip addr\n"
             f"  logs: {self.spec['state_dir']}/logs/\n"
             f"Server settings used: {' '.join(f'{k}={v}' for k, v in env.items())}\n"
             f"Tear down: metalplane lab down --name {self.name}")

@@ -47,6 +47,7 @@ from typing import Any
 
 import httpx
 
+from metalplane.lab import idrac
 from metalplane.lab.ovn import Central, Chassis, patch
 from metalplane.lab.rack import (
     LabError,
@@ -110,16 +111,20 @@ def load(name: str) -> dict[str, Any]:
 
 
 def up(name: str = "mplab", nodes: int = 4, progress: Progress = lambda _: None,
-       backend: str = "ovs") -> dict[str, Any]:
+       backend: str = "ovs", undiscovered: int = 0) -> dict[str, Any]:
     """Build the rack; returns its description (also in ``<state_dir>/lab.json``).
     ``backend``: ``ovs`` (the ToR and dnsmasq), or ``ovn`` (OVN beside them).
+    ``undiscovered``: nodes more that metalplane is not told about (``undiscovered`` in the
+    description): Dell servers whose BMC is an "iDRAC" of their own at
+    ``https://127.0.10.N`` (:mod:`metalplane.lab.idrac`), for auto-discovery.
 
     Raises :class:`LabError` (root missing, a tool missing, the lab already up, a
     command failed); what was built is removed again in that case.
     """
     check_name(name)
-    if not 1 <= nodes <= 200:
-        raise LabError("--nodes must be between 1 and 200")
+    if not 0 <= nodes <= 200 or not 0 <= undiscovered <= 20 or nodes + undiscovered < 1:
+        raise LabError("--nodes must be between 1 and 200 (0 with --undiscovered), "
+                       "--undiscovered between 0 and 20")
     if backend not in BACKENDS:
         raise LabError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     _need_root()
@@ -129,7 +134,7 @@ def up(name: str = "mplab", nodes: int = 4, progress: Progress = lambda _: None,
     down(name, quiet=True)  # what a crashed run may have left
     state.mkdir(parents=True)
     try:
-        return _build(name, nodes, state, progress, backend)
+        return _build(name, nodes, state, progress, backend, undiscovered)
     except BaseException:
         down(name, quiet=True)
         raise
@@ -167,7 +172,7 @@ def _ovn(name: str, state: Path, switch: Switch, progress: Progress) -> dict[str
 
 
 def _build(name: str, count: int, state: Path, progress: Progress,
-           backend: str = "ovs") -> dict[str, Any]:
+           backend: str = "ovs", undiscovered: int = 0) -> dict[str, Any]:
     switch = Switch(rundir=state / "ovs", bridge=f"{name}-tor")
     progress(f"switch {switch.bridge}: Open vSwitch, userspace datapath")
     switch.start()
@@ -205,6 +210,10 @@ def _build(name: str, count: int, state: Path, progress: Progress,
                            "disk_size": DISK_SIZE, "hardware": node_hardware(name, i, mac)})
     progress(f"{count} node namespace(s) {name}-node1..{count}, each a NIC on the switch "
              "and a disk file")
+    unknown = _undiscovered(name, switch, state, count, undiscovered, default_vlan)
+    if unknown:
+        progress(f"{undiscovered} undiscovered node namespace(s) {name}-new1..{undiscovered}: "
+                 "nobody enrolls them; each has an iDRAC of its own (TLS, the lab's CA)")
     chassis = _start_lldpd(name, state)
     progress(f"lldpd: LLDP from every switch port (chassis {chassis})")
     sup_port, emu_port = free_port(), free_port()
@@ -223,6 +232,7 @@ def _build(name: str, count: int, state: Path, progress: Progress,
         "emulator": {"url": f"http://127.0.0.1:{emu_port}"},
         "supervisor": {"url": f"http://127.0.0.1:{sup_port}"},
         "nodes": node_specs,
+        **({"undiscovered": unknown} if unknown else {}),
     }
     for n in node_specs:
         n["bmc_address"] = f"redfish+http://127.0.0.1:{emu_port}/redfish/v1/Systems/{n['uuid']}"
@@ -236,7 +246,53 @@ def _build(name: str, count: int, state: Path, progress: Progress,
     wait_http(f"{spec['emulator']['url']}/redfish/v1/Systems", emu,
                state / "logs" / "emulator.log", "sushy-emulator")
     progress(f"BMCs: sushy-tools Redfish emulator at {spec['emulator']['url']}")
+    for u in unknown:
+        bmc = u["idrac"]
+        cfg = idrac.write_emulator_config(state, u, f"http://127.0.0.1:{sup_port}/notify")
+        log = state / "logs" / f"idrac-{u['name']}.log"
+        proc = _spawn(emulator_command(cfg), None, log)
+        _wait_for(lambda bmc=bmc, proc=proc: _idrac_up(bmc, proc), 30,
+                  f"the iDRAC of {u['name']} did not answer: see {log}")
+        progress(f"{u['name']}'s iDRAC: {bmc['url']}{bmc['system']} "
+                 f"({bmc['username']}/{bmc['password']}, CA {bmc['ca']})")
     return spec
+
+
+def _idrac_up(bmc: dict[str, Any], proc: subprocess.Popen[bytes]) -> bool:
+    if proc.poll() is not None:
+        raise LabError(f"the iDRAC emulator at {bmc['url']} exited")
+    try:
+        idrac.read_power(bmc)
+        return True
+    except LabError:
+        return False
+
+
+def _undiscovered(name: str, switch: Switch, state: Path, first: int, count: int,
+                  vlan: int) -> list[dict[str, Any]]:
+    """Namespaces ``<name>-newJ`` on switch ports ``<name>-uJ`` (the provisioning VLAN, as
+    any port the switch was not told about), each a Dell with its BMC address
+    ``127.0.10.<first+J>`` and an iDRAC spec (:func:`idrac.bmc_spec`)."""
+    if not count:
+        return []
+    ca = idrac.make_ca(state / "tls")
+    out = []
+    for j in range(1, count + 1):
+        ns = f"{name}-new{j}"
+        run("ip", "netns", "add", ns)
+        run("ip", "-n", ns, "link", "set", "lo", "up")
+        mac = add_nic(switch, ns, "eth0", f"{name}-u{j}", vlan)
+        disk = state / "disks" / f"new-{j}.img"
+        with open(disk, "wb") as f:
+            f.truncate(DISK_SIZE)
+        hardware = node_hardware(name, first + j, mac)
+        hardware["system_vendor"].update(manufacturer="Dell Inc.", product_name="PowerEdge R640")
+        out.append({"name": f"new-{j}", "uuid": str(uuidlib.uuid4()), "namespace": ns,
+                    "mac": mac, "switch_port": f"{name}-u{j}", "disk": str(disk),
+                    "disk_size": DISK_SIZE, "hardware": hardware,
+                    "idrac": idrac.bmc_spec(hardware["bmc_address"], ca),
+                    "bmc_address": f"https://{hardware['bmc_address']}"})
+    return out
 
 
 # The lab's servers, by turns: what each node's DMI says it is (its agent reports it).
@@ -269,7 +325,7 @@ def _start_lldpd(name: str, state: Path) -> str:
     conf.write_text(f"configure system hostname {name}-tor\n"
                     "configure lldp portidsubtype ifname\n"
                     "configure lldp tx-interval 1\n")
-    _spawn(["lldpd", "-d", "-u", sock, "-I", f"{name}-n*,{name}-s*", "-C", f"{name}-s0",
+    _spawn(["lldpd", "-d", "-u", sock, "-I", f"{name}-n*,{name}-s*,{name}-u*", "-C", f"{name}-s0",
             "-O", str(conf), "-p", str(state / "lldpd.pid")], None,
            state / "logs" / "lldpd.log")
     _wait_for(lambda: Path(sock).exists(), 15, f"lldpd did not start: see {state}/logs/lldpd.log")
@@ -329,7 +385,11 @@ def server_settings(spec: dict[str, Any]) -> dict[str, str]:
             "METALPLANE_OVN_NB_CONNECTION": spec["ovn"]["nb"],
             "METALPLANE_OVN_GATEWAY_CHASSIS": spec["ovn"]["gateway_chassis"]}
            if spec.get("backend") == "ovn" else {})
-    return {**ovn,
+    # undiscovered nodes: discovery on, and their iDRACs' certificates trusted (the lab's CA)
+    discovery = ({"METALPLANE_DISCOVERY_ENABLED": "true",
+                  "METALPLANE_REDFISH_VERIFY_CA": spec["undiscovered"][0]["idrac"]["ca"]}
+                 if spec.get("undiscovered") else {})
+    return {**ovn, **discovery,
         "METALPLANE_UNIX_SOCKET": spec["unix_socket"],
         "METALPLANE_BOOT_UNIX_SOCKET": spec["boot_server"]["unix_socket"],
         "METALPLANE_BOOT_SERVER_URL": spec["boot_server"]["url"],
@@ -360,13 +420,18 @@ def status(name: str = "mplab") -> dict[str, Any]:
         tags = {}
     nodes = []
     with httpx.Client(timeout=5) as http:
-        for n in spec["nodes"]:
+        for n in [*spec["nodes"], *spec.get("undiscovered", [])]:
             try:
                 r = http.get(f"{spec['emulator']['url']}/redfish/v1/Systems/{n['uuid']}")
                 power = str(r.json().get("PowerState", "unknown")) if r.status_code == 200 \
                     else "unknown"
             except (httpx.TransportError, ValueError):
                 power = "unreachable"
+            if "idrac" in n:
+                try:
+                    power = idrac.read_power(n["idrac"])
+                except LabError:
+                    power = "unreachable"
             try:
                 addrs = json.loads(run("ip", "-j", "-n", n["namespace"], "addr", "show", "eth0"))
                 ips = [f"{a['local']}/{a['prefixlen']}" for a in addrs[0].get("addr_info", [])

@@ -52,8 +52,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from metalplane.agent import configdrive, vmedia
 from metalplane.common import process
+from metalplane.lab import idrac
 from metalplane.lab.rack import dhclient_once, netns_exec, run
 
 LOG = logging.getLogger("metalplane.lab.supervisor")
@@ -118,7 +121,8 @@ class Supervisor:
         self.state_dir = state_dir
         spec = json.loads((state_dir / "lab.json").read_text())
         self.spec = spec
-        self.nodes = {str(n["uuid"]): Node(n, state_dir) for n in spec["nodes"]}
+        self.nodes = {str(n["uuid"]): Node(n, state_dir)
+                      for n in [*spec["nodes"], *spec.get("undiscovered", [])]}
         self.lock = threading.Lock()
         for sub in ("nodes", "logs", "dhcp"):
             (state_dir / sub).mkdir(exist_ok=True)
@@ -156,9 +160,12 @@ class Supervisor:
 
         def tick() -> None:
             try:
+                if "idrac" in node.spec:  # its own BMC, over TLS with credentials
+                    idrac.tick(node.spec["idrac"])
+                    return
                 with urllib.request.urlopen(url, timeout=10) as r:
                     r.read()
-            except OSError as exc:  # URLError and timeouts are OSErrors
+            except (OSError, httpx.HTTPError) as exc:  # URLError and timeouts: OSErrors
                 LOG.warning("node %s: BMC clock tick failed: %s", node.name, exc)
 
         delay = max(0.0, apply_time - time.time()) + 0.05  # the driver compares with >=
@@ -255,10 +262,13 @@ class Supervisor:
             return
         if not self._current(node, generation):
             return
-        self._start_agent(node, api.group(1))
+        # the discovery script's: where the inventory goes if no node has this MAC
+        callback = re.search(r"metalplane\.inspection_callback_url=(\S+)", script)
+        self._start_agent(node, api.group(1), callback.group(1) if callback else None)
 
-    def _start_agent(self, node: Node, api_url: str) -> None:
-        """``metalplane-agent`` in the node's namespace, on its disk, talking to ``api_url``."""
+    def _start_agent(self, node: Node, api_url: str, callback_url: str | None = None) -> None:
+        """``metalplane-agent`` in the node's namespace, on its disk, talking to ``api_url``
+        (posting its inventory to ``callback_url`` if no node has its MAC)."""
         work = self.state_dir / "agent" / node.name
         work.mkdir(parents=True, exist_ok=True)
         hardware = work / "hardware.json"  # the node's own DMI identity and BMC
@@ -268,7 +278,9 @@ class Supervisor:
                 netns_exec(node.ns, sys.executable, "-m", "metalplane.agent.main",
                            f"--api-url={api_url}",
                            f"--disk={node.disk}", f"--work-dir={work}", "--lldp-wait=10",
-                           f"--hardware={hardware}"),
+                           f"--hardware={hardware}",
+                           *([f"--inspection-callback-url={callback_url}"]
+                             if callback_url else [])),
                 stdout=out, stderr=subprocess.STDOUT)
         node.set_state("agent", f"metalplane-agent (pid {node.agent.pid}) talking to "
                        f"{api_url}")

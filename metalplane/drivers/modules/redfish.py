@@ -3,7 +3,9 @@
 driver_info keys (Ironic's): ``redfish_address`` (``http[s]://host[:port]``, required),
 ``redfish_system_id`` (``/redfish/v1/Systems/<id>``; may be left out when the BMC has one
 system), ``redfish_username``, ``redfish_password``, ``redfish_verify_ca`` (bool or a CA
-bundle path, default true). Sources: DMTF Redfish ``ComputerSystem`` schema (Reset action,
+bundle path, default true: verified against the system's trust store, or against the
+``redfish_verify_ca`` setting's bundle when it is set; false turns verification off for
+that node only). Sources: DMTF Redfish ``ComputerSystem`` schema (Reset action,
 ``Boot.BootSourceOverrideTarget``/``BootSourceOverrideEnabled``, ``ProcessorSummary``,
 ``MemorySummary``, ``EthernetInterfaces``), sushy's resource API.
 
@@ -147,7 +149,11 @@ _registry_lock = threading.Lock()  # guards the two dicts only; never held on th
 
 
 def _conn_key(settings: Any, info: dict[str, Any]) -> _ConnKey:
-    return (info["address"], info["username"], info["password"], info["verify"],
+    verify: bool | str = info["verify"]
+    bundle = str(getattr(settings, "redfish_verify_ca", "") or "")
+    if verify is True and bundle:
+        verify = bundle  # no redfish_verify_ca of the node's own (or "true"): the setting's
+    return (info["address"], info["username"], info["password"], verify,
             float(settings.bmc_connect_timeout), float(settings.bmc_read_timeout))
 
 
