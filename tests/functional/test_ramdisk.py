@@ -42,19 +42,25 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> ramdisk.Result:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[RunningServer]:
-    (port,) = distinct_free_ports(1)
+    api, boot = distinct_free_ports(2)
     # the VM reaches the host's loopback as 10.0.2.2 (QEMU user networking)
-    with running_server(tmp_path / "data", port=port, agent_api_url=f"http://10.0.2.2:{port}",
+    with running_server(tmp_path / "data", port=api, agent_api_url=f"http://10.0.2.2:{api}",
+                        boot_listen=f"127.0.0.1:{boot}",
+                        boot_server_url=f"http://10.0.2.2:{boot}",
                         agent_heartbeat_interval=1) as srv:
         yield srv
 
 
-def boot_vm(kernel: Path, initramfs: Path, append: str, disk: Path, log: Path
-            ) -> subprocess.Popen[bytes]:
+def boot_vm(disk: Path, log: Path, *how: str) -> subprocess.Popen[bytes]:
+    """QEMU (TCG, 1 GiB, one CPU) with a virtio NIC on the user network and a virtio disk,
+    booting ``how``: a kernel and initramfs, or the NIC's iPXE ROM."""
+    netdev = "user,id=n0"
+    if how[0] == "-boot":  # iPXE: the DHCP answer's bootfile is the node's script
+        netdev += f",bootfile={how[-1]}"
+        how = ("-boot", "n")
     return subprocess.Popen(
-        ["qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-smp", "1",
-         "-kernel", str(kernel), "-initrd", str(initramfs), "-append", append,
-         "-netdev", "user,id=n0", "-device", f"virtio-net-pci,netdev=n0,mac={MAC}",
+        ["qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-smp", "1", *how,
+         "-netdev", netdev, "-device", f"virtio-net-pci,netdev=n0,mac={MAC}",
          "-drive", f"file={disk},if=virtio,format=qcow2",
          "-display", "none", "-monitor", "none", "-serial", f"file:{log}", "-no-reboot"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
@@ -75,8 +81,12 @@ def test_the_build_is_cached_and_installed_where_the_boot_server_serves_it(
     assert hashlib.sha256(served.content).hexdigest() == files["agent.initramfs"]["sha256"]
 
 
+@pytest.mark.parametrize("via", ["kernel", "ipxe"])
 def test_the_ramdisk_boots_the_agent_which_inspects_the_vm(
-        built: ramdisk.Result, server: RunningServer, tmp_path: Path) -> None:
+        built: ramdisk.Result, server: RunningServer, tmp_path: Path, via: str) -> None:
+    """``kernel``: QEMU loads the kernel and initramfs, with the kernel command line of the
+    node's iPXE script. ``ipxe``: the NIC's iPXE ROM (Debian's ipxe-qemu) takes the script's
+    URL from DHCP, runs it and fetches both from the boot server, as on a real rack."""
     assert shutil.which("qemu-system-x86_64"), "qemu-system-x86 missing: run scripts/setup.sh"
     node = server.create_node(name="vm1", boot_interface="ipxe", deploy_interface="direct",
                               inspect_interface="agent", network_interface="noop")
@@ -88,18 +98,27 @@ def test_the_ramdisk_boots_the_agent_which_inspects_the_vm(
     server.wait_state("vm1", "inspect wait")
 
     # the kernel command line is the iPXE script's: what the ramdisk's init reads
+    settings = server.service.conductor.settings
+    script_url = f"{settings.boot_server_url}/boot/{node['uuid']}.ipxe"
     script = server.boot.get(f"/boot/{node['uuid']}.ipxe")
     assert script.status_code == 200, script.text
     kernel_line = next(line for line in script.text.splitlines() if line.startswith("kernel "))
     params = [w for w in kernel_line.split()[2:] if not w.startswith("initrd=")]
-    assert f"metalplane.api_url={server.url.replace('127.0.0.1', '10.0.2.2')}" in params
-    append = " ".join([*params, "metalplane.lldp_wait=1", "quiet"])
+    assert f"metalplane.api_url={settings.agent_api_url}" in params
+    if via == "ipxe":
+        installed = ramdisk.build(settings.data_dir, cache_dir=CACHE / "ramdisk")
+        assert installed.cached  # the session's build, now where the boot server serves it
+        how: tuple[str, ...] = ("-boot", script_url)
+    else:
+        append = " ".join([*params, "metalplane.lldp_wait=1", "quiet"])
+        how = ("-kernel", str(built.kernel), "-initrd", str(built.initramfs),
+               "-append", append)
 
     disk = tmp_path / "vm1.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), str(DISK)],
                    check=True, timeout=30)
     log = tmp_path / "vm1-serial.log"
-    vm = boot_vm(built.kernel, built.initramfs, append, disk, log)
+    vm = boot_vm(disk, log, *how)
     try:
         deadline = time.monotonic() + 150
         state = ""
@@ -118,7 +137,9 @@ def test_the_ramdisk_boots_the_agent_which_inspects_the_vm(
         if vm.stderr:
             vm.stderr.close()
 
-    # the console shows the init's progress and the agent finding its node
+    # the console shows the script's command line, the init's progress and the agent
+    assert re.search(rf"metalplane-ramdisk: command line: .*metalplane\.node={node['uuid']}",
+                     console)
     assert "metalplane-ramdisk: DHCP on eth0" in console
     assert f"metalplane-ramdisk: metalplane ramdisk {built.key}" in console
     assert "metalplane-ramdisk: starting metalplane-agent (run 1)" in console
