@@ -19,6 +19,7 @@ APT_PACKAGES=(
     ipmitool                              # handy for checking an IPMI BMC by hand
     mmdebstrap cpio zstd kmod             # metalplane ramdisk build: rootfs, initramfs, modules
     qemu-system-x86                       # boots the built ramdisk in its test (TCG)
+    extlinux syslinux-common              # metalplane image build: the image's boot loader
 )
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

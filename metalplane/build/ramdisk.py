@@ -26,8 +26,6 @@ Must not touch the host's apt state or anything outside its cache and ``<data_di
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -35,17 +33,25 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from metalplane.build.apt import DEFAULT_SOURCES, AptError, PrivateApt
+from metalplane.build.common import (
+    BuildError,
+    epoch,
+    install_files,
+    locked,
+    prune_cache,
+    run,
+    sha256_file,
+)
 
 __all__ = ["BuildError", "Inputs", "Result", "agent_source_hash", "build", "resolve_inputs"]
 
 BUILD_VERSION = "1"  # bump when the recipe changes in a way the source hash cannot see
-EPOCH = 1735689600  # 2025-01-01T00:00:00Z: every mtime (SOURCE_DATE_EPOCH overrides)
 KERNEL_PACKAGE = "linux-image-cloud-amd64"
 # What the agent and its init use: python3 and the agent's imports (httpx, pycdlib),
 # qemu-img (qcow2 images), sfdisk/blkid (the config drive's partition), gdisk, ip, dhclient,
@@ -77,16 +83,10 @@ PRUNE = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale",
          "usr/bin/qemu-io", "usr/bin/qemu-nbd", "usr/bin/qemu-storage-daemon")
 ZSTD_LEVEL = 12  # 42 MiB in 7 s on 2 cores; -19: 37 MiB in 45 s
 KERNEL_NAME, INITRAMFS_NAME = "agent.kernel", "agent.initramfs"
-KEEP = 3  # cache entries kept (the newest)
 _DATA = Path(__file__).with_name("data")
 _AGENT_ROOT = Path(__file__).resolve().parents[1]  # the metalplane package's directory
 
 Progress = Callable[[str], None]
-
-
-class BuildError(RuntimeError):
-    """The build cannot go on; the message says what to do (a tool missing, not root, a
-    command that failed with its last lines)."""
 
 
 def agent_source_hash(package_dir: Path = _AGENT_ROOT) -> str:
@@ -101,9 +101,11 @@ def agent_source_hash(package_dir: Path = _AGENT_ROOT) -> str:
 
 
 def recipe_hash() -> str:
-    """SHA-256 (hex) of the builder itself: this module, the private apt and the init."""
+    """SHA-256 (hex) of the builder itself: this module, the private apt, the shared
+    helpers and the init."""
     h = hashlib.sha256(BUILD_VERSION.encode())
-    for path in (Path(__file__), Path(__file__).with_name("apt.py"), _DATA / "init"):
+    here = Path(__file__)
+    for path in (here, here.with_name("apt.py"), here.with_name("common.py"), _DATA / "init"):
         h.update(path.read_bytes())
     return h.hexdigest()
 
@@ -141,17 +143,6 @@ class Result:
     installed: list[Path] = field(default_factory=list)
 
 
-def _run(cmd: list[str], what: str, timeout: float = 900, **kw: Any) -> str:
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
-    except subprocess.TimeoutExpired:
-        raise BuildError(f"{what} took more than {timeout:.0f} s") from None
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-5:]
-        raise BuildError(f"{what} failed (exit {proc.returncode}): {' / '.join(tail)}")
-    return str(proc.stdout)
-
-
 def check_host() -> None:
     """Raise :class:`BuildError` unless this machine can build: root, and the tools."""
     if os.geteuid() != 0:
@@ -178,55 +169,6 @@ def resolve_inputs(apt: PrivateApt) -> Inputs:
                   agent=agent_source_hash(), recipe=recipe_hash(), arch=apt.arch)
 
 
-@contextlib.contextmanager
-def _locked(cache_dir: Path, timeout: float = 1800) -> Iterator[None]:
-    """Hold ``<cache_dir>/.lock``: one build at a time per cache (bounded wait)."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with open(cache_dir / ".lock", "w") as f:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise BuildError(f"another build held {cache_dir} for {timeout:.0f} s"
-                                     ) from None
-                time.sleep(1)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _install(result: Result, files_dir: Path) -> list[Path]:
-    """Put the kernel and initramfs where the boot server serves them (hard links, else
-    copies; each replaced atomically)."""
-    files_dir.mkdir(parents=True, exist_ok=True)
-    out = []
-    for src, name in ((result.kernel, KERNEL_NAME), (result.initramfs, INITRAMFS_NAME)):
-        dest, tmp = files_dir / name, files_dir / f".{name}.tmp"
-        tmp.unlink(missing_ok=True)
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-        out.append(dest)
-    return out
-
-
-def _prune_cache(cache_dir: Path, keep: str) -> None:
-    entries = sorted((p for p in cache_dir.iterdir()
-                      if p.is_dir() and (p / "manifest.json").is_file() and p.name != keep),
-                     key=lambda p: (p / "manifest.json").stat().st_mtime, reverse=True)
-    for old in entries[KEEP - 1:]:
-        shutil.rmtree(old, ignore_errors=True)
-    for stale in cache_dir.glob("build-*"):  # an interrupted build's work directory
-        shutil.rmtree(stale, ignore_errors=True)
-
-
 def build(data_dir: Path, cache_dir: Path | None = None,
           sources: tuple[str, ...] = DEFAULT_SOURCES, force: bool = False,
           install: bool = True, progress: Progress = lambda _: None) -> Result:
@@ -238,7 +180,7 @@ def build(data_dir: Path, cache_dir: Path | None = None,
     check_host()
     started = time.monotonic()
     cache_dir = cache_dir or data_dir / "ramdisk"
-    with _locked(cache_dir):
+    with locked(cache_dir):
         apt = PrivateApt(cache_dir / "apt", sources)
         progress(f"resolving packages from {len(apt.sources)} apt source(s)")
         try:
@@ -267,9 +209,11 @@ def build(data_dir: Path, cache_dir: Path | None = None,
                 shutil.rmtree(work, ignore_errors=True)
             result = _result(entry, cached=False, seconds=time.monotonic() - started)
         os.utime(entry / "manifest.json")  # the newest use: kept by the pruning
-        _prune_cache(cache_dir, key)
+        prune_cache(cache_dir, key)
         if install:
-            result.installed = _install(result, data_dir / "files")
+            result.installed = install_files([(result.kernel, KERNEL_NAME),
+                                              (result.initramfs, INITRAMFS_NAME)],
+                                             data_dir / "files")
             progress(f"installed in {data_dir / 'files'}")
     return result
 
@@ -281,17 +225,13 @@ def _result(entry: Path, cached: bool, seconds: float) -> Result:
                   manifest=manifest)
 
 
-def _epoch() -> int:
-    return int(os.environ.get("SOURCE_DATE_EPOCH") or EPOCH)
-
-
 def _build(inputs: Inputs, apt: PrivateApt, work: Path, progress: Progress) -> None:
     root, out = work / "root", work / "out"
     out.mkdir(parents=True)
-    epoch = _epoch()
+    when = epoch()
     suite = apt.sources[0].split()[2]
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8",
-           "SOURCE_DATE_EPOCH": str(epoch)}
+           "SOURCE_DATE_EPOCH": str(when)}
 
     progress("mmdebstrap: the root file system")
     cmd = ["mmdebstrap", "--variant=essential", "--mode=root", "--quiet",
@@ -299,10 +239,10 @@ def _build(inputs: Inputs, apt: PrivateApt, work: Path, progress: Progress) -> N
            *(f"--dpkgopt=path-exclude={p}" for p in DOC_EXCLUDES),
            "--dpkgopt=path-include=/usr/share/doc/*/copyright",
            suite, str(root), str(apt.sources_file)]
-    _run(cmd, "mmdebstrap", env=env)
+    run(cmd, "mmdebstrap", env=env)
 
     installed = dict(
-        line.split("\t") for line in _run(
+        line.split("\t") for line in run(
             ["chroot", str(root), "dpkg-query", "-W", "-f=${Package}\t${Version}\n"],
             "dpkg-query", env=env).splitlines())
     drift = sorted(n for n, v in inputs.packages.items()
@@ -313,7 +253,7 @@ def _build(inputs: Inputs, apt: PrivateApt, work: Path, progress: Progress) -> N
     purge = [p for p in PURGE if p in installed]
     if purge:
         progress(f"leaving out {len(purge)} packages the agent does not use")
-        _run(["chroot", str(root), "dpkg", "--purge", "--force-depends", *purge],
+        run(["chroot", str(root), "dpkg", "--purge", "--force-depends", *purge],
              "dpkg --purge", env=env)
         for p in purge:
             installed.pop(p, None)
@@ -350,7 +290,7 @@ def _build(inputs: Inputs, apt: PrivateApt, work: Path, progress: Progress) -> N
         shutil.rmtree(cache, ignore_errors=True)
     (root / "etc/hostname").write_text("metalplane-ramdisk\n")
     for path in [root, *root.rglob("*")]:
-        os.utime(path, (epoch, epoch), follow_symlinks=False)
+        os.utime(path, (when, when), follow_symlinks=False)
 
     progress(f"cpio + zstd -{ZSTD_LEVEL}")
     initramfs = out / INITRAMFS_NAME
@@ -375,10 +315,10 @@ def _build(inputs: Inputs, apt: PrivateApt, work: Path, progress: Progress) -> N
         "key": key, "kernel_version": abi, "inputs": asdict(inputs),
         "installed": dict(sorted(installed.items())),
         "files": {name: {"size": (out / name).stat().st_size,
-                         "sha256": _sha256(out / name)}
+                         "sha256": sha256_file(out / name)}
                   for name in (KERNEL_NAME, INITRAMFS_NAME)},
         "unpacked_bytes": sum(p.lstat().st_size for p in root.rglob("*")),
-        "source_date_epoch": epoch,
+        "source_date_epoch": when,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
 
@@ -392,15 +332,15 @@ def _kernel(inputs: Inputs, apt: PrivateApt, work: Path, root: Path, out: Path) 
     except AptError as exc:
         raise BuildError(str(exc)) from None
     kdir = work / "kernel"
-    _run(["dpkg-deb", "-x", str(deb), str(kdir)], "dpkg-deb -x")
+    run(["dpkg-deb", "-x", str(deb), str(kdir)], "dpkg-deb -x")
     abi = name.removeprefix("linux-image-")
     moddir = kdir / "lib/modules" / abi
     if not moddir.is_dir():
         raise BuildError(f"{deb.name} has no lib/modules/{abi}")
-    _run(["depmod", "-b", str(kdir), abi], "depmod")
+    run(["depmod", "-b", str(kdir), abi], "depmod")
     wanted: list[str] = []
     for module in inputs.modules:
-        for line in _run(["modprobe", "-d", str(kdir), "-S", abi, "--show-depends", module],
+        for line in run(["modprobe", "-d", str(kdir), "-S", abi, "--show-depends", module],
                          f"modprobe --show-depends {module}").splitlines():
             if line.startswith("insmod ") and line.split()[1] not in wanted:
                 wanted.append(line.split()[1])
@@ -412,14 +352,6 @@ def _kernel(inputs: Inputs, apt: PrivateApt, work: Path, root: Path, out: Path) 
     for meta in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
         if (moddir / meta).is_file():
             shutil.copyfile(moddir / meta, dest / meta)
-    _run(["depmod", "-b", str(root), abi], "depmod (ramdisk)")
+    run(["depmod", "-b", str(root), abi], "depmod (ramdisk)")
     shutil.copyfile(kdir / "boot" / f"vmlinuz-{abi}", out / KERNEL_NAME)
     return abi
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()

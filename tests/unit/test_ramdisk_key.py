@@ -96,3 +96,15 @@ def test_a_bad_source_is_a_clear_cli_error() -> None:
     assert proc.returncode == 1
     assert "--source takes 'deb URI SUITE COMPONENTS'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_image_key_follows_its_packages_and_recipe() -> None:
+    from metalplane.build.image import ImageInputs
+
+    base = ImageInputs(sources=("deb http://deb.debian.org/debian bookworm main",),
+                       packages={"cloud-init": "22.4.2-1+deb12u1"}, recipe="r1")
+    same = ImageInputs(sources=base.sources, packages=dict(base.packages), recipe="r1")
+    assert same.key() == base.key()
+    changed = [dataclasses.replace(base, packages={"cloud-init": "22.4.2-1+deb12u2"}),
+               dataclasses.replace(base, recipe="r2")]
+    assert base.key() not in {c.key() for c in changed}
