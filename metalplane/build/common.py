@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from metalplane.common.files import private_dir
+
 __all__ = ["EPOCH", "BuildError", "epoch", "install_files", "locked", "prune_cache", "run",
            "sha256_file"]
 
@@ -70,7 +72,11 @@ def locked(cache_dir: Path, timeout: float = 1800) -> Iterator[None]:
 
 def install_files(files: list[tuple[Path, str]], files_dir: Path) -> list[Path]:
     """Put each ``(source, name)`` at ``files_dir/name``, where the boot server serves it
-    (a hard link, else a copy; each replaced atomically); the paths."""
+    (a hard link, else a copy; each replaced atomically); the paths. A data directory
+    made here is private (mode 0700), as the server makes it: it will hold the key and
+    database too."""
+    if not files_dir.parent.exists():
+        private_dir(files_dir.parent)
     files_dir.mkdir(parents=True, exist_ok=True)
     out = []
     for src, name in files:
