@@ -11,10 +11,13 @@ The agent adds the config drive's partition after the image (MBR slots 2-4 are f
 Given as raw and qcow2, with their SHA-256 in ``SHA256SUMS``.
 
 Cached like the ramdisk (:mod:`metalplane.build.ramdisk`): by a hash of the sources, every
-installed package's version and this recipe. The file system is made with ``mkfs.ext4 -d``
-at a fixed UUID, hash seed and time (``E2FSPROGS_FAKE_TIME``), from a tree whose mtimes are
-clamped to ``SOURCE_DATE_EPOCH``; the mount that installs extlinux stamps the superblock
-and extlinux's own files with the time of the build, so two builds differ in those bytes.
+installed package's version and this recipe. The disk steps are deterministic: the file
+system is made with ``mkfs.ext4 -d`` at a fixed UUID, hash seed and time
+(``E2FSPROGS_FAKE_TIME``), from a tree whose mtimes are clamped to ``SOURCE_DATE_EPOCH``,
+without a journal while a mount installs extlinux; debugfs then resets what the mount
+stamped (superblock times, extlinux's inode times and generation numbers) and tune2fs adds
+the journal. The tree itself is not yet: some maintainer scripts of the packages write
+build-time data (two builds of one key still differ).
 
 Needs root (mmdebstrap, a loop mount) and Debian's mmdebstrap, e2fsprogs, fdisk, extlinux,
 syslinux-common, qemu-utils. Must not touch anything outside its cache and
@@ -108,7 +111,8 @@ def check_host() -> None:
     if os.geteuid() != 0:
         raise BuildError("image build needs root: mmdebstrap's root mode and a loop mount "
                          "to install the boot loader")
-    tools = {"mmdebstrap": "mmdebstrap", "mkfs.ext4": "e2fsprogs", "sfdisk": "fdisk",
+    tools = {"mmdebstrap": "mmdebstrap", "mkfs.ext4": "e2fsprogs", "debugfs": "e2fsprogs",
+             "tune2fs": "e2fsprogs", "sfdisk": "fdisk",
              "extlinux": "extlinux", "qemu-img": "qemu-utils", "mount": "mount"}
     missing = sorted({pkg for tool, pkg in tools.items() if not shutil.which(tool)})
     if not MBR.is_file():
@@ -175,6 +179,19 @@ def build(distro: str, data_dir: Path, cache_dir: Path | None = None,
     return result
 
 
+def _reset_mount(when: int) -> str:
+    """debugfs(8) commands that undo what the mount and extlinux stamped with the time of
+    the build: the superblock's mount/write times, count and path, and the times and
+    random generation numbers of extlinux's files."""
+    cmds = [f"ssv mtime @{when}", f"ssv wtime @{when}", f"ssv lastcheck @{when}",
+            "ssv mnt_count 0", 'ssv last_mounted ""', "ssv kbytes_written 0"]
+    for path in ("/boot/extlinux", "/boot/extlinux/ldlinux.sys", "/boot/extlinux/ldlinux.c32"):
+        cmds.append(f"sif {path} generation 0")
+        for name in ("atime", "mtime", "ctime", "crtime"):
+            cmds += [f"sif {path} {name} @{when}", f"sif {path} {name}_extra 0"]
+    return "\n".join(cmds) + "\n"
+
+
 def _build(inputs: ImageInputs, apt: PrivateApt, work: Path, progress: Progress) -> None:
     root, out, mnt = work / "root", work / "out", work / "mnt"
     out.mkdir(parents=True)
@@ -205,6 +222,8 @@ def _build(inputs: ImageInputs, apt: PrivateApt, work: Path, progress: Progress)
     for rel in ("etc/hostname", "etc/resolv.conf", "var/lib/dbus/machine-id"):
         (root / rel).unlink(missing_ok=True)
     (root / "etc/machine-id").write_text("")  # empty: systemd's first boot makes one
+    for key_file in (root / "etc/ssh").glob("ssh_host_*"):
+        key_file.unlink()  # openssh-server's postinst made them: each node makes its own
     for rel in ("var/cache/apt", "var/lib/apt/lists", "var/log"):
         path = root / rel
         if path.is_dir():
@@ -230,15 +249,21 @@ def _build(inputs: ImageInputs, apt: PrivateApt, work: Path, progress: Progress)
     run(["sfdisk", "-q", str(raw)], "sfdisk",
         input=f"label: dos\nlabel-id: 0x{label_id}\nstart=2048, type=83, bootable\n")
     fs_uuid = str(uuid.UUID(hashlib.sha256(f"root-{key}".encode()).hexdigest()[:32]))
-    run(["mkfs.ext4", "-q", "-F", "-L", "root", "-U", fs_uuid,
+    fake_time = {**env, "E2FSPROGS_FAKE_TIME": str(when)}
+    # without a journal while extlinux is installed through a mount (a journal's commit
+    # blocks carry the time); added once the mount's traces are reset
+    run(["mkfs.ext4", "-q", "-F", "-L", "root", "-U", fs_uuid, "-O", "^has_journal",
          "-E", f"offset={PART_OFFSET},hash_seed={fs_uuid}", "-d", str(root), str(raw),
-         f"{fs_mib}M"], "mkfs.ext4", env={**env, "E2FSPROGS_FAKE_TIME": str(when)})
+         f"{fs_mib}M"], "mkfs.ext4", env=fake_time)
     mnt.mkdir()
-    run(["mount", "-o", f"loop,offset={PART_OFFSET}", str(raw), str(mnt)], "mount")
+    run(["mount", "-o", f"loop,noatime,offset={PART_OFFSET}", str(raw), str(mnt)], "mount")
     try:
         run(["extlinux", "--install", str(mnt / "boot/extlinux")], "extlinux --install")
     finally:
         run(["umount", str(mnt)], "umount")
+    fs = f"{raw}?offset={PART_OFFSET}"  # e2fsprogs' unix I/O manager: a file system at N
+    run(["debugfs", "-w", "-f", "-", fs], "debugfs", input=_reset_mount(when), env=fake_time)
+    run(["tune2fs", "-O", "has_journal", fs], "tune2fs", env=fake_time)
     with open(raw, "r+b") as f:
         f.write(MBR.read_bytes()[:440])  # syslinux's MBR code: boots the active partition
 
