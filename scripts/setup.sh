@@ -17,6 +17,9 @@ APT_PACKAGES=(
     e2fsprogs                             # mkfs.ext4: the demo builds its disk image
     fdisk                                 # sfdisk: the agent adds the config drive partition
     ipmitool                              # handy for checking an IPMI BMC by hand
+    mmdebstrap cpio zstd kmod             # metalplane ramdisk build: rootfs, initramfs, modules
+    qemu-system-x86                       # boots the built ramdisk in its test (TCG)
+    extlinux syslinux-common              # metalplane image build: the image's boot loader
 )
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

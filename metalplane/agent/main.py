@@ -68,11 +68,17 @@ class Agent:
     def __init__(self, api_url: str, token: str | None, disk: str, work_dir: Path,
                  lldp_wait: float = 5.0, max_runtime: float = 3600.0,
                  hardware: dict[str, Any] | None = None,
-                 inspection_callback_url: str | None = None) -> None:
+                 inspection_callback_url: str | None = None,
+                 token_file: Path | None = None) -> None:
         self.api = api_url.rstrip("/")
         # discovery mode: where the inventory goes when no node has our MACs
         self.callback = inspection_callback_url
         self.discovered = False
+        # a token kept by an earlier run of this boot (the ramdisk's init restarts an agent
+        # that died): the first lookup was issued it, a later one only gets "******"
+        self.token_file = token_file
+        if token is None and token_file is not None and token_file.is_file():
+            token = token_file.read_text().strip() or None
         self.token = token
         self.disk = disk
         self.work_dir = work_dir
@@ -116,6 +122,7 @@ class Agent:
                                          "was already issued to another lookup")
                     self.token = str(issued)
                     self.http.headers["X-Agent-Token"] = self.token
+                    self._keep_token()
                 self.node = found["node"]["uuid"]
                 self.interval = float(found["config"].get("heartbeat_interval", 2))
                 LOG.info("I am node %s", self.node)
@@ -152,6 +159,15 @@ class Agent:
         LOG.warning("the inspection callback answered %s: %s", r.status_code, r.text[:300])
         wait = r.headers.get("Retry-After", "2")
         time.sleep(min(60.0, float(wait)) if wait.isdigit() else 2.0)
+
+    def _keep_token(self) -> None:
+        """Write the issued token to ``token_file`` (mode 0600), for a restarted agent."""
+        if self.token_file is None or not self.token:
+            return
+        self.token_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.token)
 
     def heartbeat(self) -> dict[str, Any] | None:
         with self._lock:
@@ -270,6 +286,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token", default=None,
                         help="an agent token issued before boot; by default the first lookup "
                              "of this boot is issued one")
+    parser.add_argument("--token-file", type=Path, default=None,
+                        help="keep the token issued to this boot's first lookup in this file "
+                             "(mode 0600) and use it if it is there: an agent restarted "
+                             "within one boot (the ramdisk's init) is not refused")
     parser.add_argument("--disk", required=True, help="target disk (block device or file)")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/metalplane-agent"))
     parser.add_argument("--lldp-wait", type=float, default=5.0,
@@ -293,7 +313,7 @@ def main(argv: list[str] | None = None) -> None:
         if not shutil.which(tool):
             LOG.warning("%s not found: config drives cannot be written", tool)
     agent = Agent(args.api_url, args.token, args.disk, args.work_dir, args.lldp_wait,
-                  args.max_runtime, hardware, args.inspection_callback_url)
+                  args.max_runtime, hardware, args.inspection_callback_url, args.token_file)
     sys.exit(agent.run())
 
 

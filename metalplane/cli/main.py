@@ -31,6 +31,7 @@ from metalplane.cli.l3 import floating_app, router_app
 from metalplane.cli.lab import demo, lab_app
 from metalplane.cli.network import network_app, subnet_app, switch_app, vif_app
 from metalplane.cli.output import console, emit, err_console
+from metalplane.cli.ramdisk import image_app, ramdisk_app
 from metalplane.client.http import ApiError, Client
 from metalplane.client.wait import WaitTimeout, failed, wait_until_rest
 from metalplane.common.bmc_address import parse_bmc_address
@@ -58,6 +59,8 @@ app.add_typer(router_app, name="router")
 app.add_typer(floating_app, name="floating")
 app.add_typer(lab_app, name="lab")
 app.add_typer(inspection_app, name="inspection")
+app.add_typer(ramdisk_app, name="ramdisk")
+app.add_typer(image_app, name="image")
 app.command("demo")(demo)
 app.command("kubeconfig")(kubeconfig)
 node_app.add_typer(vif_app, name="vif")

@@ -59,3 +59,31 @@ def test_a_conflict_without_the_retry_mark_ends_the_agent(tmp_path: Path) -> Non
     ])
     assert code == 0  # stopped at once: the node no longer expects it
     assert waits == []
+
+
+def test_the_issued_token_is_kept_for_a_restarted_agent(tmp_path: Path) -> None:
+    """The first lookup of a boot is issued the token, a later one gets "******": an agent
+    restarted within the boot (the ramdisk's init) takes the token its first run kept."""
+    issued = ["tok-1"]
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("X-Agent-Token"))
+        if request.url.path == "/v1/lookup":
+            token = issued.pop(0) if issued else "******"
+            return httpx.Response(200, json={"node": {"uuid": "n-1"},
+                                             "config": {"agent_token": token}})
+        return httpx.Response(404, json={"error": "not waiting"})
+
+    token_file = tmp_path / "run" / "agent-token"
+    for _ in range(2):  # the first run, then the restarted one
+        agent = Agent("http://api.invalid", None, str(tmp_path / "disk"), tmp_path / "work",
+                      lldp_wait=0, max_runtime=60, token_file=token_file)
+        agent.http = httpx.Client(transport=httpx.MockTransport(handler),
+                                  headers=dict(agent.http.headers))
+        assert agent.run() == 0
+        assert agent.token == "tok-1"
+    assert token_file.read_text() == "tok-1"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    # the restarted agent's lookup and beat carry the kept token
+    assert seen == [None, "tok-1", "tok-1", "tok-1"]
