@@ -20,6 +20,10 @@ APT_PACKAGES=(
     mmdebstrap cpio zstd kmod             # metalplane ramdisk build: rootfs, initramfs, modules
     qemu-system-x86                       # boots the built ramdisk in its test (TCG)
     extlinux syslinux-common              # metalplane image build: the image's boot loader
+    # libvirt + QEMU (TCG): the domains behind sushy-tools' libvirt driver (BIOS tests) and
+    # virtualbmc (IPMI tests); libvirt-dev + pkg-config build the libvirt-python binding
+    libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
+    libvirt-dev pkg-config
 )
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -37,6 +41,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
     as_root apt-get update -qq
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# libvirtd runs QEMU as libvirt-qemu, which Debian's libvirt-daemon-system would create
+# (not installed: it starts daemons at boot). Without udev, /dev/kvm stays root-only and
+# libvirt, finding its QEMU user cannot open it, probes QEMU again on every domain definition
+# (~30 s each): give it Debian's udev group and mode. The test domains are TCG all the same.
+getent group kvm >/dev/null || as_root groupadd -r kvm
+id libvirt-qemu >/dev/null 2>&1 || as_root useradd -r -M -s /usr/sbin/nologin -G kvm libvirt-qemu
+id -nG libvirt-qemu | grep -qw kvm || as_root usermod -aG kvm libvirt-qemu
+if [ -c /dev/kvm ]; then as_root chgrp kvm /dev/kvm && as_root chmod 0660 /dev/kvm; fi
 
 # Prefer a Python 3.11+ already on PATH (pyenv etc.), else Debian's python3.
 PY=${PYTHON:-python3}

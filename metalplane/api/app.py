@@ -35,6 +35,7 @@ from metalplane import __version__
 from metalplane.api import (
     agent_api,
     allocation_api,
+    bios_api,
     bmc_wait,
     inspection_api,
     network_api,
@@ -693,6 +694,7 @@ def create_app(conductor: Conductor, auth_strategy: str = "noauth",
     network_api.register(app, conductor)
     allocation_api.register(app, conductor)
     inspection_api.register(app, conductor)
+    bios_api.register(app, conductor)
     agent_api.register(app, conductor)
     app.openapi = functools.partial(_openapi, app)  # type: ignore[method-assign]
     return app

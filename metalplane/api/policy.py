@@ -32,7 +32,8 @@ tests check that both are what :data:`RULES` holds.
 
 system reader, owner reader, lessee reader
     baremetal:node:get, baremetal:node:get_states, baremetal:node:vif:list,
-    baremetal:node:traits:list, baremetal:port:get, baremetal:portgroup:get
+    baremetal:node:traits:list, baremetal:port:get, baremetal:portgroup:get,
+    baremetal:node:bios:get
 system reader, owner reader
     baremetal:node:get:driver_info, baremetal:node:get:driver_internal_info,
     baremetal:node:get:last_error, baremetal:node:get:reservation, baremetal:allocation:get,
@@ -290,6 +291,8 @@ RULES: dict[str, Rule] = {
                                       "DELETE an allocation, a node's allocation"),
     # inspection: a node's inventory (target: the node), the rules (system-wide)
     "baremetal:node:inventory:get": _R(SYSTEM_OR_OWNER_READER, "GET /v1/nodes/{id}/inventory"),
+    "baremetal:node:bios:get": _R(SYSTEM_OR_PROJECT_READER,
+                                  "GET /v1/nodes/{id}/bios[/{name}]"),
     "baremetal:inspection_rule:get": _R(SYSTEM_READER, "GET an inspection rule; lists"),
     "baremetal:inspection_rule:create": _R(SYSTEM_ADMIN, "POST /v1/inspection_rules"),
     "baremetal:inspection_rule:update": _R(SYSTEM_ADMIN, "PATCH an inspection rule"),

@@ -61,6 +61,9 @@ class Settings:
     heartbeat_timeout: float = 60.0
     power_sync_interval: float = 60.0
     timeout_check_interval: float = 10.0
+    # how often a step waiting on its BMC (steps.POLL: BIOS settings applied at the next
+    # boot) is asked whether it is over
+    step_poll_interval: float = 10.0
     inspect_wait_timeout: float = 1800.0
     clean_callback_timeout: float = 1800.0
     deploy_callback_timeout: float = 1800.0

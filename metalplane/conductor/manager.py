@@ -33,8 +33,9 @@ from metalplane.common.exceptions import (
     NotFound,
 )
 from metalplane.common.secrets import SecretBox
+from metalplane.conductor.bios import cache_bios_settings
 from metalplane.conductor.discovery import Discovery
-from metalplane.conductor.steps import PHASE_OF_STATE, StepEngine, current_step
+from metalplane.conductor.steps import PHASE_OF_STATE, StepEngine, current_step, polling
 from metalplane.conductor.task import NodeTask
 from metalplane.db import api as db_api
 from metalplane.db.engine import Database
@@ -101,6 +102,7 @@ class Conductor:
             _Periodic("heartbeat", settings.heartbeat_interval, self._heartbeat),
             _Periodic("power sync", settings.power_sync_interval, self.sync_power_states),
             _Periodic("wait timeouts", settings.timeout_check_interval, self.check_timeouts),
+            _Periodic("step polling", settings.step_poll_interval, self.poll_steps),
             _Periodic("orphan recovery", settings.heartbeat_timeout / 2, self._recover_dead),
             _Periodic("network drift repair", settings.network_sync_interval,
                       self._sync_network_quietly),
@@ -351,6 +353,8 @@ class Conductor:
         except MetalplaneError as exc:
             task.fail(f"reading the power state failed: {exc.message}")
             return
+        if task.node.provision_state == states.VERIFYING:  # Ironic's node_update_cache
+            cache_bios_settings(self.db, task)
         task.process_event("done", power_state=power)
 
     # ------------------------------------------------------------------ power and boot
@@ -612,6 +616,22 @@ class Conductor:
                               f"s): the node did not call back")
             except (NodeLocked, NotFound):
                 continue
+
+    def poll_steps(self) -> None:
+        """Poll, on a worker each, every idle node that waits in a step polling its BMC
+        (:meth:`StepEngine.poll`); nodes busy with other work are polled next round."""
+        for node in db_api.nodes_in_states(self.db, sorted(states.WAIT_STATES)):
+            if not polling(node):
+                continue
+            try:
+                with self.acquire(node.uuid, "polling the step under way") as task:
+                    if polling(task.node):
+                        task.spawn(self.steps.poll)
+            except (NodeLocked, NotFound):
+                continue
+            except MetalplaneError as exc:  # shutting down
+                LOG.warning("Node %s: not polled: %s", node.uuid, exc.message)
+                return
 
     def _power_on_overdue(self, node: Node, now: dt.datetime) -> bool:
         if node.target_power_state != drivers_base.POWER_ON:

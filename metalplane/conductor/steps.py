@@ -10,7 +10,10 @@ phase (``inspect``, ``clean``, ``deploy``) of a node:
    records them in ``driver_internal_info`` (``<phase>_steps``, ``<phase>_step_index``);
 3. runs them; a step that WAITs leaves the node in its wait state until the agent's result,
    which goes to :meth:`StepEngine.agent_result` and from there to the interface that owns
-   the step; a failed step (or a :class:`MetalplaneError` out of one) fails the node with a
+   the step; a step that POLLs (waits on its BMC) leaves it there, flagged
+   (``cleaning_polling`` / ``deployment_polling``, Ironic's keys), until the conductor's
+   periodic :meth:`StepEngine.poll` hears from the interface that it is over; a failed
+   step (or a :class:`MetalplaneError` out of one) fails the node with a
    ``last_error`` naming the step, and the conductor then makes it safe;
 4. when all are done, undoes what the phase prepared and takes the node off the network
    (a deploy leaves it in its ``switch_to_tenant_network`` step, with the power off).
@@ -25,6 +28,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from metalplane.common.exceptions import Invalid, MetalplaneError
+from metalplane.conductor.bios import cache_bios_settings
 from metalplane.conductor.inspection import RuleFailed, store_and_apply_rules
 from metalplane.conductor.task import NodeTask
 from metalplane.db import api as db_api
@@ -36,7 +40,7 @@ from metalplane.drivers.steps import Outcome, Step, StepResult, failed, steps_of
 from metalplane.lifecycle import states
 from metalplane.lifecycle.networking import PROVIDER_NETWORK
 
-__all__ = ["PHASE_OF_STATE", "StepEngine", "current_step"]
+__all__ = ["PHASE_OF_STATE", "StepEngine", "current_step", "polling"]
 
 LOG = logging.getLogger(__name__)
 
@@ -55,8 +59,20 @@ INTERFACE_ORDER = {"power": 6, "management": 5, "deploy": 4, "bios": 3, "boot": 
 RESUMES = frozenset({states.CLEAN_WAIT, states.DEPLOY_WAIT})
 
 
+# driver_internal_info flag of a node whose current step is polled (Ironic's keys)
+POLLING_KEY = {"inspect": "inspecting_polling", "clean": "cleaning_polling",
+               "deploy": "deployment_polling"}
+
+
 def _keys(phase: str) -> tuple[str, str]:
     return f"{phase}_steps", f"{phase}_step_index"
+
+
+def polling(node: Any) -> bool:
+    """Whether ``node`` waits in a step that the conductor polls (:data:`steps.POLL`)."""
+    phase = PHASE_OF_STATE.get(node.provision_state)
+    return (phase is not None and node.provision_state in states.WAIT_STATES
+            and bool((node.driver_internal_info or {}).get(POLLING_KEY[phase])))
 
 
 def _ordered(steps: Iterable[Step]) -> list[Step]:
@@ -163,6 +179,8 @@ class StepEngine:
         except MetalplaneError as exc:
             task.fail(f"preparing {phase} failed: {exc.message}")
             return
+        if phase == "clean":  # as Ironic's cleaning, manual or automated, starts
+            cache_bios_settings(self.db, task)
         self._run(task, phase, plan, 0)
 
     def agent_result(self, task: NodeTask, result: dict[str, Any]) -> None:
@@ -209,13 +227,45 @@ class StepEngine:
                 self._failed(task, phase, step, outcome.reason)
                 return
             if outcome.outcome is Outcome.WAIT:
-                self._record(task, phase, plan, i)
+                self._record(task, phase, plan, i, outcome.poll)
                 if task.node.provision_state not in states.WAIT_STATES:
                     task.process_event("wait")
                 return
+            if step.interface == "bios":  # Ironic's @cache_bios_settings on bios steps
+                cache_bios_settings(self.db, task)
             if not self._take(task, outcome):
                 return
         self._finish(task, phase, plan)
+
+    def poll(self, task: NodeTask) -> None:
+        """Ask the interface owning the step a node waits in (polled: :func:`polling`)
+        whether it is over: POLL, the node keeps waiting (its wait timeout still runs);
+        failed, the node fails naming the step; done, the next steps run (on a worker)."""
+        phase = PHASE_OF_STATE.get(task.node.provision_state)
+        step_dict = current_step(task.node)
+        if phase is None or not step_dict or not polling(task.node):
+            return
+        step = Step.from_dict(step_dict)
+        iface = task.driver.interfaces().get(step.interface)
+        outcome = (failed(f"interface {step.interface} is gone") if iface is None
+                   else self._guard(iface.poll_step, task, step))
+        if outcome.outcome is Outcome.WAIT and outcome.poll:
+            return
+        internal = dict(task.node.driver_internal_info or {})
+        internal.pop(POLLING_KEY[phase], None)
+        task.stage(driver_internal_info=internal)
+        if outcome.outcome is Outcome.FAILED:
+            self._failed(task, phase, step, outcome.reason)
+            return
+        if outcome.outcome is Outcome.WAIT:  # now for the agent
+            return
+        LOG.info("Node %s: %s step %s is over", task.node.uuid, phase, step.label)
+        task.process_event("resume")
+        if step.interface == "bios":
+            cache_bios_settings(self.db, task)
+        steps_key, index_key = _keys(phase)
+        plan = [Step.from_dict(s) for s in internal.get(steps_key) or []]
+        self._run(task, phase, plan, int(internal[index_key]) + 1)
 
     @staticmethod
     def _guard(call: Any, *args: Any, **kwargs: Any) -> StepResult:
@@ -228,11 +278,16 @@ class StepEngine:
         return result
 
     @staticmethod
-    def _record(task: NodeTask, phase: str, plan: list[Step], index: int) -> None:
+    def _record(task: NodeTask, phase: str, plan: list[Step], index: int,
+                poll: bool = False) -> None:
         steps_key, index_key = _keys(phase)
         internal = dict(task.node.driver_internal_info or {})
         internal[steps_key] = [s.as_dict() for s in plan]
         internal[index_key] = index
+        if poll:
+            internal[POLLING_KEY[phase]] = True
+        else:
+            internal.pop(POLLING_KEY[phase], None)
         task.stage(driver_internal_info=internal)
 
     @staticmethod
@@ -269,8 +324,9 @@ class StepEngine:
         extra: dict[str, Any] = {}
         internal = task.node.driver_internal_info or {}
         if steps_key in internal or index_key in internal:  # a step waited on the way
-            extra["driver_internal_info"] = {k: v for k, v in internal.items()
-                                             if k not in (steps_key, index_key)}
+            extra["driver_internal_info"] = {
+                k: v for k, v in internal.items()
+                if k not in (steps_key, index_key, POLLING_KEY[phase])}
         if phase == "inspect":
             extra["inspection_finished_at"] = utcnow()
         task.process_event("done", **extra)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 __all__ = [
     "Allocation",
     "Base",
+    "BiosSetting",
     "Conductor",
     "FloatingIP",
     "IPAllocation",
@@ -144,6 +145,30 @@ class NodeInventory(_Timestamps, Base):
                                          unique=True)
     inventory_data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     plugin_data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class BiosSetting(_Timestamps, Base):
+    """One BIOS setting of a node as last read from its BMC (Ironic's ``bios_settings``
+    table): ``value`` as a string, and the fields of the BMC's attribute registry entry
+    (API 1.74), null where the BMC has no registry. Gone with the node."""
+
+    __tablename__ = "bios_settings"
+    __table_args__ = (sa.UniqueConstraint("node_id", "name", name="uniq_bios_node_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node_id: Mapped[int] = mapped_column(sa.ForeignKey("nodes.id", ondelete="CASCADE"),
+                                         index=True)
+    name: Mapped[str] = mapped_column(sa.String(255))
+    value: Mapped[str | None] = mapped_column(sa.Text)
+    attribute_type: Mapped[str | None] = mapped_column(sa.String(255))
+    allowable_values: Mapped[list[str] | None] = mapped_column(sa.JSON)
+    lower_bound: Mapped[int | None] = mapped_column(sa.BigInteger)
+    upper_bound: Mapped[int | None] = mapped_column(sa.BigInteger)
+    min_length: Mapped[int | None] = mapped_column()
+    max_length: Mapped[int | None] = mapped_column()
+    read_only: Mapped[bool | None] = mapped_column()
+    reset_required: Mapped[bool | None] = mapped_column()
+    unique: Mapped[bool | None] = mapped_column()
 
 
 class InspectionRule(_Timestamps, Base):

@@ -180,6 +180,14 @@ class BaseInterface(abc.ABC):
         return failed(f"{self.kind} interface '{self.name}' expects no agent result for "
                       f"step {step.step}")
 
+    def poll_step(self, task: Task, step: Step) -> StepResult:
+        """Whether ``step`` of this interface, which returned
+        :data:`~metalplane.drivers.steps.POLL`, is over: POLL again (not yet), DONE or
+        failed. Called by the conductor every ``step_poll_interval`` s while the node waits.
+        Interfaces whose steps poll override this."""
+        return failed(f"{self.kind} interface '{self.name}' has no step to poll "
+                      f"({step.step})")
+
 
 class PowerInterface(BaseInterface):
     kind = "power"
@@ -301,9 +309,19 @@ class InspectInterface(BaseInterface):
 
 
 class BiosInterface(BaseInterface):
-    """BIOS settings, applied in manual cleaning (Ironic's ``bios`` clean steps)."""
+    """BIOS settings, applied in manual cleaning (Ironic's ``bios`` clean steps), and read
+    for the conductor to keep (``GET /v1/nodes/{id}/bios``)."""
 
     kind = "bios"
+
+    def get_settings(self, task: Task) -> list[dict[str, Any]] | None:
+        """The node's BIOS settings now: ``[{"name": str, "value": str | None,
+        "attribute_type"?, "allowable_values"?, "lower_bound"?, "upper_bound"?,
+        "min_length"?, "max_length"?, "read_only"?, "reset_required"?, "unique"?}]``
+        (the registry fields of Ironic's ``bios_settings``, API 1.74), or None when this
+        interface cannot read them (the stored ones are then left alone). Raises
+        :class:`BMCError`."""
+        return None
 
     @clean_step(priority=0, argsinfo={"settings": {
         "description": "A list of BIOS settings to apply, each {\"name\": str, "

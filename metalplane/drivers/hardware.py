@@ -46,7 +46,7 @@ class RedfishHardware(HardwareType):
         "boot": ["fake", "ipxe", "redfish-virtual-media"],
         "deploy": ["fake", "direct"],  # direct: the ramdisk agent writes the image
         "inspect": ["redfish", "agent", "no-inspect"],
-        "bios": ["no-bios"],
+        "bios": ["redfish", "no-bios"],
     }
 
 
@@ -61,7 +61,7 @@ class IDRACHardware(HardwareType):
         "boot": ["fake", "ipxe", "idrac-redfish-virtual-media"],
         "deploy": ["fake", "direct"],
         "inspect": ["idrac-redfish", "agent", "no-inspect"],
-        "bios": ["no-bios"],
+        "bios": ["idrac-redfish", "no-bios"],
     }
 
 
@@ -76,7 +76,7 @@ class ILOHardware(HardwareType):
         "boot": ["fake", "ipxe", "ilo-virtual-media"],
         "deploy": ["fake", "direct"],
         "inspect": ["ilo", "agent", "no-inspect"],
-        "bios": ["no-bios"],
+        "bios": ["ilo", "no-bios"],
     }
 
 

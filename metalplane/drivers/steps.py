@@ -14,6 +14,12 @@ A step is called as ``method(task, **args)`` and returns a :class:`StepResult`:
 * :data:`WAIT`: the node will call back (the ramdisk agent runs a command); the node sits
   in its wait state and the agent's result goes to the interface that owns the step,
   through :meth:`metalplane.drivers.base.BaseInterface.agent_result`;
+* :data:`POLL`: wait for the BMC (an asynchronous job, such as BIOS settings that apply at
+  the next boot); the node sits in its wait state and the conductor calls the owning
+  interface's :meth:`~metalplane.drivers.base.BaseInterface.poll_step` every
+  ``step_poll_interval`` s, as Ironic's periodic checks of such steps do, until it returns
+  anything but POLL (the wait state's timeout still applies); DONE goes on with the next
+  step. The step keeps what the poll needs in ``driver_internal_info``;
 * :func:`failed` with a reason: the node fails, with a ``last_error`` naming the step.
 
 Errors a step does not expect (a BMC that stops answering) still raise
@@ -31,6 +37,7 @@ from typing import Any, TypeVar
 __all__ = [
     "DONE",
     "PHASES",
+    "POLL",
     "WAIT",
     "Outcome",
     "Step",
@@ -56,17 +63,20 @@ class Outcome(enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class StepResult:
-    """What a step did. ``reason`` says why it failed; ``data`` carries what an inspect
+    """What a step did. ``reason`` says why it failed; ``poll``: a WAIT that the conductor
+    ends by polling the step (:data:`POLL`); ``data`` carries what an inspect
     step learned (:class:`metalplane.drivers.base.InspectionResult`) for the engine to
     store."""
 
     outcome: Outcome
     reason: str = ""
     data: Any = None
+    poll: bool = False  # WAIT only: the conductor polls the step (POLL)
 
 
 DONE = StepResult(Outcome.DONE)
 WAIT = StepResult(Outcome.WAIT)
+POLL = StepResult(Outcome.WAIT, poll=True)
 
 
 def done_with(data: Any) -> StepResult:

@@ -10,7 +10,7 @@ import pytest
 
 from metalplane.common.config import Settings
 from metalplane.common.exceptions import BMCError, Invalid
-from metalplane.conductor.steps import StepEngine, current_step
+from metalplane.conductor.steps import StepEngine, current_step, polling
 from metalplane.drivers import base
 from metalplane.drivers.modules.agent import AgentDeploy, AgentInspect, IPXEBoot
 from metalplane.drivers.modules.fake import (
@@ -21,7 +21,16 @@ from metalplane.drivers.modules.fake import (
     FakeManagement,
     FakePower,
 )
-from metalplane.drivers.steps import DONE, WAIT, Step, StepResult, deploy_step, failed, steps_of
+from metalplane.drivers.steps import (
+    DONE,
+    POLL,
+    WAIT,
+    Step,
+    StepResult,
+    deploy_step,
+    failed,
+    steps_of,
+)
 from metalplane.lifecycle import states
 
 
@@ -219,3 +228,58 @@ def test_a_bios_step_with_malformed_settings_fails_naming_itself(settings: Setti
     assert task.log[-1].startswith("fail: clean step 'bios.apply_configuration' failed: "
                                    "settings must be a list")
     assert task.node.driver_internal_info["clean_step_index"] == 0  # kept for the operator
+
+
+def test_a_polled_step_waits_until_its_interface_says_it_is_over(settings: Settings) -> None:
+    """A step that POLLs leaves the node waiting, flagged; each poll asks the interface,
+    without a state change while it is not over; then the next steps run."""
+    class SlowBios(FakeBios):
+        answers = [POLL, DONE]
+
+        def apply_configuration(self, task: base.Task, settings: Any) -> StepResult:
+            return POLL
+
+        def poll_step(self, task: base.Task, step: Step) -> StepResult:
+            assert step.label == "bios.apply_configuration"
+            return self.answers.pop(0)
+
+    driver = base.Driver("fake-hardware", FakePower(settings), FakeManagement(settings),
+                         FakeBoot(settings), FakeDeploy(settings), FakeInspect(settings),
+                         SlowBios(settings))
+    task = Recorder(settings, driver, states.CLEANING)
+    engine = _engine()
+    plan = engine.plan(task, "clean", [  # type: ignore[arg-type]
+        {"interface": "bios", "step": "apply_configuration", "args": {"settings": []}},
+        {"interface": "bios", "step": "factory_reset"}])
+    engine.start(task, "clean", plan)  # type: ignore[arg-type]
+    assert task.log == ["on cleaning", "event wait"]
+    task.node.provision_state = states.CLEAN_WAIT
+    assert polling(task.node) and task.node.driver_internal_info["clean_step_index"] == 0
+    task.log.clear()
+    engine.poll(task)  # type: ignore[arg-type]
+    assert task.log == [] and polling(task.node)  # not yet: nothing changes
+    engine.poll(task)  # type: ignore[arg-type]
+    assert task.log == ["event resume", "off cleaning", "event done"]  # factory_reset ran
+    assert "cleaning_polling" not in task.node.driver_internal_info
+
+
+def test_a_polled_step_that_fails_names_itself(settings: Settings) -> None:
+    class FailingBios(FakeBios):
+        def factory_reset(self, task: base.Task) -> StepResult:
+            return POLL
+
+        def poll_step(self, task: base.Task, step: Step) -> StepResult:
+            return failed("the BIOS did not take it")
+
+    driver = base.Driver("fake-hardware", FakePower(settings), FakeManagement(settings),
+                         FakeBoot(settings), FakeDeploy(settings), FakeInspect(settings),
+                         FailingBios(settings))
+    task = Recorder(settings, driver, states.CLEANING)
+    engine = _engine()
+    engine.start(task, "clean", engine.plan(  # type: ignore[arg-type]
+        task, "clean", [{"interface": "bios", "step": "factory_reset"}]))  # type: ignore[arg-type]
+    task.node.provision_state = states.CLEAN_WAIT
+    task.log.clear()
+    engine.poll(task)  # type: ignore[arg-type]
+    assert task.log == ["fail: clean step 'bios.factory_reset' failed: the BIOS did not "
+                        "take it"]

@@ -23,10 +23,11 @@ from metalplane.drivers.modules.redfish import (
     RedfishMixin,
     RedfishPower,
 )
+from metalplane.drivers.modules.redfish_bios import RedfishBios
 from metalplane.drivers.modules.redfish_vmedia import PROPERTIES as VMEDIA_PROPERTIES
 from metalplane.drivers.modules.redfish_vmedia import RedfishVirtualMediaBoot
 
-__all__ = ["DEFAULT_SYSTEM_ID", "IDRACInspect", "IDRACManagement", "IDRACPower",
+__all__ = ["DEFAULT_SYSTEM_ID", "IDRACBios", "IDRACInspect", "IDRACManagement", "IDRACPower",
            "IDRACVirtualMediaBoot", "redfish_info"]
 
 DEFAULT_SYSTEM_ID = "/redfish/v1/Systems/System.Embedded.1"
@@ -102,3 +103,9 @@ class IDRACVirtualMediaBoot(_IDRACMixin, RedfishVirtualMediaBoot):
 
     def get_properties(self) -> dict[str, str]:
         return {**super().get_properties(), **VMEDIA_PROPERTIES}
+
+
+class IDRACBios(_IDRACMixin, RedfishBios):
+    """BIOS settings through the Redfish service (Ironic's ``idrac-redfish`` bios)."""
+
+    name = "idrac-redfish"

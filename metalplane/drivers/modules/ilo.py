@@ -21,10 +21,11 @@ from metalplane.drivers.modules.redfish import (
     RedfishMixin,
     RedfishPower,
 )
+from metalplane.drivers.modules.redfish_bios import RedfishBios
 from metalplane.drivers.modules.redfish_vmedia import PROPERTIES as VMEDIA_PROPERTIES
 from metalplane.drivers.modules.redfish_vmedia import RedfishVirtualMediaBoot
 
-__all__ = ["DEFAULT_SYSTEM_ID", "ILOInspect", "ILOManagement", "ILOPower",
+__all__ = ["DEFAULT_SYSTEM_ID", "ILOBios", "ILOInspect", "ILOManagement", "ILOPower",
            "ILOVirtualMediaBoot", "redfish_info"]
 
 DEFAULT_SYSTEM_ID = "/redfish/v1/Systems/1"
@@ -88,3 +89,9 @@ class ILOVirtualMediaBoot(_ILOMixin, RedfishVirtualMediaBoot):
 
     def get_properties(self) -> dict[str, str]:
         return {**super().get_properties(), **VMEDIA_PROPERTIES}
+
+
+class ILOBios(_ILOMixin, RedfishBios):
+    """BIOS settings through the Redfish service (Ironic's ``ilo`` bios)."""
+
+    name = "ilo"

@@ -15,6 +15,7 @@ most ``settings.bmc_slot_wait`` s for the BMC's session and for one of its
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 from typing import Any
 
@@ -95,8 +96,18 @@ class _IPMIMixin(base.BaseInterface):
                 cmd = _sessions.get(key)
                 try:
                     if cmd is None:
-                        cmd = ipmi_command.Command(bmc=info["address"], userid=info["username"],
-                                                   password=info["password"], port=info["port"])
+                        try:
+                            cmd = ipmi_command.Command(bmc=info["address"],
+                                                       userid=info["username"],
+                                                       password=info["password"],
+                                                       port=info["port"])
+                        except struct.error as exc:  # pyghmi reading RAKP2 (IPMI 2.0 13.21)
+                            raise BMCError(
+                                f"IPMI {what}: the BMC at {info['address']}:{info['port']} "
+                                "answered the RMCP+ session with other authentication "
+                                "algorithms than the SHA-256 ones proposed and pyghmi cannot "
+                                "follow (e.g. virtualbmc, which speaks only cipher suite 3 "
+                                "but accepts the proposal)") from exc
                         _sessions[key] = cmd
                     result = fn(cmd)
                     if isinstance(result, dict) and "error" in result:
