@@ -7,8 +7,10 @@ Must not touch anything outside the cache directory and ``<data_dir>/files``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -28,6 +30,13 @@ EPOCH = 1735689600  # 2025-01-01T00:00:00Z: every mtime (SOURCE_DATE_EPOCH overr
 class BuildError(RuntimeError):
     """The build cannot go on; the message says what to do (a tool missing, not root, a
     command that failed with its last lines)."""
+
+
+def inputs_key(inputs: Any) -> str:
+    """24 hex digits of the SHA-256 of ``inputs`` (a dataclass) as canonical JSON: equal
+    inputs, equal key; any change (a package version, one byte of a source), another."""
+    blob = json.dumps(dataclasses.asdict(inputs), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
 def epoch() -> int:

@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from metalplane.build import common
 from metalplane.build.apt import DEFAULT_SOURCES, AptError, PrivateApt
 from metalplane.build.common import (
     BuildError,
@@ -124,10 +125,8 @@ class Inputs:
     arch: str = "amd64"
 
     def key(self) -> str:
-        """24 hex digits of the SHA-256 of the inputs (canonical JSON): equal inputs, equal
-        key; any change (a package version, one byte of the agent), another key."""
-        blob = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+        """24 hex digits of the SHA-256 of the inputs (:func:`common.inputs_key`)."""
+        return common.inputs_key(self)
 
 
 @dataclass

@@ -3,9 +3,11 @@ build debian`` (a whole-disk Debian 12 image with cloud-init), from Debian packa
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -31,6 +33,22 @@ def _sources(given: list[str] | None) -> tuple[str, ...]:
         if len(line.split()) < 4 or line.split()[0] != "deb":
             raise CliError(f"--source takes 'deb URI SUITE COMPONENTS', not {line!r}")
     return sources
+
+
+def _build(build: Callable[..., Any]) -> Any:
+    """``build(progress=...)``, its steps printed on stderr with the time since the start;
+    a :class:`BuildError` becomes a CLI message."""
+    from metalplane.build.common import BuildError
+
+    started = time.monotonic()
+
+    def progress(message: str) -> None:
+        err_console.print(f"[{time.monotonic() - started:6.1f}s] {message}", highlight=False)
+
+    try:
+        return build(progress=progress)
+    except BuildError as exc:
+        raise CliError(str(exc)) from None
 
 
 @ramdisk_app.command("build")
@@ -66,18 +84,9 @@ def ramdisk_build(
     from metalplane.build import ramdisk
 
     check_format(output)
-    sources = _sources(source)
-    data = data_dir or default_data_dir()
-    started = time.monotonic()
-
-    def progress(message: str) -> None:
-        err_console.print(f"[{time.monotonic() - started:6.1f}s] {message}", highlight=False)
-
-    try:
-        result = ramdisk.build(data, cache_dir=cache_dir, sources=sources, force=force,
-                               install=install, progress=progress)
-    except ramdisk.BuildError as exc:
-        raise CliError(str(exc)) from None
+    result = _build(functools.partial(ramdisk.build, data_dir or default_data_dir(),
+                                      cache_dir=cache_dir, sources=_sources(source),
+                                      force=force, install=install))
     files = result.manifest["files"]
     summary = {
         "key": result.key, "cached": result.cached, "seconds": round(result.seconds, 1),
@@ -135,21 +144,11 @@ def image_build(
     ifupdown, openssh-server; raw and qcow2 with their SHA-256. Needs root. See
     docs/ramdisk.md."""
     from metalplane.build import image
-    from metalplane.build.common import BuildError
 
     check_format(output)
-    sources = _sources(source)
-    data = data_dir or default_data_dir()
-    started = time.monotonic()
-
-    def progress(message: str) -> None:
-        err_console.print(f"[{time.monotonic() - started:6.1f}s] {message}", highlight=False)
-
-    try:
-        result = image.build(distro, data, cache_dir=cache_dir, sources=sources,
-                             force=force, install=install, progress=progress)
-    except BuildError as exc:
-        raise CliError(str(exc)) from None
+    result = _build(functools.partial(image.build, distro, data_dir or default_data_dir(),
+                                      cache_dir=cache_dir, sources=_sources(source),
+                                      force=force, install=install))
     files = result.manifest["files"]
     summary = {
         "key": result.key, "cached": result.cached, "seconds": round(result.seconds, 1),
