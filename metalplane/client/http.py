@@ -1,17 +1,24 @@
 """A small client of metalplane's Bare Metal API (httpx), for the CLI and the lab's demo.
 
 Errors come back as :class:`ApiError` with the server's one-line message, decoded from
-Ironic's ``{"error_message": "<json>"}`` shape.
+Ironic's ``{"error_message": "<json>"}`` shape. A request refused because the node is
+locked by another operation (409 "... is locked by host ...") or because the service is
+unavailable (503) is sent again, as python-ironicclient does: up to :data:`MAX_RETRIES`
+more times, :data:`RETRY_INTERVAL` s apart.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import httpx
 
-__all__ = ["ApiError", "Client"]
+__all__ = ["MAX_RETRIES", "RETRY_INTERVAL", "ApiError", "Client"]
+
+MAX_RETRIES = 5  # python-ironicclient's DEFAULT_MAX_RETRIES
+RETRY_INTERVAL = 2.0  # seconds, its DEFAULT_RETRY_INTERVAL
 
 
 class ApiError(Exception):
@@ -44,6 +51,7 @@ class Client:
     def __init__(self, url: str, username: str | None = None, password: str | None = None,
                  timeout: float = 60.0) -> None:
         self.url = url.rstrip("/")
+        self.retry_interval = RETRY_INTERVAL
         auth = httpx.BasicAuth(username, password or "") if username else None
         self._http = httpx.Client(base_url=self.url, auth=auth, timeout=timeout,
                                   headers={"X-OpenStack-Ironic-API-Version": "latest"})
@@ -52,14 +60,23 @@ class Client:
         self._http.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            resp = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise ApiError(f"cannot reach metalplane at {self.url}: {exc} "
-                           "(is `metalplane server` running? set --url or METALPLANE_URL)") \
-                from None
-        if resp.status_code >= 400:
-            raise ApiError(decode_error(resp), resp.status_code)
+        """Send one request; its JSON answer (None for none). Raises :class:`ApiError`
+        (after the retries above for a locked node or 503)."""
+        for attempt in range(MAX_RETRIES + 1):
+            try:
+                resp = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                raise ApiError(f"cannot reach metalplane at {self.url}: {exc} (is "
+                               "`metalplane server` running? set --url or METALPLANE_URL)") \
+                    from None
+            if resp.status_code < 400:
+                break
+            message = decode_error(resp)
+            retryable = resp.status_code == 503 or (resp.status_code == 409
+                                                    and " is locked by " in message)
+            if not retryable or attempt == MAX_RETRIES:
+                raise ApiError(message, resp.status_code)
+            time.sleep(self.retry_interval)
         if resp.status_code == 204 or not resp.content:
             return None
         return resp.json()
