@@ -39,16 +39,21 @@ def lab_up(
         help="Nodes more that nobody enrolls, for auto-discovery: Dell servers, each with "
              "an iDRAC of its own (https://127.0.10.N, root/calvin, the lab's CA). The "
              "printed settings then turn discovery on.")] = 0,
+    vms: Annotated[int, typer.Option(
+        help="VM nodes more (libvirt/QEMU, TCG, 1 GiB): they PXE-boot for real through "
+             "the provisioning network; their BMC is sushy-tools' libvirt driver. Serial "
+             "consoles in <state_dir>/logs/vm-N-console.log.")] = 0,
 ) -> None:
     """Build the rack. Prints the settings a `metalplane server` needs to drive it."""
     from metalplane.lab import lab
 
     try:
         spec = lab.up(name, nodes, progress=lambda s: err_console.print(s, highlight=False),
-                      backend=backend, undiscovered=undiscovered)
+                      backend=backend, undiscovered=undiscovered, vms=vms)
     except lab.LabError as exc:
         raise _lab_error(exc) from None
-    console.print(f"lab {name} is up: {len(spec['nodes'])} node(s). Run a server for it with:")
+    console.print(f"lab {name} is up: {len(spec['nodes'])} node(s), "
+                  f"{len(spec.get('vms', []))} VM(s). Run a server for it with:")
     env = " ".join(f"{k}={v}" for k, v in lab.server_settings(spec).items())
     console.print(f"  {env} metalplane server", soft_wrap=True, highlight=False)
 

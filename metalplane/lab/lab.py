@@ -47,7 +47,7 @@ from typing import Any
 
 import httpx
 
-from metalplane.lab import idrac
+from metalplane.lab import idrac, vm
 from metalplane.lab.ovn import Central, Chassis, patch
 from metalplane.lab.rack import (
     LabError,
@@ -111,20 +111,23 @@ def load(name: str) -> dict[str, Any]:
 
 
 def up(name: str = "mplab", nodes: int = 4, progress: Progress = lambda _: None,
-       backend: str = "ovs", undiscovered: int = 0) -> dict[str, Any]:
+       backend: str = "ovs", undiscovered: int = 0, vms: int = 0) -> dict[str, Any]:
     """Build the rack; returns its description (also in ``<state_dir>/lab.json``).
     ``backend``: ``ovs`` (the ToR and dnsmasq), or ``ovn`` (OVN beside them).
     ``undiscovered``: nodes more that metalplane is not told about (``undiscovered`` in the
     description): Dell servers whose BMC is an "iDRAC" of their own at
     ``https://127.0.10.N`` (:mod:`metalplane.lab.idrac`), for auto-discovery.
+    ``vms``: libvirt/QEMU machines more (``vms`` in the description, :mod:`metalplane.lab.vm`)
+    that PXE-boot for real, their BMC sushy-tools' libvirt driver.
 
     Raises :class:`LabError` (root missing, a tool missing, the lab already up, a
     command failed); what was built is removed again in that case.
     """
     check_name(name)
-    if not 0 <= nodes <= 200 or not 0 <= undiscovered <= 20 or nodes + undiscovered < 1:
-        raise LabError("--nodes must be between 1 and 200 (0 with --undiscovered), "
-                       "--undiscovered between 0 and 20")
+    if not 0 <= nodes <= 200 or not 0 <= undiscovered <= 20 or not 0 <= vms <= 8 \
+            or nodes + undiscovered + vms < 1:
+        raise LabError("--nodes must be between 1 and 200 (0 with --undiscovered or --vms), "
+                       "--undiscovered between 0 and 20, --vms between 0 and 8")
     if backend not in BACKENDS:
         raise LabError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     _need_root()
@@ -134,7 +137,7 @@ def up(name: str = "mplab", nodes: int = 4, progress: Progress = lambda _: None,
     down(name, quiet=True)  # what a crashed run may have left
     state.mkdir(parents=True)
     try:
-        return _build(name, nodes, state, progress, backend, undiscovered)
+        return _build(name, nodes, state, progress, backend, undiscovered, vms)
     except BaseException:
         down(name, quiet=True)
         raise
@@ -172,7 +175,7 @@ def _ovn(name: str, state: Path, switch: Switch, progress: Progress) -> dict[str
 
 
 def _build(name: str, count: int, state: Path, progress: Progress,
-           backend: str = "ovs", undiscovered: int = 0) -> dict[str, Any]:
+           backend: str = "ovs", undiscovered: int = 0, vms: int = 0) -> dict[str, Any]:
     switch = Switch(rundir=state / "ovs", bridge=f"{name}-tor")
     progress(f"switch {switch.bridge}: Open vSwitch, userspace datapath")
     switch.start()
@@ -214,6 +217,10 @@ def _build(name: str, count: int, state: Path, progress: Progress,
     if unknown:
         progress(f"{undiscovered} undiscovered node namespace(s) {name}-new1..{undiscovered}: "
                  "nobody enrolls them; each has an iDRAC of its own (TLS, the lab's CA)")
+    machines = vm.create_vms(name, state, switch, default_vlan, vms) if vms else []
+    if machines:
+        progress(f"{vms} VM(s) {name}-vm1..{vms} (libvirt, TCG): taps {name}-v1..{vms} on the "
+                 f"switch, consoles in {state}/logs/vm-I-console.log")
     chassis = _start_lldpd(name, state)
     progress(f"lldpd: LLDP from every switch port (chassis {chassis})")
     sup_port, emu_port = free_port(), free_port()
@@ -233,6 +240,7 @@ def _build(name: str, count: int, state: Path, progress: Progress,
         "supervisor": {"url": f"http://127.0.0.1:{sup_port}"},
         "nodes": node_specs,
         **({"undiscovered": unknown} if unknown else {}),
+        **({"vms": machines, "libvirt": {"uri": vm.libvirt_uri(state)}} if machines else {}),
     }
     for n in node_specs:
         n["bmc_address"] = f"redfish+http://127.0.0.1:{emu_port}/redfish/v1/Systems/{n['uuid']}"
@@ -246,6 +254,11 @@ def _build(name: str, count: int, state: Path, progress: Progress,
     wait_http(f"{spec['emulator']['url']}/redfish/v1/Systems", emu,
                state / "logs" / "emulator.log", "sushy-emulator")
     progress(f"BMCs: sushy-tools Redfish emulator at {spec['emulator']['url']}")
+    if machines:
+        spec["emulator_libvirt"] = {"url": vm.start_emulator(state, machines)}
+        (state / "lab.json").write_text(json.dumps(spec, indent=2))
+        progress(f"VM BMCs: sushy-tools Redfish emulator (libvirt driver) at "
+                 f"{spec['emulator_libvirt']['url']}")
     for u in unknown:
         bmc = u["idrac"]
         cfg = idrac.write_emulator_config(state, u, f"http://127.0.0.1:{sup_port}/notify")
@@ -325,7 +338,8 @@ def _start_lldpd(name: str, state: Path) -> str:
     conf.write_text(f"configure system hostname {name}-tor\n"
                     "configure lldp portidsubtype ifname\n"
                     "configure lldp tx-interval 1\n")
-    _spawn(["lldpd", "-d", "-u", sock, "-I", f"{name}-n*,{name}-s*,{name}-u*", "-C", f"{name}-s0",
+    _spawn(["lldpd", "-d", "-u", sock, "-I", f"{name}-n*,{name}-s*,{name}-u*,{name}-v*",
+            "-C", f"{name}-s0",
             "-O", str(conf), "-p", str(state / "lldpd.pid")], None,
            state / "logs" / "lldpd.log")
     _wait_for(lambda: Path(sock).exists(), 15, f"lldpd did not start: see {state}/logs/lldpd.log")
@@ -447,6 +461,13 @@ def status(name: str = "mplab") -> dict[str, Any]:
                           "ip_addresses": ips, "power_state": power,
                           "os": runtime.get("os", "unknown"), "detail": runtime.get("detail", ""),
                           "bmc_address": n["bmc_address"]})
+    for m in spec.get("vms", []):
+        nodes.append({"name": m["name"], "namespace": f"(VM {m['domain']})", "mac": m["mac"],
+                      "switch_port": m["switch_port"], "vlan": tags.get(m["switch_port"]),
+                      "ip_addresses": [], "power_state": vm.power(spec["libvirt"]["uri"],
+                                                                  m["domain"]),
+                      "os": "unknown", "detail": f"console: {m['console']}",
+                      "bmc_address": m["bmc_address"]})
     return {"name": name, "state_dir": str(state), "switch": spec["switch"],
             "networks": [{**n, "switch_vlan": tags.get(n["switch_port"])}
                          for n in spec["networks"]],
@@ -460,7 +481,7 @@ def down(name: str = "mplab", quiet: bool = False) -> list[str]:
     Works after a crash and when nothing is up. Returns what it removed."""
     check_name(name)
     state = lab_dir(name)
-    removed = []
+    removed = vm.remove_vms(name, state)  # before its libvirtd is killed below
     if state.exists() or not quiet:
         n = kill_mentioning(str(state)) if state.exists() else 0
         if n:

@@ -1,0 +1,245 @@
+"""VM nodes of the virtual rack (``metalplane lab up --vms N``): libvirt/QEMU machines that
+PXE-boot for real, beside the namespace nodes.
+
+Per lab, one private ``libvirtd`` (its own configuration and socket in
+``<state_dir>/libvirt``; ``virtlogd`` too when none runs, which the QEMU driver needs for
+the serial consoles). Per VM ``<name>-vmI``: a libvirt domain of type ``qemu`` (TCG, never
+KVM), 1 GiB, one CPU, SeaBIOS booting the network first (the virtio NIC's iPXE ROM, Debian's
+``ipxe-qemu``), then the disk; a 2 GiB qcow2 virtio disk ``<state_dir>/disks/vm-I.qcow2``;
+the serial console in ``<state_dir>/logs/vm-I-console.log``. Its NIC is a tap device
+``<name>-vI`` made here (``ip tuntap``) and added to the ToR as an ordinary access port on
+the provisioning VLAN, as a namespace node's veth is: the ToR runs from a private run
+directory, so libvirt's own ``<virtualport type='openvswitch'/>`` (ovs-vsctl on the default
+socket) cannot be used; libvirt opens the existing tap (``<interface type='ethernet'>``,
+``managed='no'``). On the netdev datapath the tap is an ordinary *system* port (what was
+tried and works); not ``type=tap``, with which ovs-vswitchd opens the tap device itself.
+
+The VMs' BMC is sushy-tools' emulator with its libvirt driver
+(``SUSHY_EMULATOR_LIBVIRT_URI`` at the private libvirtd, ``SUSHY_EMULATOR_ALLOWED_INSTANCES``
+the VMs' UUIDs): a second emulator process of the lab, driven by metalplane's ``redfish``
+hardware type unchanged. QEMU runs as root (a static DAC label): the lab's state directory
+need not be reachable by libvirt's QEMU user. Sources: libvirt's domain XML format
+(formatdomain.html: ``os/boot``, ``interface type='ethernet'``, ``seclabel``),
+libvirtd.conf, ip-tuntap(8), sushy-tools' emulator configuration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+import uuid as uuidlib
+from pathlib import Path
+from typing import Any
+
+from metalplane.lab.rack import LabError, Switch, _spawn, free_port, run, wait_http
+
+__all__ = ["QEMU", "VM_DISK_SIZE", "VM_MEMORY_MIB", "create_vms", "forget_domains",
+           "libvirt_uri", "power", "remove_vms", "start_emulator"]
+
+QEMU = "/usr/bin/qemu-system-x86_64"
+VM_MEMORY_MIB = 1024
+VM_DISK_SIZE = 2 << 30  # bytes
+VIRTLOGD_SOCKET = Path("/run/libvirt/virtlogd-sock")
+START_TIMEOUT = 120.0  # s: a fresh libvirtd probes QEMU's capabilities first
+
+
+def _running(program: str) -> bool:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() == program:
+                    return True
+    return False
+
+
+def libvirt_uri(state: Path) -> str:
+    """The URI of the lab's private libvirtd."""
+    return f"qemu:///system?socket={state / 'libvirt' / 'run' / 'libvirt-sock'}"
+
+
+def _need() -> None:
+    for exe in ("libvirtd", "virtlogd", QEMU, "qemu-img"):
+        if shutil.which(exe) is None:
+            raise LabError(f"{exe} is not installed (run scripts/setup.sh)")
+    try:
+        import libvirt  # noqa: F401
+    except ImportError:
+        raise LabError("the libvirt Python binding is missing: pip install "
+                       "'metalplane[lab]' (scripts/setup.sh does)") from None
+
+
+def _start_libvirtd(state: Path) -> str:
+    """Start the lab's libvirtd (and virtlogd when none runs); its URI once it answers."""
+    import libvirt
+
+    d = state / "libvirt"
+    (d / "run").mkdir(parents=True, exist_ok=True)
+    if not _running("virtlogd"):
+        _spawn(["virtlogd", "--pid-file", str(d / "virtlogd.pid")], None, d / "virtlogd.out")
+        deadline = time.monotonic() + 10
+        while not VIRTLOGD_SOCKET.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    log = d / "libvirtd.log"
+    conf = d / "libvirtd.conf"
+    conf.write_text(f'unix_sock_dir = "{d / "run"}"\nunix_sock_rw_perms = "0700"\n'
+                    'auth_unix_rw = "none"\nauth_unix_ro = "none"\n'
+                    f'listen_tls = 0\nlisten_tcp = 0\nlog_outputs = "3:file:{log}"\n')
+    proc = _spawn(["libvirtd", "--config", str(conf), "--pid-file", str(d / "libvirtd.pid")],
+                  None, d / "libvirtd.out")
+    uri = libvirt_uri(state)
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        if proc.poll() is not None:
+            raise LabError(f"libvirtd exited: see {d / 'libvirtd.out'} and {log}")
+        try:
+            conn = libvirt.open(uri)
+            try:
+                conn.getCapabilities()
+            finally:
+                conn.close()
+            return uri
+        except libvirt.libvirtError as exc:
+            if time.monotonic() > deadline:
+                raise LabError(f"libvirtd did not answer in {START_TIMEOUT:.0f} s: {exc}") \
+                    from None
+            time.sleep(0.5)
+
+
+def domain_xml(name: str, uuid: str, mac: str, tap: str, disk: Path, console: Path) -> str:
+    """The domain: TCG, 1 GiB, network then disk, the tap as a virtio NIC (checksums done by
+    the guest: the userspace datapath forwards frames as they come), serial to a file."""
+    return f"""<domain type='qemu'>
+  <name>{name}</name>
+  <uuid>{uuid}</uuid>
+  <memory unit='MiB'>{VM_MEMORY_MIB}</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='network'/><boot dev='hd'/></os>
+  <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>
+  <devices>
+    <emulator>{QEMU}</emulator>
+    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
+      <source file='{disk}'/><target dev='vda' bus='virtio'/></disk>
+    <interface type='ethernet'><mac address='{mac}'/><target dev='{tap}' managed='no'/>
+      <model type='virtio'/><driver name='qemu'><host csum='off' tso4='off' tso6='off'
+      ecn='off' ufo='off'/><guest csum='off' tso4='off' tso6='off' ecn='off' ufo='off'/>
+      </driver></interface>
+    <serial type='file'><source path='{console}'/><target port='0'/></serial>
+    <console type='file'><source path='{console}'/><target type='serial' port='0'/></console>
+  </devices>
+  <seclabel type='static' model='dac' relabel='no'><label>+0:+0</label></seclabel>
+</domain>"""
+
+
+def _mac(lab: str, i: int) -> str:
+    """``52:54:00`` (QEMU's prefix), then two bytes of the lab name's hash and ``i``."""
+    h = uuidlib.uuid5(uuidlib.NAMESPACE_DNS, lab).bytes
+    return f"52:54:00:{h[0]:02x}:{h[1]:02x}:{i:02x}"
+
+
+def create_vms(name: str, state: Path, switch: Switch, vlan: int, count: int
+               ) -> list[dict[str, Any]]:
+    """The lab's libvirtd, ``count`` VMs (taps on ``switch`` on access VLAN ``vlan``), defined
+    and off. Returns their specs (name, uuid, domain, mac, switch_port, disk, console, ...);
+    ``bmc_address`` is filled in by :func:`start_emulator`. Raises :class:`LabError`."""
+    import libvirt
+
+    _need()
+    uri = _start_libvirtd(state)
+    vms = []
+    conn = libvirt.open(uri)
+    try:
+        for i in range(1, count + 1):
+            tap, dom = f"{name}-v{i}", f"{name}-vm{i}"
+            run("ip", "tuntap", "add", "dev", tap, "mode", "tap")
+            run("ip", "link", "set", tap, "up")
+            switch.vsctl("--may-exist", "add-port", switch.bridge, tap, f"tag={vlan}")
+            disk = state / "disks" / f"vm-{i}.qcow2"
+            run("qemu-img", "create", "-q", "-f", "qcow2", str(disk), str(VM_DISK_SIZE))
+            console = state / "logs" / f"vm-{i}-console.log"
+            uuid, mac = str(uuidlib.uuid4()), _mac(name, i)
+            conn.defineXML(domain_xml(dom, uuid, mac, tap, disk, console))
+            vms.append({"name": f"vm-{i}", "uuid": uuid, "domain": dom, "mac": mac,
+                        "switch_port": tap, "disk": str(disk), "disk_size": VM_DISK_SIZE,
+                        "console": str(console)})
+    finally:
+        conn.close()
+    return vms
+
+
+def start_emulator(state: Path, vms: list[dict[str, Any]]) -> str:
+    """sushy-tools' emulator, libvirt driver, for ``vms`` on a free loopback port; sets each
+    VM's ``bmc_address``; returns the emulator's URL. Raises :class:`LabError`."""
+    from metalplane.lab.lab import emulator_command
+
+    port = free_port()
+    cfg = state / "emulator-libvirt.conf"
+    cfg.write_text(f"SUSHY_EMULATOR_LISTEN_IP = '127.0.0.1'\n"
+                   f"SUSHY_EMULATOR_LISTEN_PORT = {port}\n"
+                   f"SUSHY_EMULATOR_LIBVIRT_URI = {libvirt_uri(state)!r}\n"
+                   f"SUSHY_EMULATOR_ALLOWED_INSTANCES = {[v['uuid'] for v in vms]!r}\n")
+    log = state / "logs" / "emulator-libvirt.log"
+    proc = _spawn(emulator_command(cfg), None, log)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/redfish/v1/Systems", proc, log, "sushy-emulator (libvirt)", timeout=60)
+    for v in vms:
+        v["bmc_address"] = f"redfish+http://127.0.0.1:{port}/redfish/v1/Systems/{v['uuid']}"
+    return url
+
+
+def remove_vms(name: str, state: Path) -> list[str]:
+    """Destroy and undefine the lab's domains (``<name>-vm*``) in its libvirtd, if it
+    answers; the caller then kills the processes and removes the taps and files. Returns
+    what it removed."""
+    sock = state / "libvirt" / "run" / "libvirt-sock"
+    if not sock.exists():
+        return forget_domains(name)
+    try:
+        import libvirt
+    except ImportError:
+        return []
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    removed = []
+    try:
+        conn = libvirt.open(libvirt_uri(state))
+    except libvirt.libvirtError:
+        return forget_domains(name)
+    try:
+        for dom in conn.listAllDomains():
+            if not dom.name().startswith(f"{name}-vm"):
+                continue
+            with contextlib.suppress(libvirt.libvirtError):
+                if dom.isActive():
+                    dom.destroy()
+            with contextlib.suppress(libvirt.libvirtError):
+                dom.undefine()
+                removed.append(f"domain {dom.name()}")
+    finally:
+        conn.close()
+    return removed
+
+
+def forget_domains(name: str) -> list[str]:
+    """When the lab's libvirtd is gone (a crash): the definitions of its domains that the
+    privileged QEMU driver keeps in ``/etc/libvirt/qemu``, removed."""
+    removed = []
+    for f in Path("/etc/libvirt/qemu").glob(f"{name}-vm*.xml"):
+        f.unlink(missing_ok=True)
+        removed.append(f"domain definition {f}")
+    return removed
+
+
+def power(uri: str, domain: str) -> str:
+    """``On`` or ``Off``: whether ``domain`` runs (libvirt), ``unknown`` if it cannot say."""
+    try:
+        import libvirt
+
+        conn = libvirt.open(uri)
+        try:
+            return "On" if conn.lookupByName(domain).isActive() else "Off"
+        finally:
+            conn.close()
+    except Exception:  # status is best effort
+        return "unknown"
+

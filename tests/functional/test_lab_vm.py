@@ -1,0 +1,125 @@
+"""VM nodes of the lab (``metalplane lab up --vms N``), for real: a private libvirtd, a TCG
+domain whose virtio NIC is a tap on the lab's Open vSwitch ToR, sushy-tools' libvirt driver
+as its BMC, and a metalplane server that powers it on through Redfish: the NIC's iPXE ROM
+takes its script from the lab's dnsmasq, boots ``metalplane ramdisk build``'s ramdisk (the
+shared build cache of test_ramdisk.py) and the agent inspects the VM. Every test removes
+the lab (domain, disk, tap, libvirtd, emulators) even when it fails. Run under the lab
+lock (namespaces, OVS, libvirt)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from metalplane.lab import lab
+from metalplane.lab.rack import Switch, run
+from tests.functional.test_lab import assert_nothing_left
+from tests.helpers.rack import need_root_and_ovs
+
+pytestmark = pytest.mark.functional
+
+
+@pytest.fixture
+def lab_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
+    need_root_and_ovs()
+    root = Path("/tmp") / f"mpl-{secrets.token_hex(3)}"  # short: unix socket paths
+    monkeypatch.setenv("METALPLANE_LAB_ROOT", str(root))
+    name = "m" + secrets.token_hex(3)
+    try:
+        yield name, root
+    finally:
+        lab.down(name, quiet=True)
+        assert_vm_gone(name, root)
+
+
+def assert_vm_gone(name: str, root: Path) -> None:
+    assert_nothing_left(name, root)  # taps, processes (QEMU, libvirtd, emulators), files
+    assert not list(Path("/etc/libvirt/qemu").glob(f"{name}-vm*.xml"))  # undefined
+    root.rmdir() if root.exists() else None
+
+
+def _system(url: str) -> dict[str, Any]:
+    r = httpx.get(url, timeout=30)
+    r.raise_for_status()
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def _wait_power(url: str, want: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    state = ""
+    while time.monotonic() < deadline:
+        state = str(_system(url).get("PowerState"))
+        if state == want:
+            break
+        time.sleep(0.5)
+    return state
+
+
+def test_a_vm_node_on_the_tor_powered_through_the_libvirt_bmc(
+        lab_root: tuple[str, Path]) -> None:
+    import libvirt
+
+    name, root = lab_root
+    t0 = time.monotonic()
+    spec = lab.up(name, 0, vms=1)
+    state = Path(spec["state_dir"])
+    assert spec["nodes"] == []
+    vm = spec["vms"][0]
+    assert vm["domain"] == f"{name}-vm1" and vm["switch_port"] == f"{name}-v1"
+    assert json.loads((state / "lab.json").read_text())["vms"][0]["bmc_address"] == \
+        vm["bmc_address"]
+
+    # the tap is an access port of the ToR on the provisioning VLAN, as a node's veth
+    switch = Switch(rundir=state / "ovs", bridge=spec["switch"]["bridge"])
+    assert switch.tag(vm["switch_port"]) == spec["switch"]["default_vlan"]
+    assert json.loads(run("ip", "-j", "-d", "link", "show", vm["switch_port"])
+                      )[0]["linkinfo"]["info_kind"] == "tun"
+
+    # the domain: TCG, 1 GiB, network then disk, the tap as its virtio NIC, serial to a file
+    conn = libvirt.open(spec["libvirt"]["uri"])
+    try:
+        xml = ET.fromstring(conn.lookupByName(vm["domain"]).XMLDesc(0))
+    finally:
+        conn.close()
+    assert xml.get("type") == "qemu" and xml.findtext("uuid") == vm["uuid"]
+    assert int(xml.findtext("memory") or 0) == 1 << 20  # KiB
+    assert [b.get("dev") for b in xml.findall("./os/boot")] == ["network", "hd"]
+    nic = xml.find("./devices/interface")
+    assert nic is not None and nic.get("type") == "ethernet"
+    assert nic.find("target").get("dev") == vm["switch_port"]  # type: ignore[union-attr]
+    assert nic.find("model").get("type") == "virtio"  # type: ignore[union-attr]
+    assert nic.find("mac").get("address") == vm["mac"]  # type: ignore[union-attr]
+    disk = xml.find("./devices/disk/source")
+    assert disk is not None and disk.get("file") == vm["disk"] and Path(vm["disk"]).exists()
+    assert xml.find("./devices/serial/source").get("path") == vm["console"]  # type: ignore[union-attr]
+
+    # lab status shows it; its BMC (the libvirt emulator) powers it on and off
+    status = lab.status(name)
+    row = next(n for n in status["nodes"] if n["name"] == "vm-1")
+    assert row["power_state"] == "Off" and row["vlan"] == spec["switch"]["default_vlan"]
+    url = vm["bmc_address"].removeprefix("redfish+")
+    system = _system(url)
+    assert system["PowerState"] == "Off" and system["Id"] == vm["uuid"]
+    httpx.post(f"{url}/Actions/ComputerSystem.Reset", json={"ResetType": "On"},
+               timeout=60).raise_for_status()
+    assert _wait_power(url, "On") == "On"
+    assert lab.status(name)["nodes"][0]["power_state"] == "On"
+    assert Path(vm["console"]).exists()  # QEMU's serial console (virtlogd writes it)
+    httpx.post(f"{url}/Actions/ComputerSystem.Reset", json={"ResetType": "ForceOff"},
+               timeout=60).raise_for_status()
+    assert _wait_power(url, "Off") == "Off"
+
+    # down removes the domain (undefined), disk, tap, libvirtd and emulators
+    removed = lab.down(name)
+    assert f"domain {name}-vm1" in removed
+    assert_vm_gone(name, root)
+    print(f"VM lab up/power/down: {time.monotonic() - t0:.0f}s")
