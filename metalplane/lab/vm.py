@@ -1,5 +1,5 @@
 """VM nodes of the virtual rack (``metalplane lab up --vms N``): libvirt/QEMU machines that
-PXE-boot for real, beside the namespace nodes.
+boot from the network first (the NIC's real iPXE ROM), beside the namespace nodes.
 
 Per lab, one private ``libvirtd`` (its own configuration and socket in
 ``<state_dir>/libvirt``; ``virtlogd`` too when none runs, which the QEMU driver needs for
