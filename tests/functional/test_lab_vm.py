@@ -8,7 +8,9 @@ lock (namespaces, OVS, libvirt)."""
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import secrets
 import time
 import xml.etree.ElementTree as ET
@@ -18,13 +20,19 @@ from typing import Any
 
 import httpx
 import pytest
+from rich.console import Console
 
+from metalplane.build import ramdisk
+from metalplane.common.bmc_address import parse_bmc_address
 from metalplane.lab import lab
+from metalplane.lab.demo import Demo
 from metalplane.lab.rack import Switch, run
 from tests.functional.test_lab import assert_nothing_left
+from tests.helpers.peers import free_port
 from tests.helpers.rack import need_root_and_ovs
 
 pytestmark = pytest.mark.functional
+CACHE = Path(os.environ.get("METALPLANE_TEST_CACHE", "/var/tmp/metalplane-test-cache"))
 
 
 @pytest.fixture
@@ -123,3 +131,70 @@ def test_a_vm_node_on_the_tor_powered_through_the_libvirt_bmc(
     assert f"domain {name}-vm1" in removed
     assert_vm_gone(name, root)
     print(f"VM lab up/power/down: {time.monotonic() - t0:.0f}s")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> ramdisk.Result:
+    return ramdisk.build(tmp_path_factory.mktemp("ramdisk-data"), cache_dir=CACHE / "ramdisk",
+                         install=False)
+
+
+def test_a_vm_node_pxe_boots_the_ramdisk_and_is_inspected(
+        lab_root: tuple[str, Path], built: ramdisk.Result) -> None:
+    name, _root = lab_root
+    t0 = time.monotonic()
+    buf = io.StringIO()
+    d = Demo(nodes=0, name=name, port=free_port(), timeout=180, kubectl=False,
+             console=Console(file=buf, width=200, highlight=False))
+    try:
+        d.spec = spec = lab.up(name, 0, vms=1)
+        state = Path(spec["state_dir"])
+        # the server's boot server serves the built ramdisk (the cache's, installed)
+        assert ramdisk.build(state / "server", cache_dir=CACHE / "ramdisk").key == built.key
+        c = d._start_server()
+        d._networks(c)
+        vm, sw = spec["vms"][0], spec["switch"]
+        driver, info = parse_bmc_address(vm["bmc_address"], "admin", "password")
+        assert driver == "redfish"
+        node = c.post("/v1/nodes", {
+            "name": vm["name"], "driver": driver, "driver_info": info,
+            "boot_interface": "ipxe", "deploy_interface": "direct",
+            "inspect_interface": "agent", "network_interface": "neutron"})
+        uuid = node["uuid"]
+        c.post("/v1/ports", {"address": vm["mac"], "node_uuid": uuid, "pxe_enabled": True,
+                             "local_link_connection": {"switch_id": sw["switch_id"],
+                                                       "port_id": vm["switch_port"],
+                                                       "switch_info": sw["name"]}})
+        c.put(f"/v1/nodes/{uuid}/states/provision", {"target": "manage"})
+        _wait(c, uuid, "manageable", 60, vm["console"])
+        c.put(f"/v1/nodes/{uuid}/states/provision", {"target": "inspect"})
+        inspected = _wait(c, uuid, "manageable", 240, vm["console"])
+
+        console = Path(vm["console"]).read_text(errors="replace")
+        assert f"metalplane-ramdisk: metalplane ramdisk {built.key}" in console
+        assert f"I am node {uuid}" in console
+        inv = c.get(f"/v1/nodes/{uuid}/inventory")["inventory"]
+        nic = next(i for i in inv["interfaces"] if i["mac_address"] == vm["mac"])
+        assert nic["driver"] == "virtio_net"
+        assert (nic["ipv4_address"] or "").startswith("10.70.0."), nic  # the lab's dnsmasq
+        assert inv["disks"][0]["name"] == "/dev/vda"
+        assert inv["disks"][0]["size"] == vm["disk_size"]
+        assert inspected["properties"]["cpus"] == 1
+        print(f"VM PXE boot and inspection: {time.monotonic() - t0:.0f}s")
+    finally:
+        d._teardown()
+
+
+def _wait(c: Any, uuid: str, want: str, timeout: float, console: str) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    node: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        node = c.get(f"/v1/nodes/{uuid}")
+        if node["provision_state"] == want and node["target_provision_state"] is None:
+            return node
+        if node["provision_state"].endswith("failed"):
+            break
+        time.sleep(1)
+    text = Path(console).read_text(errors="replace") if Path(console).exists() else ""
+    raise AssertionError(f"node is {node.get('provision_state')} ({node.get('last_error')}); "
+                         f"serial console:\n{text[-3000:]}")
