@@ -43,13 +43,18 @@ def lab_up(
         help="VM nodes more (libvirt/QEMU, TCG, 1 GiB): they PXE-boot for real through "
              "the provisioning network; their BMC is sushy-tools' libvirt driver. Serial "
              "consoles in <state_dir>/logs/vm-N-console.log.")] = 0,
+    uefi_vms: Annotated[int, typer.Option(
+        help="How many of the VMs (the last ones) boot UEFI (OVMF) instead of SeaBIOS: "
+             "their PXE client loads snponly.efi over TFTP. Enroll them with "
+             "properties/capabilities boot_mode:uefi.")] = 0,
 ) -> None:
     """Build the rack. Prints the settings a `metalplane server` needs to drive it."""
     from metalplane.lab import lab
 
     try:
         spec = lab.up(name, nodes, progress=lambda s: err_console.print(s, highlight=False),
-                      backend=backend, undiscovered=undiscovered, vms=vms)
+                      backend=backend, undiscovered=undiscovered, vms=vms,
+                      uefi_vms=uefi_vms)
     except lab.LabError as exc:
         raise _lab_error(exc) from None
     console.print(f"lab {name} is up: {len(spec['nodes'])} node(s), "

@@ -130,6 +130,14 @@ class Settings:
     dhcp_bindings: str = ""  # network=netns:interface[,...] (netns may be empty)
     dhcp_restart_delay: float = 2.0  # s a host removal waits to share dnsmasq's restart
     tftp_root: str = "/usr/lib/ipxe"
+    # the first stage PXE firmware loads over TFTP from tftp_root, by the node's boot mode
+    # (Ironic's [pxe]ipxe_bootfile_name and uefi_ipxe_bootfile_name; for UEFI, ipxe.efi if
+    # snponly.efi does not work with a NIC's firmware), and the boot mode of a node that
+    # names none in its capabilities or instance_info (Ironic's [deploy]default_boot_mode,
+    # which is uefi there; bios here)
+    ipxe_bootfile_name: str = "undionly.kpxe"
+    uefi_ipxe_bootfile_name: str = "snponly.efi"
+    default_boot_mode: str = "bios"
     unix_socket: str = ""  # also serve the API on this unix socket (the lab's namespaces)
     # auto-discovery (Ironic's [auto_discovery]): machines nobody enrolled that PXE-boot on
     # the inspection network get the agent and are enrolled from what it reports (off by
@@ -231,6 +239,12 @@ class Settings:
             raise Invalid(f"redfish_verify_ca {self.redfish_verify_ca} is not a readable file")
         if self.bmc_max_concurrent_calls < 1:
             raise Invalid("bmc_max_concurrent_calls must be at least 1")
+        if self.default_boot_mode not in ("bios", "uefi"):
+            raise Invalid(f"default_boot_mode must be bios or uefi, not {self.default_boot_mode!r}")
+        for name in ("ipxe_bootfile_name", "uefi_ipxe_bootfile_name"):
+            value = getattr(self, name)
+            if not value or any(c in value for c in ", \n") or value.startswith("/"):
+                raise Invalid(f"{name} must be a file name under tftp_root, not {value!r}")
 
     @property
     def effective_auth_strategy(self) -> str:

@@ -346,8 +346,11 @@ class Discovery:
                                           sub.allocation_pools)
             url = agent_mod.boot_url(s)
             server = urllib.parse.urlsplit(url).hostname or ""
+            # nobody knows an unknown host's boot mode: its DHCP client architecture
+            # (dnsmasq's ``efi`` tag) picks the first stage, as ironic-inspector's dnsmasq
             opts = [("tag:ipxe,bootfile-name", f"{url}/boot/discovery.ipxe"),
-                    ("tag:!ipxe,bootfile-name", "undionly.kpxe")]
+                    ("tag:!ipxe,tag:!efi,bootfile-name", s.ipxe_bootfile_name),
+                    ("tag:!ipxe,tag:efi,bootfile-name", s.uefi_ipxe_bootfile_name)]
             if server and server[0].isdigit():
                 opts.append(("tftp-server", server))
             if dhcp.set_discovery(key, sub.cidr, first, last, opts):

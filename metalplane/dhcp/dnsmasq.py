@@ -23,7 +23,10 @@ a restart of the DHCP one would cut every transfer in flight, and a PXE ROM whos
 fails gives up on the network boot (seen in the 20-node lab while nodes left the networks).
 ``--dhcp-userclass=set:ipxe,iPXE`` tags iPXE clients, so an option named
 ``tag:ipxe,bootfile-name`` goes to iPXE only and ``tag:!ipxe,bootfile-name`` to plain PXE
-firmware. Replies are broadcast (``--dhcp-broadcast``): a unicast reply to a client without
+firmware. A PXE client whose option 93 (client-arch) is 7 or 9, x86-64 UEFI, is tagged
+``efi`` (``--dhcp-match``); only hosts nobody enrolled (discovery) are answered by it: an
+enrolled node's first stage follows its boot mode, as Ironic's does
+(:mod:`metalplane.drivers.boot_mode`). Replies are broadcast (``--dhcp-broadcast``): a unicast reply to a client without
 an address depends on an ARP cache entry dnsmasq injects, which did not reach clients across
 Open vSwitch's userspace datapath; PXE firmware asks for broadcast replies anyway. Source:
 dnsmasq(8), on --dhcp-hostsdir, --dhcp-optsdir, --dhcp-userclass, --dhcp-ignore, --enable-tftp.
@@ -46,9 +49,13 @@ from typing import Any
 from metalplane.common import process
 from metalplane.common.exceptions import Invalid, MetalplaneError
 
-__all__ = ["DhcpError", "DnsmasqServer", "format_options"]
+__all__ = ["EFI_ARCHES", "DhcpError", "DnsmasqServer", "format_options"]
 
 LOG = logging.getLogger(__name__)
+# DHCP option 93 (client system architecture, RFC 4578 2.1 and its IANA registry): 7 and 9
+# are x86-64 UEFI; such clients are tagged ``efi`` (as in Ironic's dnsmasq example)
+EFI_ARCHES = (7, 9)
+EFI_MATCH = tuple(f"--dhcp-match=set:efi,option:client-arch,{a}" for a in EFI_ARCHES)
 _NAME = re.compile(r"^[A-Za-z0-9\-]+$")
 
 
@@ -143,7 +150,7 @@ class DnsmasqServer:
             f"--dhcp-range=set:{self.name},{self.net.network_address},static,"
             f"{self.net.netmask},600",
             f"--dhcp-hostsdir={self.hosts_dir}", f"--dhcp-optsdir={self.opts_dir}",
-            "--dhcp-userclass=set:ipxe,iPXE", *self._unknown_hosts(),
+            "--dhcp-userclass=set:ipxe,iPXE", *EFI_MATCH, *self._unknown_hosts(),
             "--dhcp-no-override", "--dhcp-broadcast", "--log-dhcp",
             f"--dhcp-leasefile={self.dir / 'leases'}",
         ])

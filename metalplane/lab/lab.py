@@ -111,14 +111,16 @@ def load(name: str) -> dict[str, Any]:
 
 
 def up(name: str = "mplab", nodes: int = 4, progress: Progress = lambda _: None,
-       backend: str = "ovs", undiscovered: int = 0, vms: int = 0) -> dict[str, Any]:
+       backend: str = "ovs", undiscovered: int = 0, vms: int = 0,
+       uefi_vms: int = 0) -> dict[str, Any]:
     """Build the rack; returns its description (also in ``<state_dir>/lab.json``).
     ``backend``: ``ovs`` (the ToR and dnsmasq), or ``ovn`` (OVN beside them).
     ``undiscovered``: nodes more that metalplane is not told about (``undiscovered`` in the
     description): Dell servers whose BMC is an "iDRAC" of their own at
     ``https://127.0.10.N`` (:mod:`metalplane.lab.idrac`), for auto-discovery.
     ``vms``: libvirt/QEMU machines more (``vms`` in the description, :mod:`metalplane.lab.vm`)
-    that PXE-boot for real, their BMC sushy-tools' libvirt driver.
+    that PXE-boot for real, their BMC sushy-tools' libvirt driver; the last ``uefi_vms`` of
+    them boot UEFI (OVMF), the others SeaBIOS (``firmware`` in each VM's description).
 
     Raises :class:`LabError` (root missing, a tool missing, the lab already up, a
     command failed); what was built is removed again in that case.
@@ -128,6 +130,8 @@ def up(name: str = "mplab", nodes: int = 4, progress: Progress = lambda _: None,
             or nodes + undiscovered + vms < 1:
         raise LabError("--nodes must be between 1 and 200 (0 with --undiscovered or --vms), "
                        "--undiscovered between 0 and 20, --vms between 0 and 8")
+    if not 0 <= uefi_vms <= vms:
+        raise LabError(f"--uefi-vms must be between 0 and --vms ({vms})")
     if backend not in BACKENDS:
         raise LabError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     _need_root()
@@ -137,7 +141,7 @@ def up(name: str = "mplab", nodes: int = 4, progress: Progress = lambda _: None,
     down(name, quiet=True)  # what a crashed run may have left
     state.mkdir(parents=True)
     try:
-        return _build(name, nodes, state, progress, backend, undiscovered, vms)
+        return _build(name, nodes, state, progress, backend, undiscovered, vms, uefi_vms)
     except BaseException:
         down(name, quiet=True)
         raise
@@ -175,7 +179,8 @@ def _ovn(name: str, state: Path, switch: Switch, progress: Progress) -> dict[str
 
 
 def _build(name: str, count: int, state: Path, progress: Progress,
-           backend: str = "ovs", undiscovered: int = 0, vms: int = 0) -> dict[str, Any]:
+           backend: str = "ovs", undiscovered: int = 0, vms: int = 0,
+           uefi_vms: int = 0) -> dict[str, Any]:
     switch = Switch(rundir=state / "ovs", bridge=f"{name}-tor")
     progress(f"switch {switch.bridge}: Open vSwitch, userspace datapath")
     switch.start()
@@ -217,10 +222,11 @@ def _build(name: str, count: int, state: Path, progress: Progress,
     if unknown:
         progress(f"{undiscovered} undiscovered node namespace(s) {name}-new1..{undiscovered}: "
                  "nobody enrolls them; each has an iDRAC of its own (TLS, the lab's CA)")
-    machines = vm.create_vms(name, state, switch, default_vlan, vms) if vms else []
+    machines = vm.create_vms(name, state, switch, default_vlan, vms, uefi_vms) if vms else []
     if machines:
         progress(f"{vms} VM(s) {name}-vm1..{vms} (libvirt, TCG): taps {name}-v1..{vms} on the "
-                 f"switch, consoles in {state}/logs/vm-I-console.log")
+                 f"switch, consoles in {state}/logs/vm-I-console.log"
+                 + (f"; the last {uefi_vms} boot UEFI (OVMF)" if uefi_vms else ""))
     chassis = _start_lldpd(name, state)
     progress(f"lldpd: LLDP from every switch port (chassis {chassis})")
     sup_port, emu_port = free_port(), free_port()

@@ -5,8 +5,10 @@ Per lab, one private ``libvirtd`` (its own configuration and socket in
 ``<state_dir>/libvirt``; ``virtlogd`` too when none runs, which the QEMU driver needs for
 the serial consoles). Per VM ``<name>-vmI``: a libvirt domain of type ``qemu`` (TCG, never
 KVM), 1 GiB, one CPU, SeaBIOS booting the network first (the virtio NIC's iPXE ROM, Debian's
-``ipxe-qemu``), then the disk; a 2 GiB qcow2 virtio disk ``<state_dir>/disks/vm-I.qcow2``;
-the serial console in ``<state_dir>/logs/vm-I-console.log``. Its NIC is a tap device
+``ipxe-qemu``), then the disk (``--uefi-vms K``: the last K boot UEFI, OVMF from Debian's
+``ovmf``, its own PXE client loading ``snponly.efi``; the variable store in
+``<state_dir>/libvirt/nvram``, removed with the domain); a 2 GiB qcow2 virtio disk
+``<state_dir>/disks/vm-I.qcow2``; the serial console in ``<state_dir>/logs/vm-I-console.log``. Its NIC is a tap device
 ``<name>-vI`` made here (``ip tuntap``) and added to the ToR as an ordinary access port on
 the provisioning VLAN, as a namespace node's veth is: the ToR runs from a private run
 directory, so libvirt's own ``<virtualport type='openvswitch'/>`` (ovs-vsctl on the default
@@ -34,13 +36,17 @@ from typing import Any
 
 from metalplane.lab.rack import LabError, Switch, _spawn, free_port, run, wait_http
 
-__all__ = ["QEMU", "VM_DISK_SIZE", "VM_MEMORY_MIB", "create_vms", "forget_domains",
+__all__ = ["FIRMWARES", "OVMF_CODE", "OVMF_VARS", "QEMU", "VM_DISK_SIZE", "VM_MEMORY_MIB", "create_vms", "forget_domains",
            "libvirt_uri", "power", "remove_vms", "start_emulator"]
 
 QEMU = "/usr/bin/qemu-system-x86_64"
 VM_MEMORY_MIB = 1024
 VM_DISK_SIZE = 2 << 30  # bytes
 VIRTLOGD_SOCKET = Path("/run/libvirt/virtlogd-sock")
+# UEFI VMs: Debian's ``ovmf``, the build without secure boot, and its variable store template
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+FIRMWARES = ("bios", "uefi")
 START_TIMEOUT = 120.0  # s: a fresh libvirtd probes QEMU's capabilities first
 
 
@@ -107,15 +113,32 @@ def _start_libvirtd(state: Path) -> str:
             time.sleep(0.5)
 
 
-def domain_xml(name: str, uuid: str, mac: str, tap: str, disk: Path, console: Path) -> str:
+def _os_xml(firmware: str, nvram: Path | None) -> str:
+    """``<os>``: SeaBIOS (libvirt's default), or for ``uefi`` OVMF as a read-only pflash
+    with a per-VM variable store ``nvram`` copied from OVMF's template; secure boot off."""
+    boot = "<boot dev='network'/><boot dev='hd'/>"
+    if firmware != "uefi":
+        return f"<os><type arch='x86_64' machine='pc'>hvm</type>{boot}</os>"
+    return (f"<os><type arch='x86_64' machine='pc'>hvm</type>"
+            f"<loader readonly='yes' secure='no' type='pflash'>{OVMF_CODE}</loader>"
+            f"<nvram template='{OVMF_VARS}'>{nvram}</nvram>{boot}</os>"
+            "<features><acpi/><apic/></features>")  # libvirt: UEFI requires ACPI
+
+
+def domain_xml(name: str, uuid: str, mac: str, tap: str, disk: Path, console: Path,
+               firmware: str = "bios", nvram: Path | None = None) -> str:
     """The domain: TCG, 1 GiB, network then disk, the tap as a virtio NIC (checksums done by
-    the guest: the userspace datapath forwards frames as they come), serial to a file."""
+    the guest: the userspace datapath forwards frames as they come), serial to a file.
+    ``firmware`` ``bios``: SeaBIOS, the NIC's iPXE ROM boots; ``uefi``: OVMF, whose own
+    virtio-net driver and PXE client boot (the NIC's ROM is off, as on a server whose UEFI
+    network stack PXE-boots), ``nvram`` its variable store."""
+    rom = "<rom enabled='no'/>" if firmware == "uefi" else ""
     return f"""<domain type='qemu'>
   <name>{name}</name>
   <uuid>{uuid}</uuid>
   <memory unit='MiB'>{VM_MEMORY_MIB}</memory>
   <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='network'/><boot dev='hd'/></os>
+  {_os_xml(firmware, nvram)}
   <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>
   <devices>
     <emulator>{QEMU}</emulator>
@@ -124,7 +147,7 @@ def domain_xml(name: str, uuid: str, mac: str, tap: str, disk: Path, console: Pa
     <interface type='ethernet'><mac address='{mac}'/><target dev='{tap}' managed='no'/>
       <model type='virtio'/><driver name='qemu'><host csum='off' tso4='off' tso6='off'
       ecn='off' ufo='off'/><guest csum='off' tso4='off' tso6='off' ecn='off' ufo='off'/>
-      </driver></interface>
+      </driver>{rom}</interface>
     <serial type='file'><source path='{console}'/><target port='0'/></serial>
     <console type='file'><source path='{console}'/><target type='serial' port='0'/></console>
   </devices>
@@ -138,14 +161,19 @@ def _mac(lab: str, i: int) -> str:
     return f"52:54:00:{h[0]:02x}:{h[1]:02x}:{i:02x}"
 
 
-def create_vms(name: str, state: Path, switch: Switch, vlan: int, count: int
-               ) -> list[dict[str, Any]]:
+def create_vms(name: str, state: Path, switch: Switch, vlan: int, count: int,
+               uefi: int = 0) -> list[dict[str, Any]]:
     """The lab's libvirtd, ``count`` VMs (taps on ``switch`` on access VLAN ``vlan``), defined
-    and off. Returns their specs (name, uuid, domain, mac, switch_port, disk, console, ...);
-    ``bmc_address`` is filled in by :func:`start_emulator`. Raises :class:`LabError`."""
+    and off; the last ``uefi`` of them boot OVMF (UEFI), the others SeaBIOS. Returns their
+    specs (name, uuid, domain, mac, switch_port, disk, console, firmware ``bios``/``uefi``,
+    nvram for UEFI, ...); ``bmc_address`` is filled in by :func:`start_emulator`. Raises
+    :class:`LabError`."""
     import libvirt
 
     _need()
+    if uefi and not (OVMF_CODE.exists() and OVMF_VARS.exists()):
+        raise LabError(f"{OVMF_CODE} is missing: UEFI VMs need Debian's ovmf (run "
+                       "scripts/setup.sh)")
     uri = _start_libvirtd(state)
     vms = []
     conn = libvirt.open(uri)
@@ -159,10 +187,15 @@ def create_vms(name: str, state: Path, switch: Switch, vlan: int, count: int
             run("qemu-img", "create", "-q", "-f", "qcow2", str(disk), str(VM_DISK_SIZE))
             console = state / "logs" / f"vm-{i}-console.log"
             uuid, mac = str(uuidlib.uuid4()), _mac(name, i)
-            conn.defineXML(domain_xml(dom, uuid, mac, tap, disk, console))
+            firmware = "uefi" if i > count - uefi else "bios"
+            nvram = state / "libvirt" / "nvram" / f"vm-{i}_VARS.fd"
+            if firmware == "uefi":
+                nvram.parent.mkdir(parents=True, exist_ok=True)
+            conn.defineXML(domain_xml(dom, uuid, mac, tap, disk, console, firmware, nvram))
             vms.append({"name": f"vm-{i}", "uuid": uuid, "domain": dom, "mac": mac,
                         "switch_port": tap, "disk": str(disk), "disk_size": VM_DISK_SIZE,
-                        "console": str(console)})
+                        "console": str(console), "firmware": firmware,
+                        **({"nvram": str(nvram)} if firmware == "uefi" else {})})
     finally:
         conn.close()
     return vms
@@ -213,7 +246,8 @@ def remove_vms(name: str, state: Path) -> list[str]:
                 if dom.isActive():
                     dom.destroy()
             with contextlib.suppress(libvirt.libvirtError):
-                dom.undefine()
+                # a UEFI domain's variable store goes with it (plain undefine refuses one)
+                dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
                 removed.append(f"domain {dom.name()}")
     finally:
         conn.close()

@@ -8,9 +8,11 @@ lock (namespaces, OVS, libvirt)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import re
 import secrets
 import time
 import xml.etree.ElementTree as ET
@@ -139,15 +141,17 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> ramdisk.Result:
                          install=False)
 
 
-def test_a_vm_node_pxe_boots_the_ramdisk_and_is_inspected(
-        lab_root: tuple[str, Path], built: ramdisk.Result) -> None:
-    name, _root = lab_root
-    t0 = time.monotonic()
+@contextlib.contextmanager
+def _inspected_vm(name: str, built: ramdisk.Result, uefi: bool = False
+                  ) -> Iterator[tuple[Any, dict[str, Any], dict[str, Any], dict[str, Any]]]:
+    """A lab with one VM (UEFI with ``uefi``), a metalplane server, the VM enrolled (Redfish,
+    ``ipxe`` boot; ``boot_mode:uefi`` in its capabilities with ``uefi``) and inspected to
+    manageable; yields (client, lab spec, VM spec, node), then tears it all down."""
     buf = io.StringIO()
     d = Demo(nodes=0, name=name, port=free_port(), timeout=180, kubectl=False,
              console=Console(file=buf, width=200, highlight=False))
     try:
-        d.spec = spec = lab.up(name, 0, vms=1)
+        d.spec = spec = lab.up(name, 0, vms=1, uefi_vms=int(uefi))
         state = Path(spec["state_dir"])
         # the server's boot server serves the built ramdisk (the cache's, installed)
         assert ramdisk.build(state / "server", cache_dir=CACHE / "ramdisk").key == built.key
@@ -159,7 +163,8 @@ def test_a_vm_node_pxe_boots_the_ramdisk_and_is_inspected(
         node = c.post("/v1/nodes", {
             "name": vm["name"], "driver": driver, "driver_info": info,
             "boot_interface": "ipxe", "deploy_interface": "direct",
-            "inspect_interface": "agent", "network_interface": "neutron"})
+            "inspect_interface": "agent", "network_interface": "neutron",
+            **({"properties": {"capabilities": "boot_mode:uefi"}} if uefi else {})})
         uuid = node["uuid"]
         c.post("/v1/ports", {"address": vm["mac"], "node_uuid": uuid, "pxe_enabled": True,
                              "local_link_connection": {"switch_id": sw["switch_id"],
@@ -169,20 +174,65 @@ def test_a_vm_node_pxe_boots_the_ramdisk_and_is_inspected(
         _wait(c, uuid, "manageable", 60, vm["console"])
         c.put(f"/v1/nodes/{uuid}/states/provision", {"target": "inspect"})
         inspected = _wait(c, uuid, "manageable", 240, vm["console"])
-
         console = Path(vm["console"]).read_text(errors="replace")
         assert f"metalplane-ramdisk: metalplane ramdisk {built.key}" in console
         assert f"I am node {uuid}" in console
-        inv = c.get(f"/v1/nodes/{uuid}/inventory")["inventory"]
+        yield c, spec, vm, inspected
+    finally:
+        d._teardown()
+
+
+def test_a_vm_node_pxe_boots_the_ramdisk_and_is_inspected(
+        lab_root: tuple[str, Path], built: ramdisk.Result) -> None:
+    name, _root = lab_root
+    t0 = time.monotonic()
+    with _inspected_vm(name, built) as (c, _spec, vm, inspected):
+        assert vm["firmware"] == "bios"
+        inv = c.get(f"/v1/nodes/{inspected['uuid']}/inventory")["inventory"]
         nic = next(i for i in inv["interfaces"] if i["mac_address"] == vm["mac"])
         assert nic["driver"] == "virtio_net"
         assert (nic["ipv4_address"] or "").startswith("10.70.0."), nic  # the lab's dnsmasq
         assert inv["disks"][0]["name"] == "/dev/vda"
         assert inv["disks"][0]["size"] == vm["disk_size"]
+        assert inv["boot"]["current_boot_mode"] == "bios"
         assert inspected["properties"]["cpus"] == 1
         print(f"VM PXE boot and inspection: {time.monotonic() - t0:.0f}s")
-    finally:
-        d._teardown()
+
+
+def test_a_uefi_vm_node_pxe_boots_snponly_efi_and_is_inspected(
+        lab_root: tuple[str, Path], built: ramdisk.Result) -> None:
+    """OVMF's own PXE client (option 93: x86-64 UEFI) gets snponly.efi over TFTP, because
+    the node's boot mode is uefi; snponly.efi (iPXE) gets the node's script, which boots
+    the ramdisk; the agent sees UEFI firmware."""
+    import libvirt
+
+    name, _root = lab_root
+    t0 = time.monotonic()
+    with _inspected_vm(name, built, uefi=True) as (c, spec, vm, inspected):
+        assert vm["firmware"] == "uefi" and Path(vm["nvram"]).exists()
+        conn = libvirt.open(spec["libvirt"]["uri"])
+        try:
+            xml = ET.fromstring(conn.lookupByName(vm["domain"]).XMLDesc(0))
+        finally:
+            conn.close()
+        loader = xml.find("./os/loader")
+        assert loader is not None and loader.get("type") == "pflash"
+        assert loader.get("secure") != "yes" and "OVMF" in (loader.text or "")
+        assert xml.findtext("./os/nvram") == vm["nvram"]
+        inv = c.get(f"/v1/nodes/{inspected['uuid']}/inventory")["inventory"]
+        assert inv["boot"]["current_boot_mode"] == "uefi"
+        dhcp = Path(spec["state_dir"]) / "server" / "dhcp"
+        log = "".join(p.read_text(errors="replace") for p in dhcp.glob("*/dnsmasq.log"))
+        tftp = "".join(p.read_text(errors="replace") for p in dhcp.glob("*/tftp.log"))
+        # dnsmasq tagged OVMF's request as UEFI and sent it the EFI first stage, not the
+        # BIOS one; the TFTP dnsmasq sent the file; then iPXE asked (user class iPXE)
+        assert re.search(r"tags: [^\n]*\befi\b", log), log[-3000:]
+        assert re.search(r"option:\s*67 bootfile-name\s+snponly\.efi", log), log[-3000:]
+        assert "undionly.kpxe" not in log
+        assert re.search(r"sent \S*snponly\.efi to", tftp), tftp[-2000:]
+        assert re.search(rf"option:\s*67 bootfile-name\s+\S+/boot/{inspected['uuid']}\.ipxe",
+                         log)
+        print(f"UEFI VM PXE boot and inspection: {time.monotonic() - t0:.0f}s")
 
 
 def _wait(c: Any, uuid: str, want: str, timeout: float, console: str) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 ``ipxe`` boot: the node's provider-network ports get DHCP options pointing iPXE at
 ``<boot server>/boot/<node>.ipxe`` (plain PXE firmware first gets ``undionly.kpxe`` over
-TFTP). The script carries the kernel, the ramdisk and the agent's parameters: the API URL
-and the node. No secret: as Ironic's, the agent's token is issued once, to the first
+TFTP, ``snponly.efi`` for a node whose boot mode is UEFI: :mod:`metalplane.drivers.boot_mode`).
+The script carries the kernel, the ramdisk and the agent's parameters: the API URL and the
+node. No secret: as Ironic's, the agent's token is issued once, to the first
 lookup of this boot of the ramdisk (:data:`TOKEN_HASH_KEY` keeps its SHA-256, never the
 token), and revoked when the ramdisk is cleaned up (the step ends, fails or is aborted).
 
@@ -30,6 +31,7 @@ from typing import Any
 
 from metalplane.common.exceptions import Invalid
 from metalplane.drivers import base
+from metalplane.drivers.boot_mode import boot_mode, ipxe_bootfile
 from metalplane.drivers.inventory import process
 from metalplane.drivers.modules.image_cache import cache_image, parse_checksum
 from metalplane.drivers.steps import (
@@ -145,6 +147,7 @@ class IPXEBoot(base.BootInterface):
             raise Invalid("boot_interface ipxe needs the boot server: set boot_listen (or "
                           "boot_unix_socket) and boot_server_url, an http(s) URL nodes "
                           "can reach")
+        boot_mode(task.node, self.settings)  # a bad boot mode is refused here, named
 
     def prepare_ramdisk(self, task: base.Task) -> None:
         """A new boot of the ramdisk: its script is served, and no token is issued yet."""
@@ -161,11 +164,16 @@ class IPXEBoot(base.BootInterface):
         return None
 
     def dhcp_options(self, task: base.Task) -> list[dict[str, Any]]:
+        """iPXE gets the node's script URL; plain PXE firmware gets the iPXE binary of the
+        node's boot mode over TFTP (:func:`~metalplane.drivers.boot_mode.ipxe_bootfile`,
+        Ironic's ``dhcp_options_for_instance``). Raises :class:`Invalid` for a bad boot
+        mode."""
         url = boot_url(self.settings)
         server = urllib.parse.urlsplit(url).hostname or ""
         opts = [{"opt_name": "tag:ipxe,bootfile-name",
                  "opt_value": f"{url}/boot/{task.node.uuid}.ipxe"},
-                {"opt_name": "tag:!ipxe,bootfile-name", "opt_value": "undionly.kpxe"}]
+                {"opt_name": "tag:!ipxe,bootfile-name",
+                 "opt_value": ipxe_bootfile(task.node, self.settings)}]
         if server and server[0].isdigit():
             opts += [{"opt_name": "tftp-server", "opt_value": server},
                      {"opt_name": "server-ip-address", "opt_value": server}]
