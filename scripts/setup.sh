@@ -24,6 +24,7 @@ APT_PACKAGES=(
     # virtualbmc (IPMI tests); libvirt-dev + pkg-config build the libvirt-python binding
     libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
     libvirt-dev pkg-config
+    ovmf                                  # UEFI firmware of the lab's --uefi-vms (OVMF)
 )
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

@@ -41,6 +41,7 @@ import time
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
+from metalplane.common.config import Settings
 from metalplane.common.exceptions import Conflict, Invalid, MetalplaneError, NotFound
 from metalplane.conductor.inspection import RuleFailed, store_and_apply_rules
 from metalplane.db import api as db_api
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
     from metalplane.conductor.task import NodeTask
 
 __all__ = ["AUTO_DISCOVERED", "Discovery", "TooManyDiscoveries", "check_body",
-           "discovery_range"]
+           "discovery_dhcp_options", "discovery_range"]
 
 LOG = logging.getLogger(__name__)
 AUTO_DISCOVERED = "auto_discovered"  # the plugin data flag, as ironic-inspector's
@@ -125,6 +126,22 @@ def _bmc_hosts(info: dict[str, Any]) -> set[str]:
         if host:
             out.add(host.lower())
     return out
+
+
+def discovery_dhcp_options(settings: Settings, url: str) -> list[tuple[str, str]]:
+    """The DHCP options of MACs nobody enrolled, ``(opt_name, value)`` as in
+    ``extra_dhcp_opts``: iPXE gets the discovery script from boot server ``url``; plain PXE
+    firmware gets the first stage by its DHCP client architecture (option 93, dnsmasq's
+    ``efi`` tag): ``uefi_ipxe_bootfile_name`` for x86-64 UEFI, else ``ipxe_bootfile_name``,
+    as ironic-inspector's dnsmasq does (nobody knows an unknown host's boot mode); and the
+    TFTP server when ``url``'s host is an address."""
+    server = urllib.parse.urlsplit(url).hostname or ""
+    opts = [("tag:ipxe,bootfile-name", f"{url}/boot/discovery.ipxe"),
+            ("tag:!ipxe,tag:!efi,bootfile-name", settings.ipxe_bootfile_name),
+            ("tag:!ipxe,tag:efi,bootfile-name", settings.uefi_ipxe_bootfile_name)]
+    if server and server[0].isdigit():
+        opts.append(("tftp-server", server))
+    return opts
 
 
 def discovery_range(setting: str, cidr: str, gateway: str | None,
@@ -344,15 +361,7 @@ class Discovery:
             sub = subnets[0]
             first, last = discovery_range(s.discovery_dhcp_range, sub.cidr, sub.gateway_ip,
                                           sub.allocation_pools)
-            url = agent_mod.boot_url(s)
-            server = urllib.parse.urlsplit(url).hostname or ""
-            # nobody knows an unknown host's boot mode: its DHCP client architecture
-            # (dnsmasq's ``efi`` tag) picks the first stage, as ironic-inspector's dnsmasq
-            opts = [("tag:ipxe,bootfile-name", f"{url}/boot/discovery.ipxe"),
-                    ("tag:!ipxe,tag:!efi,bootfile-name", s.ipxe_bootfile_name),
-                    ("tag:!ipxe,tag:efi,bootfile-name", s.uefi_ipxe_bootfile_name)]
-            if server and server[0].isdigit():
-                opts.append(("tftp-server", server))
+            opts = discovery_dhcp_options(s, agent_mod.boot_url(s))
             if dhcp.set_discovery(key, sub.cidr, first, last, opts):
                 msg = f"discovery: unknown MACs on {net.name} lease {first}-{last}"
             else:

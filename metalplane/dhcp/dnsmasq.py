@@ -23,13 +23,14 @@ a restart of the DHCP one would cut every transfer in flight, and a PXE ROM whos
 fails gives up on the network boot (seen in the 20-node lab while nodes left the networks).
 ``--dhcp-userclass=set:ipxe,iPXE`` tags iPXE clients, so an option named
 ``tag:ipxe,bootfile-name`` goes to iPXE only and ``tag:!ipxe,bootfile-name`` to plain PXE
-firmware. A PXE client whose option 93 (client-arch) is 7 or 9, x86-64 UEFI, is tagged
-``efi`` (``--dhcp-match``); only hosts nobody enrolled (discovery) are answered by it: an
-enrolled node's first stage follows its boot mode, as Ironic's does
-(:mod:`metalplane.drivers.boot_mode`). Replies are broadcast (``--dhcp-broadcast``): a unicast reply to a client without
+firmware. Replies are broadcast (``--dhcp-broadcast``): a unicast reply to a client without
 an address depends on an ARP cache entry dnsmasq injects, which did not reach clients across
 Open vSwitch's userspace datapath; PXE firmware asks for broadcast replies anyway. Source:
 dnsmasq(8), on --dhcp-hostsdir, --dhcp-optsdir, --dhcp-userclass, --dhcp-ignore, --enable-tftp.
+A PXE client whose option 93 (client-arch, RFC 4578) is 7 or 9, x86-64 UEFI, is tagged
+``efi`` (``--dhcp-match``, as in Ironic's dnsmasq example); only the options of hosts nobody
+enrolled (discovery) use the tag: an enrolled node's first stage follows its boot mode, as
+Ironic's does (:mod:`metalplane.drivers.boot_mode`).
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """A node's boot mode (``bios`` or ``uefi``) and the first-stage iPXE binary it is given.
 
 Ironic's rule (``ironic/drivers/modules/boot_mode_utils.py``, ``get_boot_mode_for_deploy``
-and ``get_boot_mode``), in order: secure boot asked in ``instance_info.capabilities``
-means ``uefi`` (no further check); else ``instance_info.capabilities`` ``boot_mode``, ``instance_info``
-``deploy_boot_mode`` (deprecated in Ironic, still read), ``properties.capabilities``
-``boot_mode`` (``"key:value,key:value"``), ``driver_internal_info`` ``deploy_boot_mode``;
-else the ``default_boot_mode`` setting. A boot mode that disagrees with the one in
-``properties.capabilities`` is refused, as Ironic refuses it.
+and ``get_boot_mode``), in order: secure boot asked in ``instance_info.capabilities`` means
+``uefi`` (no further check); else ``instance_info.capabilities`` ``boot_mode``,
+``instance_info`` ``deploy_boot_mode`` (deprecated in Ironic, still read),
+``properties.capabilities`` ``boot_mode`` (``"key:value,key:value"``),
+``driver_internal_info`` ``deploy_boot_mode``; else the ``default_boot_mode`` setting. A
+boot mode that disagrees with the one in ``properties.capabilities`` is refused, as Ironic
+refuses it.
 
 The PXE first stage follows the boot mode, per node (Ironic's ``get_ipxe_boot_file``):
 ``uefi_ipxe_bootfile_name`` (``snponly.efi``) for UEFI, ``ipxe_bootfile_name``

@@ -214,18 +214,20 @@ def reaches(ns: str, ip: str, tries: int = 3) -> bool:
 
 
 def dhclient_once(ns: str, workdir: Path, name: str, ipxe: bool = False,
-                  timeout: int = 8) -> str:
+                  timeout: int = 8, arch: int | None = None) -> str:
     """One DHCP exchange by a real dhclient on ``eth0`` of namespace ``ns``, which
     configures nothing (``-sf /bin/true``); the lease file's text, empty without an answer.
     ``ipxe`` asks as iPXE does: user class ``iPXE`` (what dnsmasq's ``--dhcp-userclass``
     matches) and option 175, iPXE's encapsulated options (what OVN's native DHCP looks for).
-    Files go to ``workdir/name.*``. Source: dhclient(8), dhclient.conf(5), iPXE's
-    include/ipxe/dhcp.h (DHCP_EB_ENCAP 175)."""
+    ``arch``: the client architecture (option 93, RFC 4578: 0 BIOS, 7 x86-64 UEFI) that PXE
+    firmware sends. Files go to ``workdir/name.*``. Source: dhclient(8), dhclient.conf(5),
+    dhcp-options(5) (pxe-system-type), iPXE's include/ipxe/dhcp.h (DHCP_EB_ENCAP 175)."""
     conf = workdir / f"{name}.conf"
     ipxe_conf = ('option ipxe-encap code 175 = string;\nsend user-class "iPXE";\n'
                  "send ipxe-encap 01:01:01;\n")  # 175 carrying "priority" (1) = 1
     conf.write_text(f"timeout {timeout};\nretry 1;\nalso request tftp-server-name;\n"
-                    + (ipxe_conf if ipxe else ""))
+                    + (ipxe_conf if ipxe else "")
+                    + (f"send pxe-system-type {arch};\n" if arch is not None else ""))
     lease = workdir / f"{name}.lease"
     lease.unlink(missing_ok=True)
     pid = workdir / f"{name}.pid"

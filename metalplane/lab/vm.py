@@ -5,10 +5,8 @@ Per lab, one private ``libvirtd`` (its own configuration and socket in
 ``<state_dir>/libvirt``; ``virtlogd`` too when none runs, which the QEMU driver needs for
 the serial consoles). Per VM ``<name>-vmI``: a libvirt domain of type ``qemu`` (TCG, never
 KVM), 1 GiB, one CPU, SeaBIOS booting the network first (the virtio NIC's iPXE ROM, Debian's
-``ipxe-qemu``), then the disk (``--uefi-vms K``: the last K boot UEFI, OVMF from Debian's
-``ovmf``, its own PXE client loading ``snponly.efi``; the variable store in
-``<state_dir>/libvirt/nvram``, removed with the domain); a 2 GiB qcow2 virtio disk
-``<state_dir>/disks/vm-I.qcow2``; the serial console in ``<state_dir>/logs/vm-I-console.log``. Its NIC is a tap device
+``ipxe-qemu``), then the disk; a 2 GiB qcow2 virtio disk ``<state_dir>/disks/vm-I.qcow2``;
+the serial console in ``<state_dir>/logs/vm-I-console.log``. Its NIC is a tap device
 ``<name>-vI`` made here (``ip tuntap``) and added to the ToR as an ordinary access port on
 the provisioning VLAN, as a namespace node's veth is: the ToR runs from a private run
 directory, so libvirt's own ``<virtualport type='openvswitch'/>`` (ovs-vsctl on the default
@@ -23,6 +21,12 @@ hardware type unchanged. QEMU runs as root (a static DAC label): the lab's state
 need not be reachable by libvirt's QEMU user. Sources: libvirt's domain XML format
 (formatdomain.html: ``os/boot``, ``interface type='ethernet'``, ``seclabel``),
 libvirtd.conf, ip-tuntap(8), sushy-tools' emulator configuration.
+
+``--uefi-vms K``: the last K VMs boot UEFI instead, OVMF from Debian's ``ovmf`` (the build
+without secure boot, a read-only pflash) with a variable store of their own in
+``<state_dir>/libvirt/nvram`` (removed with the domain); their NIC's ROM is off, so OVMF's
+own virtio-net driver and PXE client boot, and load ``snponly.efi`` over TFTP as a server's
+UEFI firmware does.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from typing import Any
 
 from metalplane.lab.rack import LabError, Switch, _spawn, free_port, run, wait_http
 
-__all__ = ["FIRMWARES", "OVMF_CODE", "OVMF_VARS", "QEMU", "VM_DISK_SIZE", "VM_MEMORY_MIB", "create_vms", "forget_domains",
+__all__ = ["QEMU", "VM_DISK_SIZE", "VM_MEMORY_MIB", "create_vms", "forget_domains",
            "libvirt_uri", "power", "remove_vms", "start_emulator"]
 
 QEMU = "/usr/bin/qemu-system-x86_64"
@@ -46,7 +50,6 @@ VIRTLOGD_SOCKET = Path("/run/libvirt/virtlogd-sock")
 # UEFI VMs: Debian's ``ovmf``, the build without secure boot, and its variable store template
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
-FIRMWARES = ("bios", "uefi")
 START_TIMEOUT = 120.0  # s: a fresh libvirtd probes QEMU's capabilities first
 
 

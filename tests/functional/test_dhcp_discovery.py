@@ -1,7 +1,8 @@
 """dnsmasq in discovery mode, answering a real dhclient in a namespace: a MAC with no host
-file gets a lease from the discovery range and the discovery script (iPXE) or undionly.kpxe
-(plain PXE); a known MAC keeps its own address and options; discovery off, unknown MACs
-get no answer again. Needs the lab lock (namespaces, Open vSwitch)."""
+file gets a lease from the discovery range and the discovery script (iPXE) or, by its client
+architecture (option 93), snponly.efi (x86-64 UEFI) or undionly.kpxe (BIOS); a known MAC
+keeps its own address and options; discovery off, unknown MACs get no answer again. Needs
+the lab lock (namespaces, Open vSwitch)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from metalplane.common.config import Settings
 from metalplane.common.exceptions import Invalid
+from metalplane.conductor.discovery import discovery_dhcp_options
 from metalplane.dhcp.dnsmasq import DnsmasqServer
+from metalplane.lab.rack import dhclient_once
 from tests.functional.test_dhcp import PXE_OPTS, dhcp
 from tests.helpers.rack import Host, Rack, rack
 
 pytestmark = pytest.mark.functional
-DISCOVERY = [("tag:ipxe,bootfile-name", "http://10.66.0.1/boot/discovery.ipxe"),
-             ("tag:!ipxe,bootfile-name", "undionly.kpxe"), ("tftp-server", "10.66.0.1")]
+DISCOVERY = discovery_dhcp_options(Settings(), "http://10.66.0.1")
 
 
 @pytest.fixture
@@ -49,7 +52,12 @@ def test_unknown_macs_boot_the_discovery_script_only_while_discovery_is_on(
     leased = plain.split("fixed-address ")[1].split(";")[0]
     assert ipaddress.ip_address("10.66.0.2") <= ipaddress.ip_address(leased) <= \
         ipaddress.ip_address("10.66.0.9")
-    assert "undionly.kpxe" in plain and "10.66.0.1" in plain
+    assert 'filename "undionly.kpxe";' in plain and "10.66.0.1" in plain
+    # PXE firmware that says it is x86-64 UEFI (option 93 = 7 or 9) gets the EFI iPXE;
+    # one that says BIOS (0) the BIOS one
+    for arch, first_stage in ((7, "snponly.efi"), (9, "snponly.efi"), (0, "undionly.kpxe")):
+        lease = dhclient_once(stranger.ns, tmp_path, f"arch{arch}", timeout=6, arch=arch)
+        assert f'filename "{first_stage}";' in lease, (arch, lease)
     ipxe = dhcp(stranger, tmp_path, ipxe=True)
     assert ipxe is not None and "http://10.66.0.1/boot/discovery.ipxe" in ipxe
     # the known MAC keeps its address and its own script, not the discovery one
