@@ -219,6 +219,10 @@ def test_a_uefi_vm_node_pxe_boots_snponly_efi_and_is_inspected(
         assert loader is not None and loader.get("type") == "pflash"
         assert loader.get("secure") != "yes" and "OVMF" in (loader.text or "")
         assert xml.findtext("./os/nvram") == vm["nvram"]
+        # OVMF's own PXE client started the boot (its console is the serial port), then
+        # snponly.efi's iPXE ran on it
+        console = Path(vm["console"]).read_text(errors="replace")
+        assert ">>Start PXE over IPv4" in console and "iPXE" in console, console[:3000]
         inv = c.get(f"/v1/nodes/{inspected['uuid']}/inventory")["inventory"]
         assert inv["boot"]["current_boot_mode"] == "uefi"
         dhcp = Path(spec["state_dir"]) / "server" / "dhcp"

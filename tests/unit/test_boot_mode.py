@@ -143,3 +143,18 @@ def test_dnsmasq_tags_x86_64_uefi_clients_by_option_93(tmp_path: Path) -> None:
 def test_bad_boot_settings_are_refused_by_name(values: dict[str, str]) -> None:
     with pytest.raises(Invalid, match=next(iter(values))):
         Settings(**values).validate()  # type: ignore[arg-type]
+
+
+def test_agent_inspect_and_deploy_refuse_a_bad_boot_mode_before_they_start() -> None:
+    from metalplane.drivers.modules.agent import AgentDeploy, AgentInspect
+
+    s = Settings(boot_server_url="http://10.70.0.1:8080")
+    driver = SimpleNamespace(boot=IPXEBoot(s))
+    good: Any = SimpleNamespace(node=node(properties=caps("boot_mode:uefi")), settings=s,
+                                driver_info={}, driver=driver)
+    bad: Any = SimpleNamespace(node=node(instance_info={"deploy_boot_mode": "legacy"}),
+                               settings=s, driver_info={}, driver=driver)
+    for interface in (AgentInspect(s), AgentDeploy(s)):
+        interface.validate(good)
+        with pytest.raises(Invalid, match=r"instance_info\.deploy_boot_mode"):
+            interface.validate(bad)

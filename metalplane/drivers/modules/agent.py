@@ -201,10 +201,13 @@ def ipxe_script(node: Any, boot: str, api: str) -> str:
 
 def require_ipxe(task: base.Task, what: str) -> None:
     """Raise :class:`Invalid` unless the node's boot interface boots the agent (iPXE,
-    virtual media)."""
+    virtual media), and, with ``ipxe``, unless the node's boot mode is valid (it picks the
+    PXE first stage: :func:`~metalplane.drivers.boot_mode.boot_mode`)."""
     if not task.driver.boot.agent_boot_device:
         raise Invalid(f"{what} needs a boot_interface that boots the ramdisk agent (ipxe, "
                       f"redfish-virtual-media), not '{task.driver.boot.name}'")
+    if isinstance(task.driver.boot, IPXEBoot):
+        boot_mode(task.node, task.driver.boot.settings)
 
 
 class AgentDeploy(base.DeployInterface):
