@@ -114,8 +114,9 @@ def demo(
         "--vms", help="The real-machine variant instead: two libvirt/QEMU VMs (TCG), one "
         "behind a Redfish BMC (sushy-tools, libvirt driver), one behind an IPMI BMC "
         "(virtualbmc), PXE-boot the built ramdisk, get the built Debian image and configure "
-        "themselves with cloud-init from the config drive (--nodes is ignored; ~10 min; "
-        "builds cached in $METALPLANE_BUILD_CACHE, default /var/cache/metalplane/build).")
+        "themselves with cloud-init from the config drive (--nodes is ignored; ~5 min, 2 "
+        "more for the first builds, cached in $METALPLANE_BUILD_CACHE, default "
+        "/var/cache/metalplane/build).")
     ] = False,
 ) -> None:
     """The main job: nodes from enroll to active on isolated tenant networks, on a virtual rack.

@@ -299,5 +299,7 @@ def run(demo: Demo, c: Client) -> int:
         _undeploy(demo, c, plan, peers)
     demo._report(c)
     for v in demo.spec["vms"]:
-        demo.console.print(f"{v['name']} serial console: {v['console']}", highlight=False)
+        demo.console.print(f"{v['name']} serial console: {v['console']}"
+                           + ("" if demo.keep else " (removed with the rack; --keep keeps it)"),
+                           highlight=False)
     return 0 if all(ch.ok for ch in demo.checks) else 1

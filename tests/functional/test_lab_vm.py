@@ -207,6 +207,7 @@ def _vm_demo(name: str, **kw: Any) -> tuple[Demo, io.StringIO]:
                                                    emoji=False), **kw), buf
 
 
+@pytest.mark.timeout(1200)  # TCG: several boots of the ramdisk and the image
 def test_the_vm_demo_brings_two_vms_to_active_on_isolated_tenant_networks(
         lab_root: tuple[str, Path]) -> None:
     """``metalplane demo --vms`` as the CLI runs it: Redfish and IPMI, real PXE, LLDP in
@@ -262,6 +263,7 @@ def _progress(stage: str, share: float) -> Any:
     return reached
 
 
+@pytest.mark.timeout(1200)  # TCG: several boots of the ramdisk and the image
 def test_a_vm_deploy_fails_cleanly_on_a_bad_checksum_and_a_power_cut_and_survives_30s_offline(
         lab_root: tuple[str, Path]) -> None:
     """The real path's failures (issue #21): a wrong checksum fails the deploy; 30 s
