@@ -216,8 +216,9 @@ def _build(name: str, count: int, state: Path, progress: Progress,
         node_specs.append({"name": f"node-{i}", "uuid": str(uuidlib.uuid4()), "namespace": ns,
                            "mac": mac, "switch_port": f"{name}-n{i}", "disk": str(disk),
                            "disk_size": DISK_SIZE, "hardware": node_hardware(name, i, mac)})
-    progress(f"{count} node namespace(s) {name}-node1..{count}, each a NIC on the switch "
-             "and a disk file")
+    if count:
+        progress(f"{count} node namespace(s) {name}-node1..{count}, each a NIC on the switch "
+                 "and a disk file")
     unknown = _undiscovered(name, switch, state, count, undiscovered, default_vlan)
     if unknown:
         progress(f"{undiscovered} undiscovered node namespace(s) {name}-new1..{undiscovered}: "
