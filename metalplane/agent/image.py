@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import subprocess
@@ -25,6 +26,7 @@ import httpx
 __all__ = ["ImageError", "disk_size", "download", "wipe_start", "write_image"]
 
 CHUNK = 1 << 20
+LOG = logging.getLogger("metalplane.agent")
 Progress = Callable[[str, int, int], None]
 
 
@@ -74,6 +76,9 @@ def download(url: str, dest: Path, algo: str, checksum: str, total: int,
                 if attempt == attempts:
                     raise ImageError(f"download of {url} failed after {attempts} attempts: "
                                      f"{exc}") from None
+                LOG.warning("download interrupted at %d of %d bytes (%s): resuming from "
+                            "there, attempt %d of %d", done, total, exc or type(exc).__name__,
+                            attempt + 1, attempts)
                 time.sleep(min(2 ** attempt * 0.1, 2))
     got = h.hexdigest()
     if got != checksum.lower():

@@ -1,7 +1,10 @@
 """LLDP neighbours read off the wire: which switch port each NIC is plugged into.
 
-Listens with an AF_PACKET socket for EtherType 0x88cc frames on each interface and parses
-the mandatory TLVs. Source: IEEE 802.1AB-2016 section 8.5 (Chassis ID TLV type 1 with
+Listens with an AF_PACKET socket for EtherType 0x88cc frames on each interface, joined to
+LLDP's nearest-bridge group address 01:80:c2:00:00:0e (``PACKET_ADD_MEMBERSHIP``, packet(7)):
+a NIC that filters multicast in hardware, as QEMU's virtio-net does, drops the frames
+otherwise (ironic-python-agent turns on promiscuous mode for the same reason). Parses the
+mandatory TLVs. Source: IEEE 802.1AB-2016 section 8.5 (Chassis ID TLV type 1 with
 subtype 4 = MAC address, 7 = locally assigned; Port ID TLV type 2 with subtype 3 = MAC,
 5 = interface name, 7 = locally assigned; Port Description 4; System Name 5).
 """
@@ -10,12 +13,23 @@ from __future__ import annotations
 
 import select
 import socket
+import struct
 import time
 from typing import Any
 
 __all__ = ["listen", "listen_raw", "parse_lldp", "raw_tlvs"]
 
 ETH_P_LLDP = 0x88CC
+LLDP_GROUP = bytes.fromhex("0180c200000e")  # IEEE 802.1AB nearest bridge
+SOL_PACKET, PACKET_ADD_MEMBERSHIP, PACKET_MR_MULTICAST = 263, 1, 0  # linux/if_packet.h
+
+
+def _join_group(s: socket.socket, iface: str) -> None:
+    """Receive LLDP's group address on ``iface`` (struct packet_mreq: ifindex, type,
+    address length, address padded to 8 bytes). Raises OSError."""
+    mreq = struct.pack("iHH8s", socket.if_nametoindex(iface), PACKET_MR_MULTICAST,
+                       len(LLDP_GROUP), LLDP_GROUP)
+    s.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
 
 
 def _mac(raw: bytes) -> str:
@@ -83,6 +97,7 @@ def listen_raw(interfaces: list[str], seconds: float) -> dict[str, bytes]:
         try:
             s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_LLDP))
             s.bind((iface, 0))
+            _join_group(s, iface)
             s.setblocking(False)
             socks[s] = iface
         except OSError:

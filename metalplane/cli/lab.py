@@ -43,6 +43,9 @@ def lab_up(
         help="VM nodes more (libvirt/QEMU, TCG, 1 GiB): they PXE-boot for real through "
              "the provisioning network; their BMC is sushy-tools' libvirt driver. Serial "
              "consoles in <state_dir>/logs/vm-N-console.log.")] = 0,
+    ipmi_vms: Annotated[int, typer.Option(
+        help="Of the VMs, how many (the last ones) have an IPMI BMC (virtualbmc, "
+             "admin/password) instead of Redfish.")] = 0,
     uefi_vms: Annotated[int, typer.Option(
         help="How many of the VMs (the last ones) boot UEFI (OVMF) instead of SeaBIOS: "
              "their PXE client loads snponly.efi over TFTP. Enroll them with "
@@ -54,7 +57,7 @@ def lab_up(
     try:
         spec = lab.up(name, nodes, progress=lambda s: err_console.print(s, highlight=False),
                       backend=backend, undiscovered=undiscovered, vms=vms,
-                      uefi_vms=uefi_vms)
+                      ipmi_vms=ipmi_vms, uefi_vms=uefi_vms)
     except lab.LabError as exc:
         raise _lab_error(exc) from None
     console.print(f"lab {name} is up: {len(spec['nodes'])} node(s), "
@@ -111,6 +114,14 @@ def demo(
         "--discovery", help="The auto-discovery variant instead: one node nobody enrolled "
         "is powered on through its iDRAC, discovered, made idrac by the seed's inspection "
         "rule and brought to available (--nodes is ignored).")] = False,
+    vms: Annotated[bool, typer.Option(
+        "--vms", help="The real-machine variant instead: two libvirt/QEMU VMs (TCG), one "
+        "behind a Redfish BMC (sushy-tools, libvirt driver), one behind an IPMI BMC "
+        "(virtualbmc), PXE-boot the built ramdisk, get the built Debian image and configure "
+        "themselves with cloud-init from the config drive (--nodes is ignored; ~5 min, 2 "
+        "more for the first builds, cached in $METALPLANE_BUILD_CACHE, default "
+        "/var/cache/metalplane/build).")
+    ] = False,
 ) -> None:
     """The main job: nodes from enroll to active on isolated tenant networks, on a virtual rack.
 
@@ -123,6 +134,14 @@ def demo(
     the Bare Metal API). Exit status 1 if a check failed. Needs root."""
     from metalplane.lab.demo import Demo
 
+    if vms or discovery:
+        if backend != "ovs":
+            raise CliError(f"--{'vms' if vms else 'discovery'} runs on the ovs backend")
+        if vms and discovery:
+            raise CliError("--vms and --discovery are two demos: pick one")
+    if vms:
+        raise typer.Exit(Demo(nodes=0, name=name, port=port, keep=keep, vms=True,
+                              timeout=900).run())
     if discovery:
         if backend != "ovs":
             raise CliError("--discovery runs on the ovs backend (OVN's DHCP answers no "

@@ -101,8 +101,11 @@ class Demo:
     kubectl: bool = True  # half the nodes through kubectl (if installed), see the module
     vmedia: bool = False  # node-1 boots its ramdisk from virtual media, DHCP-less
     discovery: bool = False  # the variant: one node nobody enrolled (lab.discovery_demo)
+    vms: bool = False  # the variant: two libvirt/QEMU machines (lab.vm_demo)
+    build_cache: Path | None = None  # vms: the builds' cache (vm_demo.BUILD_CACHE if None)
+    callback_timeout: float = 0  # s: the server's wait timeouts; 0: 180, 600 with vms
     console: Console = field(default_factory=lambda: Console(
-        highlight=False, width=None if sys.stdout.isatty() else 160))
+        highlight=False, emoji=False, width=None if sys.stdout.isatty() else 160))
     checks: list[Check] = field(default_factory=list)
     phases: list[tuple[str, float]] = field(default_factory=list)
     spec: dict[str, Any] = field(default_factory=dict)
@@ -158,12 +161,13 @@ class Demo:
         that name it (its UUID or MAC)."""
         state = Path(self.spec["state_dir"])
         logs = state / "logs"
-        specs = {n["name"]: n for n in [*self.spec["nodes"], *self.spec.get("undiscovered", [])]}
+        specs = {n["name"]: n for n in self._specs()}
         for node in nodes:
             spec = specs.get(node, {})
             keys = [k for k in (self.uuids.get(node), spec.get("mac")) if k]
             keys = [str(k).lower() for k in keys]
             sources = [(logs / f"{node}.log", []), (logs / f"{node}-agent.log", []),
+                       *([(Path(spec["console"]), [])] if spec.get("console") else []),
                        (logs / "server.log", keys),
                        *((log, keys) for log in sorted((state / "server" / "dhcp").glob(
                            "*/dnsmasq.log")))]
@@ -183,8 +187,14 @@ class Demo:
     def _bring_up(self) -> Client:
         """The rack, the server and its switch and networks; the server's client."""
         with self.phase("rack"):
-            self.spec = lab.up(self.name, self.nodes, progress=self.say, backend=self.backend,
-                               undiscovered=1 if self.discovery else 0)
+            if self.vms:
+                from metalplane.lab.vm_demo import VMS
+
+                self.spec = lab.up(self.name, 0, progress=self.say, vms=VMS, ipmi_vms=1)
+            else:
+                self.spec = lab.up(self.name, self.nodes, progress=self.say,
+                                   backend=self.backend,
+                                   undiscovered=1 if self.discovery else 0)
         with self.phase("server"):
             client = self._start_server()
             self._networks(client)
@@ -196,6 +206,10 @@ class Demo:
             from metalplane.lab import discovery_demo
 
             return discovery_demo.run(self, client)
+        if self.vms:
+            from metalplane.lab import vm_demo
+
+            return vm_demo.run(self, client)
         names = [n["name"] for n in self.spec["nodes"]]
         half = (len(names) + 1) // 2
         if self.kubectl and shutil.which("kubectl") is None:
@@ -243,6 +257,12 @@ class Demo:
                "METALPLANE_INSPECT_WAIT_TIMEOUT": "180",
                "METALPLANE_CLEAN_CALLBACK_TIMEOUT": "180",
                "METALPLANE_DEPLOY_CALLBACK_TIMEOUT": "180"}
+        # real machines under TCG: firmware, a kernel, an image to write
+        wait = self.callback_timeout or (600 if self.vms else 0)
+        if wait:
+            env.update({k: f"{wait:.0f}" for k in ("METALPLANE_INSPECT_WAIT_TIMEOUT",
+                                                   "METALPLANE_CLEAN_CALLBACK_TIMEOUT",
+                                                   "METALPLANE_DEPLOY_CALLBACK_TIMEOUT")})
         self.k8s_port = free_port()
         env["METALPLANE_K8S_PORT"] = str(self.k8s_port)
         log = state / "logs" / "server.log"
@@ -644,13 +664,17 @@ spec:
         self._wait(c, names, "active", "deploy")
         return plan
 
+    def _specs(self) -> list[dict[str, Any]]:
+        """The rack's nodes: namespaces, then undiscovered ones, then VMs."""
+        return [*self.spec["nodes"], *self.spec.get("undiscovered", []),
+                *self.spec.get("vms", [])]
+
     def _names(self) -> list[str]:
-        """The rack's nodes, the undiscovered ones last."""
-        return [n["name"] for n in [*self.spec["nodes"], *self.spec.get("undiscovered", [])]]
+        """The rack's nodes, the undiscovered ones and the VMs last."""
+        return [n["name"] for n in self._specs()]
 
     def _node_spec(self, name: str) -> dict[str, Any]:
-        return next(n for n in [*self.spec["nodes"], *self.spec.get("undiscovered", [])]
-                    if n["name"] == name)
+        return next(n for n in self._specs() if n["name"] == name)
 
     def _reaches(self, name: str, ip: str, tries: int = 3, borrow: str | None = None) -> bool:
         """True if ``ip`` answers a ping from the node's namespace (any of ``tries``).

@@ -64,7 +64,8 @@ from metalplane.lab.rack import (
     wait_http,
 )
 
-__all__ = ["LabError", "down", "lab_dir", "load", "server_settings", "status", "up"]
+__all__ = ["LabError", "down", "host_on_vlan", "lab_dir", "load", "server_settings", "status",
+           "up"]
 
 BOOT_ADDRESS = "10.69.0.1"  # the server as nodes reach it, on every provider network
 API_PORT = 6385  # the API (the agent's lookup and heartbeats)
@@ -111,7 +112,7 @@ def load(name: str) -> dict[str, Any]:
 
 
 def up(name: str = "mplab", nodes: int = 4, progress: Progress = lambda _: None,
-       backend: str = "ovs", undiscovered: int = 0, vms: int = 0,
+       backend: str = "ovs", undiscovered: int = 0, vms: int = 0, ipmi_vms: int = 0,
        uefi_vms: int = 0) -> dict[str, Any]:
     """Build the rack; returns its description (also in ``<state_dir>/lab.json``).
     ``backend``: ``ovs`` (the ToR and dnsmasq), or ``ovn`` (OVN beside them).
@@ -119,17 +120,19 @@ def up(name: str = "mplab", nodes: int = 4, progress: Progress = lambda _: None,
     description): Dell servers whose BMC is an "iDRAC" of their own at
     ``https://127.0.10.N`` (:mod:`metalplane.lab.idrac`), for auto-discovery.
     ``vms``: libvirt/QEMU machines more (``vms`` in the description, :mod:`metalplane.lab.vm`)
-    that PXE-boot for real, their BMC sushy-tools' libvirt driver; the last ``uefi_vms`` of
-    them boot UEFI (OVMF), the others SeaBIOS (``firmware`` in each VM's description).
+    that PXE-boot for real, their BMC sushy-tools' libvirt driver; the last ``ipmi_vms`` of
+    them have virtualbmc (IPMI) instead; the last ``uefi_vms`` of them boot UEFI (OVMF), the
+    others SeaBIOS (``firmware`` in each VM's description).
 
     Raises :class:`LabError` (root missing, a tool missing, the lab already up, a
     command failed); what was built is removed again in that case.
     """
     check_name(name)
     if not 0 <= nodes <= 200 or not 0 <= undiscovered <= 20 or not 0 <= vms <= 8 \
-            or nodes + undiscovered + vms < 1:
+            or nodes + undiscovered + vms < 1 or not 0 <= ipmi_vms <= vms:
         raise LabError("--nodes must be between 1 and 200 (0 with --undiscovered or --vms), "
-                       "--undiscovered between 0 and 20, --vms between 0 and 8")
+                       "--undiscovered between 0 and 20, --vms between 0 and 8, "
+                       "--ipmi-vms between 0 and --vms")
     if not 0 <= uefi_vms <= vms:
         raise LabError(f"--uefi-vms must be between 0 and --vms ({vms})")
     if backend not in BACKENDS:
@@ -141,13 +144,14 @@ def up(name: str = "mplab", nodes: int = 4, progress: Progress = lambda _: None,
     down(name, quiet=True)  # what a crashed run may have left
     state.mkdir(parents=True)
     try:
-        return _build(name, nodes, state, progress, backend, undiscovered, vms, uefi_vms)
+        return _build(name, nodes, state, progress, backend, undiscovered, vms, ipmi_vms,
+                      uefi_vms)
     except BaseException:
         down(name, quiet=True)
         raise
 
 
-def _host_on_vlan(switch: Switch, ns: str, port: str, vlan: int, cidr: str,
+def host_on_vlan(switch: Switch, ns: str, port: str, vlan: int, cidr: str,
                   address: str) -> None:
     """Namespace ``ns`` whose eth0 is switch port ``port`` on ``vlan``, holding ``address``
     in ``cidr``."""
@@ -168,7 +172,7 @@ def _ovn(name: str, state: Path, switch: Switch, progress: Progress) -> dict[str
     progress(f"OVN: NB {central.nb}, SB {central.sb}, ovn-northd; gateway chassis {gw.name} "
              f"(physnet1 on {name}-ex, trunked to {switch.bridge})")
     ns = f"{name}-outside"
-    _host_on_vlan(switch, ns, f"{name}-o0", PUBLIC_VLAN, PUBLIC_CIDR, PUBLIC_GATEWAY)
+    host_on_vlan(switch, ns, f"{name}-o0", PUBLIC_VLAN, PUBLIC_CIDR, PUBLIC_GATEWAY)
     progress(f"outside namespace {ns}: {PUBLIC_GATEWAY} on the public VLAN {PUBLIC_VLAN}")
     return {"ovn": {"nb": central.nb, "sb": central.sb, "gateway_chassis": gw.name,
                     "bridge_mappings": f"physnet1:{name}-ex",
@@ -179,7 +183,7 @@ def _ovn(name: str, state: Path, switch: Switch, progress: Progress) -> dict[str
 
 
 def _build(name: str, count: int, state: Path, progress: Progress,
-           backend: str = "ovs", undiscovered: int = 0, vms: int = 0,
+           backend: str = "ovs", undiscovered: int = 0, vms: int = 0, ipmi_vms: int = 0,
            uefi_vms: int = 0) -> dict[str, Any]:
     switch = Switch(rundir=state / "ovs", bridge=f"{name}-tor")
     progress(f"switch {switch.bridge}: Open vSwitch, userspace datapath")
@@ -191,7 +195,7 @@ def _build(name: str, count: int, state: Path, progress: Progress,
     networks = []
     for j, (net, vlan, cidr, gateway, short) in enumerate(NETWORKS):
         ns = f"{name}-svc-{short}"
-        _host_on_vlan(switch, ns, f"{name}-s{j}", vlan, cidr, gateway)
+        host_on_vlan(switch, ns, f"{name}-s{j}", vlan, cidr, gateway)
         run("ip", "-n", ns, "addr", "add", f"{BOOT_ADDRESS}/32", "dev", "eth0")
         for port, target, what in ((API_PORT, sock, "api"), (BOOT_PORT, boot_sock, "boot")):
             _spawn(netns_exec(ns, sys.executable, "-m", "metalplane.lab.forward", "--listen",
@@ -216,8 +220,9 @@ def _build(name: str, count: int, state: Path, progress: Progress,
         node_specs.append({"name": f"node-{i}", "uuid": str(uuidlib.uuid4()), "namespace": ns,
                            "mac": mac, "switch_port": f"{name}-n{i}", "disk": str(disk),
                            "disk_size": DISK_SIZE, "hardware": node_hardware(name, i, mac)})
-    progress(f"{count} node namespace(s) {name}-node1..{count}, each a NIC on the switch "
-             "and a disk file")
+    if count:
+        progress(f"{count} node namespace(s) {name}-node1..{count}, each a NIC on the switch "
+                 "and a disk file")
     unknown = _undiscovered(name, switch, state, count, undiscovered, default_vlan)
     if unknown:
         progress(f"{undiscovered} undiscovered node namespace(s) {name}-new1..{undiscovered}: "
@@ -265,6 +270,11 @@ def _build(name: str, count: int, state: Path, progress: Progress,
         (state / "lab.json").write_text(json.dumps(spec, indent=2))
         progress(f"VM BMCs: sushy-tools Redfish emulator (libvirt driver) at "
                  f"{spec['emulator_libvirt']['url']}")
+    if ipmi_vms:
+        vm.start_virtualbmc(state, machines[-ipmi_vms:])
+        (state / "lab.json").write_text(json.dumps(spec, indent=2))
+        progress("VM BMCs: virtualbmc (IPMI, admin/password) for " + ", ".join(
+            f"{m['name']} at {m['bmc_address']}" for m in machines[-ipmi_vms:]))
     for u in unknown:
         bmc = u["idrac"]
         cfg = idrac.write_emulator_config(state, u, f"http://127.0.0.1:{sup_port}/notify")

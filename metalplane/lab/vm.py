@@ -32,16 +32,28 @@ UEFI firmware does.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import subprocess
+import sys
 import time
 import uuid as uuidlib
 from pathlib import Path
 from typing import Any
 
-from metalplane.lab.rack import LabError, Switch, _spawn, free_port, run, wait_http
+from metalplane.lab.rack import (
+    LabError,
+    Switch,
+    _spawn,
+    _wait_for,
+    free_port,
+    run,
+    wait_http,
+)
 
-__all__ = ["QEMU", "VM_DISK_SIZE", "VM_MEMORY_MIB", "create_vms", "forget_domains",
-           "libvirt_uri", "power", "remove_vms", "start_emulator"]
+__all__ = ["QEMU", "SHA1_ONLY_BMC", "VM_DISK_SIZE", "VM_MEMORY_MIB", "create_vms",
+           "forget_domains", "libvirt_uri", "power", "remove_vms", "start_emulator",
+           "start_virtualbmc", "virtualbmc_command"]
 
 QEMU = "/usr/bin/qemu-system-x86_64"
 VM_MEMORY_MIB = 1024
@@ -151,7 +163,7 @@ def domain_xml(name: str, uuid: str, mac: str, tap: str, disk: Path, console: Pa
       <model type='virtio'/><driver name='qemu'><host csum='off' tso4='off' tso6='off'
       ecn='off' ufo='off'/><guest csum='off' tso4='off' tso6='off' ecn='off' ufo='off'/>
       </driver>{rom}</interface>
-    <serial type='file'><source path='{console}'/><target port='0'/></serial>
+    <serial type='file'><source path='{console}' append='on'/><target port='0'/></serial>
     <console type='file'><source path='{console}'/><target type='serial' port='0'/></console>
   </devices>
   <seclabel type='static' model='dac' relabel='no'><label>+0:+0</label></seclabel>
@@ -220,8 +232,89 @@ def start_emulator(state: Path, vms: list[dict[str, Any]]) -> str:
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/redfish/v1/Systems", proc, log, "sushy-emulator (libvirt)", timeout=60)
     for v in vms:
+        v["bmc"] = "sushy-tools"
         v["bmc_address"] = f"redfish+http://127.0.0.1:{port}/redfish/v1/Systems/{v['uuid']}"
     return url
+
+
+# virtualbmc is pyghmi's BMC class, which speaks only cipher suite 3 (HMAC-SHA1) but
+# accepts a SHA-256 proposal (suite 17) and then answers in SHA-1, which pyghmi's client
+# (metalplane's ipmi driver) cannot follow. A real BMC without SHA-256 refuses the proposal
+# (RMCP+ Open Session Response status 0x11, "invalid authentication algorithm", IPMI 2.0
+# table 13-15) and the client falls back to suite 3. Run in the BMC's process (never in
+# metalplane's), this makes virtualbmc behave as such a BMC. Ironic's ipmitool proposes
+# suite 3 by default and needs no such thing.
+SHA1_ONLY_BMC = """
+from pyghmi.ipmi.private import serversession
+
+_open = serversession.ServerSession.create_open_session_response
+
+
+def _open_sha1_only(self, request):
+    if request[12] != 1:
+        return bytearray([request[0], 0x11, 0, 0]) + request[4:8]
+    return _open(self, request)
+
+
+serversession.ServerSession.create_open_session_response = _open_sha1_only
+"""
+
+
+def virtualbmc_command(config: Path, sha1_only: bool = True) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that run ``vbmcd`` in the foreground with ``config``
+    (``VIRTUALBMC_CONFIG``); its command line names ``config``, so that the lab's teardown
+    finds it and the BMC processes it forks. ``sha1_only``: see :data:`SHA1_ONLY_BMC`.
+    Raises :class:`LabError` when virtualbmc is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("virtualbmc") is None:
+        raise LabError("virtualbmc is not installed: pip install 'metalplane[lab]' "
+                       "(scripts/setup.sh does)")
+    code = (SHA1_ONLY_BMC if sha1_only else "") + (
+        "\nimport sys\nfrom virtualbmc.cmd import vbmcd\n"
+        "sys.exit(vbmcd.main(['--foreground']))\n")
+    env = {**os.environ, "VIRTUALBMC_CONFIG": str(config)}
+    return [sys.executable, "-c", code, str(config)], env
+
+
+def start_virtualbmc(state: Path, vms: list[dict[str, Any]], username: str = "admin",
+                     password: str = "password") -> None:
+    """virtualbmc in front of each of ``vms`` (IPMI 2.0 on UDP 127.0.0.1, a free port each):
+    one ``vbmcd`` for the lab, configured in ``<state>/vbmc``; sets each VM's
+    ``bmc_address`` (``ipmi://127.0.0.1:PORT``) and ``bmc`` (``virtualbmc``). Raises
+    :class:`LabError` when vbmcd does not start or ``vbmc`` refuses a command. Source:
+    virtualbmc's documentation (vbmc add/start, VIRTUALBMC_CONFIG)."""
+    d = state / "vbmc"
+    (d / "domains").mkdir(parents=True, exist_ok=True)
+    conf = d / "virtualbmc.conf"
+    conf.write_text(f"[default]\nconfig_dir = {d / 'domains'}\n"
+                    f"pid_file = {d / 'vbmcd.pid'}\nserver_port = {free_port()}\n"
+                    f"[log]\nlogfile = {d / 'vbmcd.log'}\n")
+    cmd, env = virtualbmc_command(conf)
+    proc = _spawn(cmd, env, state / "logs" / "vbmcd.log")
+    vbmc = Path(sys.executable).parent / "vbmc"
+
+    def call(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(vbmc), *args], env=env, capture_output=True, text=True,
+                              timeout=60)
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise LabError(f"vbmcd exited: see {state / 'logs' / 'vbmcd.log'}")
+        return call("list").returncode == 0
+
+    _wait_for(ready, 30, f"vbmcd did not answer: see {state / 'logs' / 'vbmcd.log'}")
+    import socket
+
+    for v in vms:
+        port = free_port(socket.SOCK_DGRAM)
+        for args in (("add", v["domain"], "--port", str(port), "--address", "127.0.0.1",
+                      "--username", username, "--password", password,
+                      "--libvirt-uri", libvirt_uri(state)), ("start", v["domain"])):
+            r = call(*args)
+            if r.returncode != 0:
+                raise LabError(f"vbmc {args[0]} {v['domain']}: {(r.stderr or r.stdout).strip()}")
+        v["bmc"], v["bmc_address"] = "virtualbmc", f"ipmi://127.0.0.1:{port}"
 
 
 def remove_vms(name: str, state: Path) -> list[str]:

@@ -252,3 +252,157 @@ def _wait(c: Any, uuid: str, want: str, timeout: float, console: str) -> dict[st
     text = Path(console).read_text(errors="replace") if Path(console).exists() else ""
     raise AssertionError(f"node is {node.get('provision_state')} ({node.get('last_error')}); "
                          f"serial console:\n{text[-3000:]}")
+
+
+def _vm_demo(name: str, **kw: Any) -> tuple[Demo, io.StringIO]:
+    buf = io.StringIO()
+    return Demo(nodes=0, name=name, port=free_port(), kubectl=False, vms=True,
+                build_cache=CACHE, console=Console(file=buf, width=200, highlight=False,
+                                                   emoji=False), **kw), buf
+
+
+@pytest.mark.timeout(1200)  # TCG: several boots of the ramdisk and the image
+def test_the_vm_demo_brings_two_vms_to_active_on_isolated_tenant_networks(
+        lab_root: tuple[str, Path]) -> None:
+    """``metalplane demo --vms`` as the CLI runs it: Redfish and IPMI, real PXE, LLDP in
+    the VMs, cleaning, the Debian image with cloud-init from the config drive, traffic."""
+    name, _root = lab_root
+    d, buf = _vm_demo(name, timeout=900)
+    code = d.run()  # tears the rack down itself; the fixture checks nothing is left
+    out = buf.getvalue()
+    unmet = [f"{c.what} ({c.detail})" for c in d.checks if not c.ok]
+    assert code == 0 and not unmet, "\n".join(unmet) + "\n" + out[-8000:]
+    whats = "\n".join(c.what for c in d.checks)
+    for want in ("vm-2: LLDP heard in the VM wired it to", "vm-1 was cleaned on the cleaning",
+                 "vm-1: \"Cloud-init ... finished\" on its serial console",
+                 "vm-2: cloud-init set 192.168.50.", "vm-1 answers HTTP on 192.168.50.",
+                 "vm-2 is not reached from the other tenant's peer",
+                 "vm-1, from inside: provisioning unreachable",
+                 "vm-2, from inside: other tenant peer unreachable",
+                 "vm-2: off tenant-b's VLAN after undeploy"):
+        assert want in whats, whats
+    assert [p for p, _t in d.phases] == ["rack", "server", "build", "enroll", "inspect",
+                                         "clean", "deploy", "first boot", "checks",
+                                         "undeploy"]
+    assert "vm-2 enrolled: ipmi://127.0.0.1:" in out  # the IPMI one, through virtualbmc
+    print(out[out.rfind("phases"):][:1500])
+
+
+def _wait_node(c: Any, want: str, timeout: float, console: str,
+               until: Any = None) -> dict[str, Any]:
+    """The node once it rests in ``want`` (or ``until(node)`` holds); AssertionError with
+    the serial console's tail after ``timeout`` s or when it rests elsewhere."""
+    deadline = time.monotonic() + timeout
+    node: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        node = c.get("/v1/nodes/vm-1")
+        if until is not None:
+            if until(node):
+                return node
+        elif node["provision_state"] == want and node["target_provision_state"] is None:
+            return node
+        if node["target_provision_state"] is None and node["provision_state"] != want:
+            break
+        time.sleep(1)
+    text = Path(console).read_text(errors="replace") if Path(console).exists() else ""
+    raise AssertionError(f"wanted {want}; node is {node.get('provision_state')} "
+                         f"({node.get('last_error')}); serial console:\n{text[-3000:]}")
+
+
+def io_tune(spec: dict[str, Any], vm: dict[str, Any], write_bytes_sec: int) -> None:
+    """Limit the VM's disk writes to ``write_bytes_sec`` bytes/s (0: no limit) from its
+    next start (libvirt's ``<iotune>``, virDomainSetBlockIoTune)."""
+    import libvirt
+
+    conn = libvirt.open(spec["libvirt"]["uri"])
+    try:
+        conn.lookupByName(vm["domain"]).setBlockIoTune(
+            "vda", {"write_bytes_sec": write_bytes_sec}, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+    finally:
+        conn.close()
+
+
+def _progress(stage: str, share: float) -> Any:
+    def reached(node: dict[str, Any]) -> bool:
+        p = (node.get("driver_internal_info") or {}).get("agent_progress") or {}
+        return bool(p.get("stage") == stage and p.get("total")
+                    and p["bytes"] >= p["total"] * share)
+    return reached
+
+
+@pytest.mark.timeout(1200)  # TCG: several boots of the ramdisk and the image
+def test_a_vm_deploy_fails_cleanly_on_a_bad_checksum_and_a_power_cut_and_survives_30s_offline(
+        lab_root: tuple[str, Path]) -> None:
+    """The real path's failures (issue #21): a wrong checksum fails the deploy; 30 s
+    without network in the middle of the download, the agent resumes; powered off through
+    the BMC in the middle of the image write, the deploy fails and the disk is not booted;
+    then a redeploy works and the Debian image comes up."""
+    from metalplane.build.common import sha256_file
+    from metalplane.lab import vm_demo
+
+    name, _root = lab_root
+    # the deploy timeout ends the deploy whose machine was powered off (as Ironic's)
+    d, _buf = _vm_demo(name, timeout=600, callback_timeout=240, cabled=True)
+    try:
+        d.spec = spec = lab.up(name, 0, vms=1)
+        vm = spec["vms"][0]
+        c = d._start_server()
+        d._networks(c)
+        qcow2 = vm_demo._builds(d)
+        digest = sha256_file(qcow2)
+        d._enroll(c, ["vm-1"])
+        d._provision(c, ["vm-1"], "manage", "manageable")
+        d._provision(c, ["vm-1"], "provide", "available")
+
+        def deploy(checksum: str) -> None:
+            c.patch("/v1/nodes/vm-1", [{"op": "add", "path": "/instance_info", "value": {
+                "image_source": str(qcow2), "image_checksum": f"sha256:{checksum}",
+                "image_disk_format": "qcow2"}}])
+            c.put("/v1/nodes/vm-1/states/provision", {"target": "active", "configdrive": {
+                "user_data": "#cloud-config\nhostname: vm-1\n"}})
+
+        # 1. the wrong checksum: refused before a byte is written
+        deploy("0" * 64)
+        node = _wait_node(c, "deploy failed", 400, vm["console"])
+        assert "checksum mismatch" in node["last_error"], node["last_error"]
+
+        # 2. 30 s without network a fifth into the download: the agent resumes; the disk
+        # written at 16 MiB/s (libvirt's I/O tuning, from the next start), so that the power
+        # cut below lands in the write whatever the machine's speed
+        io_tune(spec, vm, 16 << 20)
+        deploy(digest)
+        _wait_node(c, "", 400, vm["console"], until=_progress("download", 0.2))
+        run("ip", "link", "set", vm["switch_port"], "down")
+        try:
+            time.sleep(30)
+        finally:
+            run("ip", "link", "set", vm["switch_port"], "up")
+        # ... and the power cut through the BMC in the write
+        node = _wait_node(c, "", 400, vm["console"], until=_progress("write", 0.05))
+        assert node["provision_state"] == "wait call-back"
+        url = vm["bmc_address"].removeprefix("redfish+")
+        written = Path(vm["console"]).stat().st_size
+        httpx.post(f"{url}/Actions/ComputerSystem.Reset", json={"ResetType": "ForceOff"},
+                   timeout=60).raise_for_status()
+        console = Path(vm["console"]).read_text(errors="replace")
+        assert "download interrupted at" in console and "resuming from there" in console, \
+            console[-3000:]
+        node = _wait_node(c, "deploy failed", 400, vm["console"])
+        assert "Timeout reached while waiting in state 'wait call-back'" in node["last_error"]
+        assert _system(url)["PowerState"] == "Off"  # the half-written disk was not booted
+        assert c.get("/v1/nodes/vm-1/management/boot_device")["boot_device"] != "disk"
+        assert "Cloud-init" not in Path(vm["console"]).read_text(errors="replace")[written:]
+
+        # 3. a redeploy works: the image boots and cloud-init finishes
+        io_tune(spec, vm, 0)
+        deploy(digest)
+        _wait_node(c, "active", 400, vm["console"])
+        deadline = time.monotonic() + 400
+        while time.monotonic() < deadline:
+            text = Path(vm["console"]).read_text(errors="replace")
+            if vm_demo.BOOTED.search(text):
+                break
+            time.sleep(2)
+        assert vm_demo.BOOTED.search(text), text[-3000:]
+    finally:
+        d._teardown()

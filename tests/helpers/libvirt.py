@@ -41,6 +41,7 @@ from typing import Any
 from metalplane.common import process
 from metalplane.lab.lab import emulator_command
 from metalplane.lab.rack import free_port, wait_http
+from metalplane.lab.vm import virtualbmc_command
 
 __all__ = ["Libvirt", "VirtualBmc", "libvirt_daemon", "missing", "sushy_libvirt_emulator",
            "virtual_bmc"]
@@ -301,26 +302,6 @@ class VirtualBmc:
     password: str
 
 
-# virtualbmc is pyghmi's BMC class, which speaks only cipher suite 3 (HMAC-SHA1) but
-# accepts a SHA-256 proposal and then answers in SHA-1, which pyghmi's client (metalplane's
-# ipmi driver) cannot follow. A real BMC without SHA-256 refuses the proposal (RMCP+ status
-# 0x11, IPMI 2.0 table 13-15) and the client falls back to SHA-1: with ``sha1_only`` this
-# shim, loaded into vbmcd as sitecustomize, makes virtualbmc do that too (the same as the
-# pyghmi BMC of tests/helpers/peers.py). Ironic's ipmitool driver needs no such thing.
-_SHA1_ONLY = """
-from pyghmi.ipmi.private import serversession
-
-_open = serversession.ServerSession.create_open_session_response
-
-
-def _open_sha1_only(self, request):
-    if request[12] != 1:
-        return bytearray([request[0], 0x11, 0, 0]) + request[4:8]
-    return _open(self, request)
-
-
-serversession.ServerSession.create_open_session_response = _open_sha1_only
-"""
 
 
 @contextlib.contextmanager
@@ -330,8 +311,8 @@ def virtual_bmc(lv: Libvirt, workdir: Path, domain: str, username: str = "admin"
     """virtualbmc (``vbmcd`` and ``vbmc add``/``start``) in front of ``domain``, with its
     own configuration directory (``VIRTUALBMC_CONFIG``), its control port and its IPMI port
     on 127.0.0.1; yields the BMC. ``sha1_only``: refuse SHA-256 session proposals as a real
-    SHA-1-only BMC does (see ``_SHA1_ONLY``). ``vbmcd`` (and the BMC process it forks) is
-    stopped on exit. Raises RuntimeError when vbmc refuses a command."""
+    SHA-1-only BMC does (see ``metalplane.lab.vm.SHA1_ONLY_BMC``). ``vbmcd`` (and the BMC
+    process it forks) is stopped on exit. Raises RuntimeError when vbmc refuses a command."""
     import sys
 
     bindir = Path(sys.executable).parent
@@ -341,17 +322,9 @@ def virtual_bmc(lv: Libvirt, workdir: Path, domain: str, username: str = "admin"
     conf.write_text(f"[default]\nconfig_dir = {vdir / 'domains'}\n"
                     f"pid_file = {vdir / 'vbmcd.pid'}\nserver_port = {free_port()}\n"
                     f"[log]\nlogfile = {vdir / 'vbmcd.log'}\n")
-    env = {**os.environ, "VIRTUALBMC_CONFIG": str(conf)}
-    daemon_env = dict(env)
-    if sha1_only:
-        shim = vdir / "shim"
-        shim.mkdir(exist_ok=True)
-        (shim / "sitecustomize.py").write_text(_SHA1_ONLY)
-        daemon_env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(shim), os.environ.get("PYTHONPATH", "")) if p)
+    cmd, env = virtualbmc_command(conf, sha1_only=sha1_only)
     log = open(vdir / "vbmcd.out", "w")  # noqa: SIM115 - closed below
-    daemon = process.spawn([str(bindir / "vbmcd"), "--foreground"], env=daemon_env,
-                           stdout=log, stderr=subprocess.STDOUT)
+    daemon = process.spawn(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def vbmc(*args: str) -> str:
         r = subprocess.run([str(bindir / "vbmc"), *args], env=env, capture_output=True,

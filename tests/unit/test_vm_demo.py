@@ -1,0 +1,50 @@
+"""The VM demo's user data and the lab's virtualbmc command, without a machine."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from metalplane.lab import vm
+from metalplane.lab.vm_demo import _user_data
+
+
+def test_the_user_data_is_cloud_config_with_a_marker_a_responder_and_probes(
+        tmp_path: Path) -> None:
+    text = _user_data("vm-1", "tenant-a", "10.70.0.1", "10.70.0.240/24", "192.168.50.250",
+                      "192.168.50.251")
+    assert text.startswith("#cloud-config\n")
+    doc = yaml.safe_load(text)
+    files = {f["path"]: f for f in doc["write_files"]}
+    assert files["/srv/www/marker"]["content"] == "deployed by metalplane: vm-1 on tenant-a\n"
+    script = files["/usr/local/sbin/metalplane-probes"]["content"]
+    assert files["/usr/local/sbin/metalplane-probes"]["permissions"] == "0755"
+    assert doc["runcmd"][0][:2] == ["systemd-run", "--unit=demo-http"]
+    assert doc["runcmd"][-1] == ["/usr/local/sbin/metalplane-probes"]
+    # the probe script is valid sh and probes what the demo checks, in that order
+    path = tmp_path / "probes"
+    path.write_text(script)
+    assert subprocess.run(["sh", "-n", str(path)], capture_output=True).returncode == 0
+    probes = [line.split()[1:] for line in script.splitlines() if line.startswith("probe ")]
+    assert probes == [["own-tenant-peer", "192.168.50.250"],
+                      ["other-tenant-peer", "192.168.50.251"],
+                      ["provisioning", "10.70.0.1"]]
+    # the borrowed provisioning address is added before its probe and removed after
+    lines = script.splitlines()
+    add = lines.index('ip addr add 10.70.0.240/24 dev "$dev"')
+    assert lines[add + 1] == "probe provisioning 10.70.0.1"
+    assert lines[add + 2] == 'ip addr del 10.70.0.240/24 dev "$dev"'
+
+
+def test_vbmcd_runs_with_its_configuration_named_on_its_command_line(tmp_path: Path) -> None:
+    conf = tmp_path / "virtualbmc.conf"
+    cmd, env = vm.virtualbmc_command(conf)
+    assert cmd[-1] == str(conf)  # so that lab down finds it by the state directory
+    assert env["VIRTUALBMC_CONFIG"] == str(conf)
+    code = cmd[cmd.index("-c") + 1]
+    compile(code, "vbmcd", "exec")
+    assert "vbmcd.main(['--foreground'])" in code and "0x11" in code
+    plain, _env = vm.virtualbmc_command(conf, sha1_only=False)
+    assert "serversession" not in plain[plain.index("-c") + 1]
