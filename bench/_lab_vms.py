@@ -105,7 +105,7 @@ class Watcher(threading.Thread):
         self.vms = {v["name"]: v for v in vms}
         self.interval, self.api_every = interval, api_every
         self.lock = threading.Lock()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.offsets = {n: 0 for n in self.vms}
         self.partial = {n: b"" for n in self.vms}
         self.marks: dict[str, list[tuple[float, str, str]]] = {n: [] for n in self.vms}
@@ -117,19 +117,19 @@ class Watcher(threading.Thread):
         self.api_errors = 0
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=10)
         self._consoles()
 
     def run(self) -> None:
         i = 0
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             self._consoles()
             self._qemu()
             if i % self.api_every == 0:
                 self._api()
             i += 1
-            self._stop.wait(self.interval)
+            self._halt.wait(self.interval)
 
     # ------------------------------------------------------------------ samplers
     def _consoles(self) -> None:
