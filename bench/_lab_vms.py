@@ -21,7 +21,10 @@ nodes through the API once a second (provision state, ``agent_progress``). From 
   modules, DHCP, agent start and lookup), -> "running <command>" (the heartbeat that hands
   the command over), the image's download and write (``agent_progress``), -> QEMU stopped;
   for the disk boot: QEMU start -> "Linux version" (firmware, bootloader) -> cloud-init
-  finished; and the CPU time of the QEMU processes;
+  finished; and the CPU time of the QEMU processes. The agent reports its progress with
+  its heartbeats (``agent_heartbeat_interval``, 10 s by default), so the download/write
+  split is known to that interval only; ``command_to_power_off`` (download, write, config
+  drive, the result and the power-off) to the watcher's 0.25 s and the console's ~1 s;
 - the rack's own processes (libvirtd, the BMC emulators, the Open vSwitch ToR): CPU time.
 """
 
@@ -274,8 +277,10 @@ def boots(w: Watcher, name: str) -> list[dict[str, Any]]:
                                                       and p[2] >= p[3]))), None)
             if dl or wr:
                 total = max((p[3] for p in prog if p[1] == "download"), default=0)
+                # first heartbeat showing each stage: +- the agent's heartbeat interval
                 seg.update({"command_to_download": _d(ct, dl), "download": _d(dl, wr),
-                            "write": _d(wr, done), "written_to_power_off": _d(done, end)})
+                            "write": _d(wr, done), "written_to_power_off": _d(done, end),
+                            "command_to_power_off": _d(ct, end)})
                 boot["image_bytes"] = total
                 boot["virtual_bytes"] = max((p[3] for p in prog if p[1] == "write"), default=0)
             else:
@@ -288,6 +293,21 @@ def boots(w: Watcher, name: str) -> list[dict[str, Any]]:
         boot["off_before_s"] = _d(recs[i - 1]["end"], start) if i else None
         out.append(boot)
     return out
+
+
+def samples(w: Watcher, t0: float) -> dict[str, dict[str, list[Any]]]:
+    """The watcher's raw samples per VM, times in seconds from ``t0`` (the enroll): QEMU
+    processes, console markers, provision states, power states, agent progress."""
+    def rel(t: float | None) -> float | None:
+        return None if t is None else round(t - t0, 2)
+
+    return {n: {"qemu": [{"start": rel(r["start"]), "end": rel(r["end"]),
+                          "cpu_s": round(r["cpu_s"], 2)} for r in w.qemu[n]],
+                "console": [[rel(t), m, v] for t, m, v in w.marks[n]],
+                "states": [[rel(t), st] for t, st in w.states[n]],
+                "power": [[rel(t), st, tgt] for t, st, tgt in w.power[n]],
+                "agent_progress": [[rel(t), st, b, tot] for t, st, b, tot in w.progress[n]]}
+            for n in w.vms}
 
 
 def state_times(w: Watcher, name: str, t0: float, t1: float) -> dict[str, float]:
@@ -429,6 +449,7 @@ def analyse(w: Watcher, names: list[str],
                                for k, segs in summary.items()},
         "vms": per_vm,
         "api_samples_lost": w.api_errors,
+        "samples": samples(w, marks[0][1]),
     }
 
 
