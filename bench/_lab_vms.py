@@ -220,7 +220,8 @@ class Watcher(threading.Thread):
 
 def rack_cpu() -> dict[str, float]:
     """CPU seconds so far of the rack's own processes (libvirtd, virtlogd, the ToR, lldpd,
-    the BMC emulators: sushy-tools and virtualbmc), by kind. Under the lab lock only this
+    the BMC emulators: sushy-tools and virtualbmc, the forwarders from the service
+    namespaces to the server's sockets, which carry the images), by kind. Under the lab lock only this
     rack's exist."""
     out: dict[str, float] = {}
     for p in processes():
@@ -229,6 +230,8 @@ def rack_cpu() -> dict[str, float]:
             kind = "BMC (sushy-tools)"
         elif kind is None and "vbmcd" in p["cmdline"]:
             kind = "BMC (virtualbmc)"
+        elif kind is None and "metalplane.lab.forward" in p["cmdline"]:
+            kind = "lab forwarders (namespace -> server)"
         if kind is not None:
             out[kind] = out.get(kind, 0.0) + p["cpu_s"] + p["children_cpu_s"]
     return out
