@@ -221,8 +221,8 @@ class Watcher(threading.Thread):
 def rack_cpu() -> dict[str, float]:
     """CPU seconds so far of the rack's own processes (libvirtd, virtlogd, the ToR, lldpd,
     the BMC emulators: sushy-tools and virtualbmc, the forwarders from the service
-    namespaces to the server's sockets, which carry the images), by kind. Under the lab lock only this
-    rack's exist."""
+    namespaces to the server's sockets, which carry the images), by kind. Under the lab
+    lock only this rack's exist."""
     out: dict[str, float] = {}
     for p in processes():
         kind = RACK_PROCESSES.get(p["comm"])
