@@ -53,7 +53,7 @@ from metalplane.lab.rack import (
 
 __all__ = ["QEMU", "SHA1_ONLY_BMC", "VM_DISK_SIZE", "VM_MEMORY_MIB", "create_vms",
            "forget_domains", "libvirt_uri", "power", "remove_vms", "start_emulator",
-           "start_virtualbmc", "virtualbmc_command"]
+           "start_virtualbmc", "virtualbmc_command", "virtualbmc_config"]
 
 QEMU = "/usr/bin/qemu-system-x86_64"
 VM_MEMORY_MIB = 1024
@@ -260,6 +260,17 @@ serversession.ServerSession.create_open_session_response = _open_sha1_only
 """
 
 
+def virtualbmc_config(directory: Path) -> Path:
+    """A virtualbmc configuration of its own in ``directory``: its domains' directory, pid
+    file and log there, its control port a free one on 127.0.0.1. Returns its path."""
+    (directory / "domains").mkdir(parents=True, exist_ok=True)
+    conf = directory / "virtualbmc.conf"
+    conf.write_text(f"[default]\nconfig_dir = {directory / 'domains'}\n"
+                    f"pid_file = {directory / 'vbmcd.pid'}\nserver_port = {free_port()}\n"
+                    f"[log]\nlogfile = {directory / 'vbmcd.log'}\n")
+    return conf
+
+
 def virtualbmc_command(config: Path, sha1_only: bool = True) -> tuple[list[str], dict[str, str]]:
     """The command and environment that run ``vbmcd`` in the foreground with ``config``
     (``VIRTUALBMC_CONFIG``); its command line names ``config``, so that the lab's teardown
@@ -284,13 +295,7 @@ def start_virtualbmc(state: Path, vms: list[dict[str, Any]], username: str = "ad
     ``bmc_address`` (``ipmi://127.0.0.1:PORT``) and ``bmc`` (``virtualbmc``). Raises
     :class:`LabError` when vbmcd does not start or ``vbmc`` refuses a command. Source:
     virtualbmc's documentation (vbmc add/start, VIRTUALBMC_CONFIG)."""
-    d = state / "vbmc"
-    (d / "domains").mkdir(parents=True, exist_ok=True)
-    conf = d / "virtualbmc.conf"
-    conf.write_text(f"[default]\nconfig_dir = {d / 'domains'}\n"
-                    f"pid_file = {d / 'vbmcd.pid'}\nserver_port = {free_port()}\n"
-                    f"[log]\nlogfile = {d / 'vbmcd.log'}\n")
-    cmd, env = virtualbmc_command(conf)
+    cmd, env = virtualbmc_command(virtualbmc_config(state / "vbmc"))
     proc = _spawn(cmd, env, state / "logs" / "vbmcd.log")
     vbmc = Path(sys.executable).parent / "vbmc"
 

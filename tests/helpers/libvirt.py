@@ -41,7 +41,7 @@ from typing import Any
 from metalplane.common import process
 from metalplane.lab.lab import emulator_command
 from metalplane.lab.rack import free_port, wait_http
-from metalplane.lab.vm import virtualbmc_command
+from metalplane.lab.vm import virtualbmc_command, virtualbmc_config
 
 __all__ = ["Libvirt", "VirtualBmc", "libvirt_daemon", "missing", "sushy_libvirt_emulator",
            "virtual_bmc"]
@@ -317,12 +317,7 @@ def virtual_bmc(lv: Libvirt, workdir: Path, domain: str, username: str = "admin"
 
     bindir = Path(sys.executable).parent
     vdir = workdir / "vbmc"
-    (vdir / "domains").mkdir(parents=True, exist_ok=True)
-    conf = vdir / "virtualbmc.conf"
-    conf.write_text(f"[default]\nconfig_dir = {vdir / 'domains'}\n"
-                    f"pid_file = {vdir / 'vbmcd.pid'}\nserver_port = {free_port()}\n"
-                    f"[log]\nlogfile = {vdir / 'vbmcd.log'}\n")
-    cmd, env = virtualbmc_command(conf, sha1_only=sha1_only)
+    cmd, env = virtualbmc_command(virtualbmc_config(vdir), sha1_only=sha1_only)
     log = open(vdir / "vbmcd.out", "w")  # noqa: SIM115 - closed below
     daemon = process.spawn(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
 

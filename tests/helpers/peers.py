@@ -25,6 +25,7 @@ import httpx
 from metalplane.common import process
 from metalplane.lab.lab import emulator_command, write_emulator_config
 from metalplane.lab.rack import free_port, wait_http
+from metalplane.lab.vm import SHA1_ONLY_BMC
 
 
 def stop_process(proc: subprocess.Popen[Any]) -> None:
@@ -67,25 +68,13 @@ def sushy_emulator(tmp: Path, count: int = 3, notify_url: str | None = None
         log.close()
 
 
-FAKE_BMC = textwrap.dedent('''
+# pyghmi's BMC made to refuse SHA-256 as a SHA-1-only BMC does (the lab's virtualbmc too:
+# metalplane.lab.vm.SHA1_ONLY_BMC says why)
+FAKE_BMC = SHA1_ONLY_BMC + textwrap.dedent('''
     import json, sys
     import pyghmi.ipmi.bmc as bmc
-    from pyghmi.ipmi.private import serversession
 
     STATE = sys.argv[2]
-
-    # pyghmi's BMC speaks only cipher suite 3 (HMAC-SHA1) but accepts a SHA-256 proposal
-    # and then answers in SHA-1, which pyghmi's own client cannot verify. A real BMC
-    # without SHA-256 refuses the proposal (RMCP+ status 0x11, IPMI 2.0 table 13-15) and
-    # the client falls back to SHA-1; make this one do the same.
-    _open = serversession.ServerSession.create_open_session_response
-
-    def _open_sha1_only(self, request):
-        if request[12] != 1:
-            return bytearray([request[0], 0x11, 0, 0]) + request[4:8]
-        return _open(self, request)
-
-    serversession.ServerSession.create_open_session_response = _open_sha1_only
 
     class Bmc(bmc.Bmc):
         def __init__(self, port):
