@@ -4,9 +4,10 @@ with cloud-init from a ``config-2`` config drive.
 The image (docs/ramdisk.md, "The OS image"): one MBR partition (ext4, label ``root``,
 bootable) holding ``mmdebstrap --variant=minbase`` of bookworm with systemd, udev,
 ``linux-image-cloud-amd64`` (its initramfs by initramfs-tools), cloud-init (datasources
-ConfigDrive then None), ifupdown + isc-dhcp-client (cloud-init's ENI renderer), openssh-server,
-iputils-ping and sudo; booted by extlinux (syslinux's MBR code, ``extlinux --install`` on the
-mounted partition), kernel command line ``root=LABEL=root ro console=tty0 console=ttyS0,115200``.
+ConfigDrive then None), ifupdown + isc-dhcp-client + ifenslave (cloud-init's ENI renderer,
+bonds included), openssh-server, iputils-ping and sudo; booted by extlinux (syslinux's MBR
+code, ``extlinux --install`` on the mounted partition), kernel command line
+``root=LABEL=root ro console=tty0 console=ttyS0,115200``.
 The agent adds the config drive's partition after the image (MBR slots 2-4 are free).
 Given as raw and qcow2, with their SHA-256 in ``SHA256SUMS``.
 
@@ -56,7 +57,8 @@ BUILD_VERSION = "1"
 DISTROS = ("debian",)
 NAME = "debian-12"
 PACKAGES = ("systemd-sysv", "udev", "linux-image-cloud-amd64", "cloud-init", "ifupdown",
-            "isc-dhcp-client", "openssh-server", "sudo", "e2fsprogs", "iputils-ping")
+            "isc-dhcp-client", "openssh-server", "sudo", "e2fsprogs", "iputils-ping",
+            "ifenslave")  # ifupdown's bonds: what cloud-init renders for a portgroup
 DOC_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*",
                 "/usr/share/locale/*", "/usr/share/lintian/*")
 MBR = Path("/usr/lib/syslinux/mbr/mbr.bin")

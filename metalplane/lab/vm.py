@@ -242,8 +242,8 @@ def start_emulator(state: Path, vms: list[dict[str, Any]]) -> str:
 # (metalplane's ipmi driver) cannot follow. A real BMC without SHA-256 refuses the proposal
 # (RMCP+ Open Session Response status 0x11, "invalid authentication algorithm", IPMI 2.0
 # table 13-15) and the client falls back to suite 3. Run in the BMC's process (never in
-# metalplane's), this makes virtualbmc behave as such a BMC. Ironic's ipmitool proposes
-# suite 3 by default and needs no such thing.
+# metalplane's), this makes virtualbmc behave as such a BMC. (With Ironic's ipmitool driver,
+# operators pin the suite instead: driver_info ``ipmi_cipher_suite``.)
 SHA1_ONLY_BMC = """
 from pyghmi.ipmi.private import serversession
 

@@ -1,11 +1,11 @@
 """The Debian image ``metalplane image build debian`` makes, written to a disk the way the
 agent writes a qcow2 image plus metalplane's config drive, booted in QEMU (TCG): extlinux,
-the kernel, systemd, and cloud-init configuring the address and running the user data from
-the ``config-2`` partition.
+the kernel, systemd, and cloud-init configuring the bond of a portgroup (two NICs) with its
+address and running the user data from the ``config-2`` partition.
 
 Built once per session into the cache shared with test_ramdisk.py's
-(``$METALPLANE_TEST_CACHE``). The VM's NIC is on QEMU's user network, with no peer: nothing
-leaves the machine. Run under the lab lock (it runs QEMU)."""
+(``$METALPLANE_TEST_CACHE``). The VM's NICs are on QEMU's user networks, with no peer:
+nothing leaves the machine. Run under the lab lock (it runs QEMU)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from tests.helpers.peers import stop_process
 pytestmark = pytest.mark.functional
 CACHE = Path(os.environ.get("METALPLANE_TEST_CACHE", "/var/tmp/metalplane-test-cache"))
 MAC = "52:54:00:6d:70:02"
+MAC2 = "52:54:00:6d:70:03"
 DISK = 2 << 30
 
 
@@ -67,9 +68,17 @@ def test_the_image_boots_and_cloud_init_configures_it_from_the_config_drive(
     configdrive.write(str(disk), DISK, {
         "meta_data": {"uuid": "6d706c00-0000-4000-8000-000000000002", "name": "img1",
                       "hostname": "img1", "public_keys": {}},
+        # a portgroup of two ports as metalplane writes it (lifecycle.networking's
+        # config_drive): a phy link per member, a bond of them holding the address
         "network_data": {
-            "links": [{"id": "l0", "type": "phy", "ethernet_mac_address": MAC}],
-            "networks": [{"id": "n0", "type": "ipv4", "link": "l0",
+            "links": [{"id": "link0-0", "type": "phy", "ethernet_mac_address": MAC,
+                       "mtu": 1500},
+                      {"id": "link0-1", "type": "phy", "ethernet_mac_address": MAC2,
+                       "mtu": 1500},
+                      {"id": "bond0", "type": "bond", "ethernet_mac_address": MAC,
+                       "bond_links": ["link0-0", "link0-1"], "bond_mode": "active-backup",
+                       "mtu": 1500}],
+            "networks": [{"id": "network0-0", "type": "ipv4", "link": "bond0",
                           "ip_address": "10.0.2.50", "netmask": "255.255.255.0",
                           "routes": []}],
             "services": []},
@@ -79,6 +88,7 @@ def test_the_image_boots_and_cloud_init_configures_it_from_the_config_drive(
     vm = subprocess.Popen(
         ["qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-smp", "1",
          "-netdev", "user,id=n0", "-device", f"virtio-net-pci,netdev=n0,mac={MAC}",
+         "-netdev", "user,id=n1", "-device", f"virtio-net-pci,netdev=n1,mac={MAC2}",
          "-drive", f"file={disk},if=virtio,format=raw",
          "-display", "none", "-monitor", "none", "-serial", f"file:{log}", "-no-reboot"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -97,6 +107,10 @@ def test_the_image_boots_and_cloud_init_configures_it_from_the_config_drive(
     assert "DataSourceConfigDrive" in console and "source=/dev/vda2" in console
     assert "metalplane-user-data-ran" in console  # the user data ran
     assert re.search(r"img1 login:", console)  # the hostname from meta_data, a login prompt
-    # the address from network_data.json, on the NIC with the link's MAC
-    assert re.search(rf"\|\s+\S+\s+\|\s+True\s+\|\s+10\.0\.2\.50\s+\|\s+255\.255\.255\.0\s+"
+    # the address from network_data.json on bond0 (the bond's MAC: its first member's), and
+    # both NICs up in it (cloud-init's ci-info table: Device, Up, Address, Mask, Scope, Hw)
+    assert re.search(rf"\|\s+bond0\s+\|\s+True\s+\|\s+10\.0\.2\.50\s+\|\s+255\.255\.255\.0\s+"
                      rf"\|\s+global\s+\|\s+{MAC}", console), console[-4000:]
+    for mac in (MAC, MAC2):
+        assert re.search(rf"\|\s+(?!bond0)\S+\s+\|\s+True\s+\|\s+\.\s+\|\s+\.\s+\|\s+\.\s+"
+                         rf"\|\s+{mac}", console), console[-4000:]
