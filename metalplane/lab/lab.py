@@ -210,16 +210,10 @@ def _build(name: str, count: int, state: Path, progress: Progress,
     default_vlan = NETWORKS[0][1]
     node_specs = []
     for i in range(1, count + 1):
-        ns = f"{name}-node{i}"
-        run("ip", "netns", "add", ns)
-        run("ip", "-n", ns, "link", "set", "lo", "up")
-        mac = add_nic(switch, ns, "eth0", f"{name}-n{i}", default_vlan)
-        disk = state / "disks" / f"node-{i}.img"
-        with open(disk, "wb") as f:
-            f.truncate(DISK_SIZE)
-        node_specs.append({"name": f"node-{i}", "uuid": str(uuidlib.uuid4()), "namespace": ns,
-                           "mac": mac, "switch_port": f"{name}-n{i}", "disk": str(disk),
-                           "disk_size": DISK_SIZE, "hardware": node_hardware(name, i, mac)})
+        node = _node_namespace(switch, state, f"{name}-node{i}", f"{name}-n{i}",
+                               f"node-{i}", default_vlan)
+        node["hardware"] = node_hardware(name, i, node["mac"])
+        node_specs.append(node)
     if count:
         progress(f"{count} node namespace(s) {name}-node1..{count}, each a NIC on the switch "
                  "and a disk file")
@@ -307,21 +301,29 @@ def _undiscovered(name: str, switch: Switch, state: Path, first: int, count: int
     ca = idrac.make_ca(state / "tls")
     out = []
     for j in range(1, count + 1):
-        ns = f"{name}-new{j}"
-        run("ip", "netns", "add", ns)
-        run("ip", "-n", ns, "link", "set", "lo", "up")
-        mac = add_nic(switch, ns, "eth0", f"{name}-u{j}", vlan)
-        disk = state / "disks" / f"new-{j}.img"
-        with open(disk, "wb") as f:
-            f.truncate(DISK_SIZE)
-        hardware = node_hardware(name, first + j, mac)
+        spec = _node_namespace(switch, state, f"{name}-new{j}", f"{name}-u{j}", f"new-{j}",
+                               vlan)
+        hardware = node_hardware(name, first + j, spec["mac"])
         hardware["system_vendor"].update(manufacturer="Dell Inc.", product_name="PowerEdge R640")
-        out.append({"name": f"new-{j}", "uuid": str(uuidlib.uuid4()), "namespace": ns,
-                    "mac": mac, "switch_port": f"{name}-u{j}", "disk": str(disk),
-                    "disk_size": DISK_SIZE, "hardware": hardware,
-                    "idrac": idrac.bmc_spec(hardware["bmc_address"], ca),
-                    "bmc_address": f"https://{hardware['bmc_address']}"})
+        spec.update(hardware=hardware, idrac=idrac.bmc_spec(hardware["bmc_address"], ca),
+                    bmc_address=f"https://{hardware['bmc_address']}")
+        out.append(spec)
     return out
+
+
+def _node_namespace(switch: Switch, state: Path, ns: str, port: str, node: str,
+                    vlan: int) -> dict[str, Any]:
+    """A node: namespace ``ns`` with lo up and an eth0 that is switch port ``port`` on
+    ``vlan``, and a sparse disk file of :data:`DISK_SIZE` bytes; its spec (name ``node``,
+    uuid, namespace, mac, switch_port, disk, disk_size)."""
+    run("ip", "netns", "add", ns)
+    run("ip", "-n", ns, "link", "set", "lo", "up")
+    mac = add_nic(switch, ns, "eth0", port, vlan)
+    disk = state / "disks" / f"{node}.img"
+    with open(disk, "wb") as f:
+        f.truncate(DISK_SIZE)
+    return {"name": node, "uuid": str(uuidlib.uuid4()), "namespace": ns, "mac": mac,
+            "switch_port": port, "disk": str(disk), "disk_size": DISK_SIZE}
 
 
 # The lab's servers, by turns: what each node's DMI says it is (its agent reports it).
