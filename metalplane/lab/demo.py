@@ -897,11 +897,14 @@ spec:
 
     def _explain_keep(self) -> None:
         env = lab.server_settings(self.spec)
+        first = self._node_spec(self._names()[0])
+        look = (f"ip netns exec {first['namespace']} ip addr" if "namespace" in first
+                else f"tail -f {first['console']}")  # a VM: its serial console
         self.console.print(
             f"\nThe rack is still up (--keep). Look around:\n"
             f"  metalplane lab status --name {self.name}\n"
             f"  METALPLANE_URL=http://127.0.0.1:{self.port} metalplane node list\n"
-            f"  ip netns exec {self._node_spec(self._names()[0])['namespace']} ip addr\n"
+            f"  {look}\n"
             f"  logs: {self.spec['state_dir']}/logs/\n"
             f"Server settings used: {' '.join(f'{k}={v}' for k, v in env.items())}\n"
             f"Tear down: metalplane lab down --name {self.name}")

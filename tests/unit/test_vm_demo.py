@@ -48,3 +48,22 @@ def test_vbmcd_runs_with_its_configuration_named_on_its_command_line(tmp_path: P
     assert "vbmcd.main(['--foreground'])" in code and "0x11" in code
     plain, _env = vm.virtualbmc_command(conf, sha1_only=False)
     assert "serversession" not in plain[plain.index("-c") + 1]
+
+
+def test_keep_tells_how_to_watch_a_vm_rack_s_console() -> None:
+    import io
+
+    from rich.console import Console
+
+    from metalplane.lab.demo import Demo
+
+    buf = io.StringIO()
+    d = Demo(nodes=0, name="x", vms=True, console=Console(file=buf, width=300))
+    d.spec = {"state_dir": "/run/metalplane/x", "nodes": [], "networks": [],
+              "vms": [{"name": "vm-1", "console": "/run/metalplane/x/logs/vm-1-console.log"}],
+              "unix_socket": "/s", "boot_server": {"unix_socket": "/b", "url": "http://b"},
+              "agent_api_url": "http://a"}
+    d._explain_keep()  # a VM has no namespace to enter: its serial console instead
+    out = buf.getvalue()
+    assert "tail -f /run/metalplane/x/logs/vm-1-console.log" in out
+    assert "ip netns exec" not in out and "lab down --name x" in out
