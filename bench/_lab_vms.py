@@ -348,12 +348,9 @@ class VMBench(Demo):
             port = c.post("/v2.0/ports", {"port": {"network_id": nets[tenant]["id"],
                                                    "name": f"{name}-vif"}})["port"]
             c.post(f"/v1/nodes/{name}/vifs", {"id": port["id"]})
-            c.patch(f"/v1/nodes/{name}", [{"op": "add", "path": "/instance_info", "value": {
-                "image_source": str(qcow2), "image_checksum": f"sha256:{digest}",
-                "image_disk_format": "qcow2"}}])
-            c.put(f"/v1/nodes/{name}/states/provision", {"target": "active", "configdrive": {
+            vm_demo.deploy(c, name, qcow2, digest, {
                 "user_data": f"#cloud-config\nhostname: {name}\n",
-                "meta_data": {"consumer": tenant}}})
+                "meta_data": {"consumer": tenant}})
         self._wait(c, names, "active", "deploy")
 
     def _run(self) -> int:

@@ -134,11 +134,10 @@ def demo(
     the Bare Metal API). Exit status 1 if a check failed. Needs root."""
     from metalplane.lab.demo import Demo
 
-    if vms or discovery:
-        if backend != "ovs":
-            raise CliError(f"--{'vms' if vms else 'discovery'} runs on the ovs backend")
-        if vms and discovery:
-            raise CliError("--vms and --discovery are two demos: pick one")
+    if vms and discovery:
+        raise CliError("--vms and --discovery are two demos: pick one")
+    if vms and backend != "ovs":
+        raise CliError("--vms runs on the ovs backend")
     if vms:
         raise typer.Exit(Demo(nodes=0, name=name, port=port, keep=keep, vms=True,
                               timeout=900).run())

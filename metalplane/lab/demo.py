@@ -742,15 +742,22 @@ spec:
         return proc, log
 
     @staticmethod
+    def get_http(ns: str, url: str, tries: int = 3, seconds: int = 2) -> str | None:
+        """The body of the answer to an HTTP GET of ``url`` from namespace ``ns`` (any of
+        ``tries``, ``seconds`` each; curl), None if none came."""
+        for _ in range(tries):
+            r = subprocess.run(netns_exec(ns, "curl", "-s", "--max-time", str(seconds), url),
+                               capture_output=True, text=True, errors="replace",
+                               timeout=seconds + 8)
+            if r.returncode == 0:
+                return r.stdout
+        return None
+
+    @staticmethod
     def _fetch(ns: str, url: str, tries: int = 3) -> bool:
         """True if an HTTP request from namespace ``ns`` to ``url`` is answered (any of
         ``tries``, 2 s each)."""
-        for _ in range(tries):
-            if subprocess.run(netns_exec(ns, "curl", "-s", "-o", "/dev/null", "--max-time",
-                                         "2", url), capture_output=True,
-                              timeout=10).returncode == 0:
-                return True
-        return False
+        return Demo.get_http(ns, url, tries) is not None
 
     def _check_ovn(self, c: Client, plan: dict[str, dict[str, Any]]) -> None:
         """The ovn backend's checks: DHCP from OVN on the tenant networks (dnsmasq served no

@@ -65,7 +65,7 @@ from metalplane.lab.rack import (
 )
 
 __all__ = ["LabError", "down", "host_on_vlan", "lab_dir", "load", "server_settings", "status",
-           "up"]
+           "tor", "up"]
 
 BOOT_ADDRESS = "10.69.0.1"  # the server as nodes reach it, on every provider network
 API_PORT = 6385  # the API (the agent's lookup and heartbeats)
@@ -152,7 +152,7 @@ def up(name: str = "mplab", nodes: int = 4, progress: Progress = lambda _: None,
 
 
 def host_on_vlan(switch: Switch, ns: str, port: str, vlan: int, cidr: str,
-                  address: str) -> None:
+                 address: str) -> None:
     """Namespace ``ns`` whose eth0 is switch port ``port`` on ``vlan``, holding ``address``
     in ``cidr``."""
     run("ip", "netns", "add", ns)
@@ -261,14 +261,14 @@ def _build(name: str, count: int, state: Path, progress: Progress,
     progress(f"BMCs: sushy-tools Redfish emulator at {spec['emulator']['url']}")
     if machines:
         spec["emulator_libvirt"] = {"url": vm.start_emulator(state, machines)}
-        (state / "lab.json").write_text(json.dumps(spec, indent=2))
         progress(f"VM BMCs: sushy-tools Redfish emulator (libvirt driver) at "
                  f"{spec['emulator_libvirt']['url']}")
     if ipmi_vms:
         vm.start_virtualbmc(state, machines[-ipmi_vms:])
-        (state / "lab.json").write_text(json.dumps(spec, indent=2))
         progress("VM BMCs: virtualbmc (IPMI, admin/password) for " + ", ".join(
             f"{m['name']} at {m['bmc_address']}" for m in machines[-ipmi_vms:]))
+    if machines:  # with the VMs' BMC addresses
+        (state / "lab.json").write_text(json.dumps(spec, indent=2))
     for u in unknown:
         bmc = u["idrac"]
         cfg = idrac.write_emulator_config(state, u, f"http://127.0.0.1:{sup_port}/notify")
@@ -440,14 +440,18 @@ def server_settings(spec: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def tor(spec: dict[str, Any]) -> Switch:
+    """The ToR of the rack ``spec`` describes (its bridge in its private run directory)."""
+    return Switch(rundir=Path(spec["state_dir"]) / "ovs", bridge=spec["switch"]["bridge"])
+
+
 def status(name: str = "mplab") -> dict[str, Any]:
     """What each node looks like now: namespace, MAC, switch port and its VLAN, IP
     addresses, power state (from its BMC), what runs on it, BMC address."""
     spec = load(name)
     state = Path(spec["state_dir"])
-    switch = Switch(rundir=state / "ovs", bridge=spec["switch"]["bridge"])
     try:
-        tags = switch.tags()
+        tags = tor(spec).tags()
     except LabError:
         tags = {}
     nodes = []

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,12 +35,12 @@ from metalplane.build.common import BuildError, sha256_file
 from metalplane.client.http import Client
 from metalplane.lab import lab
 from metalplane.lab.demo import TENANT_CIDR, TENANTS, DemoError
-from metalplane.lab.rack import Switch, netns_exec, reaches
+from metalplane.lab.rack import reaches
 
 if TYPE_CHECKING:
     from metalplane.lab.demo import Demo
 
-__all__ = ["BUILD_CACHE", "PEERS", "VMS", "run"]
+__all__ = ["BUILD_CACHE", "PEERS", "VMS", "deploy", "run"]
 
 VMS = 2  # vm-1 Redfish, vm-2 IPMI
 BUILD_CACHE = Path(os.environ.get("METALPLANE_BUILD_CACHE", "/var/cache/metalplane/build"))
@@ -88,8 +87,7 @@ def _user_data(name: str, tenant: str, gateway: str, borrow: str, own_peer: str,
 def _peers(demo: Demo, c: Client) -> dict[str, dict[str, Any]]:
     """A namespace on each tenant network's VLAN with its address of :data:`PEERS`; by
     tenant: namespace, VLAN, address."""
-    spec = demo.spec
-    switch = Switch(rundir=Path(spec["state_dir"]) / "ovs", bridge=spec["switch"]["bridge"])
+    switch = lab.tor(demo.spec)
     nets = {n["name"]: n for n in c.get("/v2.0/networks")["networks"]}
     peers = {}
     for tenant, (short, address) in PEERS.items():
@@ -156,8 +154,22 @@ def _check_cleaning(demo: Demo) -> None:
                    ", ".join(logs) or "no dnsmasq log")
 
 
-def _deploy(demo: Demo, c: Client, qcow2: Path) -> dict[str, dict[str, Any]]:
+def deploy(c: Client, name: str, qcow2: Path, checksum: str, configdrive: dict[str, Any],
+           consumer: str | None = None) -> None:
+    """Ask node ``name`` to deploy the qcow2 image ``qcow2`` whose SHA-256 is ``checksum``
+    (its ``instance_info``; ``consumer`` in ``extra/consumer``) with ``configdrive`` (the
+    Bare Metal API's dict). Raises :class:`~metalplane.client.http.ApiError`."""
+    patch = [{"op": "add", "path": "/instance_info", "value": {
+        "image_source": str(qcow2), "image_checksum": f"sha256:{checksum}",
+        "image_disk_format": "qcow2"}}]
+    if consumer is not None:
+        patch.append({"op": "add", "path": "/extra/consumer", "value": consumer})
+    c.patch(f"/v1/nodes/{name}", patch)
+    c.put(f"/v1/nodes/{name}/states/provision", {"target": "active",
+                                                 "configdrive": configdrive})
 
+
+def _deploy(demo: Demo, c: Client, qcow2: Path) -> dict[str, dict[str, Any]]:
     digest = sha256_file(qcow2)
     nets = {n["name"]: n for n in c.get("/v2.0/networks")["networks"]}
     prov = next(n for n in demo.spec["networks"] if n["name"] == "provisioning")
@@ -174,16 +186,11 @@ def _deploy(demo: Demo, c: Client, qcow2: Path) -> dict[str, dict[str, Any]]:
                            "vlan": net["provider:segmentation_id"]}
         demo.say(f"{v['name']} → {tenant} (VLAN {net['provider:segmentation_id']}, {ip}), "
                  f"Debian 12 qcow2")
-        c.patch(f"/v1/nodes/{v['name']}", [
-            {"op": "add", "path": "/instance_info", "value": {
-                "image_source": str(qcow2), "image_checksum": f"sha256:{digest}",
-                "image_disk_format": "qcow2"}},
-            {"op": "add", "path": "/extra/consumer", "value": f"{tenant}/{v['name']}"}])
         borrow = prov["cidr"].rsplit(".", 1)[0] + f".{240 + i}/24"
-        c.put(f"/v1/nodes/{v['name']}/states/provision", {"target": "active", "configdrive": {
+        deploy(c, v["name"], qcow2, digest, {
             "user_data": _user_data(v["name"], tenant, prov["gateway"], borrow,
                                     PEERS[tenant][1], PEERS[other][1]),
-            "meta_data": {"consumer": tenant}}})
+            "meta_data": {"consumer": tenant}}, consumer=f"{tenant}/{v['name']}")
     demo._wait(c, list(plan), "active", "deploy")
     return plan
 
@@ -204,28 +211,18 @@ def _wait_booted(demo: Demo) -> dict[str, str]:
             if "login:" in last and seen.get(name) != "login":
                 seen[name] = "login"
                 demo.say(f"{name}: {last.strip()[:100]}")
-            if BOOTED.search(boot) and "metalplane-probe provisioning" in boot:
-                demo.say(f"{name}: {BOOTED.search(boot).group(0)}")  # type: ignore[union-attr]
+            booted = BOOTED.search(boot)
+            if booted and "metalplane-probe provisioning" in boot:
+                demo.say(f"{name}: {booted.group(0)}")
                 del pending[name]
         if pending:
             time.sleep(2)
     return consoles
 
 
-def _fetch(ns: str, url: str, tries: int = 3) -> str | None:
-    """The body ``url`` answers from namespace ``ns`` (any of ``tries``, 3 s each)."""
-    for _ in range(tries):
-        r = subprocess.run(netns_exec(ns, "curl", "-s", "--max-time", "3", url),
-                           capture_output=True, text=True, timeout=15)
-        if r.returncode == 0:
-            return r.stdout
-    return None
-
-
 def _check_tenants(demo: Demo, plan: dict[str, dict[str, Any]],
                    peers: dict[str, dict[str, Any]], consoles: dict[str, str]) -> None:
-    tags = Switch(rundir=Path(demo.spec["state_dir"]) / "ovs",
-                  bridge=demo.spec["switch"]["bridge"]).tags()
+    tags = lab.tor(demo.spec).tags()
     for v in demo.spec["vms"]:
         name, p = v["name"], plan[v["name"]]
         boot = consoles.get(name, "")
@@ -242,7 +239,7 @@ def _check_tenants(demo: Demo, plan: dict[str, dict[str, Any]],
         own, other = peers[p["tenant"]]["namespace"], peers[p["other"]]["namespace"]
         demo.check(f"{name} answers ping on {p['ip']} from {own} ({p['tenant']})",
                    reaches(own, p["ip"]))
-        body = _fetch(own, f"http://{p['ip']}:8000/marker")
+        body = demo.get_http(own, f"http://{p['ip']}:8000/marker", seconds=3)
         demo.check(f"{name} answers HTTP on {p['ip']}:8000 from {own}: its marker",
                    body is not None and name in body, repr(body)[:80])
         demo.check(f"{name} is not reached from the other tenant's peer {other} (same "
@@ -262,8 +259,7 @@ def _undeploy(demo: Demo, c: Client, plan: dict[str, dict[str, Any]],
     name, p = v["name"], plan[v["name"]]
     demo._provision(c, [name], "deleted", "available")
     c.patch(f"/v1/nodes/{name}", [{"op": "remove", "path": "/extra/consumer"}])
-    tag = Switch(rundir=Path(demo.spec["state_dir"]) / "ovs",
-                 bridge=demo.spec["switch"]["bridge"]).tag(v["switch_port"])
+    tag = lab.tor(demo.spec).tag(v["switch_port"])
     demo.check(f"{name}: off {p['tenant']}'s VLAN after undeploy", tag != p["vlan"],
                f"switch port on VLAN {tag}")
     demo.check(f"{peers[p['tenant']]['namespace']} no longer reaches {name} ({p['ip']})",

@@ -28,7 +28,7 @@ from metalplane.build import ramdisk
 from metalplane.common.bmc_address import parse_bmc_address
 from metalplane.lab import lab
 from metalplane.lab.demo import Demo
-from metalplane.lab.rack import Switch, run
+from metalplane.lab.rack import run
 from tests.functional.test_lab import assert_nothing_left
 from tests.helpers.peers import free_port
 from tests.helpers.rack import need_root_and_ovs
@@ -89,7 +89,7 @@ def test_a_vm_node_on_the_tor_powered_through_the_libvirt_bmc(
         vm["bmc_address"]
 
     # the tap is an access port of the ToR on the provisioning VLAN, as a node's veth
-    switch = Switch(rundir=state / "ovs", bridge=spec["switch"]["bridge"])
+    switch = lab.tor(spec)
     assert switch.tag(vm["switch_port"]) == spec["switch"]["default_vlan"]
     assert json.loads(run("ip", "-j", "-d", "link", "show", vm["switch_port"])
                       )[0]["linkinfo"]["info_kind"] == "tun"
@@ -355,11 +355,8 @@ def test_a_vm_deploy_fails_cleanly_on_a_bad_checksum_and_a_power_cut_and_survive
         d._provision(c, ["vm-1"], "provide", "available")
 
         def deploy(checksum: str) -> None:
-            c.patch("/v1/nodes/vm-1", [{"op": "add", "path": "/instance_info", "value": {
-                "image_source": str(qcow2), "image_checksum": f"sha256:{checksum}",
-                "image_disk_format": "qcow2"}}])
-            c.put("/v1/nodes/vm-1/states/provision", {"target": "active", "configdrive": {
-                "user_data": "#cloud-config\nhostname: vm-1\n"}})
+            vm_demo.deploy(c, "vm-1", qcow2, checksum,
+                           {"user_data": "#cloud-config\nhostname: vm-1\n"})
 
         # 1. the wrong checksum: refused before a byte is written
         deploy("0" * 64)
