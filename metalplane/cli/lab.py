@@ -50,6 +50,9 @@ def lab_up(
         help="How many of the VMs (the last ones) boot UEFI (OVMF) instead of SeaBIOS: "
              "their PXE client loads snponly.efi over TFTP. Enroll them with "
              "properties/capabilities boot_mode:uefi.")] = 0,
+    vm_nics: Annotated[int, typer.Option(
+        help="NICs per VM (1-4), each a tap on a switch port of its own: the first boots; "
+             "two make a portgroup (a bond).")] = 1,
 ) -> None:
     """Build the rack. Prints the settings a `metalplane server` needs to drive it."""
     from metalplane.lab import lab
@@ -57,7 +60,7 @@ def lab_up(
     try:
         spec = lab.up(name, nodes, progress=lambda s: err_console.print(s, highlight=False),
                       backend=backend, undiscovered=undiscovered, vms=vms,
-                      ipmi_vms=ipmi_vms, uefi_vms=uefi_vms)
+                      ipmi_vms=ipmi_vms, uefi_vms=uefi_vms, vm_nics=vm_nics)
     except lab.LabError as exc:
         raise _lab_error(exc) from None
     console.print(f"lab {name} is up: {len(spec['nodes'])} node(s), "

@@ -113,7 +113,7 @@ def load(name: str) -> dict[str, Any]:
 
 def up(name: str = "mplab", nodes: int = 4, progress: Progress = lambda _: None,
        backend: str = "ovs", undiscovered: int = 0, vms: int = 0, ipmi_vms: int = 0,
-       uefi_vms: int = 0) -> dict[str, Any]:
+       uefi_vms: int = 0, vm_nics: int = 1) -> dict[str, Any]:
     """Build the rack; returns its description (also in ``<state_dir>/lab.json``).
     ``backend``: ``ovs`` (the ToR and dnsmasq), or ``ovn`` (OVN beside them).
     ``undiscovered``: nodes more that metalplane is not told about (``undiscovered`` in the
@@ -122,7 +122,8 @@ def up(name: str = "mplab", nodes: int = 4, progress: Progress = lambda _: None,
     ``vms``: libvirt/QEMU machines more (``vms`` in the description, :mod:`metalplane.lab.vm`)
     that PXE-boot for real, their BMC sushy-tools' libvirt driver; the last ``ipmi_vms`` of
     them have virtualbmc (IPMI) instead; the last ``uefi_vms`` of them boot UEFI (OVMF), the
-    others SeaBIOS (``firmware`` in each VM's description).
+    others SeaBIOS (``firmware`` in each VM's description). ``vm_nics``: NICs per VM, each
+    on a switch port of its own (``nics`` in each VM's description; 2 for a portgroup).
 
     Raises :class:`LabError` (root missing, a tool missing, the lab already up, a
     command failed); what was built is removed again in that case.
@@ -135,6 +136,8 @@ def up(name: str = "mplab", nodes: int = 4, progress: Progress = lambda _: None,
                        "--ipmi-vms between 0 and --vms")
     if not 0 <= uefi_vms <= vms:
         raise LabError(f"--uefi-vms must be between 0 and --vms ({vms})")
+    if not 1 <= vm_nics <= 4:
+        raise LabError(f"--vm-nics must be between 1 and 4, not {vm_nics}")
     if backend not in BACKENDS:
         raise LabError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     _need_root()
@@ -145,7 +148,7 @@ def up(name: str = "mplab", nodes: int = 4, progress: Progress = lambda _: None,
     state.mkdir(parents=True)
     try:
         return _build(name, nodes, state, progress, backend, undiscovered, vms, ipmi_vms,
-                      uefi_vms)
+                      uefi_vms, vm_nics)
     except BaseException:
         down(name, quiet=True)
         raise
@@ -184,7 +187,7 @@ def _ovn(name: str, state: Path, switch: Switch, progress: Progress) -> dict[str
 
 def _build(name: str, count: int, state: Path, progress: Progress,
            backend: str = "ovs", undiscovered: int = 0, vms: int = 0, ipmi_vms: int = 0,
-           uefi_vms: int = 0) -> dict[str, Any]:
+           uefi_vms: int = 0, vm_nics: int = 1) -> dict[str, Any]:
     switch = Switch(rundir=state / "ovs", bridge=f"{name}-tor")
     progress(f"switch {switch.bridge}: Open vSwitch, userspace datapath")
     switch.start()
@@ -221,10 +224,12 @@ def _build(name: str, count: int, state: Path, progress: Progress,
     if unknown:
         progress(f"{undiscovered} undiscovered node namespace(s) {name}-new1..{undiscovered}: "
                  "nobody enrolls them; each has an iDRAC of its own (TLS, the lab's CA)")
-    machines = vm.create_vms(name, state, switch, default_vlan, vms, uefi_vms) if vms else []
+    machines = (vm.create_vms(name, state, switch, default_vlan, vms, uefi_vms, vm_nics)
+                if vms else [])
     if machines:
         progress(f"{vms} VM(s) {name}-vm1..{vms} (libvirt, TCG): taps {name}-v1..{vms} on the "
-                 f"switch, consoles in {state}/logs/vm-I-console.log"
+                 + (f"switch (and {name}-vInK for NIC K up to {vm_nics}), " if vm_nics > 1
+                    else "switch, ") + f"consoles in {state}/logs/vm-I-console.log"
                  + (f"; the last {uefi_vms} boot UEFI (OVMF)" if uefi_vms else ""))
     chassis = _start_lldpd(name, state)
     progress(f"lldpd: LLDP from every switch port (chassis {chassis})")

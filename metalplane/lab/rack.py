@@ -88,6 +88,11 @@ class Switch:
     def vsctl(self, *args: str) -> str:
         return run("ovs-vsctl", f"--db={self.address}", "--timeout=10", *args)
 
+    def appctl(self, *args: str) -> str:
+        """``ovs-appctl`` to this switch's ovs-vswitchd (e.g. ``bond/show NAME``,
+        ``lacp/show NAME``; ovs-vswitchd(8))."""
+        return run("ovs-appctl", "-t", str(self.rundir / "vswitchd.ctl"), *args)
+
     def start(self) -> None:
         """Create the database, start both daemons and the bridge. Raises :class:`LabError`."""
         if not Path(OVS_SCHEMA).exists():

@@ -140,15 +140,36 @@ def _os_xml(firmware: str, nvram: Path | None) -> str:
             "<features><acpi/><apic/></features>")  # libvirt: UEFI requires ACPI
 
 
-def domain_xml(name: str, uuid: str, mac: str, tap: str, disk: Path, console: Path,
+NIC_SPEED_MBPS = 10000  # what each VM NIC reports (full duplex), as a server's 10 GbE port
+
+
+def _nic_xml(k: int, mac: str, tap: str, rom: str) -> str:
+    return f"""<interface type='ethernet'><mac address='{mac}'/><target dev='{tap}' managed='no'/>
+      <alias name='ua-nic{k}'/><model type='virtio'/><driver name='qemu'><host csum='off' tso4='off' tso6='off'
+      ecn='off' ufo='off'/><guest csum='off' tso4='off' tso6='off' ecn='off' ufo='off'/>
+      </driver>{rom}</interface>"""
+
+
+def domain_xml(name: str, uuid: str, nics: list[tuple[str, str]], disk: Path, console: Path,
                firmware: str = "bios", nvram: Path | None = None) -> str:
-    """The domain: TCG, 1 GiB, network then disk, the tap as a virtio NIC (checksums done by
-    the guest: the userspace datapath forwards frames as they come), serial to a file.
-    ``firmware`` ``bios``: SeaBIOS, the NIC's iPXE ROM boots; ``uefi``: OVMF, whose own
-    virtio-net driver and PXE client boot (the NIC's ROM is off, as on a server whose UEFI
-    network stack PXE-boots), ``nvram`` its variable store."""
+    """The domain: TCG, 1 GiB, network then disk, each ``(mac, tap)`` of ``nics`` a virtio
+    NIC in that order (checksums done by the guest: the userspace datapath forwards frames
+    as they come; each reports 10 Gb/s full duplex), serial to a file. ``firmware``
+    ``bios``: SeaBIOS, the first NIC's iPXE ROM boots; ``uefi``: OVMF, whose own
+    virtio-net driver and PXE client boot (the NICs' ROMs are off, as on a server whose
+    UEFI network stack PXE-boots), ``nvram`` its variable store. Source: libvirt's
+    formatdomain.html, and its QEMU namespace (``qemu:override``, drvqemu.html)."""
     rom = "<rom enabled='no'/>" if firmware == "uefi" else ""
-    return f"""<domain type='qemu'>
+    interfaces = "\n    ".join(_nic_xml(k, mac, tap, rom) for k, (mac, tap) in enumerate(nics))
+    # QEMU's virtio-net reports no speed or duplex unless given; Linux's 802.3ad bonding
+    # then leaves the port out of LACP (an aggregatable port is full duplex: IEEE 802.1AX).
+    # libvirt has no element for them: its QEMU namespace sets the device's properties.
+    link = "".join(
+        f"<qemu:device alias='ua-nic{k}'><qemu:frontend>"
+        f"<qemu:property name='speed' type='signed' value='{NIC_SPEED_MBPS}'/>"
+        "<qemu:property name='duplex' type='string' value='full'/>"
+        "</qemu:frontend></qemu:device>" for k in range(len(nics)))
+    return f"""<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
   <name>{name}</name>
   <uuid>{uuid}</uuid>
   <memory unit='MiB'>{VM_MEMORY_MIB}</memory>
@@ -159,14 +180,12 @@ def domain_xml(name: str, uuid: str, mac: str, tap: str, disk: Path, console: Pa
     <emulator>{QEMU}</emulator>
     <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
       <source file='{disk}'/><target dev='vda' bus='virtio'/></disk>
-    <interface type='ethernet'><mac address='{mac}'/><target dev='{tap}' managed='no'/>
-      <model type='virtio'/><driver name='qemu'><host csum='off' tso4='off' tso6='off'
-      ecn='off' ufo='off'/><guest csum='off' tso4='off' tso6='off' ecn='off' ufo='off'/>
-      </driver>{rom}</interface>
+    {interfaces}
     <serial type='file'><source path='{console}' append='on'/><target port='0'/></serial>
     <console type='file'><source path='{console}'/><target type='serial' port='0'/></console>
   </devices>
   <seclabel type='static' model='dac' relabel='no'><label>+0:+0</label></seclabel>
+  <qemu:override>{link}</qemu:override>
 </domain>"""
 
 
@@ -177,12 +196,14 @@ def _mac(lab: str, i: int) -> str:
 
 
 def create_vms(name: str, state: Path, switch: Switch, vlan: int, count: int,
-               uefi: int = 0) -> list[dict[str, Any]]:
-    """The lab's libvirtd, ``count`` VMs (taps on ``switch`` on access VLAN ``vlan``), defined
-    and off; the last ``uefi`` of them boot OVMF (UEFI), the others SeaBIOS. Returns their
-    specs (name, uuid, domain, mac, switch_port, disk, console, firmware ``bios``/``uefi``,
-    nvram for UEFI, ...); ``bmc_address`` is filled in by :func:`start_emulator`. Raises
-    :class:`LabError`."""
+               uefi: int = 0, nics: int = 1) -> list[dict[str, Any]]:
+    """The lab's libvirtd, ``count`` VMs with ``nics`` NICs each (each NIC a tap on its own
+    port of ``switch``, access VLAN ``vlan``: ``<name>-vI`` for the first, the boot NIC,
+    ``<name>-vInK`` for the K-th), defined and off; the last ``uefi`` of them boot OVMF
+    (UEFI), the others SeaBIOS. Returns their specs (name, uuid, domain, mac and
+    switch_port of the first NIC, ``nics``: ``[{"mac", "switch_port"}]`` of all, disk,
+    console, firmware ``bios``/``uefi``, nvram for UEFI, ...); ``bmc_address`` is filled in
+    by :func:`start_emulator`. Raises :class:`LabError`."""
     import libvirt
 
     _need()
@@ -194,21 +215,27 @@ def create_vms(name: str, state: Path, switch: Switch, vlan: int, count: int,
     conn = libvirt.open(uri)
     try:
         for i in range(1, count + 1):
-            tap, dom = f"{name}-v{i}", f"{name}-vm{i}"
-            run("ip", "tuntap", "add", "dev", tap, "mode", "tap")
-            run("ip", "link", "set", tap, "up")
-            switch.vsctl("--may-exist", "add-port", switch.bridge, tap, f"tag={vlan}")
+            dom = f"{name}-vm{i}"
+            wires = [{"mac": _mac(name, i + 0x10 * k),
+                      "switch_port": f"{name}-v{i}" + (f"n{k + 1}" if k else "")}
+                     for k in range(nics)]
+            for w in wires:
+                run("ip", "tuntap", "add", "dev", w["switch_port"], "mode", "tap")
+                run("ip", "link", "set", w["switch_port"], "up")
+                switch.vsctl("--may-exist", "add-port", switch.bridge, w["switch_port"],
+                             f"tag={vlan}")
             disk = state / "disks" / f"vm-{i}.qcow2"
             run("qemu-img", "create", "-q", "-f", "qcow2", str(disk), str(VM_DISK_SIZE))
             console = state / "logs" / f"vm-{i}-console.log"
-            uuid, mac = str(uuidlib.uuid4()), _mac(name, i)
+            uuid = str(uuidlib.uuid4())
             firmware = "uefi" if i > count - uefi else "bios"
             nvram = state / "libvirt" / "nvram" / f"vm-{i}_VARS.fd"
             if firmware == "uefi":
                 nvram.parent.mkdir(parents=True, exist_ok=True)
-            conn.defineXML(domain_xml(dom, uuid, mac, tap, disk, console, firmware, nvram))
-            vms.append({"name": f"vm-{i}", "uuid": uuid, "domain": dom, "mac": mac,
-                        "switch_port": tap, "disk": str(disk), "disk_size": VM_DISK_SIZE,
+            conn.defineXML(domain_xml(dom, uuid, [(w["mac"], w["switch_port"]) for w in wires],
+                                      disk, console, firmware, nvram))
+            vms.append({"name": f"vm-{i}", "uuid": uuid, "domain": dom, **wires[0],
+                        "nics": wires, "disk": str(disk), "disk_size": VM_DISK_SIZE,
                         "console": str(console), "firmware": firmware,
                         **({"nvram": str(nvram)} if firmware == "uefi" else {})})
     finally:

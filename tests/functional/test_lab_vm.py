@@ -403,3 +403,167 @@ def test_a_vm_deploy_fails_cleanly_on_a_bad_checksum_and_a_power_cut_and_survive
         assert vm_demo.BOOTED.search(text), text[-3000:]
     finally:
         d._teardown()
+
+
+def _set_link(spec: dict[str, Any], vm: dict[str, Any], mac: str, up: bool) -> None:
+    """The link of the VM's NIC ``mac`` up or down as its guest sees it (its carrier), as
+    ``virsh domif-setlink`` does: the live interface's XML with ``<link state=...>``."""
+    import libvirt
+
+    conn = libvirt.open(spec["libvirt"]["uri"])
+    try:
+        dom = conn.lookupByName(vm["domain"])
+        xml = ET.fromstring(dom.XMLDesc(0))
+        iface = next(i for i in xml.findall("./devices/interface")
+                     if i.find("mac").get("address") == mac)  # type: ignore[union-attr]
+        link = iface.find("link")
+        if link is None:
+            link = ET.SubElement(iface, "link")
+        link.set("state", "up" if up else "down")
+        dom.updateDeviceFlags(ET.tostring(iface, encoding="unicode"),
+                              libvirt.VIR_DOMAIN_AFFECT_LIVE)
+    finally:
+        conn.close()
+
+
+def _until(what: str, fetch: Any, ok: Any, timeout: float) -> Any:
+    """``fetch()``'s first value for which ``ok(value)`` holds, within ``timeout`` s (once a
+    second); AssertionError naming ``what`` with the last value otherwise."""
+    deadline = time.monotonic() + timeout
+    got = fetch()
+    while not ok(got):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f}s; last:\n{got}")
+        time.sleep(1)
+        got = fetch()
+    return got
+
+
+@pytest.mark.timeout(1200)  # TCG: a ramdisk boot for cleaning, one for the deploy, Debian's
+def test_a_two_nic_vm_in_an_802_3ad_portgroup_is_deployed_onto_an_lacp_bond(
+        lab_root: tuple[str, Path]) -> None:
+    """A VM with two NICs on two ToR ports, enrolled as a portgroup (802.3ad, Ironic's
+    shape): cleaning and the deploy PXE-boot through the first NIC alone, each provider
+    network binding a port of its own; once active, the ToR bonds both switch ports (LACP)
+    on the tenant VLAN, cloud-init builds the VM's bond0 from the config drive and LACP
+    negotiates between them; a peer on the tenant VLAN reaches the VM over the bond, and
+    still does with one cable pulled (the link down at both ends)."""
+    from metalplane.build.common import sha256_file
+    from metalplane.lab import vm_demo
+    from metalplane.lab.demo import TENANT_CIDR
+    from metalplane.lab.rack import reaches
+
+    name, _root = lab_root
+    d, _buf = _vm_demo(name, timeout=600, cabled=True)
+    try:
+        d.spec = spec = lab.up(name, 0, vms=1, vm_nics=2)
+        vm, sw = spec["vms"][0], spec["switch"]
+        nic1, nic2 = vm["nics"]
+        assert nic1 == {"mac": vm["mac"], "switch_port": vm["switch_port"]}
+        assert nic2["switch_port"] == f"{name}-v1n2" and nic2["mac"] != nic1["mac"]
+        tor = lab.tor(spec)
+        assert {tor.tag(nic1["switch_port"]), tor.tag(nic2["switch_port"])} == \
+            {sw["default_vlan"]}
+        c = d._start_server()
+        d._networks(c)
+        qcow2 = vm_demo._builds(d)
+        d._enroll(c, ["vm-1"])  # the boot NIC, wired
+        uuid = d.uuids["vm-1"]
+        c.post("/v1/ports", {"address": nic2["mac"], "node_uuid": uuid, "pxe_enabled": False,
+                             "local_link_connection": {"switch_id": sw["switch_id"],
+                                                       "port_id": nic2["switch_port"],
+                                                       "switch_info": sw["name"]}})
+        pg = c.post("/v1/portgroups", {"node_uuid": uuid, "name": "vm1-bond",
+                                       "address": nic1["mac"], "mode": "802.3ad",
+                                       "properties": {"miimon": "100", "lacp_rate": "fast"}})
+        for port in c.get(f"/v1/nodes/{uuid}/ports")["ports"]:
+            c.patch(f"/v1/ports/{port['uuid']}", [{"op": "add", "path": "/portgroup_uuid",
+                                                   "value": pg["uuid"]}])
+        d._provision(c, ["vm-1"], "manage", "manageable")
+        # cleaning PXE-boots through NIC 1 alone, on a switch port of its own (Ironic binds a
+        # provider network per PXE port): on a bond, OVS drops what arrives on the member it
+        # does not take as active
+        cleaning = next(n["vlan"] for n in spec["networks"] if n["name"] == "cleaning")
+        c.put("/v1/nodes/vm-1/states/provision", {"target": "provide"})
+        _until("vm-1 waiting for its ramdisk in cleaning",
+               lambda: c.get("/v1/nodes/vm-1")["provision_state"],
+               lambda st: st in ("clean wait", "clean failed", "available"), 120)
+        during = tor.tags()
+        assert "vm1-bond" not in during, during
+        assert during.get(nic1["switch_port"]) == cleaning, during
+        assert during.get(nic2["switch_port"]) != cleaning, during  # not PXE-enabled
+        d._wait(c, ["vm-1"], "available", "clean")
+        assert "vm1-bond" not in tor.tags()
+
+        nets = {n["name"]: n for n in c.get("/v2.0/networks")["networks"]}
+        net = nets["tenant-a"]
+        vlan = int(net["provider:segmentation_id"])
+        vif = c.post("/v2.0/ports", {"port": {"network_id": net["id"],
+                                              "name": "vm-1-vif"}})["port"]
+        c.post("/v1/nodes/vm-1/vifs", {"id": vif["id"]})
+        assert c.get(f"/v1/portgroups/{pg['uuid']}")["internal_info"][
+            "tenant_vif_port_id"] == vif["id"]  # the VIF is on the portgroup, not a port
+        ip = vif["fixed_ips"][0]["ip_address"]
+        peer, other = vm_demo.PEERS["tenant-a"][1], vm_demo.PEERS["tenant-b"][1]
+        lab.host_on_vlan(tor, f"{name}-ta", f"{name}-ta0", vlan, TENANT_CIDR, peer)
+        prov = next(n for n in spec["networks"] if n["name"] == "provisioning")
+        borrow = prov["cidr"].rsplit(".", 1)[0] + ".240/24"
+        vm_demo.deploy(c, "vm-1", qcow2, sha256_file(qcow2), {"user_data": vm_demo._user_data(
+            "vm-1", "tenant-a", prov["gateway"], borrow, peer, other)})
+        d._wait(c, ["vm-1"], "active", "deploy")
+        boot = vm_demo._wait_booted(d)["vm-1"]
+        assert vm_demo.BOOTED.search(boot), boot[-3000:]
+        console = Path(vm["console"]).read_text(errors="replace")
+        assert console.count("metalplane-ramdisk:") >= 2, console[-3000:]
+
+        # the ToR: one LACP bond of both switch ports on the tenant VLAN
+        ports = tor.tags()
+        assert ports.get("vm1-bond") == vlan, ports
+        assert nic1["switch_port"] not in ports and nic2["switch_port"] not in ports
+        assert tor.vsctl("get", "port", "vm1-bond", "bond_mode") == "balance-tcp"
+        assert tor.vsctl("get", "port", "vm1-bond", "lacp") == "active"
+        # the guest: cloud-init made bond0 with the tenant address (its table on the console)
+        assert re.search(rf"\|\s*bond0\s*\|\s*True\s*\|\s*{re.escape(ip)}\s*\|", boot), \
+            boot[-4000:]
+        # LACP negotiated between the VM's bond and the ToR's, both members in it
+        def bond() -> str:
+            return tor.appctl("bond/show", "vm1-bond")
+
+        try:
+            show = _until("LACP negotiated on vm1-bond", bond,
+                          lambda s: "lacp_status: negotiated" in s, 60)
+        except AssertionError as exc:
+            said = [line for line in Path(vm["console"]).read_text(errors="replace")
+                    .splitlines() if "bond" in line.lower()]
+            raise AssertionError(f"{exc}\n{tor.appctl('lacp/show', 'vm1-bond')}\nthe "
+                                 "console on bonds:\n" + "\n".join(said[-40:])) from None
+        for nic in (nic1, nic2):
+            assert re.search(rf"member {nic['switch_port']}: enabled", show), show
+        lacp = tor.appctl("lacp/show", "vm1-bond")
+        assert re.search(rf"partner sys_id\s*:?\s*{nic1['mac']}", lacp), lacp  # the VM's bond
+
+        # traffic over the bond: ping and HTTP from the tenant peer; the probes from inside
+        assert reaches(f"{name}-ta", ip), f"{name}-ta does not reach {ip}"
+        body = d.get_http(f"{name}-ta", f"http://{ip}:8000/marker", seconds=5)
+        assert body is not None and "vm-1" in body, body
+        assert re.search(rf"metalplane-probe own-tenant-peer {peer} reached", boot), boot[-3000:]
+        assert re.search(r"metalplane-probe provisioning \S+ unreachable", boot)
+
+        # a cable pulled: NIC 1's link down at both ends; the bond carries on over NIC 2
+        _set_link(spec, vm, nic1["mac"], up=False)
+        run("ip", "link", "set", nic1["switch_port"], "down")
+        try:
+            _until("vm1-bond without its first member", bond,
+                   lambda s: re.search(rf"member {nic1['switch_port']}: disabled", s), 30)
+            _until(f"{ip} reached over NIC 2 alone", lambda: reaches(f"{name}-ta", ip, 1),
+                   bool, 30)
+            body = _until("HTTP over NIC 2 alone", lambda: d.get_http(
+                f"{name}-ta", f"http://{ip}:8000/marker", seconds=5), bool, 30)
+            assert "vm-1" in body
+        finally:
+            run("ip", "link", "set", nic1["switch_port"], "up")
+            _set_link(spec, vm, nic1["mac"], up=True)
+        _until("NIC 1 back in vm1-bond", bond,
+               lambda s: re.search(rf"member {nic1['switch_port']}: enabled", s), 60)
+    finally:
+        d._teardown()

@@ -67,3 +67,25 @@ def test_keep_tells_how_to_watch_a_vm_rack_s_console() -> None:
     out = buf.getvalue()
     assert "tail -f /run/metalplane/x/logs/vm-1-console.log" in out
     assert "ip netns exec" not in out and "lab down --name x" in out
+
+
+def test_a_vm_domain_has_its_nics_in_order_each_10g_full_duplex(tmp_path: Path) -> None:
+    """Two NICs in the given order (the first boots), each a tap libvirt opens; QEMU's
+    virtio-net is told a speed and full duplex, without which Linux's 802.3ad bonding keeps
+    the port out of LACP."""
+    import xml.etree.ElementTree as ET
+
+    q = "{http://libvirt.org/schemas/domain/qemu/1.0}"
+    nics = [("52:54:00:00:00:01", "lab-v1"), ("52:54:00:00:00:11", "lab-v1n2")]
+    xml = ET.fromstring(vm.domain_xml("lab-vm1", "u", nics, tmp_path / "d.qcow2",
+                                      tmp_path / "c.log"))
+    ifaces = xml.findall("./devices/interface")
+    assert [(i.find("mac").get("address"), i.find("target").get("dev"))  # type: ignore[union-attr]
+            for i in ifaces] == nics
+    aliases = [i.find("alias").get("name") for i in ifaces]  # type: ignore[union-attr]
+    assert aliases == ["ua-nic0", "ua-nic1"]
+    overridden = {d.get("alias"): {p.get("name"): p.get("value")
+                                   for p in d.iter(f"{q}property")}
+                  for d in xml.iter(f"{q}device")}
+    assert overridden == {a: {"speed": str(vm.NIC_SPEED_MBPS), "duplex": "full"}
+                          for a in aliases}
