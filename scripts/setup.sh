@@ -19,7 +19,8 @@ APT_PACKAGES=(
     ipmitool                              # handy for checking an IPMI BMC by hand
     mmdebstrap cpio zstd kmod             # metalplane ramdisk build: rootfs, initramfs, modules
     qemu-system-x86                       # boots the built ramdisk in its test (TCG)
-    extlinux syslinux-common              # metalplane image build: the image's boot loader
+    extlinux syslinux-common              # metalplane image build: the image's BIOS boot loader
+    dosfstools mtools                     # ... and its EFI system partition (FAT)
     # libvirt + QEMU (TCG): the domains behind sushy-tools' libvirt driver (BIOS tests) and
     # virtualbmc (IPMI tests); libvirt-dev + pkg-config build the libvirt-python binding
     libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients

@@ -1,14 +1,22 @@
 """``metalplane image build debian``: a whole-disk Debian 12 image that configures itself
 with cloud-init from a ``config-2`` config drive.
 
-The image (docs/ramdisk.md, "The OS image"): one MBR partition (ext4, label ``root``,
-bootable) holding ``mmdebstrap --variant=minbase`` of bookworm with systemd, udev,
-``linux-image-cloud-amd64`` (its initramfs by initramfs-tools), cloud-init (datasources
-ConfigDrive then None), ifupdown + isc-dhcp-client + ifenslave (cloud-init's ENI renderer,
-bonds included), openssh-server, iputils-ping and sudo; booted by extlinux (syslinux's MBR
-code, ``extlinux --install`` on the mounted partition), kernel command line
-``root=LABEL=root ro console=tty0 console=ttyS0,115200``.
-The agent adds the config drive's partition after the image (MBR slots 2-4 are free).
+The image (docs/ramdisk.md, "The OS image"), an MBR disk that boots in BIOS and UEFI mode:
+
+- partition 1 (ext4, label ``root``, active) holds ``mmdebstrap --variant=minbase`` of
+  bookworm with systemd, udev, ``linux-image-cloud-amd64`` (its initramfs by
+  initramfs-tools), cloud-init (datasources ConfigDrive then None), ifupdown +
+  isc-dhcp-client + ifenslave (cloud-init's ENI renderer, bonds included), openssh-server,
+  iputils-ping, sudo and GRUB's EFI modules (``grub-efi-amd64-bin``);
+- BIOS: extlinux boots it (syslinux's MBR code, ``extlinux --install`` on the mounted
+  partition);
+- UEFI: partition 2 is an EFI system partition (MBR type ``0xEF``, FAT16, label ``EFI``)
+  holding only ``/EFI/BOOT/BOOTX64.EFI`` (the UEFI specification's removable media path):
+  a standalone GRUB made by ``grub-mkimage`` in the image's own tree, whose embedded
+  configuration finds the root partition by its label and boots the same kernel;
+- kernel command line ``root=LABEL=root ro console=tty0 console=ttyS0,115200`` for both.
+
+The agent adds the config drive's partition after the image (MBR slots 3-4 are free).
 Given as raw and qcow2, with their SHA-256 in ``SHA256SUMS``.
 
 Cached like the ramdisk (:mod:`metalplane.build.ramdisk`): by a hash of the sources, every
@@ -21,7 +29,7 @@ the journal. The tree itself is not yet: some maintainer scripts of the packages
 build-time data (two builds of one key still differ).
 
 Needs root (mmdebstrap, a loop mount) and Debian's mmdebstrap, e2fsprogs, fdisk, extlinux,
-syslinux-common, qemu-utils. Must not touch anything outside its cache and
+syslinux-common, dosfstools, mtools, qemu-utils. Must not touch anything outside its cache and
 ``<data_dir>/files``.
 """
 
@@ -58,11 +66,17 @@ DISTROS = ("debian",)
 NAME = "debian-12"
 PACKAGES = ("systemd-sysv", "udev", "linux-image-cloud-amd64", "cloud-init", "ifupdown",
             "isc-dhcp-client", "openssh-server", "sudo", "e2fsprogs", "iputils-ping",
-            "ifenslave")  # ifupdown's bonds: what cloud-init renders for a portgroup
+            "ifenslave",  # ifupdown's bonds: what cloud-init renders for a portgroup
+            "grub-efi-amd64-bin")  # the UEFI boot loader, made with this tree's grub-mkimage
 DOC_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*",
                 "/usr/share/locale/*", "/usr/share/lintian/*")
 MBR = Path("/usr/lib/syslinux/mbr/mbr.bin")
 PART_OFFSET = 1 << 20  # the root partition starts at 1 MiB
+ESP_MIB = 16  # the EFI system partition, after the root one
+KERNEL_ARGS = "root=LABEL=root ro console=tty0 console=ttyS0,115200"
+# GRUB's modules in BOOTX64.EFI: what the embedded configuration below needs
+GRUB_MODULES = ("part_msdos", "part_gpt", "ext2", "search", "search_label", "linux", "boot",
+                "echo", "normal", "efi_gop")
 CLOUD_CFG = """\
 # metalplane: the config drive (config-2) first, else nothing; no network metadata probes
 datasource_list: [ConfigDrive, None]
@@ -114,7 +128,8 @@ def check_host() -> None:
         raise BuildError("image build needs root: mmdebstrap's root mode and a loop mount "
                          "to install the boot loader")
     tools = {"mmdebstrap": "mmdebstrap", "mkfs.ext4": "e2fsprogs", "debugfs": "e2fsprogs",
-             "tune2fs": "e2fsprogs", "sfdisk": "fdisk",
+             "tune2fs": "e2fsprogs", "sfdisk": "fdisk", "mkfs.fat": "dosfstools",
+             "mcopy": "mtools",
              "extlinux": "extlinux", "qemu-img": "qemu-utils", "mount": "mount"}
     missing = sorted({pkg for tool, pkg in tools.items() if not shutil.which(tool)})
     if not MBR.is_file():
@@ -194,6 +209,44 @@ def _reset_mount(when: int) -> str:
     return "\n".join(cmds) + "\n"
 
 
+def _grub_efi(root: Path, abi: str, env: dict[str, str]) -> bytes:
+    """``BOOTX64.EFI``: a standalone GRUB for x86-64 UEFI, made by the tree's own
+    ``grub-mkimage`` (grub-mkimage(1)) with :data:`GRUB_MODULES` and an embedded
+    configuration that finds the partition labelled ``root`` and boots kernel ``abi`` from
+    it with :data:`KERNEL_ARGS`. Raises :class:`BuildError`."""
+    cfg, efi = root / "tmp/metalplane-grub.cfg", root / "tmp/BOOTX64.EFI"
+    cfg.write_text("search --no-floppy --label root --set=root\n"
+                   f"linux ($root)/boot/vmlinuz-{abi} {KERNEL_ARGS}\n"
+                   f"initrd ($root)/boot/initrd.img-{abi}\n"
+                   "boot\n")
+    try:
+        run(["chroot", str(root), "grub-mkimage", "-O", "x86_64-efi", "-p", "/EFI/BOOT",
+             "-c", "/tmp/metalplane-grub.cfg", "-o", "/tmp/BOOTX64.EFI", *GRUB_MODULES],
+            "grub-mkimage", env=env)
+        return efi.read_bytes()
+    finally:
+        cfg.unlink(missing_ok=True)
+        efi.unlink(missing_ok=True)
+
+
+def _esp(work: Path, loader: bytes, volume_id: str, when: int, env: dict[str, str]) -> Path:
+    """The EFI system partition's file system, ``ESP_MIB`` MiB of FAT16 labelled ``EFI``
+    holding ``loader`` as ``/EFI/BOOT/BOOTX64.EFI``, at a fixed volume ID and with its
+    files' times at ``when`` (mkfs.fat(8) ``--invariant``, mcopy(1) ``-m``). Returns the
+    file. Raises :class:`BuildError`."""
+    tree, esp = work / "esp", work / "esp.img"
+    boot = tree / "EFI" / "BOOT"
+    boot.mkdir(parents=True)
+    (boot / "BOOTX64.EFI").write_bytes(loader)
+    for path in (boot / "BOOTX64.EFI", boot, tree / "EFI"):
+        os.utime(path, (when, when))
+    mtools = {**env, "MTOOLS_SKIP_CHECK": "1"}
+    run(["mkfs.fat", "-C", "-F", "16", "-n", "EFI", "-i", volume_id, "--invariant",
+         str(esp), str(ESP_MIB << 10)], "mkfs.fat", env=env)
+    run(["mcopy", "-s", "-m", "-i", str(esp), str(tree / "EFI"), "::/"], "mcopy", env=mtools)
+    return esp
+
+
 def _build(inputs: ImageInputs, apt: PrivateApt, work: Path, progress: Progress) -> None:
     root, out, mnt = work / "root", work / "out", work / "mnt"
     out.mkdir(parents=True)
@@ -235,7 +288,9 @@ def _build(inputs: ImageInputs, apt: PrivateApt, work: Path, progress: Progress)
     (root / "boot/extlinux/extlinux.conf").write_text(
         "DEFAULT debian\nPROMPT 0\nTIMEOUT 0\nLABEL debian\n"
         f"  LINUX /boot/vmlinuz-{abi}\n  INITRD /boot/initrd.img-{abi}\n"
-        "  APPEND root=LABEL=root ro console=tty0 console=ttyS0,115200\n")
+        f"  APPEND {KERNEL_ARGS}\n")
+    progress("UEFI: BOOTX64.EFI (grub-mkimage) on an EFI system partition")
+    esp = _esp(work, _grub_efi(root, abi, env), key[8:16], when, env)
     for path in [root, *root.rglob("*")]:
         st = path.lstat()
         if st.st_mtime > when:
@@ -244,12 +299,15 @@ def _build(inputs: ImageInputs, apt: PrivateApt, work: Path, progress: Progress)
     used = sum(p.lstat().st_size for p in root.rglob("*"))
     fs_mib = (used * 13 // 10 >> 20) + 256  # room for first boot, logs, the agent's nothing
     raw = out / f"{NAME}.raw"
-    progress(f"disk: MBR + ext4 of {fs_mib} MiB (mkfs.ext4 -d), extlinux")
+    progress(f"disk: MBR + ext4 of {fs_mib} MiB (mkfs.ext4 -d), extlinux; the ESP")
+    esp_offset = PART_OFFSET + (fs_mib << 20)
     with open(raw, "wb") as f:
-        f.truncate(PART_OFFSET + (fs_mib << 20))
+        f.truncate(esp_offset + (ESP_MIB << 20))
     label_id = key[:8]
     run(["sfdisk", "-q", str(raw)], "sfdisk",
-        input=f"label: dos\nlabel-id: 0x{label_id}\nstart=2048, type=83, bootable\n")
+        input=f"label: dos\nlabel-id: 0x{label_id}\n"
+              f"start={PART_OFFSET >> 9}, size={fs_mib << 11}, type=83, bootable\n"
+              f"start={esp_offset >> 9}, size={ESP_MIB << 11}, type=ef\n")
     fs_uuid = str(uuid.UUID(hashlib.sha256(f"root-{key}".encode()).hexdigest()[:32]))
     fake_time = {**env, "E2FSPROGS_FAKE_TIME": str(when)}
     # without a journal while extlinux is installed through a mount (a journal's commit
@@ -268,6 +326,8 @@ def _build(inputs: ImageInputs, apt: PrivateApt, work: Path, progress: Progress)
     run(["tune2fs", "-O", "has_journal", fs], "tune2fs", env=fake_time)
     with open(raw, "r+b") as f:
         f.write(MBR.read_bytes()[:440])  # syslinux's MBR code: boots the active partition
+        f.seek(esp_offset)
+        f.write(esp.read_bytes())
 
     progress("qcow2 and checksums")
     qcow2 = out / f"{NAME}.qcow2"

@@ -1,7 +1,8 @@
 """The Debian image ``metalplane image build debian`` makes, written to a disk the way the
-agent writes a qcow2 image plus metalplane's config drive, booted in QEMU (TCG): extlinux,
-the kernel, systemd, and cloud-init configuring the bond of a portgroup (two NICs) with its
-address and running the user data from the ``config-2`` partition.
+agent writes a qcow2 image plus metalplane's config drive, booted in QEMU (TCG) by SeaBIOS
+(extlinux) and by OVMF (UEFI: GRUB from the EFI system partition): the kernel, systemd, and
+cloud-init configuring the bond of a portgroup (two NICs) with its address and running the
+user data from the ``config-2`` partition.
 
 Built once per session into the cache shared with test_ramdisk.py's
 (``$METALPLANE_TEST_CACHE``). The VM's NICs are on QEMU's user networks, with no peer:
@@ -21,6 +22,7 @@ import pytest
 from metalplane.agent import configdrive
 from metalplane.build import image
 from metalplane.build.common import sha256_file
+from metalplane.lab.vm import OVMF_CODE, OVMF_VARS
 from tests.helpers.peers import stop_process
 
 pytestmark = pytest.mark.functional
@@ -50,15 +52,28 @@ def test_the_image_comes_as_raw_and_qcow2_with_checksums_and_is_cached(
     table = subprocess.run(["sfdisk", "--dump", str(built.raw)], capture_output=True,
                            text=True, check=True, timeout=30).stdout
     assert re.search(r"start=\s*2048, .*type=83, bootable", table), table
+    esp = re.search(r"start=\s*(\d+), size=\s*(\d+), type=ef", table)  # the ESP, for UEFI
+    assert esp, table
+    listing = subprocess.run(["mdir", "-b", "-s", "-i", f"{built.raw}@@{int(esp[1]) * 512}",
+                              "::/"], capture_output=True, text=True, check=True, timeout=30,
+                             env={**os.environ, "MTOOLS_SKIP_CHECK": "1"}).stdout
+    assert "::/EFI/BOOT/BOOTX64.EFI" in listing, listing
     again = image.build("debian", tmp_path / "data", cache_dir=CACHE / "image")
     assert again.cached and again.key == built.key
     assert sorted(p.name for p in again.installed) == [
         "debian-12.SHA256SUMS", "debian-12.qcow2", "debian-12.raw"]
 
 
+@pytest.mark.parametrize("firmware", ["bios", "uefi"])
 def test_the_image_boots_and_cloud_init_configures_it_from_the_config_drive(
-        built: image.ImageResult, tmp_path: Path) -> None:
+        built: image.ImageResult, tmp_path: Path, firmware: str) -> None:
     assert shutil.which("qemu-system-x86_64"), "qemu-system-x86 missing: run scripts/setup.sh"
+    flash: list[str] = []
+    if firmware == "uefi":  # OVMF from read-only flash, its variables in a copy of its own
+        assert OVMF_CODE.exists(), "ovmf missing: run scripts/setup.sh"
+        shutil.copy(OVMF_VARS, tmp_path / "vars.fd")
+        flash = ["-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+                 "-drive", f"if=pflash,format=raw,file={tmp_path / 'vars.fd'}"]
     disk = tmp_path / "node.raw"
     # as the agent writes a qcow2 image: qemu-img to raw, then the config drive's partition
     subprocess.run(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", str(built.qcow2),
@@ -86,7 +101,7 @@ def test_the_image_boots_and_cloud_init_configures_it_from_the_config_drive(
                      "  - [sh, -c, 'echo metalplane-user-data-ran > /dev/console']\n"})
     log = tmp_path / "img1-serial.log"
     vm = subprocess.Popen(
-        ["qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-smp", "1",
+        ["qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-smp", "1", *flash,
          "-netdev", "user,id=n0", "-device", f"virtio-net-pci,netdev=n0,mac={MAC}",
          "-netdev", "user,id=n1", "-device", f"virtio-net-pci,netdev=n1,mac={MAC2}",
          "-drive", f"file={disk},if=virtio,format=raw",
@@ -104,7 +119,10 @@ def test_the_image_boots_and_cloud_init_configures_it_from_the_config_drive(
             f"qemu exit {vm.poll()}; serial console:\n{console[-4000:]}")
     finally:
         stop_process(vm)
-    assert "DataSourceConfigDrive" in console and "source=/dev/vda2" in console
+    # the config drive after the root and EFI system partitions
+    assert "DataSourceConfigDrive" in console and "source=/dev/vda3" in console
+    if firmware == "uefi":  # OVMF ran GRUB from the ESP; the kernel found EFI firmware
+        assert "efi: EFI v" in console, console[:6000]
     assert "metalplane-user-data-ran" in console  # the user data ran
     assert re.search(r"img1 login:", console)  # the hostname from meta_data, a login prompt
     # the address from network_data.json on bond0 (the bond's MAC: its first member's), and
