@@ -199,12 +199,17 @@ def test_a_vm_node_pxe_boots_the_ramdisk_and_is_inspected(
         print(f"VM PXE boot and inspection: {time.monotonic() - t0:.0f}s")
 
 
-def test_a_uefi_vm_node_pxe_boots_snponly_efi_and_is_inspected(
+@pytest.mark.timeout(900)  # TCG: the ramdisk twice, then Debian's first boot
+def test_a_uefi_vm_node_pxe_boots_snponly_efi_is_inspected_and_deployed(
         lab_root: tuple[str, Path], built: ramdisk.Result) -> None:
     """OVMF's own PXE client (option 93: x86-64 UEFI) gets snponly.efi over TFTP, because
     the node's boot mode is uefi; snponly.efi (iPXE) gets the node's script, which boots
-    the ramdisk; the agent sees UEFI firmware."""
+    the ramdisk; the agent sees UEFI firmware. Then the Debian image is deployed: OVMF
+    boots it from the disk (GRUB on its EFI system partition) and cloud-init finishes."""
     import libvirt
+
+    from metalplane.build import image
+    from metalplane.lab import vm_demo
 
     name, _root = lab_root
     t0 = time.monotonic()
@@ -237,6 +242,29 @@ def test_a_uefi_vm_node_pxe_boots_snponly_efi_and_is_inspected(
         assert re.search(rf"option:\s*67 bootfile-name\s+\S+/boot/{inspected['uuid']}\.ipxe",
                          log)
         print(f"UEFI VM PXE boot and inspection: {time.monotonic() - t0:.0f}s")
+
+        # the deploy (no cleaning: it is the inspection's ramdisk again), then the disk boot
+        im = image.build("debian", Path(spec["state_dir"]) / "server",
+                         cache_dir=CACHE / "image", install=False)
+        c.patch(f"/v1/nodes/{vm['name']}", [{"op": "replace", "path": "/automated_clean",
+                                             "value": False}])
+        c.put(f"/v1/nodes/{vm['name']}/states/provision", {"target": "provide"})
+        _wait(c, inspected["uuid"], "available", 120, vm["console"])
+        written = Path(vm["console"]).stat().st_size
+        vm_demo.deploy(c, vm["name"], im.qcow2, im.manifest["files"]["debian-12.qcow2"]["sha256"],
+                       {"user_data": "#cloud-config\nruncmd:\n  - [sh, -c, 'echo "
+                                     "metalplane-uefi-deployed > /dev/console']\n"})
+        _wait(c, inspected["uuid"], "active", 400, vm["console"])
+        deadline = time.monotonic() + 400
+        boot = ""
+        while time.monotonic() < deadline and not vm_demo.BOOTED.search(boot):
+            time.sleep(2)
+            text = Path(vm["console"]).read_text(errors="replace")[written:]
+            boot = text[text.rfind("metalplane-ramdisk:"):]  # after the deploy's ramdisk
+        assert vm_demo.BOOTED.search(boot), boot[-3000:]
+        assert "efi: EFI v" in boot  # the image's kernel started by UEFI firmware (GRUB)
+        assert "DataSourceConfigDrive" in boot and "metalplane-uefi-deployed" in boot
+        print(f"... and deployed, cloud-init finished: {time.monotonic() - t0:.0f}s")
 
 
 def _wait(c: Any, uuid: str, want: str, timeout: float, console: str) -> dict[str, Any]:
