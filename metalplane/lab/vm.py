@@ -52,7 +52,8 @@ from metalplane.lab.rack import (
 )
 
 __all__ = ["QEMU", "SHA1_ONLY_BMC", "VM_DISK_SIZE", "VM_MEMORY_MIB", "create_vms",
-           "forget_domains", "libvirt_uri", "power", "remove_vms", "start_emulator",
+           "forget_domains", "libvirt_uri", "power", "remove_vms", "running", "socket_uri",
+           "start_emulator", "start_libvirtd",
            "start_virtualbmc", "virtualbmc_command", "virtualbmc_config"]
 
 QEMU = "/usr/bin/qemu-system-x86_64"
@@ -65,7 +66,9 @@ OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 START_TIMEOUT = 120.0  # s: a fresh libvirtd probes QEMU's capabilities first
 
 
-def _running(program: str) -> bool:
+def running(program: str) -> bool:
+    """Whether a process of ``program`` (its command name, ``/proc/PID/comm``) runs on
+    this machine."""
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
@@ -74,9 +77,14 @@ def _running(program: str) -> bool:
     return False
 
 
+def socket_uri(d: Path) -> str:
+    """The URI of the private libvirtd of directory ``d`` (:func:`start_libvirtd`)."""
+    return f"qemu:///system?socket={d / 'run' / 'libvirt-sock'}"
+
+
 def libvirt_uri(state: Path) -> str:
     """The URI of the lab's private libvirtd."""
-    return f"qemu:///system?socket={state / 'libvirt' / 'run' / 'libvirt-sock'}"
+    return socket_uri(state / "libvirt")
 
 
 def _need() -> None:
@@ -90,14 +98,19 @@ def _need() -> None:
                        "'metalplane[lab]' (scripts/setup.sh does)") from None
 
 
-def _start_libvirtd(state: Path) -> str:
-    """Start the lab's libvirtd (and virtlogd when none runs); its URI once it answers."""
+def start_libvirtd(d: Path) -> tuple[str, list[subprocess.Popen[bytes]]]:
+    """A private libvirtd whose configuration, socket (``d/run/libvirt-sock``: only root
+    opens it, no auth, no TCP) and logs are in directory ``d``, and virtlogd when none runs
+    (the QEMU driver's consoles need it). Returns its URI once it answers, and the
+    processes started (libvirtd last). Source: libvirtd.conf, libvirtd(8). Raises
+    :class:`LabError` (then what was started is still running: the caller stops it)."""
     import libvirt
 
-    d = state / "libvirt"
     (d / "run").mkdir(parents=True, exist_ok=True)
-    if not _running("virtlogd"):
-        _spawn(["virtlogd", "--pid-file", str(d / "virtlogd.pid")], None, d / "virtlogd.out")
+    started = []
+    if not running("virtlogd"):
+        started.append(_spawn(["virtlogd", "--pid-file", str(d / "virtlogd.pid")], None,
+                              d / "virtlogd.out"))
         deadline = time.monotonic() + 10
         while not VIRTLOGD_SOCKET.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -108,7 +121,9 @@ def _start_libvirtd(state: Path) -> str:
                     f'listen_tls = 0\nlisten_tcp = 0\nlog_outputs = "3:file:{log}"\n')
     proc = _spawn(["libvirtd", "--config", str(conf), "--pid-file", str(d / "libvirtd.pid")],
                   None, d / "libvirtd.out")
-    uri = libvirt_uri(state)
+    started.append(proc)
+    uri = socket_uri(d)
+    # libvirt prints every error to stderr besides raising it; the exception is enough
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     deadline = time.monotonic() + START_TIMEOUT
     while True:
@@ -117,10 +132,10 @@ def _start_libvirtd(state: Path) -> str:
         try:
             conn = libvirt.open(uri)
             try:
-                conn.getCapabilities()
+                conn.getCapabilities()  # the QEMU driver is up (its probing done)
             finally:
                 conn.close()
-            return uri
+            return uri, started
         except libvirt.libvirtError as exc:
             if time.monotonic() > deadline:
                 raise LabError(f"libvirtd did not answer in {START_TIMEOUT:.0f} s: {exc}") \
@@ -145,9 +160,9 @@ NIC_SPEED_MBPS = 10000  # what each VM NIC reports (full duplex), as a server's 
 
 def _nic_xml(k: int, mac: str, tap: str, rom: str) -> str:
     return f"""<interface type='ethernet'><mac address='{mac}'/><target dev='{tap}' managed='no'/>
-      <alias name='ua-nic{k}'/><model type='virtio'/><driver name='qemu'><host csum='off' tso4='off' tso6='off'
-      ecn='off' ufo='off'/><guest csum='off' tso4='off' tso6='off' ecn='off' ufo='off'/>
-      </driver>{rom}</interface>"""
+      <alias name='ua-nic{k}'/><model type='virtio'/>
+      <driver name='qemu'><host csum='off' tso4='off' tso6='off' ecn='off' ufo='off'/>
+      <guest csum='off' tso4='off' tso6='off' ecn='off' ufo='off'/></driver>{rom}</interface>"""
 
 
 def domain_xml(name: str, uuid: str, nics: list[tuple[str, str]], disk: Path, console: Path,
@@ -210,7 +225,7 @@ def create_vms(name: str, state: Path, switch: Switch, vlan: int, count: int,
     if uefi and not (OVMF_CODE.exists() and OVMF_VARS.exists()):
         raise LabError(f"{OVMF_CODE} is missing: UEFI VMs need Debian's ovmf (run "
                        "scripts/setup.sh)")
-    uri = _start_libvirtd(state)
+    uri, _started = start_libvirtd(state / "libvirt")  # lab down stops them
     vms = []
     conn = libvirt.open(uri)
     try:

@@ -40,16 +40,19 @@ from typing import Any
 
 from metalplane.common import process
 from metalplane.lab.lab import emulator_command
-from metalplane.lab.rack import free_port, wait_http
-from metalplane.lab.vm import virtualbmc_command, virtualbmc_config
+from metalplane.lab.rack import LabError, free_port, wait_http
+from metalplane.lab.vm import (
+    running,
+    start_libvirtd,
+    virtualbmc_command,
+    virtualbmc_config,
+)
 
 __all__ = ["Libvirt", "VirtualBmc", "libvirt_daemon", "missing", "sushy_libvirt_emulator",
            "virtual_bmc"]
 
 SYSTEM_SOCKET = Path("/run/libvirt/libvirt-sock")
-VIRTLOGD_SOCKET = Path("/run/libvirt/virtlogd-sock")
 QEMU = "/usr/bin/qemu-system-x86_64"
-START_TIMEOUT = 120.0  # s: the first answer of a fresh libvirtd (it probes QEMU first)
 
 
 def missing() -> str | None:
@@ -175,45 +178,6 @@ class Libvirt:
         return problems
 
 
-def _running(program: str) -> bool:
-    """Whether a process of ``program`` (its command name) runs on this machine."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if (entry / "comm").read_text().strip() == program:
-                return True
-        except OSError:
-            continue
-    return False
-
-
-def _wait_ready(uri: str, proc: subprocess.Popen[Any] | None, log: Path) -> None:
-    import libvirt
-
-    # libvirt prints every error to stderr besides raising it; the exception is enough
-    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-
-    deadline = time.monotonic() + START_TIMEOUT
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"libvirtd exited ({proc.returncode}): "
-                               + log.read_text(errors="replace")[-2000:])
-        try:
-            conn = libvirt.open(uri)
-            try:
-                conn.getCapabilities()  # the QEMU driver is up (its probing done)
-            finally:
-                conn.close()
-            return
-        except libvirt.libvirtError as exc:
-            last = exc
-            time.sleep(0.5)
-    raise RuntimeError(f"libvirtd at {uri} did not answer within {START_TIMEOUT:.0f} s: "
-                       f"{last}")
-
-
 @contextlib.contextmanager
 def libvirt_daemon(workdir: Path) -> Iterator[Libvirt]:
     """A libvirtd to use (see the module's docstring), and everything made in it removed on
@@ -221,40 +185,14 @@ def libvirt_daemon(workdir: Path) -> Iterator[Libvirt]:
     (short enough for a unix socket path). Raises RuntimeError if libvirtd does not start."""
     workdir.mkdir(parents=True, exist_ok=True)
     started: list[subprocess.Popen[Any]] = []
-    logs: list[Any] = []
     try:
-        if _running("libvirtd") and SYSTEM_SOCKET.exists():
+        if running("libvirtd") and SYSTEM_SOCKET.exists():
             uri = "qemu:///system"
-            proc = None
-            log = workdir / "libvirtd.log"
         else:
-            if not _running("virtlogd"):
-                vlog = open(workdir / "virtlogd.out", "w")  # noqa: SIM115 - closed below
-                logs.append(vlog)
-                started.append(process.spawn(
-                    ["virtlogd", "--pid-file", str(workdir / "virtlogd.pid")],
-                    stdout=vlog, stderr=subprocess.STDOUT))
-                deadline = time.monotonic() + 10
-                while not VIRTLOGD_SOCKET.exists() and time.monotonic() < deadline:
-                    time.sleep(0.1)
-            sock_dir = workdir / "run"
-            sock_dir.mkdir(exist_ok=True)
-            log = workdir / "libvirtd.log"
-            conf = workdir / "libvirtd.conf"
-            conf.write_text(
-                f'unix_sock_dir = "{sock_dir}"\n'
-                'unix_sock_rw_perms = "0700"\n'
-                'auth_unix_rw = "none"\nauth_unix_ro = "none"\n'
-                'listen_tls = 0\nlisten_tcp = 0\n'
-                f'log_outputs = "3:file:{log}"\n')
-            out = open(workdir / "libvirtd.out", "w")  # noqa: SIM115 - closed below
-            logs.append(out)
-            proc = process.spawn(["libvirtd", "--config", str(conf), "--pid-file",
-                                  str(workdir / "libvirtd.pid")],
-                                 stdout=out, stderr=subprocess.STDOUT)
-            started.append(proc)
-            uri = f"qemu:///system?socket={sock_dir}/libvirt-sock"
-        _wait_ready(uri, proc, log)
+            try:
+                uri, started = start_libvirtd(workdir)
+            except LabError as exc:
+                raise RuntimeError(str(exc)) from None
         lv = Libvirt(uri=uri, workdir=workdir)
         try:
             yield lv
@@ -265,8 +203,6 @@ def libvirt_daemon(workdir: Path) -> Iterator[Libvirt]:
     finally:
         for proc in reversed(started):  # libvirtd before its virtlogd
             process.stop(proc)
-        for f in logs:
-            f.close()
 
 
 @contextlib.contextmanager
