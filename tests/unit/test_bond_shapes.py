@@ -12,7 +12,7 @@ import pytest
 
 from metalplane.common.config import Settings
 from metalplane.common.exceptions import NotFound
-from metalplane.db.models import Port, Portgroup, Switch
+from metalplane.db.models import NetworkPort, Port, Portgroup, Switch
 from metalplane.lifecycle.networking import (
     TENANT_KEY,
     NeutronNetwork,
@@ -21,6 +21,7 @@ from metalplane.lifecycle.networking import (
 )
 from metalplane.network.mech import OVSSwitchDriver, PortContext
 from metalplane.network.ovs import PortConfig, needs_lag
+from metalplane.network.tor_acl import TorAcl
 
 SWITCH = Switch(id="sw-uuid", switch_id="aa:bb", name="tor", address="unix:x", bridge="tor")
 
@@ -246,3 +247,31 @@ def test_the_config_drive_bond_carries_the_portgroup_properties(tmp_path: Any) -
     assert bond == {"id": "bond0", "type": "bond", "ethernet_mac_address": pg.address,
                     "bond_links": ["link0-0", "link0-1"], "bond_mode": "802.3ad",
                     "mtu": 1500, "bond_miimon": 100, "bond_xmit_hash_policy": "layer3+4"}
+
+
+# ---------------------------------------------------------------- ToR ACLs
+def test_tor_acls_follow_a_dissolved_bond_to_its_members() -> None:
+    """Binding an independent-ports portgroup that dissolves a bond: after the VLAN change
+    the members' ACLs are set again (their interfaces were re-created: new ofports) and the
+    dissolved bond's flows are removed."""
+    switches = SimpleNamespace(drift_checks=[])
+    acl = TorAcl(None, switches)  # type: ignore[arg-type]
+    applied: list[list[tuple[Any, Any]]] = []
+    acl._apply = lambda entries: applied.append(list(entries))  # type: ignore[method-assign]
+    driver = OVSSwitchDriver(_Switches())  # type: ignore[arg-type]
+    port = NetworkPort(id="np-1", security_groups=["sg"])
+    binding = driver.bind_port(_group_ctx("active-backup"))
+    with acl.binding([(port, binding)]):  # type: ignore[list-item]
+        assert [[(p and p.id, pl.port_name) for p, pl in e] for e in applied] == [
+            [("np-1", "p1"), ("np-1", "p2")]]
+    assert [(p and p.id, pl.port_name, pl.members) for p, pl in applied[1]] == [
+        ("np-1", "p1", ()), ("np-1", "p2", ()), (None, "bond0", ())]
+    # a plain port's binding changes no interface: its ACL is set once
+    applied.clear()
+    plain = driver.bind_port(PortContext(
+        port_id="np-2", vnic_type="baremetal", host_id="n", network=None,  # type: ignore[arg-type]
+        profile={"local_link_information": [{"switch_id": "aa:bb", "port_id": "p3"}]},
+        segment=SimpleNamespace(network_type="vlan", segmentation_id=101)))  # type: ignore[arg-type]
+    with acl.binding([(port, plain)]):  # type: ignore[list-item]
+        pass
+    assert len(applied) == 1
