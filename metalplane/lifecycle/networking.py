@@ -16,9 +16,13 @@ every flip onto or off its tenant network:
   and binds the tenant VIFs; undeploy unbinds the VIFs and cleaning follows. Ports not on
   any network are parked.
 
-Provider-network ports are network ports created for the node (one per PXE-enabled port,
-or one per portgroup, which becomes a bond), recorded in the port's ``internal_info`` as
-``<kind>_vif_port_id``. A tenant VIF is recorded as ``tenant_vif_port_id``, as Ironic does.
+Provider-network ports are network ports created for the node, one per PXE-enabled port,
+portgroup members included, never one per portgroup (Ironic's
+``common/neutron.py::add_ports_to_network``): a firmware PXE-boots through one NIC, and a
+switch-side bond drops what arrives on a member it does not consider active. Each is
+recorded in its port's ``internal_info`` as ``<kind>_vif_port_id``. A tenant VIF is recorded
+as ``tenant_vif_port_id`` on the port or portgroup it is attached to (on a portgroup it is
+bound as the bond), as Ironic does.
 All the switch changes of one step go to the switches together.
 """
 
@@ -57,6 +61,15 @@ SWITCH_KEYS = (TENANT_KEY, *(f"{k}_vif_port_id" for k in PROVIDER_KINDS))
 
 
 Attachable = Port | Portgroup
+
+
+def bond_properties(properties: dict[str, Any] | None) -> dict[str, Any]:
+    """A portgroup's ``properties`` as bonding options: each key prefixed ``bond_`` unless it
+    starts with ``bond`` already (Ironic's ``common/neutron.py::get_local_group_information``;
+    the bonding driver's options, kernel Documentation/networking/bonding.rst), e.g.
+    ``{"miimon": 100}`` → ``{"bond_miimon": 100}``."""
+    return {(k if str(k).startswith("bond") else f"bond_{k}"): v
+            for k, v in (properties or {}).items()}
 
 
 class NetworkInterface(abc.ABC):
@@ -115,7 +128,7 @@ class NetworkInterface(abc.ABC):
         return {"local_link_information": [self._llc(p) for p in members],
                 "local_group_information": {"id": obj.uuid, "name": obj.name or
                                             f"bond{obj.uuid[:8]}", "bond_mode": obj.mode,
-                                            "bond_properties": obj.properties or {}}}
+                                            "bond_properties": bond_properties(obj.properties)}}
 
     def _wired(self, node: Node, pxe_only: bool,
                objects: tuple[list[Port], list[Portgroup]] | None = None
@@ -132,6 +145,13 @@ class NetworkInterface(abc.ABC):
             if p.portgroup_id is None and (not pxe_only or p.pxe_enabled):
                 out.append((p, [p]))
         return out
+
+    @staticmethod
+    def _carriers(objects: tuple[list[Port], list[Portgroup]]) -> list[Attachable]:
+        """Every port and portgroup of the node: what may carry an ``internal_info`` key
+        (provider-network keys are on ports; an older version put them on portgroups)."""
+        ports, groups = objects
+        return [*groups, *ports]
 
     # ---------------------------------------------------------------- provider networks
     def _with_host(self, port: NetworkPort, host: str) -> NetworkPort:
@@ -151,7 +171,7 @@ class NetworkInterface(abc.ABC):
 
     def _forget(self, node: Node, key: str,
                 objects: tuple[list[Port], list[Portgroup]] | None = None) -> None:
-        for obj, _ in self._wired(node, pxe_only=False, objects=objects):
+        for obj in self._carriers(objects or self._objects(node)):
             self._drop_key(obj, key)
 
     def remove_network(self, task: Task, kind: str,
@@ -161,9 +181,9 @@ class NetworkInterface(abc.ABC):
         node = task.node
         key = f"{kind}_vif_port_id"
         objects = objects or self._objects(node)
-        ids = [obj.internal_info[key]
-               for obj, _ in self._wired(node, pxe_only=False, objects=objects)
-               if (obj.internal_info or {}).get(key)]
+        ids = list(dict.fromkeys(str(obj.internal_info[key])
+                                 for obj in self._carriers(objects)
+                                 if (obj.internal_info or {}).get(key)))
         if not ids:
             return
         ports = []
@@ -283,12 +303,14 @@ class NetworkInterface(abc.ABC):
                                f"group {new_pg.uuid} are on {', '.join(sorted(others))}")
         moves: list[tuple[Attachable, Attachable, dict[str, str]]] = []
         if "portgroup_id" in changed:
-            if new_pg is not None and self._switch_keys(port):
-                taken = set(self._switch_keys(port)) & set(self._switch_keys(new_pg))
+            # a VIF moves to the portgroup (the bond); provider-network ports stay the port's
+            vif = {k: v for k, v in self._switch_keys(port).items() if k == TENANT_KEY}
+            if new_pg is not None and vif:
+                taken = set(vif) & set(self._switch_keys(new_pg))
                 if taken:
                     raise Conflict(f"port {port.uuid} and port group {new_pg.uuid} both "
                                    f"carry {', '.join(sorted(taken))}; detach the VIF first")
-                moves.append((port, new_pg, self._switch_keys(port)))
+                moves.append((port, new_pg, vif))
             if old_pg is not None and self._switch_keys(old_pg) and not any(
                     p.portgroup_id == old_pg.id for p in ports if p.id != port.id):
                 if new_pg is not None:
@@ -296,7 +318,8 @@ class NetworkInterface(abc.ABC):
                                    f"{old_pg.uuid}, which carries network port(s) "
                                    f"{', '.join(sorted(self._switch_keys(old_pg).values()))}; "
                                    "detach the VIF before moving it to another port group")
-                moves.append((old_pg, port, self._switch_keys(old_pg)))
+                moves.append((old_pg, port, {k: v for k, v in self._switch_keys(old_pg).items()
+                                             if k not in self._switch_keys(port)}))
         for key, value in values.items():  # the port as it will be, in memory only
             if hasattr(port, key):
                 setattr(port, key, value)
@@ -381,7 +404,10 @@ class NetworkInterface(abc.ABC):
         holder: dict[str, tuple[Attachable, list[Port]]] = {}
         moved = {id(src): keys for src, _dst, keys in moves}
         targets = {id(dst): keys for _src, dst, keys in moves}
-        for obj, members in self._wired(node, pxe_only=False, objects=objects):
+        ports, _groups = objects
+        carriers = self._wired(node, pxe_only=False, objects=objects) + [
+            (p, [p]) for p in ports if p.portgroup_id is not None]  # members' own keys
+        for obj, members in carriers:
             keys = {k: v for k, v in self._switch_keys(obj).items()
                     if k not in moved.get(id(obj), {})}
             keys.update(targets.get(id(obj), {}))
@@ -406,8 +432,10 @@ class NetworkInterface(abc.ABC):
 
     def config_drive(self, node: Node, user: dict[str, Any] | None) -> dict[str, Any]:
         """Config drive contents (cloud-init's OpenStack format): ``meta_data``,
-        ``network_data`` (links, tenant IPs, routes, DNS; a bond for a portgroup) and
-        ``user_data``. What the user gave wins over what is generated."""
+        ``network_data`` (links, tenant IPs, routes, DNS; a bond for a portgroup, carrying
+        its ``properties`` as ``bond_<key>`` options, :func:`bond_properties`, which
+        cloud-init's OpenStack datasource turns into bond parameters) and ``user_data``.
+        What the user gave wins over what is generated."""
         user = dict(user or {})
         links: list[dict[str, Any]] = []
         networks: list[dict[str, Any]] = []
@@ -421,6 +449,7 @@ class NetworkInterface(abc.ABC):
                         "ethernet_mac_address": obj.address or members[0].address,
                         "bond_links": [f"link{i}-{j}" for j in range(len(members))],
                         "bond_mode": obj.mode or "active-backup", "mtu": 1500}
+                link = {**bond_properties(obj.properties), **link}
             else:
                 link = {"id": f"link{i}", "type": "phy",
                         "ethernet_mac_address": obj.address, "mtu": 1500}
@@ -456,10 +485,11 @@ class NetworkInterface(abc.ABC):
     def _provider_network_data(self, node: Node) -> dict[str, Any]:
         """``network_data`` of the network ports the node's ports have on the provider
         network it is on now (Ironic's ``get_neutron_port_data`` of ``get_current_vif``):
-        a ``phy`` link per port (a ``bond`` per portgroup) and its fixed IPs, with the
-        subnet's gateway as default route and its DNS servers."""
+        a ``phy`` link per port (a ``bond`` for a portgroup that carries one, as an older
+        version recorded them) and its fixed IPs, with the subnet's gateway as default
+        route and its DNS servers."""
         out: dict[str, list[dict[str, Any]]] = {"links": [], "networks": [], "services": []}
-        for obj, _members in self._wired(node, pxe_only=False):
+        for obj in self._carriers(self._objects(node)):
             info = obj.internal_info or {}
             vif_id = next((info[f"{kind}_vif_port_id"] for kind in PROVIDER_KINDS
                            if info.get(f"{kind}_vif_port_id")), None)
@@ -612,27 +642,34 @@ class NeutronNetwork(NetworkInterface):
     name = "neutron"
 
     def validate(self, task: Task, kinds: tuple[str, ...] = ()) -> None:
-        """Every port to be wired has a local_link_connection and each
-        provider network in ``kinds`` that must exist is configured. Raises :class:`Invalid`.
-        Inspection alone does not need the wiring: it is what inspection finds out."""
+        """Every port to be wired has a local_link_connection (for provider networks the
+        PXE-enabled ports; for tenant VIFs, kinds empty, also the other members of their
+        portgroups) and each provider network in ``kinds`` that must exist is configured.
+        Raises :class:`Invalid`. Inspection alone does not need the wiring: it is what
+        inspection finds out."""
         node = task.node
-        for _obj, members in ([] if kinds == ("inspection",) else
-                              self._wired(node, pxe_only=True)):
-            for p in members:
-                llc = p.local_link_connection or {}
-                if not llc.get("switch_id") or not llc.get("port_id"):
-                    raise Invalid(
-                        f"port {p.address} of node {node.name or node.uuid} has no "
-                        "local_link_connection (switch_id and port_id): the neutron network "
-                        "interface needs it to find the switch port; set it with `metalplane "
-                        "port set` or let inspection read it from LLDP")
-                if self.plugin.switches.by_switch_id(str(llc["switch_id"])) is None:
-                    known = ", ".join(f"{sw.name} ({sw.switch_id})"
-                                      for sw in self.plugin.switches.list_switches())
-                    raise Invalid(
-                        f"unknown switch {llc['switch_id']} in local_link_connection of port "
-                        f"{p.address} of node {node.name or node.uuid}; registered switches: "
-                        f"{known or 'none'} (register it with `metalplane switch create`)")
+        if kinds == ("inspection",):
+            checked: list[Port] = []
+        elif kinds:
+            checked = [p for p in self._objects(node)[0] if p.pxe_enabled]
+        else:
+            checked = [p for _obj, members in self._wired(node, pxe_only=True)
+                       for p in members]
+        for p in checked:
+            llc = p.local_link_connection or {}
+            if not llc.get("switch_id") or not llc.get("port_id"):
+                raise Invalid(
+                    f"port {p.address} of node {node.name or node.uuid} has no "
+                    "local_link_connection (switch_id and port_id): the neutron network "
+                    "interface needs it to find the switch port; set it with `metalplane "
+                    "port set` or let inspection read it from LLDP")
+            if self.plugin.switches.by_switch_id(str(llc["switch_id"])) is None:
+                known = ", ".join(f"{sw.name} ({sw.switch_id})"
+                                  for sw in self.plugin.switches.list_switches())
+                raise Invalid(
+                    f"unknown switch {llc['switch_id']} in local_link_connection of port "
+                    f"{p.address} of node {node.name or node.uuid}; registered switches: "
+                    f"{known or 'none'} (register it with `metalplane switch create`)")
         for kind in kinds:
             name = getattr(self.settings, f"{kind}_network")
             if not name and kind in ("cleaning", "provisioning"):
@@ -642,9 +679,13 @@ class NeutronNetwork(NetworkInterface):
                 self.plugin.get_network(name)
 
     def add_network(self, task: Task, kind: str) -> None:
-        """Put the node's PXE ports on the ``kind`` provider network (no-op unless that
-        network is configured). Raises
-        :class:`~metalplane.network.plugin.BindingFailed`."""
+        """Put the node's PXE-enabled ports on the ``kind`` provider network (no-op unless
+        that network is configured): one network port per PXE-enabled port, portgroup
+        members included, whose ``binding:profile`` has that port's
+        ``local_link_information`` only, recorded in the port's ``internal_info`` as
+        ``<kind>_vif_port_id`` (Ironic's ``common/neutron.py::add_ports_to_network``). A
+        portgroup is never a bond on a provider network: the firmware PXE-boots through one
+        NIC. Raises :class:`~metalplane.network.plugin.BindingFailed`."""
         node = task.node
         name = getattr(self.settings, f"{kind}_network")
         if not name:
@@ -658,14 +699,14 @@ class NeutronNetwork(NetworkInterface):
         dhcp_key = self.dhcp.serves(net.name, net.id)
         subnets = self.plugin.list_subnets({"network_id": net.id})
         try:
-            for obj, members in self._wired(node, pxe_only=True, objects=objects):
-                wired = all((p.local_link_connection or {}).get("switch_id") for p in members)
+            for obj in [p for p in objects[0] if p.pxe_enabled]:
+                wired = bool((obj.local_link_connection or {}).get("switch_id"))
                 port = self.plugin.create_port({
                     "network_id": net.id, "name": f"{node.name or node.uuid}-{kind}",
-                    "mac_address": obj.address or members[0].address,
+                    "mac_address": obj.address,
                     "device_id": node.uuid, "device_owner": "baremetal:none",
                     "project_id": net.project_id, "binding:vnic_type": "baremetal",
-                    "binding:profile": self._profile(obj, members),
+                    "binding:profile": self._profile(obj, [obj]),
                     "extra_dhcp_opts": opts,
                     **({} if subnets else {"fixed_ips": []})})
                 created.append(port)

@@ -5,7 +5,10 @@ a :class:`Binding` (the switch changes it needs) without touching the switch; th
 applies it after the database commit (postcommit) and undoes it on failure. The ``ovs``
 driver binds ``binding:vnic_type=baremetal`` ports whose ``binding:profile`` carries
 ``local_link_information`` to the registered Open vSwitch switches named there: the access
-VLAN of each switch port, or a bond of them for a portgroup (``local_group_information``).
+VLAN of each switch port, or for a portgroup (``local_group_information``) what its bond
+mode needs on the switch: an OVS bond (LAG) for 802.3ad, balance-rr, balance-xor and
+broadcast, independent access ports for active-backup, balance-tlb and balance-alb (the
+Linux bonding HOWTO, Documentation/networking/bonding.rst, "Switch Configuration").
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 from metalplane.common.exceptions import Invalid
 from metalplane.db.models import Network, NetworkPort, NetworkSegment, Subnet, Switch
-from metalplane.network.ovs import PortConfig
+from metalplane.network.ovs import PortConfig, needs_lag
 from metalplane.network.switches import SwitchManager
 
 __all__ = ["Binding", "MechanismDriver", "OVSSwitchDriver", "PortContext", "RouterState"]
@@ -191,15 +194,25 @@ class OVSSwitchDriver(MechanismDriver):
         return str(name)[:15], group.get("bond_mode")
 
     def _configs(self, ctx: PortContext, vlan: int, park: bool) -> Binding:
+        """The switch configs of binding ``ctx`` on access VLAN ``vlan`` (``park``: on the
+        parking VLAN). A plain port: its switch port on the VLAN. A portgroup
+        (``local_group_information``) of several switch ports on one switch takes the shape
+        its ``bond_mode`` needs (:func:`~metalplane.network.ovs.needs_lag`, from the Linux
+        bonding HOWTO, Documentation/networking/bonding.rst "Switch Configuration"): an OVS
+        bond of them (LACP for 802.3ad, static for balance-rr/balance-xor/broadcast), or,
+        for active-backup, balance-tlb, balance-alb and no mode, each member an access
+        port of its own, ``unbond`` naming the bond an earlier mode may have left. Parking
+        always dissolves the bond. Raises :class:`Invalid` for an unknown switch."""
         links = local_links(ctx.profile)
         grouped = self._by_switch(links)
         bond, mode = self._bond_name(ctx.profile)
         is_group = bool(ctx.profile.get("local_group_information")) and len(links) > 1
+        lag = is_group and needs_lag(mode) and not park
         changes: dict[str, tuple[Switch, list[PortConfig]]] = {}
         for sw_id, (sw, ports) in grouped.items():
             if is_group and len(ports) > 1:
-                cfgs = ([PortConfig(p, vlan, unbond=bond) for p in ports] if park
-                        else [PortConfig(bond, vlan, tuple(sorted(ports)), mode)])
+                cfgs = ([PortConfig(bond, vlan, tuple(sorted(ports)), mode)] if lag
+                        else [PortConfig(p, vlan, unbond=bond) for p in ports])
             else:
                 cfgs = [PortConfig(p, vlan) for p in ports]
             changes[sw_id] = (sw, cfgs)

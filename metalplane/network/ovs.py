@@ -28,16 +28,32 @@ from ovsdbapp.schema.open_vswitch import impl_idl
 
 from metalplane.common.exceptions import MetalplaneError
 
-__all__ = ["OVSSwitch", "PortConfig", "SwitchBatcher", "SwitchError"]
+__all__ = ["BOND_MODES", "OVSSwitch", "PortConfig", "SwitchBatcher", "SwitchError", "needs_lag"]
 
 LOG = logging.getLogger(__name__)
 
-# Linux bonding modes (Ironic portgroup.mode) to OVS bond_mode/LACP.
+# What the switch side of a Linux bond needs, by bonding mode (Ironic portgroup.mode, by
+# name or number), from the kernel's bonding HOWTO (Documentation/networking/bonding.rst,
+# "Switch Configuration"): 802.3ad needs an LACP aggregation; balance-rr, balance-xor and
+# broadcast a static one (EtherChannel); active-backup, balance-tlb and balance-alb none
+# (independent access ports). The OVS bond_mode/lacp of each mode that needs a LAG:
 BOND_MODES = {
     "802.3ad": ("balance-tcp", "active"), "4": ("balance-tcp", "active"),
-    "active-backup": ("active-backup", "off"), "1": ("active-backup", "off"),
+    "balance-rr": ("balance-slb", "off"), "0": ("balance-slb", "off"),
+    "balance-xor": ("balance-slb", "off"), "2": ("balance-slb", "off"),
+    "broadcast": ("balance-slb", "off"), "3": ("balance-slb", "off"),
 }
 DEFAULT_BOND = ("balance-slb", "off")
+
+
+def needs_lag(mode: str | None) -> bool:
+    """Whether a node bond in Linux bonding ``mode`` (``802.3ad``, ``4``, ``active-backup``,
+    ...; None is Ironic's default, ``active-backup``) needs a link aggregation on the switch.
+    True for 802.3ad (LACP) and balance-rr, balance-xor, broadcast (static); False for
+    active-backup, balance-tlb, balance-alb, whose member links the switch must treat as
+    independent ports (bonding HOWTO, "Switch Configuration"; networking-generic-switch
+    likewise aggregates 802.3ad only)."""
+    return str(mode) in BOND_MODES
 
 
 class SwitchError(MetalplaneError):

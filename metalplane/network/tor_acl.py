@@ -365,8 +365,9 @@ class TorAcl:
     def binding(self, pairs: list[tuple[NetworkPort, Binding]]) -> Iterator[None]:
         """Around the VLAN change of a bind: the ACLs go in first (matching ``in_port`` and
         the MACs, harmless while the port is still parked), so the port never reaches its
-        VLAN unfiltered; they are checked again after (a bond's interfaces may have been
-        renumbered) and removed if the VLAN change raised. Raises :class:`SwitchError`."""
+        VLAN unfiltered; they are checked again after (the interfaces of a bond made or
+        dissolved have been renumbered; a dissolved bond's flows go) and removed if the VLAN
+        change raised. Raises :class:`SwitchError`."""
         places = [(port, place) for port, b in pairs if b.driver == "ovs"
                   for place in _places(b) if port.security_groups] if self.enabled else []
         if not places:
@@ -379,9 +380,17 @@ class TorAcl:
             with contextlib.suppress(SwitchError):
                 self._apply([(None, place) for _, place in places])
             raise
-        bonds = [(port, place) for port, place in places if place.members]
-        if bonds:  # a bond made by this change has new interface rows
-            self._apply(bonds)
+        # a bond made or dissolved by this change has new interface rows (new ofports),
+        # and a dissolved bond's own flows go
+        reshaped = {id(b) for port, b in pairs if b.driver == "ovs" and port.security_groups
+                    and any(c.members or c.unbond for _, cfgs in b.changes.values()
+                            for c in cfgs)}
+        again: list[tuple[NetworkPort | None, _Place]] = [
+            (port, place) for port, b in pairs if id(b) in reshaped for place in _places(b)]
+        again += [(None, _Place(sw, c.unbond)) for _, b in pairs if id(b) in reshaped
+                  for sw, cfgs in b.changes.values() for c in cfgs if c.unbond]
+        if again:
+            self._apply(list(dict.fromkeys(again)))
 
     @contextlib.contextmanager
     def unbinding(self, ports: list[NetworkPort], bindings: list[Binding]) -> Iterator[None]:

@@ -23,6 +23,7 @@ from metalplane.agent import configdrive
 from metalplane.build import image
 from metalplane.build.common import sha256_file
 from metalplane.lab.vm import OVMF_CODE, OVMF_VARS
+from metalplane.lifecycle.networking import bond_properties
 from tests.helpers.peers import stop_process
 
 pytestmark = pytest.mark.functional
@@ -84,7 +85,8 @@ def test_the_image_boots_and_cloud_init_configures_it_from_the_config_drive(
         "meta_data": {"uuid": "6d706c00-0000-4000-8000-000000000002", "name": "img1",
                       "hostname": "img1", "public_keys": {}},
         # a portgroup of two ports as metalplane writes it (lifecycle.networking's
-        # config_drive): a phy link per member, a bond of them holding the address
+        # config_drive): a phy link per member, a bond of them holding the address and
+        # the portgroup's properties ({"miimon": 250}: not the kernel's default 100)
         "network_data": {
             "links": [{"id": "link0-0", "type": "phy", "ethernet_mac_address": MAC,
                        "mtu": 1500},
@@ -92,13 +94,15 @@ def test_the_image_boots_and_cloud_init_configures_it_from_the_config_drive(
                        "mtu": 1500},
                       {"id": "bond0", "type": "bond", "ethernet_mac_address": MAC,
                        "bond_links": ["link0-0", "link0-1"], "bond_mode": "active-backup",
-                       "mtu": 1500}],
+                       "mtu": 1500, **bond_properties({"miimon": 250})}],
             "networks": [{"id": "network0-0", "type": "ipv4", "link": "bond0",
                           "ip_address": "10.0.2.50", "netmask": "255.255.255.0",
                           "routes": []}],
             "services": []},
         "user_data": "#cloud-config\nruncmd:\n"
-                     "  - [sh, -c, 'echo metalplane-user-data-ran > /dev/console']\n"})
+                     "  - [sh, -c, 'echo metalplane-user-data-ran > /dev/console']\n"
+                     "  - [sh, -c, 'echo bond0-miimon=$(cat /sys/class/net/bond0/bonding/"
+                     "miimon) > /dev/console']\n"})
     log = tmp_path / "img1-serial.log"
     vm = subprocess.Popen(
         ["qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-smp", "1", *flash,
@@ -124,6 +128,8 @@ def test_the_image_boots_and_cloud_init_configures_it_from_the_config_drive(
     if firmware == "uefi":  # OVMF ran GRUB from the ESP; the kernel found EFI firmware
         assert "efi: EFI v" in console, console[:6000]
     assert "metalplane-user-data-ran" in console  # the user data ran
+    # the portgroup's property reached the kernel's bond (cloud-init: bond_miimon → bond-miimon)
+    assert "bond0-miimon=250" in console, console[-4000:]
     assert re.search(r"img1 login:", console)  # the hostname from meta_data, a login prompt
     # the address from network_data.json on bond0 (the bond's MAC: its first member's), and
     # both NICs up in it without an address of their own and with the bond's MAC, which the

@@ -218,7 +218,31 @@ def test_portgroup_becomes_a_bond(lab: tuple[RunningServer, Rack]) -> None:
     drive(server, ["nb"], "manage", "manageable")
     drive(server, ["nb"], "provide", "available")
     attach(server, "nb", net["id"])
-    drive(server, ["nb"], "deploy", "active")
+
+    # deploying: on the provisioning network the portgroup is no bond (the firmware
+    # PXE-boots through one NIC): each PXE port is a plain switch port on the provisioning
+    # VLAN with a network port of its own (Ironic's add_ports_to_network)
+    def on_provisioning() -> bool:
+        plain = set(r.ovs.vsctl("list-ports", r.ovs.bridge).split())
+        return set(members) <= plain and {r.ovs.tag(m) for m in members} == {PROV_VLAN}
+
+    assert server.provision("nb", "deploy").status_code == 202
+    wait_for(on_provisioning)
+    assert server.node("nb")["provision_state"] == "deploying"
+    prov = server.http.get("/v2.0/networks", params={"name": "provisioning"}).json()
+    prov_ports = server.http.get("/v2.0/ports", params={
+        "network_id": prov["networks"][0]["id"], "device_id": node["uuid"]}).json()["ports"]
+    assert sorted(p["mac_address"] for p in prov_ports) == sorted(r.hosts["nb"].macs.values())
+    for p in prov_ports:
+        assert set(p["binding:profile"]) == {"local_link_information"}, p["binding:profile"]
+        assert len(p["binding:profile"]["local_link_information"]) == 1
+    by_mac = {p["address"]: server.http.get(f"/v1/ports/{p['uuid']}").json()
+              for p in server.http.get("/v1/nodes/nb/ports").json()["ports"]}
+    assert {by_mac[p["mac_address"]]["internal_info"]["provisioning_vif_port_id"]
+            for p in prov_ports} == {p["id"] for p in prov_ports}
+    assert server.wait_state("nb", {"active", "deploy failed"})["provision_state"] == "active"
+
+    # active, 802.3ad: the tenant VIF is an LACP bond on the switch
     ports = r.ovs.vsctl("list-ports", r.ovs.bridge).split()
     assert "nb-bond" in ports and not set(members) & set(ports)
     assert r.ovs.interfaces("nb-bond") == members

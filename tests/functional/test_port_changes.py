@@ -166,11 +166,28 @@ def test_a_new_portgroup_on_an_active_node_becomes_a_bond(tmp_path: Path) -> Non
         profile = server.http.get(f"/v2.0/ports/{vif}").json()["port"]["binding:profile"]
         assert profile["local_group_information"]["name"] == "bd-bond"
 
-        # a portgroup change rebuilds the bond (under the lock too)
+        # a portgroup change rebuilds the bond (under the lock too); active-backup needs
+        # no switch configuration (bonding HOWTO): the bond is dissolved, each member an
+        # access port on the tenant VLAN
         resp = patch(server, "portgroups", pg["uuid"], "/mode", "active-backup")
         assert resp.status_code == 200, resp.text
-        assert r.ovs.port_field("bd-bond", "bond_mode") == "active-backup"
+        ports = r.ovs.vsctl("list-ports", r.ovs.bridge).split()
+        assert "bd-bond" not in ports and set(members) <= set(ports)
+        assert {r.ovs.tag(m) for m in members} == {vlan}
+        assert all(r.ovs.interfaces(m) == [m] for m in members)
+        profile = server.http.get(f"/v2.0/ports/{vif}").json()["port"]["binding:profile"]
+        assert profile["local_group_information"]["bond_mode"] == "active-backup"
+        assert server.http.post("/v1/switches/sync").json()["repairs"] == []
+        # and back to a mode that needs an LACP aggregation: a bond again
+        resp = patch(server, "portgroups", pg["uuid"], "/mode", "802.3ad")
+        assert resp.status_code == 200, resp.text
+        ports = r.ovs.vsctl("list-ports", r.ovs.bridge).split()
+        assert "bd-bond" in ports and not set(members) & set(ports)
+        assert r.ovs.interfaces("bd-bond") == members
+        assert r.ovs.port_field("bd-bond", "bond_mode") == "balance-tcp"
+        assert r.ovs.port_field("bd-bond", "lacp") == "active"
         assert r.ovs.tag("bd-bond") == vlan
+        assert server.http.post("/v1/switches/sync").json()["repairs"] == []
         with server.conductor.acquire("bd", "someone else"):
             resp = patch(server, "portgroups", pg["uuid"], "/name", "bd-other")
             assert resp.status_code == 409, resp.text
