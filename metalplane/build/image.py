@@ -229,11 +229,13 @@ def _grub_efi(root: Path, abi: str, env: dict[str, str]) -> bytes:
         efi.unlink(missing_ok=True)
 
 
-def _esp(work: Path, loader: bytes, volume_id: str, when: int, env: dict[str, str]) -> Path:
+def _esp(work: Path, loader: bytes, volume_id: str, sector: int, when: int,
+         env: dict[str, str]) -> Path:
     """The EFI system partition's file system, ``ESP_MIB`` MiB of FAT16 labelled ``EFI``
-    holding ``loader`` as ``/EFI/BOOT/BOOTX64.EFI``, at a fixed volume ID and with its
-    files' times at ``when`` (mkfs.fat(8) ``--invariant``, mcopy(1) ``-m``). Returns the
-    file. Raises :class:`BuildError`."""
+    holding ``loader`` as ``/EFI/BOOT/BOOTX64.EFI``, at a fixed volume ID, to start at
+    512-byte ``sector`` of the disk (its hidden sectors), with its files' times at
+    ``when`` (mkfs.fat(8) ``--invariant``, mcopy(1) ``-m``). Returns the file. Raises
+    :class:`BuildError`."""
     tree, esp = work / "esp", work / "esp.img"
     boot = tree / "EFI" / "BOOT"
     boot.mkdir(parents=True)
@@ -241,7 +243,8 @@ def _esp(work: Path, loader: bytes, volume_id: str, when: int, env: dict[str, st
     for path in (boot / "BOOTX64.EFI", boot, tree / "EFI"):
         os.utime(path, (when, when))
     mtools = {**env, "MTOOLS_SKIP_CHECK": "1"}
-    run(["mkfs.fat", "-C", "-F", "16", "-n", "EFI", "-i", volume_id, "--invariant",
+    run(["mkfs.fat", "-C", "-F", "16", "-n", "EFI", "-i", volume_id, "-h", str(sector),
+         "--invariant",
          str(esp), str(ESP_MIB << 10)], "mkfs.fat", env=env)
     run(["mcopy", "-s", "-m", "-i", str(esp), str(tree / "EFI"), "::/"], "mcopy", env=mtools)
     return esp
@@ -289,8 +292,8 @@ def _build(inputs: ImageInputs, apt: PrivateApt, work: Path, progress: Progress)
         "DEFAULT debian\nPROMPT 0\nTIMEOUT 0\nLABEL debian\n"
         f"  LINUX /boot/vmlinuz-{abi}\n  INITRD /boot/initrd.img-{abi}\n"
         f"  APPEND {KERNEL_ARGS}\n")
-    progress("UEFI: BOOTX64.EFI (grub-mkimage) on an EFI system partition")
-    esp = _esp(work, _grub_efi(root, abi, env), key[8:16], when, env)
+    progress("UEFI: BOOTX64.EFI (grub-mkimage)")
+    loader = _grub_efi(root, abi, env)
     for path in [root, *root.rglob("*")]:
         st = path.lstat()
         if st.st_mtime > when:
@@ -301,6 +304,7 @@ def _build(inputs: ImageInputs, apt: PrivateApt, work: Path, progress: Progress)
     raw = out / f"{NAME}.raw"
     progress(f"disk: MBR + ext4 of {fs_mib} MiB (mkfs.ext4 -d), extlinux; the ESP")
     esp_offset = PART_OFFSET + (fs_mib << 20)
+    esp = _esp(work, loader, key[8:16], esp_offset >> 9, when, env)
     with open(raw, "wb") as f:
         f.truncate(esp_offset + (ESP_MIB << 20))
     label_id = key[:8]

@@ -52,7 +52,7 @@ def lab_up(
              "properties/capabilities boot_mode:uefi.")] = 0,
     vm_nics: Annotated[int, typer.Option(
         help="NICs per VM (1-4), each a tap on a switch port of its own: the first boots; "
-             "two make a portgroup (a bond).")] = 1,
+             "enroll them as a portgroup for a bond.")] = 1,
 ) -> None:
     """Build the rack. Prints the settings a `metalplane server` needs to drive it."""
     from metalplane.lab import lab

@@ -137,12 +137,13 @@ def image_build(
         "--install/--no-install", help="Put the result in DATA_DIR/files.")] = True,
     output: Output = "table",
 ) -> None:
-    """Build a whole-disk Debian 12 image (extlinux, cloud-init), or take it from the cache.
+    """Build a whole-disk Debian 12 image (BIOS and UEFI, cloud-init), or take it from the cache.
 
-    One bootable MBR partition (ext4, LABEL=root) with systemd, the cloud kernel,
-    cloud-init reading a config-2 config drive (the one the agent writes after the image),
-    ifupdown, openssh-server; raw and qcow2 with their SHA-256. Needs root. See
-    docs/ramdisk.md."""
+    An MBR disk: partition 1 bootable (ext4, LABEL=root, extlinux for BIOS) with systemd,
+    the cloud kernel, cloud-init reading a config-2 config drive (the one the agent writes
+    after the image), ifupdown, openssh-server; partition 2 an EFI system partition with
+    GRUB as /EFI/BOOT/BOOTX64.EFI for UEFI. Raw and qcow2 with their SHA-256. Needs root.
+    See docs/ramdisk.md."""
     from metalplane.build import image
 
     check_format(output)

@@ -41,6 +41,7 @@ import uuid as uuidlib
 from pathlib import Path
 from typing import Any
 
+from metalplane.common import process
 from metalplane.lab.rack import (
     LabError,
     Switch,
@@ -103,11 +104,20 @@ def start_libvirtd(d: Path) -> tuple[str, list[subprocess.Popen[bytes]]]:
     opens it, no auth, no TCP) and logs are in directory ``d``, and virtlogd when none runs
     (the QEMU driver's consoles need it). Returns its URI once it answers, and the
     processes started (libvirtd last). Source: libvirtd.conf, libvirtd(8). Raises
-    :class:`LabError` (then what was started is still running: the caller stops it)."""
+    :class:`LabError`, after stopping what it started."""
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        return _start_libvirtd(d, started), started
+    except BaseException:
+        for proc in reversed(started):  # libvirtd before its virtlogd
+            process.stop(proc)
+        raise
+
+
+def _start_libvirtd(d: Path, started: list[subprocess.Popen[bytes]]) -> str:
     import libvirt
 
     (d / "run").mkdir(parents=True, exist_ok=True)
-    started = []
     if not running("virtlogd"):
         started.append(_spawn(["virtlogd", "--pid-file", str(d / "virtlogd.pid")], None,
                               d / "virtlogd.out"))
@@ -135,7 +145,7 @@ def start_libvirtd(d: Path) -> tuple[str, list[subprocess.Popen[bytes]]]:
                 conn.getCapabilities()  # the QEMU driver is up (its probing done)
             finally:
                 conn.close()
-            return uri, started
+            return uri
         except libvirt.libvirtError as exc:
             if time.monotonic() > deadline:
                 raise LabError(f"libvirtd did not answer in {START_TIMEOUT:.0f} s: {exc}") \

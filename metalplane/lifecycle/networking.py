@@ -642,19 +642,24 @@ class NeutronNetwork(NetworkInterface):
     name = "neutron"
 
     def validate(self, task: Task, kinds: tuple[str, ...] = ()) -> None:
-        """Every port to be wired has a local_link_connection (for provider networks the
-        PXE-enabled ports; for tenant VIFs, kinds empty, also the other members of their
-        portgroups) and each provider network in ``kinds`` that must exist is configured.
+        """Every port to be wired has a local_link_connection and each provider network in
+        ``kinds`` that must exist is configured. The ports: for provider networks the
+        PXE-enabled ones; with kinds empty, or for a deploy (``provisioning``, which ends
+        on the tenant network), also every member of a port or portgroup that carries a
+        tenant VIF, so a bond's unwired member is refused before the image is written.
         Raises :class:`Invalid`. Inspection alone does not need the wiring: it is what
         inspection finds out."""
         node = task.node
-        if kinds == ("inspection",):
-            checked: list[Port] = []
-        elif kinds:
+        checked: list[Port] = []
+        if kinds and kinds != ("inspection",):
             checked = [p for p in self._objects(node)[0] if p.pxe_enabled]
-        else:
+        if not kinds:
             checked = [p for _obj, members in self._wired(node, pxe_only=True)
                        for p in members]
+        if not kinds or "provisioning" in kinds:
+            checked += [p for obj, members in self._wired(node, pxe_only=False)
+                        if (obj.internal_info or {}).get(TENANT_KEY)
+                        for p in members if p not in checked]
         for p in checked:
             llc = p.local_link_connection or {}
             if not llc.get("switch_id") or not llc.get("port_id"):

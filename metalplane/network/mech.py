@@ -193,6 +193,13 @@ class OVSSwitchDriver(MechanismDriver):
         name = group.get("name") or f"bond{str(group.get('id') or 'x')[:8]}"
         return str(name)[:15], group.get("bond_mode")
 
+    def _our_bond(self, sw: Switch, bond: str, ports: list[str]) -> str | None:
+        """``bond`` if metalplane last set it on ``sw`` as a bond of some of ``ports``
+        (the bond a portgroup's earlier binding made), else None."""
+        row = self.switches.wanted(sw, bond)
+        members = set(row.bond_members or []) if row is not None else set()
+        return bond if members and members <= set(ports) else None
+
     def _configs(self, ctx: PortContext, vlan: int, park: bool) -> Binding:
         """The switch configs of binding ``ctx`` on access VLAN ``vlan`` (``park``: on the
         parking VLAN). A plain port: its switch port on the VLAN. A portgroup
@@ -201,8 +208,10 @@ class OVSSwitchDriver(MechanismDriver):
         bonding HOWTO, Documentation/networking/bonding.rst "Switch Configuration"): an OVS
         bond of them (LACP for 802.3ad, static for balance-rr/balance-xor/broadcast), or,
         for active-backup, balance-tlb, balance-alb and no mode, each member an access
-        port of its own, ``unbond`` naming the bond an earlier mode may have left. Parking
-        always dissolves the bond. Raises :class:`Invalid` for an unknown switch."""
+        port of its own, ``unbond`` naming the bond an earlier mode left (only a bond
+        metalplane recorded on that switch with members among these ports: another OVS port
+        of that name is left alone). Parking always dissolves the bond. Raises
+        :class:`Invalid` for an unknown switch."""
         links = local_links(ctx.profile)
         grouped = self._by_switch(links)
         bond, mode = self._bond_name(ctx.profile)
@@ -211,8 +220,9 @@ class OVSSwitchDriver(MechanismDriver):
         changes: dict[str, tuple[Switch, list[PortConfig]]] = {}
         for sw_id, (sw, ports) in grouped.items():
             if is_group and len(ports) > 1:
+                ours = self._our_bond(sw, bond, ports)
                 cfgs = ([PortConfig(bond, vlan, tuple(sorted(ports)), mode)] if lag
-                        else [PortConfig(p, vlan, unbond=bond) for p in ports])
+                        else [PortConfig(p, vlan, unbond=ours) for p in ports])
             else:
                 cfgs = [PortConfig(p, vlan) for p in ports]
             changes[sw_id] = (sw, cfgs)

@@ -52,7 +52,7 @@ def needs_lag(mode: str | None) -> bool:
     True for 802.3ad (LACP) and balance-rr, balance-xor, broadcast (static); False for
     active-backup, balance-tlb, balance-alb, whose member links the switch must treat as
     independent ports (bonding HOWTO, "Switch Configuration"; networking-generic-switch
-    likewise aggregates 802.3ad only)."""
+    aggregates 802.3ad only)."""
     return str(mode) in BOND_MODES
 
 
@@ -132,7 +132,13 @@ class _SetPorts(ovs_command.BaseCommand):  # type: ignore[misc]
                 bond_mode, lacp = BOND_MODES.get(cfg.mode or "", DEFAULT_BOND)
                 port.bond_mode = [bond_mode]
                 port.lacp = [lacp]
-                port.other_config = {"lacp-fallback-ab": "true"}
+                # a static aggregation (LACP off) takes broadcasts and multicasts on every
+                # member, as a switch's EtherChannel does: the host sends them on any of its
+                # links (ovs-vswitchd.conf.db(5): all-members-active; otherwise balance-slb
+                # drops them on all but its active member)
+                port.other_config = {"lacp-fallback-ab": "true",
+                                     **({"all-members-active": "true"} if lacp == "off"
+                                        else {})}
             else:
                 port = self._port(cfg.name)
                 if port is None:

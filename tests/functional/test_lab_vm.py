@@ -199,7 +199,7 @@ def test_a_vm_node_pxe_boots_the_ramdisk_and_is_inspected(
         print(f"VM PXE boot and inspection: {time.monotonic() - t0:.0f}s")
 
 
-@pytest.mark.timeout(900)  # TCG: the ramdisk twice, then Debian's first boot
+@pytest.mark.timeout(1500)  # TCG: the ramdisk twice, Debian's first boot; perhaps a build
 def test_a_uefi_vm_node_pxe_boots_snponly_efi_is_inspected_and_deployed(
         lab_root: tuple[str, Path], built: ramdisk.Result) -> None:
     """OVMF's own PXE client (option 93: x86-64 UEFI) gets snponly.efi over TFTP, because

@@ -162,6 +162,10 @@ def test_a_new_portgroup_on_an_active_node_becomes_a_bond(tmp_path: Path) -> Non
         assert "bd-bond" in ports and not set(members) & set(ports)
         assert r.ovs.interfaces("bd-bond") == members
         assert r.ovs.tag("bd-bond") == vlan
+        # balance-xor: a static aggregation, which takes broadcasts on every member
+        assert r.ovs.port_field("bd-bond", "bond_mode") == "balance-slb"
+        assert r.ovs.port_field("bd-bond", "lacp") == "off"
+        assert r.ovs.port_field("bd-bond", "other_config:all-members-active") == '"true"'
         assert [v["id"] for v in server.http.get("/v1/nodes/bd/vifs").json()["vifs"]] == [vif]
         profile = server.http.get(f"/v2.0/ports/{vif}").json()["port"]["binding:profile"]
         assert profile["local_group_information"]["name"] == "bd-bond"

@@ -20,14 +20,24 @@ from metalplane.lifecycle.networking import (
     bond_properties,
 )
 from metalplane.network.mech import OVSSwitchDriver, PortContext
-from metalplane.network.ovs import PortConfig, needs_lag
+from metalplane.network.ovs import BOND_MODES, PortConfig, needs_lag
 from metalplane.network.tor_acl import TorAcl
 
 SWITCH = Switch(id="sw-uuid", switch_id="aa:bb", name="tor", address="unix:x", bridge="tor")
 
 
 class _Switches:
+    """What mech's driver asks of the switch manager; ``recorded``: the switch ports
+    metalplane last set, by name (a bond with ``bond_members``)."""
+
     parking_vlan = 4000
+
+    def __init__(self, recorded: dict[str, list[str]] | None = None) -> None:
+        self.recorded = recorded or {}
+
+    def wanted(self, sw: Switch, name: str) -> Any:
+        members = self.recorded.get(name)
+        return None if members is None else SimpleNamespace(bond_members=members)
 
     def by_switch_id(self, sid: str) -> Switch | None:
         return SWITCH if sid == "aa:bb" else None
@@ -59,10 +69,11 @@ def test_a_mode_that_needs_a_lag_is_a_bond_on_the_switch(mode: str) -> None:
     driver = OVSSwitchDriver(_Switches())  # type: ignore[arg-type]
     binding = driver.bind_port(_group_ctx(mode))
     assert binding is not None
-    assert needs_lag(mode)
+    assert needs_lag(mode) and BOND_MODES[mode] == LAG[mode]
     assert binding.changes == {"sw-uuid": (SWITCH, [PortConfig("bond0", 101, ("p1", "p2"),
                                                                mode)])}
-    # parking dissolves it: each member alone on the parking VLAN
+    # parking dissolves it once made: each member alone on the parking VLAN
+    driver = OVSSwitchDriver(_Switches({"bond0": ["p1", "p2"]}))  # type: ignore[arg-type]
     parked = driver.unbind_port(_group_ctx(mode))
     assert parked.changes["sw-uuid"][1] == [PortConfig("p1", 4000, unbond="bond0"),
                                             PortConfig("p2", 4000, unbond="bond0")]
@@ -73,12 +84,22 @@ def test_a_mode_without_a_lag_is_independent_access_ports(mode: str | None) -> N
     """active-backup, balance-tlb, balance-alb (and no mode: Ironic's default is
     active-backup) need no switch configuration: each member an access port on the VLAN,
     a bond an earlier mode left dissolved."""
+    assert not needs_lag(mode) and str(mode) not in BOND_MODES
     driver = OVSSwitchDriver(_Switches())  # type: ignore[arg-type]
     binding = driver.bind_port(_group_ctx(mode))
     assert binding is not None
-    assert not needs_lag(mode)
+    assert binding.changes["sw-uuid"][1] == [PortConfig("p1", 101), PortConfig("p2", 101)]
+    # the bond an earlier mode made of these ports is dissolved
+    driver = OVSSwitchDriver(_Switches({"bond0": ["p1", "p2"]}))  # type: ignore[arg-type]
+    binding = driver.bind_port(_group_ctx(mode))
+    assert binding is not None
     assert binding.changes["sw-uuid"][1] == [PortConfig("p1", 101, unbond="bond0"),
                                              PortConfig("p2", 101, unbond="bond0")]
+    # ... but not another node's bond that happens to have the name
+    driver = OVSSwitchDriver(_Switches({"bond0": ["q1", "q2"]}))  # type: ignore[arg-type]
+    binding = driver.bind_port(_group_ctx(mode))
+    assert binding is not None
+    assert binding.changes["sw-uuid"][1] == [PortConfig("p1", 101), PortConfig("p2", 101)]
 
 
 # ---------------------------------------------------------------- provider networks
@@ -218,6 +239,27 @@ def test_a_port_joining_a_portgroup_keeps_its_provider_network_port(tmp_path: An
         ("port-3", "pg-1", {TENANT_KEY: "vif-1"})]
 
 
+def test_a_deploy_refuses_a_bond_member_without_wiring_before_the_image_is_written(
+        tmp_path: Any) -> None:
+    """The provisioning network needs the PXE port's wiring only, but the deploy ends with
+    the tenant VIF bound on the whole portgroup: its unwired member is refused up front.
+    Cleaning alone (no tenant network after it) does not need it."""
+    from metalplane.common.exceptions import Invalid
+
+    ports, (pg,) = _wiring()
+    ports[1].local_link_connection = {}  # the bond's second member, not PXE-enabled
+    iface = _neutron(tmp_path, _Plugin(), (ports, [pg]))
+    iface.plugin.get_network = lambda name: SimpleNamespace(id=name)  # type: ignore[method-assign]
+    iface.validate(_task(), ("cleaning",))
+    iface.validate(_task(), ("provisioning", "cleaning"))  # no tenant VIF yet
+    pg.internal_info = {TENANT_KEY: "vif-1"}
+    with pytest.raises(Invalid, match=r"port 52:54:00:00:00:02 .* no local_link_connection"):
+        iface.validate(_task(), ("provisioning", "cleaning"))
+    with pytest.raises(Invalid, match="52:54:00:00:00:02"):
+        iface.validate(_task())
+    iface.validate(_task(), ("cleaning",))
+
+
 # ---------------------------------------------------------------- bond properties
 def test_bond_properties_are_prefixed_as_ironic_does(tmp_path: Any) -> None:
     """Ironic's get_local_group_information: ``bond_`` unless the key starts with
@@ -258,7 +300,7 @@ def test_tor_acls_follow_a_dissolved_bond_to_its_members() -> None:
     acl = TorAcl(None, switches)  # type: ignore[arg-type]
     applied: list[list[tuple[Any, Any]]] = []
     acl._apply = lambda entries: applied.append(list(entries))  # type: ignore[method-assign]
-    driver = OVSSwitchDriver(_Switches())  # type: ignore[arg-type]
+    driver = OVSSwitchDriver(_Switches({"bond0": ["p1", "p2"]}))  # type: ignore[arg-type]
     port = NetworkPort(id="np-1", security_groups=["sg"])
     binding = driver.bind_port(_group_ctx("active-backup"))
     with acl.binding([(port, binding)]):  # type: ignore[list-item]
