@@ -650,14 +650,15 @@ class NeutronNetwork(NetworkInterface):
         Raises :class:`Invalid`. Inspection alone does not need the wiring: it is what
         inspection finds out."""
         node = task.node
+        objects = self._objects(node)  # read once
         checked: list[Port] = []
-        if kinds and kinds != ("inspection",):
-            checked = [p for p in self._objects(node)[0] if p.pxe_enabled]
         if not kinds:
-            checked = [p for _obj, members in self._wired(node, pxe_only=True)
+            checked = [p for _obj, members in self._wired(node, True, objects)
                        for p in members]
+        elif kinds != ("inspection",):
+            checked = [p for p in objects[0] if p.pxe_enabled]
         if not kinds or "provisioning" in kinds:
-            checked += [p for obj, members in self._wired(node, pxe_only=False)
+            checked += [p for obj, members in self._wired(node, False, objects)
                         if (obj.internal_info or {}).get(TENANT_KEY)
                         for p in members if p not in checked]
         for p in checked:

@@ -220,9 +220,11 @@ class OVSSwitchDriver(MechanismDriver):
         changes: dict[str, tuple[Switch, list[PortConfig]]] = {}
         for sw_id, (sw, ports) in grouped.items():
             if is_group and len(ports) > 1:
-                ours = self._our_bond(sw, bond, ports)
-                cfgs = ([PortConfig(bond, vlan, tuple(sorted(ports)), mode)] if lag
-                        else [PortConfig(p, vlan, unbond=ours) for p in ports])
+                if lag:
+                    cfgs = [PortConfig(bond, vlan, tuple(sorted(ports)), mode)]
+                else:  # the switch's record is read only when a bond may be dissolved
+                    ours = self._our_bond(sw, bond, ports)
+                    cfgs = [PortConfig(p, vlan, unbond=ours) for p in ports]
             else:
                 cfgs = [PortConfig(p, vlan) for p in ports]
             changes[sw_id] = (sw, cfgs)
